@@ -1,0 +1,249 @@
+//! Starting an `exec` command and watching it: the child runs in its own process group with
+//! pipes for stdout and stderr (never the runner's stdout), one thread pumps each pipe into
+//! session inputs as bytes arrive, and one thread waits for the exit with its rusage.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::SyncSender;
+use std::thread;
+
+use wisp_protocol::message::{EventKind, Usage};
+use wisp_protocol::ops::ExecArgs;
+
+use crate::session::Input;
+
+const PIPE_CHUNK: usize = 64 * 1024;
+
+/// How a process ended, as `wait4` reported it.
+#[derive(Debug, Clone)]
+pub(crate) struct Exit {
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) usage: Usage,
+}
+
+/// Why a command could not start.
+#[derive(Debug)]
+pub(crate) struct SpawnError {
+    pub(crate) message: String,
+    /// The kernel was short of something (EAGAIN, ENOMEM): retrying may work.
+    pub(crate) transient: bool,
+}
+
+/// Starts the command; returns its pid, which is also its process group id.
+pub(crate) fn spawn(
+    serial: u64,
+    args: &ExecArgs,
+    stdin: Vec<u8>,
+    tx: &SyncSender<Input>,
+) -> Result<i32, SpawnError> {
+    let argv = args.command_line();
+    let Some((program, rest)) = argv.split_first() else {
+        return Err(SpawnError {
+            message: "empty command line".into(),
+            transient: false,
+        });
+    };
+    if let Some(cwd) = &args.cwd
+        && !Path::new(cwd).is_dir()
+    {
+        return Err(SpawnError {
+            message: format!("cwd {cwd:?} is not an existing directory"),
+            transient: false,
+        });
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .stdin(if stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if args.clear_env {
+        cmd.env_clear();
+    }
+    cmd.envs(&args.env);
+    if let Some(cwd) = &args.cwd {
+        cmd.current_dir(cwd);
+    }
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory shared with other threads.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            // If the runner dies without cleaning up (SIGKILL), the direct child dies with it.
+            // The runner spawns from its main thread, which lives as long as the process.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| SpawnError {
+        transient: matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)),
+        message: format!("cannot start {program:?}: {e}"),
+    })?;
+    let pid = i32::try_from(child.id()).map_err(|_| SpawnError {
+        message: "pid out of range".into(),
+        transient: false,
+    })?;
+
+    if let Some(mut pipe) = child.stdin.take() {
+        // A child that never reads its stdin must not block the runner, hence a thread.
+        spawn_thread("stdin", move || {
+            let _ = pipe.write_all(&stdin);
+        });
+    }
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        spawn_thread("stdout", move || pump(serial, EventKind::Stdout, out, &tx));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        spawn_thread("stderr", move || pump(serial, EventKind::Stderr, err, &tx));
+    }
+    let tx = tx.clone();
+    spawn_thread("wait", move || {
+        let exit = wait(pid);
+        let _ = tx.send(Input::Exited { serial, exit });
+    });
+    // The Child handle is dropped without waiting: the wait thread reaps by pid with wait4.
+    drop(child);
+    Ok(pid)
+}
+
+fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
+    // Small stacks keep the runner's footprint low; none of these threads recurse.
+    let builder = thread::Builder::new()
+        .name(name.into())
+        .stack_size(64 * 1024);
+    if let Err(e) = builder.spawn(f) {
+        crate::diag(&format!("cannot start {name} thread: {e}"));
+    }
+}
+
+fn pump(serial: u64, stream: EventKind, mut pipe: impl Read, tx: &SyncSender<Input>) {
+    let mut buf = vec![0u8; PIPE_CHUNK];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let bytes = buf[..n].to_vec();
+                if tx
+                    .send(Input::Output {
+                        serial,
+                        stream,
+                        bytes,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Input::OutputClosed { serial });
+}
+
+fn wait(pid: i32) -> Exit {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; an all-zero value is valid.
+    #[allow(unsafe_code)]
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers refer to live, writable locals of the right types.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // ECHILD cannot happen for our own unreaped child; report an unknown ending.
+        return Exit {
+            code: None,
+            signal: None,
+            usage: Usage {
+                max_rss_kb: 0,
+                user_ms: 0,
+                sys_ms: 0,
+            },
+        };
+    }
+    let st = std::process::ExitStatus::from_raw(status);
+    Exit {
+        code: st.code(),
+        signal: st.signal(),
+        usage: usage_of(&usage),
+    }
+}
+
+fn usage_of(u: &libc::rusage) -> Usage {
+    let ms = |tv: libc::timeval| {
+        u64::try_from(tv.tv_sec).unwrap_or(0) * 1000 + u64::try_from(tv.tv_usec).unwrap_or(0) / 1000
+    };
+    Usage {
+        max_rss_kb: u64::try_from(u.ru_maxrss).unwrap_or(0),
+        user_ms: ms(u.ru_utime),
+        sys_ms: ms(u.ru_stime),
+    }
+}
+
+/// Sends SIGKILL to a whole process group. A group that is already gone is not an error.
+pub(crate) fn kill_group(pgid: i32) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Kills every process that was reparented to the runner (it is a child subreaper): the ones
+/// that left their process group with `setsid` and were orphaned. Bounded: a fork bomb cannot
+/// keep the runner here forever.
+pub(crate) fn kill_orphans() {
+    let me = std::process::id();
+    for _ in 0..20 {
+        let mut found = false;
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // Zombies are already dead; they vanish when the runner exits.
+            if let Some((state, ppid)) = state_and_parent(pid)
+                && ppid == me
+                && state != 'Z'
+            {
+                found = true;
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        if !found {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn state_and_parent(pid: i32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}

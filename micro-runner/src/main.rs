@@ -1,0 +1,163 @@
+//! `wisp-runner`: executes commands on a host for the wisp controller.
+//!
+//! The controller starts it with a session nonce and talks to it in frames over stdin and
+//! stdout (PROTOCOL.md). It deletes its own executable and private directory as soon as it
+//! starts, serves commands, and exits, killing everything it started, when the controller says
+//! EXIT, when stdin closes, on SIGTERM/SIGINT/SIGHUP, and when its time to live runs out.
+//!
+//! Invariants: no async runtime; nothing but frames on stdout (diagnostics go to stderr);
+//! nothing from the wire is unwrapped.
+
+mod exec;
+mod probe;
+mod session;
+mod signals;
+mod wire;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wisp_protocol::marker::valid_nonce;
+
+use crate::session::{Config, Session};
+
+const DEFAULT_TTL_S: u64 = 600;
+/// Bound on queued inputs: when the controller reads slowly, output pumps block and so do the
+/// commands writing output, instead of the runner buffering without limit.
+const INPUT_QUEUE: usize = 256;
+
+const USAGE: &str = "\
+usage: wisp-runner --marker NONCE [--ttl SECONDS] [--private-dir DIR]
+
+Started by the wisp controller, which speaks framed JSON to it on stdin/stdout (PROTOCOL.md).
+  --marker NONCE     session nonce; the runner writes `WISP-START NONCE` before its first frame
+  --ttl SECONDS      exit, killing all commands, after this long (default 600)
+  --private-dir DIR  staging directory holding this executable; removed at start
+";
+
+/// Writes a diagnostic line to stderr (never stdout, which carries only frames).
+pub(crate) fn diag(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "wisp-runner: {message}");
+}
+
+struct Args {
+    nonce: String,
+    ttl: Duration,
+    private_dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut nonce = None;
+    let mut ttl = DEFAULT_TTL_S;
+    let mut private_dir = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--marker" => nonce = Some(value("--marker")?),
+            "--ttl" => {
+                let v = value("--ttl")?;
+                ttl = v
+                    .parse()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .ok_or(format!("--ttl {v:?}: expected seconds > 0"))?;
+            }
+            "--private-dir" => private_dir = Some(PathBuf::from(value("--private-dir")?)),
+            "--version" => return Err(format!("wisp-runner {}", env!("CARGO_PKG_VERSION"))),
+            "-h" | "--help" => return Err(USAGE.trim_end().to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let nonce = nonce.ok_or_else(|| format!("--marker is required\n{USAGE}"))?;
+    if !valid_nonce(&nonce) {
+        return Err(format!(
+            "--marker {nonce:?}: expected 8 to 64 characters from [A-Za-z0-9_-]"
+        ));
+    }
+    Ok(Args {
+        nonce,
+        ttl: Duration::from_secs(ttl),
+        private_dir,
+    })
+}
+
+/// Removes the staged copy of this executable and its private directory. Only a directory
+/// that holds the running executable and belongs to this user is removed: a runner started
+/// from a build tree never deletes the build artifact.
+fn remove_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("--private-dir {}: {e}", dir.display()))?;
+    if exe.parent() != Some(dir.as_path()) {
+        return Err(format!(
+            "--private-dir {} does not hold this executable ({}); not removing it",
+            dir.display(),
+            exe.display()
+        ));
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "{} is not owned by this user; not removing it",
+            dir.display()
+        ));
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(message) => {
+            diag(&message);
+            std::process::exit(2);
+        }
+    };
+    // Nothing of the runner stays on disk, even if it is killed a moment from now.
+    if let Some(dir) = &args.private_dir
+        && let Err(e) = remove_private_dir(dir)
+    {
+        diag(&e);
+        std::process::exit(2);
+    }
+    if let Err(e) = signals::block() {
+        diag(&format!("cannot block termination signals: {e}"));
+        std::process::exit(2);
+    }
+    // Orphans of our commands (daemonised with setsid) are reparented to us, not to init,
+    // so shutdown can find and kill them.
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+
+    let mut out = wire::FrameWriter::new();
+    out.marker(&args.nonce);
+    let caps = probe::capabilities();
+    let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+    for (name, f) in [
+        (
+            "stdin",
+            wire::read_stdin as fn(mpsc::SyncSender<session::Input>),
+        ),
+        ("signals", signals::wait_loop),
+    ] {
+        let tx = tx.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(128 * 1024)
+            .spawn(move || f(tx))
+        {
+            diag(&format!("cannot start {name} thread: {e}"));
+            std::process::exit(2);
+        }
+    }
+    let code = Session::new(Config { ttl: args.ttl }, out, caps).run(&rx, &tx);
+    std::process::exit(code);
+}

@@ -1,0 +1,517 @@
+//! The runner's session: one loop that owns every piece of state and is fed by a single
+//! channel (stdin frames, child output, exits, signals). Only this loop writes frames, so
+//! frames never interleave and "all output before DONE" holds by construction.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use wisp_protocol::error::{ErrorClass, ErrorCode};
+use wisp_protocol::frame::{DecodeError, MAX_DATA_LEN, RawFrame};
+use wisp_protocol::message::{
+    Capabilities, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Frame, Hello, Message,
+    MessageErrorKind, Ready, Status, VersionRange,
+};
+use wisp_protocol::ops::{DEFAULT_MAX_OUTPUT, KNOWN_OPS, Op, OpError};
+use wisp_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+
+use crate::exec::{self, Exit as ProcessExit};
+use crate::wire::{FrameWriter, preview};
+
+/// Commands in flight at once; more are refused with `too_many_commands` (throttled).
+const MAX_IN_FLIGHT: usize = 64;
+/// After the main process exits, how long its pipes may stay open (held by a background
+/// child) before DONE is sent anyway.
+const DRAIN_GRACE: Duration = Duration::from_millis(250);
+/// At shutdown, how long to wait for killed commands to be reaped, for an accurate DONE.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the session loop reacts to.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Frame(RawFrame),
+    Undecodable(DecodeError),
+    StdinClosed {
+        mid_frame: bool,
+    },
+    StdinFailed(String),
+    Output {
+        serial: u64,
+        stream: EventKind,
+        bytes: Vec<u8>,
+    },
+    OutputClosed {
+        serial: u64,
+    },
+    Exited {
+        serial: u64,
+        exit: ProcessExit,
+    },
+    Signal(&'static str),
+}
+
+/// Session settings from the command line.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) ttl: Duration,
+}
+
+struct Running {
+    id: String,
+    pgid: i32,
+    started: Instant,
+    deadline: Option<Instant>,
+    /// Set once the main process has exited: DONE goes out when both pipes close or this passes.
+    drain_deadline: Option<Instant>,
+    open_streams: u8,
+    exit: Option<ProcessExit>,
+    killed_for: Option<Status>,
+    max_output: u64,
+    sent: [u64; 2],
+    truncated: [bool; 2],
+}
+
+pub(crate) struct Session {
+    config: Config,
+    out: FrameWriter,
+    caps: Capabilities,
+    started: Instant,
+    greeted: bool,
+    next_serial: u64,
+    running: HashMap<u64, Running>,
+    /// Process groups of finished commands whose background children may still live.
+    lingering: Vec<i32>,
+}
+
+impl Session {
+    pub(crate) fn new(config: Config, out: FrameWriter, caps: Capabilities) -> Self {
+        Self {
+            config,
+            out,
+            caps,
+            started: Instant::now(),
+            greeted: false,
+            next_serial: 0,
+            running: HashMap::new(),
+            lingering: Vec::new(),
+        }
+    }
+
+    /// Sends READY, then serves until the session ends. Returns the process exit code.
+    pub(crate) fn run(mut self, rx: &Receiver<Input>, tx: &SyncSender<Input>) -> i32 {
+        self.send_ready();
+        loop {
+            let now = Instant::now();
+            let wait = self.next_deadline().saturating_duration_since(now);
+            let outcome = match rx.recv_timeout(wait) {
+                Ok(input) => self.handle(input, tx),
+                Err(RecvTimeoutError::Timeout) => self.on_deadlines(),
+                Err(RecvTimeoutError::Disconnected) => Some(ExitReason::StdinClosed),
+            };
+            let outcome = outcome.or(self.out.is_broken().then_some(ExitReason::StdinClosed));
+            if let Some(reason) = outcome {
+                return self.shutdown(reason, rx);
+            }
+        }
+    }
+
+    fn send_ready(&mut self) {
+        let ready = Ready {
+            protocol: VersionRange {
+                min: MIN_PROTOCOL_VERSION,
+                max: PROTOCOL_VERSION,
+            },
+            runner_version: env!("CARGO_PKG_VERSION").into(),
+            arch: std::env::consts::ARCH.into(),
+            kernel: crate::probe::kernel_release(),
+            uid: nix::unistd::getuid().as_raw(),
+            euid: nix::unistd::geteuid().as_raw(),
+            pid: std::process::id(),
+            ttl_s: self.config.ttl.as_secs(),
+            ops: KNOWN_OPS.iter().map(|s| (*s).to_owned()).collect(),
+            caps: self.caps.clone(),
+        };
+        self.out.send(Message::Ready(ready));
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let ttl = self.started + self.config.ttl;
+        self.running
+            .values()
+            .flat_map(|r| [r.deadline, r.drain_deadline])
+            .flatten()
+            .fold(ttl, Instant::min)
+    }
+
+    fn error(&mut self, id: Option<String>, code: ErrorCode, message: impl Into<String>) {
+        self.out
+            .send(Message::Error(ErrorFrame::new(id, code, message)));
+    }
+
+    fn fatal(&mut self, code: ErrorCode, message: impl Into<String>) -> Option<ExitReason> {
+        let message = message.into();
+        crate::diag(&message);
+        let mut e = ErrorFrame::new(None, code, message);
+        e.fatal = true;
+        self.out.send(Message::Error(e));
+        Some(ExitReason::Error)
+    }
+
+    fn handle(&mut self, input: Input, tx: &SyncSender<Input>) -> Option<ExitReason> {
+        match input {
+            Input::Frame(raw) => return self.on_frame(raw, tx),
+            Input::Undecodable(e @ DecodeError::Oversize { .. }) => {
+                self.error(
+                    None,
+                    ErrorCode::OversizeFrame,
+                    format!("{e}; the frame was skipped"),
+                );
+            }
+            Input::Undecodable(e) => return self.fatal(ErrorCode::BadMagic, e.to_string()),
+            Input::StdinClosed { mid_frame: true } => {
+                return self.fatal(
+                    ErrorCode::TruncatedFrame,
+                    "stdin closed in the middle of a frame",
+                );
+            }
+            Input::StdinClosed { mid_frame: false } => return Some(ExitReason::StdinClosed),
+            Input::StdinFailed(e) => {
+                crate::diag(&format!("reading stdin failed: {e}"));
+                return Some(ExitReason::StdinClosed);
+            }
+            Input::Signal(name) => {
+                crate::diag(&format!("received {name}; stopping"));
+                return Some(ExitReason::Signal);
+            }
+            Input::Output {
+                serial,
+                stream,
+                bytes,
+            } => self.on_output(serial, stream, bytes),
+            Input::OutputClosed { serial } => {
+                if let Some(r) = self.running.get_mut(&serial) {
+                    r.open_streams = r.open_streams.saturating_sub(1);
+                }
+                self.finish_if_complete(serial);
+            }
+            Input::Exited { serial, exit } => {
+                if let Some(r) = self.running.get_mut(&serial) {
+                    r.exit = Some(exit);
+                    r.drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+                }
+                self.finish_if_complete(serial);
+            }
+        }
+        None
+    }
+
+    fn on_frame(&mut self, raw: RawFrame, tx: &SyncSender<Input>) -> Option<ExitReason> {
+        let quoted = preview(&raw);
+        let frame = match Frame::decode(raw) {
+            Ok(f) => f,
+            Err(e) => {
+                let code = match e.kind {
+                    MessageErrorKind::Malformed => ErrorCode::BadFrame,
+                    MessageErrorKind::UnknownType => ErrorCode::UnknownFrame,
+                    MessageErrorKind::UnsupportedLimit => ErrorCode::UnsupportedLimit,
+                    MessageErrorKind::Invalid => ErrorCode::BadFrame,
+                };
+                let message = match e.kind {
+                    MessageErrorKind::Malformed => format!("malformed frame {quoted:?}: {e}"),
+                    _ => e.to_string(),
+                };
+                self.error(e.id, code, message);
+                return None;
+            }
+        };
+        match frame.message {
+            Message::Hello(hello) => return self.on_hello(hello),
+            Message::Cmd(cmd) => self.on_cmd(cmd, frame.data, tx),
+            Message::Cancel(c) => self.on_cancel(c.id),
+            Message::Exit(_) => return Some(ExitReason::Requested),
+            Message::Ready(_) | Message::Event(_) | Message::Done(_) | Message::Error(_) => {
+                let t = quoted.split('"').nth(3).unwrap_or("?").to_owned();
+                self.error(
+                    None,
+                    ErrorCode::OutOfSequence,
+                    format!("{t} frames are sent by the runner, never to it"),
+                );
+            }
+        }
+        None
+    }
+
+    fn on_hello(&mut self, hello: Hello) -> Option<ExitReason> {
+        if self.greeted {
+            self.error(
+                None,
+                ErrorCode::OutOfSequence,
+                format!("second HELLO: the session already speaks version {PROTOCOL_VERSION}"),
+            );
+            return None;
+        }
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) {
+            return self.fatal(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {} is not supported; this runner speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}",
+                    hello.version
+                ),
+            );
+        }
+        self.greeted = true;
+        None
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd, data: Vec<u8>, tx: &SyncSender<Input>) {
+        let id = Some(cmd.id.clone());
+        if !self.greeted {
+            return self.error(
+                id,
+                ErrorCode::OutOfSequence,
+                "CMD before HELLO: send HELLO first",
+            );
+        }
+        if cmd.id.is_empty() {
+            return self.error(None, ErrorCode::BadFrame, "CMD with an empty id");
+        }
+        if self.running.values().any(|r| r.id == cmd.id) {
+            return self.error(
+                id,
+                ErrorCode::DuplicateId,
+                format!("a command with id {:?} is already in flight", cmd.id),
+            );
+        }
+        if self.running.len() >= MAX_IN_FLIGHT {
+            return self.error(
+                id,
+                ErrorCode::TooManyCommands,
+                format!("{MAX_IN_FLIGHT} commands are already in flight; retry after one finishes"),
+            );
+        }
+        let op = match Op::parse(&cmd.op, &cmd.args) {
+            Ok(op) => op,
+            Err(e @ OpError::Unknown(_)) => {
+                return self.error(id, ErrorCode::UnknownOp, e.to_string());
+            }
+            Err(e @ OpError::BadArgs(_)) => {
+                return self.error(id, ErrorCode::BadArgs, e.to_string());
+            }
+        };
+        let started = Instant::now();
+        match op {
+            Op::Facts => {
+                let facts = crate::probe::facts(&self.caps);
+                let result = serde_json::to_value(facts).ok();
+                self.out.send(Message::Done(Done {
+                    id: cmd.id,
+                    status: Status::Ok,
+                    exit_code: None,
+                    signal: None,
+                    changed: false,
+                    duration_ms: millis(started.elapsed()),
+                    usage: None,
+                    truncated: Vec::new(),
+                    result,
+                }));
+            }
+            Op::Exec(args) => {
+                self.next_serial += 1;
+                let serial = self.next_serial;
+                match exec::spawn(serial, &args, data, tx) {
+                    Ok(pgid) => {
+                        let deadline = cmd
+                            .limits
+                            .timeout_ms
+                            .map(|ms| started + Duration::from_millis(ms));
+                        self.running.insert(
+                            serial,
+                            Running {
+                                id: cmd.id,
+                                pgid,
+                                started,
+                                deadline,
+                                drain_deadline: None,
+                                open_streams: 2,
+                                exit: None,
+                                killed_for: None,
+                                max_output: args.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+                                sent: [0, 0],
+                                truncated: [false, false],
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let mut frame = ErrorFrame::new(id, ErrorCode::SpawnFailed, e.message);
+                        if e.transient {
+                            frame.class = ErrorClass::Transient;
+                        }
+                        self.out.send(Message::Error(frame));
+                    }
+                }
+            }
+            _ => self.error(
+                id,
+                ErrorCode::UnknownOp,
+                format!("op {:?} is not implemented", cmd.op),
+            ),
+        }
+    }
+
+    fn on_cancel(&mut self, id: String) {
+        let Some(r) = self.running.values_mut().find(|r| r.id == id) else {
+            return self.error(
+                Some(id),
+                ErrorCode::UnknownId,
+                "CANCEL for a command that is not in flight (never sent, or already done)",
+            );
+        };
+        if r.killed_for.is_none() {
+            r.killed_for = Some(Status::Cancelled);
+        }
+        exec::kill_group(r.pgid);
+    }
+
+    fn on_output(&mut self, serial: u64, stream: EventKind, bytes: Vec<u8>) {
+        let Some(r) = self.running.get_mut(&serial) else {
+            return;
+        };
+        let i = usize::from(stream == EventKind::Stderr);
+        let room = r.max_output.saturating_sub(r.sent[i]);
+        let keep = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+        if keep < bytes.len() {
+            r.truncated[i] = true;
+        }
+        if keep == 0 {
+            return;
+        }
+        r.sent[i] += keep as u64;
+        let id = r.id.clone();
+        let mut bytes = bytes;
+        bytes.truncate(keep.min(MAX_DATA_LEN as usize));
+        self.out.send_with_data(
+            Message::Event(Event {
+                id,
+                kind: stream,
+                message: None,
+            }),
+            bytes,
+        );
+    }
+
+    fn on_deadlines(&mut self) -> Option<ExitReason> {
+        let now = Instant::now();
+        if now >= self.started + self.config.ttl {
+            crate::diag("time to live expired; stopping");
+            return Some(ExitReason::Ttl);
+        }
+        let mut drained = Vec::new();
+        for (serial, r) in &mut self.running {
+            if r.deadline.is_some_and(|d| now >= d) {
+                r.deadline = None;
+                if r.exit.is_none() {
+                    r.killed_for = Some(Status::Timeout);
+                    exec::kill_group(r.pgid);
+                }
+            }
+            if r.drain_deadline.is_some_and(|d| now >= d) {
+                drained.push(*serial);
+            }
+        }
+        for serial in drained {
+            if let Some(r) = self.running.get_mut(&serial) {
+                r.open_streams = 0;
+                self.lingering.push(r.pgid);
+            }
+            self.finish_if_complete(serial);
+        }
+        None
+    }
+
+    fn finish_if_complete(&mut self, serial: u64) {
+        let complete = self
+            .running
+            .get(&serial)
+            .is_some_and(|r| r.open_streams == 0 && r.exit.is_some());
+        if complete && let Some(r) = self.running.remove(&serial) {
+            self.send_done(r);
+        }
+    }
+
+    fn send_done(&mut self, r: Running) {
+        let exit = r.exit.unwrap_or(ProcessExit {
+            code: None,
+            signal: None,
+            usage: Default::default(),
+        });
+        let status = match (r.killed_for, exit.code) {
+            (Some(status), _) => status,
+            (None, Some(0)) => Status::Ok,
+            (None, _) => Status::Failed,
+        };
+        let truncated = [EventKind::Stdout, EventKind::Stderr]
+            .into_iter()
+            .zip(r.truncated)
+            .filter_map(|(k, t)| t.then_some(k))
+            .collect();
+        self.out.send(Message::Done(Done {
+            id: r.id,
+            status,
+            exit_code: exit.code,
+            signal: exit.signal.map(crate::signals::name),
+            changed: true,
+            duration_ms: millis(r.started.elapsed()),
+            usage: Some(exit.usage),
+            truncated,
+            result: None,
+        }));
+    }
+
+    /// Kills everything still running, reports each command, says EXIT and returns the code.
+    fn shutdown(mut self, reason: ExitReason, rx: &Receiver<Input>) -> i32 {
+        for r in self.running.values_mut() {
+            r.killed_for.get_or_insert(Status::Cancelled);
+            exec::kill_group(r.pgid);
+        }
+        for pgid in std::mem::take(&mut self.lingering) {
+            exec::kill_group(pgid);
+        }
+        exec::kill_orphans();
+        // Collect the exits so each DONE carries real status and usage; output that arrives
+        // meanwhile is still forwarded. Bounded: SIGKILL cannot be ignored, but a process in
+        // uninterruptible sleep can take its time.
+        let until = Instant::now() + REAP_GRACE;
+        while self.running.values().any(|r| r.exit.is_none()) {
+            let Some(wait) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match rx.recv_timeout(wait) {
+                Ok(Input::Exited { serial, exit }) => {
+                    if let Some(r) = self.running.get_mut(&serial) {
+                        r.exit = Some(exit);
+                    }
+                }
+                Ok(Input::Output {
+                    serial,
+                    stream,
+                    bytes,
+                }) => self.on_output(serial, stream, bytes),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let mut left: Vec<Running> = self.running.drain().map(|(_, r)| r).collect();
+        left.sort_by(|a, b| a.id.cmp(&b.id));
+        for r in left {
+            self.send_done(r);
+        }
+        self.out.send(Message::Exit(Exit {
+            reason: Some(reason),
+        }));
+        i32::from(reason == ExitReason::Error) * 2
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,1 +1,19 @@
-//! placeholder
+//! The wisp controller: the `wisp` CLI and the library behind it.
+//!
+//! - [`cli`]: argument parsing and the entry point; maps outcomes to exit codes;
+//! - [`session`]: a conversation with one runner (HELLO, CMD, EVENT, DONE, CANCEL, EXIT);
+//! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
+//! - [`report`]: what the operator sees, human lines or JSON lines;
+//! - [`runners`]: finding the runner executables to push;
+//! - [`conformance`]: the golden-file conformance suite, runnable against any runner.
+//!
+//! Invariant: nothing here knows how a host is reached. Transports hand back framed
+//! connections (`wisp_transports`); SSH details stay there.
+
+pub mod cli;
+pub mod conformance;
+pub mod exit;
+pub mod fleet;
+pub mod report;
+pub mod runners;
+pub mod session;

@@ -1,1 +1,147 @@
-//! placeholder
+//! How bytes reach a host and how the runner is started there.
+//!
+//! Every transport does the same three things: get the runner executable onto the host in a
+//! fresh private directory, start it with a session nonce, and hand back a framed duplex
+//! stream positioned after READY. [`Transport`] is that contract; [`local::LocalTransport`]
+//! runs the runner as a child process of the controller. Only this crate knows how a host is
+//! reached: the controller sees [`RunnerConnection`]s and frames, never sockets or channels.
+//!
+//! Non-goals: deciding what to run (the controller) and running it (the runner).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod conn;
+pub mod local;
+pub mod stage;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use wisp_protocol::message::Ready;
+
+pub use conn::{ConnError, FrameReader, FrameWriter};
+
+/// A boxed future, so [`Transport`] stays usable as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runner executables by architecture (`x86_64`, `aarch64`), as named in READY.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerBinaries {
+    by_arch: BTreeMap<String, PathBuf>,
+}
+
+impl RunnerBinaries {
+    /// Adds the executable for one architecture.
+    pub fn insert(&mut self, arch: impl Into<String>, path: PathBuf) {
+        self.by_arch.insert(arch.into(), path);
+    }
+
+    /// The executable for `arch`.
+    pub fn for_arch(&self, arch: &str) -> Result<&Path, TransportError> {
+        self.by_arch
+            .get(arch)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| TransportError::NoRunner {
+                arch: arch.to_owned(),
+                known: self.by_arch.keys().cloned().collect(),
+            })
+    }
+}
+
+/// What every start of a runner needs.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The session nonce (see `wisp_protocol::marker`).
+    pub nonce: String,
+    /// The runner's time to live.
+    pub ttl: Duration,
+    /// Bound on reaching the host and receiving READY.
+    pub connect_timeout: Duration,
+    /// Runner executables to choose from.
+    pub runners: RunnerBinaries,
+}
+
+impl Launch {
+    /// A launch with a fresh random nonce.
+    pub fn new(runners: RunnerBinaries, ttl: Duration, connect_timeout: Duration) -> Self {
+        Self {
+            nonce: stage::random_token(),
+            ttl,
+            connect_timeout,
+            runners,
+        }
+    }
+}
+
+/// A started runner: its framed stream, its READY, and the handle that owns its process.
+#[derive(Debug)]
+pub struct RunnerConnection {
+    /// The READY the runner sent.
+    pub ready: Ready,
+    /// Frames from the runner.
+    pub reader: FrameReader,
+    /// Frames to the runner.
+    pub writer: FrameWriter,
+    /// The process or channel behind the stream.
+    pub handle: Box<dyn RunnerHandle>,
+}
+
+/// The process or channel a runner lives in, as the controller may act on it.
+pub trait RunnerHandle: Send + fmt::Debug {
+    /// Waits until the runner has gone; returns a description of how it ended.
+    fn wait(&mut self) -> BoxFuture<'_, String>;
+    /// What the runner wrote to stderr (the last few KiB), for error messages.
+    fn diagnostics(&self) -> String;
+}
+
+/// A way to reach hosts of one kind.
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Starts a runner on the host and returns once it has said READY.
+    fn start<'a>(
+        &'a self,
+        launch: &'a Launch,
+    ) -> BoxFuture<'a, Result<RunnerConnection, TransportError>>;
+}
+
+/// Why a runner could not be started. Every variant means the host is unreachable for this run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// No runner was built for the host's architecture.
+    #[error("no wisp-runner for architecture {arch} (have: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    NoRunner {
+        /// The host's architecture.
+        arch: String,
+        /// Architectures there are runners for.
+        known: Vec<String>,
+    },
+    /// Staging the runner (directory, copy, permissions) failed.
+    #[error("cannot stage the runner in {path}")]
+    Stage {
+        /// The path that failed.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runner process could not be started.
+    #[error("cannot start {program}")]
+    Spawn {
+        /// What was executed.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runner did not say READY.
+    #[error("runner did not start: {detail}")]
+    Handshake {
+        /// What happened instead.
+        detail: String,
+    },
+}

@@ -1,0 +1,312 @@
+//! The command line: parsing, the entry point, and exit codes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+use wisp_protocol::message::Limits;
+use wisp_protocol::ops::ExecArgs;
+use wisp_transports::local::LocalTransport;
+use wisp_transports::{Launch, Transport};
+
+use crate::exit::ExitStatus;
+use crate::fleet::{self, Interrupt, Job, Target};
+use crate::report::{Reporter, exit_status};
+
+const AFTER_HELP: &str = "\
+Targets:
+  localhost        this machine, through a local runner process (no SSH)
+  a,b              a comma-separated list
+
+Exit codes:
+  0   every host succeeded
+  2   some host failed (non-zero exit, signal, timeout, refused command)
+  3   some host was unreachable, and none failed
+  4   inventory or plan parse error
+  5   bad options
+  99  interrupted (Ctrl-C or SIGTERM)
+
+Ctrl-C cancels remote work: the runner kills the command's whole process tree and removes
+itself. A second Ctrl-C disconnects at once; runners still clean up when they see the
+connection close.";
+
+/// Run commands on a fleet of Linux hosts, with nothing installed on them.
+///
+/// wisp pushes a small static runner to each host, runs the work under limits the runner
+/// enforces, streams output back as it is produced, and leaves nothing behind.
+#[derive(Debug, Parser)]
+#[command(name = "wisp", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command on every matching host: `wisp run localhost -- uname -a`.
+    ///
+    /// The command is executed directly, without a shell; use `sh -c '...'` for pipes and
+    /// redirections. Output streams back live, one line at a time, prefixed with the host:
+    /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
+    Run(RunArgs),
+    /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
+    /// what the kernel can enforce (Landlock, seccomp, cgroups).
+    Facts(HostsArgs),
+    /// Connect, start the runner, read its READY, and stop it again.
+    Ping(HostsArgs),
+    /// Run the golden conformance suite against a runner executable.
+    ///
+    /// Each case in the golden directory sends frames to a fresh runner and compares its
+    /// normalised answers with the expected ones; a mismatch prints a diff. `--update`
+    /// rewrites the expected frames from what the runner answered (review them as a git diff).
+    Conformance(ConformanceArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Print JSON lines (one event per line, then a summary line) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Give up on a host that has not started its runner within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// The runner exits by itself after this long, whatever happens to the controller.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    ttl: Duration,
+    /// Run the runner as root through `sudo -n` (sudo must not ask for a password).
+    #[arg(long = "become")]
+    become_root: bool,
+    /// The runner executable to push [default: $WISP_RUNNER, then beside wisp, then the
+    /// build tree].
+    #[arg(long, value_name = "PATH")]
+    runner: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct HostsArgs {
+    /// Hosts to run on (see "Targets" in `wisp --help`).
+    targets: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Hosts to run on (see "Targets" in `wisp --help`).
+    targets: String,
+    #[command(flatten)]
+    common: Common,
+    /// Kill the command's whole process tree if it runs longer than this.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Keep at most this many bytes of each output stream per host; the rest is dropped
+    /// (and the recap says so).
+    #[arg(long, value_name = "BYTES")]
+    max_output: Option<u64>,
+    /// Working directory for the command.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ConformanceArgs {
+    /// The runner executable to test.
+    #[arg(long, value_name = "PATH")]
+    runner: PathBuf,
+    /// The directory of golden cases [default: ./golden, else the one this wisp was built from].
+    #[arg(long, value_name = "DIR")]
+    golden: Option<PathBuf>,
+    /// Run only the cases whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    case: Option<String>,
+    /// Rewrite the expected frames from the runner's answers instead of comparing.
+    #[arg(long)]
+    update: bool,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?}: expected NAME=VALUE")),
+    }
+}
+
+/// An error the operator must fix before anything runs.
+fn usage_error(message: &str) -> ExitStatus {
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("error: {message}\n"));
+    ExitStatus::BadOptions
+}
+
+fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, String> {
+    let transport: Arc<dyn Transport> = Arc::new(LocalTransport {
+        sudo: common.become_root,
+    });
+    let mut out = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if name != "localhost" {
+            return Err(format!(
+                "target {name:?}: this build reaches only `localhost` (the local transport); SSH targets need the SSH transport"
+            ));
+        }
+        if !out.iter().any(|t: &Target| t.name == name) {
+            out.push(Target {
+                name: name.to_owned(),
+                transport: Arc::clone(&transport),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no targets in {spec:?}"));
+    }
+    Ok(out)
+}
+
+/// The `wisp` entry point.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitStatus::BadOptions.into()
+            } else {
+                ExitStatus::Ok.into()
+            };
+        }
+    };
+    let (common, targets_spec, job) = match cli.command {
+        Command::Conformance(args) => {
+            return crate::conformance::cli_main(&args.runner, args.golden, args.case, args.update)
+                .into();
+        }
+        Command::Facts(a) => (a.common, a.targets, Job::Facts),
+        Command::Ping(a) => (a.common, a.targets, Job::Ping),
+        Command::Run(a) => {
+            let args = ExecArgs {
+                argv: Some(a.command),
+                env: a.env.into_iter().collect(),
+                cwd: a.cwd,
+                max_output: a.max_output,
+                ..ExecArgs::default()
+            };
+            if let Err(e) = args.validate() {
+                return usage_error(&e).into();
+            }
+            let limits = Limits {
+                timeout_ms: a
+                    .timeout
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            };
+            (a.common, a.targets, Job::Exec { args, limits })
+        }
+    };
+    let targets = match targets(&targets_spec, &common) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e).into(),
+    };
+    let runners = match crate::runners::locate(common.runner.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e.to_string()).into(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")).into(),
+    };
+    let status = runtime.block_on(async move {
+        let launch = Launch::new(runners, common.ttl, common.connect_timeout);
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let reporter = Arc::new(Reporter::new(common.json, &names));
+        let (tx, rx) = watch::channel(Interrupt::None);
+        tokio::spawn(watch_signals(tx));
+        let results = fleet::run(targets, job, &launch, Arc::clone(&reporter), rx.clone()).await;
+        let interrupted = *rx.borrow() != Interrupt::None;
+        let status = exit_status(&results, interrupted);
+        reporter.recap(&results, status);
+        status
+    });
+    // Host tasks that were cut off by a second Ctrl-C must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    status.into()
+}
+
+/// First SIGINT/SIGTERM: cancel in order. Second: disconnect.
+async fn watch_signals(tx: watch::Sender<Interrupt>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for level in [Interrupt::Cancel, Interrupt::Disconnect] {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let note = if level == Interrupt::Cancel {
+            "interrupted: cancelling remote commands (Ctrl-C again to disconnect at once)"
+        } else {
+            "interrupted again: disconnecting"
+        };
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{note}\n"));
+        let _ = tx.send(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

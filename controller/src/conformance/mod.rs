@@ -1,0 +1,140 @@
+//! The golden conformance suite: the protocol's contract in data form (golden/), run against
+//! any runner executable. Each case starts a fresh runner from a private staged copy, plays
+//! its steps, and compares the normalised answers; the runner must also exit and leave
+//! nothing on disk.
+
+mod case;
+mod driver;
+
+use std::path::{Path, PathBuf};
+
+pub use case::{Case, CaseError, load, load_dir};
+
+use crate::exit::ExitStatus;
+
+/// How one case went.
+#[derive(Debug)]
+pub struct CaseOutcome {
+    /// The case's name.
+    pub name: String,
+    /// Empty when it passed.
+    pub failures: Vec<String>,
+    /// Set by update mode when the file was rewritten.
+    pub updated: bool,
+}
+
+impl CaseOutcome {
+    /// True when the runner answered as the case expects.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Runs `cases` against `runner`. With `update`, rewrites each case's expectations from the
+/// runner's answers (only cases that ran to the end are rewritten).
+pub fn run_cases(cases: &[Case], runner: &Path, update: bool) -> Vec<CaseOutcome> {
+    cases
+        .iter()
+        .map(|case| {
+            let run = driver::run_case(case, runner);
+            let mut outcome = CaseOutcome {
+                name: case.name.clone(),
+                failures: run.failures.clone(),
+                updated: false,
+            };
+            if update {
+                let blocks_complete = run
+                    .failures
+                    .iter()
+                    .all(|f| f.contains("frames differ") || f.starts_with("exit status"));
+                if blocks_complete {
+                    let text = case::render(case, &run.blocks, &run.exit_statuses);
+                    let old = std::fs::read_to_string(&case.path).unwrap_or_default();
+                    if text != old {
+                        match std::fs::write(&case.path, text) {
+                            Ok(()) => outcome.updated = true,
+                            Err(e) => outcome
+                                .failures
+                                .push(format!("cannot write {}: {e}", case.path.display())),
+                        }
+                    }
+                    outcome
+                        .failures
+                        .retain(|f| !f.contains("frames differ") && !f.starts_with("exit status"));
+                }
+            }
+            outcome
+        })
+        .collect()
+}
+
+/// The default golden directory: `./golden` when it exists, else the source tree's.
+pub fn default_golden_dir() -> PathBuf {
+    let here = PathBuf::from("golden");
+    if here.is_dir() {
+        here
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../golden")
+    }
+}
+
+/// Formats outcomes as the CLI prints them; the last line is `N passed, M failed`.
+pub fn render_report(outcomes: &[CaseOutcome]) -> String {
+    let mut text = String::new();
+    for o in outcomes {
+        let label = match (o.passed(), o.updated) {
+            (true, true) => "updated",
+            (true, false) => "ok",
+            (false, _) => "FAIL",
+        };
+        text.push_str(&format!("{label:<7} {}\n", o.name));
+        for f in &o.failures {
+            for line in f.lines() {
+                text.push_str(&format!("        {line}\n"));
+            }
+        }
+    }
+    let passed = outcomes.iter().filter(|o| o.passed()).count();
+    text.push_str(&format!(
+        "{passed} passed, {} failed\n",
+        outcomes.len() - passed
+    ));
+    text
+}
+
+/// `wisp conformance`.
+pub fn cli_main(
+    runner: &Path,
+    golden: Option<PathBuf>,
+    filter: Option<String>,
+    update: bool,
+) -> ExitStatus {
+    let say = |text: &str| {
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    };
+    if !runner.is_file() {
+        say(&format!(
+            "error: runner {} does not exist\n",
+            runner.display()
+        ));
+        return ExitStatus::BadOptions;
+    }
+    let dir = golden.unwrap_or_else(default_golden_dir);
+    let mut cases = match load_dir(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("error: {e}\n"));
+            return ExitStatus::ParseError;
+        }
+    };
+    if let Some(f) = &filter {
+        cases.retain(|c| c.name.contains(f.as_str()));
+    }
+    let outcomes = run_cases(&cases, runner, update);
+    say(&render_report(&outcomes));
+    if outcomes.iter().all(CaseOutcome::passed) {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Failed
+    }
+}

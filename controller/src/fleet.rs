@@ -1,0 +1,234 @@
+//! Running one job on every target, and stopping it in order on Ctrl-C.
+//!
+//! Interrupts come through a watch channel: the first moves every host to
+//! [`Interrupt::Cancel`] (CANCEL the command, then EXIT, so the runner kills the process tree
+//! and deletes itself), the second to [`Interrupt::Disconnect`] (drop the stream at once; the
+//! runner sees EOF and cleans up on its own).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use wisp_protocol::message::{EventKind, Limits};
+use wisp_protocol::ops::ExecArgs;
+use wisp_transports::{Launch, Transport};
+
+use crate::report::{HostOutcome, HostResult, LineSplitter, Reporter, describe};
+use crate::session::{CmdEvent, Session};
+
+/// How long a runner gets to answer EXIT before the controller stops waiting.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Where the operator's interrupts have got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Interrupt {
+    /// Keep going.
+    None,
+    /// Cancel remote work and shut runners down cleanly.
+    Cancel,
+    /// Drop every connection now.
+    Disconnect,
+}
+
+/// What to do on each host.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Run a process.
+    Exec {
+        /// What to run.
+        args: ExecArgs,
+        /// Limits on it.
+        limits: Limits,
+    },
+    /// Collect facts.
+    Facts,
+    /// Start the runner, read READY, stop it.
+    Ping,
+}
+
+/// A host to run on and the way to reach it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name shown in output.
+    pub name: String,
+    /// How to reach it.
+    pub transport: Arc<dyn Transport>,
+}
+
+/// Runs `job` on every target concurrently; returns the results in target order.
+pub async fn run(
+    targets: Vec<Target>,
+    job: Job,
+    launch: &Launch,
+    reporter: Arc<Reporter>,
+    interrupt: watch::Receiver<Interrupt>,
+) -> Vec<HostResult> {
+    let mut tasks = Vec::new();
+    for target in targets {
+        let (job, reporter, interrupt) = (job.clone(), Arc::clone(&reporter), interrupt.clone());
+        // Each host gets its own launch (and so its own nonce).
+        let launch = Launch::new(launch.runners.clone(), launch.ttl, launch.connect_timeout);
+        let name = target.name.clone();
+        let task =
+            tokio::spawn(
+                async move { run_host(&target, &job, &launch, &reporter, interrupt).await },
+            );
+        tasks.push((name, task));
+    }
+    let mut results = Vec::new();
+    for (name, task) in tasks {
+        results.push(task.await.unwrap_or_else(|e| HostResult {
+            host: name,
+            outcome: HostOutcome::Failed,
+            detail: format!("internal error: {e}"),
+            elapsed: Duration::ZERO,
+        }));
+    }
+    results
+}
+
+async fn run_host(
+    target: &Target,
+    job: &Job,
+    launch: &Launch,
+    reporter: &Reporter,
+    mut interrupt: watch::Receiver<Interrupt>,
+) -> HostResult {
+    let started = Instant::now();
+    let host = target.name.as_str();
+    let result = |outcome, detail: String| HostResult {
+        host: host.to_owned(),
+        outcome,
+        detail,
+        elapsed: started.elapsed(),
+    };
+
+    let opened = tokio::select! {
+        s = Session::open(target.transport.as_ref(), launch) => s,
+        _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => {
+            return result(HostOutcome::Interrupted, "interrupted while connecting".into());
+        }
+    };
+    let mut session = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            let message = error_chain(&e);
+            reporter.unreachable(host, &message);
+            return result(HostOutcome::Unreachable, "unreachable".into());
+        }
+    };
+
+    let (op, args, limits) = match job {
+        Job::Ping => {
+            reporter.ping(host, session.ready());
+            session.close(EXIT_GRACE).await;
+            return result(HostOutcome::Ok, "pong".into());
+        }
+        Job::Facts => ("facts", serde_json::json!({}), Limits::default()),
+        Job::Exec { args, limits } => (
+            "exec",
+            serde_json::to_value(args).unwrap_or_default(),
+            limits.clone(),
+        ),
+    };
+    let id = match session.start(op, args, limits, Vec::new()).await {
+        Ok(id) => id,
+        Err(e) => {
+            reporter.unreachable(
+                host,
+                &format!("{}{}", error_chain(&e), stderr_note(&session)),
+            );
+            return result(HostOutcome::Unreachable, "connection lost".into());
+        }
+    };
+
+    let mut lines = [LineSplitter::default(), LineSplitter::default()];
+    let mut cancelled = false;
+    let outcome = loop {
+        let event = tokio::select! {
+            ev = session.next_for(&id) => ev,
+            _ = interrupt.changed() => {
+                let level = *interrupt.borrow();
+                if level == Interrupt::Disconnect {
+                    session.disconnect().await;
+                    return result(HostOutcome::Interrupted, "disconnected".into());
+                }
+                if level == Interrupt::Cancel && !cancelled {
+                    cancelled = true;
+                    let _ = session.cancel(&id).await;
+                }
+                continue;
+            }
+        };
+        match event {
+            Ok(CmdEvent::Output(stream, bytes)) => {
+                let i = usize::from(stream == EventKind::Stderr);
+                for line in lines[i].push(&bytes) {
+                    reporter.line(host, stream, &line);
+                }
+            }
+            Ok(CmdEvent::Done(done)) => {
+                for (i, stream) in [EventKind::Stdout, EventKind::Stderr]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(line) = lines[i].finish() {
+                        reporter.line(host, stream, &line);
+                    }
+                }
+                if let Some(facts) = &done.result {
+                    reporter.facts(host, facts);
+                }
+                reporter.done(host, &done);
+                let outcome = match done.status {
+                    wisp_protocol::message::Status::Ok => HostOutcome::Ok,
+                    wisp_protocol::message::Status::Cancelled => HostOutcome::Interrupted,
+                    _ => HostOutcome::Failed,
+                };
+                break result(outcome, describe(&done));
+            }
+            Ok(CmdEvent::Refused(e)) => {
+                reporter.refused(host, &e);
+                let code = serde_json::to_value(e.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                break result(HostOutcome::Failed, code.unwrap_or_default());
+            }
+            Err(e) => {
+                reporter.unreachable(
+                    host,
+                    &format!("{}{}", error_chain(&e), stderr_note(&session)),
+                );
+                return result(HostOutcome::Unreachable, "connection lost".into());
+            }
+        }
+    };
+    // Shut the runner down; a second Ctrl-C while it says goodbye cuts the wait short.
+    tokio::select! {
+        _ = session.close(EXIT_GRACE) => {}
+        _ = interrupt.wait_for(|i| *i == Interrupt::Disconnect) => {}
+    }
+    outcome
+}
+
+fn stderr_note(session: &Session) -> String {
+    let diag = session.diagnostics();
+    let diag = diag.trim();
+    if diag.is_empty() {
+        String::new()
+    } else {
+        format!("; runner stderr: {diag}")
+    }
+}
+
+/// An error and its causes, `: `-separated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,186 @@
+//! One conversation with one runner: HELLO, then commands, then EXIT.
+//!
+//! A reader task turns the runner's stream into a channel of frames so that waiting for a
+//! frame can be raced against Ctrl-C; every other step is a plain method call.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wisp_protocol::PROTOCOL_VERSION;
+use wisp_protocol::message::{
+    Cancel, Cmd, Done, ErrorFrame, EventKind, Exit, Frame, Hello, Limits, Message, Ready,
+};
+use wisp_transports::{ConnError, FrameWriter, Launch, RunnerHandle, Transport, TransportError};
+
+/// Frames buffered between the reader task and the session.
+const FRAME_QUEUE: usize = 64;
+
+/// What happened to a command, one step at a time.
+#[derive(Debug)]
+pub enum CmdEvent {
+    /// A chunk of output.
+    Output(EventKind, Vec<u8>),
+    /// The command finished.
+    Done(Done),
+    /// The runner refused or could not run the command.
+    Refused(ErrorFrame),
+}
+
+/// The session broke while a command was in flight.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The stream failed or carried something that is not a frame.
+    #[error("connection to the runner broke")]
+    Conn(#[source] ConnError),
+    /// The stream ended before the command finished.
+    #[error("the runner went away before the command finished")]
+    Closed,
+    /// The runner reported a session-level error.
+    #[error("runner error {:?}: {}", .0.code, .0.message)]
+    Runner(ErrorFrame),
+}
+
+/// A started runner, greeted with HELLO.
+#[derive(Debug)]
+pub struct Session {
+    ready: Ready,
+    writer: FrameWriter,
+    frames: mpsc::Receiver<Result<Frame, ConnError>>,
+    handle: Box<dyn RunnerHandle>,
+    next_id: u64,
+}
+
+impl Session {
+    /// Starts the runner through `transport` and greets it.
+    pub async fn open(transport: &dyn Transport, launch: &Launch) -> Result<Self, TransportError> {
+        let conn = transport.start(launch).await?;
+        let (tx, frames) = mpsc::channel(FRAME_QUEUE);
+        let mut reader = conn.reader;
+        tokio::spawn(async move {
+            loop {
+                let item = match reader.next().await {
+                    Ok(Some(frame)) => Ok(frame),
+                    Ok(None) => return,
+                    Err(e) => Err(e),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let mut session = Session {
+            ready: conn.ready,
+            writer: conn.writer,
+            frames,
+            handle: conn.handle,
+            next_id: 0,
+        };
+        let hello = Frame::new(Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+        }));
+        if let Err(e) = session.writer.send(&hello).await {
+            return Err(TransportError::Handshake {
+                detail: format!("cannot send HELLO: {e}"),
+            });
+        }
+        Ok(session)
+    }
+
+    /// What the runner said about itself and the host.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// Sends a command; returns its id.
+    pub async fn start(
+        &mut self,
+        op: &str,
+        args: serde_json::Value,
+        limits: Limits,
+        data: Vec<u8>,
+    ) -> Result<String, SessionError> {
+        self.next_id += 1;
+        let id = format!("c{}", self.next_id);
+        let cmd = Cmd {
+            id: id.clone(),
+            op: op.into(),
+            args,
+            limits,
+        };
+        let frame = Frame {
+            message: Message::Cmd(cmd),
+            data,
+        };
+        self.writer.send(&frame).await.map_err(SessionError::Conn)?;
+        Ok(id)
+    }
+
+    /// The next thing that happens to command `id`.
+    pub async fn next_for(&mut self, id: &str) -> Result<CmdEvent, SessionError> {
+        loop {
+            let frame = match self.frames.recv().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Err(SessionError::Conn(e)),
+                None => return Err(SessionError::Closed),
+            };
+            match frame.message {
+                Message::Event(e) if e.id == id => match e.kind {
+                    EventKind::Stdout | EventKind::Stderr => {
+                        return Ok(CmdEvent::Output(e.kind, frame.data));
+                    }
+                    EventKind::Log => {}
+                },
+                Message::Done(d) if d.id == id => return Ok(CmdEvent::Done(d)),
+                Message::Error(e) if e.id.as_deref() == Some(id) => {
+                    return Ok(CmdEvent::Refused(e));
+                }
+                Message::Error(e) if e.id.is_none() => return Err(SessionError::Runner(e)),
+                Message::Exit(_) => return Err(SessionError::Closed),
+                // Frames for other commands cannot occur with one command in flight; ignore
+                // them rather than fail a command they do not concern.
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks the runner to stop command `id`; its DONE (status `cancelled`) follows.
+    pub async fn cancel(&mut self, id: &str) -> Result<(), SessionError> {
+        let frame = Frame::new(Message::Cancel(Cancel { id: id.into() }));
+        self.writer.send(&frame).await.map_err(SessionError::Conn)
+    }
+
+    /// Clean shutdown: EXIT, wait for the runner's EXIT (bounded by `grace`), then for the
+    /// process. Returns how the runner ended.
+    pub async fn close(mut self, grace: Duration) -> String {
+        let _ = self
+            .writer
+            .send(&Frame::new(Message::Exit(Exit::default())))
+            .await;
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(Ok(frame)) = self.frames.recv().await {
+                if matches!(frame.message, Message::Exit(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.writer.close().await;
+        match tokio::time::timeout(grace, self.handle.wait()).await {
+            Ok(how) if drained.is_ok() => how,
+            Ok(how) => format!("{how} (no EXIT frame within {grace:?})"),
+            Err(_) => format!("runner still running {grace:?} after EXIT; its stdin is closed"),
+        }
+    }
+
+    /// Cuts the stream without waiting: the runner sees EOF, kills its commands and exits.
+    pub async fn disconnect(mut self) {
+        self.writer.close().await;
+    }
+
+    /// The runner's stderr so far, for error messages.
+    pub fn diagnostics(&self) -> String {
+        self.handle.diagnostics()
+    }
+}

@@ -1,0 +1,157 @@
+//! The local transport: the runner as a child process of the controller, optionally through
+//! `sudo -n`. Used for the `localhost` target; it stages the runner exactly as a remote push
+//! does, so it exercises the same lifecycle.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+use crate::conn::{FrameReader, FrameWriter};
+use crate::stage::{stage, staging_base};
+use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
+
+/// How much of the runner's stderr is kept for error messages.
+const STDERR_KEPT: usize = 16 * 1024;
+
+/// Runs the runner on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct LocalTransport {
+    /// Run it as root through `sudo -n` (no prompt: sudo must not need a password).
+    pub sudo: bool,
+}
+
+impl crate::Transport for LocalTransport {
+    fn start<'a>(
+        &'a self,
+        launch: &'a Launch,
+    ) -> BoxFuture<'a, Result<RunnerConnection, TransportError>> {
+        Box::pin(self.start_runner(launch))
+    }
+}
+
+impl LocalTransport {
+    async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
+        let runner = launch.runners.for_arch(std::env::consts::ARCH)?;
+        let staged = stage(runner, &staging_base())?;
+        let exe = staged.exe.to_string_lossy().into_owned();
+        let dir = staged.dir.to_string_lossy().into_owned();
+        let ttl = launch.ttl.as_secs().max(1).to_string();
+        let runner_args = [
+            "--marker",
+            launch.nonce.as_str(),
+            "--ttl",
+            ttl.as_str(),
+            "--private-dir",
+            dir.as_str(),
+        ];
+        let mut cmd = if self.sudo {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "--", exe.as_str()]);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(runner_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches only the controller, which
+            // then cancels in order instead of the runner dying mid-frame.
+            .process_group(0);
+        let program = if self.sudo {
+            "sudo -n wisp-runner".to_owned()
+        } else {
+            exe.clone()
+        };
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(source) => {
+                staged.remove_leftovers();
+                return Err(TransportError::Spawn { program, source });
+            }
+        };
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect_tail(err, Arc::clone(&stderr)));
+        }
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            staged.remove_leftovers();
+            return Err(TransportError::Handshake {
+                detail: "runner pipes missing".into(),
+            });
+        };
+        let handle = LocalHandle { child, stderr };
+        let hello = tokio::time::timeout(
+            launch.connect_timeout,
+            FrameReader::until_ready(Box::new(stdout), &launch.nonce),
+        )
+        .await;
+        let (reader, ready) = match hello {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                staged.remove_leftovers();
+                let mut detail = e.to_string();
+                let diag = handle.diagnostics();
+                if !diag.is_empty() {
+                    detail.push_str(&format!("; runner stderr: {}", diag.trim_end()));
+                }
+                return Err(TransportError::Handshake { detail });
+            }
+            Err(_) => {
+                staged.remove_leftovers();
+                return Err(TransportError::Handshake {
+                    detail: format!("no READY within {:?}", launch.connect_timeout),
+                });
+            }
+        };
+        // The runner removes its directory before it says READY; if a runner that does not
+        // (an older or foreign build) got here, the controller cleans up after it.
+        staged.remove_leftovers();
+        Ok(RunnerConnection {
+            ready,
+            reader,
+            writer: FrameWriter::new(Box::new(stdin)),
+            handle: Box::new(handle),
+        })
+    }
+}
+
+async fn collect_tail(mut stream: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut kept) = into.lock() {
+            kept.extend_from_slice(&buf[..n]);
+            let excess = kept.len().saturating_sub(STDERR_KEPT);
+            kept.drain(..excess);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LocalHandle {
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RunnerHandle for LocalHandle {
+    fn wait(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            match self.child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("cannot wait for the runner: {e}"),
+            }
+        })
+    }
+
+    fn diagnostics(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,106 @@
+//! Staging: a private copy of the runner in a fresh 0700 directory, exactly as a remote push
+//! lays it out, so the runner's self-deletion removes the copy and never the original.
+
+use std::fs::{self, DirBuilder, File};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::TransportError;
+
+/// Name of the runner executable inside its private directory.
+pub const RUNNER_FILE: &str = "wisp-runner";
+
+/// A runner copied into its private directory.
+#[derive(Debug)]
+pub struct StagedRunner {
+    /// The private directory (mode 0700, fresh).
+    pub dir: PathBuf,
+    /// The executable inside it.
+    pub exe: PathBuf,
+}
+
+impl StagedRunner {
+    /// Removes the directory if the runner did not (it failed to start, for instance).
+    pub fn remove_leftovers(&self) {
+        if self.dir.exists() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The directory staging happens under: `$TMPDIR`, else `/tmp`.
+pub fn staging_base() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+/// Copies `runner` into a fresh private directory under `base`.
+pub fn stage(runner: &Path, base: &Path) -> Result<StagedRunner, TransportError> {
+    let dir = base.join(format!("wisp-{}", random_token()));
+    // `create` (not `create_dir_all`) fails if the name exists: a directory planted by
+    // someone else is never reused.
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| TransportError::Stage {
+            path: dir.clone(),
+            source,
+        })?;
+    let exe = dir.join(RUNNER_FILE);
+    let staged = StagedRunner { dir, exe };
+    let copy = fs::copy(runner, &staged.exe)
+        .and_then(|_| fs::set_permissions(&staged.exe, fs::Permissions::from_mode(0o700)));
+    if let Err(source) = copy {
+        staged.remove_leftovers();
+        return Err(TransportError::Stage {
+            path: runner.to_owned(),
+            source,
+        });
+    }
+    Ok(staged)
+}
+
+/// 24 random characters from `[0-9a-f]`, from the kernel's random source.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 12];
+    let filled = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if filled.is_err() {
+        // Without /dev/urandom, fall back to values that still differ per call and process.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mix = t.as_nanos() ^ (u128::from(std::process::id()) << 64);
+        bytes.copy_from_slice(&mix.to_le_bytes()[..12]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn stages_a_private_copy() {
+        let base = std::env::temp_dir().join(format!("wisp-stage-test-{}", random_token()));
+        fs::create_dir(&base).unwrap();
+        let src = base.join("orig");
+        fs::write(&src, b"#!/bin/sh\n").unwrap();
+        let s = stage(&src, &base).unwrap();
+        assert_eq!(fs::metadata(&s.dir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&s.exe).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::read(&s.exe).unwrap(), b"#!/bin/sh\n");
+        s.remove_leftovers();
+        assert!(!s.dir.exists());
+        assert!(src.exists(), "the original is never touched");
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(random_token(), random_token());
+        assert_eq!(random_token().len(), 24);
+    }
+}

@@ -71,11 +71,35 @@ pub(crate) fn spawn(
     if let Some(cwd) = &args.cwd {
         cmd.current_dir(cwd);
     }
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe; it touches no memory shared with other threads.
+    // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2),
+    // rt_sigaction(2) and prctl(2), which are async-signal-safe; it touches no memory shared with
+    // other threads (the sigset is a local).
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
+            // The runner blocks its termination signals (a sigwait thread takes them) and
+            // ignores SIGPIPE, and whatever started it may have ignored others; ignored
+            // dispositions survive exec. A child starts clean: nothing blocked, every signal
+            // at its default, so `kill -TERM` reaches it and a broken pipe ends it.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The raw syscall, because musl's wrapper refuses the signals it reserves for
+            // itself (32-34), which a glibc parent's posix_spawn leaves ignored. An all-zero
+            // kernel sigaction is SIG_DFL with no flags and an empty mask on every arch; 32
+            // bytes cover the largest layout. SIGKILL and SIGSTOP refuse, which is fine.
+            let dfl = [0u64; 4];
+            for signo in 1..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    dfl.as_ptr(),
+                    std::ptr::null::<u8>(),
+                    8usize,
+                );
+            }
             // If the runner dies without cleaning up (SIGKILL), the direct child dies with it.
             // The runner spawns from its main thread, which lives as long as the process.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

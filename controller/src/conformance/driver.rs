@@ -168,8 +168,9 @@ fn check_frame(raw: &RawFrame) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Runs `case` against the runner executable at `runner`.
-pub(crate) fn run_case(case: &Case, runner: &Path) -> CaseRun {
+/// Runs `case` against the runner executable at `runner`. With `update`, differences from
+/// the expected frames are not failures: the caller rewrites the expectations.
+pub(crate) fn run_case(case: &Case, runner: &Path, update: bool) -> CaseRun {
     let mut result = CaseRun {
         blocks: Vec::new(),
         exit_statuses: Vec::new(),
@@ -218,7 +219,7 @@ pub(crate) fn run_case(case: &Case, runner: &Path) -> CaseRun {
                 if let Some(p) = problem {
                     result.failures.push(format!("{at}: {p}"));
                 }
-                if actual != expected {
+                if actual != expected && !update {
                     result.failures.push(format!(
                         "{at}: frames differ (- expected, + received)\n{}",
                         diff(&expected, &actual)
@@ -229,7 +230,7 @@ pub(crate) fn run_case(case: &Case, runner: &Path) -> CaseRun {
             Step::ExitStatus(want) => {
                 let got = wait_exit(&mut r.child);
                 result.exit_statuses.push(got);
-                if got != *want {
+                if got != *want && !update {
                     result
                         .failures
                         .push(format!("exit status {got}, expected {want}"));

@@ -36,31 +36,24 @@ pub fn run_cases(cases: &[Case], runner: &Path, update: bool) -> Vec<CaseOutcome
     cases
         .iter()
         .map(|case| {
-            let run = driver::run_case(case, runner);
+            let run = driver::run_case(case, runner, update);
             let mut outcome = CaseOutcome {
                 name: case.name.clone(),
-                failures: run.failures.clone(),
+                failures: run.failures,
                 updated: false,
             };
-            if update {
-                let blocks_complete = run
-                    .failures
-                    .iter()
-                    .all(|f| f.contains("frames differ") || f.starts_with("exit status"));
-                if blocks_complete {
-                    let text = case::render(case, &run.blocks, &run.exit_statuses);
-                    let old = std::fs::read_to_string(&case.path).unwrap_or_default();
-                    if text != old {
-                        match std::fs::write(&case.path, text) {
-                            Ok(()) => outcome.updated = true,
-                            Err(e) => outcome
-                                .failures
-                                .push(format!("cannot write {}: {e}", case.path.display())),
-                        }
+            // A case that could not run to its end (a runner that hung or broke the stream)
+            // is never rewritten: its expectations would be cut short.
+            if update && outcome.failures.is_empty() {
+                let text = case::render(case, &run.blocks, &run.exit_statuses);
+                let old = std::fs::read_to_string(&case.path).unwrap_or_default();
+                if text != old {
+                    match std::fs::write(&case.path, text) {
+                        Ok(()) => outcome.updated = true,
+                        Err(e) => outcome
+                            .failures
+                            .push(format!("cannot write {}: {e}", case.path.display())),
                     }
-                    outcome
-                        .failures
-                        .retain(|f| !f.contains("frames differ") && !f.starts_with("exit status"));
                 }
             }
             outcome

@@ -182,7 +182,11 @@ async fn run_host(
                 reporter.done(host, &done);
                 let outcome = match done.status {
                     wisp_protocol::message::Status::Ok => HostOutcome::Ok,
-                    wisp_protocol::message::Status::Cancelled => HostOutcome::Interrupted,
+                    // Cancelled at our request is an interrupt; cancelled by the runner (its
+                    // TTL passed, it got SIGTERM) is a failure of this host.
+                    wisp_protocol::message::Status::Cancelled if cancelled => {
+                        HostOutcome::Interrupted
+                    }
                     _ => HostOutcome::Failed,
                 };
                 break result(outcome, describe(&done));

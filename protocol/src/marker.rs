@@ -82,38 +82,36 @@ impl MarkerScanner {
 
     /// Feeds bytes; see [`Scan`].
     pub fn push(&mut self, bytes: &[u8]) -> Result<Scan, TooMuchNoise> {
-        let start = self.window.len();
         self.window.extend_from_slice(bytes);
         if let Some(pos) = find(&self.window, &self.marker) {
-            self.record_noise(pos.saturating_sub(start), bytes);
-            let rest = self.window.split_off(pos + self.marker.len());
-            self.window.clear();
-            return Ok(Scan::Found { rest });
+            let window = std::mem::take(&mut self.window);
+            self.record_noise(&window[..pos]);
+            return Ok(Scan::Found { rest: window[pos + self.marker.len()..].to_vec() });
         }
-        self.record_noise(bytes.len(), bytes);
-        if self.noise_len > MAX_NOISE {
-            return Err(TooMuchNoise {
-                noise_head: self.noise(),
-            });
-        }
-        // Keep only a tail short enough that a marker split across pushes is still found.
+        // Bytes that can no longer be the start of the marker are noise; the tail might be.
         let keep = self.marker.len().saturating_sub(1);
         if self.window.len() > keep {
-            self.window.drain(..self.window.len() - keep);
+            let noise: Vec<u8> = self.window.drain(..self.window.len() - keep).collect();
+            self.record_noise(&noise);
+        }
+        if self.noise_len > MAX_NOISE {
+            return Err(TooMuchNoise { noise_head: self.noise() });
         }
         Ok(Scan::NeedMore)
     }
 
-    fn record_noise(&mut self, n: usize, bytes: &[u8]) {
-        let n = n.min(bytes.len());
-        self.noise_len += n;
+    fn record_noise(&mut self, bytes: &[u8]) {
+        self.noise_len += bytes.len();
         let room = NOISE_KEPT.saturating_sub(self.noise_head.len());
-        self.noise_head.extend_from_slice(&bytes[..n.min(room)]);
+        self.noise_head.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// The noise seen before the marker (its first few KiB), lossily decoded.
+    /// The noise seen before the marker (its first few KiB), lossily decoded. Before the
+    /// marker is found this includes the bytes held back in case they begin it.
     pub fn noise(&self) -> String {
-        String::from_utf8_lossy(&self.noise_head).into_owned()
+        let mut all = self.noise_head.clone();
+        all.extend_from_slice(&self.window[..self.window.len().min(NOISE_KEPT.saturating_sub(all.len()))]);
+        String::from_utf8_lossy(&all).into_owned()
     }
 }
 

@@ -61,6 +61,25 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code a runner of this version may send.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadFrame,
+        ErrorCode::OversizeFrame,
+        ErrorCode::BadMagic,
+        ErrorCode::TruncatedFrame,
+        ErrorCode::UnknownFrame,
+        ErrorCode::OutOfSequence,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownOp,
+        ErrorCode::BadArgs,
+        ErrorCode::UnsupportedLimit,
+        ErrorCode::DuplicateId,
+        ErrorCode::UnknownId,
+        ErrorCode::TooManyCommands,
+        ErrorCode::SpawnFailed,
+        ErrorCode::Internal,
+    ];
+
     /// The class a runner sends with this code.
     pub fn class(self) -> ErrorClass {
         match self {

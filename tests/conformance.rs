@@ -1,6 +1,8 @@
 //! The golden suite against the freshly built runner, and proof that it catches a runner
 //! that answers one frame wrong.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use std::process::Command;
 
 use wisp::conformance::{default_golden_dir, load_dir, render_report, run_cases};

@@ -1,6 +1,8 @@
 //! The runner's lifecycle through the real CLI and the real kernel: streaming, interrupts,
 //! a killed controller, TTL, SIGTERM, and nothing left behind on disk or in the process table.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! The runner as a shipped artifact: statically linked, small, light when idle.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use wisp_protocol::message::{Hello, Message};

@@ -2,6 +2,8 @@
 //! make it panic, hang or write anything but frames, and it always ends with EXIT and leaves
 //! nothing on disk. 200 sessions of up to 60 frames each: over 10,000 frames per run.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -55,9 +57,9 @@ fn piece() -> impl Strategy<Value = Piece> {
 fn bytes_of(p: &Piece) -> Vec<u8> {
     let mut out = Vec::new();
     match p {
-        Piece::Valid(j, d) => encode(j.as_bytes(), d, &mut out).unwrap(),
-        Piece::JunkJson(j) => encode(j.as_bytes(), &[], &mut out).unwrap(),
-        Piece::JunkBytes(j, d) => encode(j, d, &mut out).unwrap(),
+        Piece::Valid(j, d) => encode(j.as_bytes(), d, &mut out).expect("small frames encode"),
+        Piece::JunkJson(j) => encode(j.as_bytes(), &[], &mut out).expect("small frames encode"),
+        Piece::JunkBytes(j, d) => encode(j, d, &mut out).expect("small frames encode"),
         Piece::Oversize(n) => {
             out.extend_from_slice(&MAGIC);
             out.extend_from_slice(&n.to_be_bytes());
@@ -106,9 +108,14 @@ proptest! {
             let _ = tx.send(all);
         });
         let out = rx.recv_timeout(Duration::from_secs(20));
-        prop_assert!(out.is_ok(), "runner hung: stdout still open after 20s");
         let status = wait_for(Duration::from_secs(5), || child.try_wait().unwrap());
-        prop_assert!(status.is_some(), "runner did not exit");
+        if out.is_err() || status.is_none() {
+            // Fail below, but never leave a hung runner behind.
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        prop_assert!(out.is_ok(), "runner hung: stdout still open after 20s");
+        prop_assert!(status.is_some(), "runner did not exit within 5s of closing stdout");
         let status = status.unwrap();
         let _ = writer.join();
         let _ = reader.join();

@@ -85,8 +85,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// Removes the staged copy of this executable and its private directory. Only a directory
-/// that holds the running executable and belongs to this user is removed: a runner started
-/// from a build tree never deletes the build artifact.
+/// that holds the running executable and belongs to this user (or any user, for root) is
+/// removed: a runner started from a build tree never deletes the build artifact.
 fn remove_private_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;

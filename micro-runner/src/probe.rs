@@ -76,6 +76,8 @@ fn seccomp() -> SeccompCap {
     }
 }
 
+// The field is a signed long on glibc and an unsigned one on some libcs; the magics fit both.
+#[allow(clippy::unnecessary_cast)]
 fn fs_type(path: &str) -> Option<i64> {
     nix::sys::statfs::statfs(path)
         .ok()

@@ -86,7 +86,9 @@ impl MarkerScanner {
         if let Some(pos) = find(&self.window, &self.marker) {
             let window = std::mem::take(&mut self.window);
             self.record_noise(&window[..pos]);
-            return Ok(Scan::Found { rest: window[pos + self.marker.len()..].to_vec() });
+            return Ok(Scan::Found {
+                rest: window[pos + self.marker.len()..].to_vec(),
+            });
         }
         // Bytes that can no longer be the start of the marker are noise; the tail might be.
         let keep = self.marker.len().saturating_sub(1);
@@ -95,7 +97,9 @@ impl MarkerScanner {
             self.record_noise(&noise);
         }
         if self.noise_len > MAX_NOISE {
-            return Err(TooMuchNoise { noise_head: self.noise() });
+            return Err(TooMuchNoise {
+                noise_head: self.noise(),
+            });
         }
         Ok(Scan::NeedMore)
     }
@@ -103,14 +107,17 @@ impl MarkerScanner {
     fn record_noise(&mut self, bytes: &[u8]) {
         self.noise_len += bytes.len();
         let room = NOISE_KEPT.saturating_sub(self.noise_head.len());
-        self.noise_head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.noise_head
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     /// The noise seen before the marker (its first few KiB), lossily decoded. Before the
     /// marker is found this includes the bytes held back in case they begin it.
     pub fn noise(&self) -> String {
         let mut all = self.noise_head.clone();
-        all.extend_from_slice(&self.window[..self.window.len().min(NOISE_KEPT.saturating_sub(all.len()))]);
+        all.extend_from_slice(
+            &self.window[..self.window.len().min(NOISE_KEPT.saturating_sub(all.len()))],
+        );
         String::from_utf8_lossy(&all).into_owned()
     }
 }

@@ -1,12 +1,15 @@
 //! Properties of the decoder on untrusted bytes: it never panics, whatever it is fed; where
 //! the input is split never changes what it decodes; and every message survives a round trip.
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use proptest::prelude::*;
 use wisp_protocol::error::{ErrorClass, ErrorCode};
 use wisp_protocol::frame::{FrameDecoder, RawFrame, encode};
 use wisp_protocol::marker::{MarkerScanner, Scan};
 use wisp_protocol::message::{
-    Cancel, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Frame, Hello, Limits, Message, Status, Usage,
+    Cancel, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Frame, Hello, Limits,
+    Message, Status, Usage,
 };
 
 /// Feeds `chunks` one by one and collects everything the decoder yields.
@@ -36,16 +39,28 @@ fn message() -> impl Strategy<Value = Message> {
     let id = "[a-z0-9-]{1,12}";
     prop_oneof![
         (0u32..5).prop_map(|version| Message::Hello(Hello { version })),
-        (id, prop::collection::vec("[ -~]{0,8}", 1..4), prop::option::of(1u64..100_000)).prop_map(|(id, argv, t)| {
-            Message::Cmd(Cmd {
+        (
+            id,
+            prop::collection::vec("[ -~]{0,8}", 1..4),
+            prop::option::of(1u64..100_000)
+        )
+            .prop_map(|(id, argv, t)| {
+                Message::Cmd(Cmd {
+                    id,
+                    op: "exec".into(),
+                    args: serde_json::json!({ "argv": argv }),
+                    limits: Limits { timeout_ms: t },
+                })
+            }),
+        (
+            id,
+            prop_oneof![Just(EventKind::Stdout), Just(EventKind::Stderr)]
+        )
+            .prop_map(|(id, kind)| Message::Event(Event {
                 id,
-                op: "exec".into(),
-                args: serde_json::json!({ "argv": argv }),
-                limits: Limits { timeout_ms: t },
-            })
-        }),
-        (id, prop_oneof![Just(EventKind::Stdout), Just(EventKind::Stderr)])
-            .prop_map(|(id, kind)| Message::Event(Event { id, kind, message: None })),
+                kind,
+                message: None
+            })),
         (id, any::<i32>(), any::<u64>(), any::<bool>()).prop_map(|(id, code, ms, changed)| {
             Message::Done(Done {
                 id,
@@ -54,17 +69,24 @@ fn message() -> impl Strategy<Value = Message> {
                 signal: None,
                 changed,
                 duration_ms: ms,
-                usage: Some(Usage { max_rss_kb: ms / 3, user_ms: 1, sys_ms: 2 }),
+                usage: Some(Usage {
+                    max_rss_kb: ms / 3,
+                    user_ms: 1,
+                    sys_ms: 2,
+                }),
                 truncated: vec![EventKind::Stdout],
                 result: None,
             })
         }),
-        (prop::option::of(id), "\\PC{0,40}").prop_map(|(id, m)| {
-            Message::Error(ErrorFrame::new(id, ErrorCode::BadArgs, m))
-        }),
+        (prop::option::of(id), "\\PC{0,40}")
+            .prop_map(|(id, m)| { Message::Error(ErrorFrame::new(id, ErrorCode::BadArgs, m)) }),
         id.prop_map(|id| Message::Cancel(Cancel { id })),
-        prop_oneof![Just(None), Just(Some(ExitReason::Ttl)), Just(Some(ExitReason::Requested))]
-            .prop_map(|reason| Message::Exit(Exit { reason })),
+        prop_oneof![
+            Just(None),
+            Just(Some(ExitReason::Ttl)),
+            Just(Some(ExitReason::Requested))
+        ]
+        .prop_map(|reason| Message::Exit(Exit { reason })),
     ]
 }
 
@@ -77,12 +99,10 @@ proptest! {
     fn decoder_never_panics(prefix_magic in any::<bool>(), bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let mut input = if prefix_magic { b"WF".to_vec() } else { Vec::new() };
         input.extend_from_slice(&bytes);
-        for item in decode_all(&[&input]) {
-            if let Ok(f) = item {
-                prop_assert!(f.json.len() + f.data.len() <= input.len());
-                // Whatever decodes as a frame must not panic as a message either.
-                let _ = Frame::decode(f);
-            }
+        for f in decode_all(&[&input]).into_iter().flatten() {
+            prop_assert!(f.json.len() + f.data.len() <= input.len());
+            // Whatever decodes as a frame must not panic as a message either.
+            let _ = Frame::decode(f);
         }
     }
 

@@ -121,7 +121,7 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
 #[derive(Debug)]
 pub enum Received {
     /// A decoded frame.
-    Frame(Frame),
+    Frame(Box<Frame>),
     /// Clean end of stream.
     Eof,
     /// Anything that is not marker + frames.
@@ -200,7 +200,7 @@ impl RawRunner {
         let deadline = Instant::now() + limit;
         loop {
             match self.recv(deadline.saturating_duration_since(Instant::now()))? {
-                Received::Frame(f) if pred(&f.message) => return Some(f),
+                Received::Frame(f) if pred(&f.message) => return Some(*f),
                 Received::Frame(_) => {}
                 Received::Eof | Received::Garbage(_) => return None,
             }
@@ -253,7 +253,7 @@ fn read_all(mut stdout: impl Read, nonce: &str, tx: &mpsc::Sender<Received>) {
             match decoder.next_frame() {
                 Ok(Some(raw)) => match Frame::decode(raw.clone()) {
                     Ok(f) => {
-                        let _ = tx.send(Received::Frame(f));
+                        let _ = tx.send(Received::Frame(Box::new(f)));
                     }
                     Err(e) => {
                         let _ =

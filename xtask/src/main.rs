@@ -26,7 +26,10 @@ fn main() -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 fn target_dir() -> PathBuf {
@@ -35,7 +38,9 @@ fn target_dir() -> PathBuf {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -54,10 +59,21 @@ fn native_musl() -> String {
 }
 
 fn ensure_target(triple: &str) -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(root()).output();
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
     match out {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == triple) => Ok(()),
-        Ok(_) => run(Command::new("rustup").args(["target", "add", triple]).current_dir(root())),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == triple) =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup")
+            .args(["target", "add", triple])
+            .current_dir(root())),
         // Without rustup the toolchain must already carry the target; cargo will say if not.
         Err(_) => Ok(()),
     }
@@ -67,22 +83,43 @@ fn ensure_target(triple: &str) -> Result<()> {
 fn build_runner() -> Result<PathBuf> {
     let triple = native_musl();
     ensure_target(&triple)?;
-    run(cargo().args(["build", "--package", "wisp-runner", "--profile", "runner", "--target", &triple]))?;
+    run(cargo().args([
+        "build",
+        "--package",
+        "wisp-runner",
+        "--profile",
+        "runner",
+        "--target",
+        &triple,
+    ]))?;
     let path = target_dir().join(&triple).join("runner/wisp-runner");
-    let size = std::fs::metadata(&path).with_context(|| format!("{} was not built", path.display()))?.len();
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("{} was not built", path.display()))?
+        .len();
     eprintln!("runner: {} ({size} bytes)", path.display());
     Ok(path)
 }
 
 fn test() -> Result<()> {
     let runner = build_runner()?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("WISP_RUNNER", &runner))
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("WISP_RUNNER", &runner))
 }
 
 fn golden() -> Result<()> {
     let runner = build_runner()?;
     run(cargo()
-        .args(["run", "--quiet", "--package", "wisp-controller", "--", "conformance", "--update", "--runner"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "wisp-controller",
+            "--",
+            "conformance",
+            "--update",
+            "--runner",
+        ])
         .arg(&runner)
         .arg("--golden")
         .arg(root().join("golden")))?;
@@ -103,7 +140,12 @@ fn fuzz_seed() -> Result<()> {
         let mut session = Vec::new();
         for line in std::fs::read_to_string(&path)?.lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
-            let data = v.get("data").and_then(|d| d.as_str()).unwrap_or("").as_bytes().to_vec();
+            let data = v
+                .get("data")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec();
             let json = match (v.get("send"), v.get("send_json")) {
                 (Some(frame), _) => serde_json::to_vec(frame)?,
                 (None, Some(text)) => text.as_str().unwrap_or("").as_bytes().to_vec(),
@@ -111,12 +153,27 @@ fn fuzz_seed() -> Result<()> {
             };
             let mut bytes = Vec::new();
             wisp_protocol::frame::encode(&json, &data, &mut bytes)?;
-            std::fs::write(dir.join(format!("{}-{n}", path.file_stem().unwrap_or_default().to_string_lossy())), &bytes)?;
+            std::fs::write(
+                dir.join(format!(
+                    "{}-{n}",
+                    path.file_stem().unwrap_or_default().to_string_lossy()
+                )),
+                &bytes,
+            )?;
             session.extend_from_slice(&bytes);
             n += 1;
         }
-        std::fs::write(dir.join(format!("{}-session", path.file_stem().unwrap_or_default().to_string_lossy())), &session)?;
+        std::fs::write(
+            dir.join(format!(
+                "{}-session",
+                path.file_stem().unwrap_or_default().to_string_lossy()
+            )),
+            &session,
+        )?;
     }
-    eprintln!("wrote {n} frame seeds (plus one whole session per case) to {}", dir.display());
+    eprintln!(
+        "wrote {n} frame seeds (plus one whole session per case) to {}",
+        dir.display()
+    );
     Ok(())
 }

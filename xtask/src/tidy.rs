@@ -5,7 +5,10 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned()
     }
 
     fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -23,7 +26,10 @@ mod tests {
         let mut files = Vec::new();
         rust_files(&root().join(crate_dir).join("src"), &mut files);
         files.sort();
-        files.into_iter().map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap())).collect()
+        files
+            .into_iter()
+            .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+            .collect()
     }
 
     /// The `[dependencies]` table of a crate's manifest, as names.
@@ -35,7 +41,9 @@ mod tests {
             if line.starts_with('[') {
                 in_deps = line.trim() == "[dependencies]";
             } else if in_deps && let Some((name, _)) = line.split_once('=') {
-                names.push(name.trim().to_owned());
+                // `serde.workspace = true` names `serde`.
+                let name = name.trim();
+                names.push(name.strip_suffix(".workspace").unwrap_or(name).to_owned());
             }
         }
         names
@@ -43,9 +51,20 @@ mod tests {
 
     #[test]
     fn every_source_file_says_what_it_owns() {
-        for dir in ["protocol", "micro-runner", "transports", "controller", "tests", "xtask"] {
+        for dir in [
+            "protocol",
+            "micro-runner",
+            "transports",
+            "controller",
+            "tests",
+            "xtask",
+        ] {
             for (path, text) in sources(dir) {
-                assert!(text.starts_with("//!"), "{} does not start with a `//!` module doc", path.display());
+                assert!(
+                    text.starts_with("//!"),
+                    "{} does not start with a `//!` module doc",
+                    path.display()
+                );
             }
         }
     }
@@ -55,13 +74,24 @@ mod tests {
         // protocol: no IO runtime, no SSH, no process management.
         assert_eq!(dependencies("protocol"), ["serde", "serde_json"]);
         // The runner: std plus the protocol and thin syscall wrappers; no async runtime.
-        assert_eq!(dependencies("micro-runner"), ["wisp-protocol", "serde_json", "libc", "nix"]);
+        assert_eq!(
+            dependencies("micro-runner"),
+            ["wisp-protocol", "serde_json", "libc", "nix"]
+        );
         // Only transports may know how hosts are reached.
         for dir in ["protocol", "micro-runner", "controller"] {
             let deps = dependencies(dir);
-            assert!(!deps.iter().any(|d| d.contains("russh") || d.contains("ssh")), "{dir} depends on SSH: {deps:?}");
+            assert!(
+                !deps
+                    .iter()
+                    .any(|d| d.contains("russh") || d.contains("ssh")),
+                "{dir} depends on SSH: {deps:?}"
+            );
         }
-        assert!(!dependencies("micro-runner").iter().any(|d| d == "tokio"), "the runner has no async runtime");
+        assert!(
+            !dependencies("micro-runner").iter().any(|d| d == "tokio"),
+            "the runner has no async runtime"
+        );
     }
 
     #[test]
@@ -71,7 +101,12 @@ mod tests {
                 let code = line.split("//").next().unwrap_or("");
                 for banned in ["println!", "print!(", "dbg!(", "io::stdout()"] {
                     let allowed = banned == "io::stdout()" && path.ends_with("wire.rs");
-                    assert!(allowed || !code.contains(banned), "{}:{}: {banned} in the runner", path.display(), i + 1);
+                    assert!(
+                        allowed || !code.contains(banned),
+                        "{}:{}: {banned} in the runner",
+                        path.display(),
+                        i + 1
+                    );
                 }
             }
         }
@@ -79,17 +114,31 @@ mod tests {
 
     #[test]
     fn no_placeholders_or_ignored_tests() {
-        for dir in ["protocol", "micro-runner", "transports", "controller", "tests", "xtask"] {
+        for dir in [
+            "protocol",
+            "micro-runner",
+            "transports",
+            "controller",
+            "tests",
+            "xtask",
+        ] {
             let mut files = Vec::new();
             rust_files(&root().join(dir), &mut files);
-            for path in files.into_iter().filter(|p| !p.components().any(|c| c.as_os_str() == "target")) {
+            for path in files
+                .into_iter()
+                .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))
+            {
                 let text = std::fs::read_to_string(&path).unwrap();
                 for banned in ["todo!(", "unimplemented!(", "#[ignore", "#[should_panic"] {
                     // This file names them in order to ban them.
                     if path.ends_with("tidy.rs") {
                         continue;
                     }
-                    assert!(!text.contains(banned), "{}: contains {banned}", path.display());
+                    assert!(
+                        !text.contains(banned),
+                        "{}: contains {banned}",
+                        path.display()
+                    );
                 }
             }
         }
@@ -101,28 +150,52 @@ mod tests {
         for code in wisp_protocol::error::ErrorCode::ALL {
             let name = serde_json::to_value(code).unwrap();
             let name = format!("`{}`", name.as_str().unwrap());
-            assert!(spec.contains(&name), "PROTOCOL.md does not document error code {name}");
+            assert!(
+                spec.contains(&name),
+                "PROTOCOL.md does not document error code {name}"
+            );
         }
         for t in wisp_protocol::message::KNOWN_TYPES {
-            assert!(spec.contains(&t.to_uppercase()), "PROTOCOL.md does not document frame {t}");
+            assert!(
+                spec.contains(&t.to_uppercase()),
+                "PROTOCOL.md does not document frame {t}"
+            );
         }
         for op in wisp_protocol::ops::KNOWN_OPS {
-            assert!(spec.contains(&format!("`{op}`")), "PROTOCOL.md does not document op {op}");
+            assert!(
+                spec.contains(&format!("`{op}`")),
+                "PROTOCOL.md does not document op {op}"
+            );
         }
         for constant in [
             wisp_protocol::frame::MAX_JSON_LEN.to_string(),
             wisp_protocol::frame::MAX_DATA_LEN.to_string(),
             wisp_protocol::marker::MARKER_PREFIX.trim().to_owned(),
         ] {
-            assert!(spec.contains(&constant), "PROTOCOL.md does not state {constant}");
+            assert!(
+                spec.contains(&constant),
+                "PROTOCOL.md does not state {constant}"
+            );
         }
     }
 
     #[test]
     fn architecture_md_names_every_crate() {
         let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
-        for dir in ["protocol/", "micro-runner/", "transports/", "controller/", "golden/", "tests/", "xtask/", "fuzz/"] {
-            assert!(arch.contains(&format!("`{dir}`")), "ARCHITECTURE.md has no entry for {dir}");
+        for dir in [
+            "protocol/",
+            "micro-runner/",
+            "transports/",
+            "controller/",
+            "golden/",
+            "tests/",
+            "xtask/",
+            "fuzz/",
+        ] {
+            assert!(
+                arch.contains(&format!("`{dir}`")),
+                "ARCHITECTURE.md has no entry for {dir}"
+            );
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct CaseRun {
     pub(crate) failures: Vec<String>,
 }
 
+/// A frame as received: its JSON and its data section.
+type Received = (Value, Vec<u8>);
+
 enum Recv {
     Frame(Value, Vec<u8>),
     Eof,
@@ -391,8 +394,8 @@ fn finish(r: &mut Runner, mut eof: bool, result: &mut CaseRun) {
 /// Puts received frames in the normalised form golden files hold (golden/README.md):
 /// host-specific values become placeholders, frames are grouped by id (id-less frames last),
 /// and each command's output chunks are joined per stream.
-pub(crate) fn normalise(frames: &[(Value, Vec<u8>)]) -> Vec<String> {
-    let mut groups: Vec<(Option<String>, Vec<(Value, Vec<u8>)>)> = Vec::new();
+pub(crate) fn normalise(frames: &[Received]) -> Vec<String> {
+    let mut groups: Vec<(Option<String>, Vec<Received>)> = Vec::new();
     for (v, data) in frames {
         let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
         match groups.iter_mut().find(|(gid, _)| *gid == id) {
@@ -403,7 +406,7 @@ pub(crate) fn normalise(frames: &[(Value, Vec<u8>)]) -> Vec<String> {
     groups.sort_by(|(a, _), (b, _)| (a.is_none(), a).cmp(&(b.is_none(), b)));
     let mut lines = Vec::new();
     for (_, group) in groups {
-        let mut outputs: Vec<(Value, Vec<u8>)> = Vec::new();
+        let mut outputs: Vec<Received> = Vec::new();
         let mut others = Vec::new();
         for (v, data) in group {
             let kind = v.get("kind").and_then(Value::as_str).map(str::to_owned);

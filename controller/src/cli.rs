@@ -50,11 +50,14 @@ enum Command {
     /// The command is executed directly, without a shell; use `sh -c '...'` for pipes and
     /// redirections. Output streams back live, one line at a time, prefixed with the host:
     /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
+    #[command(after_help = AFTER_HELP)]
     Run(RunArgs),
     /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
     /// what the kernel can enforce (Landlock, seccomp, cgroups).
+    #[command(after_help = AFTER_HELP)]
     Facts(HostsArgs),
     /// Connect, start the runner, read its READY, and stop it again.
+    #[command(after_help = AFTER_HELP)]
     Ping(HostsArgs),
     /// Run the golden conformance suite against a runner executable.
     ///
@@ -98,7 +101,7 @@ struct RunArgs {
     targets: String,
     #[command(flatten)]
     common: Common,
-    /// Kill the command's whole process tree if it runs longer than this.
+    /// Kill the command's process group if it runs longer than this.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Keep at most this many bytes of each output stream per host; the rest is dropped

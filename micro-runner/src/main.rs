@@ -101,7 +101,9 @@ fn remove_private_dir(dir: &Path) -> Result<(), String> {
         ));
     }
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    // Root may remove a directory staged by the user who ran `sudo`.
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid && euid != 0 {
         return Err(format!(
             "{} is not owned by this user; not removing it",
             dir.display()

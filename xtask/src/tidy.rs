@@ -4,6 +4,16 @@
 mod tests {
     use std::path::{Path, PathBuf};
 
+    /// Every crate directory of the workspace.
+    const CRATES: [&str; 6] = [
+        "protocol",
+        "micro-runner",
+        "transports",
+        "controller",
+        "tests",
+        "xtask",
+    ];
+
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
@@ -51,14 +61,7 @@ mod tests {
 
     #[test]
     fn every_source_file_says_what_it_owns() {
-        for dir in [
-            "protocol",
-            "micro-runner",
-            "transports",
-            "controller",
-            "tests",
-            "xtask",
-        ] {
+        for dir in CRATES {
             for (path, text) in sources(dir) {
                 assert!(
                     text.starts_with("//!"),
@@ -114,14 +117,7 @@ mod tests {
 
     #[test]
     fn no_placeholders_or_ignored_tests() {
-        for dir in [
-            "protocol",
-            "micro-runner",
-            "transports",
-            "controller",
-            "tests",
-            "xtask",
-        ] {
+        for dir in CRATES {
             let mut files = Vec::new();
             rust_files(&root().join(dir), &mut files);
             for path in files

@@ -341,3 +341,78 @@ fn daemonised_grandchildren_are_killed_at_shutdown() {
         "daemonised process {orphan} survived"
     );
 }
+
+#[test]
+fn the_runner_serves_an_unprivileged_user() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    // As root (CI), drop to `nobody` for real; as an ordinary user, that user is the case.
+    // SAFETY: geteuid(2) has no preconditions.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    const NOBODY: u32 = 65534;
+    let tmp = ScratchDir::new("unprivileged");
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut r = RawRunner::start_with(&tmp.0, &[], |cmd, staged| {
+        cmd.current_dir("/");
+        if root {
+            chown(&staged.dir, Some(NOBODY), Some(NOBODY)).unwrap();
+            chown(&staged.exe, Some(NOBODY), Some(NOBODY)).unwrap();
+            // std clears the supplementary groups when root sets a uid.
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+    });
+    let Some(Received::Frame(ready)) = r.recv(Duration::from_secs(10)) else {
+        panic!("no READY")
+    };
+    let Message::Ready(ready) = ready.message else {
+        panic!("first frame is not READY")
+    };
+    r.send(Message::Hello(Hello { version: 1 }), &[]);
+    let args = serde_json::json!({"argv": ["id", "-u"]});
+    r.send(
+        Message::Cmd(Cmd {
+            id: "id".into(),
+            op: "exec".into(),
+            args,
+            limits: Default::default(),
+        }),
+        &[],
+    );
+    let mut output = Vec::new();
+    let done = loop {
+        match r.recv(Duration::from_secs(10)) {
+            Some(Received::Frame(f)) => match f.message {
+                Message::Event(_) => output.extend_from_slice(&f.data),
+                Message::Done(d) => break d,
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("stream ended: {other:?}"),
+        }
+    };
+    r.stdin = None;
+    assert!(r.child.wait().unwrap().success());
+    assert_eq!(done.exit_code, Some(0));
+    let me = String::from_utf8_lossy(&output).trim().to_owned();
+    if root {
+        assert_eq!(ready.uid, NOBODY);
+        assert_eq!(
+            me,
+            NOBODY.to_string(),
+            "the command runs as the runner's user"
+        );
+        assert!(
+            !ready.caps.cgroup.writable,
+            "nobody cannot create cgroups here: {}",
+            ready.caps.cgroup.detail
+        );
+    } else {
+        println!("not root: ran as uid {me} without dropping privileges");
+        assert_eq!(me, ready.uid.to_string());
+    }
+    assert_eq!(
+        tmp.entries(),
+        Vec::<String>::new(),
+        "the unprivileged runner removed its directory"
+    );
+}

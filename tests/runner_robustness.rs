@@ -152,14 +152,13 @@ fn one_session(input: &[u8]) -> Result<(), TestCaseError> {
     let tmp = ScratchDir::new("fuzz");
     let staged = wisp_transports::stage::stage(&runner_path(), &tmp.0).unwrap();
     let nonce = wisp_transports::stage::random_token();
-    let mut child = Command::new(&staged.exe)
-        .args(["--marker", &nonce, "--ttl", "30", "--private-dir"])
+    let mut cmd = Command::new(&staged.exe);
+    cmd.args(["--marker", &nonce, "--ttl", "30", "--private-dir"])
         .arg(&staged.dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    let mut child = wisp_transports::stage::retry_text_busy(|| cmd.spawn()).unwrap();
     let input = input.to_vec();
     // Write from a thread: the runner may stop reading (EXIT, bad magic) or fill its
     // stdout while we write.

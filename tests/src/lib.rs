@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use wisp_protocol::frame::FrameDecoder;
 use wisp_protocol::marker::{MarkerScanner, Scan};
 use wisp_protocol::message::{Frame, Message};
+use wisp_transports::stage::StagedRunner;
 
 /// The static musl runner built by `cargo xtask build-runner`. Panics with instructions when
 /// it is missing: these tests must fail loudly, never skip, without it.
@@ -145,17 +146,28 @@ pub struct RawRunner {
 impl RawRunner {
     /// Stages the runner under `base` and starts it with `extra` arguments.
     pub fn start(base: &Path, extra: &[&str]) -> Self {
+        Self::start_with(base, extra, |_, _| {})
+    }
+
+    /// Like [`Self::start`], letting `prepare` adjust the command (user, directory) and the
+    /// staged files before the runner starts.
+    pub fn start_with(
+        base: &Path,
+        extra: &[&str],
+        prepare: impl FnOnce(&mut Command, &StagedRunner),
+    ) -> Self {
         let staged = wisp_transports::stage::stage(&runner_path(), base).expect("stage runner");
         let nonce = wisp_transports::stage::random_token();
-        let mut child = Command::new(&staged.exe)
-            .args(["--marker", &nonce, "--private-dir"])
+        let mut cmd = Command::new(&staged.exe);
+        cmd.args(["--marker", &nonce, "--private-dir"])
             .arg(&staged.dir)
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start runner");
+            .stderr(Stdio::null());
+        prepare(&mut cmd, &staged);
+        let mut child =
+            wisp_transports::stage::retry_text_busy(|| cmd.spawn()).expect("start runner");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || read_all(stdout, &nonce, &tx));

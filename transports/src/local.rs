@@ -65,7 +65,20 @@ impl LocalTransport {
         } else {
             exe.clone()
         };
-        let mut child = match cmd.spawn() {
+        let mut attempt = 0;
+        let spawned = loop {
+            match cmd.spawn() {
+                Err(e)
+                    if crate::stage::is_text_busy(&e) && attempt < crate::stage::BUSY_RETRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)))
+                        .await;
+                }
+                other => break other,
+            }
+        };
+        let mut child = match spawned {
             Ok(c) => c,
             Err(source) => {
                 staged.remove_leftovers();

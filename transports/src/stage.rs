@@ -62,6 +62,31 @@ pub fn stage(runner: &Path, base: &Path) -> Result<StagedRunner, TransportError>
     Ok(staged)
 }
 
+/// How often a spawn of a freshly staged executable is retried when it is still "busy".
+pub const BUSY_RETRIES: u32 = 5;
+
+/// True for the error exec gives when a file is still open for writing somewhere (ETXTBSY).
+///
+/// A freshly staged copy can be: if another thread of this process forks while the copy is
+/// open, that child holds the descriptor until its own exec, a few milliseconds at most.
+pub fn is_text_busy(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ETXTBSY)
+}
+
+/// Calls `spawn` again, with a short growing pause, while it fails with ETXTBSY.
+pub fn retry_text_busy<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match spawn() {
+            Err(e) if is_text_busy(&e) && attempt < BUSY_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// 24 random characters from `[0-9a-f]`, from the kernel's random source.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 12];

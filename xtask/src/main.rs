@@ -3,7 +3,8 @@
 //! - `build-runner`: the static musl runner (installs the rustup target when missing);
 //! - `test`: build the runner, then run every test in the workspace against it;
 //! - `golden`: regenerate the golden files from the built runner (review the git diff!);
-//! - `fuzz-seed`: write the fuzz corpus seeds from the golden cases.
+//! - `fuzz-seed`: write the fuzz corpus seeds from the golden cases;
+//! - `bench`: release builds, then the benchmarks in `bench/` (figures, not pass/fail).
 
 mod tidy;
 
@@ -12,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <build-runner | test | golden | fuzz-seed>";
+const USAGE: &str = "usage: cargo xtask <build-runner | test | golden | fuzz-seed | bench>";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -21,6 +22,7 @@ fn main() -> Result<()> {
         "test" => test(),
         "golden" => golden(),
         "fuzz-seed" => fuzz_seed(),
+        "bench" => bench(),
         _ => bail!("{USAGE}"),
     }
 }
@@ -105,6 +107,15 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("WISP_RUNNER", &runner))
+}
+
+fn bench() -> Result<()> {
+    let runner = build_runner()?;
+    run(cargo().args(["build", "--release", "--package", "wisp-controller"]))?;
+    run(cargo()
+        .args(["run", "--release", "--quiet", "--package", "wisp-bench"])
+        .env("WISP_RUNNER", &runner)
+        .env("WISP_BIN", target_dir().join("release/wisp")))
 }
 
 fn golden() -> Result<()> {

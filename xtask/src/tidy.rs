@@ -5,13 +5,14 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     /// Every crate directory of the workspace.
-    const CRATES: [&str; 6] = [
+    const CRATES: [&str; 7] = [
         "protocol",
         "micro-runner",
         "transports",
         "controller",
         "tests",
         "xtask",
+        "bench",
     ];
 
     fn root() -> PathBuf {
@@ -179,6 +180,7 @@ mod tests {
     fn architecture_md_names_every_crate() {
         let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
         for dir in [
+            "bench/",
             "protocol/",
             "micro-runner/",
             "transports/",

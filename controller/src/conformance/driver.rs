@@ -51,23 +51,17 @@ struct Runner {
 fn start(runner: &Path) -> Result<Runner, String> {
     let staged = stage(runner, &staging_base()).map_err(|e| crate::fleet::error_chain(&e))?;
     let nonce = random_token();
-    let mut child = Command::new(&staged.exe)
-        .args([
-            "--marker",
-            &nonce,
-            "--ttl",
-            &CASE_TTL_S.to_string(),
-            "--private-dir",
-        ])
+    let ttl = CASE_TTL_S.to_string();
+    let mut cmd = Command::new(&staged.exe);
+    cmd.args(["--marker", &nonce, "--ttl", &ttl, "--private-dir"])
         .arg(&staged.dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            staged.remove_leftovers();
-            format!("cannot start {}: {e}", runner.display())
-        })?;
+        .stderr(Stdio::piped());
+    let mut child = wisp_transports::stage::retry_text_busy(|| cmd.spawn()).map_err(|e| {
+        staged.remove_leftovers();
+        format!("cannot start {}: {e}", runner.display())
+    })?;
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().ok_or("no stdout pipe")?;
     std::thread::spawn(move || read_frames(stdout, &nonce, &tx));

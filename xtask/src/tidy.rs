@@ -126,11 +126,14 @@ mod tests {
                 .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))
             {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for banned in ["todo!(", "unimplemented!(", "#[ignore", "#[should_panic"] {
-                    // This file names them in order to ban them.
-                    if path.ends_with("tidy.rs") {
-                        continue;
-                    }
+                // Spelled in pieces so that this file does not contain what it bans.
+                let banned_list = [
+                    concat!("todo", "!("),
+                    concat!("unimplemented", "!("),
+                    concat!("#[", "ignore"),
+                    concat!("#[", "should_panic"),
+                ];
+                for banned in banned_list {
                     assert!(
                         !text.contains(banned),
                         "{}: contains {banned}",

@@ -416,3 +416,46 @@ fn the_runner_serves_an_unprivileged_user() {
         "the unprivileged runner removed its directory"
     );
 }
+
+#[test]
+fn the_ttl_holds_even_when_the_controller_stops_reading() {
+    let tmp = ScratchDir::new("watchdog");
+    // The test holds the runner's stdout without reading it: once the pipe is full the
+    // session loop blocks on its next frame, and only the watchdog can end the session.
+    // Held open, never read, until the test ends.
+    let (_unread, stdout) = std::io::pipe().unwrap();
+    let mut r = RawRunner::start_with(&tmp.0, &["--ttl", "1"], |cmd, _| {
+        cmd.stdout(stdout);
+    });
+    r.send(Message::Hello(Hello { version: 1 }), &[]);
+    let args = serde_json::json!({"argv": ["yes", "a line of output that fills the pipe quickly"]});
+    r.send(
+        Message::Cmd(Cmd {
+            id: "flood".into(),
+            op: "exec".into(),
+            args,
+            limits: Default::default(),
+        }),
+        &[],
+    );
+    let runner = r.child.id();
+    let flood = wait_for(Duration::from_secs(10), || {
+        children_of(runner)
+            .into_iter()
+            .find(|(_, a)| a.first().is_some_and(|p| p == "yes"))
+            .map(|(p, _)| p)
+    })
+    .expect("yes did not start");
+    let started = Instant::now();
+    let status = wait_for(Duration::from_secs(15), || r.child.try_wait().unwrap());
+    println!(
+        "runner ended {:?} after the command started (TTL 1 s, grace 5 s)",
+        started.elapsed()
+    );
+    let status = status.expect("the runner outlived TTL + grace with a stalled controller");
+    assert_eq!(status.code(), Some(3), "the watchdog's exit status");
+    assert!(
+        wait_for(Duration::from_secs(2), || is_dead(flood).then_some(())).is_some(),
+        "the command survived the watchdog"
+    );
+}

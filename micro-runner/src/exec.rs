@@ -2,11 +2,13 @@
 //! pipes for stdout and stderr (never the runner's stdout), one thread pumps each pipe into
 //! session inputs as bytes arrive, and one thread waits for the exit with its rusage.
 
+use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use wisp_protocol::message::{EventKind, Usage};
@@ -15,6 +17,38 @@ use wisp_protocol::ops::ExecArgs;
 use crate::session::Input;
 
 const PIPE_CHUNK: usize = 64 * 1024;
+
+/// Process groups whose leader has not been reaped, shared by everything that signals them.
+///
+/// A group may be signalled only while its leader is unreaped: a reaped leader's pid, and so
+/// the group's number, can be reused by an unrelated process. The wait thread removes a group
+/// (under the lock) after the leader exits but before reaping it, and every kill happens under
+/// the same lock, so no signal can reach a recycled group.
+pub(crate) type LiveGroups = Arc<Mutex<HashSet<i32>>>;
+
+/// SIGKILLs one group, if it is still live.
+pub(crate) fn kill_group(groups: &LiveGroups, pgid: i32) {
+    if let Ok(live) = groups.lock()
+        && live.contains(&pgid)
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// SIGKILLs every live group.
+pub(crate) fn kill_live_groups(groups: &LiveGroups) {
+    if let Ok(live) = groups.lock() {
+        for pgid in live.iter() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(*pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
 
 /// How a process ended, as `wait4` reported it.
 #[derive(Debug, Clone)]
@@ -38,6 +72,7 @@ pub(crate) fn spawn(
     args: &ExecArgs,
     stdin: Vec<u8>,
     tx: &SyncSender<Input>,
+    groups: &LiveGroups,
 ) -> Result<i32, SpawnError> {
     let argv = args.command_line();
     let Some((program, rest)) = argv.split_first() else {
@@ -131,9 +166,13 @@ pub(crate) fn spawn(
         let tx = tx.clone();
         spawn_thread("stderr", move || pump(serial, EventKind::Stderr, err, &tx));
     }
+    if let Ok(mut live) = groups.lock() {
+        live.insert(pid);
+    }
     let tx = tx.clone();
+    let groups = Arc::clone(groups);
     spawn_thread("wait", move || {
-        let exit = wait(pid);
+        let exit = wait(pid, &groups);
         let _ = tx.send(Input::Exited { serial, exit });
     });
     // The Child handle is dropped without waiting: the wait thread reaps by pid with wait4.
@@ -176,7 +215,30 @@ fn pump(serial: u64, stream: EventKind, mut pipe: impl Read, tx: &SyncSender<Inp
     let _ = tx.send(Input::OutputClosed { serial });
 }
 
-fn wait(pid: i32) -> Exit {
+fn wait(pid: i32, groups: &LiveGroups) -> Exit {
+    // Observe the exit without reaping: the pid stays taken (a zombie) while the group leaves
+    // the live set, so nothing can signal a recycled number.
+    loop {
+        // SAFETY: siginfo_t is plain old data; zeroed is a valid value for waitid to fill.
+        #[allow(unsafe_code)]
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a live, writable siginfo_t; the pid is our own child.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid.unsigned_abs(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    if let Ok(mut live) = groups.lock() {
+        live.remove(&pid);
+    }
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; an all-zero value is valid.
     #[allow(unsafe_code)]
@@ -219,14 +281,6 @@ fn usage_of(u: &libc::rusage) -> Usage {
         user_ms: ms(u.ru_utime),
         sys_ms: ms(u.ru_stime),
     }
-}
-
-/// Sends SIGKILL to a whole process group. A group that is already gone is not an error.
-pub(crate) fn kill_group(pgid: i32) {
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
 }
 
 /// Kills every process that was reparented to the runner (it is a child subreaper): the ones

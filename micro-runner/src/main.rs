@@ -15,7 +15,7 @@ mod signals;
 mod wire;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use wisp_protocol::marker::valid_nonce;
@@ -23,6 +23,10 @@ use wisp_protocol::marker::valid_nonce;
 use crate::session::{Config, Session};
 
 const DEFAULT_TTL_S: u64 = 600;
+/// How long after its TTL a session that has not ended by itself is ended by the watchdog.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
+/// Exit status when the watchdog ends the runner.
+const WATCHDOG_EXIT: i32 = 3;
 /// Bound on queued inputs: when the controller reads slowly, output pumps block and so do the
 /// commands writing output, instead of the runner buffering without limit.
 const INPUT_QUEUE: usize = 256;
@@ -112,6 +116,29 @@ fn remove_private_dir(dir: &Path) -> Result<(), String> {
     std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
 }
 
+/// The TTL, enforced even when the session loop cannot act: a controller that stops reading
+/// (without closing the stream) leaves the loop blocked on a full stdout pipe. A grace period
+/// after the TTL, this thread kills every command and exits, without further frames.
+fn start_watchdog(ttl: Duration, live_groups: exec::LiveGroups) {
+    let watchdog = move || {
+        std::thread::sleep(ttl + WATCHDOG_GRACE);
+        diag(
+            "the session did not end at its time to live (is the controller still reading?); killing its commands",
+        );
+        exec::kill_live_groups(&live_groups);
+        exec::kill_orphans();
+        std::process::exit(WATCHDOG_EXIT);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("watchdog".into())
+        .stack_size(64 * 1024)
+        .spawn(watchdog)
+    {
+        diag(&format!("cannot start the watchdog thread: {e}"));
+        std::process::exit(2);
+    }
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -160,6 +187,8 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let code = Session::new(Config { ttl: args.ttl }, out, caps).run(&rx, &tx);
+    let live_groups = exec::LiveGroups::default();
+    start_watchdog(args.ttl, Arc::clone(&live_groups));
+    let code = Session::new(Config { ttl: args.ttl }, out, caps, live_groups).run(&rx, &tx);
     std::process::exit(code);
 }

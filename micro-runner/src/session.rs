@@ -15,7 +15,7 @@ use wisp_protocol::message::{
 use wisp_protocol::ops::{DEFAULT_MAX_OUTPUT, KNOWN_OPS, Op, OpError};
 use wisp_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
-use crate::exec::{self, Exit as ProcessExit};
+use crate::exec::{self, Exit as ProcessExit, LiveGroups};
 use crate::wire::{FrameWriter, preview};
 
 /// Commands in flight at once; more are refused with `too_many_commands` (throttled).
@@ -79,12 +79,18 @@ pub(crate) struct Session {
     greeted: bool,
     next_serial: u64,
     running: HashMap<u64, Running>,
-    /// Process groups of finished commands whose background children may still live.
-    lingering: Vec<i32>,
+    /// Process groups whose leader has not been reaped yet: the only ones safe to signal
+    /// (a reaped leader's number can be reused). Shared with the TTL watchdog.
+    live_groups: LiveGroups,
 }
 
 impl Session {
-    pub(crate) fn new(config: Config, out: FrameWriter, caps: Capabilities) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        out: FrameWriter,
+        caps: Capabilities,
+        live_groups: LiveGroups,
+    ) -> Self {
         Self {
             config,
             out,
@@ -93,7 +99,7 @@ impl Session {
             greeted: false,
             next_serial: 0,
             running: HashMap::new(),
-            lingering: Vec::new(),
+            live_groups,
         }
     }
 
@@ -105,9 +111,16 @@ impl Session {
             let wait = self.next_deadline().saturating_duration_since(now);
             let outcome = match rx.recv_timeout(wait) {
                 Ok(input) => self.handle(input, tx),
-                Err(RecvTimeoutError::Timeout) => self.on_deadlines(),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(ExitReason::StdinClosed),
             };
+            // Checked after every input, not only when the channel is idle: a command that
+            // floods its output keeps the channel busy and must still meet its deadline.
+            let outcome = outcome.or_else(|| {
+                (Instant::now() >= self.next_deadline())
+                    .then(|| self.on_deadlines())
+                    .flatten()
+            });
             let outcome = outcome.or(self.out.is_broken().then_some(ExitReason::StdinClosed));
             if let Some(reason) = outcome {
                 return self.shutdown(reason, rx);
@@ -318,7 +331,7 @@ impl Session {
             Op::Exec(args) => {
                 self.next_serial += 1;
                 let serial = self.next_serial;
-                match exec::spawn(serial, &args, data, tx) {
+                match exec::spawn(serial, &args, data, tx, &self.live_groups) {
                     Ok(pgid) => {
                         let deadline = cmd
                             .limits
@@ -369,7 +382,7 @@ impl Session {
         if r.killed_for.is_none() {
             r.killed_for = Some(Status::Cancelled);
         }
-        exec::kill_group(r.pgid);
+        exec::kill_group(&self.live_groups, r.pgid);
     }
 
     fn on_output(&mut self, serial: u64, stream: EventKind, bytes: Vec<u8>) {
@@ -411,7 +424,7 @@ impl Session {
                 r.deadline = None;
                 if r.exit.is_none() {
                     r.killed_for = Some(Status::Timeout);
-                    exec::kill_group(r.pgid);
+                    exec::kill_group(&self.live_groups, r.pgid);
                 }
             }
             if r.drain_deadline.is_some_and(|d| now >= d) {
@@ -419,9 +432,10 @@ impl Session {
             }
         }
         for serial in drained {
+            // Whatever still holds the pipes is an orphan of ours by now (the main process
+            // has exited); the shutdown sweep finds it by parent pid.
             if let Some(r) = self.running.get_mut(&serial) {
                 r.open_streams = 0;
-                self.lingering.push(r.pgid);
             }
             self.finish_if_complete(serial);
         }
@@ -471,11 +485,10 @@ impl Session {
     fn shutdown(mut self, reason: ExitReason, rx: &Receiver<Input>) -> i32 {
         for r in self.running.values_mut() {
             r.killed_for.get_or_insert(Status::Cancelled);
-            exec::kill_group(r.pgid);
         }
-        for pgid in std::mem::take(&mut self.lingering) {
-            exec::kill_group(pgid);
-        }
+        exec::kill_live_groups(&self.live_groups);
+        // Everything else the commands left (background children of finished commands,
+        // daemonised grandchildren) has been reparented to the runner.
         exec::kill_orphans();
         // Collect the exits so each DONE carries real status and usage; output that arrives
         // meanwhile is still forwarded. Bounded: SIGKILL cannot be ignored, but a process in

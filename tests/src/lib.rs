@@ -168,9 +168,11 @@ impl RawRunner {
         prepare(&mut cmd, &staged);
         let mut child =
             wisp_transports::stage::retry_text_busy(|| cmd.spawn()).expect("start runner");
-        let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || read_all(stdout, &nonce, &tx));
+        // `prepare` may have pointed stdout elsewhere; then nothing here reads it.
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || read_all(stdout, &nonce, &tx));
+        }
         Self {
             stdin: child.stdin.take(),
             child,

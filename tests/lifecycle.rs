@@ -241,14 +241,13 @@ fn facts_report_what_the_host_is() {
     );
 }
 
-/// Runs `sleep 30` through a raw runner and returns it with the sleep's pid.
-fn raw_runner_with_sleep(tmp: &ScratchDir, extra: &[&str]) -> (RawRunner, u32) {
-    let mut r = RawRunner::start(&tmp.0, extra);
+/// Greets `r` and starts `argv` on it; returns the command's pid once it runs.
+fn start_command(r: &mut RawRunner, argv: &[&str]) -> u32 {
     r.send(Message::Hello(Hello { version: 1 }), &[]);
-    let args = serde_json::json!({"argv": ["sleep", "30"]});
+    let args = serde_json::json!({ "argv": argv });
     r.send(
         Message::Cmd(Cmd {
-            id: "s".into(),
+            id: "c".into(),
             op: "exec".into(),
             args,
             limits: Default::default(),
@@ -256,13 +255,19 @@ fn raw_runner_with_sleep(tmp: &ScratchDir, extra: &[&str]) -> (RawRunner, u32) {
         &[],
     );
     let runner = r.child.id();
-    let sleep = wait_for(Duration::from_secs(10), || {
+    wait_for(Duration::from_secs(10), || {
         children_of(runner)
             .into_iter()
-            .find(|(_, a)| a == &["sleep", "30"])
+            .find(|(_, a)| a == argv)
             .map(|(p, _)| p)
     })
-    .expect("sleep did not start");
+    .unwrap_or_else(|| panic!("{argv:?} did not start"))
+}
+
+/// Runs `sleep 30` through a raw runner and returns it with the sleep's pid.
+fn raw_runner_with_sleep(tmp: &ScratchDir, extra: &[&str]) -> (RawRunner, u32) {
+    let mut r = RawRunner::start(&tmp.0, extra);
+    let sleep = start_command(&mut r, &["sleep", "30"]);
     (r, sleep)
 }
 
@@ -427,25 +432,10 @@ fn the_ttl_holds_even_when_the_controller_stops_reading() {
     let mut r = RawRunner::start_with(&tmp.0, &["--ttl", "1"], |cmd, _| {
         cmd.stdout(stdout);
     });
-    r.send(Message::Hello(Hello { version: 1 }), &[]);
-    let args = serde_json::json!({"argv": ["yes", "a line of output that fills the pipe quickly"]});
-    r.send(
-        Message::Cmd(Cmd {
-            id: "flood".into(),
-            op: "exec".into(),
-            args,
-            limits: Default::default(),
-        }),
-        &[],
+    let flood = start_command(
+        &mut r,
+        &["yes", "a line of output that fills the pipe quickly"],
     );
-    let runner = r.child.id();
-    let flood = wait_for(Duration::from_secs(10), || {
-        children_of(runner)
-            .into_iter()
-            .find(|(_, a)| a.first().is_some_and(|p| p == "yes"))
-            .map(|(p, _)| p)
-    })
-    .expect("yes did not start");
     let started = Instant::now();
     let status = wait_for(Duration::from_secs(15), || r.child.try_wait().unwrap());
     println!(

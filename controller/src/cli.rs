@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use wisp_protocol::message::Limits;
 use wisp_protocol::ops::ExecArgs;
 use wisp_transports::local::LocalTransport;
+use wisp_transports::ssh;
 use wisp_transports::{Launch, Transport};
 
 use crate::exit::ExitStatus;
@@ -17,8 +18,9 @@ use crate::report::{Reporter, exit_status};
 
 const AFTER_HELP: &str = "\
 Targets:
-  localhost        this machine, through a local runner process (no SSH)
-  a,b              a comma-separated list
+  localhost           this machine, through a local runner process (no SSH)
+  [user@]host[:port]  a host over SSH (IPv6: [addr]:port); host keys are checked strictly
+  a,b                 a comma-separated list
 
 Exit codes:
   0   every host succeeded
@@ -85,6 +87,24 @@ struct Common {
     /// build tree].
     #[arg(long, value_name = "PATH")]
     runner: Option<PathBuf>,
+    /// SSH login user for targets that do not name one [default: $USER].
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+    /// Private key file to offer (repeatable) [default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa].
+    /// Keys of the ssh-agent at $SSH_AUTH_SOCK are offered first. Encrypted keys read their
+    /// passphrase from $WISP_SSH_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    key: Vec<PathBuf>,
+    /// The known_hosts file host keys are checked against [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust hosts whose key is not in known_hosts yet, and record it there. A key that
+    /// differs from the recorded one is still refused.
+    #[arg(long)]
+    accept_new: bool,
+    /// How many hosts to work on at once.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    forks: u32,
 }
 
 #[derive(Debug, Args)]
@@ -175,25 +195,46 @@ fn usage_error(message: &str) -> ExitStatus {
 }
 
 fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, String> {
-    let transport: Arc<dyn Transport> = Arc::new(LocalTransport {
+    let local: Arc<dyn Transport> = Arc::new(LocalTransport {
         sudo: common.become_root,
     });
+    let default_user = common
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    let keys = if common.key.is_empty() {
+        ssh::default_keys()
+    } else {
+        common.key.clone()
+    };
+    let options = Arc::new(ssh::SshOptions::new(
+        keys,
+        true,
+        common
+            .known_hosts
+            .clone()
+            .unwrap_or_else(ssh::default_known_hosts),
+        common.accept_new,
+        common.become_root,
+    ));
     let mut out = Vec::new();
-    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if name != "localhost" {
-            return Err(format!(
-                "target {name:?}: this build reaches only `localhost` (the local transport); SSH targets need the SSH transport"
-            ));
-        }
-        if !out.iter().any(|t: &Target| t.name == name) {
-            out.push(Target {
-                name: name.to_owned(),
-                transport: Arc::clone(&transport),
-            });
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("no targets in {spec:?}"));
+    for spec in crate::targets::parse_list(spec)? {
+        let transport: Arc<dyn Transport> = match spec.ssh {
+            None => Arc::clone(&local),
+            Some(s) => {
+                let target = ssh::SshTarget {
+                    host: s.host,
+                    port: s.port,
+                    user: s.user.unwrap_or_else(|| default_user.clone()),
+                };
+                Arc::new(ssh::SshTransport::new(target, Arc::clone(&options)))
+            }
+        };
+        out.push(Target {
+            name: spec.name,
+            transport,
+        });
     }
     Ok(out)
 }
@@ -258,7 +299,16 @@ pub fn main() -> std::process::ExitCode {
         let reporter = Arc::new(Reporter::new(common.json, &names));
         let (tx, rx) = watch::channel(Interrupt::None);
         tokio::spawn(watch_signals(tx));
-        let results = fleet::run(targets, job, &launch, Arc::clone(&reporter), rx.clone()).await;
+        let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
+        let results = fleet::run(
+            targets,
+            job,
+            &launch,
+            forks,
+            Arc::clone(&reporter),
+            rx.clone(),
+        )
+        .await;
         let interrupted = *rx.borrow() != Interrupt::None;
         let status = exit_status(&results, interrupted);
         reporter.recap(&results, status);

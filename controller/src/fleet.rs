@@ -60,19 +60,35 @@ pub async fn run(
     targets: Vec<Target>,
     job: Job,
     launch: &Launch,
+    forks: usize,
     reporter: Arc<Reporter>,
     interrupt: watch::Receiver<Interrupt>,
 ) -> Vec<HostResult> {
+    let forks = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
     let mut tasks = Vec::new();
     for target in targets {
-        let (job, reporter, interrupt) = (job.clone(), Arc::clone(&reporter), interrupt.clone());
+        let (job, reporter, mut interrupt) =
+            (job.clone(), Arc::clone(&reporter), interrupt.clone());
         // Each host gets its own launch (and so its own nonce).
         let launch = Launch::new(launch.runners.clone(), launch.ttl, launch.connect_timeout);
         let name = target.name.clone();
-        let task =
-            tokio::spawn(
-                async move { run_host(&target, &job, &launch, &reporter, interrupt).await },
-            );
+        let forks = Arc::clone(&forks);
+        let task = tokio::spawn(async move {
+            // At most `forks` hosts at once; hosts still waiting when Ctrl-C comes never start.
+            let permit = tokio::select! {
+                p = forks.acquire_owned() => p.ok(),
+                _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => None,
+            };
+            let Some(_permit) = permit else {
+                return HostResult {
+                    host: target.name.clone(),
+                    outcome: HostOutcome::Interrupted,
+                    detail: "not started".into(),
+                    elapsed: Duration::ZERO,
+                };
+            };
+            run_host(&target, &job, &launch, &reporter, interrupt).await
+        });
         tasks.push((name, task));
     }
     let mut results = Vec::new();

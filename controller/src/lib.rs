@@ -5,6 +5,7 @@
 //! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`runners`]: finding the runner executables to push;
+//! - [`targets`]: parsing the hosts named on the command line;
 //! - [`conformance`]: the golden-file conformance suite, runnable against any runner.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
@@ -17,3 +18,4 @@ pub mod fleet;
 pub mod report;
 pub mod runners;
 pub mod session;
+pub mod targets;

@@ -70,7 +70,11 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("--ttl {v:?}: expected seconds > 0"))?;
             }
             "--private-dir" => private_dir = Some(PathBuf::from(value("--private-dir")?)),
-            "--version" => return Err(format!("wisp-runner {}", env!("CARGO_PKG_VERSION"))),
+            // Exits 0: the SSH bootstrap runs it to find out whether its location can execute.
+            "--version" => {
+                diag(env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
             "-h" | "--help" => return Err(USAGE.trim_end().to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }

@@ -12,6 +12,8 @@ use wisp_protocol::marker::{MarkerScanner, Scan};
 use wisp_protocol::message::{Frame, Message};
 use wisp_transports::stage::StagedRunner;
 
+pub mod sshd;
+
 /// The static musl runner built by `cargo xtask build-runner`. Panics with instructions when
 /// it is missing: these tests must fail loudly, never skip, without it.
 pub fn runner_path() -> PathBuf {

@@ -13,6 +13,7 @@
 
 pub mod conn;
 pub mod local;
+pub mod ssh;
 pub mod stage;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,11 @@ use std::time::Duration;
 use wisp_protocol::message::Ready;
 
 pub use conn::{ConnError, FrameReader, FrameWriter};
+
+/// True when `nonce` can travel unquoted through a shell (see `wisp_protocol::marker`).
+pub(crate) fn marker_safe(nonce: &str) -> bool {
+    wisp_protocol::marker::valid_nonce(nonce)
+}
 
 /// A boxed future, so [`Transport`] stays usable as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -138,10 +144,22 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
-    /// The runner did not say READY.
-    #[error("runner did not start: {detail}")]
+    /// The runner did not say READY, or the session to the host failed on the way.
+    #[error("{detail}")]
     Handshake {
         /// What happened instead.
+        detail: String,
+    },
+    /// The host's key is unknown, changed or revoked: the connection was refused.
+    #[error("{detail}")]
+    HostKey {
+        /// Why, with the fingerprint and what to do.
+        detail: String,
+    },
+    /// The host accepted none of the credentials offered.
+    #[error("authentication failed: {detail}")]
+    Auth {
+        /// What was tried.
         detail: String,
     },
 }

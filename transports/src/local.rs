@@ -92,7 +92,7 @@ impl LocalTransport {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             staged.remove_leftovers();
             return Err(TransportError::Handshake {
-                detail: "runner pipes missing".into(),
+                detail: "runner did not start: its pipes are missing".into(),
             });
         };
         let handle = LocalHandle { child, stderr };
@@ -105,7 +105,7 @@ impl LocalTransport {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 staged.remove_leftovers();
-                let mut detail = e.to_string();
+                let mut detail = format!("runner did not start: {e}");
                 let diag = handle.diagnostics();
                 if !diag.is_empty() {
                     detail.push_str(&format!("; runner stderr: {}", diag.trim_end()));
@@ -115,7 +115,10 @@ impl LocalTransport {
             Err(_) => {
                 staged.remove_leftovers();
                 return Err(TransportError::Handshake {
-                    detail: format!("no READY within {:?}", launch.connect_timeout),
+                    detail: format!(
+                        "runner did not start: no READY within {:?}",
+                        launch.connect_timeout
+                    ),
                 });
             }
         };

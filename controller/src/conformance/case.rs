@@ -239,7 +239,7 @@ fn parse_line(line: &str) -> Result<Step, String> {
 
 fn from_hex(h: &str) -> Result<Vec<u8>, String> {
     let h: String = h.chars().filter(|c| !c.is_whitespace()).collect();
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return Err("hex: odd number of digits".into());
     }
     (0..h.len())

@@ -1,0 +1,249 @@
+//! Real OpenSSH `sshd` hosts on loopback for end-to-end tests.
+//!
+//! Each [`Fleet`] gets its own scratch directory holding a client key, `authorized_keys`, a
+//! `known_hosts` with every host's key, one host key and config per host, and the hosts'
+//! temp directory (`SetEnv TMPDIR=`), so "nothing left behind" can be checked precisely. Hosts
+//! listen on 127.x.y.z addresses unique to the fleet. Everything stops when the fleet drops.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::{ScratchDir, is_dead, wait_for};
+
+/// The sshd binary Debian's `openssh-server` installs.
+pub const SSHD: &str = "/usr/sbin/sshd";
+const PORT: u16 = 2222;
+
+static FLEETS: AtomicU32 = AtomicU32::new(0);
+
+/// One sshd host.
+#[derive(Debug)]
+pub struct Host {
+    /// Its address.
+    pub addr: String,
+    /// Its port.
+    pub port: u16,
+    /// Its host public key, as in a known_hosts line (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+    /// Its config file.
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Host {
+    /// `addr:port`, as a wisp target.
+    pub fn target(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+
+    /// Stops this host's sshd (to test an unreachable host).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A set of sshd hosts and the client files to reach them.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The scratch directory holding everything.
+    pub dir: ScratchDir,
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    /// The client's private key (ed25519, no passphrase).
+    pub client_key: PathBuf,
+    /// A known_hosts file listing every host's key.
+    pub known_hosts: PathBuf,
+    /// The hosts' TMPDIR.
+    pub remote_tmp: PathBuf,
+}
+
+/// Fails loudly (never skips) when sshd cannot run here.
+pub fn require_sshd() {
+    assert!(
+        Path::new(SSHD).is_file(),
+        "{SSHD} is missing: install Debian's openssh-server (.ci/run does) to run the SSH tests"
+    );
+    // sshd refuses to start without its privilege-separation directory.
+    let _ = std::fs::create_dir_all("/run/sshd");
+}
+
+fn keygen(path: &Path, comment: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("read public key");
+    let mut fields = public.split_whitespace();
+    format!(
+        "{} {}",
+        fields.next().unwrap_or(""),
+        fields.next().unwrap_or("")
+    )
+}
+
+impl Fleet {
+    /// Starts `n` sshd hosts; `known_hosts` lists them all.
+    pub fn start(n: usize) -> Self {
+        require_sshd();
+        let dir = ScratchDir::new("sshd");
+        let remote_tmp = dir.0.join("remote-tmp");
+        std::fs::create_dir_all(&remote_tmp).expect("create the hosts' temp dir");
+        // World-writable with the sticky bit, like /tmp: unprivileged logins stage here too.
+        let _ = Command::new("chmod").arg("1777").arg(&remote_tmp).status();
+        let _ = Command::new("chmod").arg("755").arg(&dir.0).status();
+        let client_key = dir.0.join("client_key");
+        let client_pub = keygen(&client_key, "wisp-test-client");
+        let authorized = dir.0.join("authorized_keys");
+        std::fs::write(&authorized, format!("{client_pub}\n")).expect("write authorized_keys");
+        // Unique 127.x.y.0/24 per fleet: fleets of parallel tests never share an address.
+        let fleet_no = FLEETS.fetch_add(1, Ordering::SeqCst);
+        let (b, c) = (10 + std::process::id() % 200, 1 + fleet_no % 250);
+        let mut hosts = Vec::new();
+        let mut known = String::new();
+        for i in 0..n {
+            let addr = format!("127.{b}.{c}.{}", i + 1);
+            let host_key_path = dir.0.join(format!("host{i}_ed25519"));
+            let host_key = keygen(&host_key_path, &addr);
+            let config = dir.0.join(format!("sshd{i}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "ListenAddress {addr}:{PORT}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nUsePAM no\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                     PermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\nMaxStartups 200\n\
+                     SetEnv TMPDIR={}\n",
+                    host_key_path.display(),
+                    authorized.display(),
+                    remote_tmp.display()
+                ),
+            )
+            .expect("write sshd config");
+            known.push_str(&format!("[{addr}]:{PORT} {host_key}\n"));
+            hosts.push(Host {
+                addr,
+                port: PORT,
+                host_key,
+                config,
+                child: None,
+            });
+        }
+        let known_hosts = dir.0.join("known_hosts");
+        std::fs::write(&known_hosts, known).expect("write known_hosts");
+        let mut fleet = Fleet {
+            dir,
+            hosts,
+            client_key,
+            known_hosts,
+            remote_tmp,
+        };
+        for i in 0..n {
+            fleet.start_host(i);
+        }
+        fleet
+    }
+
+    /// (Re)starts host `i`'s sshd and waits until it accepts connections.
+    pub fn start_host(&mut self, i: usize) {
+        let host = &mut self.hosts[i];
+        // sshd's own log (it logs the readiness probe below, among others) goes to a file.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(host.config.with_extension("log"))
+            .expect("sshd log");
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&host.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start sshd");
+        let pid = child.id();
+        host.child = Some(child);
+        let addr = format!("{}:{}", host.addr, host.port);
+        let up = wait_for(Duration::from_secs(10), || {
+            TcpStream::connect(&addr).ok().map(|_| ())
+        });
+        assert!(
+            up.is_some() && !is_dead(pid),
+            "sshd on {addr} did not come up"
+        );
+    }
+
+    /// Every host as a comma-separated target list.
+    pub fn targets(&self) -> String {
+        self.hosts
+            .iter()
+            .map(Host::target)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Entries left in the hosts' temp directory.
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.remote_tmp)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Live processes whose command line mentions this fleet's temp directory (runners
+    /// staged there, and anything they still run from it).
+    pub fn live_runners(&self) -> Vec<(u32, String)> {
+        let needle = self.remote_tmp.to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(&needle) && !is_dead(pid) {
+                found.push((pid, text));
+            }
+        }
+        found
+    }
+
+    /// Asserts the promise made after every run: no file left in the hosts' temp directory
+    /// and no runner process alive. Waits briefly for sessions that are still closing.
+    pub fn assert_clean(&self) {
+        let clean = wait_for(Duration::from_secs(3), || {
+            (self.leftovers().is_empty() && self.live_runners().is_empty()).then_some(())
+        });
+        assert!(
+            clean.is_some(),
+            "left behind: files {:?}, processes {:?}",
+            self.leftovers(),
+            self.live_runners()
+        );
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            h.stop();
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The SSH transport: russh client, strict host-key checking against OpenSSH `known_hosts`,
+//! agent and key-file authentication, and the one-channel runner push (see [`bootstrap`]).
+//!
+//! Nothing SSH-specific leaves this module: the controller gets a [`RunnerConnection`] like
+//! any transport's.
+
+pub mod bootstrap;
+pub mod known_hosts;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::conn::{FrameReader, FrameWriter};
+use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
+
+/// Environment variable holding the passphrase for encrypted key files.
+pub const PASSPHRASE_ENV: &str = "WISP_SSH_PASSPHRASE";
+/// Test hook: when set, the controller flips one byte of the runner after hashing it, so a
+/// test can prove that the host refuses a corrupted upload. Never set it otherwise.
+pub const CORRUPT_UPLOAD_ENV: &str = "WISP_TEST_CORRUPT_UPLOAD";
+/// Bytes of the runner's (or bootstrap's) stderr kept for error messages.
+const STDERR_KEPT: usize = 16 * 1024;
+/// Bytes of login noise tolerated before the bootstrap's arch line.
+const MAX_NOISE: usize = 64 * 1024;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+}
+
+/// Settings shared by every SSH host of a run.
+#[derive(Debug)]
+pub struct SshOptions {
+    /// Private key files to offer, in order, after the agent's keys.
+    pub keys: Vec<PathBuf>,
+    /// Offer the keys of the agent at `$SSH_AUTH_SOCK`.
+    pub use_agent: bool,
+    /// The `known_hosts` file to check against (and append to with `accept_new`).
+    pub known_hosts: PathBuf,
+    /// Trust and record keys of hosts not in `known_hosts` yet. Never overrides a changed key.
+    pub accept_new: bool,
+    /// Run the runner as root through `sudo -n`.
+    pub become_root: bool,
+    /// Runner bytes and their SHA-256, read once per file for the whole fleet.
+    payloads: Mutex<HashMap<PathBuf, Arc<Payload>>>,
+}
+
+impl SshOptions {
+    /// Options with no payload cache filled yet.
+    pub fn new(
+        keys: Vec<PathBuf>,
+        use_agent: bool,
+        known_hosts: PathBuf,
+        accept_new: bool,
+        become_root: bool,
+    ) -> Self {
+        Self {
+            keys,
+            use_agent,
+            known_hosts,
+            accept_new,
+            become_root,
+            payloads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn payload(&self, path: &Path) -> Result<Arc<Payload>, TransportError> {
+        if let Some(p) = self.payloads.lock().ok().and_then(|m| m.get(path).cloned()) {
+            return Ok(p);
+        }
+        let bytes = std::fs::read(path).map_err(|source| TransportError::Stage {
+            path: path.to_owned(),
+            source,
+        })?;
+        let sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let payload = Arc::new(Payload { bytes, sha256 });
+        if let Ok(mut m) = self.payloads.lock() {
+            m.insert(path.to_owned(), Arc::clone(&payload));
+        }
+        Ok(payload)
+    }
+}
+
+#[derive(Debug)]
+struct Payload {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+/// The user's default key files that exist, as OpenSSH would try them.
+pub fn default_keys() -> Vec<PathBuf> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|name| Path::new(&home).join(".ssh").join(name))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// `~/.ssh/known_hosts`.
+pub fn default_known_hosts() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".ssh/known_hosts"),
+        |h| Path::new(&h).join(".ssh/known_hosts"),
+    )
+}
+
+/// One SSH host.
+#[derive(Debug, Clone)]
+pub struct SshTransport {
+    target: SshTarget,
+    options: Arc<SshOptions>,
+}
+
+impl SshTransport {
+    /// A transport for `target` with the run's shared options.
+    pub fn new(target: SshTarget, options: Arc<SshOptions>) -> Self {
+        Self { target, options }
+    }
+}
+
+impl crate::Transport for SshTransport {
+    fn start<'a>(
+        &'a self,
+        launch: &'a Launch,
+    ) -> BoxFuture<'a, Result<RunnerConnection, TransportError>> {
+        Box::pin(async move {
+            // The connect timeout bounds everything up to READY: TCP, key exchange,
+            // authentication, upload and runner start. A host that never answers is bounded.
+            match tokio::time::timeout(launch.connect_timeout, self.start_runner(launch)).await {
+                Ok(result) => result,
+                Err(_) => Err(TransportError::Handshake {
+                    detail: format!(
+                        "{}:{} did not get as far as a running runner within {:?} (--connect-timeout)",
+                        self.target.host, self.target.port, launch.connect_timeout
+                    ),
+                }),
+            }
+        })
+    }
+}
+
+/// The host-key check russh calls during key exchange; records why it refused.
+struct HostKeyCheck {
+    target: SshTarget,
+    options: Arc<SshOptions>,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl HostKeyCheck {
+    fn verdict(&self, offered: &PublicKeyOrCertificate) -> Result<(), String> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
+            return Err(
+                "the host offered a host certificate; wisp checks plain host keys only".into(),
+            );
+        };
+        let path = &self.options.known_hosts;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let (host, port) = (self.target.host.as_str(), self.target.port);
+        let name = known_hosts::host_entry_name(host, port);
+        let shown = format!("{} {}", key.algorithm(), known_hosts::fingerprint(key));
+        match known_hosts::check(&text, host, port, key) {
+            known_hosts::Verdict::Known => Ok(()),
+            known_hosts::Verdict::Unknown { .. } if self.options.accept_new => {
+                known_hosts::learn(path, host, port, key).map_err(|e| {
+                    format!(
+                        "cannot record the host key of {name} in {}: {e}",
+                        path.display()
+                    )
+                })
+            }
+            known_hosts::Verdict::Unknown { other_types } => Err(format!(
+                "host key of {name} is not in {}{}: it offered {shown}. Check that fingerprint, then run once with --accept-new (or add it with `ssh-keyscan -p {port} {host} >> {}`)",
+                path.display(),
+                if other_types.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (only {} keys are recorded for it)",
+                        other_types.join(", ")
+                    )
+                },
+                path.display()
+            )),
+            known_hosts::Verdict::Changed { line } => Err(format!(
+                "HOST KEY OF {name} HAS CHANGED: it offered {shown}, which differs from line {line} of {}. This can be a man-in-the-middle attack. If the host was reinstalled, remove the old key with `ssh-keygen -R '{name}' -f {}`; --accept-new never overrides a changed key",
+                path.display(),
+                path.display()
+            )),
+            known_hosts::Verdict::Revoked { line } => Err(format!(
+                "host key of {name} ({shown}) is marked @revoked on line {line} of {}",
+                path.display()
+            )),
+        }
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        match self.verdict(offered) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                if let Ok(mut r) = self.refusal.lock() {
+                    *r = Some(why);
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn ssh_error(target: &SshTarget, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Handshake {
+        detail: format!(
+            "ssh to {}@{}:{}: {e}",
+            target.user, target.host, target.port
+        ),
+    }
+}
+
+impl SshTransport {
+    async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
+        let t = &self.target;
+        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|source| TransportError::Spawn {
+                program: format!("TCP connection to {}:{}", t.host, t.port),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..client::Config::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let check = HostKeyCheck {
+            target: t.clone(),
+            options: Arc::clone(&self.options),
+            refusal: Arc::clone(&refusal),
+        };
+        let mut session = match client::connect_stream(config, tcp, check).await {
+            Ok(s) => s,
+            Err(e) => {
+                let why = refusal.lock().ok().and_then(|mut r| r.take());
+                return Err(match why {
+                    Some(detail) => TransportError::HostKey { detail },
+                    None => ssh_error(t, e),
+                });
+            }
+        };
+        self.authenticate(&mut session).await?;
+
+        let channel = session
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_error(t, e))?;
+        let command = bootstrap::command(
+            &launch.nonce,
+            launch.ttl.as_secs().max(1),
+            self.options.become_root,
+        );
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| ssh_error(t, e))?;
+        let (mut read_half, write_half) = channel.split();
+
+        // One task owns the channel's incoming side: stdout to a pipe the framing reads,
+        // stderr to a bounded buffer for messages, and the exit status.
+        let (mut stdout_tx, stdout_rx) = tokio::io::duplex(256 * 1024);
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let exit_status = Arc::new(Mutex::new(None));
+        let pump = {
+            let (stderr, exit_status) = (Arc::clone(&stderr), Arc::clone(&exit_status));
+            tokio::spawn(async move {
+                let mut stdout_open = true;
+                while let Some(msg) = read_half.wait().await {
+                    match msg {
+                        ChannelMsg::Data { data } if stdout_open => {
+                            stdout_open = stdout_tx.write_all(&data).await.is_ok();
+                        }
+                        ChannelMsg::ExtendedData { data, ext: 1 } => keep_tail(&stderr, &data),
+                        ChannelMsg::ExitStatus { exit_status: code } => {
+                            if let Ok(mut e) = exit_status.lock() {
+                                *e = Some(code);
+                            }
+                        }
+                        ChannelMsg::Eof => {
+                            stdout_open = false;
+                            let _ = stdout_tx.shutdown().await;
+                        }
+                        ChannelMsg::Close => break,
+                        _ => {}
+                    }
+                }
+                let _ = stdout_tx.shutdown().await;
+            })
+        };
+        let handle = SshHandle {
+            session,
+            pump: Some(pump),
+            stderr,
+            exit_status,
+        };
+        let fail = |detail: String| {
+            let diag = handle.diagnostics();
+            let code = handle.exit_status.lock().ok().and_then(|e| *e);
+            let mut detail = detail;
+            if let Some(code) = code {
+                detail.push_str(&format!(" (bootstrap exit status {code})"));
+            }
+            if !diag.trim().is_empty() {
+                detail.push_str(&format!("; host said: {}", diag.trim()));
+            }
+            TransportError::Handshake { detail }
+        };
+
+        let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
+        let (arch, rest) = match read_arch_line(&mut stdout, &launch.nonce).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Let the pump collect the bootstrap's stderr and exit status.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(fail(e));
+            }
+        };
+        let runner = launch.runners.for_arch(bootstrap::normalise_arch(&arch))?;
+        let payload = self.options.payload(runner)?;
+        let mut writer = write_half.make_writer();
+        let header = bootstrap::header(payload.bytes.len(), &payload.sha256);
+        let sent = async {
+            writer.write_all(header.as_bytes()).await?;
+            if std::env::var_os(CORRUPT_UPLOAD_ENV).is_some() {
+                let mut corrupt = payload.bytes.clone();
+                if let Some(last) = corrupt.last_mut() {
+                    *last ^= 0xff;
+                }
+                writer.write_all(&corrupt).await?;
+            } else {
+                writer.write_all(&payload.bytes).await?;
+            }
+            writer.flush().await
+        };
+        if let Err(e) = sent.await {
+            return Err(fail(format!("uploading the runner failed: {e}")));
+        }
+        let stdout = Box::new(std::io::Cursor::new(rest).chain(stdout));
+        let (reader, ready) = match FrameReader::until_ready(stdout, &launch.nonce).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(fail(format!("runner did not start: {e}")));
+            }
+        };
+        Ok(RunnerConnection {
+            ready,
+            reader,
+            writer: FrameWriter::new(Box::new(writer)),
+            handle: Box::new(handle),
+        })
+    }
+
+    async fn authenticate(&self, session: &mut Handle<HostKeyCheck>) -> Result<(), TransportError> {
+        let t = &self.target;
+        let mut tried = Vec::new();
+        if self.options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+            match AgentClient::connect_env().await {
+                Ok(mut agent) => {
+                    let identities = agent.request_identities().await.unwrap_or_default();
+                    for identity in identities {
+                        let AgentIdentity::PublicKey { key, comment } = identity else {
+                            continue;
+                        };
+                        let hash = rsa_hash(session, &key).await;
+                        match session
+                            .authenticate_publickey_with(t.user.as_str(), key, hash, &mut agent)
+                            .await
+                        {
+                            Ok(r) if r.success() => return Ok(()),
+                            _ => tried.push(format!("agent key {comment}")),
+                        }
+                    }
+                }
+                Err(e) => tried.push(format!("ssh-agent at $SSH_AUTH_SOCK ({e})")),
+            }
+        }
+        let passphrase = std::env::var(PASSPHRASE_ENV).ok();
+        for path in &self.options.keys {
+            let key = match russh::keys::load_secret_key(path, passphrase.as_deref()) {
+                Ok(k) => k,
+                Err(russh::keys::Error::KeyIsEncrypted) => {
+                    tried.push(format!(
+                        "{} (encrypted: put its passphrase in ${PASSPHRASE_ENV})",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!("{} (unreadable: {e})", path.display()));
+                    continue;
+                }
+            };
+            let hash = rsa_hash(session, key.public_key()).await;
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            match session.authenticate_publickey(t.user.as_str(), key).await {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => tried.push(path.display().to_string()),
+                Err(e) => return Err(ssh_error(t, e)),
+            }
+        }
+        Err(TransportError::Auth {
+            detail: format!(
+                "{}@{}:{} refused every key offered: {}",
+                t.user,
+                t.host,
+                t.port,
+                if tried.is_empty() {
+                    "none (no agent, no key files: use --key FILE)".to_owned()
+                } else {
+                    tried.join(", ")
+                }
+            ),
+        })
+    }
+}
+
+/// For RSA keys, the best signature hash the server accepts; `None` for other key types.
+async fn rsa_hash(
+    session: &Handle<HostKeyCheck>,
+    key: &russh::keys::PublicKey,
+) -> Option<russh::keys::HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    session
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
+    if let Ok(mut b) = buf.lock() {
+        b.extend_from_slice(data);
+        let excess = b.len().saturating_sub(STDERR_KEPT);
+        b.drain(..excess);
+    }
+}
+
+/// Reads up to the bootstrap's `WISP-ARCH <nonce> <arch>` line; returns the arch and the bytes
+/// that followed the line.
+async fn read_arch_line(
+    stdout: &mut (dyn AsyncRead + Send + Unpin),
+    nonce: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let prefix = format!("WISP-ARCH {nonce} ");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(start) = seen
+            .windows(prefix.len())
+            .position(|w| w == prefix.as_bytes())
+            && let Some(end) = seen[start..].iter().position(|b| *b == b'\n')
+        {
+            let line = String::from_utf8_lossy(&seen[start + prefix.len()..start + end])
+                .trim()
+                .to_owned();
+            return Ok((line, seen[start + end + 1..].to_vec()));
+        }
+        if seen.len() > MAX_NOISE {
+            return Err(format!(
+                "no bootstrap line in the first {MAX_NOISE} bytes of output"
+            ));
+        }
+        let n = stdout
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("reading from the host failed: {e}"))?;
+        if n == 0 {
+            let noise = String::from_utf8_lossy(&seen).trim().to_owned();
+            return Err(if noise.is_empty() {
+                "the host closed the session before the bootstrap started".into()
+            } else {
+                format!(
+                    "the host closed the session before the bootstrap started; it printed {noise:?}"
+                )
+            });
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// An SSH session carrying one runner.
+struct SshHandle {
+    session: Handle<HostKeyCheck>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    exit_status: Arc<Mutex<Option<u32>>>,
+}
+
+impl std::fmt::Debug for SshHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHandle").finish_non_exhaustive()
+    }
+}
+
+impl RunnerHandle for SshHandle {
+    fn wait(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            if let Some(pump) = self.pump.take() {
+                let _ = pump.await;
+            }
+            let _ = self
+                .session
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+            match self.exit_status.lock().ok().and_then(|e| *e) {
+                Some(code) => format!("exit status: {code}"),
+                None => "channel closed".into(),
+            }
+        })
+    }
+
+    fn diagnostics(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}

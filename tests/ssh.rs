@@ -28,8 +28,7 @@ fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
         .args([verb, targets, "--user", "root", "--key"])
         .arg(&fleet.client_key)
         .arg("--known-hosts")
-        .arg(&fleet.known_hosts)
-        .args(["--connect-timeout", "5s"]);
+        .arg(&fleet.known_hosts);
     c
 }
 
@@ -54,5 +53,233 @@ fn run_reaches_every_host_and_leaves_nothing() {
             "{stdout}"
         );
     }
+    fleet.assert_clean();
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `ssh-keygen -lf`'s SHA256 fingerprint of a host's key.
+fn fingerprint(fleet: &Fleet, i: usize) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(fleet.dir.0.join(format!("host{i}_ed25519.pub")))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn unknown_host_key_is_refused_with_its_fingerprint() {
+    let fleet = Fleet::start(1);
+    std::fs::write(&fleet.known_hosts, "").unwrap();
+    let out =
+        run(&mut sub(&fleet, "run", &fleet.targets()).args(["--", "touch", "/nonexistent-dir/x"]));
+    assert_eq!(out.status.code(), Some(3), "an unknown host is unreachable");
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&fingerprint(&fleet, 0)),
+        "the fingerprint is shown: {err}"
+    );
+    assert!(
+        err.contains("--accept-new"),
+        "the way forward is shown: {err}"
+    );
+    assert!(fleet.live_runners().is_empty() && fleet.leftovers().is_empty());
+}
+
+#[test]
+fn changed_host_key_is_refused_even_with_accept_new() {
+    let fleet = Fleet::start(1);
+    // Record another key for the host, as after a reinstall (or an attack).
+    let other = Fleet::start(1);
+    let host = &fleet.hosts[0];
+    std::fs::write(
+        &fleet.known_hosts,
+        format!(
+            "[{}]:{} {}\n",
+            host.addr, host.port, other.hosts[0].host_key
+        ),
+    )
+    .unwrap();
+    for extra in [&[][..], &["--accept-new"][..]] {
+        let out = run(sub(&fleet, "run", &fleet.targets())
+            .args(extra)
+            .args(["--", "true"]));
+        assert_eq!(out.status.code(), Some(3));
+        let err = stderr_of(&out);
+        assert!(err.contains("HAS CHANGED"), "loudly: {err}");
+        assert!(
+            err.contains(&fingerprint(&fleet, 0)),
+            "the offered fingerprint is shown: {err}"
+        );
+    }
+    let recorded = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    assert_eq!(
+        recorded.lines().count(),
+        1,
+        "--accept-new never rewrites a changed key: {recorded}"
+    );
+}
+
+#[test]
+fn accept_new_records_twenty_hosts_at_once_exactly_once() {
+    let fleet = Fleet::start(20);
+    std::fs::write(&fleet.known_hosts, "").unwrap();
+    for _ in 0..2 {
+        let out = run(sub(&fleet, "run", &fleet.targets()).args(["--accept-new", "--", "true"]));
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let recorded = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    let lines: Vec<&str> = recorded.lines().collect();
+    assert_eq!(
+        lines.len(),
+        20,
+        "one line per host, no duplicates: {recorded}"
+    );
+    for h in &fleet.hosts {
+        let line = format!("[{}]:{} {}", h.addr, h.port, h.host_key);
+        assert_eq!(
+            lines.iter().filter(|l| **l == line).count(),
+            1,
+            "{line} missing or repeated"
+        );
+    }
+    // ssh-keygen agrees the file is well formed.
+    let check = Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[{}]:{}", fleet.hosts[7].addr, fleet.hosts[7].port))
+        .arg("-f")
+        .arg(&fleet.known_hosts)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "ssh-keygen -F finds the host");
+    fleet.assert_clean();
+}
+
+#[test]
+fn a_stopped_host_is_unreachable_and_the_others_succeed() {
+    let mut fleet = Fleet::start(3);
+    fleet.hosts[1].stop();
+    let out = run(sub(&fleet, "run", &fleet.targets()).args(["--", "hostname"]));
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("{}: UNREACHABLE", fleet.hosts[1].target())),
+        "{err}"
+    );
+    for i in [0, 2] {
+        assert!(
+            stdout.contains(&format!("{} | ", fleet.hosts[i].target())),
+            "{stdout}"
+        );
+    }
+    fleet.assert_clean();
+}
+
+#[test]
+fn a_host_that_never_answers_is_bounded_by_the_connect_timeout() {
+    let fleet = Fleet::start(1);
+    // Accepts TCP connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = std::time::Instant::now();
+    let out = run(sub(
+        &fleet,
+        "run",
+        &format!("{target},{}", fleet.hosts[0].target()),
+    )
+    .args(["--connect-timeout", "1s", "--", "true"]));
+    let took = started.elapsed();
+    println!("took {took:?} with --connect-timeout 1s");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr_of(&out).contains(&format!("{target}: UNREACHABLE")));
+    drop(silent);
+}
+
+#[test]
+fn a_corrupted_upload_is_refused_and_nothing_runs() {
+    let fleet = Fleet::start(1);
+    let marker = fleet.dir.0.join("ran");
+    let out = run(sub(&fleet, "run", &fleet.targets())
+        .env(wisp_transports::ssh::CORRUPT_UPLOAD_ENV, "1")
+        .arg("--")
+        .arg("touch")
+        .arg(&marker));
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("does not match the announced"),
+        "the host says why: {err}"
+    );
+    assert!(!marker.exists(), "the command ran from a corrupted runner");
+    fleet.assert_clean();
+}
+
+#[test]
+fn ping_and_facts_work_over_ssh() {
+    let fleet = Fleet::start(2);
+    let out = run(&mut sub(&fleet, "ping", &fleet.targets()));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("pong: runner")
+            .count(),
+        2
+    );
+    let out = run(sub(&fleet, "facts", &fleet.targets()).arg("--json"));
+    assert_eq!(out.status.code(), Some(0));
+    let facts = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#""type":"facts""#))
+        .count();
+    assert_eq!(facts, 2);
+    fleet.assert_clean();
+}
+
+#[test]
+fn ctrl_c_stops_every_remote_command_within_three_seconds() {
+    use std::time::{Duration, Instant};
+    let fleet = Fleet::start(10);
+    let duration = format!("60.{}", std::process::id());
+    let mut child = sub(&fleet, "run", &fleet.targets())
+        .args(["--", "sleep", &duration])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeps = || {
+        wisp_tests::all_processes()
+            .into_iter()
+            .filter(|(_, argv)| argv == &["sleep".to_owned(), duration.clone()])
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>()
+    };
+    let started = wisp_tests::wait_for(Duration::from_secs(30), || {
+        (sleeps().len() == 10).then_some(())
+    });
+    assert!(started.is_some(), "10 sleeps did not start: {:?}", sleeps());
+    // SAFETY: kill(2) on the child this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT);
+    }
+    let sent = Instant::now();
+    let gone = wisp_tests::wait_for(Duration::from_secs(3), || sleeps().is_empty().then_some(()));
+    println!("all sleeps gone {:?} after Ctrl-C", sent.elapsed());
+    assert!(
+        gone.is_some(),
+        "sleeps still alive 3 s after Ctrl-C: {:?}",
+        sleeps()
+    );
+    let status = wisp_tests::wait_for(Duration::from_secs(10), || child.try_wait().unwrap())
+        .expect("wisp exits");
+    assert_eq!(status.code(), Some(99));
     fleet.assert_clean();
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
 //!
 //! - `build-runner`: the static musl runner (installs the rustup target when missing);
-//! - `test`: build the runner, then run every test in the workspace against it;
+//! - `test`: install missing test packages (sshd), build the runner, then run every test;
 //! - `golden`: regenerate the golden files from the built runner (review the git diff!);
 //! - `fuzz-seed`: write the fuzz corpus seeds from the golden cases;
 //! - `bench`: release builds, then the benchmarks in `bench/` (figures, not pass/fail).
@@ -102,7 +102,29 @@ fn build_runner() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Debian packages the tests use, by a file each one installs.
+const TEST_PACKAGES: &[(&str, &str)] = &[("openssh-server", "/usr/sbin/sshd"), ("file", "/usr/bin/file")];
+
+/// Installs the test packages that are missing (as root, with apt-get); otherwise says what
+/// to install. The SSH tests fail loudly without sshd rather than skip.
+fn ensure_test_packages() -> Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(pkg, _)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        bail!("the tests need these packages: {}; install them (sudo apt-get install {}) and rerun", missing.join(", "), missing.join(" "));
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn test() -> Result<()> {
+    ensure_test_packages()?;
     let runner = build_runner()?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])

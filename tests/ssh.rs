@@ -78,8 +78,7 @@ fn fingerprint(fleet: &Fleet, i: usize) -> String {
 fn unknown_host_key_is_refused_with_its_fingerprint() {
     let fleet = Fleet::start(1);
     std::fs::write(&fleet.known_hosts, "").unwrap();
-    let out =
-        run(&mut sub(&fleet, "run", &fleet.targets()).args(["--", "touch", "/nonexistent-dir/x"]));
+    let out = run(sub(&fleet, "run", &fleet.targets()).args(["--", "touch", "/nonexistent-dir/x"]));
     assert_eq!(out.status.code(), Some(3), "an unknown host is unreachable");
     let err = stderr_of(&out);
     assert!(

@@ -103,18 +103,32 @@ fn build_runner() -> Result<PathBuf> {
 }
 
 /// Debian packages the tests use, by a file each one installs.
-const TEST_PACKAGES: &[(&str, &str)] = &[("openssh-server", "/usr/sbin/sshd"), ("file", "/usr/bin/file")];
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("openssh-server", "/usr/sbin/sshd"),
+    ("file", "/usr/bin/file"),
+];
 
 /// Installs the test packages that are missing (as root, with apt-get); otherwise says what
 /// to install. The SSH tests fail loudly without sshd rather than skip.
 fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = TEST_PACKAGES.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(pkg, _)| *pkg).collect();
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !root {
-        bail!("the tests need these packages: {}; install them (sudo apt-get install {}) and rerun", missing.join(", "), missing.join(" "));
+        bail!(
+            "the tests need these packages: {}; install them (sudo apt-get install {}) and rerun",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")

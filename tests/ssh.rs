@@ -282,3 +282,108 @@ fn ctrl_c_stops_every_remote_command_within_three_seconds() {
     assert_eq!(status.code(), Some(99));
     fleet.assert_clean();
 }
+
+/// A login user without privileges, created once.
+const PLAIN_USER: &str = "wisp-test";
+
+#[test]
+fn an_unprivileged_login_user_works_and_leaves_nothing() {
+    if !wisp_tests::root_or_explain("the unprivileged-login test") {
+        return;
+    }
+    if Command::new("id")
+        .arg(PLAIN_USER)
+        .output()
+        .is_ok_and(|o| !o.status.success())
+    {
+        let made = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", PLAIN_USER])
+            .status()
+            .unwrap();
+        // A parallel run may have created it meanwhile; what matters is that it exists now.
+        assert!(
+            made.success()
+                || Command::new("id")
+                    .arg(PLAIN_USER)
+                    .status()
+                    .unwrap()
+                    .success()
+        );
+    }
+    // useradd leaves the account locked ("!"), and sshd refuses locked accounts for every
+    // method; "*" matches no password but is not a lock.
+    assert!(
+        Command::new("usermod")
+            .args(["-p", "*", PLAIN_USER])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fleet = Fleet::start(2);
+    let targets: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|h| format!("{PLAIN_USER}@{}", h.target()))
+        .collect();
+    let out = run(sub(&fleet, "run", &targets.join(",")).args(["--", "sh", "-c", "id -un; id -u"]));
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches(&format!("| {PLAIN_USER}")).count(),
+        2,
+        "{stdout}"
+    );
+    assert!(!stdout.contains("| 0\n"), "ran as root: {stdout}");
+    let out = run(sub(&fleet, "ping", &targets.join(",")).arg("--json"));
+    let pings = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        pings
+            .lines()
+            .filter(|l| l.contains(r#""type":"ping""#))
+            .all(|l| !l.contains(r#""uid":0"#)),
+        "{pings}"
+    );
+    fleet.assert_clean();
+}
+
+#[test]
+fn an_ssh_agent_key_works_without_key_files() {
+    use std::time::Duration;
+    let fleet = Fleet::start(1);
+    let sock = fleet.dir.0.join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wisp_tests::wait_for(Duration::from_secs(5), || sock.exists().then_some(())).is_some(),
+        "ssh-agent did not start"
+    );
+    let added = Command::new("ssh-add")
+        .arg(&fleet.client_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    // No --key and a HOME without ~/.ssh: the agent is the only way in.
+    let home = fleet.dir.0.join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        .env("WISP_RUNNER", runner_path())
+        .env("SSH_AUTH_SOCK", &sock)
+        .env("HOME", &home)
+        .args(["run", &fleet.targets(), "--user", "root", "--known-hosts"])
+        .arg(&fleet.known_hosts)
+        .args(["--", "true"]));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(out.status.code(), Some(0), "the agent's key was not used");
+    fleet.assert_clean();
+}

@@ -311,3 +311,21 @@ fn read_all(mut stdout: impl Read, nonce: &str, tx: &mpsc::Sender<Received>) {
         }
     }
 }
+
+/// True when running as root. Without root, a test that needs it fails under CI (`CI` set)
+/// and otherwise prints why it does not run and returns `false`.
+pub fn root_or_explain(what: &str) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} needs root, and CI must run it"
+        );
+        println!(
+            "not run: {what} needs root (to create a login user); run the tests as root to cover it"
+        );
+    }
+    root
+}

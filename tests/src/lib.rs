@@ -314,6 +314,7 @@ fn read_all(mut stdout: impl Read, nonce: &str, tx: &mpsc::Sender<Received>) {
 
 /// True when running as root. Without root, a test that needs it fails under CI (`CI` set)
 /// and otherwise prints why it does not run and returns `false`.
+#[allow(clippy::print_stdout)] // a test that does not run must say why, in the test output
 pub fn root_or_explain(what: &str) -> bool {
     // SAFETY: geteuid(2) has no preconditions.
     #[allow(unsafe_code)]

@@ -4,7 +4,10 @@
 //! - runner start: stage, exec, marker and READY, over 50 runners;
 //! - warm session: CMD→DONE for `exec true` on one runner, 500 times;
 //! - `wisp run localhost -- true` end to end (controller start to exit), 50 times, when
-//!   `WISP_BIN` names a wisp executable.
+//!   `WISP_BIN` names a wisp executable;
+//! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
+//!   parallel OpenSSH `ssh host true` against `wisp run <all> -- true`, and 100 sequential
+//!   `exec true` CMDs on one warm runner over SSH.
 
 #![allow(clippy::print_stdout)] // printing figures is what a benchmark is for
 #![allow(clippy::unwrap_used)] // a benchmark that cannot run has nothing to report
@@ -15,9 +18,9 @@ use std::time::{Duration, Instant};
 use wisp_protocol::message::{Cmd, Hello, Message};
 use wisp_tests::{RawRunner, Received, ScratchDir};
 
-const WARM_TARGET: Duration = Duration::from_millis(3);
+pub(crate) const WARM_TARGET: Duration = Duration::from_millis(3);
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+pub(crate) fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     // Nearest rank: p is in 0..=1, so the index stays within the samples.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -25,7 +28,7 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[i]
 }
 
-fn report(name: &str, samples: &mut [Duration], target: Option<Duration>) {
+pub(crate) fn report(name: &str, samples: &mut [Duration], target: Option<Duration>) {
     let (median, p90) = (percentile(samples, 0.5), percentile(samples, 0.9));
     let ratio = target.map_or(String::new(), |t| {
         format!(
@@ -46,7 +49,15 @@ fn ready(r: &RawRunner) {
     }
 }
 
+mod ssh;
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--ssh") {
+        let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(50);
+        ssh::bench(n);
+        return;
+    }
     let scratch = ScratchDir::new("bench");
 
     let mut starts = Vec::new();

@@ -148,10 +148,25 @@ fn test() -> Result<()> {
 fn bench() -> Result<()> {
     let runner = build_runner()?;
     run(cargo().args(["build", "--release", "--package", "wisp-controller"]))?;
-    run(cargo()
-        .args(["run", "--release", "--quiet", "--package", "wisp-bench"])
-        .env("WISP_RUNNER", &runner)
-        .env("WISP_BIN", target_dir().join("release/wisp")))
+    let bench = |extra: &[&str]| {
+        run(cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "wisp-bench",
+                "--",
+            ])
+            .args(extra)
+            .env("WISP_RUNNER", &runner)
+            .env("WISP_BIN", target_dir().join("release/wisp")))
+    };
+    bench(&[])?;
+    // The fleet benchmark needs sshd and root (it starts sshd instances).
+    ensure_test_packages()?;
+    let hosts = std::env::var("WISP_BENCH_HOSTS").unwrap_or_else(|_| "50".into());
+    bench(&["--ssh", &hosts])
 }
 
 fn golden() -> Result<()> {

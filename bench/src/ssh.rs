@@ -1,0 +1,170 @@
+//! The fleet benchmark over real sshd hosts on loopback.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wisp::runners;
+use wisp::session::{CmdEvent, Session};
+use wisp_tests::sshd::Fleet;
+use wisp_transports::Launch;
+use wisp_transports::ssh::{SshOptions, SshTarget, SshTransport};
+
+const ROUNDS: usize = 3;
+const WARM_OPS: usize = 100;
+
+fn openssh_all(fleet: &Fleet) -> Duration {
+    let started = Instant::now();
+    let children: Vec<_> = fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            Command::new("ssh")
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    "-o",
+                ])
+                .arg(format!(
+                    "UserKnownHostsFile={}",
+                    fleet.known_hosts.display()
+                ))
+                .arg("-i")
+                .arg(&fleet.client_key)
+                .args([
+                    "-p",
+                    &h.port.to_string(),
+                    &format!("root@{}", h.addr),
+                    "true",
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start ssh")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait for ssh").success(), "ssh failed");
+    }
+    started.elapsed()
+}
+
+fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(wisp)
+        .args([
+            "run",
+            &fleet.targets(),
+            "--forks",
+            &fleet.hosts.len().to_string(),
+            "--user",
+            "root",
+            "--key",
+        ])
+        .arg(&fleet.client_key)
+        .arg("--known-hosts")
+        .arg(&fleet.known_hosts)
+        .args(["--", "true"])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("run wisp");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "wisp failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn warm_session(fleet: &Fleet) -> Vec<Duration> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let options = Arc::new(SshOptions::new(
+            vec![fleet.client_key.clone()],
+            false,
+            fleet.known_hosts.clone(),
+            false,
+            false,
+        ));
+        let h = &fleet.hosts[0];
+        let transport = SshTransport::new(
+            SshTarget {
+                host: h.addr.clone(),
+                port: h.port,
+                user: "root".into(),
+            },
+            options,
+        );
+        let runners = runners::locate(None).expect("runner");
+        let launch = Launch::new(runners, Duration::from_secs(60), Duration::from_secs(10));
+        let mut session = Session::open(&transport, &launch).await.expect("session");
+        let mut samples = Vec::new();
+        for _ in 0..WARM_OPS {
+            let t = Instant::now();
+            let id = session
+                .start(
+                    "exec",
+                    serde_json::json!({"argv": ["true"]}),
+                    Default::default(),
+                    Vec::new(),
+                )
+                .await
+                .expect("start");
+            loop {
+                match session.next_for(&id).await.expect("event") {
+                    CmdEvent::Done(_) => break,
+                    CmdEvent::Refused(e) => panic!("refused: {e:?}"),
+                    CmdEvent::Output(..) => {}
+                }
+            }
+            samples.push(t.elapsed());
+        }
+        session.close(Duration::from_secs(5)).await;
+        samples
+    })
+}
+
+pub(crate) fn bench(n: usize) {
+    let wisp = std::env::var_os("WISP_BIN")
+        .expect("WISP_BIN must name a wisp executable (cargo xtask bench sets it)");
+    println!("starting {n} sshd hosts on loopback...");
+    let fleet = Fleet::start(n);
+    // One untimed round of each warms caches (page cache, sshd's first fork).
+    openssh_all(&fleet);
+    wisp_all(&fleet, &wisp);
+    let mut ssh_times = Vec::new();
+    let mut wisp_times = Vec::new();
+    for _ in 0..ROUNDS {
+        ssh_times.push(openssh_all(&fleet));
+        wisp_times.push(wisp_all(&fleet, &wisp));
+    }
+    let (s, w) = (
+        crate::percentile(&mut ssh_times, 0.5),
+        crate::percentile(&mut wisp_times, 0.5),
+    );
+    println!("{n} hosts, median of {ROUNDS} rounds:");
+    println!(
+        "  OpenSSH, ssh host true for every host at once: {s:>10.3?}   (rounds {ssh_times:.3?})"
+    );
+    println!(
+        "  wisp run <all> -- true:                         {w:>10.3?}   (rounds {wisp_times:.3?})"
+    );
+    println!(
+        "  ratio wisp / OpenSSH: {:.2} (target: below 1.0)",
+        w.as_secs_f64() / s.as_secs_f64()
+    );
+    let mut warm = warm_session(&fleet);
+    let p95 = crate::percentile(&mut warm, 0.95);
+    crate::report(
+        "warm CMD->DONE over SSH, exec true",
+        &mut warm,
+        Some(crate::WARM_TARGET),
+    );
+    println!("  p95 {p95:.3?}");
+    fleet.assert_clean();
+}

@@ -28,7 +28,9 @@ fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
         .args([verb, targets, "--user", "root", "--key"])
         .arg(&fleet.client_key)
         .arg("--known-hosts")
-        .arg(&fleet.known_hosts);
+        .arg(&fleet.known_hosts)
+        // Generous, for a loaded machine; tests about timeouts set their own.
+        .args(["--connect-timeout", "30s"]);
     c
 }
 
@@ -385,5 +387,76 @@ fn an_ssh_agent_key_works_without_key_files() {
     let _ = agent.kill();
     let _ = agent.wait();
     assert_eq!(out.status.code(), Some(0), "the agent's key was not used");
+    fleet.assert_clean();
+}
+
+#[test]
+fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
+    let mut fleet = Fleet::start(20);
+    // An Ansible INI inventory naming the hosts node01..node20, split into two groups.
+    let mut ini = String::from("[even]\n");
+    for (i, h) in fleet.hosts.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        ini.push_str(&format!(
+            "node{:02} ansible_host={} ansible_port={}\n",
+            i + 1,
+            h.addr,
+            h.port
+        ));
+    }
+    ini.push_str("[odd]\n");
+    for (i, h) in fleet.hosts.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        ini.push_str(&format!(
+            "node{:02} ansible_host={} ansible_port={}\n",
+            i + 1,
+            h.addr,
+            h.port
+        ));
+    }
+    ini.push_str("[all:vars]\nansible_user=root\n");
+    let inventory = fleet.dir.0.join("hosts.ini");
+    std::fs::write(&inventory, ini).unwrap();
+    let wisp_i = |pattern: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
+        c.env("WISP_RUNNER", runner_path())
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["run", pattern, "-i"])
+            .arg(&inventory)
+            .arg("--key")
+            .arg(&fleet.client_key)
+            .arg("--known-hosts")
+            .arg(&fleet.known_hosts)
+            // Generous: 20 handshakes at once on a loaded 2-core machine; an unreachable
+            // host here is refused at once, so this does not slow the test.
+            .args(["--connect-timeout", "30s"]);
+        c
+    };
+    let out = run(wisp_i("all").args(["--", "hostname"]));
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 20, "one line per host: {stdout}");
+    for i in 1..=20 {
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.starts_with(&format!("node{i:02} ")))
+                .count(),
+            1,
+            "node{i:02}: {stdout}"
+        );
+    }
+    let out = run(wisp_i("all").args(["--limit", "even,!node02", "--", "true"]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("9 hosts: 9 ok"),
+        "--limit narrows the pattern"
+    );
+
+    fleet.hosts[4].stop();
+    let started = std::time::Instant::now();
+    let out = run(wisp_i("all").args(["--", "hostname"]));
+    println!("with one host down: {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 19, "the others succeed: {stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node05: UNREACHABLE"));
     fleet.assert_clean();
 }

@@ -97,6 +97,7 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
                 host: h.addr.clone(),
                 port: h.port,
                 user: "root".into(),
+                key: None,
             },
             options,
         );

@@ -14,6 +14,7 @@ use wisp_transports::{Launch, Transport};
 
 use crate::exit::ExitStatus;
 use crate::fleet::{self, Interrupt, Job, Target};
+use crate::inventory::{self, Inventory};
 use crate::report::{Reporter, exit_status};
 
 const AFTER_HELP: &str = "\
@@ -21,6 +22,10 @@ Targets:
   localhost           this machine, through a local runner process (no SSH)
   [user@]host[:port]  a host over SSH (IPv6: [addr]:port); host keys are checked strictly
   a,b                 a comma-separated list
+With -i FILE, TARGETS is a pattern over the inventory, as in Ansible:
+  all, GROUP, HOST    every host, a group (with its children), one host
+  web*                a glob over host and group names
+  a,b  a,!b  a,&b     union, exclusion, intersection
 
 Exit codes:
   0   every host succeeded
@@ -39,7 +44,8 @@ connection close.";
 /// wisp pushes a small static runner to each host, runs the work under limits the runner
 /// enforces, streams output back as it is produced, and leaves nothing behind.
 #[derive(Debug, Parser)]
-#[command(name = "wisp", version, after_help = AFTER_HELP)]
+// A repeated option takes its last value, so wrappers and aliases can override defaults.
+#[command(name = "wisp", version, after_help = AFTER_HELP, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,6 +108,13 @@ struct Common {
     /// differs from the recorded one is still refused.
     #[arg(long)]
     accept_new: bool,
+    /// Inventory file: native TOML (`.toml`), Ansible YAML (`.yml`, `.yaml`) or Ansible INI
+    /// (anything else). With one, TARGETS is a host pattern over it.
+    #[arg(short = 'i', long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
+    /// Only the hosts that also match this pattern.
+    #[arg(long, value_name = "PATTERN")]
+    limit: Option<String>,
     /// How many hosts to work on at once.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     forks: u32,
@@ -194,7 +207,13 @@ fn usage_error(message: &str) -> ExitStatus {
     ExitStatus::BadOptions
 }
 
-fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, String> {
+/// Why the targets could not be worked out, with the exit status it deserves.
+enum TargetsError {
+    Inventory(String),
+    Options(String),
+}
+
+fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
     let local: Arc<dyn Transport> = Arc::new(LocalTransport {
         sudo: common.become_root,
     });
@@ -218,22 +237,73 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, String> {
         common.accept_new,
         common.become_root,
     ));
-    let mut out = Vec::new();
-    for spec in crate::targets::parse_list(spec)? {
-        let transport: Arc<dyn Transport> = match spec.ssh {
-            None => Arc::clone(&local),
-            Some(s) => {
-                let target = ssh::SshTarget {
-                    host: s.host,
-                    port: s.port,
-                    user: s.user.unwrap_or_else(|| default_user.clone()),
-                };
-                Arc::new(ssh::SshTransport::new(target, Arc::clone(&options)))
-            }
+    let ssh_target = |name: String, host: String, port: u16, user: Option<String>, key| {
+        let target = ssh::SshTarget {
+            host,
+            port,
+            user: user.unwrap_or_else(|| default_user.clone()),
+            key,
         };
-        out.push(Target {
-            name: spec.name,
-            transport,
+        Target {
+            name,
+            transport: Arc::new(ssh::SshTransport::new(target, Arc::clone(&options))),
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(path) = &common.inventory {
+        let inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(e.to_string()))?;
+        let mut names = inventory::select(&inv, spec).map_err(TargetsError::Options)?;
+        if let Some(limit) = &common.limit {
+            let allowed = inventory::select(&inv, limit)
+                .map_err(|e| TargetsError::Options(format!("--limit: {e}")))?;
+            names.retain(|n| allowed.contains(n));
+        }
+        for name in names {
+            let Some(h) = inv.resolve(&name) else {
+                continue;
+            };
+            let local_conn = h
+                .vars
+                .get("ansible_connection")
+                .is_some_and(|c| c == "local")
+                || (name == "localhost" && !h.vars.contains_key("ansible_host"));
+            if local_conn {
+                out.push(Target {
+                    name,
+                    transport: Arc::clone(&local),
+                });
+            } else {
+                // The command line's --user wins over the inventory's, as with ansible -u.
+                let user = common.user.clone().or(h.user);
+                out.push(ssh_target(
+                    name,
+                    h.address,
+                    h.port.unwrap_or(22),
+                    user,
+                    h.key,
+                ));
+            }
+        }
+        if out.is_empty() {
+            return Err(TargetsError::Options(format!(
+                "{spec:?} selects no host from {}",
+                path.display()
+            )));
+        }
+        return Ok(out);
+    }
+    if common.limit.is_some() {
+        return Err(TargetsError::Options(
+            "--limit needs an inventory (-i FILE)".into(),
+        ));
+    }
+    for spec in crate::targets::parse_list(spec).map_err(TargetsError::Options)? {
+        out.push(match spec.ssh {
+            None => Target {
+                name: spec.name,
+                transport: Arc::clone(&local),
+            },
+            Some(s) => ssh_target(spec.name, s.host, s.port, s.user, None),
         });
     }
     Ok(out)
@@ -280,7 +350,11 @@ pub fn main() -> std::process::ExitCode {
     };
     let targets = match targets(&targets_spec, &common) {
         Ok(t) => t,
-        Err(e) => return usage_error(&e).into(),
+        Err(TargetsError::Options(e)) => return usage_error(&e).into(),
+        Err(TargetsError::Inventory(e)) => {
+            let _ = usage_error(&e);
+            return ExitStatus::ParseError.into();
+        }
     };
     let runners = match crate::runners::locate(common.runner.as_deref()) {
         Ok(r) => r,

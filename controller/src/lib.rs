@@ -6,6 +6,7 @@
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`runners`]: finding the runner executables to push;
 //! - [`targets`]: parsing the hosts named on the command line;
+//! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
 //! - [`conformance`]: the golden-file conformance suite, runnable against any runner.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod conformance;
 pub mod exit;
 pub mod fleet;
+pub mod inventory;
 pub mod report;
 pub mod runners;
 pub mod session;

@@ -42,6 +42,8 @@ pub struct SshTarget {
     pub port: u16,
     /// Login user.
     pub user: String,
+    /// A key file for this host alone (from the inventory), offered before the shared ones.
+    pub key: Option<PathBuf>,
 }
 
 /// Settings shared by every SSH host of a run.
@@ -417,7 +419,7 @@ impl SshTransport {
             }
         }
         let passphrase = std::env::var(PASSPHRASE_ENV).ok();
-        for path in &self.options.keys {
+        for path in t.key.iter().chain(&self.options.keys) {
             let key = match russh::keys::load_secret_key(path, passphrase.as_deref()) {
                 Ok(k) => k,
                 Err(russh::keys::Error::KeyIsEncrypted) => {

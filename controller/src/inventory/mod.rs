@@ -1,0 +1,265 @@
+//! Inventories: the native TOML format and Ansible's INI and YAML inventories, read as they
+//! are, resolved into hosts with connection settings; and host patterns over them.
+//!
+//! Variables: a host's own vars win over its groups' vars, a child group's over its parents',
+//! and every group's over `all`'s. Connection settings come from `ansible_host`,
+//! `ansible_user`, `ansible_port` and `ansible_ssh_private_key_file` (or the native `host`,
+//! `user`, `port`, `key`).
+
+mod ini;
+mod native;
+mod pattern;
+mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub use pattern::select;
+
+/// Variables, as strings.
+pub type Vars = BTreeMap<String, String>;
+
+/// A parsed inventory, before variables are resolved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// Hosts in the order they were first declared, with their own vars.
+    hosts: Vec<(String, Vars)>,
+    /// Groups by name.
+    groups: BTreeMap<String, Group>,
+    /// Vars of `all`.
+    all_vars: Vars,
+}
+
+/// A group: its direct hosts, its child groups, its vars.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Hosts listed directly in it.
+    pub hosts: BTreeSet<String>,
+    /// Its child groups.
+    pub children: BTreeSet<String>,
+    /// Its vars.
+    pub vars: Vars,
+}
+
+/// A host with its connection settings resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedHost {
+    /// The inventory name (shown in output).
+    pub name: String,
+    /// Address to connect to (`ansible_host`, else the name).
+    pub address: String,
+    /// Login user, if set.
+    pub user: Option<String>,
+    /// Port, if set.
+    pub port: Option<u16>,
+    /// Private key file, if set.
+    pub key: Option<PathBuf>,
+    /// Every variable that applies, after precedence.
+    pub vars: Vars,
+}
+
+/// An inventory that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("inventory {}: {message}", path.display())]
+pub struct InventoryError {
+    path: PathBuf,
+    message: String,
+}
+
+impl InventoryError {
+    pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Inventory {
+    /// Reads a file: `.toml` as the native format, `.yml`/`.yaml` as Ansible YAML, anything
+    /// else as Ansible INI.
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| InventoryError::new(path, e.to_string()))?;
+        let inv = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => native::parse(&text),
+            Some("yml" | "yaml") => yaml::parse(&text),
+            _ => ini::parse(&text),
+        }
+        .map_err(|m| InventoryError::new(path, m))?;
+        inv.check(path)?;
+        Ok(inv)
+    }
+
+    pub(crate) fn add_host(&mut self, name: &str, vars: Vars) {
+        match self.hosts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, existing)) => existing.extend(vars),
+            None => self.hosts.push((name.to_owned(), vars)),
+        }
+    }
+
+    pub(crate) fn group_mut(&mut self, name: &str) -> &mut Group {
+        self.groups.entry(name.to_owned()).or_default()
+    }
+
+    pub(crate) fn all_vars_mut(&mut self) -> &mut Vars {
+        &mut self.all_vars
+    }
+
+    /// Rejects children that name no group, and cycles.
+    fn check(&self, path: &Path) -> Result<(), InventoryError> {
+        for (name, g) in &self.groups {
+            for child in &g.children {
+                if !self.groups.contains_key(child) {
+                    return Err(InventoryError::new(
+                        path,
+                        format!("group {name:?} lists child {child:?}, which is not a group"),
+                    ));
+                }
+            }
+        }
+        for name in self.groups.keys() {
+            let mut seen = BTreeSet::new();
+            if self.has_cycle(name, &mut seen) {
+                return Err(InventoryError::new(
+                    path,
+                    format!("group {name:?} is its own descendant"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn has_cycle(&self, name: &str, path: &mut BTreeSet<String>) -> bool {
+        if !path.insert(name.to_owned()) {
+            return true;
+        }
+        let cyclic = self
+            .groups
+            .get(name)
+            .is_some_and(|g| g.children.iter().any(|c| self.has_cycle(c, path)));
+        path.remove(name);
+        cyclic
+    }
+
+    /// Every host name, in declaration order.
+    pub fn host_names(&self) -> Vec<&str> {
+        self.hosts.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Group names.
+    pub fn group_names(&self) -> Vec<&str> {
+        self.groups.keys().map(String::as_str).collect()
+    }
+
+    /// Hosts of a group and of all its descendants. `all` is every host; `ungrouped` is the
+    /// hosts in no group.
+    pub fn group_hosts(&self, group: &str) -> Option<BTreeSet<String>> {
+        match group {
+            "all" => Some(self.hosts.iter().map(|(n, _)| n.clone()).collect()),
+            "ungrouped" if !self.groups.contains_key("ungrouped") => Some(
+                self.hosts
+                    .iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| !self.groups.values().any(|g| g.hosts.contains(*n)))
+                    .cloned()
+                    .collect(),
+            ),
+            _ => {
+                let g = self.groups.get(group)?;
+                let mut out = g.hosts.clone();
+                for child in &g.children {
+                    out.extend(self.group_hosts(child).unwrap_or_default());
+                }
+                Some(out)
+            }
+        }
+    }
+
+    /// Depth of a group below `all` (deeper groups' vars win), through its deepest parent.
+    fn depth(&self, group: &str) -> usize {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.children.contains(group))
+            .map(|(parent, _)| 1 + self.depth(parent))
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Resolves a host's variables and connection settings.
+    pub fn resolve(&self, name: &str) -> Option<ResolvedHost> {
+        let (_, own) = self.hosts.iter().find(|(n, _)| n == name)?;
+        let mut member_of: Vec<(&String, &Group)> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| self.group_hosts(g).is_some_and(|hs| hs.contains(name)))
+            .collect();
+        // Shallow groups first so deeper ones override; ties by name, as Ansible does.
+        member_of.sort_by_key(|(g, _)| (self.depth(g), (*g).clone()));
+        let mut vars = self.all_vars.clone();
+        for (_, g) in member_of {
+            vars.extend(g.vars.clone());
+        }
+        vars.extend(own.clone());
+        let get = |keys: &[&str]| keys.iter().find_map(|k| vars.get(*k).cloned());
+        Some(ResolvedHost {
+            name: name.to_owned(),
+            address: get(&["ansible_host", "host"]).unwrap_or_else(|| name.to_owned()),
+            user: get(&["ansible_user", "user"]),
+            port: get(&["ansible_port", "port"]).and_then(|p| p.parse().ok()),
+            key: get(&["ansible_ssh_private_key_file", "key"]).map(|k| expand_home(&k)),
+            vars,
+        })
+    }
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_host_over_child_over_parent_over_all() {
+        let mut inv = Inventory::default();
+        inv.all_vars_mut().insert("user".into(), "all".into());
+        inv.add_host("h", Vars::new());
+        inv.add_host("k", [("user".to_owned(), "own".to_owned())].into());
+        inv.group_mut("parent").children.insert("child".into());
+        inv.group_mut("parent")
+            .vars
+            .insert("user".into(), "parent".into());
+        inv.group_mut("child")
+            .hosts
+            .extend(["h".to_owned(), "k".to_owned()]);
+        inv.group_mut("child")
+            .vars
+            .insert("user".into(), "child".into());
+        assert_eq!(inv.resolve("h").unwrap().user.as_deref(), Some("child"));
+        assert_eq!(inv.resolve("k").unwrap().user.as_deref(), Some("own"));
+        inv.group_mut("child").vars.clear();
+        assert_eq!(inv.resolve("h").unwrap().user.as_deref(), Some("parent"));
+        assert_eq!(inv.group_hosts("parent").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn cycles_and_missing_children_are_refused() {
+        let mut inv = Inventory::default();
+        inv.group_mut("a").children.insert("b".into());
+        inv.group_mut("b").children.insert("a".into());
+        assert!(
+            inv.check(Path::new("x"))
+                .unwrap_err()
+                .to_string()
+                .contains("own descendant")
+        );
+        let mut inv = Inventory::default();
+        inv.group_mut("a").children.insert("nope".into());
+        assert!(inv.check(Path::new("x")).is_err());
+    }
+}

@@ -30,7 +30,9 @@ fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
         .arg("--known-hosts")
         .arg(&fleet.known_hosts)
         // Generous, for a loaded machine; tests about timeouts set their own.
-        .args(["--connect-timeout", "30s"]);
+        .args(["--connect-timeout", "30s"])
+        // The machine's own ~/.ssh/config must not steer the tests.
+        .args(["--ssh-config", "/dev/null"]);
     c
 }
 
@@ -381,7 +383,15 @@ fn an_ssh_agent_key_works_without_key_files() {
         .env("WISP_RUNNER", runner_path())
         .env("SSH_AUTH_SOCK", &sock)
         .env("HOME", &home)
-        .args(["run", &fleet.targets(), "--user", "root", "--known-hosts"])
+        .args([
+            "run",
+            &fleet.targets(),
+            "--user",
+            "root",
+            "--ssh-config",
+            "/dev/null",
+            "--known-hosts",
+        ])
         .arg(&fleet.known_hosts)
         .args(["--", "true"]));
     let _ = agent.kill();
@@ -427,7 +437,7 @@ fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
             .arg(&fleet.known_hosts)
             // Generous: 20 handshakes at once on a loaded 2-core machine; an unreachable
             // host here is refused at once, so this does not slow the test.
-            .args(["--connect-timeout", "30s"]);
+            .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"]);
         c
     };
     let out = run(wisp_i("all").args(["--", "hostname"]));
@@ -458,5 +468,58 @@ fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 19, "the others succeed: {stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("node05: UNREACHABLE"));
+    fleet.assert_clean();
+}
+
+#[test]
+fn proxy_jump_through_two_hosts_from_ssh_config() {
+    let mut fleet = Fleet::start(3);
+    let (a, b, c) = (&fleet.hosts[0], &fleet.hosts[1], &fleet.hosts[2]);
+    let config = fleet.dir.0.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host inner-target\n  HostName {}\n  Port {}\n  User root\n  ProxyJump {}:{},root@{}:{}\nHost *\n  User root\n",
+            c.addr, c.port, a.addr, a.port, b.addr, b.port
+        ),
+    )
+    .unwrap();
+    let jump = |fleet: &Fleet| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
+        cmd.env("WISP_RUNNER", runner_path())
+            .env_remove("SSH_AUTH_SOCK")
+            .args(["run", "inner-target", "--ssh-config"])
+            .arg(&config)
+            .arg("--key")
+            .arg(&fleet.client_key)
+            .arg("--known-hosts")
+            .arg(&fleet.known_hosts)
+            .args([
+                "--connect-timeout",
+                "30s",
+                "--",
+                "sh",
+                "-c",
+                "echo via jumps",
+            ]);
+        cmd
+    };
+    let out = run(&mut jump(&fleet));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inner-target | via jumps"));
+    fleet.assert_clean();
+
+    // Proof that the traffic went through the jumps: the second one may no longer forward.
+    fleet.restart_with(1, "AllowTcpForwarding no");
+    let out = run(&mut jump(&fleet));
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "jump host root@{}:{} could not reach",
+            fleet.hosts[1].addr, fleet.hosts[1].port
+        )),
+        "{err}"
+    );
     fleet.assert_clean();
 }

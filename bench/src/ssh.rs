@@ -94,9 +94,10 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
         let h = &fleet.hosts[0];
         let transport = SshTransport::new(
             SshTarget {
-                host: h.addr.clone(),
-                port: h.port,
-                user: "root".into(),
+                alias: h.addr.clone(),
+                host: None,
+                port: Some(h.port),
+                user: Some("root".into()),
                 key: None,
             },
             options,

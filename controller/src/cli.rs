@@ -112,6 +112,10 @@ struct Common {
     /// (anything else). With one, TARGETS is a host pattern over it.
     #[arg(short = 'i', long, value_name = "FILE")]
     inventory: Option<PathBuf>,
+    /// OpenSSH client config to read (Host, HostName, User, Port, IdentityFile, ProxyJump,
+    /// ConnectTimeout, ServerAliveInterval) [default: ~/.ssh/config].
+    #[arg(short = 'F', long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
     /// Only the hosts that also match this pattern.
     #[arg(long, value_name = "PATTERN")]
     limit: Option<String>,
@@ -217,37 +221,32 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
     let local: Arc<dyn Transport> = Arc::new(LocalTransport {
         sudo: common.become_root,
     });
-    let default_user = common
-        .user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".into());
     let keys = if common.key.is_empty() {
         ssh::default_keys()
     } else {
         common.key.clone()
     };
-    let options = Arc::new(ssh::SshOptions::new(
+    let known_hosts = common
+        .known_hosts
+        .clone()
+        .unwrap_or_else(ssh::default_known_hosts);
+    let mut options = ssh::SshOptions::new(
         keys,
         true,
-        common
-            .known_hosts
-            .clone()
-            .unwrap_or_else(ssh::default_known_hosts),
+        known_hosts,
         common.accept_new,
         common.become_root,
-    ));
-    let ssh_target = |name: String, host: String, port: u16, user: Option<String>, key| {
-        let target = ssh::SshTarget {
-            host,
-            port,
-            user: user.unwrap_or_else(|| default_user.clone()),
-            key,
-        };
-        Target {
-            name,
-            transport: Arc::new(ssh::SshTransport::new(target, Arc::clone(&options))),
-        }
+    );
+    options.default_user = common.user.clone();
+    options.ssh_config = match &common.ssh_config {
+        Some(path) => ssh::config::SshConfig::load(path)
+            .map_err(|e| TargetsError::Options(format!("--ssh-config {}: {e}", path.display())))?,
+        None => ssh::config::SshConfig::user_default(),
+    };
+    let options = Arc::new(options);
+    let ssh_target = |name: String, target: ssh::SshTarget| Target {
+        name,
+        transport: Arc::new(ssh::SshTransport::new(target, Arc::clone(&options))),
     };
     let mut out = Vec::new();
     if let Some(path) = &common.inventory {
@@ -272,17 +271,18 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
                     name,
                     transport: Arc::clone(&local),
                 });
-            } else {
-                // The command line's --user wins over the inventory's, as with ansible -u.
-                let user = common.user.clone().or(h.user);
-                out.push(ssh_target(
-                    name,
-                    h.address,
-                    h.port.unwrap_or(22),
-                    user,
-                    h.key,
-                ));
+                continue;
             }
+            // As with Ansible: the address (ansible_host, else the name) is what ssh_config
+            // matches, and the inventory's user beats --user.
+            let target = ssh::SshTarget {
+                alias: h.address,
+                host: None,
+                port: h.port,
+                user: h.user,
+                key: h.key,
+            };
+            out.push(ssh_target(name, target));
         }
         if out.is_empty() {
             return Err(TargetsError::Options(format!(
@@ -303,7 +303,16 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
                 name: spec.name,
                 transport: Arc::clone(&local),
             },
-            Some(s) => ssh_target(spec.name, s.host, s.port, s.user, None),
+            Some(s) => {
+                let target = ssh::SshTarget {
+                    alias: s.host,
+                    host: None,
+                    port: s.port,
+                    user: s.user,
+                    key: None,
+                };
+                ssh_target(spec.name, target)
+            }
         });
     }
     Ok(out)

@@ -17,8 +17,8 @@ pub struct SshSpec {
     pub user: Option<String>,
     /// Host name or address.
     pub host: String,
-    /// Port (22 unless given).
-    pub port: u16,
+    /// Port, when given (else ssh_config's, else 22).
+    pub port: Option<u16>,
 }
 
 /// Parses a comma-separated target list; duplicates are dropped, order is kept.
@@ -54,15 +54,15 @@ pub fn parse(item: &str) -> Result<TargetSpec, String> {
             .split_once(']')
             .ok_or_else(|| format!("target {item:?}: missing ']'"))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => parse_port(item, p)?,
-            None if after.is_empty() => 22,
+            Some(p) => Some(parse_port(item, p)?),
+            None if after.is_empty() => None,
             None => return Err(format!("target {item:?}: unexpected {after:?} after ']'")),
         };
         (addr.to_owned(), port)
     } else {
         match rest.split_once(':') {
-            Some((h, p)) => (h.to_owned(), parse_port(item, p)?),
-            None => (rest.to_owned(), 22),
+            Some((h, p)) => (h.to_owned(), Some(parse_port(item, p)?)),
+            None => (rest.to_owned(), None),
         }
     };
     let valid = !host.is_empty()
@@ -91,7 +91,7 @@ fn parse_port(item: &str, p: &str) -> Result<u16, String> {
 mod tests {
     use super::*;
 
-    fn ssh(user: Option<&str>, host: &str, port: u16) -> Option<SshSpec> {
+    fn ssh(user: Option<&str>, host: &str, port: Option<u16>) -> Option<SshSpec> {
         Some(SshSpec {
             user: user.map(str::to_owned),
             host: host.into(),
@@ -102,16 +102,22 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(parse("localhost").unwrap().ssh, None);
-        assert_eq!(parse("web1").unwrap().ssh, ssh(None, "web1", 22));
+        assert_eq!(parse("web1").unwrap().ssh, ssh(None, "web1", None));
         assert_eq!(
             parse("ops@web1:2222").unwrap(),
             TargetSpec {
                 name: "web1:2222".into(),
-                ssh: ssh(Some("ops"), "web1", 2222)
+                ssh: ssh(Some("ops"), "web1", Some(2222))
             }
         );
-        assert_eq!(parse("[::1]:2200").unwrap().ssh, ssh(None, "::1", 2200));
-        assert_eq!(parse("127.0.1.7").unwrap().ssh, ssh(None, "127.0.1.7", 22));
+        assert_eq!(
+            parse("[::1]:2200").unwrap().ssh,
+            ssh(None, "::1", Some(2200))
+        );
+        assert_eq!(
+            parse("127.0.1.7").unwrap().ssh,
+            ssh(None, "127.0.1.7", None)
+        );
         for bad in ["@web", "web:0", "web:http", "we b", "[::1", "a;b"] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }

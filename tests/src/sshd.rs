@@ -183,6 +183,17 @@ impl Fleet {
         );
     }
 
+    /// Restarts host `i` with one more sshd option (for example `AllowTcpForwarding no`).
+    pub fn restart_with(&mut self, i: usize, option: &str) {
+        self.hosts[i].stop();
+        let config = &self.hosts[i].config;
+        let mut text = std::fs::read_to_string(config).expect("read sshd config");
+        text.push_str(option);
+        text.push('\n');
+        std::fs::write(config, text).expect("write sshd config");
+        self.start_host(i);
+    }
+
     /// Every host as a comma-separated target list.
     pub fn targets(&self) -> String {
         self.hosts

@@ -5,6 +5,7 @@
 //! any transport's.
 
 pub mod bootstrap;
+pub mod config;
 pub mod known_hosts;
 
 use std::collections::HashMap;
@@ -33,15 +34,17 @@ const STDERR_KEPT: usize = 16 * 1024;
 /// Bytes of login noise tolerated before the bootstrap's arch line.
 const MAX_NOISE: usize = 64 * 1024;
 
-/// Where and as whom to connect.
+/// A host as named by the operator. Unset fields come from `~/.ssh/config`, then defaults.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Login user.
-    pub user: String,
+    /// The name as given (an ssh_config alias, a host name or an address).
+    pub alias: String,
+    /// The address to connect to, when the inventory gives one (`ansible_host`).
+    pub host: Option<String>,
+    /// The port, when given (`host:port`, `ansible_port`).
+    pub port: Option<u16>,
+    /// The login user, when given (`user@host`, `ansible_user`).
+    pub user: Option<String>,
     /// A key file for this host alone (from the inventory), offered before the shared ones.
     pub key: Option<PathBuf>,
 }
@@ -59,6 +62,10 @@ pub struct SshOptions {
     pub accept_new: bool,
     /// Run the runner as root through `sudo -n`.
     pub become_root: bool,
+    /// Login user for hosts that name none (`--user`), before ssh_config's `User`.
+    pub default_user: Option<String>,
+    /// `~/.ssh/config` (or none).
+    pub ssh_config: config::SshConfig,
     /// Runner bytes and their SHA-256, read once per file for the whole fleet.
     payloads: Mutex<HashMap<PathBuf, Arc<Payload>>>,
 }
@@ -78,6 +85,8 @@ impl SshOptions {
             known_hosts,
             accept_new,
             become_root,
+            default_user: None,
+            ssh_config: config::SshConfig::default(),
             payloads: Mutex::new(HashMap::new()),
         }
     }
@@ -154,8 +163,8 @@ impl crate::Transport for SshTransport {
                 Ok(result) => result,
                 Err(_) => Err(TransportError::Handshake {
                     detail: format!(
-                        "{}:{} did not get as far as a running runner within {:?} (--connect-timeout)",
-                        self.target.host, self.target.port, launch.connect_timeout
+                        "{} did not get as far as a running runner within {:?} (--connect-timeout)",
+                        self.target.alias, launch.connect_timeout
                     ),
                 }),
             }
@@ -165,7 +174,7 @@ impl crate::Transport for SshTransport {
 
 /// The host-key check russh calls during key exchange; records why it refused.
 struct HostKeyCheck {
-    target: SshTarget,
+    hop: Hop,
     options: Arc<SshOptions>,
     refusal: Arc<Mutex<Option<String>>>,
 }
@@ -183,7 +192,7 @@ impl HostKeyCheck {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let (host, port) = (self.target.host.as_str(), self.target.port);
+        let (host, port) = (self.hop.host.as_str(), self.hop.port);
         let name = known_hosts::host_entry_name(host, port);
         let shown = format!("{} {}", key.algorithm(), known_hosts::fingerprint(key));
         match known_hosts::check(&text, host, port, key) {
@@ -241,53 +250,204 @@ impl client::Handler for HostKeyCheck {
     }
 }
 
-fn ssh_error(target: &SshTarget, e: impl std::fmt::Display) -> TransportError {
+fn ssh_error(hop: &Hop, e: impl std::fmt::Display) -> TransportError {
     TransportError::Handshake {
-        detail: format!(
-            "ssh to {}@{}:{}: {e}",
-            target.user, target.host, target.port
-        ),
+        detail: format!("ssh to {}: {e}", hop.label()),
+    }
+}
+
+/// One connection of the chain: a jump host, or the target itself, fully resolved.
+#[derive(Debug, Clone)]
+struct Hop {
+    host: String,
+    port: u16,
+    user: String,
+    keys: Vec<PathBuf>,
+    tcp_timeout: Option<Duration>,
+    keepalive: Option<Duration>,
+}
+
+impl Hop {
+    fn label(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
     }
 }
 
 impl SshTransport {
-    async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
+    /// Resolves a name through ssh_config: explicit settings first, then `--user`, then the
+    /// config, then defaults.
+    fn resolve(
+        &self,
+        alias: &str,
+        host: Option<String>,
+        port: Option<u16>,
+        user: Option<String>,
+        key: Option<PathBuf>,
+    ) -> Hop {
+        let c = self.options.ssh_config.for_host(alias);
+        let host = host
+            .or_else(|| c.hostname.clone())
+            .unwrap_or_else(|| alias.to_owned());
+        let user = user
+            .or_else(|| self.options.default_user.clone())
+            .or_else(|| c.user.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into());
+        let mut keys: Vec<PathBuf> = key.into_iter().collect();
+        for k in c
+            .expand_identities(&host, &user)
+            .into_iter()
+            .chain(self.options.keys.iter().cloned())
+        {
+            if !keys.contains(&k) && (k.is_file() || self.options.keys.contains(&k)) {
+                keys.push(k);
+            }
+        }
+        Hop {
+            host,
+            port: port.or(c.port).unwrap_or(22),
+            user,
+            keys,
+            tcp_timeout: c.connect_timeout,
+            keepalive: c.server_alive_interval,
+        }
+    }
+
+    /// The jump hosts from ssh_config's `ProxyJump`, then the target.
+    fn hops(&self) -> Result<Vec<Hop>, TransportError> {
         let t = &self.target;
-        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-            .await
-            .map_err(|source| TransportError::Spawn {
-                program: format!("TCP connection to {}:{}", t.host, t.port),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
+        let mut hops = Vec::new();
+        for jump in self.options.ssh_config.for_host(&t.alias).proxy_jump {
+            let (user, rest) = match jump.rsplit_once('@') {
+                Some((u, r)) => (Some(u.to_owned()), r.to_owned()),
+                None => (None, jump.clone()),
+            };
+            let (alias, port) = match rest.rsplit_once(':') {
+                Some((h, p)) => {
+                    let port = p.parse().map_err(|_| TransportError::Handshake {
+                        detail: format!("ProxyJump {jump:?} for {}: bad port", t.alias),
+                    })?;
+                    (h.to_owned(), Some(port))
+                }
+                None => (rest, None),
+            };
+            hops.push(self.resolve(&alias, None, port, user, None));
+        }
+        hops.push(self.resolve(
+            &t.alias,
+            t.host.clone(),
+            t.port,
+            t.user.clone(),
+            t.key.clone(),
+        ));
+        Ok(hops)
+    }
+
+    /// Opens an authenticated session to `hop`, over `stream` (TCP, or a tunnel through the
+    /// previous hop).
+    async fn connect_hop<S>(
+        &self,
+        hop: &Hop,
+        stream: S,
+    ) -> Result<Handle<HostKeyCheck>, TransportError>
+    where
+        S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let config = Arc::new(client::Config {
-            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_interval: Some(hop.keepalive.unwrap_or(Duration::from_secs(15))),
             keepalive_max: 3,
             nodelay: true,
             ..client::Config::default()
         });
         let refusal = Arc::new(Mutex::new(None));
         let check = HostKeyCheck {
-            target: t.clone(),
+            hop: hop.clone(),
             options: Arc::clone(&self.options),
             refusal: Arc::clone(&refusal),
         };
-        let mut session = match client::connect_stream(config, tcp, check).await {
+        let mut session = match client::connect_stream(config, stream, check).await {
             Ok(s) => s,
             Err(e) => {
                 let why = refusal.lock().ok().and_then(|mut r| r.take());
                 return Err(match why {
                     Some(detail) => TransportError::HostKey { detail },
-                    None => ssh_error(t, e),
+                    None => ssh_error(hop, e),
                 });
             }
         };
-        self.authenticate(&mut session).await?;
+        self.authenticate(&mut session, hop).await?;
+        Ok(session)
+    }
+
+    async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
+        let hops = self.hops()?;
+        let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
+        for (i, hop) in hops.iter().enumerate() {
+            let session = match sessions.last() {
+                None => {
+                    let connect = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port));
+                    let tcp =
+                        match hop.tcp_timeout {
+                            Some(limit) => tokio::time::timeout(limit, connect)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(std::io::Error::new(
+                                        std::io::ErrorKind::TimedOut,
+                                        format!("no answer within ConnectTimeout {limit:?}"),
+                                    ))
+                                }),
+                            None => connect.await,
+                        }
+                        .map_err(|source| TransportError::Spawn {
+                            program: format!("TCP connection to {}:{}", hop.host, hop.port),
+                            source,
+                        })?;
+                    let _ = tcp.set_nodelay(true);
+                    self.connect_hop(hop, tcp).await?
+                }
+                Some(previous) => {
+                    let via = &hops[i - 1];
+                    let tunnel = previous
+                        .channel_open_direct_tcpip(
+                            hop.host.as_str(),
+                            u32::from(hop.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| TransportError::Handshake {
+                            detail: format!(
+                                "jump host {} could not reach {}:{}: {e}",
+                                via.label(),
+                                hop.host,
+                                hop.port
+                            ),
+                        })?;
+                    self.connect_hop(hop, tunnel.into_stream())
+                        .await
+                        .map_err(|e| match e {
+                            TransportError::Handshake { detail } => TransportError::Handshake {
+                                detail: format!("{detail} (via {})", via.label()),
+                            },
+                            other => other,
+                        })?
+                }
+            };
+            sessions.push(session);
+        }
+        let hop = hops.last().ok_or_else(|| TransportError::Handshake {
+            detail: "no host to connect to".into(),
+        })?;
+        let Some(session) = sessions.last() else {
+            return Err(TransportError::Handshake {
+                detail: "no session".into(),
+            });
+        };
 
         let channel = session
             .channel_open_session()
             .await
-            .map_err(|e| ssh_error(t, e))?;
+            .map_err(|e| ssh_error(hop, e))?;
         let command = bootstrap::command(
             &launch.nonce,
             launch.ttl.as_secs().max(1),
@@ -296,7 +456,7 @@ impl SshTransport {
         channel
             .exec(true, command)
             .await
-            .map_err(|e| ssh_error(t, e))?;
+            .map_err(|e| ssh_error(hop, e))?;
         let (mut read_half, write_half) = channel.split();
 
         // One task owns the channel's incoming side: stdout to a pipe the framing reads,
@@ -331,7 +491,7 @@ impl SshTransport {
             })
         };
         let handle = SshHandle {
-            session,
+            sessions,
             pump: Some(pump),
             stderr,
             exit_status,
@@ -394,8 +554,11 @@ impl SshTransport {
         })
     }
 
-    async fn authenticate(&self, session: &mut Handle<HostKeyCheck>) -> Result<(), TransportError> {
-        let t = &self.target;
+    async fn authenticate(
+        &self,
+        session: &mut Handle<HostKeyCheck>,
+        t: &Hop,
+    ) -> Result<(), TransportError> {
         let mut tried = Vec::new();
         if self.options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
             match AgentClient::connect_env().await {
@@ -419,7 +582,7 @@ impl SshTransport {
             }
         }
         let passphrase = std::env::var(PASSPHRASE_ENV).ok();
-        for path in t.key.iter().chain(&self.options.keys) {
+        for path in &t.keys {
             let key = match russh::keys::load_secret_key(path, passphrase.as_deref()) {
                 Ok(k) => k,
                 Err(russh::keys::Error::KeyIsEncrypted) => {
@@ -444,10 +607,8 @@ impl SshTransport {
         }
         Err(TransportError::Auth {
             detail: format!(
-                "{}@{}:{} refused every key offered: {}",
-                t.user,
-                t.host,
-                t.port,
+                "{} refused every key offered: {}",
+                t.label(),
                 if tried.is_empty() {
                     "none (no agent, no key files: use --key FILE)".to_owned()
                 } else {
@@ -525,9 +686,10 @@ async fn read_arch_line(
     }
 }
 
-/// An SSH session carrying one runner.
+/// An SSH session carrying one runner, with the jump sessions it is tunnelled through.
 struct SshHandle {
-    session: Handle<HostKeyCheck>,
+    /// Jump hosts first, the target last.
+    sessions: Vec<Handle<HostKeyCheck>>,
     pump: Option<tokio::task::JoinHandle<()>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     exit_status: Arc<Mutex<Option<u32>>>,
@@ -545,10 +707,11 @@ impl RunnerHandle for SshHandle {
             if let Some(pump) = self.pump.take() {
                 let _ = pump.await;
             }
-            let _ = self
-                .session
-                .disconnect(russh::Disconnect::ByApplication, "", "en")
-                .await;
+            for session in self.sessions.iter().rev() {
+                let _ = session
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+            }
             match self.exit_status.lock().ok().and_then(|e| *e) {
                 Some(code) => format!("exit status: {code}"),
                 None => "channel closed".into(),

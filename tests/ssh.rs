@@ -39,12 +39,11 @@ fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
 #[test]
 fn run_reaches_every_host_and_leaves_nothing() {
     let fleet = Fleet::start(3);
-    let out = run(sub(&fleet, "run", &fleet.targets()).args([
-        "--",
-        "sh",
-        "-c",
-        "echo hello from $(id -un); echo err >&2",
-    ]));
+    let saved = fleet.dir.0.join("saved");
+    let out = run(sub(&fleet, "run", &fleet.targets())
+        .arg("--output-dir")
+        .arg(&saved)
+        .args(["--", "sh", "-c", "echo hello from $(id -un); echo err >&2"]));
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for h in &fleet.hosts {
@@ -56,6 +55,15 @@ fn run_reaches_every_host_and_leaves_nothing() {
             stdout.contains(&format!("{} ! err", h.target())),
             "{stdout}"
         );
+    }
+    for h in &fleet.hosts {
+        let out = std::fs::read_to_string(saved.join(format!("{}.stdout", h.target()))).unwrap();
+        assert_eq!(
+            out, "hello from root\n",
+            "--output-dir keeps each host's stdout"
+        );
+        let err = std::fs::read_to_string(saved.join(format!("{}.stderr", h.target()))).unwrap();
+        assert_eq!(err, "err\n");
     }
     fleet.assert_clean();
 }
@@ -93,7 +101,7 @@ fn unknown_host_key_is_refused_with_its_fingerprint() {
         err.contains("--accept-new"),
         "the way forward is shown: {err}"
     );
-    assert!(fleet.live_runners().is_empty() && fleet.leftovers().is_empty());
+    fleet.assert_clean();
 }
 
 #[test]
@@ -128,6 +136,7 @@ fn changed_host_key_is_refused_even_with_accept_new() {
         1,
         "--accept-new never rewrites a changed key: {recorded}"
     );
+    fleet.assert_clean();
 }
 
 #[test]
@@ -204,6 +213,7 @@ fn a_host_that_never_answers_is_bounded_by_the_connect_timeout() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr_of(&out).contains(&format!("{target}: UNREACHABLE")));
     drop(silent);
+    fleet.assert_clean();
 }
 
 #[test]

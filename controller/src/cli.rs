@@ -148,6 +148,10 @@ struct RunArgs {
     /// Working directory for the command.
     #[arg(long, value_name = "DIR")]
     cwd: Option<String>,
+    /// Also save each host's stdout and stderr, byte for byte, as DIR/HOST.stdout and
+    /// DIR/HOST.stderr.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
     /// Set an environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -331,6 +335,7 @@ pub fn main() -> std::process::ExitCode {
             };
         }
     };
+    let mut output_dir = None;
     let (common, targets_spec, job) = match cli.command {
         Command::Conformance(args) => {
             return crate::conformance::cli_main(&args.runner, args.golden, args.case, args.update)
@@ -354,6 +359,7 @@ pub fn main() -> std::process::ExitCode {
                     .timeout
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             };
+            output_dir = a.output_dir;
             (a.common, a.targets, Job::Exec { args, limits })
         }
     };
@@ -388,6 +394,7 @@ pub fn main() -> std::process::ExitCode {
             job,
             &launch,
             forks,
+            output_dir,
             Arc::clone(&reporter),
             rx.clone(),
         )

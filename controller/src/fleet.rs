@@ -5,11 +5,12 @@
 //! and deletes itself), the second to [`Interrupt::Disconnect`] (drop the stream at once; the
 //! runner sees EOF and cleans up on its own).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use wisp_protocol::message::{EventKind, Limits};
+use wisp_protocol::message::{ErrorFrame, EventKind, Limits};
 use wisp_protocol::ops::ExecArgs;
 use wisp_transports::{Launch, Transport};
 
@@ -61,6 +62,7 @@ pub async fn run(
     job: Job,
     launch: &Launch,
     forks: usize,
+    output_dir: Option<PathBuf>,
     reporter: Arc<Reporter>,
     interrupt: watch::Receiver<Interrupt>,
 ) -> Vec<HostResult> {
@@ -73,6 +75,7 @@ pub async fn run(
         let launch = Launch::new(launch.runners.clone(), launch.ttl, launch.connect_timeout);
         let name = target.name.clone();
         let forks = Arc::clone(&forks);
+        let output_dir = output_dir.clone();
         let task = tokio::spawn(async move {
             // At most `forks` hosts at once; hosts still waiting when Ctrl-C comes never start.
             let permit = tokio::select! {
@@ -87,7 +90,17 @@ pub async fn run(
                     elapsed: Duration::ZERO,
                 };
             };
-            run_host(&target, &job, &launch, &reporter, interrupt).await
+            let result = run_host(
+                &target,
+                &job,
+                &launch,
+                &reporter,
+                output_dir.as_deref(),
+                interrupt,
+            )
+            .await;
+            reporter.host_finished(result.outcome);
+            result
         });
         tasks.push((name, task));
     }
@@ -108,6 +121,7 @@ async fn run_host(
     job: &Job,
     launch: &Launch,
     reporter: &Reporter,
+    output_dir: Option<&Path>,
     mut interrupt: watch::Receiver<Interrupt>,
 ) -> HostResult {
     let started = Instant::now();
@@ -159,6 +173,20 @@ async fn run_host(
     };
 
     let mut lines = [LineSplitter::default(), LineSplitter::default()];
+    let mut saved = match output_dir
+        .map(|dir| OutputFiles::create(dir, host))
+        .transpose()
+    {
+        Ok(files) => files,
+        Err(e) => {
+            reporter.refused(
+                host,
+                &ErrorFrame::new(None, wisp_protocol::error::ErrorCode::Internal, e),
+            );
+            session.close(EXIT_GRACE).await;
+            return result(HostOutcome::Failed, "output dir".into());
+        }
+    };
     let mut cancelled = false;
     let outcome = loop {
         let event = tokio::select! {
@@ -179,6 +207,9 @@ async fn run_host(
         match event {
             Ok(CmdEvent::Output(stream, bytes)) => {
                 let i = usize::from(stream == EventKind::Stderr);
+                if let Some(files) = saved.as_mut() {
+                    files.write(i, &bytes);
+                }
                 for line in lines[i].push(&bytes) {
                     reporter.line(host, stream, &line);
                 }
@@ -238,6 +269,37 @@ fn stderr_note(session: &Session) -> String {
         String::new()
     } else {
         format!("; runner stderr: {diag}")
+    }
+}
+
+/// `--output-dir`: each host's stdout and stderr, byte for byte, in `<host>.stdout` and
+/// `<host>.stderr`.
+struct OutputFiles {
+    files: [std::fs::File; 2],
+}
+
+impl OutputFiles {
+    fn create(dir: &Path, host: &str) -> Result<Self, String> {
+        // Host names may hold ':' (ports) and '@' but never '/'; keep them readable.
+        let safe: String = host
+            .chars()
+            .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+            .collect();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let open = |ext: &str| {
+            let path = dir.join(format!("{safe}.{ext}"));
+            std::fs::File::create(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
+        Ok(Self {
+            files: [open("stdout")?, open("stderr")?],
+        })
+    }
+
+    fn write(&mut self, stream: usize, bytes: &[u8]) {
+        use std::io::Write;
+        let _ = self.files[stream].write_all(bytes);
     }
 }
 

@@ -75,17 +75,92 @@ pub struct Reporter {
     width: usize,
     started: Instant,
     lock: Mutex<()>,
+    /// Colour per host, when stdout is a terminal and `NO_COLOR` is unset.
+    colours: Option<Vec<(String, &'static str)>>,
+    /// Hosts done / failed / unreachable, when stderr is a terminal (not with `--json`).
+    progress: Option<indicatif::ProgressBar>,
+    counts: Mutex<[usize; 3]>,
 }
+
+const RESET: &str = "\x1b[0m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+/// Host prefix colours, assigned in turn.
+const HOST_COLOURS: &[&str] = &[
+    "\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[96m", "\x1b[95m", "\x1b[94m",
+];
 
 impl Reporter {
     /// A reporter for these hosts (their names set the prefix width).
     pub fn new(json: bool, hosts: &[String]) -> Self {
+        use std::io::IsTerminal;
         let width = hosts.iter().map(String::len).max().unwrap_or(0);
+        let colour =
+            !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let colours = colour.then(|| {
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), HOST_COLOURS[i % HOST_COLOURS.len()]))
+                .collect()
+        });
+        let progress = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(hosts.len() as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} hosts  {msg}  {elapsed}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_message("0 failed, 0 unreachable");
+            bar
+        });
         Self {
             json,
             width,
             started: Instant::now(),
             lock: Mutex::new(()),
+            colours,
+            progress,
+            counts: Mutex::new([0; 3]),
+        }
+    }
+
+    fn paint(&self, colour: &str, text: &str) -> String {
+        if self.colours.is_some() && !colour.is_empty() {
+            format!("{colour}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn host_colour(&self, host: &str) -> &'static str {
+        self.colours
+            .as_ref()
+            .and_then(|c| c.iter().find(|(h, _)| h == host))
+            .map_or("", |(_, c)| c)
+    }
+
+    /// Counts a finished host on the progress bar.
+    pub fn host_finished(&self, outcome: HostOutcome) {
+        let Some(bar) = &self.progress else { return };
+        if let Ok(mut c) = self.counts.lock() {
+            match outcome {
+                HostOutcome::Failed => c[1] += 1,
+                HostOutcome::Unreachable => c[2] += 1,
+                _ => c[0] += 1,
+            }
+            bar.set_message(format!("{} failed, {} unreachable", c[1], c[2]));
+        }
+        bar.inc(1);
+    }
+
+    /// Writes with the progress bar (if any) out of the way.
+    fn around_bar(&self, write: impl FnOnce()) {
+        let _guard = self.lock.lock();
+        match &self.progress {
+            Some(bar) => bar.suspend(write),
+            None => write(),
         }
     }
 
@@ -95,14 +170,16 @@ impl Reporter {
 
     #[allow(clippy::print_stdout)] // reporting is this module's job
     fn out(&self, text: &str) {
-        let _guard = self.lock.lock();
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+        self.around_bar(|| {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+        });
     }
 
     fn err(&self, text: &str) {
-        let _guard = self.lock.lock();
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
+        self.around_bar(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        });
     }
 
     fn json(&self, mut value: Value) {
@@ -123,11 +200,15 @@ impl Reporter {
             self.json(json!({"type": "output", "host": host, "stream": stream, "line": line}));
         } else {
             let sep = if stream == EventKind::Stderr {
-                '!'
+                self.paint(RED, "!")
             } else {
-                '|'
+                "|".to_owned()
             };
-            self.out(&format!("{host:<w$} {sep} {line}", w = self.width));
+            let prefix = self.paint(
+                self.host_colour(host),
+                &format!("{host:<w$}", w = self.width),
+            );
+            self.out(&format!("{prefix} {sep} {line}"));
         }
     }
 
@@ -220,12 +301,20 @@ impl Reporter {
             }));
             return;
         }
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
         let mut text = String::from("\nRECAP\n");
         for r in results {
+            let colour = match r.outcome {
+                HostOutcome::Ok => GREEN,
+                HostOutcome::Failed => RED,
+                HostOutcome::Unreachable | HostOutcome::Interrupted => YELLOW,
+            };
             text.push_str(&format!(
-                "{:<w$}  {:<11}  {:<16}  {:.3}s\n",
+                "{:<w$}  {}  {:<16}  {:.3}s\n",
                 r.host,
-                r.outcome.label(),
+                self.paint(colour, &format!("{:<11}", r.outcome.label())),
                 r.detail,
                 r.elapsed.as_secs_f64(),
                 w = self.width

@@ -533,3 +533,76 @@ fn proxy_jump_through_two_hosts_from_ssh_config() {
     );
     fleet.assert_clean();
 }
+
+#[test]
+fn a_connection_dropped_mid_handshake_is_retried_and_a_refused_one_is_not() {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let fleet = Fleet::start(1);
+    let backend = fleet.hosts[0].target();
+    // A front door that hangs up on the first connection (as sshd does past MaxStartups)
+    // and forwards the next ones to the real sshd.
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = front.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for (i, conn) in front.incoming().take(3).enumerate() {
+            let Ok(conn) = conn else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if i == 0 {
+                let _ = conn.shutdown(Shutdown::Both);
+                continue;
+            }
+            let Ok(up) = TcpStream::connect(&backend) else {
+                return;
+            };
+            let (mut from_client, mut to_server) =
+                (conn.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (up, conn);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    // The proxy presents the real host's key under its own address.
+    let known = fleet.dir.0.join("known_hosts_front");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{port} {}\n", fleet.hosts[0].host_key),
+    )
+    .unwrap();
+    let out = run(sub(&fleet, "run", &format!("127.0.0.1:{port}"))
+        .arg("--known-hosts")
+        .arg(&known)
+        .args(["--", "echo", "second try"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the dropped connection was not retried"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| second try"));
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "exactly one retry"
+    );
+    fleet.assert_clean();
+
+    // A refused connection is final at once: no retries.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let out = run(sub(&fleet, "run", &format!("127.0.0.1:{closed_port}")).args(["--", "true"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("attempts"),
+        "refused connections are not retried"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -17,6 +17,14 @@ use wisp_transports::{Launch, Transport};
 use crate::report::{HostOutcome, HostResult, LineSplitter, Reporter, describe};
 use crate::session::{CmdEvent, Session};
 
+/// Retries after a transient failure (connection dropped, or ERROR class `transient`).
+const RETRIES: u32 = 2;
+
+/// 200 ms, then 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 << attempt.min(4))
+}
+
 /// How long a runner gets to answer EXIT before the controller stops waiting.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -133,18 +141,31 @@ async fn run_host(
         elapsed: started.elapsed(),
     };
 
-    let opened = tokio::select! {
-        s = Session::open(target.transport.as_ref(), launch) => s,
-        _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => {
-            return result(HostOutcome::Interrupted, "interrupted while connecting".into());
-        }
-    };
-    let mut session = match opened {
-        Ok(s) => s,
-        Err(e) => {
-            let message = error_chain(&e);
-            reporter.unreachable(host, &message);
-            return result(HostOutcome::Unreachable, "unreachable".into());
+    // Transient failures (the host dropped the connection mid-handshake) are retried with
+    // backoff; anything else is final at once.
+    let mut attempt = 0;
+    let mut session = loop {
+        let opened = tokio::select! {
+            s = Session::open(target.transport.as_ref(), launch) => s,
+            _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => {
+                return result(HostOutcome::Interrupted, "interrupted while connecting".into());
+            }
+        };
+        match opened {
+            Ok(s) => break s,
+            Err(e) if e.is_transient() && attempt < RETRIES => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                let tries = if attempt > 0 {
+                    format!(" (after {} attempts)", attempt + 1)
+                } else {
+                    String::new()
+                };
+                reporter.unreachable(host, &format!("{}{tries}", error_chain(&e)));
+                return result(HostOutcome::Unreachable, "unreachable".into());
+            }
         }
     };
 
@@ -161,7 +182,12 @@ async fn run_host(
             limits.clone(),
         ),
     };
-    let id = match session.start(op, args, limits, Vec::new()).await {
+    // The command gets its own retry budget.
+    attempt = 0;
+    let mut id = match session
+        .start(op, args.clone(), limits.clone(), Vec::new())
+        .await
+    {
         Ok(id) => id,
         Err(e) => {
             reporter.unreachable(
@@ -237,6 +263,27 @@ async fn run_host(
                     _ => HostOutcome::Failed,
                 };
                 break result(outcome, describe(&done));
+            }
+            // The command did not run (a refused CMD has no output): when the runner says the
+            // failure is transient (fork failed for want of memory, say), try again.
+            Ok(CmdEvent::Refused(e))
+                if e.class == wisp_protocol::error::ErrorClass::Transient && attempt < RETRIES =>
+            {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                match session
+                    .start(op, args.clone(), limits.clone(), Vec::new())
+                    .await
+                {
+                    Ok(next) => id = next,
+                    Err(e) => {
+                        reporter.unreachable(
+                            host,
+                            &format!("{}{}", error_chain(&e), stderr_note(&session)),
+                        );
+                        return result(HostOutcome::Unreachable, "connection lost".into());
+                    }
+                }
             }
             Ok(CmdEvent::Refused(e)) => {
                 reporter.refused(host, &e);

@@ -156,10 +156,25 @@ pub enum TransportError {
         /// Why, with the fingerprint and what to do.
         detail: String,
     },
+    /// The host closed the connection during the handshake (typically sshd's MaxStartups
+    /// under load). Transient: trying again may work.
+    #[error("{detail}")]
+    Dropped {
+        /// What happened, naming the host.
+        detail: String,
+    },
     /// The host accepted none of the credentials offered.
     #[error("authentication failed: {detail}")]
     Auth {
         /// What was tried.
         detail: String,
     },
+}
+
+impl TransportError {
+    /// True for failures that a later attempt may not meet (see [`TransportError::Dropped`]).
+    /// Refused connections, timeouts, host keys and authentication are never transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Dropped { .. })
+    }
 }

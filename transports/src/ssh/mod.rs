@@ -256,6 +256,19 @@ fn ssh_error(hop: &Hop, e: impl std::fmt::Display) -> TransportError {
     }
 }
 
+/// The host hung up before authentication: worth another try (see `TransportError::Dropped`).
+fn dropped(e: &russh::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match e {
+        russh::Error::Disconnect | russh::Error::HUP => true,
+        russh::Error::IO(io) => matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
 /// One connection of the chain: a jump host, or the target itself, fully resolved.
 #[derive(Debug, Clone)]
 struct Hop {
@@ -371,6 +384,12 @@ impl SshTransport {
                 let why = refusal.lock().ok().and_then(|mut r| r.take());
                 return Err(match why {
                     Some(detail) => TransportError::HostKey { detail },
+                    None if dropped(&e) => TransportError::Dropped {
+                        detail: format!(
+                            "{} closed the connection during the SSH handshake ({e})",
+                            hop.label()
+                        ),
+                    },
                     None => ssh_error(hop, e),
                 });
             }

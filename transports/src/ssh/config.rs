@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::known_hosts::glob;
+
 /// What the config says about one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostConfig {
@@ -186,21 +188,6 @@ fn host_matches(patterns: &[String], alias: &str) -> bool {
         }
     }
     positive
-}
-
-fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.split_first(), n.split_first()) {
-            (None, None) => true,
-            (Some((b'*', rest)), _) => go(rest, n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some((b'?', rest)), Some((_, n_rest))) => go(rest, n_rest),
-            (Some((pc, rest)), Some((nc, n_rest))) => {
-                pc.eq_ignore_ascii_case(nc) && go(rest, n_rest)
-            }
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 #[cfg(test)]

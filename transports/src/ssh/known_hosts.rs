@@ -7,7 +7,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use data_encoding::BASE64;
@@ -92,8 +92,15 @@ pub fn check(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
 /// parallel fan-out: the file is locked while it is re-read and the line is written with a
 /// single `write`, so concurrent appends neither duplicate nor tear lines.
 pub fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        // Like ~/.ssh itself: private to the user.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut file = OpenOptions::new()
         .read(true)
@@ -202,8 +209,8 @@ fn hashed_match(pattern: &str, name: &str) -> bool {
         .is_ok()
 }
 
-/// `*` and `?` wildcards, case-insensitive as host names are.
-fn glob(pattern: &str, name: &str) -> bool {
+/// `*` and `?` wildcards, case-insensitive as host names are (also used for ssh_config).
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     fn go(p: &[u8], n: &[u8]) -> bool {
         match (p.split_first(), n.split_first()) {
             (None, None) => true,

@@ -606,3 +606,107 @@ fn a_connection_dropped_mid_handshake_is_retried_and_a_refused_one_is_not() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A login user with a real password, whom sudo asks for it.
+const PASSWORD_USER: &str = "wisp-become";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn password_user() {
+    if Command::new("id")
+        .arg(PASSWORD_USER)
+        .output()
+        .is_ok_and(|o| !o.status.success())
+    {
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", PASSWORD_USER])
+            .status();
+    }
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        chpasswd.stdin.as_mut().unwrap(),
+        format!("{PASSWORD_USER}:{PASSWORD}\n").as_bytes(),
+    )
+    .unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+    // sudo asks this user for the password (no NOPASSWD).
+    let rule = std::path::Path::new("/etc/sudoers.d/wisp-become-test");
+    std::fs::write(rule, format!("{PASSWORD_USER} ALL=(ALL) ALL\n")).unwrap();
+    let _ = Command::new("chmod").arg("0440").arg(rule).status();
+}
+
+#[test]
+fn ask_pass_logs_in_with_a_password_and_ask_become_pass_runs_as_root() {
+    if !wisp_tests::root_or_explain("the password and sudo-password test") {
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/bin/sudo").exists(),
+        "sudo is missing: cargo xtask test installs it"
+    );
+    password_user();
+    let mut fleet = Fleet::start(1);
+    fleet.restart_with(0, "PasswordAuthentication yes");
+    let target = format!("{PASSWORD_USER}@{}", fleet.hosts[0].target());
+    let home = fleet.dir.0.join("no-keys-home");
+    std::fs::create_dir_all(&home).unwrap();
+    // No agent, no key files: only the password can log in.
+    let wisp = |extra: &[&str], become_password: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
+        c.env("WISP_RUNNER", runner_path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env("HOME", &home)
+            .env("WISP_SSH_PASSWORD", PASSWORD)
+            .env("WISP_BECOME_PASSWORD", become_password)
+            .args([
+                "run",
+                &target,
+                "--ask-pass",
+                "--ssh-config",
+                "/dev/null",
+                "--known-hosts",
+            ])
+            .arg(&fleet.known_hosts)
+            .args(["--connect-timeout", "10s"])
+            .args(extra)
+            .args(["--", "id", "-u"]);
+        c
+    };
+    let out = run(&mut wisp(&[], ""));
+    assert_eq!(out.status.code(), Some(0), "password login");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("| 0\n"),
+        "logged in as the user, not root"
+    );
+
+    let out = run(&mut wisp(&["--ask-become-pass"], PASSWORD));
+    assert_eq!(out.status.code(), Some(0), "sudo with the password");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("| 0\n"),
+        "ran as root"
+    );
+
+    // The password is never in an argument list, on either side: nothing running carries it.
+    let leaked = wisp_tests::all_processes()
+        .into_iter()
+        .any(|(_, argv)| argv.iter().any(|a| a.contains(PASSWORD)));
+    assert!(!leaked);
+
+    let out = run(&mut wisp(
+        &["--ask-become-pass", "--connect-timeout", "5s"],
+        "wrong password",
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a wrong sudo password starts nothing"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("wrong password"),
+        "secrets never reach messages"
+    );
+    fleet.assert_clean();
+}

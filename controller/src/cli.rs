@@ -89,6 +89,15 @@ struct Common {
     /// Run the runner as root through `sudo -n` (sudo must not ask for a password).
     #[arg(long = "become")]
     become_root: bool,
+    /// Run the runner as root through sudo with a password, asked once on the terminal (or
+    /// read from $WISP_BECOME_PASSWORD). It travels inside the SSH channel, never as an
+    /// argument. Implies --become; SSH hosts only.
+    #[arg(long)]
+    ask_become_pass: bool,
+    /// Also offer a password, asked once on the terminal (or read from $WISP_SSH_PASSWORD),
+    /// after every key: for first contact with hosts that have no key of yours yet.
+    #[arg(long)]
+    ask_pass: bool,
     /// The runner executable to push [default: $WISP_RUNNER, then beside wisp, then the
     /// build tree].
     #[arg(long, value_name = "PATH")]
@@ -215,6 +224,21 @@ fn usage_error(message: &str) -> ExitStatus {
     ExitStatus::BadOptions
 }
 
+/// A secret from `env`, else asked on the terminal.
+fn secret(env: &str, prompt: &str) -> Result<ssh::Secret, String> {
+    if let Ok(value) = std::env::var(env) {
+        return Ok(ssh::Secret::new(value));
+    }
+    rpassword::prompt_password(prompt)
+        .map(ssh::Secret::new)
+        .map_err(|e| {
+            format!(
+                "cannot ask for the {}: {e}; without a terminal, set ${env}",
+                prompt.trim_end_matches(": ")
+            )
+        })
+}
+
 /// Why the targets could not be worked out, with the exit status it deserves.
 enum TargetsError {
     Inventory(String),
@@ -234,13 +258,37 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
         .known_hosts
         .clone()
         .unwrap_or_else(ssh::default_known_hosts);
-    let mut options = ssh::SshOptions::new(
-        keys,
-        true,
-        known_hosts,
-        common.accept_new,
-        common.become_root,
-    );
+    let become_root = common.become_root || common.ask_become_pass;
+    let mut options = ssh::SshOptions::new(keys, true, known_hosts, common.accept_new, become_root);
+    // Every secret is asked once, here, before any host is contacted: no prompt races.
+    if common.ask_pass {
+        options.password =
+            Some(secret(ssh::PASSWORD_ENV, "SSH password: ").map_err(TargetsError::Options)?);
+    }
+    if common.ask_become_pass {
+        options.become_password = Some(
+            secret(ssh::BECOME_PASSWORD_ENV, "sudo password: ").map_err(TargetsError::Options)?,
+        );
+    }
+    if std::env::var_os(ssh::PASSPHRASE_ENV).is_none() && std::fs::File::open("/dev/tty").is_ok() {
+        for key in options
+            .keys
+            .clone()
+            .iter()
+            .filter(|k| ssh::is_encrypted_key(k))
+        {
+            let phrase = rpassword::prompt_password(format!("Passphrase for {}: ", key.display()))
+                .map_err(|e| {
+                    TargetsError::Options(format!(
+                        "cannot read the passphrase for {}: {e}",
+                        key.display()
+                    ))
+                })?;
+            options
+                .passphrases
+                .insert(key.clone(), ssh::Secret::new(phrase));
+        }
+    }
     options.default_user = common.user.clone();
     options.ssh_config = match &common.ssh_config {
         Some(path) => ssh::config::SshConfig::load(path)

@@ -183,11 +183,24 @@ impl Fleet {
         );
     }
 
-    /// Restarts host `i` with one more sshd option (for example `AllowTcpForwarding no`).
+    /// Restarts host `i` with an sshd option set (for example `AllowTcpForwarding no`),
+    /// replacing any earlier value: sshd takes the first value it reads.
     pub fn restart_with(&mut self, i: usize, option: &str) {
         self.hosts[i].stop();
         let config = &self.hosts[i].config;
-        let mut text = std::fs::read_to_string(config).expect("read sshd config");
+        let keyword = option
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut text: String = std::fs::read_to_string(config)
+            .expect("read sshd config")
+            .lines()
+            .filter(|l| {
+                l.split_whitespace().next().map(str::to_ascii_lowercase) != Some(keyword.clone())
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         text.push_str(option);
         text.push('\n');
         std::fs::write(config, text).expect("write sshd config");

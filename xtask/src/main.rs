@@ -106,6 +106,7 @@ fn build_runner() -> Result<PathBuf> {
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssh-server", "/usr/sbin/sshd"),
     ("file", "/usr/bin/file"),
+    ("sudo", "/usr/bin/sudo"),
 ];
 
 /// Installs the test packages that are missing (as root, with apt-get); otherwise says what

@@ -19,8 +19,16 @@ pub const EXIT_NO_LOCATION: u32 = 66;
 /// Exit status when the host has no SHA-256 tool, so nothing can be verified.
 pub const EXIT_NO_SHA256: u32 = 67;
 
-/// The script; `$1` nonce, `$2` TTL seconds, `$3` `sudo` or empty. No single quotes inside:
-/// it travels single-quoted.
+/// Exit status when `sudo` needs a password and none was supplied.
+pub const EXIT_BECOME: u32 = 68;
+
+/// The script; `$1` nonce, `$2` TTL seconds, `$3` `sudo`, `sudo-pass` or empty. With
+/// `sudo-pass`, one line after the runner's bytes is the sudo password. The script reads it
+/// into a shell variable (never an argument, never exported), drops it if sudo needs none,
+/// else validates it once through a pipe (`printf` is a builtin) so a wrong password fails at
+/// once and the upload is removed, then starts the runner with `sudo -n` from the same shell,
+/// which sudo's cached credentials cover. No single quotes inside: the script travels
+/// single-quoted.
 const SCRIPT: &str = r#"
 n="$1"; ttl="$2"; become="$3"
 umask 077
@@ -43,13 +51,24 @@ for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.c
     got=$(wc -c < "$f" | tr -d " ")
     [ "$got" = "$size" ] || fail 65 "upload is $got bytes, announced $size: refusing to run it"
     have=$(sum "$f") || fail 67 "no sha256sum, shasum or openssl on this host: cannot verify the upload"
-    [ "$have" = "$want" ] || fail 65 "upload SHA-256 $have does not match the announced $want: refusing to run it"
+        [ "$have" = "$want" ] || fail 65 "upload SHA-256 $have does not match the announced $want: refusing to run it"
+        if [ "$become" = sudo-pass ]; then
+      IFS= read -r pw || fail 68 "no sudo password line"
+      if sudo -n true 2>/dev/null; then become=sudo
+      elif printf "%s\n" "$pw" | sudo -S -p "" -v 2>/dev/null; then become=sudo-validated
+      else pw=""; fail 68 "sudo refused the password"
+      fi
+      pw=""
+    fi
   else
     cp "$src" "$f" || { rm -rf "$d"; d=""; continue; }
     rm -rf "$(dirname "$src")"
   fi
   chmod 700 "$f"
   if "$f" --version >/dev/null 2>&1; then
+            if [ "$become" = sudo-validated ]; then
+      sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; rc=$?; rm -rf "$d"; exit $rc
+    fi
     if [ -n "$become" ]; then exec sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; fi
     exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"
   fi
@@ -61,13 +80,26 @@ fail 66 "no writable location that allows execution (tried TMPDIR, /tmp, /dev/sh
 "#;
 
 /// The exec request for a session: the script, single-quoted, with its arguments.
-pub fn command(nonce: &str, ttl_s: u64, become_root: bool) -> String {
+pub fn command(nonce: &str, ttl_s: u64, mode: Become) -> String {
     debug_assert!(!SCRIPT.contains('\''));
     debug_assert!(crate::marker_safe(nonce));
-    format!(
-        "sh -c '{SCRIPT}' wisp-bootstrap {nonce} {ttl_s} {}",
-        if become_root { "sudo" } else { "''" }
-    )
+    let mode = match mode {
+        Become::No => "''",
+        Become::Sudo => "sudo",
+        Become::SudoWithPassword => "sudo-pass",
+    };
+    format!("sh -c '{SCRIPT}' wisp-bootstrap {nonce} {ttl_s} {mode}")
+}
+
+/// How the runner is started on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Become {
+    /// As the login user.
+    No,
+    /// Through `sudo -n` (no password).
+    Sudo,
+    /// Through sudo, with a password sent after the runner's bytes.
+    SudoWithPassword,
 }
 
 /// The header line the controller sends before the runner's bytes.

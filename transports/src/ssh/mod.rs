@@ -24,6 +24,28 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use crate::conn::{FrameReader, FrameWriter};
 use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
 
+/// A password or passphrase: never printed, not even by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "WISP_SSH_PASSPHRASE";
 /// Test hook: when set, the controller flips one byte of the runner after hashing it, so a
@@ -66,6 +88,12 @@ pub struct SshOptions {
     pub default_user: Option<String>,
     /// `~/.ssh/config` (or none).
     pub ssh_config: config::SshConfig,
+    /// Passphrases for encrypted key files, asked once before fan-out.
+    pub passphrases: HashMap<PathBuf, Secret>,
+    /// Password for password authentication (`--ask-pass`), tried after every key.
+    pub password: Option<Secret>,
+    /// sudo password (`--ask-become-pass`), sent inside the channel, never as an argument.
+    pub become_password: Option<Secret>,
     /// Runner bytes and their SHA-256, read once per file for the whole fleet.
     payloads: Mutex<HashMap<PathBuf, Arc<Payload>>>,
 }
@@ -87,6 +115,9 @@ impl SshOptions {
             become_root,
             default_user: None,
             ssh_config: config::SshConfig::default(),
+            passphrases: HashMap::new(),
+            password: None,
+            become_password: None,
             payloads: Mutex::new(HashMap::new()),
         }
     }
@@ -116,6 +147,19 @@ struct Payload {
     bytes: Vec<u8>,
     sha256: String,
 }
+
+/// True when `path` is a private key that needs a passphrase.
+pub fn is_encrypted_key(path: &Path) -> bool {
+    matches!(
+        russh::keys::load_secret_key(path, None),
+        Err(russh::keys::Error::KeyIsEncrypted)
+    )
+}
+
+/// Environment variable holding the password for `--ask-pass` when there is no terminal.
+pub const PASSWORD_ENV: &str = "WISP_SSH_PASSWORD";
+/// Environment variable holding the sudo password for `--ask-become-pass` without a terminal.
+pub const BECOME_PASSWORD_ENV: &str = "WISP_BECOME_PASSWORD";
 
 /// The user's default key files that exist, as OpenSSH would try them.
 pub fn default_keys() -> Vec<PathBuf> {
@@ -467,11 +511,12 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|e| ssh_error(hop, e))?;
-        let command = bootstrap::command(
-            &launch.nonce,
-            launch.ttl.as_secs().max(1),
-            self.options.become_root,
-        );
+        let start_mode = match (self.options.become_root, &self.options.become_password) {
+            (false, _) => bootstrap::Become::No,
+            (true, None) => bootstrap::Become::Sudo,
+            (true, Some(_)) => bootstrap::Become::SudoWithPassword,
+        };
+        let command = bootstrap::command(&launch.nonce, launch.ttl.as_secs().max(1), start_mode);
         channel
             .exec(true, command)
             .await
@@ -552,6 +597,13 @@ impl SshTransport {
             } else {
                 writer.write_all(&payload.bytes).await?;
             }
+            if let (bootstrap::Become::SudoWithPassword, Some(pw)) =
+                (start_mode, &self.options.become_password)
+            {
+                writer
+                    .write_all(format!("{}\n", pw.expose()).as_bytes())
+                    .await?;
+            }
             writer.flush().await
         };
         if let Err(e) = sent.await {
@@ -600,9 +652,15 @@ impl SshTransport {
                 Err(e) => tried.push(format!("ssh-agent at $SSH_AUTH_SOCK ({e})")),
             }
         }
-        let passphrase = std::env::var(PASSPHRASE_ENV).ok();
+        let from_env = std::env::var(PASSPHRASE_ENV).ok();
         for path in &t.keys {
-            let key = match russh::keys::load_secret_key(path, passphrase.as_deref()) {
+            let passphrase = self
+                .options
+                .passphrases
+                .get(path)
+                .map(Secret::expose)
+                .or(from_env.as_deref());
+            let key = match russh::keys::load_secret_key(path, passphrase) {
                 Ok(k) => k,
                 Err(russh::keys::Error::KeyIsEncrypted) => {
                     tried.push(format!(
@@ -621,6 +679,16 @@ impl SshTransport {
             match session.authenticate_publickey(t.user.as_str(), key).await {
                 Ok(r) if r.success() => return Ok(()),
                 Ok(_) => tried.push(path.display().to_string()),
+                Err(e) => return Err(ssh_error(t, e)),
+            }
+        }
+        if let Some(password) = &self.options.password {
+            match session
+                .authenticate_password(t.user.as_str(), password.expose())
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => tried.push("password".into()),
                 Err(e) => return Err(ssh_error(t, e)),
             }
         }

@@ -449,3 +449,34 @@ fn the_ttl_holds_even_when_the_controller_stops_reading() {
         "the command survived the watchdog"
     );
 }
+
+#[test]
+fn the_run_timeout_cancels_remote_work_and_counts_it_as_failed() {
+    let tmp = ScratchDir::new("run-timeout");
+    let started = Instant::now();
+    let out = wisp(&tmp)
+        .args([
+            "run",
+            "--run-timeout",
+            "1s",
+            "localhost",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}\nended after {:?}", started.elapsed());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "hosts stopped by the run timeout failed"
+    );
+    assert!(stderr.contains("run timeout"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run did not stop"
+    );
+    assert_eq!(tmp.entries(), Vec::<String>::new(), "files left on disk");
+}

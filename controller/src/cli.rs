@@ -128,6 +128,10 @@ struct Common {
     /// Only the hosts that also match this pattern.
     #[arg(long, value_name = "PATTERN")]
     limit: Option<String>,
+    /// Stop the whole run after this long: remote commands still running are cancelled (as
+    /// with Ctrl-C) and their hosts count as failed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    run_timeout: Option<Duration>,
     /// How many hosts to work on at once.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     forks: u32,
@@ -435,7 +439,28 @@ pub fn main() -> std::process::ExitCode {
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
         let reporter = Arc::new(Reporter::new(common.json, &names));
         let (tx, rx) = watch::channel(Interrupt::None);
-        tokio::spawn(watch_signals(tx));
+        let tx = Arc::new(tx);
+        tokio::spawn(watch_signals(Arc::clone(&tx)));
+        // --run-timeout: the same orderly cancel as Ctrl-C, but the hosts it stops failed.
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(limit) = common.run_timeout {
+            let (tx, timed_out) = (Arc::clone(&tx), Arc::clone(&timed_out));
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("run timeout ({limit:?}) reached: cancelling remote commands\n"),
+                );
+                tx.send_if_modified(|i| {
+                    let change = *i == Interrupt::None;
+                    if change {
+                        *i = Interrupt::Cancel;
+                    }
+                    change
+                });
+            });
+        }
         let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
         let results = fleet::run(
             targets,
@@ -447,7 +472,18 @@ pub fn main() -> std::process::ExitCode {
             rx.clone(),
         )
         .await;
-        let interrupted = *rx.borrow() != Interrupt::None;
+        let mut results = results;
+        let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+        if timed_out {
+            for r in results
+                .iter_mut()
+                .filter(|r| r.outcome == crate::report::HostOutcome::Interrupted)
+            {
+                r.outcome = crate::report::HostOutcome::Failed;
+                r.detail = "run timeout".into();
+            }
+        }
+        let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
         let status = exit_status(&results, interrupted);
         reporter.recap(&results, status);
         status
@@ -458,7 +494,7 @@ pub fn main() -> std::process::ExitCode {
 }
 
 /// First SIGINT/SIGTERM: cancel in order. Second: disconnect.
-async fn watch_signals(tx: watch::Sender<Interrupt>) {
+async fn watch_signals(tx: Arc<watch::Sender<Interrupt>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

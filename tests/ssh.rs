@@ -710,3 +710,112 @@ fn ask_pass_logs_in_with_a_password_and_ask_become_pass_runs_as_root() {
     );
     fleet.assert_clean();
 }
+
+/// Generates a client key of `kind` (optionally encrypted) and authorizes it on the fleet.
+fn authorize_new_key(
+    fleet: &Fleet,
+    kind: &str,
+    bits: Option<&str>,
+    passphrase: &str,
+) -> std::path::PathBuf {
+    let path = fleet.dir.0.join(format!(
+        "client_{kind}{}",
+        if passphrase.is_empty() { "" } else { "_enc" }
+    ));
+    let mut keygen = Command::new("ssh-keygen");
+    keygen
+        .args(["-q", "-t", kind, "-N", passphrase, "-f"])
+        .arg(&path);
+    if let Some(bits) = bits {
+        keygen.args(["-b", bits]);
+    }
+    assert!(keygen.status().unwrap().success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let authorized = fleet.dir.0.join("authorized_keys");
+    let mut all = std::fs::read_to_string(&authorized).unwrap();
+    all.push_str(&public);
+    std::fs::write(&authorized, all).unwrap();
+    path
+}
+
+/// `wisp run` with only `key` to offer (no agent, no default keys).
+fn with_only_key(fleet: &Fleet, key: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
+    c.env("WISP_RUNNER", runner_path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("WISP_SSH_PASSPHRASE")
+        .args([
+            "run",
+            &fleet.targets(),
+            "--user",
+            "root",
+            "--ssh-config",
+            "/dev/null",
+            "--connect-timeout",
+            "30s",
+            "--key",
+        ])
+        .arg(key)
+        .arg("--known-hosts")
+        .arg(&fleet.known_hosts);
+    c
+}
+
+#[test]
+fn rsa_and_ecdsa_keys_work_and_encrypted_keys_take_their_passphrase() {
+    let fleet = Fleet::start(1);
+    for (kind, bits) in [("rsa", Some("2048")), ("ecdsa", None)] {
+        let key = authorize_new_key(&fleet, kind, bits, "");
+        let out = run(with_only_key(&fleet, &key).args(["--", "true"]));
+        assert_eq!(out.status.code(), Some(0), "{kind} key");
+    }
+    let encrypted = authorize_new_key(&fleet, "ed25519", None, "key passphrase");
+    // Without a passphrase (and no terminal to ask on), the error says how to give one.
+    let out = run(with_only_key(&fleet, &encrypted)
+        .stdin(std::process::Stdio::null())
+        .args(["--", "true"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("WISP_SSH_PASSPHRASE"),
+        "the way forward is named"
+    );
+    let out = run(with_only_key(&fleet, &encrypted)
+        .env("WISP_SSH_PASSPHRASE", "key passphrase")
+        .args(["--", "true"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the passphrase from the environment opens the key"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("key passphrase"));
+    fleet.assert_clean();
+}
+
+#[test]
+fn a_noexec_temp_dir_falls_back_to_one_that_can_execute() {
+    if !wisp_tests::root_or_explain("the noexec fallback test (it mounts a noexec tmpfs)") {
+        return;
+    }
+    let fleet = Fleet::start(1);
+    // The hosts' TMPDIR becomes a noexec mount: the bootstrap must move on to /tmp.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,mode=1777,size=16m", "tmpfs"])
+        .arg(&fleet.remote_tmp)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "cannot mount a noexec tmpfs");
+    let out = run(sub(&fleet, "run", &fleet.targets()).args(["--", "echo", "ran"]));
+    let leftovers = fleet.leftovers();
+    let _ = Command::new("umount").arg(&fleet.remote_tmp).status();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no fallback past the noexec TMPDIR"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| ran"));
+    assert!(
+        leftovers.is_empty(),
+        "the noexec copy was not removed: {leftovers:?}"
+    );
+    fleet.assert_clean();
+}

@@ -297,6 +297,22 @@ fn ctrl_c_stops_every_remote_command_within_three_seconds() {
     fleet.assert_clean();
 }
 
+/// Creates a login user (home, /bin/sh) unless it exists; a parallel test may race us.
+fn ensure_user(name: &str) {
+    let exists = || {
+        Command::new("id")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !exists() {
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .status();
+    }
+    assert!(exists(), "cannot create the test user {name}");
+}
+
 /// A login user without privileges, created once.
 const PLAIN_USER: &str = "wisp-test";
 
@@ -305,25 +321,7 @@ fn an_unprivileged_login_user_works_and_leaves_nothing() {
     if !wisp_tests::root_or_explain("the unprivileged-login test") {
         return;
     }
-    if Command::new("id")
-        .arg(PLAIN_USER)
-        .output()
-        .is_ok_and(|o| !o.status.success())
-    {
-        let made = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/sh", PLAIN_USER])
-            .status()
-            .unwrap();
-        // A parallel run may have created it meanwhile; what matters is that it exists now.
-        assert!(
-            made.success()
-                || Command::new("id")
-                    .arg(PLAIN_USER)
-                    .status()
-                    .unwrap()
-                    .success()
-        );
-    }
+    ensure_user(PLAIN_USER);
     // useradd leaves the account locked ("!"), and sshd refuses locked accounts for every
     // method; "*" matches no password but is not a lock.
     assert!(
@@ -612,15 +610,7 @@ const PASSWORD_USER: &str = "wisp-become";
 const PASSWORD: &str = "correct horse battery staple";
 
 fn password_user() {
-    if Command::new("id")
-        .arg(PASSWORD_USER)
-        .output()
-        .is_ok_and(|o| !o.status.success())
-    {
-        let _ = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/sh", PASSWORD_USER])
-            .status();
-    }
+    ensure_user(PASSWORD_USER);
     let mut chpasswd = Command::new("chpasswd")
         .stdin(std::process::Stdio::piped())
         .spawn()

@@ -84,51 +84,30 @@ pub fn is_dead(pid: u32) -> bool {
 
 /// Live processes whose parent is `parent`, with their command lines.
 pub fn children_of(parent: u32) -> Vec<(u32, Vec<String>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if matches!(proc_state(pid), Some((s, ppid)) if ppid == parent && s != 'Z') {
+    all_processes()
+        .into_iter()
+        .filter(|(pid, _)| matches!(proc_state(*pid), Some((_, ppid)) if ppid == parent))
+        .collect()
+}
+
+/// Every live process with its command line.
+pub fn all_processes() -> Vec<(u32, Vec<String>)> {
+    let pids = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()));
+    pids.filter(|pid| !is_dead(*pid))
+        .map(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let argv = cmdline
                 .split(|b| *b == 0)
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            out.push((pid, argv));
-        }
-    }
-    out
-}
-
-/// Every live process with its command line.
-pub fn all_processes() -> Vec<(u32, Vec<String>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if is_dead(pid) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        out.push((pid, argv));
-    }
-    out
+            (pid, argv)
+        })
+        .collect()
 }
 
 /// Polls `check` every 10 ms until it returns `Some` or `limit` passes.

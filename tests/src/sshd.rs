@@ -231,22 +231,11 @@ impl Fleet {
     /// staged there, and anything they still run from it).
     pub fn live_runners(&self) -> Vec<(u32, String)> {
         let needle = self.remote_tmp.to_string_lossy().into_owned();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(&needle) && !is_dead(pid) {
-                found.push((pid, text));
-            }
-        }
-        found
+        crate::all_processes()
+            .into_iter()
+            .map(|(pid, argv)| (pid, argv.join(" ")))
+            .filter(|(_, cmdline)| cmdline.contains(&needle))
+            .collect()
     }
 
     /// Asserts the promise made after every run: no file left in the hosts' temp directory

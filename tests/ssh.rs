@@ -19,20 +19,24 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// `wisp VERB TARGETS` with the fleet's key and known_hosts, as root (the hosts allow root
-/// logins by key), with no agent.
-fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
+/// `wisp VERB TARGETS` against the fleet: its known_hosts, no agent, no ~/.ssh/config, a
+/// generous connect timeout (tests about timeouts set their own; the last value wins), and no
+/// key: callers add the credentials they test.
+fn base(fleet: &Fleet, verb: &str, targets: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
     c.env("WISP_RUNNER", runner_path())
         .env_remove("SSH_AUTH_SOCK")
-        .args([verb, targets, "--user", "root", "--key"])
-        .arg(&fleet.client_key)
-        .arg("--known-hosts")
+        .env_remove("WISP_SSH_PASSPHRASE")
+        .args([verb, targets, "--known-hosts"])
         .arg(&fleet.known_hosts)
-        // Generous, for a loaded machine; tests about timeouts set their own.
-        .args(["--connect-timeout", "30s"])
-        // The machine's own ~/.ssh/config must not steer the tests.
-        .args(["--ssh-config", "/dev/null"]);
+        .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"]);
+    c
+}
+
+/// [`base`] as root with the fleet's client key (the hosts allow root logins by key).
+fn sub(fleet: &Fleet, verb: &str, targets: &str) -> Command {
+    let mut c = base(fleet, verb, targets);
+    c.args(["--user", "root", "--key"]).arg(&fleet.client_key);
     c
 }
 
@@ -387,21 +391,10 @@ fn an_ssh_agent_key_works_without_key_files() {
     // No --key and a HOME without ~/.ssh: the agent is the only way in.
     let home = fleet.dir.0.join("empty-home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = run(Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
-        .env("WISP_RUNNER", runner_path())
+    let out = run(base(&fleet, "run", &fleet.targets())
         .env("SSH_AUTH_SOCK", &sock)
         .env("HOME", &home)
-        .args([
-            "run",
-            &fleet.targets(),
-            "--user",
-            "root",
-            "--ssh-config",
-            "/dev/null",
-            "--known-hosts",
-        ])
-        .arg(&fleet.known_hosts)
-        .args(["--", "true"]));
+        .args(["--user", "root", "--", "true"]));
     let _ = agent.kill();
     let _ = agent.wait();
     assert_eq!(out.status.code(), Some(0), "the agent's key was not used");
@@ -433,22 +426,12 @@ fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
     ini.push_str("[all:vars]\nansible_user=root\n");
     let inventory = fleet.dir.0.join("hosts.ini");
     std::fs::write(&inventory, ini).unwrap();
-    let wisp_i = |pattern: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-        c.env("WISP_RUNNER", runner_path())
-            .env_remove("SSH_AUTH_SOCK")
-            .args(["run", pattern, "-i"])
-            .arg(&inventory)
-            .arg("--key")
-            .arg(&fleet.client_key)
-            .arg("--known-hosts")
-            .arg(&fleet.known_hosts)
-            // Generous: 20 handshakes at once on a loaded 2-core machine; an unreachable
-            // host here is refused at once, so this does not slow the test.
-            .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"]);
+    let wisp_i = |fleet: &Fleet, pattern: &str| {
+        let mut c = sub(fleet, "run", pattern);
+        c.arg("-i").arg(&inventory);
         c
     };
-    let out = run(wisp_i("all").args(["--", "hostname"]));
+    let out = run(wisp_i(&fleet, "all").args(["--", "hostname"]));
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 20, "one line per host: {stdout}");
@@ -462,7 +445,7 @@ fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
             "node{i:02}: {stdout}"
         );
     }
-    let out = run(wisp_i("all").args(["--limit", "even,!node02", "--", "true"]));
+    let out = run(wisp_i(&fleet, "all").args(["--limit", "even,!node02", "--", "true"]));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("9 hosts: 9 ok"),
         "--limit narrows the pattern"
@@ -470,7 +453,7 @@ fn an_inventory_of_twenty_hosts_and_one_of_them_down() {
 
     fleet.hosts[4].stop();
     let started = std::time::Instant::now();
-    let out = run(wisp_i("all").args(["--", "hostname"]));
+    let out = run(wisp_i(&fleet, "all").args(["--", "hostname"]));
     println!("with one host down: {:?}", started.elapsed());
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -493,23 +476,10 @@ fn proxy_jump_through_two_hosts_from_ssh_config() {
     )
     .unwrap();
     let jump = |fleet: &Fleet| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-        cmd.env("WISP_RUNNER", runner_path())
-            .env_remove("SSH_AUTH_SOCK")
-            .args(["run", "inner-target", "--ssh-config"])
+        let mut cmd = sub(fleet, "run", "inner-target");
+        cmd.arg("--ssh-config")
             .arg(&config)
-            .arg("--key")
-            .arg(&fleet.client_key)
-            .arg("--known-hosts")
-            .arg(&fleet.known_hosts)
-            .args([
-                "--connect-timeout",
-                "30s",
-                "--",
-                "sh",
-                "-c",
-                "echo via jumps",
-            ]);
+            .args(["--", "sh", "-c", "echo via jumps"]);
         cmd
     };
     let out = run(&mut jump(&fleet));
@@ -645,22 +615,11 @@ fn ask_pass_logs_in_with_a_password_and_ask_become_pass_runs_as_root() {
     std::fs::create_dir_all(&home).unwrap();
     // No agent, no key files: only the password can log in.
     let wisp = |extra: &[&str], become_password: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-        c.env("WISP_RUNNER", runner_path())
-            .env_remove("SSH_AUTH_SOCK")
-            .env("HOME", &home)
+        let mut c = base(&fleet, "run", &target);
+        c.env("HOME", &home)
             .env("WISP_SSH_PASSWORD", PASSWORD)
             .env("WISP_BECOME_PASSWORD", become_password)
-            .args([
-                "run",
-                &target,
-                "--ask-pass",
-                "--ssh-config",
-                "/dev/null",
-                "--known-hosts",
-            ])
-            .arg(&fleet.known_hosts)
-            .args(["--connect-timeout", "10s"])
+            .args(["--ask-pass", "--connect-timeout", "10s"])
             .args(extra)
             .args(["--", "id", "-u"]);
         c
@@ -730,24 +689,8 @@ fn authorize_new_key(
 
 /// `wisp run` with only `key` to offer (no agent, no default keys).
 fn with_only_key(fleet: &Fleet, key: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-    c.env("WISP_RUNNER", runner_path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("WISP_SSH_PASSPHRASE")
-        .args([
-            "run",
-            &fleet.targets(),
-            "--user",
-            "root",
-            "--ssh-config",
-            "/dev/null",
-            "--connect-timeout",
-            "30s",
-            "--key",
-        ])
-        .arg(key)
-        .arg("--known-hosts")
-        .arg(&fleet.known_hosts);
+    let mut c = base(fleet, "run", &fleet.targets());
+    c.args(["--user", "root", "--key"]).arg(key);
     c
 }
 

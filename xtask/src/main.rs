@@ -200,6 +200,11 @@ fn fuzz_seed() -> Result<()> {
         if path.extension().is_none_or(|e| e != "jsonl") {
             continue;
         }
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let mut session = Vec::new();
         for line in std::fs::read_to_string(&path)?.lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
@@ -216,23 +221,11 @@ fn fuzz_seed() -> Result<()> {
             };
             let mut bytes = Vec::new();
             wisp_protocol::frame::encode(&json, &data, &mut bytes)?;
-            std::fs::write(
-                dir.join(format!(
-                    "{}-{n}",
-                    path.file_stem().unwrap_or_default().to_string_lossy()
-                )),
-                &bytes,
-            )?;
+            std::fs::write(dir.join(format!("{stem}-{n}")), &bytes)?;
             session.extend_from_slice(&bytes);
             n += 1;
         }
-        std::fs::write(
-            dir.join(format!(
-                "{}-session",
-                path.file_stem().unwrap_or_default().to_string_lossy()
-            )),
-            &session,
-        )?;
+        std::fs::write(dir.join(format!("{stem}-session")), &session)?;
     }
     eprintln!(
         "wrote {n} frame seeds (plus one whole session per case) to {}",

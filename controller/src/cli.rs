@@ -15,6 +15,7 @@ use wisp_transports::{Launch, Transport};
 use crate::exit::ExitStatus;
 use crate::fleet::{self, Interrupt, Job, Target};
 use crate::inventory::{self, Inventory};
+use crate::limits::LimitArgs;
 use crate::report::{Reporter, exit_status};
 
 const AFTER_HELP: &str = "\
@@ -59,7 +60,7 @@ enum Command {
     /// redirections. Output streams back live, one line at a time, prefixed with the host:
     /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
     #[command(after_help = AFTER_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
     /// what the kernel can enforce (Landlock, seccomp, cgroups).
     #[command(after_help = AFTER_HELP)]
@@ -151,9 +152,8 @@ struct RunArgs {
     targets: String,
     #[command(flatten)]
     common: Common,
-    /// Kill the command's process group if it runs longer than this.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Option<Duration>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Keep at most this many bytes of each output stream per host; the rest is dropped
     /// (and the recap says so).
     #[arg(long, value_name = "BYTES")]
@@ -406,13 +406,30 @@ pub fn main() -> std::process::ExitCode {
             if let Err(e) = args.validate() {
                 return usage_error(&e).into();
             }
-            let limits = Limits {
-                timeout_ms: a
-                    .timeout
-                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            // Checked here, before any host is contacted, for this machine's architecture; a
+            // seccomp file is compiled again for each host's.
+            // (A file named per architecture is only compiled per host.)
+            let per_host_file = a
+                .limits
+                .seccomp
+                .as_deref()
+                .is_some_and(|s| s.contains("{arch}"));
+            let limits = match a.limits.to_limits(std::env::consts::ARCH) {
+                Ok(l) => l,
+                Err(_) if per_host_file => Limits::default(),
+                Err(e) => return usage_error(&e).into(),
             };
+            let per_arch = a.limits.per_arch().then(|| Box::new(a.limits.clone()));
             output_dir = a.output_dir;
-            (a.common, a.targets, Job::Exec { args, limits })
+            (
+                a.common,
+                a.targets,
+                Job::Exec {
+                    args,
+                    limits: Box::new(limits),
+                    per_arch,
+                },
+            )
         }
     };
     let targets = match targets(&targets_spec, &common) {

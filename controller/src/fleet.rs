@@ -47,7 +47,10 @@ pub enum Job {
         /// What to run.
         args: ExecArgs,
         /// Limits on it.
-        limits: Limits,
+        limits: Box<Limits>,
+        /// When the seccomp file depends on the host's architecture, the flags to build each
+        /// host's limits from (after READY says what it is).
+        per_arch: Option<Box<crate::limits::LimitArgs>>,
     },
     /// Collect facts.
     Facts,
@@ -96,6 +99,7 @@ pub async fn run(
                     outcome: HostOutcome::Interrupted,
                     detail: "not started".into(),
                     elapsed: Duration::ZERO,
+                    sandbox: None,
                 };
             };
             let result = run_host(
@@ -119,6 +123,7 @@ pub async fn run(
             outcome: HostOutcome::Failed,
             detail: format!("internal error: {e}"),
             elapsed: Duration::ZERO,
+            sandbox: None,
         }));
     }
     results
@@ -139,6 +144,7 @@ async fn run_host(
         outcome,
         detail,
         elapsed: started.elapsed(),
+        sandbox: None,
     };
 
     // Transient failures (the host dropped the connection mid-handshake) are retried with
@@ -176,11 +182,31 @@ async fn run_host(
             return result(HostOutcome::Ok, "pong".into());
         }
         Job::Facts => ("facts", serde_json::json!({}), Limits::default()),
-        Job::Exec { args, limits } => (
-            "exec",
-            serde_json::to_value(args).unwrap_or_default(),
-            limits.clone(),
-        ),
+        Job::Exec {
+            args,
+            limits,
+            per_arch,
+        } => {
+            let limits = match per_arch {
+                None => (**limits).clone(),
+                Some(flags) => match flags.to_limits(&session.ready().arch) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        reporter.refused(
+                            host,
+                            &ErrorFrame::new(None, wisp_protocol::error::ErrorCode::BadArgs, e),
+                        );
+                        session.close(EXIT_GRACE).await;
+                        return result(HostOutcome::Failed, "seccomp file".into());
+                    }
+                },
+            };
+            (
+                "exec",
+                serde_json::to_value(args).unwrap_or_default(),
+                limits,
+            )
+        }
     };
     // The command gets its own retry budget.
     attempt = 0;
@@ -262,7 +288,13 @@ async fn run_host(
                     }
                     _ => HostOutcome::Failed,
                 };
-                break result(outcome, describe(&done));
+                let mut r = result(outcome, describe(&done));
+                r.sandbox = done
+                    .enforcement
+                    .as_ref()
+                    .filter(|e| crate::limits::is_sandboxed(e))
+                    .map(crate::limits::summary);
+                break r;
             }
             // The command did not run (a refused CMD has no output): when the runner says the
             // failure is transient (fork failed for want of memory, say), try again.

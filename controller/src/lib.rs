@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: argument parsing and the entry point; maps outcomes to exit codes;
 //! - [`session`]: a conversation with one runner (HELLO, CMD, EVENT, DONE, CANCEL, EXIT);
+//! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
 //! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`runners`]: finding the runner executables to push;
@@ -17,6 +18,7 @@ pub mod conformance;
 pub mod exit;
 pub mod fleet;
 pub mod inventory;
+pub mod limits;
 pub mod report;
 pub mod runners;
 pub mod session;

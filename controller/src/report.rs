@@ -52,6 +52,8 @@ pub struct HostResult {
     pub detail: String,
     /// Time from start to the end of this host's work.
     pub elapsed: Duration,
+    /// What the sandbox enforced, when the command asked for protections.
+    pub sandbox: Option<String>,
 }
 
 /// The exit status for a set of results (interrupted > failed > unreachable > ok).
@@ -218,7 +220,7 @@ impl Reporter {
             self.json(json!({
                 "type": "done", "host": host, "status": done.status, "exit_code": done.exit_code,
                 "signal": done.signal, "changed": done.changed, "duration_ms": done.duration_ms,
-                "usage": done.usage, "truncated": done.truncated,
+                "usage": done.usage, "truncated": done.truncated, "enforcement": done.enforcement,
             }));
         } else if !done.truncated.is_empty() {
             self.err(&format!(
@@ -231,7 +233,18 @@ impl Reporter {
     /// The runner refused a command.
     pub fn refused(&self, host: &str, e: &ErrorFrame) {
         if self.json {
-            self.json(json!({"type": "refused", "host": host, "code": e.code, "class": e.class, "message": e.message}));
+            self.json(json!({"type": "refused", "host": host, "code": e.code, "class": e.class, "message": e.message, "missing": e.missing}));
+        } else if !e.missing.is_empty() {
+            let mut text = format!(
+                "{host}: FAILED: the command did not run: the sandbox (require mode) cannot apply:"
+            );
+            for gap in &e.missing {
+                text.push_str(&format!("\n{host}:   - {gap}"));
+            }
+            text.push_str(&format!(
+                "\n{host}:   fix the host, drop those limits, or pass --sandbox best-effort"
+            ));
+            self.err(&text);
         } else {
             self.err(&format!("{host}: FAILED: {}", e.message));
         }
@@ -319,6 +332,9 @@ impl Reporter {
                 r.elapsed.as_secs_f64(),
                 w = self.width
             ));
+            if let Some(sandbox) = &r.sandbox {
+                text.push_str(&format!("{:<w$}  {sandbox}\n", "", w = self.width));
+            }
         }
         text.push_str(&format!(
             "{} host{}: {ok} ok, {failed} failed, {unreachable} unreachable{}",
@@ -339,6 +355,7 @@ pub fn describe(done: &Done) -> String {
     match (done.status, done.exit_code, &done.signal) {
         (Status::Timeout, _, _) => "timed out".into(),
         (Status::Cancelled, _, _) => "cancelled".into(),
+        (Status::Oom, _, _) => "killed: out of memory".into(),
         (_, Some(code), _) => format!("exit {code}"),
         (_, None, Some(sig)) => format!("signal {sig}"),
         _ => String::new(),
@@ -398,6 +415,7 @@ mod tests {
             outcome,
             detail: String::new(),
             elapsed: Duration::ZERO,
+            sandbox: None,
         };
         assert_eq!(exit_status(&[r(HostOutcome::Ok)], false), ExitStatus::Ok);
         assert_eq!(

@@ -21,7 +21,7 @@ pub enum CmdEvent {
     /// A chunk of output.
     Output(EventKind, Vec<u8>),
     /// The command finished.
-    Done(Done),
+    Done(Box<Done>),
     /// The runner refused or could not run the command.
     Refused(ErrorFrame),
 }
@@ -132,7 +132,7 @@ impl Session {
                     }
                     EventKind::Log => {}
                 },
-                Message::Done(d) if d.id == id => return Ok(CmdEvent::Done(d)),
+                Message::Done(d) if d.id == id => return Ok(CmdEvent::Done(Box::new(d))),
                 Message::Error(e) if e.id.as_deref() == Some(id) => {
                     return Ok(CmdEvent::Refused(e));
                 }

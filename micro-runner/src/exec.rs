@@ -14,6 +14,7 @@ use std::thread;
 use wisp_protocol::message::{EventKind, Usage};
 use wisp_protocol::ops::ExecArgs;
 
+use crate::sandbox::ChildSteps;
 use crate::session::Input;
 
 const PIPE_CHUNK: usize = 64 * 1024;
@@ -73,6 +74,7 @@ pub(crate) fn spawn(
     stdin: Vec<u8>,
     tx: &SyncSender<Input>,
     groups: &LiveGroups,
+    mut sandbox: ChildSteps,
 ) -> Result<i32, SpawnError> {
     let argv = args.command_line();
     let Some((program, rest)) = argv.split_first() else {
@@ -106,12 +108,13 @@ pub(crate) fn spawn(
     if let Some(cwd) = &args.cwd {
         cmd.current_dir(cwd);
     }
-    // SAFETY: the closure runs between fork and exec and only calls sigprocmask(2),
-    // rt_sigaction(2) and prctl(2), which are async-signal-safe; it touches no memory shared with
-    // other threads (the sigset is a local).
+    // SAFETY: the closure runs between fork and exec and only makes system calls
+    // (sigprocmask, rt_sigaction, prctl, and the sandbox's writes, unshare, mount, setrlimit,
+    // landlock_restrict_self, seccomp), all async-signal-safe; it allocates nothing and touches
+    // only its own captures, which the runner prepared before the fork.
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // The runner blocks its termination signals (a sigwait thread takes them) and
             // ignores SIGPIPE, and whatever started it may have ignored others; ignored
             // dispositions survive exec. A child starts clean: nothing blocked, every signal
@@ -140,10 +143,14 @@ pub(crate) fn spawn(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(())
+            sandbox.apply()
         });
     }
-    let mut child = cmd.spawn().map_err(|e| SpawnError {
+    let spawned = cmd.spawn();
+    // Dropping the command drops the pre_exec closure and with it the runner's copies of what
+    // the child used (the failure pipe's write end, so the runner can read it to the end).
+    drop(cmd);
+    let mut child = spawned.map_err(|e| SpawnError {
         transient: matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)),
         message: format!("cannot start {program:?}: {e}"),
     })?;

@@ -10,6 +10,7 @@
 
 mod exec;
 mod probe;
+mod sandbox;
 mod session;
 mod signals;
 mod wire;

@@ -16,6 +16,7 @@ use wisp_protocol::ops::{DEFAULT_MAX_OUTPUT, KNOWN_OPS, Op, OpError};
 use wisp_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use crate::exec::{self, Exit as ProcessExit, LiveGroups};
+use crate::sandbox::{self, Prepared, Refusal};
 use crate::wire::{FrameWriter, preview};
 
 /// Commands in flight at once; more are refused with `too_many_commands` (throttled).
@@ -69,6 +70,16 @@ struct Running {
     max_output: u64,
     sent: [u64; 2],
     truncated: [bool; 2],
+    /// The command's protections: its cgroup (kills the whole tree) and the report so far.
+    sandbox: Prepared,
+}
+
+impl Running {
+    /// SIGKILLs the command's whole tree: its cgroup when it has one, its process group always.
+    fn kill(&self, groups: &LiveGroups) {
+        exec::kill_group(groups, self.pgid);
+        self.sandbox.kill_tree();
+    }
 }
 
 pub(crate) struct Session {
@@ -326,49 +337,102 @@ impl Session {
                     usage: None,
                     truncated: Vec::new(),
                     result,
+                    enforcement: None,
                 }));
             }
-            Op::Exec(args) => {
-                self.next_serial += 1;
-                let serial = self.next_serial;
-                match exec::spawn(serial, &args, data, tx, &self.live_groups) {
-                    Ok(pgid) => {
-                        let deadline = cmd
-                            .limits
-                            .timeout_ms
-                            .map(|ms| started + Duration::from_millis(ms));
-                        self.running.insert(
-                            serial,
-                            Running {
-                                id: cmd.id,
-                                pgid,
-                                started,
-                                deadline,
-                                drain_deadline: None,
-                                open_streams: 2,
-                                exit: None,
-                                killed_for: None,
-                                max_output: args.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
-                                sent: [0, 0],
-                                truncated: [false, false],
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        let mut frame = ErrorFrame::new(id, ErrorCode::SpawnFailed, e.message);
-                        if e.transient {
-                            frame.class = ErrorClass::Transient;
-                        }
-                        self.out.send(Message::Error(frame));
-                    }
-                }
-            }
+            Op::Exec(args) => self.start_exec(cmd.id, &args, &cmd.limits, data, started, tx),
             _ => self.error(
                 id,
                 ErrorCode::UnknownOp,
                 format!("op {:?} is not implemented", cmd.op),
             ),
         }
+    }
+
+    fn start_exec(
+        &mut self,
+        id: String,
+        args: &wisp_protocol::ops::ExecArgs,
+        limits: &wisp_protocol::message::Limits,
+        stdin: Vec<u8>,
+        started: Instant,
+        tx: &SyncSender<Input>,
+    ) {
+        if let Err(e) = limits.validate() {
+            return self.error(
+                Some(id),
+                ErrorCode::UnsupportedLimit,
+                format!("limits: {e}"),
+            );
+        }
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let name = format!("wisp-{}-{serial}", std::process::id());
+        let mut prepared = match sandbox::prepare(limits, &self.caps, &name) {
+            Ok(p) => p,
+            Err(Refusal::Invalid(e)) => {
+                return self.error(Some(id), ErrorCode::UnsupportedLimit, e);
+            }
+            Err(Refusal::Unavailable(missing)) => return self.unavailable(id, missing),
+        };
+        let steps = std::mem::take(&mut prepared.steps);
+        let spawned = exec::spawn(serial, args, stdin, tx, &self.live_groups, steps);
+        let failed = prepared.after_spawn();
+        match spawned {
+            Ok(pgid) => {
+                let deadline = limits
+                    .timeout_ms
+                    .map(|ms| started + Duration::from_millis(ms));
+                self.running.insert(
+                    serial,
+                    Running {
+                        id,
+                        pgid,
+                        started,
+                        deadline,
+                        drain_deadline: None,
+                        open_streams: 2,
+                        exit: None,
+                        killed_for: None,
+                        max_output: args.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+                        sent: [0, 0],
+                        truncated: [false, false],
+                        sandbox: prepared,
+                    },
+                );
+            }
+            // A protection failed in the child and stopped the exec: fail closed, by name.
+            Err(_) if !failed.is_empty() => {
+                drop(prepared.finish());
+                self.unavailable(id, failed);
+            }
+            Err(e) => {
+                drop(prepared.finish());
+                let mut frame = ErrorFrame::new(Some(id), ErrorCode::SpawnFailed, e.message);
+                if e.transient {
+                    frame.class = ErrorClass::Transient;
+                }
+                self.out.send(Message::Error(frame));
+            }
+        }
+    }
+
+    /// ERROR `sandbox_unavailable`: the command did not run because of these gaps.
+    fn unavailable(&mut self, id: String, missing: Vec<String>) {
+        let mut frame = ErrorFrame::new(
+            Some(id),
+            ErrorCode::SandboxUnavailable,
+            format!(
+                "the command did not run: {} requested protection{} cannot be applied on this \
+                 host (sandbox mode `require`): {}. Fix the host, drop the limit, or use \
+                 best-effort mode to run with a report of the gaps",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join("; ")
+            ),
+        );
+        frame.missing = missing;
+        self.out.send(Message::Error(frame));
     }
 
     fn on_cancel(&mut self, id: String) {
@@ -382,7 +446,7 @@ impl Session {
         if r.killed_for.is_none() {
             r.killed_for = Some(Status::Cancelled);
         }
-        exec::kill_group(&self.live_groups, r.pgid);
+        r.kill(&self.live_groups);
     }
 
     fn on_output(&mut self, serial: u64, stream: EventKind, bytes: Vec<u8>) {
@@ -424,7 +488,7 @@ impl Session {
                 r.deadline = None;
                 if r.exit.is_none() {
                     r.killed_for = Some(Status::Timeout);
-                    exec::kill_group(&self.live_groups, r.pgid);
+                    r.kill(&self.live_groups);
                 }
             }
             if r.drain_deadline.is_some_and(|d| now >= d) {
@@ -458,8 +522,12 @@ impl Session {
             signal: None,
             usage: Default::default(),
         });
+        let enforcement = r.sandbox.finish();
+        let oom = enforcement.cgroup.as_ref().is_some_and(|c| c.oom_kills > 0);
         let status = match (r.killed_for, exit.code) {
             (Some(status), _) => status,
+            // The kernel killed something for memory: say so, not "signal 9".
+            (None, _) if oom => Status::Oom,
             (None, Some(0)) => Status::Ok,
             (None, _) => Status::Failed,
         };
@@ -478,6 +546,7 @@ impl Session {
             usage: Some(exit.usage),
             truncated,
             result: None,
+            enforcement: Some(enforcement),
         }));
     }
 
@@ -487,6 +556,9 @@ impl Session {
             r.killed_for.get_or_insert(Status::Cancelled);
         }
         exec::kill_live_groups(&self.live_groups);
+        for r in self.running.values() {
+            r.sandbox.kill_tree();
+        }
         // Everything else the commands left (background children of finished commands,
         // daemonised grandchildren) has been reparented to the runner.
         exec::kill_orphans();

@@ -53,6 +53,9 @@ pub enum ErrorCode {
     TooManyCommands,
     /// The command could not be started (no such program, cwd missing, fork failed).
     SpawnFailed,
+    /// Under `sandbox: require`, a requested protection cannot be applied on this host; the
+    /// command did not run. `missing` names each gap.
+    SandboxUnavailable,
     /// The runner hit an internal failure.
     Internal,
     /// A code this side does not know (sent by a newer peer).
@@ -77,6 +80,7 @@ impl ErrorCode {
         ErrorCode::UnknownId,
         ErrorCode::TooManyCommands,
         ErrorCode::SpawnFailed,
+        ErrorCode::SandboxUnavailable,
         ErrorCode::Internal,
     ];
 

@@ -5,6 +5,7 @@
 //! - [`frame`]: splits bytes into frames (a JSON header plus an optional raw data section);
 //! - [`message`]: the typed frames (READY, HELLO, CMD, EVENT, DONE, ERROR, CANCEL, EXIT);
 //! - [`ops`]: the typed arguments and results of each CMD op;
+//! - [`sandbox`]: the protections a CMD may ask for and the enforcement report DONE carries;
 //! - [`error`]: error codes and their retry classes.
 //!
 //! What this crate deliberately does not do: IO of any kind, async, process management, SSH.
@@ -20,6 +21,7 @@ pub mod frame;
 pub mod marker;
 pub mod message;
 pub mod ops;
+pub mod sandbox;
 
 /// The protocol version this crate speaks. Bumped only for incompatible changes; additions
 /// (new optional fields, new ops, new frame types answered with ERROR by old peers) keep it.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorClass, ErrorCode};
 use crate::frame::{self, EncodeError, RawFrame};
+use crate::sandbox::{Enforcement, FsRules, Namespace, NetRules, Rlimits, SandboxMode, Seccomp};
 
 /// A decoded frame: its message and its raw data section.
 #[derive(Debug, Clone, PartialEq)]
@@ -268,19 +269,83 @@ pub struct Cmd {
     pub limits: Limits,
 }
 
-/// Limits on one command. Unknown fields are refused, not ignored.
+/// Limits and protections on one command. Unknown fields are refused, not ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Wall-clock limit in milliseconds; the whole process group is killed when it passes.
+    /// Wall-clock limit in milliseconds; the whole process tree is killed when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Memory limit of the command's cgroup, bytes (swap included where the kernel counts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_max: Option<u64>,
+    /// CPU quota in thousandths of a CPU (`200` = a fifth of one CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
+    /// Most processes (and threads) alive at once in the command's cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u64>,
+    /// rlimits; `core` is 0 unless set here.
+    #[serde(default, skip_serializing_if = "Rlimits::is_empty")]
+    pub rlimits: Rlimits,
+    /// Landlock filesystem rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<FsRules>,
+    /// Landlock TCP port rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetRules>,
+    /// seccomp profile; absent means `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+    /// Namespaces to run the command in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<Namespace>,
+    /// What to do when a protection cannot be applied; `require` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxMode>,
 }
 
 impl Limits {
     /// True when no limit is set.
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
+    }
+
+    /// The mode in force: `require` unless `best-effort` was asked for.
+    pub fn mode(&self) -> SandboxMode {
+        self.sandbox.unwrap_or_default()
+    }
+
+    /// Limits that need a cgroup.
+    pub fn wants_cgroup(&self) -> bool {
+        self.memory_max.is_some() || self.cpu_millis.is_some() || self.pids_max.is_some()
+    }
+
+    /// Checks values that parse but make no sense, naming the limit.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.memory_max == Some(0) {
+            return Err("memory_max must be at least 1 byte".into());
+        }
+        if self.cpu_millis == Some(0) {
+            return Err("cpu_millis must be at least 1".into());
+        }
+        if self.pids_max == Some(0) {
+            return Err("pids_max must be at least 1".into());
+        }
+        if let Some(fs) = &self.fs {
+            for p in fs.ro.iter().chain(&fs.rw).chain(&fs.exec) {
+                if !p.starts_with('/') {
+                    return Err(format!("fs path {p:?} is not absolute"));
+                }
+            }
+        }
+        if let Some(net) = &self.net
+            && net.connect.is_empty()
+            && net.bind.is_empty()
+        {
+            return Err("net rules with no port: omit `net` or name a port".into());
+        }
+        Ok(())
     }
 }
 
@@ -320,6 +385,8 @@ pub enum Status {
     Timeout,
     /// A CANCEL, or the runner's shutdown, killed it.
     Cancelled,
+    /// The kernel's OOM killer killed a process of the command (its cgroup hit `memory_max`).
+    Oom,
 }
 
 /// Resource usage of a finished command (its process and the descendants it waited for).
@@ -359,6 +426,9 @@ pub struct Done {
     /// Op-specific result (facts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
+    /// What was enforced, for ops that run a process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
 }
 
 /// A failed request, or a failed session when `fatal`.
@@ -376,6 +446,9 @@ pub struct ErrorFrame {
     /// The runner is shutting down after this frame.
     #[serde(default)]
     pub fatal: bool,
+    /// For `sandbox_unavailable`: each protection that could not be applied, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 impl ErrorFrame {
@@ -387,6 +460,7 @@ impl ErrorFrame {
             class: code.class(),
             message: message.into(),
             fatal: false,
+            missing: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ use wisp_protocol::message::{
     Cancel, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Frame, Hello, Limits,
     Message, Status, Usage,
 };
+use wisp_protocol::sandbox::{Enforcement, FsRules, SandboxMode, Seccomp};
 
 /// Feeds `chunks` one by one and collects everything the decoder yields.
 fn decode_all(chunks: &[&[u8]]) -> Vec<Result<RawFrame, String>> {
@@ -42,14 +43,26 @@ fn message() -> impl Strategy<Value = Message> {
         (
             id,
             prop::collection::vec("[ -~]{0,8}", 1..4),
-            prop::option::of(1u64..100_000)
+            prop::option::of(1u64..100_000),
+            prop::option::of(1u64..1 << 40),
+            prop::collection::vec("/[a-z]{1,6}", 0..3),
         )
-            .prop_map(|(id, argv, t)| {
+            .prop_map(|(id, argv, t, mem, rw)| {
                 Message::Cmd(Cmd {
                     id,
                     op: "exec".into(),
                     args: serde_json::json!({ "argv": argv }),
-                    limits: Limits { timeout_ms: t },
+                    limits: Limits {
+                        timeout_ms: t,
+                        memory_max: mem,
+                        fs: (!rw.is_empty()).then(|| FsRules {
+                            rw,
+                            ..Default::default()
+                        }),
+                        seccomp: mem.map(|_| Seccomp::Strict),
+                        sandbox: t.map(|_| SandboxMode::BestEffort),
+                        ..Default::default()
+                    },
                 })
             }),
         (
@@ -76,6 +89,11 @@ fn message() -> impl Strategy<Value = Message> {
                 }),
                 truncated: vec![EventKind::Stdout],
                 result: None,
+                enforcement: Some(Enforcement {
+                    complete: changed,
+                    kill: "process-group".into(),
+                    ..Default::default()
+                }),
             })
         }),
         (prop::option::of(id), "\\PC{0,40}")

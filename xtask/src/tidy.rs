@@ -77,10 +77,18 @@ mod tests {
     fn dependency_rules_hold() {
         // protocol: no IO runtime, no SSH, no process management.
         assert_eq!(dependencies("protocol"), ["serde", "serde_json"]);
-        // The runner: std plus the protocol and thin syscall wrappers; no async runtime.
+        // The runner: std plus the protocol, thin syscall wrappers and the two sandbox
+        // builders (Landlock rulesets, seccomp BPF); no async runtime, no cgroup library.
         assert_eq!(
             dependencies("micro-runner"),
-            ["wisp-protocol", "serde_json", "libc", "nix"]
+            [
+                "wisp-protocol",
+                "serde_json",
+                "libc",
+                "landlock",
+                "seccompiler",
+                "nix"
+            ]
         );
         // Only transports may know how hosts are reached.
         for dir in ["protocol", "micro-runner", "controller"] {

@@ -464,10 +464,20 @@ fn placeholders(frame: &Value) -> Value {
         "error" => set("message", "<text>"),
         _ => {}
     }
-    for key in ["caps", "usage", "result"] {
+    for key in ["caps", "usage", "result", "missing"] {
         if let Some(x) = map.get_mut(key) {
             leaves_to_placeholders(x);
         }
+    }
+    // The enforcement report's mode and completeness are the contract; what each mechanism
+    // read back (paths, ABI, cgroup version) depends on the host.
+    if let Some(Value::Object(e)) = map.get_mut("enforcement") {
+        let kept: Vec<(String, Value)> = ["mode", "complete"]
+            .iter()
+            .filter_map(|k| e.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        e.values_mut().for_each(leaves_to_placeholders);
+        e.extend(kept);
     }
     v
 }

@@ -1,0 +1,369 @@
+//! The limit flags of `wisp run` (and later of plan tasks), turned into the protocol's
+//! `limits`, and the one-line summary of an enforcement report the recap shows.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use wisp_protocol::message::Limits;
+use wisp_protocol::sandbox::{
+    Enforcement, FsRules, Namespace, NetRules, Rlimits, SandboxMode, Seccomp,
+};
+
+/// Protections enforced by the runner on the host, per command.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Limits (enforced on the host, per command)")]
+pub struct LimitArgs {
+    /// Kill the command's whole process tree if it runs longer than this.
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory limit of the command's cgroup (`512M`, `2G`); OOM kills are reported as such.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (`0.5` = half of one CPU, `2` = two CPUs).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<u64>,
+    /// Most processes and threads alive at once (fork bombs stop here).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids: Option<u64>,
+    /// Landlock: allow reading beneath PATH (repeatable). Any of --ro/--rw/--exec turns on
+    /// filesystem rules: everything not granted is denied.
+    #[arg(long, value_name = "PATH")]
+    pub ro: Vec<String>,
+    /// Landlock: allow everything beneath PATH (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub rw: Vec<String>,
+    /// Landlock: allow reading and executing beneath PATH (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub exec: Vec<String>,
+    /// With filesystem rules, do not grant the system directories (/usr, /bin, /lib*, /etc,
+    /// /proc, /dev/null...) that programs need to start.
+    #[arg(long)]
+    pub no_system_paths: bool,
+    /// Landlock: allow TCP connections to PORT only (repeatable; kernel 6.7+).
+    #[arg(long, value_name = "PORT")]
+    pub allow_connect: Vec<u16>,
+    /// Landlock: allow binding TCP PORT only (repeatable; kernel 6.7+).
+    #[arg(long, value_name = "PORT")]
+    pub allow_bind: Vec<u16>,
+    /// No network at all: a new network namespace with only a loopback interface, down.
+    #[arg(long)]
+    pub no_net: bool,
+    /// A private, empty /tmp (a new mount namespace).
+    #[arg(long)]
+    pub private_tmp: bool,
+    /// seccomp profile: `default` (deny the dangerous families with EPERM), `strict` (allow a
+    /// list that runs shells, coreutils and package managers; ENOSYS for the rest), `none`, or
+    /// a seccompiler JSON FILE with one filter, compiled for each host's architecture
+    /// (`{arch}` in the name picks a file per architecture: `filter-{arch}.json`).
+    #[arg(long, value_name = "PROFILE|FILE")]
+    pub seccomp: Option<String>,
+    /// Open file descriptors at most (RLIMIT_NOFILE).
+    #[arg(long, value_name = "N")]
+    pub nofile: Option<u64>,
+    /// Largest file the command may write (RLIMIT_FSIZE).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub fsize: Option<u64>,
+    /// Core dump size (RLIMIT_CORE) [default: 0].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub core: Option<u64>,
+    /// `require` (the default): if any requested protection cannot be applied exactly, the
+    /// command does not run and the error names each gap. `best-effort`: run anyway and
+    /// report the gaps.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub sandbox: Option<SandboxMode>,
+}
+
+impl LimitArgs {
+    /// The protocol's limits for a host of `arch` (which picks a per-arch seccomp file).
+    pub fn to_limits(&self, arch: &str) -> Result<Limits, String> {
+        let fs = (!self.ro.is_empty() || !self.rw.is_empty() || !self.exec.is_empty()).then(|| {
+            FsRules {
+                ro: self.ro.clone(),
+                rw: self.rw.clone(),
+                exec: self.exec.clone(),
+                system: !self.no_system_paths,
+            }
+        });
+        let net =
+            (!self.allow_connect.is_empty() || !self.allow_bind.is_empty()).then(|| NetRules {
+                connect: self.allow_connect.clone(),
+                bind: self.allow_bind.clone(),
+            });
+        let mut namespaces = Vec::new();
+        if self.no_net {
+            namespaces.push(Namespace::Net);
+        }
+        if self.private_tmp {
+            namespaces.push(Namespace::Mount);
+        }
+        let seccomp = match self.seccomp.as_deref() {
+            None => None,
+            Some("default") => Some(Seccomp::Default),
+            Some("strict") => Some(Seccomp::Strict),
+            Some("none") => Some(Seccomp::None),
+            Some(file) => Some(compile_seccomp_file(&file.replace("{arch}", arch), arch)?),
+        };
+        let limits = Limits {
+            timeout_ms: self
+                .timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            memory_max: self.memory,
+            cpu_millis: self.cpus,
+            pids_max: self.pids,
+            rlimits: Rlimits {
+                nofile: self.nofile,
+                fsize: self.fsize,
+                core: self.core,
+            },
+            fs,
+            net,
+            seccomp,
+            namespaces,
+            sandbox: self.sandbox,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// A seccomp file is compiled for each host's architecture.
+    pub fn per_arch(&self) -> bool {
+        self.seccomp
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "default" | "strict" | "none"))
+    }
+}
+
+/// Compiles a seccompiler JSON file (exactly one filter) for `arch`, into the hex form the
+/// runner installs.
+fn compile_seccomp_file(file: &str, arch: &str) -> Result<Seccomp, String> {
+    let path = PathBuf::from(file);
+    let json = std::fs::read(&path).map_err(|e| format!("--seccomp {}: {e}", path.display()))?;
+    let target = seccompiler::TargetArch::try_from(arch).map_err(|_| {
+        format!(
+            "--seccomp {}: no seccomp support for {arch}",
+            path.display()
+        )
+    })?;
+    let map = seccompiler::compile_from_json(json.as_slice(), target)
+        .map_err(|e| format!("--seccomp {} (for {arch}): {e}", path.display()))?;
+    let mut filters: Vec<_> = map.into_iter().collect();
+    if filters.len() != 1 {
+        let names: Vec<String> = filters.iter().map(|(n, _)| n.clone()).collect();
+        return Err(format!(
+            "--seccomp {}: expected exactly one filter, found {}: {}",
+            path.display(),
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    let (_, program) = filters.remove(0);
+    let mut hex = String::with_capacity(program.len() * 16);
+    for i in &program {
+        let mut bytes = [0u8; 8];
+        bytes[..2].copy_from_slice(&i.code.to_le_bytes());
+        bytes[2] = i.jt;
+        bytes[3] = i.jf;
+        bytes[4..].copy_from_slice(&i.k.to_le_bytes());
+        for b in bytes {
+            hex.push_str(&format!("{b:02x}"));
+        }
+    }
+    Ok(Seccomp::Bpf {
+        name: path
+            .file_name()
+            .map_or_else(|| file.to_owned(), |n| n.to_string_lossy().into_owned()),
+        arch: arch.to_owned(),
+        program: hex,
+    })
+}
+
+/// Parses `64M`, `2G`, `512k`, `1048576` (bytes; binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 512M, 2G or 1048576"))?;
+    let shift = match unit
+        .to_ascii_lowercase()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{text:?}: must be more than zero and fit in 64 bits"))
+}
+
+/// Parses a CPU count (`0.2`, `1`, `1.5`) into thousandths of a CPU.
+pub fn parse_cpus(text: &str) -> Result<u64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of CPUs like 0.5 or 2"))?;
+    if !(0.001..=4096.0).contains(&v) {
+        return Err(format!("{text:?}: expected between 0.001 and 4096 CPUs"));
+    }
+    // In range, so the rounding cannot truncate or lose the sign.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((v * 1000.0).round() as u64)
+}
+
+fn parse_mode(text: &str) -> Result<SandboxMode, String> {
+    match text {
+        "require" => Ok(SandboxMode::Require),
+        "best-effort" => Ok(SandboxMode::BestEffort),
+        _ => Err(format!("{text:?}: expected `require` or `best-effort`")),
+    }
+}
+
+/// Whether the report has anything beyond the defaults every exec gets (core = 0).
+pub fn is_sandboxed(e: &Enforcement) -> bool {
+    e.landlock.is_some()
+        || e.seccomp.is_some()
+        || e.cgroup.is_some()
+        || !e.namespaces.is_empty()
+        || !e.missing.is_empty()
+        || e.rlimits.len() > 1
+}
+
+/// One line for the recap: `fully enforced: ...` or `PARTIAL: ...; missing: ...`.
+pub fn summary(e: &Enforcement) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = &e.landlock {
+        parts.push(format!(
+            "landlock abi {} {} ({} rule{})",
+            l.abi,
+            l.status,
+            l.rules.len(),
+            if l.rules.len() == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(s) = &e.seccomp {
+        parts.push(format!("seccomp {}", s.profile));
+    }
+    if let Some(c) = &e.cgroup {
+        let mut limits = Vec::new();
+        if let Some(m) = c.memory_max {
+            limits.push(format!("memory {}", human_bytes(m)));
+        }
+        if let Some(cpu) = &c.cpu_max {
+            limits.push(format!("cpu {cpu}"));
+        }
+        if let Some(p) = c.pids_max {
+            limits.push(format!("pids {p}"));
+        }
+        parts.push(format!("cgroup {} [{}]", c.version, limits.join(", ")));
+        if c.oom_kills > 0 {
+            parts.push(format!("{} OOM kill(s)", c.oom_kills));
+        }
+        if c.pids_refused > 0 {
+            parts.push(format!("{} fork(s) refused at pids max", c.pids_refused));
+        }
+    }
+    if !e.namespaces.is_empty() {
+        let ns: Vec<&str> = e.namespaces.iter().map(|n| n.as_str()).collect();
+        parts.push(format!("namespaces {}", ns.join("+")));
+    }
+    let rl: Vec<String> = e.rlimits.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parts.push(format!("rlimits {}", rl.join(" ")));
+    if e.no_new_privs {
+        parts.push("no_new_privs".into());
+    }
+    let head = if e.complete {
+        "sandbox fully enforced".to_owned()
+    } else {
+        format!("sandbox PARTIAL ({})", e.mode.as_str())
+    };
+    let mut line = format!("{head}: {}", parts.join(", "));
+    if !e.missing.is_empty() {
+        line.push_str(&format!("; missing: {}", e.missing.join("; ")));
+    }
+    line
+}
+
+fn human_bytes(n: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_cpus() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5X").is_err());
+        assert_eq!(parse_cpus("0.2"), Ok(200));
+        assert_eq!(parse_cpus("2"), Ok(2000));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("-1").is_err());
+    }
+
+    #[test]
+    fn flags_become_limits() {
+        let a = LimitArgs {
+            rw: vec!["/tmp/job".into()],
+            memory: Some(128 << 20),
+            pids: Some(64),
+            seccomp: Some("default".into()),
+            allow_connect: vec![443],
+            no_net: true,
+            ..Default::default()
+        };
+        let l = a.to_limits("x86_64").unwrap();
+        assert_eq!(l.fs.as_ref().unwrap().rw, vec!["/tmp/job".to_owned()]);
+        assert!(l.fs.as_ref().unwrap().system);
+        assert_eq!(l.net.as_ref().unwrap().connect, vec![443]);
+        assert_eq!(l.seccomp, Some(Seccomp::Default));
+        assert_eq!(l.namespaces, vec![Namespace::Net]);
+        assert_eq!(l.mode(), SandboxMode::Require);
+        let relative = LimitArgs {
+            ro: vec!["data".into()],
+            ..Default::default()
+        };
+        assert!(
+            relative
+                .to_limits("x86_64")
+                .unwrap_err()
+                .contains("not absolute")
+        );
+    }
+
+    #[test]
+    fn summary_says_fully_or_partial() {
+        let mut e = Enforcement {
+            complete: true,
+            no_new_privs: true,
+            ..Default::default()
+        };
+        e.rlimits.insert("core".into(), 0);
+        assert!(summary(&e).starts_with("sandbox fully enforced: rlimits core=0"));
+        e.complete = false;
+        e.mode = SandboxMode::BestEffort;
+        e.missing.push("landlock: gone".into());
+        let s = summary(&e);
+        assert!(s.starts_with("sandbox PARTIAL (best-effort)"), "{s}");
+        assert!(s.ends_with("missing: landlock: gone"), "{s}");
+    }
+}

@@ -3,6 +3,9 @@
 //!
 //! - runner start: stage, exec, marker and READY, over 50 runners;
 //! - warm session: CMD→DONE for `exec true` on one runner, 500 times;
+//! - sandbox overhead: the same, alternating no limits with a full sandbox (Landlock rules,
+//!   seccomp `default`, memory, pids and CPU cgroup limits, an rlimit) and with Landlock and
+//!   seccomp alone, 300 times each; the overhead is the difference of the medians;
 //! - `wisp run localhost -- true` end to end (controller start to exit), 50 times, when
 //!   `WISP_BIN` names a wisp executable;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
@@ -29,7 +32,11 @@ pub(crate) fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 pub(crate) fn report(name: &str, samples: &mut [Duration], target: Option<Duration>) {
-    let (median, p90) = (percentile(samples, 0.5), percentile(samples, 0.9));
+    let (median, p90, p95) = (
+        percentile(samples, 0.5),
+        percentile(samples, 0.9),
+        percentile(samples, 0.95),
+    );
     let ratio = target.map_or(String::new(), |t| {
         format!(
             "  target {t:?}: median is {:.2}x of it",
@@ -37,9 +44,75 @@ pub(crate) fn report(name: &str, samples: &mut [Duration], target: Option<Durati
         )
     });
     println!(
-        "{name:<38} n={:<4} median {median:>10.3?}  p90 {p90:>10.3?}{ratio}",
+        "{name:<38} n={:<4} median {median:>10.3?}  p90 {p90:>10.3?}  p95 {p95:>10.3?}{ratio}",
         samples.len()
     );
+}
+
+/// One `exec true` CMD→DONE under `limits`; panics unless it ran fine.
+fn exec_true(r: &mut RawRunner, id: &str, limits: &serde_json::Value) -> Duration {
+    let cmd = Cmd {
+        id: id.to_owned(),
+        op: "exec".into(),
+        args: serde_json::json!({"argv": ["true"]}),
+        limits: serde_json::from_value(limits.clone()).unwrap(),
+    };
+    let t = Instant::now();
+    r.send(Message::Cmd(cmd), &[]);
+    let done = r
+        .recv_until(Duration::from_secs(10), |m| {
+            matches!(m, Message::Done(d) if d.id == id) || matches!(m, Message::Error(_))
+        })
+        .expect("DONE");
+    let elapsed = t.elapsed();
+    match done.message {
+        Message::Done(d) if d.status == wisp_protocol::message::Status::Ok => elapsed,
+        other => panic!("exec true under {limits} did not succeed: {other:?}"),
+    }
+}
+
+/// Sandbox setup cost: alternates plain and sandboxed runs so drift hits both alike.
+fn sandbox_overhead(scratch: &ScratchDir) {
+    let mut r = RawRunner::start(&scratch.0, &[]);
+    ready(&r);
+    r.send(Message::Hello(Hello { version: 1 }), &[]);
+    let rw = scratch.0.to_string_lossy().into_owned();
+    let plain = serde_json::json!({});
+    let no_cgroup = serde_json::json!({"fs": {"rw": [rw]}, "seccomp": "default"});
+    let full = serde_json::json!({
+        "fs": {"rw": [rw]}, "seccomp": "default", "memory_max": 256 << 20, "pids_max": 128,
+        "cpu_millis": 1000, "rlimits": {"nofile": 1024},
+    });
+    let root = std::env::var("USER").is_ok_and(|u| u == "root")
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..300 {
+        a.push(exec_true(&mut r, &format!("p{i}"), &plain));
+        b.push(exec_true(&mut r, &format!("l{i}"), &no_cgroup));
+        if root {
+            c.push(exec_true(&mut r, &format!("f{i}"), &full));
+        }
+    }
+    let base = percentile(&mut a, 0.5);
+    report("exec true, no limits", &mut a, None);
+    report("exec true, landlock + seccomp", &mut b, None);
+    let over = |s: &mut [Duration]| percentile(s, 0.5).saturating_sub(base);
+    println!("  landlock + seccomp overhead: median {:.3?}", over(&mut b));
+    if root {
+        report("exec true, full sandbox", &mut c, None);
+        let o = over(&mut c);
+        println!(
+            "  full sandbox overhead: median {o:.3?} (target 2 ms: {:.2}x of it)",
+            o.as_secs_f64() / 0.002
+        );
+    } else {
+        println!("  full sandbox: skipped, cgroup limits need root here");
+    }
+    r.stdin = None;
+    let _ = r.child.wait();
 }
 
 fn ready(r: &RawRunner) {
@@ -95,6 +168,8 @@ fn main() {
     report("warm CMD->DONE, exec true", &mut warm, Some(WARM_TARGET));
     r.stdin = None;
     let _ = r.child.wait();
+
+    sandbox_overhead(&scratch);
 
     if let Some(wisp) = std::env::var_os("WISP_BIN") {
         let mut runs = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wisp_protocol::message::{Done, ErrorFrame, EventKind, Ready, Status};
+use wisp_protocol::message::{Capabilities, Done, ErrorFrame, EventKind, Ready, Status};
 
 use crate::exit::ExitStatus;
 
@@ -265,6 +265,16 @@ impl Reporter {
             self.json(json!({"type": "facts", "host": host, "facts": facts}));
             return;
         }
+        if let Some(caps) = facts
+            .get("caps")
+            .and_then(|c| serde_json::from_value::<Capabilities>(c.clone()).ok())
+        {
+            self.line(
+                host,
+                EventKind::Stdout,
+                &format!("sandbox: {}", capabilities(&caps)),
+            );
+        }
         let text = serde_json::to_string_pretty(facts).unwrap_or_default();
         for line in text.lines() {
             self.line(host, EventKind::Stdout, line);
@@ -277,23 +287,16 @@ impl Reporter {
             self.json(json!({"type": "ping", "host": host, "ready": ready}));
             return;
         }
-        let c = &ready.caps;
-        let landlock = c
-            .landlock
-            .abi
-            .map_or_else(|| c.landlock.status.clone(), |abi| format!("abi {abi}"));
         self.line(
             host,
             EventKind::Stdout,
             &format!(
-                "pong: runner {} on {} (kernel {}), uid {}; landlock {landlock}, seccomp {}, cgroup {}{}",
+                "pong: runner {} on {} (kernel {}), uid {}; {}",
                 ready.runner_version,
                 ready.arch,
                 ready.kernel,
                 ready.uid,
-                if c.seccomp.filter { "yes" } else { "no" },
-                c.cgroup.mode,
-                if c.cgroup.writable { " (writable)" } else { "" },
+                capabilities(&ready.caps),
             ),
         );
     }
@@ -348,6 +351,25 @@ impl Reporter {
         ));
         self.err(&text);
     }
+}
+
+/// What a host can enforce, in one line: `landlock abi 7, seccomp yes, cgroup hybrid
+/// (writable)`.
+pub fn capabilities(c: &Capabilities) -> String {
+    let landlock = c
+        .landlock
+        .abi
+        .map_or_else(|| c.landlock.status.clone(), |abi| format!("abi {abi}"));
+    format!(
+        "landlock {landlock}, seccomp {}, cgroup {}{}",
+        if c.seccomp.filter { "yes" } else { "no" },
+        c.cgroup.mode,
+        if c.cgroup.writable {
+            " (writable)".to_owned()
+        } else {
+            format!(" (not writable: {})", c.cgroup.detail)
+        },
+    )
 }
 
 /// Short description of how a command ended, for the recap.

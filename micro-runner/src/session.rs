@@ -590,6 +590,8 @@ impl Session {
         for r in left {
             self.send_done(r);
         }
+        // Orphans are dead by now: groups they kept busy can go.
+        sandbox::remove_stale();
         self.out.send(Message::Exit(Exit {
             reason: Some(reason),
         }));

@@ -507,19 +507,42 @@ impl Group {
         }
         self.procs.clear();
         for dir in self.dirs.iter().rev() {
-            for attempt in 0..50 {
-                match fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    // Busy until the last task's exit is accounted.
-                    Err(_) if attempt < 49 => std::thread::sleep(Duration::from_millis(2)),
-                    Err(e) => {
-                        crate::diag(&format!("cannot remove cgroup {}: {e}", dir.display()));
-                    }
+            if !remove_dir(dir, 50) {
+                // Still busy (a process in uninterruptible sleep): tried again at shutdown.
+                if let Ok(mut stale) = STALE.lock() {
+                    stale.push(dir.clone());
                 }
             }
         }
     }
+}
+
+/// Groups that could not be removed after their command; retried when the session ends.
+static STALE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the groups left over by `Group::remove`, after the shutdown sweep has killed
+/// everything the runner started. Says so on stderr for any that still cannot go.
+pub(crate) fn remove_stale() {
+    let Ok(mut stale) = STALE.lock() else {
+        return;
+    };
+    for dir in stale.drain(..) {
+        if !remove_dir(&dir, 100) {
+            crate::diag(&format!("cannot remove cgroup {}", dir.display()));
+        }
+    }
+}
+
+/// Removes an empty cgroup, retrying while the kernel still accounts an exiting task.
+fn remove_dir(dir: &Path, attempts: u32) -> bool {
+    for _ in 0..attempts {
+        match fs::remove_dir(dir) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    false
 }
 
 /// Where a v2 command group goes. As root, below the root group (controllers can always be

@@ -20,7 +20,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use wisp_protocol::message::{Capabilities, Limits};
 use wisp_protocol::sandbox::{Enforcement, Namespace, SandboxMode, Seccomp, SeccompReport};
 
-pub(crate) use cgroup::{Group, Layout};
+pub(crate) use cgroup::{Group, Layout, remove_stale};
 pub(crate) use child::ChildSteps;
 
 /// A request the runner will not try: the limits themselves are wrong.

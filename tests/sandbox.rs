@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wisp_protocol::error::{ErrorClass, ErrorCode};
 use wisp_protocol::message::{Cmd, Done, ErrorFrame, Hello, Limits, Message, Status};
-use wisp_protocol::sandbox::Enforcement;
+use wisp_protocol::sandbox::{Enforcement, Namespace};
 use wisp_tests::{RawRunner, Received, ScratchDir, all_processes, root_or_explain, wait_for};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-probe");
@@ -580,7 +580,7 @@ fn everything_at_once_applies_completely() {
 }
 
 /// `net`: no network at all (loopback is down, so even 127.0.0.1 is unreachable); `mount`: a
-/// private, empty /tmp whose files never reach the host's. As root and as nobody (through a
+/// private, empty /tmp whose files never reach the host's; `pid`: PID 1 of its own namespace. As root and as nobody (through a
 /// user namespace), where the kernel allows unprivileged user namespaces.
 fn check_namespaces(unprivileged: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -605,17 +605,50 @@ fn check_namespaces(unprivileged: bool) {
         "the file reached the host's /tmp"
     );
     assert!(e.complete && e.no_new_privs, "{e:?}");
+
+    // pid: PID 1, its own /proc showing only its own processes (sh, ls, grep).
+    let answer = host.run(
+        &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+        json!({"namespaces": ["pid"]}),
+    );
+    let e = answer.enforcement().clone();
+    let (done, out, err) = answer.done();
+    assert_eq!(done.status, Status::Ok, "{out} {err}");
+    assert_eq!(out, "1\n3\n", "not PID 1 of a fresh namespace: {err}");
+    assert_eq!(e.namespaces, [Namespace::Pid]);
+    // Everything in it dies with it, even what left the process group, without a cgroup.
+    let (done, _, _) = host
+        .run(
+            &["sh", "-c", "setsid sleep 100.789 & sleep 100.789"],
+            json!({"namespaces": ["pid"], "timeout_ms": 1000}),
+        )
+        .done();
+    assert_eq!(done.status, Status::Timeout);
+    assert!(
+        wait_for(Duration::from_millis(500), || processes_running(&[
+            "sleep", "100.789"
+        ])
+        .is_empty()
+        .then_some(()))
+        .is_some(),
+        "a process of the PID namespace survived its PID 1"
+    );
+    // The exit code of PID 1 is the command's.
+    let (done, _, _) = host
+        .run(&["sh", "-c", "exit 7"], json!({"namespaces": ["pid"]}))
+        .done();
+    assert_eq!(done.exit_code, Some(7));
 }
 
 #[test]
-fn namespaces_cut_the_network_and_give_a_private_tmp_as_root() {
+fn namespaces_cut_the_network_give_a_private_tmp_and_a_pid_namespace_as_root() {
     if root_or_explain("namespaces as root") {
         check_namespaces(false);
     }
 }
 
 #[test]
-fn namespaces_cut_the_network_and_give_a_private_tmp_as_nobody() {
+fn namespaces_cut_the_network_give_a_private_tmp_and_a_pid_namespace_as_nobody() {
     let userns = std::fs::read_to_string("/proc/sys/kernel/unprivileged_userns_clone")
         .map_or(true, |v| v.trim() == "1");
     if kernel_has(userns, "unprivileged user namespaces") && root_or_explain("running as nobody") {

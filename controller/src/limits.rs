@@ -52,6 +52,10 @@ pub struct LimitArgs {
     /// A private, empty /tmp (a new mount namespace).
     #[arg(long)]
     pub private_tmp: bool,
+    /// Run as PID 1 of a new PID namespace with its own /proc: the command sees only its own
+    /// processes, and all of them die with it.
+    #[arg(long)]
+    pub pid_ns: bool,
     /// seccomp profile: `default` (deny the dangerous families with EPERM), `strict` (allow a
     /// list that runs shells, coreutils and package managers; ENOSYS for the rest), `none`, or
     /// a seccompiler JSON FILE with one filter, compiled for each host's architecture
@@ -96,6 +100,9 @@ impl LimitArgs {
         }
         if self.private_tmp {
             namespaces.push(Namespace::Mount);
+        }
+        if self.pid_ns {
+            namespaces.push(Namespace::Pid);
         }
         let seccomp = match self.seccomp.as_deref() {
             None => None,

@@ -151,6 +151,9 @@ pub enum Namespace {
     Net,
     /// A new mount namespace with a private, empty tmpfs on `/tmp`.
     Mount,
+    /// A new PID namespace (with a mount namespace and its own `/proc`): the command is PID 1,
+    /// sees only its own processes, and all of them die with it.
+    Pid,
 }
 
 impl Namespace {
@@ -159,6 +162,7 @@ impl Namespace {
         match self {
             Namespace::Net => "net",
             Namespace::Mount => "mount",
+            Namespace::Pid => "pid",
         }
     }
 }

@@ -4,8 +4,8 @@
 //! their v1 controllers for limits and their empty cgroup2 for `cgroup.kill`.
 //!
 //! Layout: a group named `wisp-<runner pid>-<serial>` below the runner's own group in each
-//! hierarchy it needs (on v2 as root: below the root, where controllers can always be
-//! enabled). The child joins by writing `0` to each `cgroup.procs` opened beforehand, so the
+//! hierarchy it needs (on v2 as root: in a `wisp` subtree below the root, where controllers
+//! can always be enabled; removed at the end when no other runner uses it). The child joins by writing `0` to each `cgroup.procs` opened beforehand, so the
 //! join is one `write(2)` between fork and exec. The groups are removed after the command.
 
 use std::collections::BTreeMap;
@@ -421,10 +421,9 @@ impl Group {
 
     /// How this group kills a tree.
     pub(crate) fn kill_method(&self) -> &'static str {
-        if self.kill_dir.is_some() {
-            "cgroup.kill"
-        } else {
-            "cgroup-sweep"
+        match &self.kill_dir {
+            Some(d) if d.join("cgroup.kill").exists() => "cgroup.kill",
+            _ => "cgroup-sweep",
         }
     }
 
@@ -435,11 +434,16 @@ impl Group {
         {
             return;
         }
-        // Freezing first stops a fork bomb from outrunning the sweep.
-        let frozen = self
-            .freezer_dir
+        // Freezing first keeps a fork bomb from outrunning the sweep: v2's `cgroup.freeze`
+        // (kernels before 5.14 have no `cgroup.kill`), else the v1 freezer.
+        let freezer = match (&self.kill_dir, &self.freezer_dir) {
+            (Some(d), _) => Some((d.join("cgroup.freeze"), "1", "0")),
+            (None, Some(d)) => Some((d.join("freezer.state"), "FROZEN", "THAWED")),
+            (None, None) => None,
+        };
+        let frozen = freezer
             .as_ref()
-            .is_some_and(|d| write_file(&d.join("freezer.state"), "FROZEN").is_ok());
+            .is_some_and(|(file, on, _)| write_file(file, on).is_ok());
         for _ in 0..50 {
             let pids = self.pids();
             if pids.is_empty() {
@@ -451,9 +455,9 @@ impl Group {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            if frozen && let Some(d) = &self.freezer_dir {
+            if frozen && let Some((file, _, off)) = &freezer {
                 // SIGKILL is delivered once the tasks thaw.
-                let _ = write_file(&d.join("freezer.state"), "THAWED");
+                let _ = write_file(file, off);
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -519,6 +523,8 @@ impl Group {
 
 /// Groups that could not be removed after their command; retried when the session ends.
 static STALE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// The `wisp` subtrees this runner created; removed at the end unless another runner uses them.
+static SUBTREES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Removes the groups left over by `Group::remove`, after the shutdown sweep has killed
 /// everything the runner started. Says so on stderr for any that still cannot go.
@@ -529,6 +535,12 @@ pub(crate) fn remove_stale() {
     for dir in stale.drain(..) {
         if !remove_dir(&dir, 100) {
             crate::diag(&format!("cannot remove cgroup {}", dir.display()));
+        }
+    }
+    if let Ok(mut made) = SUBTREES.lock() {
+        for dir in made.drain(..) {
+            // Busy means another runner's commands are in it: theirs to remove.
+            let _ = fs::remove_dir(dir);
         }
     }
 }
@@ -545,13 +557,29 @@ fn remove_dir(dir: &Path, attempts: u32) -> bool {
     false
 }
 
-/// Where a v2 command group goes. As root, below the root group (controllers can always be
-/// enabled there). Otherwise below this process's own group, which must be delegated: the
+/// Where a v2 command group goes. As root, in a `wisp` subtree below the root group
+/// (controllers can always be enabled there). Otherwise below this process's own group, which must be delegated: the
 /// runner moves itself into a leaf of its own first, because v2 enables controllers only for
 /// groups without processes of their own.
 fn v2_parent(v2: &Mount, root: bool, wanted: &[&str]) -> Result<PathBuf, Gap> {
     let parent = if root {
-        v2.root.clone()
+        // A subtree of our own below the root, where controllers can always be enabled.
+        enable(&v2.root, wanted)?;
+        let wisp = v2.root.join("wisp");
+        match fs::create_dir(&wisp) {
+            Ok(()) => {
+                if let Ok(mut made) = SUBTREES.lock() {
+                    made.push(wisp.clone());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Gap {
+                    what: format!("cgroup: cannot create {}: {e}", wisp.display()),
+                });
+            }
+        }
+        wisp
     } else {
         let own = v2.own_dir();
         static MOVED: OnceLock<Result<(), String>> = OnceLock::new();
@@ -579,7 +607,13 @@ fn v2_parent(v2: &Mount, root: bool, wanted: &[&str]) -> Result<PathBuf, Gap> {
             .map_err(|what| Gap { what })?;
         own
     };
-    let control = parent.join("cgroup.subtree_control");
+    enable(&parent, wanted)?;
+    Ok(parent)
+}
+
+/// Enables `wanted` controllers for the children of `dir` (those not enabled yet).
+fn enable(dir: &Path, wanted: &[&str]) -> Result<(), Gap> {
+    let control = dir.join("cgroup.subtree_control");
     let enabled = fs::read_to_string(&control).unwrap_or_default();
     let missing: Vec<String> = wanted
         .iter()
@@ -600,7 +634,7 @@ fn v2_parent(v2: &Mount, root: bool, wanted: &[&str]) -> Result<PathBuf, Gap> {
             ),
         })?;
     }
-    Ok(parent)
+    Ok(())
 }
 
 fn delegation_hint(e: &io::Error) -> &'static str {
@@ -823,19 +857,26 @@ mod tests {
     }
 
     #[test]
-    fn as_root_the_v2_parent_is_the_root_with_the_controllers_enabled() {
+    fn as_root_the_v2_parent_is_a_wisp_subtree_with_the_controllers_enabled() {
         let dir = scratch("v2-root");
         fs::write(dir.join("cgroup.subtree_control"), "cpu\n").unwrap();
+        // The kernel creates this file with the directory; here the test must.
+        fs::create_dir(dir.join("wisp")).unwrap();
+        fs::write(dir.join("wisp/cgroup.subtree_control"), "").unwrap();
         let m = Mount {
             root: dir.clone(),
             own: "/session.scope".into(),
         };
         let parent = v2_parent(&m, true, &["cpu", "memory", "pids"]).unwrap();
-        assert_eq!(parent, dir);
-        // Only the missing controllers are asked for.
+        assert_eq!(parent, dir.join("wisp"));
+        // Only the missing controllers are asked for, at each level.
         assert_eq!(
             fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
             "+memory +pids"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("wisp/cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
         );
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -27,6 +27,7 @@ pub(crate) enum Step {
     NoNewPrivs = 6,
     Landlock = 7,
     Seccomp = 8,
+    PidNamespace = 9,
 }
 
 impl Step {
@@ -40,6 +41,7 @@ impl Step {
             6 => Step::NoNewPrivs,
             7 => Step::Landlock,
             8 => Step::Seccomp,
+            9 => Step::PidNamespace,
             _ => return None,
         })
     }
@@ -54,6 +56,7 @@ impl Step {
             Step::NoNewPrivs => "no_new_privs: prctl failed",
             Step::Landlock => "landlock: restrict_self failed",
             Step::Seccomp => "seccomp: the filter could not be installed",
+            Step::PidNamespace => "namespaces: PID 1 of the new PID namespace could not be started",
         }
     }
 }
@@ -74,6 +77,8 @@ pub(crate) struct ChildSteps {
     pub(crate) unshare_flags: libc::c_int,
     pub(crate) user_maps: Option<UserMaps>,
     pub(crate) private_tmp: bool,
+    /// `CLONE_NEWPID` is in `unshare_flags`: fork once more so the command is PID 1 there.
+    pub(crate) pid_namespace: bool,
     pub(crate) rlimits: Vec<(libc::c_int, u64)>,
     pub(crate) no_new_privs: bool,
     pub(crate) landlock: Option<RulesetCreated>,
@@ -103,8 +108,15 @@ impl ChildSteps {
                 {
                     self.fail(Step::UserMap)?;
                 }
+                // Keep new mounts (/tmp, /proc) from propagating back to the host.
+                if self.unshare_flags & libc::CLONE_NEWNS != 0 && !make_mounts_private() {
+                    self.fail(Step::PrivateTmp)?;
+                }
                 if self.private_tmp && !mount_private_tmp() {
                     self.fail(Step::PrivateTmp)?;
+                }
+                if self.pid_namespace {
+                    self.become_pid_one()?;
                 }
             }
         }
@@ -143,6 +155,54 @@ impl ChildSteps {
             }
         }
         Ok(())
+    }
+
+    /// After `unshare(CLONE_NEWPID)` only this process's next child is in the new namespace:
+    /// fork it; this process stays behind as a minimal parent that waits for it and exits the
+    /// same way (code or signal), so the runner sees the command's own ending. Returns in the
+    /// child (PID 1), which mounts its own `/proc` and carries on to exec.
+    fn become_pid_one(&self) -> io::Result<()> {
+        // SAFETY: the process is single-threaded here (a forked child); fork, waitpid, close,
+        // prctl, mount, kill and _exit are async-signal-safe and get only locals or literals.
+        #[allow(unsafe_code)]
+        unsafe {
+            let pid = libc::fork();
+            if pid < 0 {
+                // Not even best-effort can go on: the namespace exists, and the program's
+                // first child would become its PID 1.
+                let err = io::Error::last_os_error();
+                let _ = self.fail(Step::PidNamespace);
+                return Err(err);
+            }
+            if pid == 0 {
+                // PID 1 dies with its parent, and with it the whole namespace.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::mount(
+                    c"proc".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return self.fail(Step::PidNamespace);
+                }
+                return Ok(());
+            }
+            // The parent keeps nothing open: the runner must see every pipe (stdout, stderr,
+            // the exec-status and failure pipes) close when the command is done with them.
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            let mut status = 0;
+            while libc::waitpid(pid, &mut status, 0) < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+            if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                libc::kill(libc::getpid(), sig);
+                libc::_exit(128 + sig);
+            }
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
     }
 
     fn fail(&self, step: Step) -> io::Result<()> {
@@ -198,11 +258,10 @@ fn write_proc(path: &std::ffi::CStr, value: &std::ffi::CStr) -> bool {
     }
 }
 
-fn mount_private_tmp() -> bool {
+fn make_mounts_private() -> bool {
     // SAFETY: every pointer is a NUL-terminated literal or null, as mount(2) allows.
     #[allow(unsafe_code)]
     unsafe {
-        // Keep the new /tmp (and anything else) from propagating back to the host.
         libc::mount(
             std::ptr::null(),
             c"/".as_ptr(),
@@ -210,13 +269,20 @@ fn mount_private_tmp() -> bool {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         ) == 0
-            && libc::mount(
-                c"tmpfs".as_ptr(),
-                c"/tmp".as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                c"mode=1777".as_ptr().cast(),
-            ) == 0
+    }
+}
+
+fn mount_private_tmp() -> bool {
+    // SAFETY: every pointer is a NUL-terminated literal or null, as mount(2) allows.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/tmp".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=1777".as_ptr().cast(),
+        ) == 0
     }
 }
 

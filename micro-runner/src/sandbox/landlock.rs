@@ -211,3 +211,90 @@ fn right_name(r: AccessFs) -> &'static str {
         _ => "other",
     }
 }
+
+/// Older kernels are judged by the same code with a lower ABI: the rights requested stay
+/// within what that ABI knows (so the ruleset still builds on this newer kernel), and the
+/// gaps name what the older kernel could not have enforced.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs(rw: &str) -> FsRules {
+        FsRules {
+            rw: vec![rw.into()],
+            ..Default::default()
+        }
+    }
+
+    fn net() -> NetRules {
+        NetRules {
+            connect: vec![443],
+            bind: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn no_landlock_is_a_gap_for_any_rule() {
+        let (built, gaps) = build(None, Some(&fs("/tmp")), None);
+        assert!(built.is_none());
+        assert_eq!(gaps.len(), 1);
+        assert!(gaps[0].starts_with("landlock: not available"), "{gaps:?}");
+    }
+
+    #[test]
+    fn old_abis_name_what_they_cannot_restrict() {
+        // Landlock itself must exist here for the ruleset to be built at all.
+        if !kernel_has_abi_4() {
+            return;
+        }
+        let (built, gaps) = build(Some(2), Some(&fs("/tmp")), Some(&net()));
+        let built = built.expect("an ABI 2 ruleset still restricts the filesystem");
+        assert!(!built.report.net);
+        assert!(!built.report.fs_rights.contains(&"truncate".to_owned()));
+        assert!(built.report.fs_rights.contains(&"refer".to_owned()));
+        assert_eq!(gaps.len(), 2, "{gaps:?}");
+        assert!(gaps[0].contains("truncation (needs ABI 3"), "{gaps:?}");
+        assert!(gaps[1].contains("TCP ports (needs ABI 4"), "{gaps:?}");
+        // With TCP rules alone on ABI 3 nothing can be enforced.
+        let (built, gaps) = build(Some(3), None, Some(&net()));
+        assert!(built.is_none());
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+    }
+
+    #[test]
+    fn a_current_abi_enforces_everything_and_lists_the_rules() {
+        if !kernel_has_abi_4() {
+            return;
+        }
+        let (built, gaps) = build(Some(7), Some(&fs("/tmp")), Some(&net()));
+        assert!(gaps.is_empty(), "{gaps:?}");
+        let r = built.unwrap().report;
+        assert!(r.net);
+        assert!(r.fs_rights.contains(&"truncate".to_owned()));
+        assert!(r.rules.contains(&"rw:/tmp".to_owned()));
+        assert!(r.rules.contains(&"exec:/usr".to_owned()));
+        assert!(r.rules.contains(&"connect:443".to_owned()));
+        let (_, gaps) = build(Some(7), Some(&fs("/nonexistent/wisp")), None);
+        assert!(
+            gaps[0].starts_with("landlock: cannot grant rw on /nonexistent/wisp"),
+            "{gaps:?}"
+        );
+    }
+
+    /// Landlock ABI 4 or later on this kernel; CI must have it, elsewhere the test says why
+    /// it does not run.
+    fn kernel_has_abi_4() -> bool {
+        // SAFETY: the version query passes no memory.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::syscall(444, std::ptr::null::<libc::c_void>(), 0usize, 1u32) };
+        if r >= 4 {
+            return true;
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run on a kernel with Landlock ABI 4 or later"
+        );
+        crate::diag("not run: this kernel lacks Landlock ABI 4");
+        false
+    }
+}

@@ -103,9 +103,12 @@ pub(crate) fn prepare(
         steps.unshare_flags |= match ns {
             Namespace::Net => libc::CLONE_NEWNET,
             Namespace::Mount => libc::CLONE_NEWNS,
+            // Its own /proc needs its own mount namespace.
+            Namespace::Pid => libc::CLONE_NEWPID | libc::CLONE_NEWNS,
         };
     }
     steps.private_tmp = namespaces.contains(&Namespace::Mount);
+    steps.pid_namespace = namespaces.contains(&Namespace::Pid);
     if steps.unshare_flags != 0 && !nix::unistd::geteuid().is_root() {
         // Without CAP_SYS_ADMIN, namespaces come inside a user namespace of our own, where
         // this uid and gid map to themselves (files keep their owners).
@@ -216,6 +219,9 @@ impl Prepared {
                     }
                     child::Step::PrivateTmp => {
                         self.report.namespaces.retain(|n| *n != Namespace::Mount);
+                    }
+                    child::Step::PidNamespace => {
+                        self.report.namespaces.retain(|n| *n != Namespace::Pid);
                     }
                     child::Step::NoNewPrivs => self.report.no_new_privs = false,
                     child::Step::Rlimit => {

@@ -705,3 +705,60 @@ fn wisp_run_reports_a_fully_enforced_sandbox_in_the_recap() {
         "{recap}"
     );
 }
+
+/// `wisp` with a protection that cannot be applied: under `require` the host fails, the
+/// command did not run, and each gap is named with the way out; under `best-effort` it runs
+/// and the recap says the sandbox was partial, and why. `wisp facts` says what a host can
+/// enforce.
+#[test]
+fn wisp_names_each_gap_and_how_to_proceed() {
+    let tmp = ScratchDir::new("cli-gap");
+    let marker = tmp.0.join("ran");
+    let wisp = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+            .args(["run", "localhost", "--rw", "/nonexistent/wisp-gap", "--rw"])
+            .arg(&tmp.0)
+            .args(extra)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .env("WISP_RUNNER", wisp_tests::runner_path())
+            .env("TMPDIR", &tmp.0)
+            .output()
+            .unwrap()
+    };
+    let out = wisp(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!marker.exists(), "the command ran under require");
+    assert!(
+        stderr.contains(
+            "localhost: FAILED: the command did not run: the sandbox (require mode) cannot apply:\n\
+             localhost:   - landlock: cannot grant rw on /nonexistent/wisp-gap: No such file or directory"
+        ) && stderr.contains("pass --sandbox best-effort"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sandbox_unavailable"), "{stderr}");
+
+    let out = wisp(&["--sandbox", "best-effort"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(marker.exists(), "best-effort did not run the command");
+    assert!(
+        stderr.contains("sandbox PARTIAL (best-effort): landlock abi ")
+            && stderr.contains("missing: landlock: cannot grant rw on /nonexistent/wisp-gap"),
+        "{stderr}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        .args(["facts", "localhost"])
+        .env("WISP_RUNNER", wisp_tests::runner_path())
+        .env("TMPDIR", &tmp.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("localhost | sandbox: landlock "))
+        .unwrap_or_else(|| panic!("no sandbox line in {stdout}"));
+    assert!(line.contains(", seccomp yes, cgroup "), "{line}");
+}

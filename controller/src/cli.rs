@@ -152,8 +152,6 @@ struct RunArgs {
     targets: String,
     #[command(flatten)]
     common: Common,
-    #[command(flatten)]
-    limits: LimitArgs,
     /// Keep at most this many bytes of each output stream per host; the rest is dropped
     /// (and the recap says so).
     #[arg(long, value_name = "BYTES")]
@@ -168,6 +166,9 @@ struct RunArgs {
     /// Set an environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    // Last among the options: its help heading applies to everything after it.
+    #[command(flatten)]
+    limits: LimitArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,

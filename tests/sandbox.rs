@@ -762,3 +762,61 @@ fn wisp_names_each_gap_and_how_to_proceed() {
         .unwrap_or_else(|| panic!("no sandbox line in {stdout}"));
     assert!(line.contains(", seccomp yes, cgroup "), "{line}");
 }
+
+/// `--seccomp FILE`: a seccompiler JSON filter compiled by the controller for the host's
+/// architecture (`{arch}` picks the file) and enforced by the runner.
+#[test]
+fn a_seccomp_file_is_compiled_for_the_host_and_enforced() {
+    let tmp = ScratchDir::new("seccomp-file");
+    // Everything allowed except uname(2), which fails with EACCES (13).
+    let filter = json!({"main": {
+        "default_action": "allow",
+        "filter_action": {"errno": 13},
+        "filter": [{"syscall": "uname"}],
+    }});
+    let file = tmp
+        .0
+        .join(format!("deny-uname-{}.json", std::env::consts::ARCH));
+    std::fs::write(&file, filter.to_string()).unwrap();
+    let pattern = tmp.0.join("deny-uname-{arch}.json");
+    let run = |seccomp: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+            .args(["run", "--json", "localhost", "--seccomp"])
+            .arg(seccomp)
+            .args(["--", "uname", "-s"])
+            .env("WISP_RUNNER", wisp_tests::runner_path())
+            .env("TMPDIR", &tmp.0)
+            .output()
+            .unwrap()
+    };
+    for path in [&file, &pattern] {
+        let out = run(path);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{stdout}");
+        assert!(
+            stdout.contains("Permission denied"),
+            "uname was not refused: {stdout}"
+        );
+        let done: Value = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["type"] == "done")
+            .unwrap();
+        assert_eq!(
+            done["enforcement"]["seccomp"]["profile"],
+            format!("deny-uname-{}.json", std::env::consts::ARCH)
+        );
+    }
+    // A name the architecture does not have is an error before anything runs.
+    let bad = tmp.0.join("bad.json");
+    std::fs::write(
+        &bad,
+        json!({"main": {"default_action": "allow", "filter_action": "kill_process",
+                        "filter": [{"syscall": "no_such_call"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
+}

@@ -44,6 +44,12 @@ impl Host {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // Until nothing listens any more, a restart could bind beside a leftover listener
+            // (held by a connection's child) and a client could reach the wrong one.
+            let addr = self.target();
+            let _ = wait_for(Duration::from_secs(5), || {
+                TcpStream::connect(&addr).is_err().then_some(())
+            });
         }
     }
 }
@@ -174,8 +180,13 @@ impl Fleet {
         let pid = child.id();
         host.child = Some(child);
         let addr = format!("{}:{}", host.addr, host.port);
+        // Up means this sshd answers with its banner, not merely that something accepts.
         let up = wait_for(Duration::from_secs(10), || {
-            TcpStream::connect(&addr).ok().map(|_| ())
+            let mut stream = TcpStream::connect(&addr).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            let mut banner = [0u8; 4];
+            std::io::Read::read_exact(&mut stream, &mut banner).ok()?;
+            (&banner == b"SSH-" && !is_dead(pid)).then_some(())
         });
         assert!(
             up.is_some() && !is_dead(pid),

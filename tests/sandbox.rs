@@ -389,7 +389,18 @@ fn seccomp_default_refuses_the_dangerous_families_with_eperm() {
 
 #[test]
 fn seccomp_strict_runs_shells_coreutils_and_apt_and_answers_the_rest_enosys() {
-    let mut host = Host::start("seccomp-strict", false);
+    check_strict(false);
+}
+
+#[test]
+fn seccomp_strict_works_for_nobody_too() {
+    if root_or_explain("running the runner as nobody") {
+        check_strict(true);
+    }
+}
+
+fn check_strict(unprivileged: bool) {
+    let mut host = Host::start("seccomp-strict", unprivileged);
     let limits = json!({"seccomp": "strict"});
     let (done, out, err) = host
         .run(

@@ -9,6 +9,7 @@
 //! nothing from the wire is unwrapped.
 
 mod exec;
+mod ops;
 mod probe;
 mod sandbox;
 mod session;

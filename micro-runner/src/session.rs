@@ -341,6 +341,47 @@ impl Session {
                 }));
             }
             Op::Exec(args) => self.start_exec(cmd.id, &args, &cmd.limits, data, started, tx),
+            Op::FileWrite(_) | Op::FileAbsent(_) | Op::FileStat(_) | Op::DirEnsure(_)
+                if !cmd.limits.is_empty() =>
+            {
+                self.error(
+                    id,
+                    ErrorCode::UnsupportedLimit,
+                    format!(
+                        "{} runs in the runner itself: limits apply to exec only",
+                        cmd.op
+                    ),
+                );
+            }
+            Op::FileWrite(args) => {
+                self.next_serial += 1;
+                let unique = format!("{}-{}", std::process::id(), self.next_serial);
+                let outcome = crate::ops::write(&args, &data, &unique);
+                self.finish_file_op(cmd.id, started, outcome);
+            }
+            Op::FileAbsent(args) => {
+                let outcome = crate::ops::absent(&args);
+                self.finish_file_op(cmd.id, started, outcome);
+            }
+            Op::DirEnsure(args) => {
+                let outcome = crate::ops::dir_ensure(&args);
+                self.finish_file_op(cmd.id, started, outcome);
+            }
+            Op::FileStat(args) => match crate::ops::stat(&args.path) {
+                Ok(stat) => self.out.send(Message::Done(Done {
+                    id: cmd.id,
+                    status: Status::Ok,
+                    exit_code: None,
+                    signal: None,
+                    changed: false,
+                    duration_ms: millis(started.elapsed()),
+                    usage: None,
+                    truncated: Vec::new(),
+                    result: serde_json::to_value(stat).ok(),
+                    enforcement: None,
+                })),
+                Err(e) => self.error(id, ErrorCode::OpFailed, e),
+            },
             _ => self.error(
                 id,
                 ErrorCode::UnknownOp,
@@ -414,6 +455,33 @@ impl Session {
                 }
                 self.out.send(Message::Error(frame));
             }
+        }
+    }
+
+    /// DONE (or ERROR `op_failed`) for a file op.
+    fn finish_file_op(
+        &mut self,
+        id: String,
+        started: Instant,
+        outcome: Result<crate::ops::Outcome, String>,
+    ) {
+        match outcome {
+            Ok(o) => {
+                let done = Done {
+                    id,
+                    status: Status::Ok,
+                    exit_code: None,
+                    signal: None,
+                    changed: o.changed(),
+                    duration_ms: millis(started.elapsed()),
+                    usage: None,
+                    truncated: Vec::new(),
+                    result: serde_json::to_value(&o.result).ok(),
+                    enforcement: None,
+                };
+                self.out.send_with_data(Message::Done(done), o.data);
+            }
+            Err(e) => self.error(Some(id), ErrorCode::OpFailed, e),
         }
     }
 

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     /// Under `sandbox: require`, a requested protection cannot be applied on this host; the
     /// command did not run. `missing` names each gap.
     SandboxUnavailable,
+    /// The op ran and could not do its work (a file system full, a permission refused); the
+    /// message names the path and the reason. Nothing was half-applied.
+    OpFailed,
     /// The runner hit an internal failure.
     Internal,
     /// A code this side does not know (sent by a newer peer).
@@ -81,6 +84,7 @@ impl ErrorCode {
         ErrorCode::TooManyCommands,
         ErrorCode::SpawnFailed,
         ErrorCode::SandboxUnavailable,
+        ErrorCode::OpFailed,
         ErrorCode::Internal,
     ];
 

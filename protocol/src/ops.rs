@@ -11,7 +11,14 @@ use crate::message::Env;
 pub const DEFAULT_MAX_OUTPUT: u64 = 16 << 20;
 
 /// Ops this version defines.
-pub const KNOWN_OPS: &[&str] = &["exec", "facts"];
+pub const KNOWN_OPS: &[&str] = &[
+    "exec",
+    "facts",
+    "file.write",
+    "file.absent",
+    "file.stat",
+    "dir.ensure",
+];
 
 /// A parsed op.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +28,14 @@ pub enum Op {
     Exec(ExecArgs),
     /// Describe the host.
     Facts,
+    /// Make a file hold exactly the CMD's data section, atomically.
+    FileWrite(FileWriteArgs),
+    /// Make sure nothing exists at a path.
+    FileAbsent(FileAbsentArgs),
+    /// Describe what is at a path.
+    FileStat(PathArgs),
+    /// Make sure a directory exists, with a mode and owner.
+    DirEnsure(DirEnsureArgs),
 }
 
 /// Why a CMD's op could not be parsed.
@@ -69,6 +84,26 @@ impl Op {
                     return Err(OpError::BadArgs("facts args: expected an object".into()));
                 }
                 Ok(Op::Facts)
+            }
+            "file.write" => {
+                let a: FileWriteArgs = parse_args(op, args)?;
+                a.validate(op)?;
+                Ok(Op::FileWrite(a))
+            }
+            "file.absent" => {
+                let a: FileAbsentArgs = parse_args(op, args)?;
+                check_path(op, &a.path)?;
+                Ok(Op::FileAbsent(a))
+            }
+            "file.stat" => {
+                let a: PathArgs = parse_args(op, args)?;
+                check_path(op, &a.path)?;
+                Ok(Op::FileStat(a))
+            }
+            "dir.ensure" => {
+                let a: DirEnsureArgs = parse_args(op, args)?;
+                a.validate(op)?;
+                Ok(Op::DirEnsure(a))
             }
             other => Err(OpError::Unknown(other.to_owned())),
         }
@@ -133,6 +168,167 @@ impl ExecArgs {
             (None, None) => Vec::new(),
         }
     }
+}
+
+fn parse_args<T: serde::de::DeserializeOwned>(
+    op: &str,
+    args: &serde_json::Value,
+) -> Result<T, OpError> {
+    serde_json::from_value(args.clone()).map_err(|e| OpError::BadArgs(format!("{op} args: {e}")))
+}
+
+fn check_path(op: &str, path: &str) -> Result<(), OpError> {
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(OpError::BadArgs(format!(
+            "{op} args: path {path:?} must be absolute, without NUL bytes"
+        )));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(OpError::BadArgs(format!(
+            "{op} args: path {path:?} must not contain `..`"
+        )));
+    }
+    Ok(())
+}
+
+/// Declares an args struct for an op that creates a path, with the fields every such op
+/// shares (path, mode, owner, group, parents, check) and its own.
+macro_rules! creating_args {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Absolute path.
+            pub path: String,
+            /// Permission bits as octal text (`"0644"`); kept as they are when absent (new
+            /// files: 0644, new directories: 0755).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub mode: Option<String>,
+            /// Owner, a user name or a numeric uid; kept when absent (new: the runner's user).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub owner: Option<String>,
+            /// Group, a name or a numeric gid; kept when absent.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub group: Option<String>,
+            /// Create missing parent directories (0755, the runner's user).
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub make_parents: bool,
+            /// Check mode: report what would change, change nothing.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub check: bool,
+            $($(#[$fdoc])* #[serde(default, skip_serializing_if = "std::ops::Not::not")] pub $field: $ty,)*
+        }
+
+        impl $name {
+            fn validate(&self, op: &str) -> Result<(), OpError> {
+                check_path(op, &self.path)?;
+                if self.path.len() > 1 && self.path.ends_with('/') {
+                    return Err(OpError::BadArgs(format!(
+                        "{op} args: path {:?} ends with `/`",
+                        self.path
+                    )));
+                }
+                if let Some(m) = &self.mode
+                    && self.mode_bits().is_none()
+                {
+                    return Err(OpError::BadArgs(format!(
+                        "{op} args: mode {m:?} is not octal like \"0644\""
+                    )));
+                }
+                Ok(())
+            }
+
+            /// The mode as permission bits (`0o7777` at most).
+            pub fn mode_bits(&self) -> Option<u32> {
+                let m = self.mode.as_deref().filter(|m| !m.is_empty())?;
+                u32::from_str_radix(m, 8).ok().filter(|b| *b <= 0o7777)
+            }
+        }
+    };
+}
+
+creating_args! {
+    /// Arguments of `file.write`. The content is the CMD's data section.
+    FileWriteArgs {
+        /// Keep the previous version as `PATH.<unix seconds>.bak` when the content changes.
+        backup: bool,
+        /// Send the previous content back (DONE's data section) when it changes and is text
+        /// of at most 1 MiB, for a diff.
+        diff: bool,
+    }
+}
+
+creating_args! {
+    /// Arguments of `dir.ensure`.
+    DirEnsureArgs {}
+}
+
+/// Arguments of `file.stat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathArgs {
+    /// Absolute path.
+    pub path: String,
+}
+
+/// Arguments of `file.absent`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAbsentArgs {
+    /// Absolute path.
+    pub path: String,
+    /// Also remove a directory and everything in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recursive: bool,
+    /// Check mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
+}
+
+/// What a file op found and did, in DONE's `result`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileResult {
+    /// The path.
+    pub path: String,
+    /// What was there before: `file`, `dir`, `symlink`, `other`, or `none`.
+    pub before: String,
+    /// What changed (or would, in check mode): `created`, `content`, `mode`, `owner`, `group`,
+    /// `removed`. Empty when nothing did.
+    pub changes: Vec<String>,
+    /// The backup made of the previous version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// The previous content travels in the data section (diff asked, text, changed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous_content: bool,
+}
+
+/// The result of `file.stat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// The path.
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `other`, or `none`.
+    pub kind: String,
+    /// Permission bits as octal text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Owner uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Group gid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Modification time, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
+    /// Where a symlink points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// The result of `facts`, in DONE's `result`.

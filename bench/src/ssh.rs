@@ -119,7 +119,7 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
                 .expect("start");
             loop {
                 match session.next_for(&id).await.expect("event") {
-                    CmdEvent::Done(_) => break,
+                    CmdEvent::Done(..) => break,
                     CmdEvent::Refused(e) => panic!("refused: {e:?}"),
                     CmdEvent::Output(..) => {}
                 }

@@ -61,6 +61,15 @@ enum Command {
     /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
     #[command(after_help = AFTER_HELP)]
     Run(Box<RunArgs>),
+    /// Bring hosts to the state a plan describes: `wisp apply site.toml web`.
+    ///
+    /// A plan is a TOML file of ordered tasks (file.write, dir.ensure, file.absent, exec, ...)
+    /// with vars, conditions and handlers; it is checked completely, naming file and line for
+    /// any error, before a host is contacted. Each host runs the whole plan over one runner
+    /// session and stops at its first failed task (unless the task says `ignore_errors`).
+    /// Each task reports ok, changed, failed or skipped; a second run reports nothing changed.
+    #[command(after_help = AFTER_HELP)]
+    Apply(Box<ApplyArgs>),
     /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
     /// what the kernel can enforce (Landlock, seccomp, cgroups).
     #[command(after_help = AFTER_HELP)]
@@ -172,6 +181,22 @@ struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// The plan file.
+    plan: PathBuf,
+    /// Hosts to run on [default: the plan's `targets`].
+    targets: Option<String>,
+    #[command(flatten)]
+    common: Common,
+    /// Report what would change, and change nothing (exec tasks are skipped).
+    #[arg(long)]
+    check: bool,
+    /// Show a unified diff for every file whose content changes (or would).
+    #[arg(long)]
+    diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -301,9 +326,10 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
         None => ssh::config::SshConfig::user_default(),
     };
     let options = Arc::new(options);
-    let ssh_target = |name: String, target: ssh::SshTarget| Target {
+    let ssh_target = |name: String, target: ssh::SshTarget, vars| Target {
         name,
         transport: Arc::new(ssh::SshTransport::new(target, Arc::clone(&options))),
+        vars,
     };
     let mut out = Vec::new();
     if let Some(path) = &common.inventory {
@@ -327,6 +353,7 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
                 out.push(Target {
                     name,
                     transport: Arc::clone(&local),
+                    vars: h.vars,
                 });
                 continue;
             }
@@ -339,7 +366,7 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
                 user: h.user,
                 key: h.key,
             };
-            out.push(ssh_target(name, target));
+            out.push(ssh_target(name, target, h.vars));
         }
         if out.is_empty() {
             return Err(TargetsError::Options(format!(
@@ -359,6 +386,7 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
             None => Target {
                 name: spec.name,
                 transport: Arc::clone(&local),
+                vars: Default::default(),
             },
             Some(s) => {
                 let target = ssh::SshTarget {
@@ -368,7 +396,7 @@ fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
                     user: s.user,
                     key: None,
                 };
-                ssh_target(spec.name, target)
+                ssh_target(spec.name, target, Default::default())
             }
         });
     }
@@ -395,6 +423,35 @@ pub fn main() -> std::process::ExitCode {
                 .into();
         }
         Command::Facts(a) => (a.common, a.targets, Job::Facts),
+        Command::Apply(a) => {
+            let a = *a;
+            let plan = match crate::plan::Plan::load(&a.plan) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = usage_error(&e.message);
+                    return ExitStatus::ParseError.into();
+                }
+            };
+            let Some(targets) = a.targets.clone().or_else(|| plan.targets.clone()) else {
+                return usage_error(&format!(
+                    "name the hosts to apply {} to (or set `targets` in the plan)",
+                    a.plan.display()
+                ))
+                .into();
+            };
+            let options = crate::apply::ApplyOptions {
+                check: a.check,
+                diff: a.diff,
+            };
+            (
+                a.common,
+                targets,
+                Job::Plan {
+                    plan: Arc::new(plan),
+                    options,
+                },
+            )
+        }
         Command::Ping(a) => (a.common, a.targets, Job::Ping),
         Command::Run(a) => {
             let args = ExecArgs {

@@ -56,6 +56,13 @@ pub enum Job {
     Facts,
     /// Start the runner, read READY, stop it.
     Ping,
+    /// A plan's tasks, in one session per host.
+    Plan {
+        /// The plan, checked.
+        plan: Arc<crate::plan::Plan>,
+        /// `--check`, `--diff`.
+        options: crate::apply::ApplyOptions,
+    },
 }
 
 /// A host to run on and the way to reach it.
@@ -65,6 +72,8 @@ pub struct Target {
     pub name: String,
     /// How to reach it.
     pub transport: Arc<dyn Transport>,
+    /// Its inventory vars (templates' `host.VAR`).
+    pub vars: crate::inventory::Vars,
 }
 
 /// Runs `job` on every target concurrently; returns the results in target order.
@@ -182,6 +191,39 @@ async fn run_host(
             return result(HostOutcome::Ok, "pong".into());
         }
         Job::Facts => ("facts", serde_json::json!({}), Limits::default()),
+        Job::Plan { plan, options } => {
+            let ran = crate::apply::run_on_host(
+                &mut session,
+                plan,
+                *options,
+                target,
+                reporter,
+                &mut interrupt,
+            )
+            .await;
+            let outcome = match ran {
+                Ok(tally) => {
+                    let status = if tally.failed > 0 {
+                        HostOutcome::Failed
+                    } else {
+                        HostOutcome::Ok
+                    };
+                    result(status, tally.to_string())
+                }
+                Err(crate::apply::Stop::Interrupted) => {
+                    result(HostOutcome::Interrupted, "interrupted".into())
+                }
+                Err(crate::apply::Stop::Lost(e)) => {
+                    reporter.unreachable(host, &format!("{e}{}", stderr_note(&session)));
+                    return result(HostOutcome::Unreachable, "connection lost".into());
+                }
+            };
+            tokio::select! {
+                _ = session.close(EXIT_GRACE) => {}
+                _ = interrupt.wait_for(|i| *i == Interrupt::Disconnect) => {}
+            }
+            return outcome;
+        }
         Job::Exec {
             args,
             limits,
@@ -266,7 +308,7 @@ async fn run_host(
                     reporter.line(host, stream, &line);
                 }
             }
-            Ok(CmdEvent::Done(done)) => {
+            Ok(CmdEvent::Done(done, _)) => {
                 for (i, stream) in [EventKind::Stdout, EventKind::Stderr]
                     .into_iter()
                     .enumerate()

@@ -3,6 +3,8 @@
 //! - [`cli`]: argument parsing and the entry point; maps outcomes to exit codes;
 //! - [`session`]: a conversation with one runner (HELLO, CMD, EVENT, DONE, CANCEL, EXIT);
 //! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
+//! - [`plan`]: plan files, parsed and checked before anything connects; templates;
+//! - [`apply`]: a plan's tasks and handlers on one host's session; unified diffs;
 //! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`runners`]: finding the runner executables to push;
@@ -13,12 +15,14 @@
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
 //! connections (`wisp_transports`); SSH details stay there.
 
+pub mod apply;
 pub mod cli;
 pub mod conformance;
 pub mod exit;
 pub mod fleet;
 pub mod inventory;
 pub mod limits;
+pub mod plan;
 pub mod report;
 pub mod runners;
 pub mod session;

@@ -230,6 +230,41 @@ impl Reporter {
         }
     }
 
+    /// A plan task finished on a host.
+    pub fn task(&self, host: &str, task: &str, status: &str, detail: &str) {
+        if self.json {
+            self.json(json!({"type": "task", "host": host, "task": task, "status": status, "detail": detail}));
+            return;
+        }
+        let colour = match status {
+            "changed" => YELLOW,
+            "failed" => RED,
+            "ok" => GREEN,
+            _ => "",
+        };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        let text = format!(
+            "{} {task}{detail}",
+            self.paint(colour, &format!("{status:<8}"))
+        );
+        self.line(host, EventKind::Stdout, &text);
+    }
+
+    /// A unified diff of what a task changes.
+    pub fn diff(&self, host: &str, text: &str) {
+        if self.json {
+            self.json(json!({"type": "diff", "host": host, "diff": text}));
+            return;
+        }
+        for line in text.lines() {
+            self.line(host, EventKind::Stdout, line);
+        }
+    }
+
     /// The runner refused a command.
     pub fn refused(&self, host: &str, e: &ErrorFrame) {
         if self.json {

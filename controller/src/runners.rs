@@ -1,7 +1,7 @@
-//! Finding runner executables: `--runner`, then `$WISP_RUNNER`, then beside the `wisp`
-//! executable (`wisp-runner-<arch>` or `wisp-runner`), then the build tree
+//! Finding runner executables: `--runner`, then `$WISP_RUNNER`, then `wisp-runner-<arch>`
+//! beside the `wisp` executable, then the build tree
 //! (`target/<arch>-unknown-linux-musl/runner/wisp-runner`, where `cargo xtask build-runner`
-//! puts it).
+//! puts it), then a plain `wisp-runner` beside `wisp`.
 
 use std::path::{Path, PathBuf};
 
@@ -48,13 +48,15 @@ pub fn locate(explicit: Option<&Path>) -> Result<RunnerBinaries, RunnerNotFound>
         let mut candidates = Vec::new();
         if let Some(dir) = &exe_dir {
             candidates.push(dir.join(format!("wisp-runner-{arch}")));
-            if *arch == native {
-                candidates.push(dir.join("wisp-runner"));
-            }
-            // target/debug/wisp → target/<triple>/runner/wisp-runner
+            // target/debug/wisp → target/<triple>/runner/wisp-runner. Before a plain
+            // `wisp-runner` beside it: in a build tree that one is the host (glibc) build that
+            // `cargo test` leaves, possibly stale.
             if let Some(target) = dir.parent() {
                 candidates
                     .push(target.join(format!("{arch}-unknown-linux-musl/runner/wisp-runner")));
+            }
+            if *arch == native {
+                candidates.push(dir.join("wisp-runner"));
             }
         }
         match candidates.iter().find(|p| p.is_file()) {

@@ -20,8 +20,8 @@ const FRAME_QUEUE: usize = 64;
 pub enum CmdEvent {
     /// A chunk of output.
     Output(EventKind, Vec<u8>),
-    /// The command finished.
-    Done(Box<Done>),
+    /// The command finished: DONE and its data section (a file op's previous content, for a diff).
+    Done(Box<Done>, Vec<u8>),
     /// The runner refused or could not run the command.
     Refused(ErrorFrame),
 }
@@ -132,7 +132,9 @@ impl Session {
                     }
                     EventKind::Log => {}
                 },
-                Message::Done(d) if d.id == id => return Ok(CmdEvent::Done(Box::new(d))),
+                Message::Done(d) if d.id == id => {
+                    return Ok(CmdEvent::Done(Box::new(d), frame.data));
+                }
                 Message::Error(e) if e.id.as_deref() == Some(id) => {
                     return Ok(CmdEvent::Refused(e));
                 }

@@ -1,0 +1,238 @@
+//! `wisp apply` through the real CLI on localhost: a plan applied twice changes nothing the
+//! second time; `--check` leaves the disk alone and says what would change; `--diff` shows
+//! it; handlers run once, only after a change; a broken plan is refused, naming file and line,
+//! before any host is contacted.
+
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use wisp_tests::{ScratchDir, runner_path};
+
+fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        .arg("apply")
+        .arg(plan)
+        .arg("localhost")
+        .args(extra)
+        .env("WISP_RUNNER", runner_path())
+        .env("TMPDIR", &tmp.0)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The plan: a directory, two files (one from a template, one notifying a handler), a
+/// read-only exec, and the handler, which appends to a log so its runs can be counted.
+fn plan(tmp: &ScratchDir, port: u32) -> std::path::PathBuf {
+    let root = tmp.0.join("site");
+    let plan = format!(
+        r#"
+[vars]
+root = "{root}"
+port = "{port}"
+
+[[task]]
+name = "site dir"
+op = "dir.ensure"
+path = "{{{{ root }}}}"
+mode = "0750"
+
+[[task]]
+name = "config"
+op = "file.write"
+path = "{{{{ root }}}}/app.conf"
+content = "port = {{{{ port }}}}\nname = {{{{ host.name }}}}\n"
+notify = ["reload"]
+
+[[task]]
+name = "motd"
+op = "file.write"
+path = "{{{{ root }}}}/motd"
+content = "hello\n"
+mode = "0600"
+
+[[task]]
+name = "look"
+op = "exec"
+argv = ["ls", "{{{{ root }}}}"]
+changed_when = false
+
+[[handler]]
+name = "reload"
+op = "exec"
+shell = "echo reloaded >> {{{{ root }}}}.log"
+"#,
+        root = root.display()
+    );
+    let path = tmp.0.join("site.toml");
+    std::fs::write(&path, plan).unwrap();
+    path
+}
+
+/// Every file under `dir` with its mode and content.
+fn snapshot(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        let content = if m.is_file() {
+            std::fs::read(e.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((e.path().display().to_string(), m.mode(), content));
+        if m.is_dir() {
+            out.extend(snapshot(&e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn applying_twice_changes_nothing_the_second_time_and_handlers_run_only_after_a_change() {
+    let tmp = ScratchDir::new("apply-twice");
+    let plan = plan(&tmp, 80);
+    let log = tmp.0.join("site.log");
+
+    let out = apply(&tmp, &plan, &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ok=1 changed=4 failed=0 skipped=0"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.0.join("site/app.conf")).unwrap(),
+        "port = 80\nname = localhost\n"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "reloaded\n");
+
+    let out = apply(&tmp, &plan, &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ok=4 changed=0 failed=0 skipped=0"),
+        "the second run changed something: {stdout}{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "reloaded\n",
+        "the handler ran without a change"
+    );
+
+    // A change to the config (only) notifies the handler once more.
+    let plan = self::plan(&tmp, 81);
+    let out = apply(&tmp, &plan, &[]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ok=3 changed=2 failed=0 skipped=0"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "reloaded\nreloaded\n"
+    );
+}
+
+#[test]
+fn check_mode_changes_nothing_and_diff_shows_what_would() {
+    let tmp = ScratchDir::new("apply-check");
+    let plan = plan(&tmp, 80);
+    assert_eq!(apply(&tmp, &plan, &[]).status.code(), Some(0));
+    let plan = self::plan(&tmp, 8080);
+    let before = snapshot(&tmp.0);
+    let out = apply(&tmp, &plan, &["--check", "--diff"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(snapshot(&tmp.0), before, "--check changed the disk");
+    let conf = tmp.0.join("site/app.conf");
+    let diff = format!(
+        "localhost | --- {c}\nlocalhost | +++ {c}\nlocalhost | @@ -1,2 +1,2 @@\n\
+         localhost | -port = 80\nlocalhost | +port = 8080\nlocalhost |  name = localhost\n",
+        c = conf.display()
+    );
+    assert!(stdout.contains(&diff), "{stdout}");
+    assert!(stdout.contains("changed  config (content)"), "{stdout}");
+    assert!(stdout.contains("skipped  look (check mode)"), "{stdout}");
+    assert!(stdout.contains("skipped  reload (check mode)"), "{stdout}");
+    assert!(
+        stderr.contains("ok=2 changed=1 failed=0 skipped=2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_broken_plan_is_refused_before_any_host_is_contacted() {
+    let tmp = ScratchDir::new("apply-broken");
+    let cases = [
+        (
+            "[[task]]\nop = \"file.wirte\"\npath = \"/x\"\n",
+            ":2: unknown op \"file.wirte\"",
+        ),
+        (
+            "[[task]]\nname = \"d\"\nop = \"dir.ensure\"\nmode = \"0755\"\n",
+            ":1: dir.ensure args: missing field `path`",
+        ),
+        (
+            "[vars]\napp = \"x\"\n\n[[task]]\nop = \"exec\"\nshell = \"echo {{ ap }}\"\n",
+            ":4: {{ ap }}: no such var",
+        ),
+    ];
+    for (text_of_plan, expected) in cases {
+        let plan = tmp.0.join("broken.toml");
+        std::fs::write(&plan, text_of_plan).unwrap();
+        // An address nothing listens on: had wisp tried to connect, it would say unreachable.
+        let out = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+            .arg("apply")
+            .arg(&plan)
+            .arg("127.0.0.1:1")
+            .env("WISP_RUNNER", runner_path())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{}{expected}", plan.display())),
+            "{expected}: {stderr}"
+        );
+        assert!(!stderr.contains("UNREACHABLE"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_first_failure_stops_the_host_unless_ignored() {
+    let tmp = ScratchDir::new("apply-fail");
+    let marker = tmp.0.join("after");
+    let plan = tmp.0.join("fail.toml");
+    let write = |ignore: bool| {
+        std::fs::write(
+            &plan,
+            format!(
+                "[[task]]\nname = \"boom\"\nop = \"exec\"\nargv = [\"false\"]\nignore_errors = {ignore}\n\n\
+                 [[task]]\nname = \"after\"\nop = \"file.write\"\npath = \"{}\"\ncontent = \"x\"\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+    };
+    write(false);
+    let out = apply(&tmp, &plan, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).contains("failed   boom (exit 1)"));
+    assert!(!marker.exists(), "a task ran after a failure");
+    write(true);
+    let out = apply(&tmp, &plan, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(marker.exists());
+    assert!(text(&out.stderr).contains("ignored=1"));
+}

@@ -154,7 +154,7 @@ fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
 }
 
 /// Ops that take `check` (and change nothing with it).
-const CHECKABLE: &[&str] = &["file.write", "file.absent", "dir.ensure"];
+const CHECKABLE: &[&str] = &["file.write", "file.absent", "dir.ensure", "pkg.ensure"];
 
 #[allow(clippy::too_many_arguments)] // one task's whole context; a struct would only rename it
 async fn run_task(

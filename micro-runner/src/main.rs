@@ -10,6 +10,7 @@
 
 mod exec;
 mod ops;
+mod pkg;
 mod probe;
 mod sandbox;
 mod session;

@@ -204,7 +204,7 @@ fn init_system() -> &'static str {
     }
 }
 
-fn pkg_manager() -> &'static str {
+pub(crate) fn pkg_manager() -> &'static str {
     const DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
     const MANAGERS: &[(&str, &str)] = &[
         ("apt-get", "apt"),

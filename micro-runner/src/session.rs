@@ -49,6 +49,12 @@ pub(crate) enum Input {
         exit: ProcessExit,
     },
     Signal(&'static str),
+    /// A `pkg.ensure` finished on its thread.
+    PkgDone {
+        id: String,
+        started: Instant,
+        outcome: Result<wisp_protocol::ops::PkgResult, crate::pkg::PkgError>,
+    },
 }
 
 /// Session settings from the command line.
@@ -93,6 +99,8 @@ pub(crate) struct Session {
     /// Process groups whose leader has not been reaped yet: the only ones safe to signal
     /// (a reaped leader's number can be reused). Shared with the TTL watchdog.
     live_groups: LiveGroups,
+    /// A `pkg.ensure` is running: package managers take one lock, so one at a time.
+    pkg_busy: bool,
 }
 
 impl Session {
@@ -111,6 +119,7 @@ impl Session {
             next_serial: 0,
             running: HashMap::new(),
             live_groups,
+            pkg_busy: false,
         }
     }
 
@@ -217,6 +226,14 @@ impl Session {
                     r.open_streams = r.open_streams.saturating_sub(1);
                 }
                 self.finish_if_complete(serial);
+            }
+            Input::PkgDone {
+                id,
+                started,
+                outcome,
+            } => {
+                self.pkg_busy = false;
+                self.finish_pkg(id, started, outcome);
             }
             Input::Exited { serial, exit } => {
                 if let Some(r) = self.running.get_mut(&serial) {
@@ -341,7 +358,11 @@ impl Session {
                 }));
             }
             Op::Exec(args) => self.start_exec(cmd.id, &args, &cmd.limits, data, started, tx),
-            Op::FileWrite(_) | Op::FileAbsent(_) | Op::FileStat(_) | Op::DirEnsure(_)
+            Op::FileWrite(_)
+            | Op::FileAbsent(_)
+            | Op::FileStat(_)
+            | Op::DirEnsure(_)
+            | Op::PkgEnsure(_)
                 if !cmd.limits.is_empty() =>
             {
                 self.error(
@@ -358,6 +379,36 @@ impl Session {
                 let unique = format!("{}-{}", std::process::id(), self.next_serial);
                 let outcome = crate::ops::write(&args, &data, &unique);
                 self.finish_file_op(cmd.id, started, outcome);
+            }
+            Op::PkgEnsure(_) if self.pkg_busy => {
+                self.error(
+                    id,
+                    ErrorCode::TooManyCommands,
+                    "a pkg.ensure is already running on this host; send the next one after it",
+                );
+            }
+            Op::PkgEnsure(args) => {
+                self.pkg_busy = true;
+                let tx = tx.clone();
+                let id = cmd.id.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("pkg".into())
+                    .spawn(move || {
+                        let outcome = crate::pkg::ensure(&args, crate::probe::pkg_manager());
+                        let _ = tx.send(Input::PkgDone {
+                            id,
+                            started,
+                            outcome,
+                        });
+                    });
+                if let Err(e) = spawned {
+                    self.pkg_busy = false;
+                    self.error(
+                        Some(cmd.id),
+                        ErrorCode::Internal,
+                        format!("cannot start the pkg thread: {e}"),
+                    );
+                }
             }
             Op::FileAbsent(args) => {
                 let outcome = crate::ops::absent(&args);
@@ -455,6 +506,34 @@ impl Session {
                 }
                 self.out.send(Message::Error(frame));
             }
+        }
+    }
+
+    /// DONE, or ERROR `op_failed` / `locked`, for a `pkg.ensure`.
+    fn finish_pkg(
+        &mut self,
+        id: String,
+        started: Instant,
+        outcome: Result<wisp_protocol::ops::PkgResult, crate::pkg::PkgError>,
+    ) {
+        match outcome {
+            Ok(r) => {
+                let done = Done {
+                    id,
+                    status: Status::Ok,
+                    exit_code: None,
+                    signal: None,
+                    changed: !r.changes.is_empty(),
+                    duration_ms: millis(started.elapsed()),
+                    usage: None,
+                    truncated: Vec::new(),
+                    result: serde_json::to_value(&r).ok(),
+                    enforcement: None,
+                };
+                self.out.send(Message::Done(done));
+            }
+            Err(crate::pkg::PkgError::Locked(m)) => self.error(Some(id), ErrorCode::Locked, m),
+            Err(crate::pkg::PkgError::Failed(m)) => self.error(Some(id), ErrorCode::OpFailed, m),
         }
     }
 

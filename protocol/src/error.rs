@@ -59,6 +59,9 @@ pub enum ErrorCode {
     /// The op ran and could not do its work (a file system full, a permission refused); the
     /// message names the path and the reason. Nothing was half-applied.
     OpFailed,
+    /// A lock the op needs is held by another process (a package manager running); the
+    /// message names the holder when it can be found. Retry later.
+    Locked,
     /// The runner hit an internal failure.
     Internal,
     /// A code this side does not know (sent by a newer peer).
@@ -85,6 +88,7 @@ impl ErrorCode {
         ErrorCode::SpawnFailed,
         ErrorCode::SandboxUnavailable,
         ErrorCode::OpFailed,
+        ErrorCode::Locked,
         ErrorCode::Internal,
     ];
 
@@ -92,9 +96,10 @@ impl ErrorCode {
     pub fn class(self) -> ErrorClass {
         match self {
             ErrorCode::TooManyCommands => ErrorClass::Throttled,
-            ErrorCode::DuplicateId | ErrorCode::UnknownId | ErrorCode::OutOfSequence => {
-                ErrorClass::Conflict
-            }
+            ErrorCode::DuplicateId
+            | ErrorCode::UnknownId
+            | ErrorCode::OutOfSequence
+            | ErrorCode::Locked => ErrorClass::Conflict,
             ErrorCode::Internal => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         }

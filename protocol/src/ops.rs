@@ -18,6 +18,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "file.absent",
     "file.stat",
     "dir.ensure",
+    "pkg.ensure",
 ];
 
 /// A parsed op.
@@ -36,6 +37,8 @@ pub enum Op {
     FileStat(PathArgs),
     /// Make sure a directory exists, with a mode and owner.
     DirEnsure(DirEnsureArgs),
+    /// Make sure a package is installed (or not).
+    PkgEnsure(PkgEnsureArgs),
 }
 
 /// Why a CMD's op could not be parsed.
@@ -104,6 +107,11 @@ impl Op {
                 let a: DirEnsureArgs = parse_args(op, args)?;
                 a.validate(op)?;
                 Ok(Op::DirEnsure(a))
+            }
+            "pkg.ensure" => {
+                let a: PkgEnsureArgs = parse_args(op, args)?;
+                a.validate()?;
+                Ok(Op::PkgEnsure(a))
             }
             other => Err(OpError::Unknown(other.to_owned())),
         }
@@ -262,6 +270,82 @@ creating_args! {
 creating_args! {
     /// Arguments of `dir.ensure`.
     DirEnsureArgs {}
+}
+
+/// What `pkg.ensure` makes true.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PkgState {
+    /// Installed (at `version`, when given).
+    #[default]
+    Present,
+    /// Not installed.
+    Absent,
+}
+
+/// Arguments of `pkg.ensure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkgEnsureArgs {
+    /// The package name.
+    pub name: String,
+    /// `present` (default) or `absent`.
+    #[serde(default)]
+    pub state: PkgState,
+    /// An exact version to have installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Install from this package file on the host (a `.deb`) instead of the repositories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Check mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
+}
+
+impl PkgEnsureArgs {
+    fn validate(&self) -> Result<(), OpError> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-._:~".contains(c))
+        };
+        if !ok(&self.name) {
+            return Err(OpError::BadArgs(format!(
+                "pkg.ensure args: {:?} is not a package name",
+                self.name
+            )));
+        }
+        if let Some(v) = &self.version
+            && !ok(v)
+        {
+            return Err(OpError::BadArgs(format!(
+                "pkg.ensure args: {v:?} is not a version"
+            )));
+        }
+        if let Some(f) = &self.file {
+            check_path("pkg.ensure", f)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `pkg.ensure` found and did, in DONE's `result`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkgResult {
+    /// The package.
+    pub name: String,
+    /// The package manager used (`apt`).
+    pub manager: String,
+    /// The version installed before, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The version installed after (in check mode: unchanged), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// `installed`, `removed`, `upgraded` (or would be, in check mode); empty when nothing.
+    pub changes: Vec<String>,
 }
 
 /// Arguments of `file.stat`.

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wisp_tests::{ScratchDir, runner_path};
+use wisp_tests::{ScratchDir, runner_path, snapshot};
 
 fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
@@ -72,30 +72,6 @@ shell = "echo reloaded >> {{{{ root }}}}.log"
     let path = tmp.0.join("site.toml");
     std::fs::write(&path, plan).unwrap();
     path
-}
-
-/// Every file under `dir` with its mode and content.
-fn snapshot(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let e = e.unwrap();
-        let m = e.metadata().unwrap();
-        let content = if m.is_file() {
-            std::fs::read(e.path()).unwrap()
-        } else {
-            Vec::new()
-        };
-        out.push((e.path().display().to_string(), m.mode(), content));
-        if m.is_dir() {
-            out.extend(snapshot(&e.path()));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -310,3 +310,27 @@ pub fn root_or_explain(what: &str) -> bool {
     }
     root
 }
+
+/// Everything beneath `dir` (recursively), as (path, mode, content) sorted by path: equal
+/// snapshots prove nothing on disk moved.
+pub fn snapshot(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let content = if m.is_file() {
+            std::fs::read(e.path()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        out.push((e.path().display().to_string(), m.mode(), content));
+        if m.is_dir() {
+            out.extend(snapshot(&e.path()));
+        }
+    }
+    out.sort();
+    out
+}

@@ -212,3 +212,48 @@ fn the_first_failure_stops_the_host_unless_ignored() {
     assert!(marker.exists());
     assert!(text(&out.stderr).contains("ignored=1"));
 }
+
+#[test]
+fn content_larger_than_a_frame_arrives_whole_and_only_once() {
+    let tmp = ScratchDir::new("apply-big");
+    // Three frames' worth and a bit: 8 MiB + 8 MiB + 4 KiB + 3 bytes, not a repeating pattern.
+    let len = (16 << 20) + 4099;
+    let mut state: u32 = 0x2545_f491;
+    let content: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(tmp.0.join("big.bin"), &content).unwrap();
+    let target = tmp.0.join("out/big.bin");
+    let plan = tmp.0.join("big.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[[task]]\nname = \"big\"\nop = \"file.write\"\npath = \"{}\"\ncontent_file = \"big.bin\"\nmake_parents = true\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let out = apply(&tmp, &plan, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("changed  big (created)"));
+    assert!(
+        std::fs::read(&target).unwrap() == content,
+        "the file differs"
+    );
+    let out = apply(&tmp, &plan, &[]);
+    assert!(
+        text(&out.stderr).contains("ok=1 changed=0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["big.bin"], "a temporary file was left behind");
+}

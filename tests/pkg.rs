@@ -113,6 +113,18 @@ fn pkg_ensure_installs_upgrades_removes_and_reports_a_held_lock() {
     assert_eq!(r.changes, ["upgraded"]);
     assert_eq!(installed_version().as_deref(), Some("2.0"));
 
+    // `latest`: the newest version any source offers is the one installed (no repository
+    // offers this package; dpkg's own database is the only source), so nothing runs.
+    let (changed, r) = result(ensure(&mut s, json!({"name": PKG, "state": "latest"})));
+    assert!(!changed, "{r:?}");
+    assert_eq!(r.after.as_deref(), Some("2.0"));
+    let e = ensure(
+        &mut s,
+        json!({"name": PKG, "state": "latest", "version": "1.0"}),
+    )
+    .refused();
+    assert_eq!(e.code, ErrorCode::BadArgs);
+
     // A held dpkg lock: refused as `locked`, retryable, naming the holder; nothing changes.
     {
         let f = std::fs::OpenOptions::new()

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wisp_protocol::PROTOCOL_VERSION;
+use wisp_protocol::frame::MAX_DATA_LEN;
 use wisp_protocol::message::{
-    Cancel, Cmd, Done, ErrorFrame, EventKind, Exit, Frame, Hello, Limits, Message, Ready,
+    Cancel, Cmd, DataFrame, Done, ErrorFrame, EventKind, Exit, Frame, Hello, Limits, Message, Ready,
 };
 use wisp_transports::{ConnError, FrameWriter, Launch, RunnerHandle, Transport, TransportError};
 
@@ -39,6 +40,9 @@ pub enum SessionError {
     /// The runner reported a session-level error.
     #[error("runner error {:?}: {}", .0.code, .0.message)]
     Runner(ErrorFrame),
+    /// A data section larger than one frame, for an op that cannot take it in parts.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A started runner, greeted with HELLO.
@@ -93,14 +97,26 @@ impl Session {
         &self.ready
     }
 
-    /// Sends a command; returns its id.
+    /// Sends a command; returns its id. A `file.write` whose content is larger than one
+    /// frame's data section announces its `size` and sends the rest in DATA frames.
     pub async fn start(
         &mut self,
         op: &str,
-        args: serde_json::Value,
+        mut args: serde_json::Value,
         limits: Limits,
-        data: Vec<u8>,
+        mut data: Vec<u8>,
     ) -> Result<String, SessionError> {
+        let chunk = MAX_DATA_LEN as usize;
+        let mut rest = Vec::new();
+        if data.len() > chunk {
+            if op != "file.write" {
+                return Err(SessionError::TooLarge(format!(
+                    "{op} takes at most {chunk} bytes of input"
+                )));
+            }
+            args["size"] = serde_json::Value::from(data.len());
+            rest = data.split_off(chunk);
+        }
         self.next_id += 1;
         let id = format!("c{}", self.next_id);
         let cmd = Cmd {
@@ -114,6 +130,13 @@ impl Session {
             data,
         };
         self.writer.send(&frame).await.map_err(SessionError::Conn)?;
+        for part in rest.chunks(chunk) {
+            let frame = Frame {
+                message: Message::Data(DataFrame { id: id.clone() }),
+                data: part.to_vec(),
+            };
+            self.writer.send(&frame).await.map_err(SessionError::Conn)?;
+        }
         Ok(id)
     }
 

@@ -13,8 +13,10 @@ mod ops;
 mod pkg;
 mod probe;
 mod sandbox;
+mod service;
 mod session;
 mod signals;
+mod system;
 mod wire;
 
 use std::path::{Path, PathBuf};

@@ -192,7 +192,7 @@ fn mem_total_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn init_system() -> &'static str {
+pub(crate) fn init_system() -> &'static str {
     if Path::new("/run/systemd/system").is_dir() {
         "systemd"
     } else if Path::new("/run/openrc").is_dir() || Path::new("/sbin/openrc-run").exists() {

@@ -49,12 +49,8 @@ pub(crate) enum Input {
         exit: ProcessExit,
     },
     Signal(&'static str),
-    /// A `pkg.ensure` finished on its thread.
-    PkgDone {
-        id: String,
-        started: Instant,
-        outcome: Result<wisp_protocol::ops::PkgResult, crate::pkg::PkgError>,
-    },
+    /// A `pkg.ensure` or `service.*` finished on its thread.
+    SystemDone(crate::system::SystemDone),
 }
 
 /// Session settings from the command line.
@@ -101,6 +97,16 @@ pub(crate) struct Session {
     live_groups: LiveGroups,
     /// A `pkg.ensure` is running: package managers take one lock, so one at a time.
     pkg_busy: bool,
+    /// `file.write`s whose content is still arriving in DATA frames, by id.
+    uploads: HashMap<String, Upload>,
+}
+
+/// A `file.write` waiting for the rest of its content.
+struct Upload {
+    args: wisp_protocol::ops::FileWriteArgs,
+    content: Vec<u8>,
+    size: usize,
+    started: Instant,
 }
 
 impl Session {
@@ -120,6 +126,7 @@ impl Session {
             running: HashMap::new(),
             live_groups,
             pkg_busy: false,
+            uploads: HashMap::new(),
         }
     }
 
@@ -227,13 +234,11 @@ impl Session {
                 }
                 self.finish_if_complete(serial);
             }
-            Input::PkgDone {
-                id,
-                started,
-                outcome,
-            } => {
-                self.pkg_busy = false;
-                self.finish_pkg(id, started, outcome);
+            Input::SystemDone(done) => {
+                if done.pkg {
+                    self.pkg_busy = false;
+                }
+                self.finish_system(done);
             }
             Input::Exited { serial, exit } => {
                 if let Some(r) = self.running.get_mut(&serial) {
@@ -269,6 +274,7 @@ impl Session {
             Message::Hello(hello) => return self.on_hello(hello),
             Message::Cmd(cmd) => self.on_cmd(cmd, frame.data, tx),
             Message::Cancel(c) => self.on_cancel(c.id),
+            Message::Data(d) => self.on_data(d.id, frame.data),
             Message::Exit(_) => return Some(ExitReason::Requested),
             Message::Ready(_) | Message::Event(_) | Message::Done(_) | Message::Error(_) => {
                 let t = quoted.split('"').nth(3).unwrap_or("?").to_owned();
@@ -316,7 +322,7 @@ impl Session {
         if cmd.id.is_empty() {
             return self.error(None, ErrorCode::BadFrame, "CMD with an empty id");
         }
-        if self.running.values().any(|r| r.id == cmd.id) {
+        if self.running.values().any(|r| r.id == cmd.id) || self.uploads.contains_key(&cmd.id) {
             return self.error(
                 id,
                 ErrorCode::DuplicateId,
@@ -363,6 +369,7 @@ impl Session {
             | Op::FileStat(_)
             | Op::DirEnsure(_)
             | Op::PkgEnsure(_)
+            | Op::Service(..)
                 if !cmd.limits.is_empty() =>
             {
                 self.error(
@@ -375,10 +382,30 @@ impl Session {
                 );
             }
             Op::FileWrite(args) => {
-                self.next_serial += 1;
-                let unique = format!("{}-{}", std::process::id(), self.next_serial);
-                let outcome = crate::ops::write(&args, &data, &unique);
-                self.finish_file_op(cmd.id, started, outcome);
+                let size = args
+                    .size
+                    .map_or(data.len(), |s| usize::try_from(s).unwrap_or(usize::MAX));
+                if size < data.len() {
+                    return self.error(
+                        id,
+                        ErrorCode::BadArgs,
+                        format!(
+                            "file.write: size {size} is less than the {} bytes sent",
+                            data.len()
+                        ),
+                    );
+                }
+                let upload = Upload {
+                    args,
+                    content: data,
+                    size,
+                    started,
+                };
+                if upload.content.len() < size {
+                    self.uploads.insert(cmd.id, upload);
+                } else {
+                    self.write_file(cmd.id, upload);
+                }
             }
             Op::PkgEnsure(_) if self.pkg_busy => {
                 self.error(
@@ -389,26 +416,16 @@ impl Session {
             }
             Op::PkgEnsure(args) => {
                 self.pkg_busy = true;
-                let tx = tx.clone();
-                let id = cmd.id.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("pkg".into())
-                    .spawn(move || {
-                        let outcome = crate::pkg::ensure(&args, crate::probe::pkg_manager());
-                        let _ = tx.send(Input::PkgDone {
-                            id,
-                            started,
-                            outcome,
-                        });
-                    });
-                if let Err(e) = spawned {
-                    self.pkg_busy = false;
-                    self.error(
-                        Some(cmd.id),
-                        ErrorCode::Internal,
-                        format!("cannot start the pkg thread: {e}"),
-                    );
-                }
+                self.start_system(cmd.id, started, true, tx, move || {
+                    let r = crate::pkg::ensure(&args, crate::probe::pkg_manager())?;
+                    crate::system::outcome(!r.changes.is_empty(), serde_json::to_value(&r))
+                });
+            }
+            Op::Service(action, args) => {
+                self.start_system(cmd.id, started, false, tx, move || {
+                    let r = crate::service::act(action, &args, crate::probe::init_system())?;
+                    crate::system::outcome(!r.changes.is_empty(), serde_json::to_value(&r))
+                });
             }
             Op::FileAbsent(args) => {
                 let outcome = crate::ops::absent(&args);
@@ -509,31 +526,67 @@ impl Session {
         }
     }
 
-    /// DONE, or ERROR `op_failed` / `locked`, for a `pkg.ensure`.
-    fn finish_pkg(
+    /// Runs a system op on a thread of its own; its outcome comes back as an input.
+    fn start_system(
         &mut self,
         id: String,
         started: Instant,
-        outcome: Result<wisp_protocol::ops::PkgResult, crate::pkg::PkgError>,
+        pkg: bool,
+        tx: &SyncSender<Input>,
+        work: impl FnOnce() -> crate::system::Outcome + Send + 'static,
     ) {
+        let tx = tx.clone();
+        let thread_id = id.clone();
+        let spawned = std::thread::Builder::new()
+            .name("system-op".into())
+            .spawn(move || {
+                let outcome = work();
+                let _ = tx.send(Input::SystemDone(crate::system::SystemDone {
+                    id: thread_id,
+                    started,
+                    pkg,
+                    outcome,
+                }));
+            });
+        if let Err(e) = spawned {
+            if pkg {
+                self.pkg_busy = false;
+            }
+            self.error(
+                Some(id),
+                ErrorCode::Internal,
+                format!("cannot start a thread for the op: {e}"),
+            );
+        }
+    }
+
+    /// DONE, or ERROR `op_failed` / `locked`, for a system op.
+    fn finish_system(&mut self, done: crate::system::SystemDone) {
+        use crate::system::Failure;
+        let crate::system::SystemDone {
+            id,
+            started,
+            outcome,
+            ..
+        } = done;
         match outcome {
-            Ok(r) => {
+            Ok((changed, result)) => {
                 let done = Done {
                     id,
                     status: Status::Ok,
                     exit_code: None,
                     signal: None,
-                    changed: !r.changes.is_empty(),
+                    changed,
                     duration_ms: millis(started.elapsed()),
                     usage: None,
                     truncated: Vec::new(),
-                    result: serde_json::to_value(&r).ok(),
+                    result: Some(result),
                     enforcement: None,
                 };
                 self.out.send(Message::Done(done));
             }
-            Err(crate::pkg::PkgError::Locked(m)) => self.error(Some(id), ErrorCode::Locked, m),
-            Err(crate::pkg::PkgError::Failed(m)) => self.error(Some(id), ErrorCode::OpFailed, m),
+            Err(Failure::Locked(m)) => self.error(Some(id), ErrorCode::Locked, m),
+            Err(Failure::Failed(m)) => self.error(Some(id), ErrorCode::OpFailed, m),
         }
     }
 
@@ -582,7 +635,47 @@ impl Session {
         self.out.send(Message::Error(frame));
     }
 
+    /// More content for a `file.write`; the file is written once all of it has come.
+    fn on_data(&mut self, id: String, bytes: Vec<u8>) {
+        let Some(upload) = self.uploads.get_mut(&id) else {
+            return self.error(
+                Some(id),
+                ErrorCode::UnknownId,
+                "DATA for no file.write waiting for content",
+            );
+        };
+        if upload.content.len() + bytes.len() > upload.size {
+            let size = upload.size;
+            self.uploads.remove(&id);
+            return self.error(
+                Some(id),
+                ErrorCode::BadFrame,
+                format!("DATA beyond the announced size of {size} bytes; nothing was written"),
+            );
+        }
+        upload.content.extend_from_slice(&bytes);
+        if upload.content.len() == upload.size
+            && let Some(upload) = self.uploads.remove(&id)
+        {
+            self.write_file(id, upload);
+        }
+    }
+
+    fn write_file(&mut self, id: String, upload: Upload) {
+        self.next_serial += 1;
+        let unique = format!("{}-{}", std::process::id(), self.next_serial);
+        let outcome = crate::ops::write(&upload.args, &upload.content, &unique);
+        self.finish_file_op(id, upload.started, outcome);
+    }
+
     fn on_cancel(&mut self, id: String) {
+        if self.uploads.remove(&id).is_some() {
+            return self.error(
+                Some(id),
+                ErrorCode::OpFailed,
+                "file.write cancelled before all its content came; nothing was written",
+            );
+        }
         let Some(r) = self.running.values_mut().find(|r| r.id == id) else {
             return self.error(
                 Some(id),

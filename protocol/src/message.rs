@@ -92,7 +92,7 @@ impl Frame {
 
 /// The frame types of this protocol version.
 pub const KNOWN_TYPES: &[&str] = &[
-    "ready", "hello", "cmd", "event", "done", "error", "cancel", "exit",
+    "ready", "hello", "cmd", "event", "done", "error", "cancel", "data", "exit",
 ];
 
 /// Just enough of any frame to route an error about it.
@@ -169,6 +169,8 @@ pub enum Message {
     Error(ErrorFrame),
     /// Controller → runner: stop a command in flight.
     Cancel(Cancel),
+    /// Controller → runner: more of a CMD's data section, for content larger than one frame.
+    Data(DataFrame),
     /// Both ways: controller asks for a clean shutdown; the runner's last frame.
     Exit(Exit),
 }
@@ -468,6 +470,13 @@ impl ErrorFrame {
 /// Stop a command in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
+    /// The command.
+    pub id: String,
+}
+
+/// More bytes (in the data section) for the CMD `id`, whose args announced their total `size`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFrame {
     /// The command.
     pub id: String,
 }

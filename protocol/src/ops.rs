@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::Env;
 
+/// Largest content a `file.write` takes through DATA frames (`size`), in bytes.
+pub const MAX_UPLOAD: u64 = 1 << 30;
+
 /// Default cap on each output stream of an exec, in bytes.
 pub const DEFAULT_MAX_OUTPUT: u64 = 16 << 20;
 
@@ -19,6 +22,13 @@ pub const KNOWN_OPS: &[&str] = &[
     "file.stat",
     "dir.ensure",
     "pkg.ensure",
+    "service.start",
+    "service.stop",
+    "service.restart",
+    "service.reload",
+    "service.enable",
+    "service.disable",
+    "service.status",
 ];
 
 /// A parsed op.
@@ -39,6 +49,8 @@ pub enum Op {
     DirEnsure(DirEnsureArgs),
     /// Make sure a package is installed (or not).
     PkgEnsure(PkgEnsureArgs),
+    /// Act on a service through the host's init system.
+    Service(ServiceAction, ServiceArgs),
 }
 
 /// Why a CMD's op could not be parsed.
@@ -91,6 +103,11 @@ impl Op {
             "file.write" => {
                 let a: FileWriteArgs = parse_args(op, args)?;
                 a.validate(op)?;
+                if a.size.is_some_and(|s| s > MAX_UPLOAD) {
+                    return Err(OpError::BadArgs(format!(
+                        "file.write args: size is over the {MAX_UPLOAD}-byte limit"
+                    )));
+                }
                 Ok(Op::FileWrite(a))
             }
             "file.absent" => {
@@ -113,7 +130,17 @@ impl Op {
                 a.validate()?;
                 Ok(Op::PkgEnsure(a))
             }
-            other => Err(OpError::Unknown(other.to_owned())),
+            other => match other
+                .strip_prefix("service.")
+                .and_then(ServiceAction::parse)
+            {
+                Some(action) => {
+                    let a: ServiceArgs = parse_args(op, args)?;
+                    a.validate(op, action)?;
+                    Ok(Op::Service(action, a))
+                }
+                None => Err(OpError::Unknown(other.to_owned())),
+            },
         }
     }
 }
@@ -202,7 +229,7 @@ fn check_path(op: &str, path: &str) -> Result<(), OpError> {
 /// Declares an args struct for an op that creates a path, with the fields every such op
 /// shares (path, mode, owner, group, parents, check) and its own.
 macro_rules! creating_args {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty,)* }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty = $skip:literal,)* }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -225,7 +252,7 @@ macro_rules! creating_args {
             /// Check mode: report what would change, change nothing.
             #[serde(default, skip_serializing_if = "std::ops::Not::not")]
             pub check: bool,
-            $($(#[$fdoc])* #[serde(default, skip_serializing_if = "std::ops::Not::not")] pub $field: $ty,)*
+            $($(#[$fdoc])* #[serde(default, skip_serializing_if = $skip)] pub $field: $ty,)*
         }
 
         impl $name {
@@ -260,10 +287,13 @@ creating_args! {
     /// Arguments of `file.write`. The content is the CMD's data section.
     FileWriteArgs {
         /// Keep the previous version as `PATH.<unix seconds>.bak` when the content changes.
-        backup: bool,
+        backup: bool = "std::ops::Not::not",
         /// Send the previous content back (DONE's data section) when it changes and is text
         /// of at most 1 MiB, for a diff.
-        diff: bool,
+        diff: bool = "std::ops::Not::not",
+        /// The content's total length when it is larger than the CMD's data section: the rest
+        /// follows in DATA frames for this id, and the file is written once all has come.
+        size: Option<u64> = "Option::is_none",
     }
 }
 
@@ -281,6 +311,8 @@ pub enum PkgState {
     Present,
     /// Not installed.
     Absent,
+    /// Installed at the newest version the host's repositories offer.
+    Latest,
 }
 
 /// Arguments of `pkg.ensure`.
@@ -289,7 +321,7 @@ pub enum PkgState {
 pub struct PkgEnsureArgs {
     /// The package name.
     pub name: String,
-    /// `present` (default) or `absent`.
+    /// `present` (default), `absent` or `latest`.
     #[serde(default)]
     pub state: PkgState,
     /// An exact version to have installed.
@@ -327,8 +359,116 @@ impl PkgEnsureArgs {
         if let Some(f) = &self.file {
             check_path("pkg.ensure", f)?;
         }
+        if self.state != PkgState::Present && (self.version.is_some() || self.file.is_some()) {
+            return Err(OpError::BadArgs(
+                "pkg.ensure args: version and file go with state \"present\" only".into(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// What a `service.*` op does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    /// Running afterwards; unchanged when it already was.
+    Start,
+    /// Stopped afterwards; unchanged when it already was.
+    Stop,
+    /// Restarted (started when it was stopped); always a change.
+    Restart,
+    /// Told to reload its configuration; always a change.
+    Reload,
+    /// Started at boot; unchanged when it already is.
+    Enable,
+    /// Not started at boot; unchanged when it already is not.
+    Disable,
+    /// Only report: running, enabled; never a change.
+    Status,
+}
+
+impl ServiceAction {
+    /// The action named by the part after `service.`.
+    pub fn parse(name: &str) -> Option<ServiceAction> {
+        Some(match name {
+            "start" => ServiceAction::Start,
+            "stop" => ServiceAction::Stop,
+            "restart" => ServiceAction::Restart,
+            "reload" => ServiceAction::Reload,
+            "enable" => ServiceAction::Enable,
+            "disable" => ServiceAction::Disable,
+            "status" => ServiceAction::Status,
+            _ => return None,
+        })
+    }
+
+    /// The verb as the init systems spell it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            ServiceAction::Start => "start",
+            ServiceAction::Stop => "stop",
+            ServiceAction::Restart => "restart",
+            ServiceAction::Reload => "reload",
+            ServiceAction::Enable => "enable",
+            ServiceAction::Disable => "disable",
+            ServiceAction::Status => "status",
+        }
+    }
+}
+
+/// Arguments of the `service.*` ops.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArgs {
+    /// The service (`nginx`, `ssh`): a systemd unit name, an OpenRC or SysV script name.
+    pub name: String,
+    /// `service.reload` only: restart instead when the service cannot reload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_fallback: bool,
+    /// Check mode: report what would change, change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
+}
+
+impl ServiceArgs {
+    fn validate(&self, op: &str, action: ServiceAction) -> Result<(), OpError> {
+        let ok = !self.name.is_empty()
+            && !self.name.starts_with(['-', '.'])
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "@+-._:".contains(c));
+        if !ok {
+            return Err(OpError::BadArgs(format!(
+                "{op} args: {:?} is not a service name",
+                self.name
+            )));
+        }
+        if self.restart_fallback && action != ServiceAction::Reload {
+            return Err(OpError::BadArgs(format!(
+                "{op} args: restart_fallback is for service.reload only"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a `service.*` op found and did, in DONE's `result`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceResult {
+    /// The service.
+    pub name: String,
+    /// The init system used: `systemd`, `openrc` or `sysv`.
+    pub manager: String,
+    /// Running before the op.
+    pub running: bool,
+    /// Started at boot before the op, when the init system can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `started`, `stopped`, `restarted`, `reloaded`, `enabled`, `disabled` (or would be, in
+    /// check mode); empty when nothing changed.
+    pub changes: Vec<String>,
 }
 
 /// What `pkg.ensure` found and did, in DONE's `result`.
@@ -336,7 +476,7 @@ impl PkgEnsureArgs {
 pub struct PkgResult {
     /// The package.
     pub name: String,
-    /// The package manager used (`apt`).
+    /// The package manager used (`apt`, `dnf`, `yum`, `apk`, `zypper`, `pacman`).
     pub manager: String,
     /// The version installed before, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -154,7 +154,10 @@ fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
 }
 
 /// Ops that take `check` (and change nothing with it).
-const CHECKABLE: &[&str] = &["file.write", "file.absent", "dir.ensure", "pkg.ensure"];
+fn checkable(op: &str) -> bool {
+    ["file.write", "file.absent", "dir.ensure", "pkg.ensure"].contains(&op)
+        || op.starts_with("service.")
+}
 
 #[allow(clippy::too_many_arguments)] // one task's whole context; a struct would only rename it
 async fn run_task(
@@ -167,10 +170,22 @@ async fn run_task(
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<TaskStatus, Stop> {
-    let report = |status: TaskStatus, detail: &str| {
+    let record = |status: TaskStatus, detail: &str, done: Option<&wisp_protocol::message::Done>| {
         reporter.task(host, &task.name, status.label(), detail);
+        reporter.journal().record(json!({
+            "kind": "task", "host": host, "task": task.name, "op": task.op, "line": task.line,
+            "status": status.label(), "detail": detail, "check": options.check,
+            "duration_ms": done.map(|d| d.duration_ms),
+            "enforcement": done.and_then(|d| d.enforcement.as_ref()),
+        }));
         status
     };
+    let report = |status: TaskStatus, detail: &str| record(status, detail, None);
+    if let (Some(hosts), Some(pattern)) = (&task.hosts, &task.targets)
+        && !hosts.contains(host)
+    {
+        return Ok(report(TaskStatus::Skipped, &format!("targets: {pattern}")));
+    }
     let mut refs = Vec::new();
     if let Some(w) = &task.when {
         match condition(w, ctx, &mut refs) {
@@ -192,11 +207,10 @@ async fn run_task(
         None => Vec::new(),
     };
     if options.check {
-        if !CHECKABLE.contains(&task.op.as_str()) && task.op != "file.stat" {
-            return Ok(report(TaskStatus::Skipped, "check mode"));
-        }
-        if CHECKABLE.contains(&task.op.as_str()) {
+        if checkable(&task.op) {
             args["check"] = Value::Bool(true);
+        } else if task.op != "file.stat" {
+            return Ok(report(TaskStatus::Skipped, "check mode"));
         }
     }
     let diff = options.diff && task.op == "file.write";
@@ -211,10 +225,16 @@ async fn run_task(
     } else {
         Limits::default()
     };
-    let id = session
+    let id = match session
         .start(&task.op, args.clone(), limits, content.clone())
         .await
-        .map_err(|e| Stop::Lost(e.to_string()))?;
+    {
+        Ok(id) => id,
+        Err(crate::session::SessionError::TooLarge(e)) => {
+            return Ok(report(TaskStatus::Failed, &e));
+        }
+        Err(e) => return Err(Stop::Lost(e.to_string())),
+    };
     let mut lines = [LineSplitter::default(), LineSplitter::default()];
     let mut cancelled = false;
     loop {
@@ -264,7 +284,8 @@ async fn run_task(
                     })
                     .unwrap_or_default();
                 if done.status != Status::Ok {
-                    return Ok(report(TaskStatus::Failed, &crate::report::describe(&done)));
+                    let detail = crate::report::describe(&done);
+                    return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
                 }
                 if diff && done.changed {
                     let old = String::from_utf8_lossy(&previous);
@@ -293,7 +314,7 @@ async fn run_task(
                 } else {
                     TaskStatus::Ok
                 };
-                return Ok(report(status, &changes));
+                return Ok(record(status, &changes, Some(&done)));
             }
             Ok(CmdEvent::Refused(e)) => {
                 return Ok(report(TaskStatus::Failed, &e.message));

@@ -498,6 +498,28 @@ pub fn main() -> std::process::ExitCode {
             return ExitStatus::ParseError.into();
         }
     };
+    let mut job = job;
+    if let Job::Plan { plan, .. } = &mut job
+        && let Some(plan) = Arc::get_mut(plan)
+        && plan
+            .tasks
+            .iter()
+            .chain(&plan.handlers)
+            .any(|t| t.targets.is_some())
+    {
+        // Task patterns select among the hosts this run has, by the inventory's rules.
+        let inv = match &common.inventory {
+            Some(path) => match Inventory::load(path) {
+                Ok(inv) => inv,
+                Err(e) => return usage_error(&e.to_string()).into(),
+            },
+            None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
+        };
+        if let Err(e) = plan.select_task_hosts(|p| inventory::select(&inv, p)) {
+            let _ = usage_error(&e.message);
+            return ExitStatus::ParseError.into();
+        }
+    }
     let runners = match crate::runners::locate(common.runner.as_deref()) {
         Ok(r) => r,
         Err(e) => return usage_error(&e.to_string()).into(),
@@ -512,7 +534,10 @@ pub fn main() -> std::process::ExitCode {
     let status = runtime.block_on(async move {
         let launch = Launch::new(runners, common.ttl, common.connect_timeout);
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-        let reporter = Arc::new(Reporter::new(common.json, &names));
+        let journal = open_journal();
+        journal.record(run_line(&job, &targets_spec, &names));
+        let run_started = std::time::Instant::now();
+        let reporter = Arc::new(Reporter::new(common.json, &names).with_journal(journal));
         let (tx, rx) = watch::channel(Interrupt::None);
         let tx = Arc::new(tx);
         tokio::spawn(watch_signals(Arc::clone(&tx)));
@@ -561,11 +586,68 @@ pub fn main() -> std::process::ExitCode {
         let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
         let status = exit_status(&results, interrupted);
         reporter.recap(&results, status);
+        for r in &results {
+            reporter.journal().record(serde_json::json!({
+                "kind": "host", "host": r.host, "outcome": r.outcome.label(), "detail": r.detail,
+                "elapsed_ms": u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX),
+                "sandbox": r.sandbox,
+            }));
+        }
+        reporter.journal().record(serde_json::json!({
+            "kind": "end", "exit": status as u8,
+            "elapsed_ms": u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }));
         status
     });
     // Host tasks that were cut off by a second Ctrl-C must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     status.into()
+}
+
+/// The journal for this run; when none can be made, says so once and runs unjournalled.
+fn open_journal() -> crate::journal::Journal {
+    use crate::journal::{Journal, dir};
+    let Some(dir) = dir() else {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("wisp: no HOME or XDG_STATE_HOME: this run is not journalled\n"),
+        );
+        return Journal::disabled();
+    };
+    Journal::create(&dir).unwrap_or_else(|e| {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!(
+                "wisp: cannot open a journal in {}: {e}; this run is not journalled (set \
+                 WISP_JOURNAL_DIR to a writable directory)\n",
+                dir.display()
+            ),
+        );
+        Journal::disabled()
+    })
+}
+
+/// The journal's first line: what was asked, of which hosts. Command arguments stay out (they
+/// may hold secrets); the program does not.
+fn run_line(job: &Job, spec: &str, hosts: &[String]) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "kind": "run", "wisp": env!("CARGO_PKG_VERSION"), "targets": spec, "hosts": hosts,
+    });
+    match job {
+        Job::Exec { args, .. } => {
+            line["command"] = "run".into();
+            line["program"] = args.command_line().first().cloned().into();
+        }
+        Job::Plan { plan, options } => {
+            line["command"] = "apply".into();
+            line["plan"] = plan.path.display().to_string().into();
+            line["check"] = options.check.into();
+            line["diff"] = options.diff.into();
+        }
+        Job::Facts => line["command"] = "facts".into(),
+        Job::Ping => line["command"] = "ping".into(),
+    }
+    line
 }
 
 /// First SIGINT/SIGTERM: cancel in order. Second: disconnect.

@@ -7,6 +7,7 @@
 //! - [`apply`]: a plan's tasks and handlers on one host's session; unified diffs;
 //! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
 //! - [`report`]: what the operator sees, human lines or JSON lines;
+//! - [`journal`]: the record of each run, JSON lines under the XDG state directory;
 //! - [`runners`]: finding the runner executables to push;
 //! - [`targets`]: parsing the hosts named on the command line;
 //! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
@@ -21,6 +22,7 @@ pub mod conformance;
 pub mod exit;
 pub mod fleet;
 pub mod inventory;
+pub mod journal;
 pub mod limits;
 pub mod plan;
 pub mod report;

@@ -45,6 +45,7 @@ const TASK_KEYS: &[&str] = &[
     "content",
     "content_file",
     "changed_when",
+    "targets",
 ];
 
 /// The facts a template may name.
@@ -99,6 +100,10 @@ pub struct Task {
     pub ignore_errors: bool,
     /// `changed_when = false`: an exec task that only looks (it never reports changed).
     pub changed_when: Option<bool>,
+    /// A host pattern: the task runs only on the hosts it selects.
+    pub targets: Option<String>,
+    /// The hosts `targets` selects, once [`Plan::select_task_hosts`] has resolved it.
+    pub hosts: Option<std::collections::BTreeSet<String>>,
     /// Line in the plan file, for messages.
     pub line: usize,
 }
@@ -214,6 +219,24 @@ impl Plan {
         };
         plan.check().map_err(|(line, e)| at(line, e))?;
         Ok(plan)
+    }
+
+    /// Resolves each task's `targets` pattern with `select` (the inventory's pattern rules);
+    /// an error names the task's line.
+    pub fn select_task_hosts(
+        &mut self,
+        select: impl Fn(&str) -> Result<Vec<String>, String>,
+    ) -> Result<(), PlanError> {
+        let path = self.path.display().to_string();
+        for t in self.tasks.iter_mut().chain(self.handlers.iter_mut()) {
+            if let Some(pattern) = &t.targets {
+                let hosts = select(pattern).map_err(|e| PlanError {
+                    message: format!("{path}:{}: targets {pattern:?}: {e}", t.line),
+                })?;
+                t.hosts = Some(hosts.into_iter().collect());
+            }
+        }
+        Ok(())
     }
 
     /// Cross-checks: handler names, template references, and the args of each op as a runner
@@ -365,6 +388,8 @@ fn read_task(
         limits,
         ignore_errors,
         changed_when,
+        targets: string("targets")?,
+        hosts: None,
         line,
     })
 }

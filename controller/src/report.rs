@@ -31,7 +31,8 @@ pub enum HostOutcome {
 }
 
 impl HostOutcome {
-    fn label(self) -> &'static str {
+    /// The word the recap uses for it.
+    pub fn label(self) -> &'static str {
         match self {
             HostOutcome::Ok => "ok",
             HostOutcome::Failed => "failed",
@@ -82,6 +83,8 @@ pub struct Reporter {
     /// Hosts done / failed / unreachable, when stderr is a terminal (not with `--json`).
     progress: Option<indicatif::ProgressBar>,
     counts: Mutex<[usize; 3]>,
+    /// The run journal (a disabled one unless [`Reporter::with_journal`] set one).
+    journal: crate::journal::Journal,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -125,7 +128,19 @@ impl Reporter {
             colours,
             progress,
             counts: Mutex::new([0; 3]),
+            journal: crate::journal::Journal::disabled(),
         }
+    }
+
+    /// Records what this reporter is told in `journal` as well.
+    pub fn with_journal(mut self, journal: crate::journal::Journal) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The run journal.
+    pub fn journal(&self) -> &crate::journal::Journal {
+        &self.journal
     }
 
     fn paint(&self, colour: &str, text: &str) -> String {
@@ -216,6 +231,11 @@ impl Reporter {
 
     /// A command finished.
     pub fn done(&self, host: &str, done: &Done) {
+        self.journal.record(json!({
+            "kind": "command", "host": host, "status": done.status, "exit_code": done.exit_code,
+            "signal": done.signal, "changed": done.changed, "duration_ms": done.duration_ms,
+            "enforcement": done.enforcement,
+        }));
         if self.json {
             self.json(json!({
                 "type": "done", "host": host, "status": done.status, "exit_code": done.exit_code,

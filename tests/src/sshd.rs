@@ -218,6 +218,19 @@ impl Fleet {
         self.start_host(i);
     }
 
+    /// The options that make `wisp` reach this fleet as root: its known_hosts and client key,
+    /// no agent config, a generous connect timeout (a later `--connect-timeout` wins).
+    pub fn root_options(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = vec!["--known-hosts".into()];
+        out.push(self.known_hosts.clone().into());
+        for a in ["--connect-timeout", "30s", "--ssh-config", "/dev/null"] {
+            out.push(a.into());
+        }
+        out.extend(["--user".into(), "root".into(), "--key".into()]);
+        out.push(self.client_key.clone().into());
+        out
+    }
+
     /// Every host as a comma-separated target list.
     pub fn targets(&self) -> String {
         self.hosts

@@ -142,6 +142,15 @@ impl Inventory {
         cyclic
     }
 
+    /// An inventory of just these hosts, in no group: what patterns select from when the
+    /// command line names hosts without an inventory file.
+    pub fn of_hosts(names: impl IntoIterator<Item = String>) -> Inventory {
+        Inventory {
+            hosts: names.into_iter().map(|n| (n, Vars::new())).collect(),
+            ..Inventory::default()
+        }
+    }
+
     /// Every host name, in declaration order.
     pub fn host_names(&self) -> Vec<&str> {
         self.hosts.iter().map(|(n, _)| n.as_str()).collect()

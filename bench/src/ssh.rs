@@ -50,11 +50,17 @@ fn openssh_all(fleet: &Fleet) -> Duration {
     started.elapsed()
 }
 
-fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
+/// Times `wisp HEAD TARGETS --forks N (credentials) TAIL` on every host at once.
+fn wisp_timed(
+    fleet: &Fleet,
+    wisp: &std::ffi::OsStr,
+    head: &[&std::ffi::OsStr],
+    tail: &[&str],
+) -> Duration {
     let started = Instant::now();
     let out = Command::new(wisp)
+        .args(head)
         .args([
-            "run",
             &fleet.targets(),
             "--forks",
             &fleet.hosts.len().to_string(),
@@ -65,7 +71,7 @@ fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
         .arg(&fleet.client_key)
         .arg("--known-hosts")
         .arg(&fleet.known_hosts)
-        .args(["--", "true"])
+        .args(tail)
         .env_remove("SSH_AUTH_SOCK")
         .output()
         .expect("run wisp");
@@ -76,6 +82,34 @@ fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     took
+}
+
+fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
+    wisp_timed(fleet, wisp, &["run".as_ref()], &["--", "true"])
+}
+
+fn wisp_apply(fleet: &Fleet, wisp: &std::ffi::OsStr, plan: &std::path::Path) -> Duration {
+    wisp_timed(fleet, wisp, &["apply".as_ref(), plan.as_os_str()], &[])
+}
+
+/// The 21-op plan: one `dir.ensure`, ten `file.write`, ten `exec true`, per host under the
+/// fleet's directory.
+fn write_plan(fleet: &Fleet) -> std::path::PathBuf {
+    let mut plan = format!(
+        "[vars]\nroot = \"{}\"\n\n[[task]]\nop = \"dir.ensure\"\npath = \"{{{{ root }}}}/{{{{ host.name }}}}\"\nmake_parents = true\n",
+        fleet.dir.0.join("plan-out").display()
+    );
+    for i in 0..10 {
+        plan.push_str(&format!(
+            "\n[[task]]\nop = \"file.write\"\npath = \"{{{{ root }}}}/{{{{ host.name }}}}/file{i}.conf\"\ncontent = \"setting{i} = {{{{ host.name }}}}\\n\"\nmode = \"0644\"\n"
+        ));
+    }
+    for _ in 0..10 {
+        plan.push_str("\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\n");
+    }
+    let path = fleet.dir.0.join("bench-plan.toml");
+    std::fs::write(&path, plan).expect("write the plan");
+    path
 }
 
 fn warm_session(fleet: &Fleet) -> Vec<Duration> {
@@ -139,12 +173,18 @@ pub(crate) fn bench(n: usize) {
     // One untimed round of each warms caches (page cache, sshd's first fork).
     openssh_all(&fleet);
     wisp_all(&fleet, &wisp);
+    let plan = write_plan(&fleet);
+    // The first apply creates every file; the timed ones find them converged.
+    let first_apply = wisp_apply(&fleet, &wisp, &plan);
     let mut ssh_times = Vec::new();
     let mut wisp_times = Vec::new();
+    let mut apply_times = Vec::new();
     for _ in 0..ROUNDS {
         ssh_times.push(openssh_all(&fleet));
         wisp_times.push(wisp_all(&fleet, &wisp));
+        apply_times.push(wisp_apply(&fleet, &wisp, &plan));
     }
+    let a = crate::percentile(&mut apply_times, 0.5);
     let (s, w) = (
         crate::percentile(&mut ssh_times, 0.5),
         crate::percentile(&mut wisp_times, 0.5),
@@ -159,6 +199,14 @@ pub(crate) fn bench(n: usize) {
     println!(
         "  ratio wisp / OpenSSH: {:.2} (target: below 1.0)",
         w.as_secs_f64() / s.as_secs_f64()
+    );
+    println!(
+        "  wisp apply, 21 ops (1 dir.ensure, 10 file.write, 10 exec true), converged: {a:>10.3?}   (rounds {apply_times:.3?})"
+    );
+    println!("  the same plan's first run, creating everything: {first_apply:.3?}");
+    println!(
+        "  ratio apply / run: {:.2} (target: at most 1.5)",
+        a.as_secs_f64() / w.as_secs_f64()
     );
     let mut warm = warm_session(&fleet);
     let p95 = crate::percentile(&mut warm, 0.95);

@@ -143,7 +143,9 @@ fn test() -> Result<()> {
     let runner = build_runner()?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("WISP_RUNNER", &runner))
+        .env("WISP_RUNNER", &runner)
+        // The runs the tests make are journalled in the build tree, not the user's state.
+        .env("WISP_JOURNAL_DIR", target_dir().join("test-journals")))
 }
 
 fn bench() -> Result<()> {
@@ -161,7 +163,8 @@ fn bench() -> Result<()> {
             ])
             .args(extra)
             .env("WISP_RUNNER", &runner)
-            .env("WISP_BIN", target_dir().join("release/wisp")))
+            .env("WISP_BIN", target_dir().join("release/wisp"))
+            .env("WISP_JOURNAL_DIR", target_dir().join("bench-journals")))
     };
     bench(&[])?;
     // The fleet benchmark needs sshd and root (it starts sshd instances).

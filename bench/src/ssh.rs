@@ -136,7 +136,8 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
             },
             options,
         );
-        let runners = runners::locate(None).expect("runner");
+        let trust = runners::Trust::load(&[], false).expect("trusted keys");
+        let runners = runners::locate(None, &trust, false).expect("runner");
         let launch = Launch::new(runners, Duration::from_secs(60), Duration::from_secs(10));
         let mut session = Session::open(&transport, &launch).await.expect("session");
         let mut samples = Vec::new();

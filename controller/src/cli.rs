@@ -83,6 +83,13 @@ enum Command {
     /// normalised answers with the expected ones; a mismatch prints a diff. `--update`
     /// rewrites the expected frames from what the runner answered (review them as a git diff).
     Conformance(ConformanceArgs),
+    /// Write a copy of this `wisp` that carries its runners: one file to ship.
+    ///
+    /// The runners are found as for a run (--runner, $WISP_RUNNER, beside wisp, the build
+    /// tree), their signatures checked, and appended with those signatures to a copy of this
+    /// executable. The copy pushes the runners it carries, checking them against its trusted
+    /// keys on every run, exactly like runner files.
+    Bundle(BundleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +119,16 @@ struct Common {
     /// build tree].
     #[arg(long, value_name = "PATH")]
     runner: Option<PathBuf>,
+    /// Also trust runners signed by this minisign public key (repeatable). Always trusted:
+    /// ~/.config/wisp/trusted-keys/*.pub, the release key built in, and a build tree's dev key.
+    #[arg(long, value_name = "FILE")]
+    trusted_key: Vec<PathBuf>,
+    /// Push runners without checking their signatures. Development only: it warns on every run.
+    #[arg(long)]
+    insecure_unsigned_runner: bool,
+    /// Say more on stderr: which runner files were pushed and who signed them.
+    #[arg(short = 'v', long)]
+    verbose: bool,
     /// SSH login user for targets that do not name one [default: $USER].
     #[arg(short = 'u', long, value_name = "USER")]
     user: Option<String>,
@@ -197,6 +214,19 @@ struct ApplyArgs {
     /// Show a unified diff for every file whose content changes (or would).
     #[arg(long)]
     diff: bool,
+}
+
+#[derive(Debug, Args)]
+struct BundleArgs {
+    /// Where to write the bundled wisp.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The runner for this machine's architecture [default: as for a run].
+    #[arg(long, value_name = "PATH")]
+    runner: Option<PathBuf>,
+    /// Also trust runners signed by this minisign public key (repeatable).
+    #[arg(long, value_name = "FILE")]
+    trusted_key: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -422,6 +452,7 @@ pub fn main() -> std::process::ExitCode {
             return crate::conformance::cli_main(&args.runner, args.golden, args.case, args.update)
                 .into();
         }
+        Command::Bundle(a) => return bundle(&a).into(),
         Command::Facts(a) => (a.common, a.targets, Job::Facts),
         Command::Apply(a) => {
             let a = *a;
@@ -520,10 +551,15 @@ pub fn main() -> std::process::ExitCode {
             return ExitStatus::ParseError.into();
         }
     }
-    let runners = match crate::runners::locate(common.runner.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return usage_error(&e.to_string()).into(),
-    };
+    // Every runner is read and its signature checked before any host is contacted.
+    let runners =
+        match crate::runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
+            .and_then(|trust| {
+                crate::runners::locate(common.runner.as_deref(), &trust, common.verbose)
+            }) {
+            Ok(r) => r,
+            Err(e) => return usage_error(&e.to_string()).into(),
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -602,6 +638,26 @@ pub fn main() -> std::process::ExitCode {
     // Host tasks that were cut off by a second Ctrl-C must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     status.into()
+}
+
+/// `wisp bundle`: this executable plus its checked runners, in one file.
+fn bundle(a: &BundleArgs) -> ExitStatus {
+    let files = crate::runners::Trust::load(&a.trusted_key, false)
+        .and_then(|trust| crate::runners::checked_files(a.runner.as_deref(), &trust));
+    let files = match files {
+        Ok(f) => f,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if let Err(e) = crate::bundle::write(&a.out, &files) {
+        return usage_error(&format!("cannot write {}: {e}", a.out.display()));
+    }
+    let arches: Vec<&str> = files.iter().map(|(a, _)| a.as_str()).collect();
+    eprintln!(
+        "wrote {} with the runners for {}",
+        a.out.display(),
+        arches.join(" and ")
+    );
+    ExitStatus::Ok
 }
 
 /// The journal for this run; when none can be made, says so once and runs unjournalled.

@@ -8,7 +8,8 @@
 //! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`journal`]: the record of each run, JSON lines under the XDG state directory;
-//! - [`runners`]: finding the runner executables to push;
+//! - [`runners`]: finding the runner executables to push and checking their signatures;
+//! - [`bundle`]: runners carried inside the `wisp` executable (`wisp bundle`);
 //! - [`targets`]: parsing the hosts named on the command line;
 //! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
 //! - [`conformance`]: the golden-file conformance suite, runnable against any runner.
@@ -17,6 +18,7 @@
 //! connections (`wisp_transports`); SSH details stay there.
 
 pub mod apply;
+pub mod bundle;
 pub mod cli;
 pub mod conformance;
 pub mod exit;

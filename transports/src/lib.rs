@@ -19,7 +19,7 @@ pub mod stage;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -35,23 +35,36 @@ pub(crate) fn marker_safe(nonce: &str) -> bool {
 /// A boxed future, so [`Transport`] stays usable as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// One runner executable: the bytes that are pushed (read once, and checked by the caller
+/// before they get here), and where they came from, for messages.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Its contents: exactly what every host receives.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
 /// Runner executables by architecture (`x86_64`, `aarch64`), as named in READY.
 #[derive(Debug, Clone, Default)]
 pub struct RunnerBinaries {
-    by_arch: BTreeMap<String, PathBuf>,
+    by_arch: BTreeMap<String, Runner>,
 }
 
 impl RunnerBinaries {
     /// Adds the executable for one architecture.
-    pub fn insert(&mut self, arch: impl Into<String>, path: PathBuf) {
-        self.by_arch.insert(arch.into(), path);
+    pub fn insert(&mut self, arch: impl Into<String>, path: PathBuf, bytes: Vec<u8>) {
+        let runner = Runner {
+            path,
+            bytes: std::sync::Arc::new(bytes),
+        };
+        self.by_arch.insert(arch.into(), runner);
     }
 
     /// The executable for `arch`.
-    pub fn for_arch(&self, arch: &str) -> Result<&Path, TransportError> {
+    pub fn for_arch(&self, arch: &str) -> Result<&Runner, TransportError> {
         self.by_arch
             .get(arch)
-            .map(PathBuf::as_path)
             .ok_or_else(|| TransportError::NoRunner {
                 arch: arch.to_owned(),
                 known: self.by_arch.keys().cloned().collect(),

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 use crate::conn::{FrameReader, FrameWriter};
-use crate::stage::{stage, staging_base};
+use crate::stage::{stage_bytes, staging_base};
 use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
 
 /// How much of the runner's stderr is kept for error messages.
@@ -34,7 +34,7 @@ impl crate::Transport for LocalTransport {
 impl LocalTransport {
     async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
         let runner = launch.runners.for_arch(std::env::consts::ARCH)?;
-        let staged = stage(runner, &staging_base())?;
+        let staged = stage_bytes(&runner.bytes, &staging_base())?;
         let exe = staged.exe.to_string_lossy().into_owned();
         let dir = staged.dir.to_string_lossy().into_owned();
         let ttl = launch.ttl.as_secs().max(1).to_string();

@@ -3,7 +3,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::TransportError;
@@ -36,8 +36,17 @@ pub fn staging_base() -> PathBuf {
         .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
-/// Copies `runner` into a fresh private directory under `base`.
+/// Copies the runner file `runner` into a fresh private directory under `base`.
 pub fn stage(runner: &Path, base: &Path) -> Result<StagedRunner, TransportError> {
+    let bytes = fs::read(runner).map_err(|source| TransportError::Stage {
+        path: runner.to_owned(),
+        source,
+    })?;
+    stage_bytes(&bytes, base)
+}
+
+/// Writes a runner's bytes into a fresh private directory under `base`.
+pub fn stage_bytes(runner: &[u8], base: &Path) -> Result<StagedRunner, TransportError> {
     let dir = base.join(format!("wisp-{}", random_token()));
     // `create` (not `create_dir_all`) fails if the name exists: a directory planted by
     // someone else is never reused.
@@ -50,14 +59,16 @@ pub fn stage(runner: &Path, base: &Path) -> Result<StagedRunner, TransportError>
         })?;
     let exe = dir.join(RUNNER_FILE);
     let staged = StagedRunner { dir, exe };
-    let copy = fs::copy(runner, &staged.exe)
-        .and_then(|_| fs::set_permissions(&staged.exe, fs::Permissions::from_mode(0o700)));
+    let copy = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&staged.exe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, runner));
     if let Err(source) = copy {
+        let path = staged.exe.clone();
         staged.remove_leftovers();
-        return Err(TransportError::Stage {
-            path: runner.to_owned(),
-            source,
-        });
+        return Err(TransportError::Stage { path, source });
     }
     Ok(staged)
 }

@@ -1,11 +1,18 @@
 //! `cargo xtask`: the project's chores, in Rust so they run wherever cargo does.
 //!
-//! - `build-runner`: the static musl runner (installs the rustup target when missing);
+//! - `build-runner`: the static musl runners for x86_64 and aarch64 (installs the rustup targets
+//!   when missing), each signed with minisign: with the key `WISP_SIGNING_KEY` names (password
+//!   in `WISP_SIGNING_PASSWORD`), else with this build tree's dev key (made on first use);
+//! - `keygen DIR`: a new password-protected signing key pair for releases;
+//! - `sign FILE...`: sign runners built some other way (cross-rs) with the same key;
+//! - `dist`: `target/dist/wisp`, a release controller that carries both signed runners and
+//!   trusts the key that signed them;
 //! - `test`: install missing test packages (sshd), build the runner, then run every test;
 //! - `golden`: regenerate the golden files from the built runner (review the git diff!);
 //! - `fuzz-seed`: write the fuzz corpus seeds from the golden cases;
 //! - `bench`: release builds, then the benchmarks in `bench/` (figures, not pass/fail).
 
+mod signing;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +20,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <build-runner | test | golden | fuzz-seed | bench>";
+const USAGE: &str = "usage: cargo xtask <build-runner | test | golden | fuzz-seed | bench | \
+                     dist | keygen DIR | sign FILE...>";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -23,6 +31,9 @@ fn main() -> Result<()> {
         "golden" => golden(),
         "fuzz-seed" => fuzz_seed(),
         "bench" => bench(),
+        "keygen" => signing::keygen(std::env::args().nth(2)),
+        "sign" => signing::sign_files(std::env::args().skip(2).map(PathBuf::from).collect()),
+        "dist" => dist(),
         _ => bail!("{USAGE}"),
     }
 }
@@ -55,11 +66,6 @@ fn cargo() -> Command {
     c
 }
 
-/// The musl target for this machine's architecture.
-fn native_musl() -> String {
-    format!("{}-unknown-linux-musl", std::env::consts::ARCH)
-}
-
 fn ensure_target(triple: &str) -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -81,25 +87,50 @@ fn ensure_target(triple: &str) -> Result<()> {
     }
 }
 
-/// Builds the runner for this machine; returns its path.
+/// The architectures runners are built for.
+const RUNNER_ARCHES: &[&str] = &["x86_64", "aarch64"];
+
+/// The runners' size budget, per architecture.
+const RUNNER_BUDGET: u64 = 1 << 20;
+
+/// Builds and signs the runner for every architecture (aarch64 links with rust-lld, no cross
+/// compiler needed); returns the path of this machine's.
 fn build_runner() -> Result<PathBuf> {
-    let triple = native_musl();
-    ensure_target(&triple)?;
-    run(cargo().args([
-        "build",
-        "--package",
-        "wisp-runner",
-        "--profile",
-        "runner",
-        "--target",
-        &triple,
-    ]))?;
-    let path = target_dir().join(&triple).join("runner/wisp-runner");
-    let size = std::fs::metadata(&path)
-        .with_context(|| format!("{} was not built", path.display()))?
-        .len();
-    eprintln!("runner: {} ({size} bytes)", path.display());
-    Ok(path)
+    let key = signing::key()?;
+    let mut native = None;
+    for arch in RUNNER_ARCHES {
+        let triple = format!("{arch}-unknown-linux-musl");
+        ensure_target(&triple)?;
+        run(cargo().args([
+            "build",
+            "--package",
+            "wisp-runner",
+            "--profile",
+            "runner",
+            "--target",
+            &triple,
+        ]))?;
+        let path = target_dir().join(&triple).join("runner/wisp-runner");
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("{} was not built", path.display()))?
+            .len();
+        if size > RUNNER_BUDGET {
+            bail!(
+                "{} is {size} bytes, over the {RUNNER_BUDGET}-byte budget",
+                path.display()
+            );
+        }
+        let id = signing::sign(&key, &path)?;
+        eprintln!(
+            "runner: {} ({size} bytes), signed by key {id} ({})",
+            path.display(),
+            key.describe()
+        );
+        if *arch == std::env::consts::ARCH {
+            native = Some(path);
+        }
+    }
+    native.context("this machine's architecture has no runner target")
 }
 
 /// Debian packages the tests use, by a file each one installs.
@@ -107,6 +138,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssh-server", "/usr/sbin/sshd"),
     ("file", "/usr/bin/file"),
     ("sudo", "/usr/bin/sudo"),
+    ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
 ];
 
 /// Installs the test packages that are missing (as root, with apt-get); otherwise says what
@@ -140,12 +172,59 @@ fn ensure_test_packages() -> Result<()> {
 
 fn test() -> Result<()> {
     ensure_test_packages()?;
+    ensure_aarch64_emulation()?;
     let runner = build_runner()?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("WISP_RUNNER", &runner)
         // The runs the tests make are journalled in the build tree, not the user's state.
         .env("WISP_JOURNAL_DIR", target_dir().join("test-journals")))
+}
+
+/// A release `wisp` carrying both signed runners, trusting the key that signed them.
+fn dist() -> Result<()> {
+    build_runner()?;
+    let key = signing::key()?;
+    run(cargo()
+        .args(["build", "--release", "--package", "wisp-controller"])
+        .env("WISP_RELEASE_PUBKEY", key.public_base64()))?;
+    let dist = target_dir().join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let out = dist.join("wisp");
+    run(Command::new(target_dir().join("release/wisp"))
+        .args(["bundle", "--out"])
+        .arg(&out)
+        .env_remove("WISP_RUNNER"))?;
+    let size = std::fs::metadata(&out)?.len();
+    eprintln!(
+        "{} ({size} bytes): carries the x86_64 and aarch64 runners and trusts key {} ({})",
+        out.display(),
+        key.id(),
+        key.describe()
+    );
+    Ok(())
+}
+
+/// Lets the aarch64 runner run here: qemu-user registered with binfmt_misc (with the F flag,
+/// so it works whatever the runner's mount namespace). Root only; otherwise the cross-arch test
+/// says what is missing.
+fn ensure_aarch64_emulation() -> Result<()> {
+    let misc = Path::new("/proc/sys/fs/binfmt_misc");
+    if misc.join("qemu-aarch64").exists() {
+        return Ok(());
+    }
+    let conf = Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf");
+    if !conf.exists() {
+        bail!("{} is missing: install qemu-user-static", conf.display());
+    }
+    if !misc.join("register").exists() {
+        run(Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc"])
+            .arg(misc))?;
+    }
+    let rule = std::fs::read_to_string(conf)?;
+    std::fs::write(misc.join("register"), rule.trim())
+        .context("cannot register qemu-aarch64 with binfmt_misc (root needed)")
 }
 
 fn bench() -> Result<()> {

@@ -126,8 +126,16 @@ fn nr(n: libc::c_long) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// `kexec_file_load`: the kernel has it on both arches; musl's aarch64 headers (and so libc)
+/// lack the name.
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = libc::SYS_kexec_file_load;
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+
 /// The dangerous families: changing mounts and namespaces, loading code into the kernel,
 /// tracing other processes, the kernel keyring, rebooting, swap and the clock.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86_64 adds its own
 fn denied() -> Vec<libc::c_long> {
     let mut v = vec![
         libc::SYS_mount,
@@ -144,7 +152,7 @@ fn denied() -> Vec<libc::c_long> {
         libc::SYS_unshare,
         libc::SYS_setns,
         libc::SYS_kexec_load,
-        libc::SYS_kexec_file_load,
+        SYS_KEXEC_FILE_LOAD,
         libc::SYS_init_module,
         libc::SYS_finit_module,
         libc::SYS_delete_module,
@@ -210,6 +218,7 @@ fn deny_list(arch: TargetArch) -> Result<BpfProgram, String> {
 }
 
 /// What shells, coreutils and package managers (dpkg, apt, rpm, apk) call, on glibc and musl.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86_64 adds its own
 fn allowed() -> Vec<libc::c_long> {
     let mut v = vec![
         // files and descriptors

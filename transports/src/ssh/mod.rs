@@ -122,29 +122,29 @@ impl SshOptions {
         }
     }
 
-    fn payload(&self, path: &Path) -> Result<Arc<Payload>, TransportError> {
+    fn payload(&self, runner: &crate::Runner) -> Arc<Payload> {
+        let path = runner.path.as_path();
         if let Some(p) = self.payloads.lock().ok().and_then(|m| m.get(path).cloned()) {
-            return Ok(p);
+            return p;
         }
-        let bytes = std::fs::read(path).map_err(|source| TransportError::Stage {
-            path: path.to_owned(),
-            source,
-        })?;
-        let sha256 = Sha256::digest(&bytes)
+        let sha256 = Sha256::digest(runner.bytes.as_slice())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let payload = Arc::new(Payload { bytes, sha256 });
+        let payload = Arc::new(Payload {
+            bytes: Arc::clone(&runner.bytes),
+            sha256,
+        });
         if let Ok(mut m) = self.payloads.lock() {
             m.insert(path.to_owned(), Arc::clone(&payload));
         }
-        Ok(payload)
+        payload
     }
 }
 
 #[derive(Debug)]
 struct Payload {
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
     sha256: String,
 }
 
@@ -583,13 +583,13 @@ impl SshTransport {
             }
         };
         let runner = launch.runners.for_arch(bootstrap::normalise_arch(&arch))?;
-        let payload = self.options.payload(runner)?;
+        let payload = self.options.payload(runner);
         let mut writer = write_half.make_writer();
         let header = bootstrap::header(payload.bytes.len(), &payload.sha256);
         let sent = async {
             writer.write_all(header.as_bytes()).await?;
             if std::env::var_os(CORRUPT_UPLOAD_ENV).is_some() {
-                let mut corrupt = payload.bytes.clone();
+                let mut corrupt = payload.bytes.to_vec();
                 if let Some(last) = corrupt.last_mut() {
                     *last ^= 0xff;
                 }

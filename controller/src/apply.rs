@@ -113,7 +113,8 @@ pub async fn run_on_host(
     } else {
         None
     };
-    let ctx = Context::for_host(&plan.vars, host, &target.vars, facts.as_ref());
+    let ctx = Context::for_host(&plan.vars, host, &target.vars, facts.as_ref())
+        .with_secrets(&plan.secrets);
     let arch = session.ready().arch.clone();
     let mut tally = Tally::default();
     let mut notified = BTreeSet::new();
@@ -204,7 +205,14 @@ async fn run_task(
             Err(e) => return Ok(report(TaskStatus::Failed, &e)),
         },
         Some(Content::File(bytes)) => bytes.clone(),
-        None => Vec::new(),
+        // An exec's stdin travels in the CMD's data section.
+        None => match &task.stdin {
+            Some(text) => match render(text, ctx, &mut refs) {
+                Ok(t) => t.into_bytes(),
+                Err(e) => return Ok(report(TaskStatus::Failed, &e)),
+            },
+            None => Vec::new(),
+        },
     };
     if options.check {
         if checkable(&task.op) {

@@ -90,6 +90,12 @@ enum Command {
     /// executable. The copy pushes the runners it carries, checking them against its trusted
     /// keys on every run, exactly like runner files.
     Bundle(BundleArgs),
+    /// Keep secrets in an age-encrypted file: keygen, init, set, list, rm, edit.
+    ///
+    /// Plans use them as {{ secret.NAME }} (in exec env and stdin, and in file content: never
+    /// on a command line, where every user of the host could read them). Their values are
+    /// replaced by [secret:NAME] in everything wisp prints or journals.
+    Secrets(crate::secrets_cli::SecretsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +220,11 @@ struct ApplyArgs {
     /// Show a unified diff for every file whose content changes (or would).
     #[arg(long)]
     diff: bool,
+    /// The secrets file for {{ secret.NAME }} [default: the plan's `secrets`].
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<PathBuf>,
+    #[command(flatten)]
+    identity: crate::secrets_cli::IdentityArg,
 }
 
 #[derive(Debug, Args)]
@@ -453,16 +464,37 @@ pub fn main() -> std::process::ExitCode {
                 .into();
         }
         Command::Bundle(a) => return bundle(&a).into(),
+        Command::Secrets(a) => return crate::secrets_cli::main(a).into(),
         Command::Facts(a) => (a.common, a.targets, Job::Facts),
         Command::Apply(a) => {
             let a = *a;
-            let plan = match crate::plan::Plan::load(&a.plan) {
+            let mut plan = match crate::plan::Plan::load(&a.plan) {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = usage_error(&e.message);
                     return ExitStatus::ParseError.into();
                 }
             };
+            if !plan.secret_refs.is_empty() {
+                // Opened before anything connects: a missing secret is a plan error.
+                let Some(file) = a.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
+                    return usage_error(&format!(
+                        "{} uses secrets: name the file with --secrets FILE or `secrets = \"...\"` in the plan",
+                        a.plan.display()
+                    ))
+                    .into();
+                };
+                let values = crate::secrets::identities(a.identity.identity.as_deref())
+                    .and_then(|ids| crate::secrets::open(&file, &ids));
+                let values = match values {
+                    Ok(v) => v,
+                    Err(e) => return usage_error(&e).into(),
+                };
+                if let Err(e) = plan.attach_secrets(values, &file) {
+                    let _ = usage_error(&e.message);
+                    return ExitStatus::ParseError.into();
+                }
+            }
             let Some(targets) = a.targets.clone().or_else(|| plan.targets.clone()) else {
                 return usage_error(&format!(
                     "name the hosts to apply {} to (or set `targets` in the plan)",
@@ -573,7 +605,11 @@ pub fn main() -> std::process::ExitCode {
         let journal = open_journal();
         journal.record(run_line(&job, &targets_spec, &names));
         let run_started = std::time::Instant::now();
-        let reporter = Arc::new(Reporter::new(common.json, &names).with_journal(journal));
+        let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
+        if let Job::Plan { plan, .. } = &job {
+            reporter = reporter.with_secrets(&plan.secrets);
+        }
+        let reporter = Arc::new(reporter);
         let (tx, rx) = watch::channel(Interrupt::None);
         let tx = Arc::new(tx);
         tokio::spawn(watch_signals(Arc::clone(&tx)));

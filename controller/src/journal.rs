@@ -10,7 +10,7 @@
 //! - `end`: the exit status and the elapsed time.
 //!
 //! What is never written: file contents, template values, command arguments (only the program
-//! is), passwords, passphrases. A journal that cannot be written is reported once on stderr;
+//! is), passwords, passphrases; secret values are replaced by `[secret:NAME]` in every line. A journal that cannot be written is reported once on stderr;
 //! the run goes on.
 
 use std::io::Write;
@@ -23,6 +23,7 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct Journal {
     file: Mutex<Option<(PathBuf, std::fs::File)>>,
+    redactor: crate::secrets::Redactor,
 }
 
 /// Where journals go: `WISP_JOURNAL_DIR`, else the XDG state directory.
@@ -46,6 +47,7 @@ impl Journal {
     pub fn disabled() -> Journal {
         Journal {
             file: Mutex::new(None),
+            redactor: Default::default(),
         }
     }
 
@@ -73,7 +75,13 @@ impl Journal {
             .open(&path)?;
         Ok(Journal {
             file: Mutex::new(Some((path, file))),
+            redactor: Default::default(),
         })
+    }
+
+    /// Hides secret values in every line from now on.
+    pub fn set_redactor(&mut self, redactor: crate::secrets::Redactor) {
+        self.redactor = redactor;
     }
 
     /// The file, when there is one.
@@ -95,7 +103,7 @@ impl Journal {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         line["at"] = Value::String(timestamp(now.as_secs()));
-        let mut text = line.to_string();
+        let mut text = self.redactor.redact(&line.to_string()).into_owned();
         text.push('\n');
         if let Err(e) = file.write_all(text.as_bytes()) {
             let _ = writeln!(

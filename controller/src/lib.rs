@@ -9,6 +9,7 @@
 //! - [`report`]: what the operator sees, human lines or JSON lines;
 //! - [`journal`]: the record of each run, JSON lines under the XDG state directory;
 //! - [`runners`]: finding the runner executables to push and checking their signatures;
+//! - [`secrets`]: age-encrypted secrets files, and the redaction of their values everywhere;
 //! - [`bundle`]: runners carried inside the `wisp` executable (`wisp bundle`);
 //! - [`targets`]: parsing the hosts named on the command line;
 //! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
@@ -29,5 +30,7 @@ pub mod limits;
 pub mod plan;
 pub mod report;
 pub mod runners;
+pub mod secrets;
+pub mod secrets_cli;
 pub mod session;
 pub mod targets;

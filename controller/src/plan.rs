@@ -46,6 +46,7 @@ const TASK_KEYS: &[&str] = &[
     "content_file",
     "changed_when",
     "targets",
+    "stdin",
 ];
 
 /// The facts a template may name.
@@ -77,6 +78,12 @@ pub struct Plan {
     pub needs_facts: bool,
     /// The hosts it is meant for, when the command line names none.
     pub targets: Option<String>,
+    /// The secrets file the plan names (`secrets = "..."`, relative to the plan).
+    pub secrets_file: Option<PathBuf>,
+    /// Each `{{ secret.NAME }}` the plan uses, with its line.
+    pub secret_refs: Vec<(String, usize)>,
+    /// The secrets' values, once [`Plan::attach_secrets`] has them.
+    pub secrets: crate::secrets::SecretValues,
 }
 
 /// One task (or handler).
@@ -104,6 +111,8 @@ pub struct Task {
     pub targets: Option<String>,
     /// The hosts `targets` selects, once [`Plan::select_task_hosts`] has resolved it.
     pub hosts: Option<std::collections::BTreeSet<String>>,
+    /// An exec task's stdin, a template (secrets may go here).
+    pub stdin: Option<String>,
     /// Line in the plan file, for messages.
     pub line: usize,
 }
@@ -139,6 +148,8 @@ type RawTable = BTreeMap<String, Spanned<toml::Value>>;
 struct RawPlan {
     #[serde(default)]
     targets: Option<String>,
+    #[serde(default)]
+    secrets: Option<String>,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
     #[serde(default)]
@@ -216,6 +227,9 @@ impl Plan {
             handlers,
             needs_facts: false,
             targets: raw.targets.clone(),
+            secrets_file: raw.secrets.as_ref().map(|f| base.join(f)),
+            secret_refs: Vec::new(),
+            secrets: Default::default(),
         };
         plan.check().map_err(|(line, e)| at(line, e))?;
         Ok(plan)
@@ -250,16 +264,54 @@ impl Plan {
                 }
             }
         }
+        let mut secret_refs = Vec::new();
         for t in self.tasks.iter().chain(&self.handlers) {
             let ctx = Context::placeholder(&self.vars);
             let mut refs = Vec::new();
             let args = render_json(&t.args, &ctx, &mut refs).map_err(|e| (t.line, e))?;
+            // Secrets may reach a host in env, stdin or file content, never in a command line
+            // or a path: those show in `ps` and in every message about the task.
+            let exposed: Vec<String> = t
+                .args
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !(t.op == "exec" && k.as_str() == "env"))
+                .flat_map(|(_, v)| {
+                    let mut r = Vec::new();
+                    let _ = render_json(v, &ctx, &mut r);
+                    r
+                })
+                .filter(|r| r.starts_with("secret."))
+                .collect();
+            if let Some(r) = exposed.first() {
+                return Err((
+                    t.line,
+                    format!(
+                        "{{{{ {r} }}}} may go only in an exec task's env or stdin, or in file \
+                         content: a command line or a path is visible to every user of the host"
+                    ),
+                ));
+            }
             if let Some(Content::Inline(c)) = &t.content {
                 render(c, &ctx, &mut refs).map_err(|e| (t.line, e))?;
             }
-            if let Some(w) = &t.when {
-                condition(w, &ctx, &mut refs).map_err(|e| (t.line, format!("when: {e}")))?;
+            if let Some(i) = &t.stdin {
+                render(i, &ctx, &mut refs).map_err(|e| (t.line, e))?;
             }
+            if let Some(w) = &t.when {
+                let mut when_refs = Vec::new();
+                condition(w, &ctx, &mut when_refs).map_err(|e| (t.line, format!("when: {e}")))?;
+                if when_refs.iter().any(|r| r.starts_with("secret.")) {
+                    return Err((t.line, "when: conditions cannot look at secrets".into()));
+                }
+                refs.extend(when_refs);
+            }
+            secret_refs.extend(
+                refs.iter()
+                    .filter_map(|r| r.strip_prefix("secret."))
+                    .map(|n| (n.to_owned(), t.line)),
+            );
             needs_facts |= refs.iter().any(|r| r.starts_with("facts."));
             Op::parse(&t.op, &args).map_err(|e| (t.line, e.to_string()))?;
             if t.op == "exec" {
@@ -269,6 +321,29 @@ impl Plan {
             }
         }
         self.needs_facts = needs_facts;
+        self.secret_refs = secret_refs;
+        Ok(())
+    }
+
+    /// Gives the plan its secrets; every `{{ secret.NAME }}` it uses must be among them.
+    pub fn attach_secrets(
+        &mut self,
+        values: crate::secrets::SecretValues,
+        from: &Path,
+    ) -> Result<(), PlanError> {
+        for (name, line) in &self.secret_refs {
+            if values.get(name).is_none() {
+                return Err(PlanError {
+                    message: format!(
+                        "{}:{line}: {{{{ secret.{name} }}}}: {} has no such secret (it has: {})",
+                        self.path.display(),
+                        from.display(),
+                        values.names().join(", ")
+                    ),
+                });
+            }
+        }
+        self.secrets = values;
         Ok(())
     }
 }
@@ -363,6 +438,10 @@ fn read_task(
             limit_args(l.get_ref()).map_err(|e| (key_line("limits"), format!("limits: {e}")))?;
         limits = merge(limits, own);
     }
+    let stdin = string("stdin")?;
+    if stdin.is_some() && op != "exec" {
+        return Err((key_line("stdin"), format!("{op} takes no stdin")));
+    }
     let mut args = serde_json::Map::new();
     for (k, v) in table {
         if TASK_KEYS.contains(&k.as_str()) {
@@ -390,6 +469,7 @@ fn read_task(
         changed_when,
         targets: string("targets")?,
         hosts: None,
+        stdin,
         line,
     })
 }
@@ -509,6 +589,7 @@ pub struct Context {
     vars: BTreeMap<String, String>,
     host: BTreeMap<String, String>,
     facts: BTreeMap<String, String>,
+    secrets: crate::secrets::SecretValues,
     /// Checking a plan: host and facts names resolve to a placeholder.
     placeholder: bool,
 }
@@ -545,8 +626,15 @@ impl Context {
             vars,
             host,
             facts,
+            secrets: Default::default(),
             placeholder: false,
         }
+    }
+
+    /// The same, with the plan's secrets.
+    pub fn with_secrets(mut self, secrets: &crate::secrets::SecretValues) -> Context {
+        self.secrets = secrets.clone();
+        self
     }
 
     fn placeholder(vars: &BTreeMap<String, String>) -> Context {
@@ -558,6 +646,19 @@ impl Context {
     }
 
     fn lookup(&self, name: &str) -> Result<String, String> {
+        if let Some(n) = name.strip_prefix("secret.") {
+            if !crate::secrets::valid_name(n) {
+                return Err(format!("{{{{ {name} }}}}: {n:?} is not a secret name"));
+            }
+            if self.placeholder {
+                return Ok("0".into());
+            }
+            return self
+                .secrets
+                .get(n)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{{{{ {name} }}}}: no such secret"));
+        }
         if let Some(f) = name.strip_prefix("facts.") {
             if !FACT_FIELDS.contains(&f) {
                 return Err(format!(

@@ -85,6 +85,8 @@ pub struct Reporter {
     counts: Mutex<[usize; 3]>,
     /// The run journal (a disabled one unless [`Reporter::with_journal`] set one).
     journal: crate::journal::Journal,
+    /// Hides secret values in everything printed.
+    redactor: crate::secrets::Redactor,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -129,7 +131,15 @@ impl Reporter {
             progress,
             counts: Mutex::new([0; 3]),
             journal: crate::journal::Journal::disabled(),
+            redactor: crate::secrets::Redactor::default(),
         }
+    }
+
+    /// Hides these secrets' values in everything printed and journalled.
+    pub fn with_secrets(mut self, secrets: &crate::secrets::SecretValues) -> Self {
+        self.redactor = crate::secrets::Redactor::new(secrets);
+        self.journal.set_redactor(self.redactor.clone());
+        self
     }
 
     /// Records what this reporter is told in `journal` as well.
@@ -187,6 +197,7 @@ impl Reporter {
 
     #[allow(clippy::print_stdout)] // reporting is this module's job
     fn out(&self, text: &str) {
+        let text = self.redactor.redact(text);
         self.around_bar(|| {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
@@ -194,6 +205,7 @@ impl Reporter {
     }
 
     fn err(&self, text: &str) {
+        let text = self.redactor.redact(text);
         self.around_bar(|| {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         });

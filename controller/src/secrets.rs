@@ -1,0 +1,277 @@
+//! Secrets: an age-encrypted TOML table of `NAME = "value"`, its recipients in a plain
+//! `FILE.recipients` beside it (age files do not say whom they are for), opened with an x25519
+//! identity from `--identity FILE`, `$WISP_AGE_IDENTITY` (a file) or `$WISP_AGE_KEY` (the key).
+//!
+//! Values leave this module only as [`SecretValues`], whose `Debug` shows names, and through
+//! [`Redactor`], which every line the controller prints or journals passes through.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+
+/// Secret values by name. `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretValues(BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl SecretValues {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Replaces every secret value (as it is, and as JSON escapes it) with `[secret:NAME]`.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// (text to hide, replacement), longest first so a value containing another is hidden whole.
+    patterns: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} patterns)", self.patterns.len())
+    }
+}
+
+impl Redactor {
+    /// A redactor for these values.
+    pub fn new(values: &SecretValues) -> Redactor {
+        let mut patterns = Vec::new();
+        for (name, value) in &values.0 {
+            if value.is_empty() {
+                continue;
+            }
+            let mark = format!("[secret:{name}]");
+            patterns.push((value.clone(), mark.clone()));
+            let escaped = serde_json::to_string(value).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            if escaped != value {
+                patterns.push((escaped.to_owned(), mark));
+            }
+        }
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Redactor { patterns }
+    }
+
+    /// `text` with every secret hidden.
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.patterns.iter().any(|(p, _)| text.contains(p.as_str())) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut out = text.to_owned();
+        for (p, mark) in &self.patterns {
+            out = out.replace(p.as_str(), mark);
+        }
+        std::borrow::Cow::Owned(out)
+    }
+}
+
+/// A secret name: letters, digits and `_`, not starting with a digit.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The identities to open secrets with: `path`, else `$WISP_AGE_IDENTITY`, else `$WISP_AGE_KEY`.
+pub fn identities(path: Option<&Path>) -> Result<Vec<age::x25519::Identity>, String> {
+    let (text, source) = match (path, std::env::var_os("WISP_AGE_IDENTITY")) {
+        (Some(p), _) => (read(p)?, p.display().to_string()),
+        (None, Some(p)) => (
+            read(Path::new(&p))?,
+            format!("$WISP_AGE_IDENTITY ({})", p.to_string_lossy()),
+        ),
+        (None, None) => match std::env::var("WISP_AGE_KEY") {
+            Ok(k) => (k, "$WISP_AGE_KEY".to_owned()),
+            Err(_) => {
+                return Err(
+                    "no age identity to open the secrets with: pass --identity FILE, or set \
+                     WISP_AGE_IDENTITY (a file) or WISP_AGE_KEY (the key)"
+                        .into(),
+                );
+            }
+        },
+    };
+    let ids: Vec<age::x25519::Identity> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .filter_map(|l| age::x25519::Identity::from_str(l).ok())
+        .collect();
+    if ids.is_empty() {
+        return Err(format!(
+            "{source} holds no age identity (AGE-SECRET-KEY-1...)"
+        ));
+    }
+    Ok(ids)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `FILE.recipients`.
+pub fn recipients_path(file: &Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(".recipients");
+    PathBuf::from(p)
+}
+
+/// The recipients listed beside `file`.
+pub fn recipients(file: &Path) -> Result<Vec<age::x25519::Recipient>, String> {
+    let path = recipients_path(file);
+    let text = read(&path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(
+            age::x25519::Recipient::from_str(line)
+                .map_err(|e| format!("{}:{}: not an age recipient: {e}", path.display(), i + 1))?,
+        );
+    }
+    if out.is_empty() {
+        return Err(format!("{} lists no recipients", path.display()));
+    }
+    Ok(out)
+}
+
+/// Decrypts and parses `file`.
+pub fn open(file: &Path, ids: &[age::x25519::Identity]) -> Result<SecretValues, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let decryptor = age::Decryptor::new(&bytes[..])
+        .map_err(|e| format!("{}: not an age file: {e}", file.display()))?;
+    let mut reader = decryptor
+        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| {
+            format!(
+                "{}: cannot decrypt with the given identity: {e}",
+                file.display()
+            )
+        })?;
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// The decrypted form: a TOML table of strings.
+fn parse(text: &str) -> Result<SecretValues, String> {
+    let table: BTreeMap<String, toml::Value> =
+        toml::from_str(text).map_err(|e| format!("not a table of secrets: {}", e.message()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let toml::Value::String(s) = v else {
+            return Err(format!("secret {k:?} is not a string"));
+        };
+        if !valid_name(&k) {
+            return Err(format!("{k:?} is not a secret name (letters, digits, _)"));
+        }
+        out.insert(k, s);
+    }
+    Ok(SecretValues(out))
+}
+
+fn render(values: &BTreeMap<String, String>) -> String {
+    let mut text = String::new();
+    for (k, v) in values {
+        text.push_str(&format!("{k} = {}\n", toml::Value::String(v.clone())));
+    }
+    text
+}
+
+/// Encrypts `values` to the recipients beside `file` and replaces `file` atomically.
+pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), String> {
+    let rs = recipients(file)?;
+    let encryptor = age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| format!("cannot encrypt: {e}"))?;
+    let mut out = Vec::new();
+    let mut w = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| format!("cannot encrypt: {e}"))?;
+    w.write_all(render(values).as_bytes())
+        .and_then(|()| w.finish().map(drop))
+        .map_err(|e| format!("cannot encrypt: {e}"))?;
+    let tmp = file.with_extension("age.tmp");
+    std::fs::write(&tmp, &out)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// A new identity: (the identity file's text, its public recipient).
+pub fn keygen() -> (String, String) {
+    let id = age::x25519::Identity::generate();
+    let public = id.to_public().to_string();
+    let text = format!(
+        "# wisp secrets identity\n# public key: {public}\n{}\n",
+        id.to_string().expose_secret()
+    );
+    (text, public)
+}
+
+/// The plain values, for `wisp secrets` to change and save again.
+pub fn into_map(values: SecretValues) -> BTreeMap<String, String> {
+    values.0
+}
+
+/// Values from a map (what `wisp secrets edit` read back).
+pub fn parse_text(text: &str) -> Result<BTreeMap<String, String>, String> {
+    parse(text).map(into_map)
+}
+
+/// The text `wisp secrets edit` shows.
+pub fn text_of(values: &BTreeMap<String, String>) -> String {
+    render(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_values_and_their_json_form() {
+        let mut m = BTreeMap::new();
+        m.insert("db".to_owned(), "s3cr\"et".to_owned());
+        m.insert("short".to_owned(), "s3cr".to_owned());
+        let r = Redactor::new(&SecretValues(m));
+        assert_eq!(r.redact("pw=s3cr\"et!"), "pw=[secret:db]!");
+        assert_eq!(
+            r.redact(r#"{"line":"pw=s3cr\"et"}"#),
+            r#"{"line":"pw=[secret:db]"}"#
+        );
+        assert_eq!(r.redact("only s3cr here"), "only [secret:short] here");
+        assert_eq!(r.redact("nothing"), "nothing");
+    }
+
+    #[test]
+    fn values_round_trip_through_the_text_form() {
+        let mut m = BTreeMap::new();
+        m.insert("a".to_owned(), "x = \"y\"\nz".to_owned());
+        assert_eq!(parse_text(&text_of(&m)).unwrap(), m);
+        assert!(parse_text("1bad = \"x\"").is_err());
+        let shown = format!("{:?}", SecretValues(m));
+        assert!(shown.contains("\"a\"") && !shown.contains('y'), "{shown}");
+    }
+}

@@ -1,0 +1,216 @@
+//! `wisp secrets`: make an identity, create a secrets file for a team, and set, list, remove or
+//! edit its secrets. Values are read from stdin (or typed without echo), never from the command
+//! line, and never printed.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::exit::ExitStatus;
+use crate::secrets;
+
+/// `wisp secrets ...`.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Make an age identity (private key) file, 0600; prints its public key.
+    Keygen {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Create an empty secrets file for these recipients (public keys: yours and your team's).
+    ///
+    /// The recipients are kept in FILE.recipients; every later change encrypts to them all.
+    Init {
+        /// The secrets file to create (`secrets.age`).
+        file: PathBuf,
+        /// An age public key (`age1...`) that may open the file (repeatable).
+        #[arg(long = "recipient", value_name = "AGE_PUBLIC_KEY", required = true)]
+        recipients: Vec<String>,
+    },
+    /// Set a secret; the value is read from stdin (typed without echo on a terminal).
+    Set {
+        /// The secrets file.
+        file: PathBuf,
+        /// The secret's name (letters, digits, `_`).
+        name: String,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
+    /// List the secrets' names (never their values).
+    List {
+        /// The secrets file.
+        file: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
+    /// Remove a secret.
+    Rm {
+        /// The secrets file.
+        file: PathBuf,
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
+    /// Edit all secrets in $EDITOR (a 0600 file in a private directory, removed afterwards).
+    Edit {
+        /// The secrets file.
+        file: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
+}
+
+/// Where the key to open the secrets comes from.
+#[derive(Debug, Args)]
+pub struct IdentityArg {
+    /// The age identity file [default: $WISP_AGE_IDENTITY, else the key in $WISP_AGE_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+fn fail(message: &str) -> ExitStatus {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    ExitStatus::BadOptions
+}
+
+fn open(file: &Path, identity: &IdentityArg) -> Result<secrets::SecretValues, String> {
+    let ids = secrets::identities(identity.identity.as_deref())?;
+    secrets::open(file, &ids)
+}
+
+/// Runs `wisp secrets`.
+pub fn main(args: SecretsArgs) -> ExitStatus {
+    let result = match args.command {
+        SecretsCommand::Keygen { out } => keygen(&out),
+        SecretsCommand::Init { file, recipients } => init(&file, &recipients),
+        SecretsCommand::Set {
+            file,
+            name,
+            identity,
+        } => set(&file, &name, &identity),
+        SecretsCommand::List { file, identity } => open(&file, &identity).map(|v| {
+            let mut out = std::io::stdout().lock();
+            for n in v.names() {
+                let _ = writeln!(out, "{n}");
+            }
+        }),
+        SecretsCommand::Rm {
+            file,
+            name,
+            identity,
+        } => open(&file, &identity).and_then(|v| {
+            let mut map = secrets::into_map(v);
+            if map.remove(&name).is_none() {
+                return Err(format!("{} has no secret {name:?}", file.display()));
+            }
+            secrets::save(&file, &map)
+        }),
+        SecretsCommand::Edit { file, identity } => edit(&file, &identity),
+    };
+    match result {
+        Ok(()) => ExitStatus::Ok,
+        Err(e) => fail(&e),
+    }
+}
+
+fn keygen(out: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (text, public) = secrets::keygen();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let _ = writeln!(std::io::stdout(), "{public}");
+    Ok(())
+}
+
+fn init(file: &Path, recipients: &[String]) -> Result<(), String> {
+    if file.exists() {
+        return Err(format!("{} exists; not replacing it", file.display()));
+    }
+    let list = format!(
+        "# who can open {}\n{}\n",
+        file.display(),
+        recipients.join("\n")
+    );
+    let path = secrets::recipients_path(file);
+    std::fs::write(&path, list).map_err(|e| format!("{}: {e}", path.display()))?;
+    secrets::save(file, &Default::default()).inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
+    if !secrets::valid_name(name) {
+        return Err(format!(
+            "{name:?} is not a secret name (letters, digits, _)"
+        ));
+    }
+    let values = open(file, identity)?;
+    let value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("value of {name}: "))
+            .map_err(|e| format!("cannot read the value: {e}"))?
+    } else {
+        let mut v = String::new();
+        std::io::stdin()
+            .read_to_string(&mut v)
+            .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
+        v.strip_suffix('\n').map(str::to_owned).unwrap_or(v)
+    };
+    if value.is_empty() {
+        return Err("an empty value: nothing set".into());
+    }
+    let mut map = secrets::into_map(values);
+    map.insert(name.to_owned(), value);
+    secrets::save(file, &map)
+}
+
+fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let values = secrets::into_map(open(file, identity)?);
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = base.join(format!("wisp-secrets-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("secrets.toml");
+    let result = (|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(secrets::text_of(&values).as_bytes()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+        let status = std::process::Command::new("sh")
+            .args(["-c", "exec $0 \"$1\"", &editor])
+            .arg(&path)
+            .status()
+            .map_err(|e| format!("cannot run {editor}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{editor} failed ({status}); nothing changed"));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let edited = secrets::parse_text(&text).map_err(|e| format!("{e}; nothing changed"))?;
+        if edited != values {
+            secrets::save(file, &edited)?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,204 @@
+//! Secrets: an age file for two recipients opens with either identity; a plan's secret reaches
+//! the host's processes through env, stdin and file content, and its value appears nowhere the
+//! controller prints or records (human output, `--json`, the journal, errors, diffs), nor in
+//! the host's process list.
+
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use wisp_tests::{ScratchDir, runner_path};
+
+fn wisp(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        .args(args)
+        .current_dir(dir)
+        .env("WISP_RUNNER", runner_path())
+        .env("WISP_JOURNAL_DIR", dir.join("journal"))
+        .env_remove("WISP_AGE_IDENTITY")
+        .env_remove("WISP_AGE_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Two identities, a secrets file for both, and `db_pass` set to `value` with the first.
+fn setup(dir: &Path, value: &str) {
+    let a = wisp(dir, &["secrets", "keygen", "--out", "a.key"], None);
+    let b = wisp(dir, &["secrets", "keygen", "--out", "b.key"], None);
+    let (a, b) = (text(&a.stdout), text(&b.stdout));
+    assert!(a.starts_with("age1") && b.starts_with("age1"), "{a} {b}");
+    let init = wisp(
+        dir,
+        &[
+            "secrets",
+            "init",
+            "s.age",
+            "--recipient",
+            a.trim(),
+            "--recipient",
+            b.trim(),
+        ],
+        None,
+    );
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
+    let set = wisp(
+        dir,
+        &["secrets", "set", "s.age", "db_pass", "--identity", "a.key"],
+        Some(&format!("{value}\n")),
+    );
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+}
+
+#[test]
+fn a_secrets_file_for_two_recipients_opens_with_either_identity() {
+    let tmp = ScratchDir::new("secrets-two");
+    let value = format!("v4lue-{}-x", std::process::id());
+    setup(&tmp.0, &value);
+    let sealed = std::fs::read(tmp.0.join("s.age")).unwrap();
+    assert!(!text(&sealed).contains(&value), "the file is not encrypted");
+    for id in ["a.key", "b.key"] {
+        let out = wisp(
+            &tmp.0,
+            &["secrets", "list", "s.age", "--identity", id],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{id}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "db_pass\n", "{id}");
+    }
+    // A third identity, not a recipient, cannot.
+    wisp(&tmp.0, &["secrets", "keygen", "--out", "c.key"], None);
+    let out = wisp(
+        &tmp.0,
+        &["secrets", "list", "s.age", "--identity", "c.key"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        text(&out.stderr).contains("cannot decrypt"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_secret_reaches_the_host_and_shows_nowhere() {
+    let tmp = ScratchDir::new("secrets-plan");
+    let value = format!("s3cr3t-{}-value", std::process::id());
+    setup(&tmp.0, &value);
+    let dir = tmp.0.display().to_string();
+    let plan = format!(
+        r#"secrets = "s.age"
+
+[[task]]
+name = "echoes it"
+op = "exec"
+shell = 'echo "token is $TOKEN"; ps -eo args > {dir}/ps.txt; echo "to stderr $TOKEN" >&2'
+env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
+
+[[task]]
+name = "reads it"
+op = "exec"
+argv = ["cat"]
+stdin = "pw={{{{ secret.db_pass }}}}\n"
+
+[[task]]
+name = "writes it"
+op = "file.write"
+path = "{dir}/app.conf"
+content = "password = {{{{ secret.db_pass }}}}\n"
+mode = "0600"
+
+[[task]]
+name = "fails with it"
+op = "exec"
+shell = 'echo "bad $TOKEN" >&2; exit 3'
+env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
+"#
+    );
+    std::fs::write(tmp.0.join("plan.toml"), plan).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["apply", "plan.toml", "localhost", "--identity", "b.key"];
+        args.extend_from_slice(extra);
+        wisp(&tmp.0, &args, None)
+    };
+    let human = run(&["--diff"]);
+    let (stdout, stderr) = (text(&human.stdout), text(&human.stderr));
+    assert_eq!(human.status.code(), Some(2), "{stdout}{stderr}");
+    // It did reach the host...
+    assert!(stdout.contains("token is [secret:db_pass]"), "{stdout}");
+    assert!(stdout.contains("pw=[secret:db_pass]"), "{stdout}");
+    assert!(stdout.contains("+password = [secret:db_pass]"), "{stdout}");
+    assert!(stdout.contains("bad [secret:db_pass]"), "{stdout}");
+    let conf = std::fs::read_to_string(tmp.0.join("app.conf")).unwrap();
+    assert_eq!(conf, format!("password = {value}\n"));
+    // ...and shows nowhere.
+    let json = run(&["--json"]);
+    let mut seen = vec![
+        ("stdout", stdout),
+        ("stderr", stderr),
+        ("--json stdout", text(&json.stdout)),
+        ("--json stderr", text(&json.stderr)),
+        (
+            "the host's process list",
+            std::fs::read_to_string(tmp.0.join("ps.txt")).unwrap(),
+        ),
+    ];
+    for e in std::fs::read_dir(tmp.0.join("journal")).unwrap() {
+        let path = e.unwrap().path();
+        seen.push(("the journal", std::fs::read_to_string(path).unwrap()));
+    }
+    assert!(seen.len() >= 7, "two journals expected");
+    assert!(seen[2].1.contains("[secret:db_pass]"), "{}", seen[2].1);
+    for (what, content) in &seen {
+        assert!(
+            !content.contains(&value),
+            "the secret shows in {what}:\n{content}"
+        );
+    }
+
+    // On a command line it is refused before anything runs, naming the line.
+    std::fs::write(
+        tmp.0.join("bad.toml"),
+        "secrets = \"s.age\"\n\n[[task]]\nop = \"exec\"\nshell = \"echo {{ secret.db_pass }}\"\n",
+    )
+    .unwrap();
+    let out = wisp(
+        &tmp.0,
+        &["apply", "bad.toml", "localhost", "--identity", "a.key"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3: {{ secret.db_pass }} may go only in"),
+        "{err}"
+    );
+    // An unknown secret name is a plan error too.
+    std::fs::write(
+        tmp.0.join("missing.toml"),
+        "secrets = \"s.age\"\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nenv = { X = \"{{ secret.nope }}\" }\n",
+    )
+    .unwrap();
+    let out = wisp(
+        &tmp.0,
+        &["apply", "missing.toml", "localhost", "--identity", "a.key"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stderr).contains("missing.toml:3: {{ secret.nope }}"));
+}

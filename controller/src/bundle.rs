@@ -30,6 +30,8 @@ struct Entry {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Index {
+    /// Where the executable image ends and the bundle begins.
+    image_len: u64,
     runners: Vec<Entry>,
 }
 
@@ -50,8 +52,9 @@ pub fn write(out: &Path, runners: &[(String, PathBuf)]) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
     let mut base = std::fs::read(&exe)?;
     // Bundling a bundle: start again from the executable alone.
-    if let Some(end) = image_len(&base) {
-        base.truncate(end);
+    let size = base.len() as u64;
+    if let Some(index) = read_index(&mut std::io::Cursor::new(&base), size) {
+        base.truncate(usize::try_from(index.image_len).unwrap_or(base.len()));
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -62,6 +65,7 @@ pub fn write(out: &Path, runners: &[(String, PathBuf)]) -> std::io::Result<()> {
     file.write_all(&base)?;
     let mut offset = base.len() as u64;
     let mut index = Index {
+        image_len: offset,
         runners: Vec::new(),
     };
     for (arch, path) in runners {
@@ -87,22 +91,25 @@ pub fn write(out: &Path, runners: &[(String, PathBuf)]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Where the executable image ends, when `bytes` carries a bundle.
-fn image_len(bytes: &[u8]) -> Option<usize> {
-    let (index, index_start) = parse_index(bytes)?;
-    let first = index.runners.iter().map(|e| e.offset).min();
-    Some(first.map_or(index_start, |o| usize::try_from(o).unwrap_or(index_start)))
-}
-
-fn parse_index(bytes: &[u8]) -> Option<(Index, usize)> {
-    let tail = bytes.len().checked_sub(16)?;
-    if &bytes[tail + 8..] != MAGIC {
+/// `len` bytes at `offset`, when the file of `size` bytes has them.
+fn read_at<R: Read + Seek>(r: &mut R, size: u64, offset: u64, len: u64) -> Option<Vec<u8>> {
+    if offset.checked_add(len)? > size {
         return None;
     }
-    let len = usize::try_from(u64::from_le_bytes(bytes[tail..tail + 8].try_into().ok()?)).ok()?;
-    let start = tail.checked_sub(len)?;
-    let index = serde_json::from_slice(&bytes[start..tail]).ok()?;
-    Some((index, start))
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    r.seek(SeekFrom::Start(offset)).ok()?;
+    r.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The bundle's index, when the file ends with one. Only the tail is read otherwise.
+fn read_index<R: Read + Seek>(r: &mut R, size: u64) -> Option<Index> {
+    let tail = read_at(r, size, size.checked_sub(16)?, 16)?;
+    if &tail[8..] != MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(tail[..8].try_into().ok()?);
+    serde_json::from_slice(&read_at(r, size, size.checked_sub(16 + len)?, len)?).ok()
 }
 
 /// The runners this executable carries, if any.
@@ -116,30 +123,16 @@ pub fn carried() -> Vec<Bundled> {
 fn read_from(path: &Path) -> Option<Vec<Bundled>> {
     let mut file = std::fs::File::open(path).ok()?;
     let size = file.metadata().ok()?.len();
-    // The tail first: a plain `wisp` costs one small read.
-    let mut read_at = |offset: u64, len: u64| -> Option<Vec<u8>> {
-        if offset.checked_add(len)? > size {
-            return None;
-        }
-        let mut buf = vec![0u8; usize::try_from(len).ok()?];
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        file.read_exact(&mut buf).ok()?;
-        Some(buf)
-    };
-    let tail = read_at(size.checked_sub(16)?, 16)?;
-    if &tail[8..] != MAGIC {
-        return None;
-    }
-    let len = u64::from_le_bytes(tail[..8].try_into().ok()?);
-    let index: Index = serde_json::from_slice(&read_at(size.checked_sub(16 + len)?, len)?).ok()?;
+    let index = read_index(&mut file, size)?;
     index
         .runners
         .iter()
         .map(|e| {
             Some(Bundled {
                 arch: e.arch.clone(),
-                bytes: read_at(e.offset, e.len)?,
-                signature: String::from_utf8(read_at(e.sig_offset, e.sig_len)?).ok()?,
+                bytes: read_at(&mut file, size, e.offset, e.len)?,
+                signature: String::from_utf8(read_at(&mut file, size, e.sig_offset, e.sig_len)?)
+                    .ok()?,
             })
         })
         .collect()

@@ -245,6 +245,10 @@ struct ConformanceArgs {
     /// The runner executable to test.
     #[arg(long, value_name = "PATH")]
     runner: PathBuf,
+    /// Start it through this emulator, for a runner built for another architecture
+    /// (`--interpreter qemu-aarch64-static`).
+    #[arg(long, value_name = "PROGRAM")]
+    interpreter: Option<PathBuf>,
     /// The directory of golden cases [default: ./golden, else the one this wisp was built from].
     #[arg(long, value_name = "DIR")]
     golden: Option<PathBuf>,
@@ -460,8 +464,14 @@ pub fn main() -> std::process::ExitCode {
     let mut output_dir = None;
     let (common, targets_spec, job) = match cli.command {
         Command::Conformance(args) => {
-            return crate::conformance::cli_main(&args.runner, args.golden, args.case, args.update)
-                .into();
+            return crate::conformance::cli_main(
+                &args.runner,
+                args.interpreter.as_deref(),
+                args.golden,
+                args.case,
+                args.update,
+            )
+            .into();
         }
         Command::Bundle(a) => return bundle(&a).into(),
         Command::Secrets(a) => return crate::secrets_cli::main(a).into(),

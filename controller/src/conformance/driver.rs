@@ -48,11 +48,19 @@ struct Runner {
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
-fn start(runner: &Path) -> Result<Runner, String> {
+fn start(runner: &Path, interpreter: Option<&Path>) -> Result<Runner, String> {
     let staged = stage(runner, &staging_base()).map_err(|e| crate::fleet::error_chain(&e))?;
     let nonce = random_token();
     let ttl = CASE_TTL_S.to_string();
-    let mut cmd = Command::new(&staged.exe);
+    // An emulator (qemu-user) runs a runner built for another architecture.
+    let mut cmd = match interpreter {
+        Some(i) => {
+            let mut c = Command::new(i);
+            c.arg(&staged.exe);
+            c
+        }
+        None => Command::new(&staged.exe),
+    };
     cmd.args(["--marker", &nonce, "--ttl", &ttl, "--private-dir"])
         .arg(&staged.dir)
         .stdin(Stdio::piped())
@@ -167,13 +175,18 @@ fn check_frame(raw: &RawFrame) -> Result<Value, String> {
 
 /// Runs `case` against the runner executable at `runner`. With `update`, differences from
 /// the expected frames are not failures: the caller rewrites the expectations.
-pub(crate) fn run_case(case: &Case, runner: &Path, update: bool) -> CaseRun {
+pub(crate) fn run_case(
+    case: &Case,
+    runner: &Path,
+    interpreter: Option<&Path>,
+    update: bool,
+) -> CaseRun {
     let mut result = CaseRun {
         blocks: Vec::new(),
         exit_statuses: Vec::new(),
         failures: Vec::new(),
     };
-    let mut r = match start(runner) {
+    let mut r = match start(runner, interpreter) {
         Ok(r) => r,
         Err(e) => {
             result.failures.push(e);

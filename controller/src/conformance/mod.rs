@@ -33,10 +33,21 @@ impl CaseOutcome {
 /// Runs `cases` against `runner`. With `update`, rewrites each case's expectations from the
 /// runner's answers (only cases that ran to the end are rewritten).
 pub fn run_cases(cases: &[Case], runner: &Path, update: bool) -> Vec<CaseOutcome> {
+    run_cases_under(cases, runner, None, update)
+}
+
+/// [`run_cases`] with the runner started through `interpreter` (`qemu-aarch64-static`) when
+/// given: a runner for another architecture, on this machine.
+pub fn run_cases_under(
+    cases: &[Case],
+    runner: &Path,
+    interpreter: Option<&Path>,
+    update: bool,
+) -> Vec<CaseOutcome> {
     cases
         .iter()
         .map(|case| {
-            let run = driver::run_case(case, runner, update);
+            let run = driver::run_case(case, runner, interpreter, update);
             let mut outcome = CaseOutcome {
                 name: case.name.clone(),
                 failures: run.failures,
@@ -98,6 +109,7 @@ pub fn render_report(outcomes: &[CaseOutcome]) -> String {
 /// `wisp conformance`.
 pub fn cli_main(
     runner: &Path,
+    interpreter: Option<&Path>,
     golden: Option<PathBuf>,
     filter: Option<String>,
     update: bool,
@@ -123,7 +135,7 @@ pub fn cli_main(
     if let Some(f) = &filter {
         cases.retain(|c| c.name.contains(f.as_str()));
     }
-    let outcomes = run_cases(&cases, runner, update);
+    let outcomes = run_cases_under(&cases, runner, interpreter, update);
     say(&render_report(&outcomes));
     if outcomes.iter().all(CaseOutcome::passed) {
         ExitStatus::Ok

@@ -271,3 +271,40 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A `file.write` whose content stops arriving part-way is dropped after `--upload-idle`, with
+/// an ERROR naming why; nothing is written and the session goes on.
+#[test]
+fn a_write_whose_data_stops_coming_is_dropped_and_writes_nothing() {
+    use std::time::Duration;
+    use wisp_protocol::message::{Cmd, DataFrame, Hello, Message};
+    let tmp = wisp_tests::ScratchDir::new("upload-idle");
+    let target = tmp.0.join("never.txt");
+    let mut r = wisp_tests::RawRunner::start(&tmp.0, &["--upload-idle", "1"]);
+    r.send(Message::Hello(Hello { version: 1 }), &[]);
+    let cmd = |id: &str, size: u64| Cmd {
+        id: id.into(),
+        op: "file.write".into(),
+        args: json!({"path": target, "size": size}),
+        limits: Default::default(),
+    };
+    r.send(Message::Cmd(cmd("c1", 10)), b"abc");
+    r.send(Message::Data(DataFrame { id: "c1".into() }), b"def");
+    let e = r
+        .recv_until(Duration::from_secs(10), |m| matches!(m, Message::Error(_)))
+        .expect("an ERROR for the stalled write");
+    let Message::Error(e) = e.message else {
+        unreachable!()
+    };
+    assert_eq!((e.id.as_deref(), e.code), (Some("c1"), ErrorCode::OpFailed));
+    assert!(e.message.contains("no DATA for 1 s"), "{}", e.message);
+    assert!(!target.exists());
+    // Late DATA finds nothing waiting; a whole write still works.
+    r.send(Message::Data(DataFrame { id: "c1".into() }), b"ghij");
+    r.send(Message::Cmd(cmd("c2", 4)), b"ok\n!");
+    let done = r
+        .recv_until(Duration::from_secs(10), |m| matches!(m, Message::Done(_)))
+        .expect("DONE for the whole write");
+    assert!(matches!(done.message, Message::Done(d) if d.id == "c2"));
+    assert_eq!(std::fs::read(&target).unwrap(), b"ok\n!");
+}

@@ -28,6 +28,8 @@ use wisp_protocol::marker::valid_nonce;
 use crate::session::{Config, Session};
 
 const DEFAULT_TTL_S: u64 = 600;
+/// How long a `file.write` may wait for its next DATA frame.
+const DEFAULT_UPLOAD_IDLE_S: u64 = 60;
 /// How long after its TTL a session that has not ended by itself is ended by the watchdog.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
 /// Exit status when the watchdog ends the runner.
@@ -37,11 +39,13 @@ const WATCHDOG_EXIT: i32 = 3;
 const INPUT_QUEUE: usize = 256;
 
 const USAGE: &str = "\
-usage: wisp-runner --marker NONCE [--ttl SECONDS] [--private-dir DIR]
+usage: wisp-runner --marker NONCE [--ttl SECONDS] [--upload-idle SECONDS] [--private-dir DIR]
 
 Started by the wisp controller, which speaks framed JSON to it on stdin/stdout (PROTOCOL.md).
   --marker NONCE     session nonce; the runner writes `WISP-START NONCE` before its first frame
   --ttl SECONDS      exit, killing all commands, after this long (default 600)
+  --upload-idle SECONDS
+                     drop a file.write whose DATA stops arriving for this long (default 60)
   --private-dir DIR  staging directory holding this executable; removed at start
 ";
 
@@ -54,12 +58,14 @@ pub(crate) fn diag(message: &str) {
 struct Args {
     nonce: String,
     ttl: Duration,
+    upload_idle: Duration,
     private_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut nonce = None;
     let mut ttl = DEFAULT_TTL_S;
+    let mut upload_idle = DEFAULT_UPLOAD_IDLE_S;
     let mut private_dir = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -73,6 +79,14 @@ fn parse_args() -> Result<Args, String> {
                     .ok()
                     .filter(|t| *t > 0)
                     .ok_or(format!("--ttl {v:?}: expected seconds > 0"))?;
+            }
+            "--upload-idle" => {
+                let v = value("--upload-idle")?;
+                upload_idle = v
+                    .parse()
+                    .ok()
+                    .filter(|t| *t > 0)
+                    .ok_or(format!("--upload-idle {v:?}: expected seconds > 0"))?;
             }
             "--private-dir" => private_dir = Some(PathBuf::from(value("--private-dir")?)),
             // Exits 0: the SSH bootstrap runs it to find out whether its location can execute.
@@ -93,6 +107,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         nonce,
         ttl: Duration::from_secs(ttl),
+        upload_idle: Duration::from_secs(upload_idle),
         private_dir,
     })
 }
@@ -198,6 +213,15 @@ fn main() {
     }
     let live_groups = exec::LiveGroups::default();
     start_watchdog(args.ttl, Arc::clone(&live_groups));
-    let code = Session::new(Config { ttl: args.ttl }, out, caps, live_groups).run(&rx, &tx);
+    let code = Session::new(
+        Config {
+            ttl: args.ttl,
+            upload_idle: args.upload_idle,
+        },
+        out,
+        caps,
+        live_groups,
+    )
+    .run(&rx, &tx);
     std::process::exit(code);
 }

@@ -57,6 +57,8 @@ pub(crate) enum Input {
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) ttl: Duration,
+    /// How long a `file.write` may wait for its next DATA frame.
+    pub(crate) upload_idle: Duration,
 }
 
 struct Running {
@@ -107,6 +109,8 @@ struct Upload {
     content: Vec<u8>,
     size: usize,
     started: Instant,
+    /// Dropped, with an ERROR, when no DATA comes before this.
+    idle_deadline: Instant,
 }
 
 impl Session {
@@ -180,6 +184,7 @@ impl Session {
             .values()
             .flat_map(|r| [r.deadline, r.drain_deadline])
             .flatten()
+            .chain(self.uploads.values().map(|u| u.idle_deadline))
             .fold(ttl, Instant::min)
     }
 
@@ -400,6 +405,7 @@ impl Session {
                     content: data,
                     size,
                     started,
+                    idle_deadline: started + self.config.upload_idle,
                 };
                 if upload.content.len() < size {
                     self.uploads.insert(cmd.id, upload);
@@ -654,6 +660,7 @@ impl Session {
             );
         }
         upload.content.extend_from_slice(&bytes);
+        upload.idle_deadline = Instant::now() + self.config.upload_idle;
         if upload.content.len() == upload.size
             && let Some(upload) = self.uploads.remove(&id)
         {
@@ -734,6 +741,21 @@ impl Session {
             if r.drain_deadline.is_some_and(|d| now >= d) {
                 drained.push(*serial);
             }
+        }
+        let stalled: Vec<String> = self
+            .uploads
+            .iter()
+            .filter(|(_, u)| now >= u.idle_deadline)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stalled {
+            self.uploads.remove(&id);
+            let idle = self.config.upload_idle.as_secs();
+            self.error(
+                Some(id),
+                ErrorCode::OpFailed,
+                format!("file.write: no DATA for {idle} s; the content stopped coming and nothing was written"),
+            );
         }
         for serial in drained {
             // Whatever still holds the pipes is an orphan of ours by now (the main process

@@ -35,6 +35,19 @@ fn apply(fleet: &Fleet, plan: &Path, inventory: &Path, journal: &Path, extra: &[
     out
 }
 
+/// Each host's recap line holds its tally.
+fn assert_recap(out: &Output, tallies: &[(&str, &str)]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (host, tally) in tallies {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains(tally)),
+            "{host}: expected {tally}: {stderr}"
+        );
+    }
+}
+
 /// The lines of the newest journal in `dir`.
 fn last_journal(dir: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -123,19 +136,14 @@ shell = "echo reload >> {{{{ root }}}}/{{{{ host.name }}}}/reloads"
 
     let out = apply(&fleet, &plan, &inventory, &journal, &[]);
     assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for (host, tally) in [
-        ("web1", "ok=0 changed=3 failed=0 skipped=1"),
-        ("web2", "ok=0 changed=3 failed=0 skipped=1"),
-        ("db1", "ok=0 changed=4 failed=0 skipped=0"),
-    ] {
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.starts_with(host) && l.contains(tally)),
-            "{host}: {stderr}"
-        );
-    }
+    assert_recap(
+        &out,
+        &[
+            ("web1", "ok=0 changed=3 failed=0 skipped=1"),
+            ("web2", "ok=0 changed=3 failed=0 skipped=1"),
+            ("db1", "ok=0 changed=4 failed=0 skipped=0"),
+        ],
+    );
     for (host, role) in [("web1", "web-0"), ("web2", "web-1"), ("db1", "db-2")] {
         let page = std::fs::read_to_string(root.join(host).join("index.html")).unwrap();
         assert_eq!(page, format!("served by {host} as {role}\n"));
@@ -147,19 +155,14 @@ shell = "echo reload >> {{{{ root }}}}/{{{{ host.name }}}}/reloads"
 
     let out = apply(&fleet, &plan, &inventory, &journal, &[]);
     assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for (host, tally) in [
-        ("web1", "ok=2 changed=0 failed=0 skipped=1"),
-        ("web2", "ok=2 changed=0 failed=0 skipped=1"),
-        ("db1", "ok=3 changed=0 failed=0 skipped=0"),
-    ] {
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.starts_with(host) && l.contains(tally)),
-            "the second run changed {host}: {stderr}"
-        );
-    }
+    assert_recap(
+        &out,
+        &[
+            ("web1", "ok=2 changed=0 failed=0 skipped=1"),
+            ("web2", "ok=2 changed=0 failed=0 skipped=1"),
+            ("db1", "ok=3 changed=0 failed=0 skipped=0"),
+        ],
+    );
     let reloads = std::fs::read_to_string(root.join("web1/reloads")).unwrap();
     assert_eq!(reloads, "reload\n", "the handler ran without a change");
 

@@ -57,13 +57,7 @@ fn ensure(s: &mut Session, args: Value) -> Answer {
 }
 
 fn result(a: Answer) -> (bool, PkgResult) {
-    match a {
-        Answer::Done { done, .. } => (
-            done.changed,
-            serde_json::from_value(done.result.unwrap()).unwrap(),
-        ),
-        Answer::Refused(e) => panic!("refused: {e:?}"),
-    }
+    a.changed_and()
 }
 
 fn installed_version() -> Option<String> {

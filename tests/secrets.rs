@@ -171,34 +171,28 @@ env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
         );
     }
 
-    // On a command line it is refused before anything runs, naming the line.
-    std::fs::write(
-        tmp.0.join("bad.toml"),
-        "secrets = \"s.age\"\n\n[[task]]\nop = \"exec\"\nshell = \"echo {{ secret.db_pass }}\"\n",
-    )
-    .unwrap();
-    let out = wisp(
-        &tmp.0,
-        &["apply", "bad.toml", "localhost", "--identity", "a.key"],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(4));
-    let err = text(&out.stderr);
+    // A plan that misuses a secret is refused before anything runs, naming file and line.
+    let refused = |name: &str, task: &str| {
+        let plan = format!("secrets = \"s.age\"\n\n[[task]]\nop = \"exec\"\n{task}\n");
+        std::fs::write(tmp.0.join(name), plan).unwrap();
+        let out = wisp(
+            &tmp.0,
+            &["apply", name, "localhost", "--identity", "a.key"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(4), "{name}");
+        text(&out.stderr)
+    };
+    // On a command line,
+    let err = refused("bad.toml", "shell = \"echo {{ secret.db_pass }}\"");
     assert!(
         err.contains("bad.toml:3: {{ secret.db_pass }} may go only in"),
         "{err}"
     );
-    // An unknown secret name is a plan error too.
-    std::fs::write(
-        tmp.0.join("missing.toml"),
-        "secrets = \"s.age\"\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nenv = { X = \"{{ secret.nope }}\" }\n",
-    )
-    .unwrap();
-    let out = wisp(
-        &tmp.0,
-        &["apply", "missing.toml", "localhost", "--identity", "a.key"],
-        None,
+    // or by a name the file does not have.
+    let err = refused(
+        "missing.toml",
+        "argv = [\"true\"]\nenv = { X = \"{{ secret.nope }}\" }",
     );
-    assert_eq!(out.status.code(), Some(4));
-    assert!(text(&out.stderr).contains("missing.toml:3: {{ secret.nope }}"));
+    assert!(err.contains("missing.toml:3: {{ secret.nope }}"), "{err}");
 }

@@ -71,13 +71,7 @@ fn act(s: &mut Session, action: &str, args: Value) -> Answer {
 }
 
 fn result(a: Answer) -> (bool, ServiceResult) {
-    match a {
-        Answer::Done { done, .. } => (
-            done.changed,
-            serde_json::from_value(done.result.unwrap()).unwrap(),
-        ),
-        Answer::Refused(e) => panic!("refused: {e:?}"),
-    }
+    a.changed_and()
 }
 
 fn log(path: &Path) -> Vec<String> {

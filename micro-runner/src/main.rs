@@ -62,6 +62,14 @@ struct Args {
     private_dir: Option<PathBuf>,
 }
 
+/// A whole number of seconds above zero, for option `name`.
+fn seconds(name: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or(format!("{name} {v:?}: expected seconds > 0"))
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut nonce = None;
     let mut ttl = DEFAULT_TTL_S;
@@ -72,22 +80,8 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--marker" => nonce = Some(value("--marker")?),
-            "--ttl" => {
-                let v = value("--ttl")?;
-                ttl = v
-                    .parse()
-                    .ok()
-                    .filter(|t| *t > 0)
-                    .ok_or(format!("--ttl {v:?}: expected seconds > 0"))?;
-            }
-            "--upload-idle" => {
-                let v = value("--upload-idle")?;
-                upload_idle = v
-                    .parse()
-                    .ok()
-                    .filter(|t| *t > 0)
-                    .ok_or(format!("--upload-idle {v:?}: expected seconds > 0"))?;
-            }
+            "--ttl" => ttl = seconds("--ttl", &value("--ttl")?)?,
+            "--upload-idle" => upload_idle = seconds("--upload-idle", &value("--upload-idle")?)?,
             "--private-dir" => private_dir = Some(PathBuf::from(value("--private-dir")?)),
             // Exits 0: the SSH bootstrap runs it to find out whether its location can execute.
             "--version" => {

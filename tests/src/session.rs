@@ -63,6 +63,18 @@ impl Answer {
         }
     }
 
+    /// DONE's `changed` and its `result` as `T`; panics on a refusal.
+    pub fn changed_and<T: serde::de::DeserializeOwned>(self) -> (bool, T) {
+        match self {
+            Answer::Done { done, .. } => (
+                done.changed,
+                serde_json::from_value(done.result.expect("DONE without a result"))
+                    .expect("a result of the expected shape"),
+            ),
+            Answer::Refused(e) => panic!("refused: {e:?}"),
+        }
+    }
+
     /// The ERROR; panics on DONE.
     pub fn refused(self) -> ErrorFrame {
         match self {

@@ -14,8 +14,8 @@ use std::thread;
 use wisp_protocol::message::{EventKind, Usage};
 use wisp_protocol::ops::ExecArgs;
 
+use crate::input::{Exit, Input};
 use crate::sandbox::ChildSteps;
-use crate::session::Input;
 
 const PIPE_CHUNK: usize = 64 * 1024;
 
@@ -49,14 +49,6 @@ pub(crate) fn kill_live_groups(groups: &LiveGroups) {
             );
         }
     }
-}
-
-/// How a process ended, as `wait4` reported it.
-#[derive(Debug, Clone)]
-pub(crate) struct Exit {
-    pub(crate) code: Option<i32>,
-    pub(crate) signal: Option<i32>,
-    pub(crate) usage: Usage,
 }
 
 /// Why a command could not start.

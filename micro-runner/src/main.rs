@@ -9,6 +9,7 @@
 //! nothing from the wire is unwrapped.
 
 mod exec;
+mod input;
 mod ops;
 mod pkg;
 mod probe;
@@ -191,7 +192,7 @@ fn main() {
     for (name, f) in [
         (
             "stdin",
-            wire::read_stdin as fn(mpsc::SyncSender<session::Input>),
+            wire::read_stdin as fn(mpsc::SyncSender<input::Input>),
         ),
         ("signals", signals::wait_loop),
     ] {

@@ -8,7 +8,7 @@ use std::sync::mpsc::SyncSender;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
-use crate::session::Input;
+use crate::input::Input;
 
 fn termination_set() -> SigSet {
     let mut set = SigSet::empty();

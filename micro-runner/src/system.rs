@@ -6,29 +6,8 @@
 //! gets their outcome back as a [`SystemDone`].
 
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
-/// Why a system op could not do its work.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The tool failed, or the host lacks it; the message says which and why.
-    Failed(String),
-    /// Another process holds a lock the op needs; the message names it.
-    Locked(String),
-}
-
-/// What a system op's thread hands back: whether it changed anything and its DONE `result`.
-pub(crate) type Outcome = Result<(bool, serde_json::Value), Failure>;
-
-/// A system op finished on its thread.
-#[derive(Debug)]
-pub(crate) struct SystemDone {
-    pub(crate) id: String,
-    pub(crate) started: Instant,
-    /// It was a `pkg.ensure` (one of those runs at a time).
-    pub(crate) pkg: bool,
-    pub(crate) outcome: Outcome,
-}
+pub(crate) use crate::input::{Failure, Outcome, SystemDone};
 
 /// The serialized result with the change flag, for a thread to hand back.
 pub(crate) fn outcome(changed: bool, result: serde_json::Result<serde_json::Value>) -> Outcome {

@@ -8,7 +8,7 @@ use wisp_protocol::frame::{DecodeError, FrameDecoder, RawFrame};
 use wisp_protocol::marker::marker_line;
 use wisp_protocol::message::{Frame, Message};
 
-use crate::session::Input;
+use crate::input::Input;
 
 const READ_CHUNK: usize = 64 * 1024;
 

@@ -31,9 +31,9 @@ pub const KNOWN_OPS: &[&str] = &[
     "service.status",
 ];
 
-/// A parsed op.
+/// A parsed op. Deliberately exhaustive: an op added here must be handled by every match on
+/// it (the runner's dispatch has no catch-all arm).
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Op {
     /// Run a process.
     Exec(ExecArgs),

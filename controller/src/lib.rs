@@ -1,36 +1,47 @@
 //! The wisp controller: the `wisp` CLI and the library behind it.
 //!
-//! - [`cli`]: argument parsing and the entry point; maps outcomes to exit codes;
+//! Layers, top first; a module imports only from layers below its own (tidy checks it):
+//!
+//! - [`cli`]: the clap tree, one module per subcommand, exit codes; builds jobs and targets;
+//! - [`jobs`]: what a run does on each host (exec, facts, ping, a plan), with one per-command
+//!   event loop shared by exec jobs and plan tasks;
+//! - [`fleet`]: fan-out over targets, at most `--forks` at once;
 //! - [`session`]: a conversation with one runner (HELLO, CMD, EVENT, DONE, CANCEL, EXIT);
-//! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
+//!
+//! and below them, knowing none of them:
+//!
 //! - [`plan`]: plan files, parsed and checked before anything connects; templates;
-//! - [`apply`]: a plan's tasks and handlers on one host's session; unified diffs;
-//! - [`fleet`]: running one op on every target and collecting outcomes; Ctrl-C handling;
-//! - [`report`]: what the operator sees, human lines or JSON lines;
+//! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
+//! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
+//! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
+//! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
 //! - [`journal`]: the record of each run, JSON lines under the XDG state directory;
 //! - [`runners`]: finding the runner executables to push and checking their signatures;
 //! - [`secrets`]: age-encrypted secrets files, and the redaction of their values everywhere;
 //! - [`bundle`]: runners carried inside the `wisp` executable (`wisp bundle`);
 //! - [`targets`]: parsing the hosts named on the command line;
 //! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
-//! - [`conformance`]: the golden-file conformance suite, runnable against any runner.
+//! - [`conformance`]: the golden-file conformance suite, runnable against any runner;
+//! - [`errors`], [`exit`]: how errors are shown, and the exit codes.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
-//! connections (`wisp_transports`); SSH details stay there.
+//! connections (`wisp_transports`); only `cli::connect` maps connection flags to them.
 
-pub mod apply;
 pub mod bundle;
 pub mod cli;
 pub mod conformance;
+pub mod errors;
 pub mod exit;
 pub mod fleet;
+pub mod interrupt;
 pub mod inventory;
+pub mod jobs;
 pub mod journal;
 pub mod limits;
 pub mod plan;
+pub mod quantity;
 pub mod report;
 pub mod runners;
 pub mod secrets;
-pub mod secrets_cli;
 pub mod session;
 pub mod targets;

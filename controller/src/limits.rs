@@ -10,12 +10,14 @@ use wisp_protocol::sandbox::{
     Enforcement, FsRules, Namespace, NetRules, Rlimits, SandboxMode, Seccomp,
 };
 
+use crate::quantity::{parse_count, parse_cpus, parse_duration, parse_mode, parse_size};
+
 /// Protections enforced by the runner on the host, per command.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Limits (enforced on the host, per command)")]
 pub struct LimitArgs {
     /// Kill the command's whole process tree if it runs longer than this.
-    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Memory limit of the command's cgroup (`512M`, `2G`); OOM kills are reported as such.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -24,7 +26,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", value_parser = parse_cpus)]
     pub cpus: Option<u64>,
     /// Most processes and threads alive at once (fork bombs stop here).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub pids: Option<u64>,
     /// Landlock: allow reading beneath PATH (repeatable). Any of --ro/--rw/--exec turns on
     /// filesystem rules: everything not granted is denied.
@@ -63,7 +65,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "PROFILE|FILE")]
     pub seccomp: Option<String>,
     /// Open file descriptors at most (RLIMIT_NOFILE).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub nofile: Option<u64>,
     /// Largest file the command may write (RLIMIT_FSIZE).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -185,56 +187,6 @@ fn compile_seccomp_file(file: &str, arch: &str) -> Result<Seccomp, String> {
     })
 }
 
-/// Parses `64M`, `2G`, `512k`, `1048576` (bytes; binary units).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 512M, 2G or 1048576"))?;
-    let shift = match unit
-        .to_ascii_lowercase()
-        .trim_end_matches("ib")
-        .trim_end_matches('b')
-    {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
-            ));
-        }
-    };
-    n.checked_mul(1 << shift)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("{text:?}: must be more than zero and fit in 64 bits"))
-}
-
-/// Parses a CPU count (`0.2`, `1`, `1.5`) into thousandths of a CPU.
-pub fn parse_cpus(text: &str) -> Result<u64, String> {
-    let v: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of CPUs like 0.5 or 2"))?;
-    if !(0.001..=4096.0).contains(&v) {
-        return Err(format!("{text:?}: expected between 0.001 and 4096 CPUs"));
-    }
-    // In range, so the rounding cannot truncate or lose the sign.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Ok((v * 1000.0).round() as u64)
-}
-
-fn parse_mode(text: &str) -> Result<SandboxMode, String> {
-    match text {
-        "require" => Ok(SandboxMode::Require),
-        "best-effort" => Ok(SandboxMode::BestEffort),
-        _ => Err(format!("{text:?}: expected `require` or `best-effort`")),
-    }
-}
-
 /// Whether the report has anything beyond the defaults every exec gets (core = 0).
 pub fn is_sandboxed(e: &Enforcement) -> bool {
     e.landlock.is_some()
@@ -312,20 +264,6 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_cpus() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("5X").is_err());
-        assert_eq!(parse_cpus("0.2"), Ok(200));
-        assert_eq!(parse_cpus("2"), Ok(2000));
-        assert!(parse_cpus("0").is_err());
-        assert!(parse_cpus("-1").is_err());
-    }
 
     #[test]
     fn flags_become_limits() {

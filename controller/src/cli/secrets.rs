@@ -12,7 +12,7 @@ use crate::secrets;
 
 /// `wisp secrets ...`.
 #[derive(Debug, Args)]
-pub struct SecretsArgs {
+pub(super) struct SecretsArgs {
     #[command(subcommand)]
     command: SecretsCommand,
 }
@@ -71,7 +71,7 @@ enum SecretsCommand {
 
 /// Where the key to open the secrets comes from.
 #[derive(Debug, Args)]
-pub struct IdentityArg {
+pub(super) struct IdentityArg {
     /// The age identity file [default: $WISP_AGE_IDENTITY, else the key in $WISP_AGE_KEY].
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
@@ -88,7 +88,7 @@ fn open(file: &Path, identity: &IdentityArg) -> Result<secrets::SecretValues, St
 }
 
 /// Runs `wisp secrets`.
-pub fn main(args: SecretsArgs) -> ExitStatus {
+pub(super) fn main(args: SecretsArgs) -> ExitStatus {
     let result = match args.command {
         SecretsCommand::Keygen { out } => keygen(&out),
         SecretsCommand::Init { file, recipients } => init(&file, &recipients),

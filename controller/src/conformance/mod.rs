@@ -5,6 +5,7 @@
 
 mod case;
 mod driver;
+mod normalise;
 
 use std::path::{Path, PathBuf};
 

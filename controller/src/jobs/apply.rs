@@ -7,11 +7,13 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use wisp_protocol::message::{EventKind, Limits, Status};
+use wisp_protocol::message::{Limits, Status};
 
-use crate::fleet::{Interrupt, Target};
+use super::command::{Ended, follow};
+use crate::fleet::Target;
+use crate::interrupt::Interrupt;
 use crate::plan::{Content, Context, Plan, Task, condition, render, render_json};
-use crate::report::{LineSplitter, Reporter};
+use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
 /// `--check` and `--diff`.
@@ -243,190 +245,68 @@ async fn run_task(
         }
         Err(e) => return Err(Stop::Lost(e.to_string())),
     };
-    let mut lines = [LineSplitter::default(), LineSplitter::default()];
     let mut cancelled = false;
-    loop {
-        let event = tokio::select! {
-            ev = session.next_for(&id) => ev,
-            _ = interrupt.changed() => {
-                let level = *interrupt.borrow();
-                if level == Interrupt::Disconnect {
-                    return Err(Stop::Interrupted);
-                }
-                if level == Interrupt::Cancel && !cancelled {
-                    cancelled = true;
-                    let _ = session.cancel(&id).await;
-                }
-                continue;
+    let ended = follow(
+        session,
+        &id,
+        host,
+        reporter,
+        interrupt,
+        &mut cancelled,
+        &mut |_, _| {},
+    )
+    .await;
+    match ended {
+        Ended::Done(done, previous) => {
+            if cancelled {
+                return Err(Stop::Interrupted);
             }
-        };
-        match event {
-            Ok(CmdEvent::Output(stream, bytes)) => {
-                let i = usize::from(stream == EventKind::Stderr);
-                for line in lines[i].push(&bytes) {
-                    reporter.line(host, stream, &line);
-                }
+            let changes = done
+                .result
+                .as_ref()
+                .and_then(|r| r.get("changes"))
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            if done.status != Status::Ok {
+                let detail = crate::report::describe(&done);
+                return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
             }
-            Ok(CmdEvent::Done(done, previous)) => {
-                for (i, stream) in [EventKind::Stdout, EventKind::Stderr]
-                    .into_iter()
-                    .enumerate()
-                {
-                    if let Some(line) = lines[i].finish() {
-                        reporter.line(host, stream, &line);
-                    }
-                }
-                if cancelled {
-                    return Err(Stop::Interrupted);
-                }
-                let changes = done
+            if diff && done.changed {
+                let old = String::from_utf8_lossy(&previous);
+                let new = String::from_utf8_lossy(&content);
+                let path = args["path"].as_str().unwrap_or("");
+                let created = changes.contains("created");
+                let text = if created {
+                    super::diff::unified("", &new, "/dev/null", path)
+                } else if done
                     .result
                     .as_ref()
-                    .and_then(|r| r.get("changes"))
-                    .and_then(Value::as_array)
-                    .map(|c| {
-                        c.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                if done.status != Status::Ok {
-                    let detail = crate::report::describe(&done);
-                    return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
-                }
-                if diff && done.changed {
-                    let old = String::from_utf8_lossy(&previous);
-                    let new = String::from_utf8_lossy(&content);
-                    let path = args["path"].as_str().unwrap_or("");
-                    let created = changes.contains("created");
-                    let text = if created {
-                        unified_diff("", &new, "/dev/null", path)
-                    } else if done
-                        .result
-                        .as_ref()
-                        .is_some_and(|r| r["previous_content"] == Value::Bool(true))
-                    {
-                        unified_diff(&old, &new, path, path)
-                    } else {
-                        String::new()
-                    };
-                    if !text.is_empty() {
-                        reporter.diff(host, &text);
-                    }
-                }
-                let changed =
-                    done.changed && !(task.op == "exec" && task.changed_when == Some(false));
-                let status = if changed {
-                    TaskStatus::Changed
+                    .is_some_and(|r| r["previous_content"] == Value::Bool(true))
+                {
+                    super::diff::unified(&old, &new, path, path)
                 } else {
-                    TaskStatus::Ok
+                    String::new()
                 };
-                return Ok(record(status, &changes, Some(&done)));
+                if !text.is_empty() {
+                    reporter.diff(host, &text);
+                }
             }
-            Ok(CmdEvent::Refused(e)) => {
-                return Ok(report(TaskStatus::Failed, &e.message));
-            }
-            Err(e) => return Err(Stop::Lost(e.to_string())),
-        }
-    }
-}
-
-/// A unified diff of two texts, three lines of context, `--- a` / `+++ b` headers.
-pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    // Longest common subsequence by dynamic programming; large files fall back to "all
-    // removed, all added", which is still a correct diff.
-    let ops: Vec<(char, &str)> = if a.len().saturating_mul(b.len()) > 4_000_000 {
-        a.iter()
-            .map(|l| ('-', *l))
-            .chain(b.iter().map(|l| ('+', *l)))
-            .collect()
-    } else {
-        let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-        for i in (0..a.len()).rev() {
-            for j in (0..b.len()).rev() {
-                lcs[i][j] = if a[i] == b[j] {
-                    lcs[i + 1][j + 1] + 1
-                } else {
-                    lcs[i + 1][j].max(lcs[i][j + 1])
-                };
-            }
-        }
-        let (mut i, mut j, mut ops) = (0, 0, Vec::new());
-        while i < a.len() || j < b.len() {
-            if i < a.len() && j < b.len() && a[i] == b[j] {
-                ops.push((' ', a[i]));
-                i += 1;
-                j += 1;
-            } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-                // Removals before additions, as diff(1) prints them.
-                ops.push(('-', a[i]));
-                i += 1;
+            let changed = done.changed && !(task.op == "exec" && task.changed_when == Some(false));
+            let status = if changed {
+                TaskStatus::Changed
             } else {
-                ops.push(('+', b[j]));
-                j += 1;
-            }
+                TaskStatus::Ok
+            };
+            Ok(record(status, &changes, Some(&done)))
         }
-        ops
-    };
-    if ops.iter().all(|(k, _)| *k == ' ') {
-        return String::new();
-    }
-    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
-    const CONTEXT: usize = 3;
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, (k, _))| *k != ' ')
-        .map(|(i, _)| i)
-        .collect();
-    let mut start = 0;
-    while start < changed.len() {
-        // A hunk: changes closer than twice the context join.
-        let mut end = start;
-        while end + 1 < changed.len() && changed[end + 1] - changed[end] <= 2 * CONTEXT {
-            end += 1;
-        }
-        let from = changed[start].saturating_sub(CONTEXT);
-        let to = (changed[end] + CONTEXT + 1).min(ops.len());
-        let line_a = ops[..from].iter().filter(|(k, _)| *k != '+').count();
-        let line_b = ops[..from].iter().filter(|(k, _)| *k != '-').count();
-        let len_a = ops[from..to].iter().filter(|(k, _)| *k != '+').count();
-        let len_b = ops[from..to].iter().filter(|(k, _)| *k != '-').count();
-        let pos = |line: usize, len: usize| if len == 0 { line } else { line + 1 };
-        out.push_str(&format!(
-            "@@ -{},{len_a} +{},{len_b} @@\n",
-            pos(line_a, len_a),
-            pos(line_b, len_b)
-        ));
-        for (k, l) in &ops[from..to] {
-            out.push(*k);
-            out.push_str(l);
-            out.push('\n');
-        }
-        start = end + 1;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_unified_diff_has_hunks_with_context() {
-        let old = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
-        let new = "a\nb\nc\nD\ne\nf\ng\nh\ni\nj\nk\n";
-        assert_eq!(
-            unified_diff(old, new, "x", "x"),
-            "--- x\n+++ x\n@@ -1,7 +1,7 @@\n a\n b\n c\n-d\n+D\n e\n f\n g\n@@ -8,3 +8,4 @@\n h\n i\n j\n+k\n"
-        );
-        assert_eq!(unified_diff("same\n", "same\n", "x", "x"), "");
-        assert_eq!(
-            unified_diff("", "new\n", "/dev/null", "f"),
-            "--- /dev/null\n+++ f\n@@ -0,0 +1,1 @@\n+new\n"
-        );
+        Ended::Refused(e) => Ok(report(TaskStatus::Failed, &e.message)),
+        Ended::Disconnected => Err(Stop::Interrupted),
+        Ended::Lost(e) => Err(Stop::Lost(e.to_string())),
     }
 }

@@ -10,66 +10,18 @@
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
-use wisp_protocol::message::{Capabilities, Done, ErrorFrame, EventKind, Ready, Status};
+use wisp_protocol::message::{Capabilities, Done, ErrorFrame, EventKind, Ready};
 
 use crate::exit::ExitStatus;
 
-/// How a host's part of the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostOutcome {
-    /// Succeeded.
-    Ok,
-    /// The command failed, timed out or was refused.
-    Failed,
-    /// The host could not be reached or the runner could not start.
-    Unreachable,
-    /// Ctrl-C stopped it.
-    Interrupted,
-}
+mod lines;
+mod outcome;
 
-impl HostOutcome {
-    /// The word the recap uses for it.
-    pub fn label(self) -> &'static str {
-        match self {
-            HostOutcome::Ok => "ok",
-            HostOutcome::Failed => "failed",
-            HostOutcome::Unreachable => "unreachable",
-            HostOutcome::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// One host's result, for the recap.
-#[derive(Debug, Clone)]
-pub struct HostResult {
-    /// The host.
-    pub host: String,
-    /// How it ended.
-    pub outcome: HostOutcome,
-    /// A short description: `exit 0`, `signal SIGKILL`, the error.
-    pub detail: String,
-    /// Time from start to the end of this host's work.
-    pub elapsed: Duration,
-    /// What the sandbox enforced, when the command asked for protections.
-    pub sandbox: Option<String>,
-}
-
-/// The exit status for a set of results (interrupted > failed > unreachable > ok).
-pub fn exit_status(results: &[HostResult], interrupted: bool) -> ExitStatus {
-    let any = |o| results.iter().any(|r| r.outcome == o);
-    if interrupted || any(HostOutcome::Interrupted) {
-        ExitStatus::Interrupted
-    } else if any(HostOutcome::Failed) {
-        ExitStatus::Failed
-    } else if any(HostOutcome::Unreachable) {
-        ExitStatus::Unreachable
-    } else {
-        ExitStatus::Ok
-    }
-}
+pub use lines::{LineSplitter, capabilities, describe};
+pub use outcome::{HostOutcome, HostResult, exit_status};
 
 /// Writes everything the operator sees; safe to share between host tasks.
 #[derive(Debug)]
@@ -417,110 +369,5 @@ impl Reporter {
             },
         ));
         self.err(&text);
-    }
-}
-
-/// What a host can enforce, in one line: `landlock abi 7, seccomp yes, cgroup hybrid
-/// (writable)`.
-pub fn capabilities(c: &Capabilities) -> String {
-    let landlock = c
-        .landlock
-        .abi
-        .map_or_else(|| c.landlock.status.clone(), |abi| format!("abi {abi}"));
-    format!(
-        "landlock {landlock}, seccomp {}, cgroup {}{}",
-        if c.seccomp.filter { "yes" } else { "no" },
-        c.cgroup.mode,
-        if c.cgroup.writable {
-            " (writable)".to_owned()
-        } else {
-            format!(" (not writable: {})", c.cgroup.detail)
-        },
-    )
-}
-
-/// Short description of how a command ended, for the recap.
-pub fn describe(done: &Done) -> String {
-    match (done.status, done.exit_code, &done.signal) {
-        (Status::Timeout, _, _) => "timed out".into(),
-        (Status::Cancelled, _, _) => "cancelled".into(),
-        (Status::Oom, _, _) => "killed: out of memory".into(),
-        (_, Some(code), _) => format!("exit {code}"),
-        (_, None, Some(sig)) => format!("signal {sig}"),
-        _ => String::new(),
-    }
-}
-
-/// Splits a byte stream into lines without ever holding more than a bounded partial line.
-#[derive(Debug, Default)]
-pub struct LineSplitter {
-    pending: Vec<u8>,
-}
-
-/// A partial line longer than this is emitted as if it ended, so memory stays bounded.
-const MAX_LINE: usize = 64 * 1024;
-
-impl LineSplitter {
-    /// Adds bytes; returns the lines they complete (without their newline).
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
-            let rest = self.pending.split_off(pos + 1);
-            self.pending.pop();
-            lines.push(String::from_utf8_lossy(&self.pending).into_owned());
-            self.pending = rest;
-        }
-        if self.pending.len() > MAX_LINE {
-            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned());
-        }
-        lines
-    }
-
-    /// The unterminated last line, if any.
-    pub fn finish(&mut self) -> Option<String> {
-        (!self.pending.is_empty())
-            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_lines_across_chunks() {
-        let mut s = LineSplitter::default();
-        assert_eq!(s.push(b"a\nb"), ["a"]);
-        assert_eq!(s.push(b"c\n\nd"), ["bc", ""]);
-        assert_eq!(s.finish().as_deref(), Some("d"));
-        assert_eq!(s.finish(), None);
-    }
-
-    #[test]
-    fn exit_status_precedence() {
-        let r = |outcome| HostResult {
-            host: "h".into(),
-            outcome,
-            detail: String::new(),
-            elapsed: Duration::ZERO,
-            sandbox: None,
-        };
-        assert_eq!(exit_status(&[r(HostOutcome::Ok)], false), ExitStatus::Ok);
-        assert_eq!(
-            exit_status(&[r(HostOutcome::Ok), r(HostOutcome::Unreachable)], false),
-            ExitStatus::Unreachable
-        );
-        assert_eq!(
-            exit_status(
-                &[r(HostOutcome::Failed), r(HostOutcome::Unreachable)],
-                false
-            ),
-            ExitStatus::Failed
-        );
-        assert_eq!(
-            exit_status(&[r(HostOutcome::Ok)], true),
-            ExitStatus::Interrupted
-        );
     }
 }

@@ -1,0 +1,103 @@
+//! `wisp apply`: a plan, checked and given its secrets before anything connects, on every
+//! matching host.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::common::Common;
+use super::{execute, parse_error, usage_error};
+use crate::exit::ExitStatus;
+use crate::fleet::Target;
+use crate::inventory::{self, Inventory};
+use crate::jobs::Job;
+use crate::jobs::apply::ApplyOptions;
+use crate::plan::Plan;
+
+#[derive(Debug, Args)]
+pub(super) struct ApplyArgs {
+    /// The plan file.
+    pub(super) plan: PathBuf,
+    /// Hosts to run on [default: the plan's `targets`].
+    pub(super) targets: Option<String>,
+    #[command(flatten)]
+    pub(super) common: Common,
+    /// Report what would change, and change nothing (exec tasks are skipped).
+    #[arg(long)]
+    pub(super) check: bool,
+    /// Show a unified diff for every file whose content changes (or would).
+    #[arg(long)]
+    pub(super) diff: bool,
+    /// The secrets file for {{ secret.NAME }} [default: the plan's `secrets`].
+    #[arg(long, value_name = "FILE")]
+    pub(super) secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) identity: super::secrets::IdentityArg,
+}
+
+/// Loads and checks the plan and its secrets, then runs it on its hosts.
+pub(super) fn main(a: ApplyArgs) -> ExitStatus {
+    let mut plan = match Plan::load(&a.plan) {
+        Ok(p) => p,
+        Err(e) => return parse_error(&e.message),
+    };
+    if !plan.secret_refs.is_empty() {
+        // Opened before anything connects: a missing secret is a plan error.
+        let Some(file) = a.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
+            return usage_error(&format!(
+                "{} uses secrets: name the file with --secrets FILE or `secrets = \"...\"` in the plan",
+                a.plan.display()
+            ));
+        };
+        let values = crate::secrets::identities(a.identity.identity.as_deref())
+            .and_then(|ids| crate::secrets::open(&file, &ids));
+        let values = match values {
+            Ok(v) => v,
+            Err(e) => return usage_error(&e),
+        };
+        if let Err(e) = plan.attach_secrets(values, &file) {
+            return parse_error(&e.message);
+        }
+    }
+    let Some(spec) = a.targets.clone().or_else(|| plan.targets.clone()) else {
+        return usage_error(&format!(
+            "name the hosts to apply {} to (or set `targets` in the plan)",
+            a.plan.display()
+        ));
+    };
+    let options = ApplyOptions {
+        check: a.check,
+        diff: a.diff,
+    };
+    let inventory = a.common.inventory.clone();
+    execute::fleet(a.common, &spec, None, move |targets| {
+        select_task_hosts(&mut plan, inventory.as_deref(), targets)?;
+        Ok(Job::Plan {
+            plan: Arc::new(plan),
+            options,
+        })
+    })
+}
+
+/// Task `targets` patterns select among the hosts this run has, by the inventory's rules.
+fn select_task_hosts(
+    plan: &mut Plan,
+    inventory: Option<&std::path::Path>,
+    targets: &[Target],
+) -> Result<(), ExitStatus> {
+    if !plan
+        .tasks
+        .iter()
+        .chain(&plan.handlers)
+        .any(|t| t.targets.is_some())
+    {
+        return Ok(());
+    }
+    let inv = match inventory {
+        Some(path) => Inventory::load(path).map_err(|e| usage_error(&e.to_string()))?,
+        None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
+    };
+    plan.select_task_hosts(|p| inventory::select(&inv, p))
+        .map_err(|e| parse_error(&e.message))
+}

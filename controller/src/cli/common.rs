@@ -1,0 +1,89 @@
+//! Options every fleet subcommand shares (connection, trust, output, fan-out), and the
+//! subcommands that take nothing else (`facts`, `ping`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::quantity::parse_duration;
+
+#[derive(Debug, Args)]
+pub(super) struct Common {
+    /// Print JSON lines (one event per line, then a summary line) instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Give up on a host that has not started its runner within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(super) connect_timeout: Duration,
+    /// The runner exits by itself after this long, whatever happens to the controller.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub(super) ttl: Duration,
+    /// Run the runner as root through `sudo -n` (sudo must not ask for a password).
+    #[arg(long = "become")]
+    pub(super) become_root: bool,
+    /// Run the runner as root through sudo with a password, asked once on the terminal (or
+    /// read from $WISP_BECOME_PASSWORD). It travels inside the SSH channel, never as an
+    /// argument. Implies --become; SSH hosts only.
+    #[arg(long)]
+    pub(super) ask_become_pass: bool,
+    /// Also offer a password, asked once on the terminal (or read from $WISP_SSH_PASSWORD),
+    /// after every key: for first contact with hosts that have no key of yours yet.
+    #[arg(long)]
+    pub(super) ask_pass: bool,
+    /// The runner executable to push [default: $WISP_RUNNER, then beside wisp, then the
+    /// build tree].
+    #[arg(long, value_name = "PATH")]
+    pub(super) runner: Option<PathBuf>,
+    /// Also trust runners signed by this minisign public key (repeatable). Always trusted:
+    /// ~/.config/wisp/trusted-keys/*.pub, the release key built in, and a build tree's dev key.
+    #[arg(long, value_name = "FILE")]
+    pub(super) trusted_key: Vec<PathBuf>,
+    /// Push runners without checking their signatures. Development only: it warns on every run.
+    #[arg(long)]
+    pub(super) insecure_unsigned_runner: bool,
+    /// Say more on stderr: which runner files were pushed and who signed them.
+    #[arg(short = 'v', long)]
+    pub(super) verbose: bool,
+    /// SSH login user for targets that do not name one [default: $USER].
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub(super) user: Option<String>,
+    /// Private key file to offer (repeatable) [default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa].
+    /// Keys of the ssh-agent at $SSH_AUTH_SOCK are offered first. Encrypted keys read their
+    /// passphrase from $WISP_SSH_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    pub(super) key: Vec<PathBuf>,
+    /// The known_hosts file host keys are checked against [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    pub(super) known_hosts: Option<PathBuf>,
+    /// Trust hosts whose key is not in known_hosts yet, and record it there. A key that
+    /// differs from the recorded one is still refused.
+    #[arg(long)]
+    pub(super) accept_new: bool,
+    /// Inventory file: native TOML (`.toml`), Ansible YAML (`.yml`, `.yaml`) or Ansible INI
+    /// (anything else). With one, TARGETS is a host pattern over it.
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub(super) inventory: Option<PathBuf>,
+    /// OpenSSH client config to read (Host, HostName, User, Port, IdentityFile, ProxyJump,
+    /// ConnectTimeout, ServerAliveInterval) [default: ~/.ssh/config].
+    #[arg(short = 'F', long, value_name = "FILE")]
+    pub(super) ssh_config: Option<PathBuf>,
+    /// Only the hosts that also match this pattern.
+    #[arg(long, value_name = "PATTERN")]
+    pub(super) limit: Option<String>,
+    /// Stop the whole run after this long: remote commands still running are cancelled (as
+    /// with Ctrl-C) and their hosts count as failed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(super) run_timeout: Option<Duration>,
+    /// How many hosts to work on at once.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) forks: u32,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct HostsArgs {
+    /// Hosts to run on (see "Targets" in `wisp --help`).
+    pub(super) targets: String,
+    #[command(flatten)]
+    pub(super) common: Common,
+}

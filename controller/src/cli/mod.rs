@@ -1,0 +1,147 @@
+//! The command line: the clap tree, dispatch to one module per subcommand, and exit codes.
+//!
+//! Layering: cli is the top. It builds jobs ([`crate::jobs`]) and targets, and nothing below
+//! it imports it. `connect` is the one module that turns connection flags into transports.
+
+mod apply;
+mod bundle;
+mod common;
+mod conformance;
+mod connect;
+mod execute;
+mod run;
+mod secrets;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::ExitStatus;
+use crate::jobs::Job;
+use common::HostsArgs;
+
+const AFTER_HELP: &str = "\
+Targets:
+  localhost           this machine, through a local runner process (no SSH)
+  [user@]host[:port]  a host over SSH (IPv6: [addr]:port); host keys are checked strictly
+  a,b                 a comma-separated list
+With -i FILE, TARGETS is a pattern over the inventory, as in Ansible:
+  all, GROUP, HOST    every host, a group (with its children), one host
+  web*                a glob over host and group names
+  a,b  a,!b  a,&b     union, exclusion, intersection
+
+Exit codes:
+  0   every host succeeded
+  2   some host failed (non-zero exit, signal, timeout, refused command)
+  3   some host was unreachable, and none failed
+  4   inventory or plan parse error
+  5   bad options
+  99  interrupted (Ctrl-C or SIGTERM)
+
+Ctrl-C cancels remote work: the runner kills the command's whole process tree and removes
+itself. A second Ctrl-C disconnects at once; runners still clean up when they see the
+connection close.";
+
+/// Run commands on a fleet of Linux hosts, with nothing installed on them.
+///
+/// wisp pushes a small static runner to each host, runs the work under limits the runner
+/// enforces, streams output back as it is produced, and leaves nothing behind.
+#[derive(Debug, Parser)]
+// A repeated option takes its last value, so wrappers and aliases can override defaults.
+#[command(name = "wisp", version, after_help = AFTER_HELP, args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command on every matching host: `wisp run localhost -- uname -a`.
+    ///
+    /// The command is executed directly, without a shell; use `sh -c '...'` for pipes and
+    /// redirections. Output streams back live, one line at a time, prefixed with the host:
+    /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
+    #[command(after_help = AFTER_HELP)]
+    Run(Box<run::RunArgs>),
+    /// Bring hosts to the state a plan describes: `wisp apply site.toml web`.
+    ///
+    /// A plan is a TOML file of ordered tasks (file.write, dir.ensure, file.absent, exec, ...)
+    /// with vars, conditions and handlers; it is checked completely, naming file and line for
+    /// any error, before a host is contacted. Each host runs the whole plan over one runner
+    /// session and stops at its first failed task (unless the task says `ignore_errors`).
+    /// Each task reports ok, changed, failed or skipped; a second run reports nothing changed.
+    #[command(after_help = AFTER_HELP)]
+    Apply(Box<apply::ApplyArgs>),
+    /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
+    /// what the kernel can enforce (Landlock, seccomp, cgroups).
+    #[command(after_help = AFTER_HELP)]
+    Facts(HostsArgs),
+    /// Connect, start the runner, read its READY, and stop it again.
+    #[command(after_help = AFTER_HELP)]
+    Ping(HostsArgs),
+    /// Run the golden conformance suite against a runner executable.
+    ///
+    /// Each case in the golden directory sends frames to a fresh runner and compares its
+    /// normalised answers with the expected ones; a mismatch prints a diff. `--update`
+    /// rewrites the expected frames from what the runner answered (review them as a git diff).
+    Conformance(conformance::ConformanceArgs),
+    /// Write a copy of this `wisp` that carries its runners: one file to ship.
+    ///
+    /// The runners are found as for a run (--runner, $WISP_RUNNER, beside wisp, the build
+    /// tree), their signatures checked, and appended with those signatures to a copy of this
+    /// executable. The copy pushes the runners it carries, checking them against its trusted
+    /// keys on every run, exactly like runner files.
+    Bundle(bundle::BundleArgs),
+    /// Keep secrets in an age-encrypted file: keygen, init, set, list, rm, edit.
+    ///
+    /// Plans use them as {{ secret.NAME }} (in exec env and stdin, and in file content: never
+    /// on a command line, where every user of the host could read them). Their values are
+    /// replaced by [secret:NAME] in everything wisp prints or journals.
+    Secrets(secrets::SecretsArgs),
+}
+
+/// An error the operator must fix before anything runs.
+fn usage_error(message: &str) -> ExitStatus {
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("error: {message}\n"));
+    ExitStatus::BadOptions
+}
+
+/// A plan or inventory that does not parse.
+fn parse_error(message: &str) -> ExitStatus {
+    let _ = usage_error(message);
+    ExitStatus::ParseError
+}
+
+/// The `wisp` entry point.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitStatus::BadOptions.into()
+            } else {
+                ExitStatus::Ok.into()
+            };
+        }
+    };
+    let status = match cli.command {
+        Command::Conformance(a) => conformance::main(a),
+        Command::Bundle(a) => bundle::main(&a),
+        Command::Secrets(a) => secrets::main(a),
+        Command::Facts(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Facts)),
+        Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
+        Command::Run(a) => run::main(*a),
+        Command::Apply(a) => apply::main(*a),
+    };
+    status.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

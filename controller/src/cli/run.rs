@@ -1,0 +1,83 @@
+//! `wisp run`: an ad-hoc command on every matching host.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use wisp_protocol::message::Limits;
+use wisp_protocol::ops::ExecArgs;
+
+use super::common::Common;
+use super::{execute, usage_error};
+use crate::exit::ExitStatus;
+use crate::jobs::Job;
+use crate::limits::LimitArgs;
+
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    /// Hosts to run on (see "Targets" in `wisp --help`).
+    pub(super) targets: String,
+    #[command(flatten)]
+    pub(super) common: Common,
+    /// Keep at most this many bytes of each output stream per host; the rest is dropped
+    /// (and the recap says so).
+    #[arg(long, value_name = "BYTES")]
+    pub(super) max_output: Option<u64>,
+    /// Working directory for the command.
+    #[arg(long, value_name = "DIR")]
+    pub(super) cwd: Option<String>,
+    /// Also save each host's stdout and stderr, byte for byte, as DIR/HOST.stdout and
+    /// DIR/HOST.stderr.
+    #[arg(long, value_name = "DIR")]
+    pub(super) output_dir: Option<PathBuf>,
+    /// Set an environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub(super) env: Vec<(String, String)>,
+    // Last among the options: its help heading applies to everything after it.
+    #[command(flatten)]
+    pub(super) limits: LimitArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(super) command: Vec<String>,
+}
+
+/// Checks the command and its limits before any host is contacted, then runs it.
+pub(super) fn main(a: RunArgs) -> ExitStatus {
+    let args = ExecArgs {
+        argv: Some(a.command),
+        env: a.env.into_iter().collect(),
+        cwd: a.cwd,
+        max_output: a.max_output,
+        ..ExecArgs::default()
+    };
+    if let Err(e) = args.validate() {
+        return usage_error(&e);
+    }
+    // Checked here, before any host is contacted, for this machine's architecture; a seccomp
+    // file is compiled again for each host's. (A file named per architecture is only compiled
+    // per host.)
+    let per_host_file = a
+        .limits
+        .seccomp
+        .as_deref()
+        .is_some_and(|s| s.contains("{arch}"));
+    let limits = match a.limits.to_limits(std::env::consts::ARCH) {
+        Ok(l) => l,
+        Err(_) if per_host_file => Limits::default(),
+        Err(e) => return usage_error(&e),
+    };
+    let per_arch = a.limits.per_arch().then(|| Box::new(a.limits.clone()));
+    let job = Job::Exec {
+        args,
+        limits: Box::new(limits),
+        per_arch,
+    };
+    execute::fleet(a.common, &a.targets, a.output_dir, |_| Ok(job))
+}
+
+/// `NAME=VALUE` (the user-facing message by design: clap shows it after the flag).
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?}: expected NAME=VALUE")),
+    }
+}

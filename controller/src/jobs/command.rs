@@ -1,0 +1,78 @@
+//! One command on one session, followed to its end: output split into lines and reported as
+//! it comes, the first Ctrl-C turned into CANCEL, the second into a cut connection. Exec jobs
+//! and plan tasks both drive their commands through this one loop.
+//!
+//! What this module does not know: what the command was for (an exec job, a plan task), or
+//! what its DONE means to the caller.
+
+use tokio::sync::watch;
+use wisp_protocol::message::{Done, ErrorFrame, EventKind};
+
+use crate::interrupt::Interrupt;
+use crate::report::{LineSplitter, Reporter};
+use crate::session::{CmdEvent, Session, SessionError};
+
+/// How a followed command ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// DONE, with its data section (a file op's previous content).
+    Done(Box<Done>, Vec<u8>),
+    /// The runner refused the command or could not run it.
+    Refused(ErrorFrame),
+    /// A second Ctrl-C: the caller cuts the connection.
+    Disconnected,
+    /// The session broke.
+    Lost(SessionError),
+}
+
+/// Follows command `id` until it ends. `tee` sees every output chunk (stream 0 stdout, 1
+/// stderr) before it is split into lines; `cancelled` is set once CANCEL has been sent.
+pub(crate) async fn follow(
+    session: &mut Session,
+    id: &str,
+    host: &str,
+    reporter: &Reporter,
+    interrupt: &mut watch::Receiver<Interrupt>,
+    cancelled: &mut bool,
+    tee: &mut (dyn FnMut(usize, &[u8]) + Send),
+) -> Ended {
+    let mut lines = [LineSplitter::default(), LineSplitter::default()];
+    loop {
+        let event = tokio::select! {
+            ev = session.next_for(id) => ev,
+            _ = interrupt.changed() => {
+                let level = *interrupt.borrow();
+                if level == Interrupt::Disconnect {
+                    return Ended::Disconnected;
+                }
+                if level == Interrupt::Cancel && !*cancelled {
+                    *cancelled = true;
+                    let _ = session.cancel(id).await;
+                }
+                continue;
+            }
+        };
+        match event {
+            Ok(CmdEvent::Output(stream, bytes)) => {
+                let i = usize::from(stream == EventKind::Stderr);
+                tee(i, &bytes);
+                for line in lines[i].push(&bytes) {
+                    reporter.line(host, stream, &line);
+                }
+            }
+            Ok(CmdEvent::Done(done, data)) => {
+                for (i, stream) in [EventKind::Stdout, EventKind::Stderr]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(line) = lines[i].finish() {
+                        reporter.line(host, stream, &line);
+                    }
+                }
+                return Ended::Done(done, data);
+            }
+            Ok(CmdEvent::Refused(e)) => return Ended::Refused(e),
+            Err(e) => return Ended::Lost(e),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The single-command jobs, `exec` and `facts`, on one host's session: build the host's
+//! limits, start the command (again, after a transient refusal), follow it, and turn its end
+//! into the host's result.
+
+use std::path::Path;
+
+use tokio::sync::watch;
+use wisp_protocol::error::{ErrorClass, ErrorCode};
+use wisp_protocol::message::{ErrorFrame, Limits, Status};
+
+use super::command::{Ended, follow};
+use super::output_files::OutputFiles;
+use super::{Host, Job, RETRIES, backoff, stderr_note};
+use crate::errors::error_chain;
+use crate::interrupt::Interrupt;
+use crate::report::{HostOutcome, HostResult, describe};
+use crate::session::Session;
+
+/// How the job ended on this host.
+pub(super) enum Ran {
+    /// With a result; the session is still up and should be closed.
+    Finished(HostResult),
+    /// The session broke: the host is unreachable.
+    Lost(HostResult),
+    /// A second Ctrl-C: cut the connection.
+    Disconnected,
+}
+
+pub(super) async fn run(
+    host: &Host<'_>,
+    session: &mut Session,
+    job: &Job,
+    output_dir: Option<&Path>,
+    interrupt: &mut watch::Receiver<Interrupt>,
+) -> Ran {
+    let name = host.name();
+    let lost = |session: &Session, e: &dyn std::error::Error| {
+        let message = format!("{}{}", error_chain(e), stderr_note(session));
+        Ran::Lost(host.unreachable(&message, "connection lost"))
+    };
+    let (op, args, limits) = match job {
+        Job::Exec {
+            args,
+            limits,
+            per_arch,
+        } => {
+            let limits = match per_arch {
+                None => (**limits).clone(),
+                Some(flags) => match flags.to_limits(&session.ready().arch) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        host.reporter
+                            .refused(name, &ErrorFrame::new(None, ErrorCode::BadArgs, e));
+                        return Ran::Finished(host.result(HostOutcome::Failed, "seccomp file"));
+                    }
+                },
+            };
+            (
+                "exec",
+                serde_json::to_value(args).unwrap_or_default(),
+                limits,
+            )
+        }
+        _ => ("facts", serde_json::json!({}), Limits::default()),
+    };
+    let mut id = match session
+        .start(op, args.clone(), limits.clone(), Vec::new())
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return lost(session, &e),
+    };
+    let mut saved = match output_dir
+        .map(|dir| OutputFiles::create(dir, name))
+        .transpose()
+    {
+        Ok(files) => files,
+        Err(e) => {
+            host.reporter
+                .refused(name, &ErrorFrame::new(None, ErrorCode::Internal, e));
+            return Ran::Finished(host.result(HostOutcome::Failed, "output dir"));
+        }
+    };
+    let mut tee = |stream: usize, bytes: &[u8]| {
+        if let Some(files) = saved.as_mut() {
+            files.write(stream, bytes);
+        }
+    };
+    // The command gets its own retry budget.
+    let mut attempt = 0;
+    let mut cancelled = false;
+    loop {
+        let ended = follow(
+            session,
+            &id,
+            name,
+            host.reporter,
+            interrupt,
+            &mut cancelled,
+            &mut tee,
+        )
+        .await;
+        match ended {
+            Ended::Done(done, _) => {
+                if let Some(facts) = &done.result {
+                    host.reporter.facts(name, facts);
+                }
+                host.reporter.done(name, &done);
+                let outcome = match done.status {
+                    Status::Ok => HostOutcome::Ok,
+                    // Cancelled at our request is an interrupt; cancelled by the runner (its
+                    // TTL passed, it got SIGTERM) is a failure of this host.
+                    Status::Cancelled if cancelled => HostOutcome::Interrupted,
+                    _ => HostOutcome::Failed,
+                };
+                let mut r = host.result(outcome, describe(&done));
+                r.sandbox = done
+                    .enforcement
+                    .as_ref()
+                    .filter(|e| crate::limits::is_sandboxed(e))
+                    .map(crate::limits::summary);
+                return Ran::Finished(r);
+            }
+            // The command did not run (a refused CMD has no output): when the runner says the
+            // failure is transient (fork failed for want of memory, say), try again.
+            Ended::Refused(e) if e.class == ErrorClass::Transient && attempt < RETRIES => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                match session
+                    .start(op, args.clone(), limits.clone(), Vec::new())
+                    .await
+                {
+                    Ok(next) => id = next,
+                    Err(e) => return lost(session, &e),
+                }
+            }
+            Ended::Refused(e) => {
+                host.reporter.refused(name, &e);
+                let code = serde_json::to_value(e.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                return Ran::Finished(host.result(HostOutcome::Failed, code.unwrap_or_default()));
+            }
+            Ended::Disconnected => return Ran::Disconnected,
+            Ended::Lost(e) => return lost(session, &e),
+        }
+    }
+}

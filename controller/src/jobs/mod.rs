@@ -1,0 +1,233 @@
+//! Jobs: what a run does on each host (an exec, facts, ping, or a plan), from connecting to
+//! saying goodbye. The fan-out over hosts is [`crate::fleet`]'s; one command's event loop is
+//! `command`'s, shared by exec jobs and plan tasks.
+//!
+//! What this module does not know: the command line (cli builds a [`Job`]), how hosts are
+//! reached (targets carry transports), how many run at once.
+
+pub mod apply;
+mod command;
+pub mod diff;
+mod exec;
+mod output_files;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use wisp_protocol::message::Limits;
+use wisp_protocol::ops::ExecArgs;
+use wisp_transports::Launch;
+
+use crate::errors::error_chain;
+use crate::fleet::Target;
+use crate::interrupt::Interrupt;
+use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::session::Session;
+
+/// Retries after a transient failure (connection dropped, or ERROR class `transient`).
+const RETRIES: u32 = 2;
+
+/// 200 ms, then 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 << attempt.min(4))
+}
+
+/// How long a runner gets to answer EXIT before the controller stops waiting.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// What to do on each host.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Run a process.
+    Exec {
+        /// What to run.
+        args: ExecArgs,
+        /// Limits on it.
+        limits: Box<Limits>,
+        /// When the seccomp file depends on the host's architecture, the flags to build each
+        /// host's limits from (after READY says what it is).
+        per_arch: Option<Box<crate::limits::LimitArgs>>,
+    },
+    /// Collect facts.
+    Facts,
+    /// Start the runner, read READY, stop it.
+    Ping,
+    /// A plan's tasks, in one session per host.
+    Plan {
+        /// The plan, checked.
+        plan: Arc<crate::plan::Plan>,
+        /// `--check`, `--diff`.
+        options: apply::ApplyOptions,
+    },
+}
+
+/// Runs `job` on every target, at most `forks` at once; returns the results in target order.
+pub async fn run(
+    targets: Vec<Target>,
+    job: Job,
+    launch: &Launch,
+    forks: usize,
+    output_dir: Option<PathBuf>,
+    reporter: Arc<Reporter>,
+    interrupt: watch::Receiver<Interrupt>,
+) -> Vec<HostResult> {
+    let job = Arc::new(job);
+    let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
+        let (job, reporter, output_dir) =
+            (Arc::clone(&job), Arc::clone(&reporter), output_dir.clone());
+        // Each host gets its own launch (and so its own nonce).
+        let launch = Launch::new(launch.runners.clone(), launch.ttl, launch.connect_timeout);
+        async move {
+            let host = Host {
+                target: &target,
+                reporter: &reporter,
+                started: Instant::now(),
+            };
+            host.run(&job, &launch, output_dir, interrupt).await
+        }
+    };
+    crate::fleet::run(targets, forks, Arc::clone(&reporter), interrupt, per_host).await
+}
+
+/// One host's run: its target, where it reports, when it started.
+struct Host<'a> {
+    target: &'a Target,
+    reporter: &'a Reporter,
+    started: Instant,
+}
+
+impl Host<'_> {
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    /// A result for this host, timed from its start.
+    fn result(&self, outcome: HostOutcome, detail: impl Into<String>) -> HostResult {
+        HostResult {
+            host: self.name().to_owned(),
+            outcome,
+            detail: detail.into(),
+            elapsed: self.started.elapsed(),
+            sandbox: None,
+        }
+    }
+
+    /// The host could not be reached or was lost: say why, with the runner's stderr.
+    fn unreachable(&self, message: &str, detail: &str) -> HostResult {
+        self.reporter.unreachable(self.name(), message);
+        self.result(HostOutcome::Unreachable, detail)
+    }
+
+    async fn run(
+        &self,
+        job: &Job,
+        launch: &Launch,
+        output_dir: Option<PathBuf>,
+        mut interrupt: watch::Receiver<Interrupt>,
+    ) -> HostResult {
+        let mut session = match self.connect(launch, &mut interrupt).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let outcome = match job {
+            Job::Ping => {
+                self.reporter.ping(self.name(), session.ready());
+                self.result(HostOutcome::Ok, "pong")
+            }
+            Job::Plan { plan, options } => {
+                let ran = apply::run_on_host(
+                    &mut session,
+                    plan,
+                    *options,
+                    self.target,
+                    self.reporter,
+                    &mut interrupt,
+                )
+                .await;
+                match ran {
+                    Ok(tally) if tally.failed > 0 => {
+                        self.result(HostOutcome::Failed, tally.to_string())
+                    }
+                    Ok(tally) => self.result(HostOutcome::Ok, tally.to_string()),
+                    Err(apply::Stop::Interrupted) => {
+                        self.result(HostOutcome::Interrupted, "interrupted")
+                    }
+                    Err(apply::Stop::Lost(e)) => {
+                        let note = stderr_note(&session);
+                        return self.unreachable(&format!("{e}{note}"), "connection lost");
+                    }
+                }
+            }
+            Job::Facts | Job::Exec { .. } => {
+                match exec::run(
+                    self,
+                    &mut session,
+                    job,
+                    output_dir.as_deref(),
+                    &mut interrupt,
+                )
+                .await
+                {
+                    exec::Ran::Finished(r) => r,
+                    exec::Ran::Lost(r) => return r,
+                    exec::Ran::Disconnected => {
+                        session.disconnect().await;
+                        return self.result(HostOutcome::Interrupted, "disconnected");
+                    }
+                }
+            }
+        };
+        // Shut the runner down; a second Ctrl-C while it says goodbye cuts the wait short.
+        tokio::select! {
+            _ = session.close(EXIT_GRACE) => {}
+            _ = interrupt.wait_for(|i| *i == Interrupt::Disconnect) => {}
+        }
+        outcome
+    }
+
+    /// Starts the runner. Transient failures (the host dropped the connection mid-handshake)
+    /// are retried with backoff; anything else is final at once.
+    async fn connect(
+        &self,
+        launch: &Launch,
+        interrupt: &mut watch::Receiver<Interrupt>,
+    ) -> Result<Session, HostResult> {
+        let mut attempt = 0;
+        loop {
+            let opened = tokio::select! {
+                s = Session::open(self.target.transport.as_ref(), launch) => s,
+                _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => {
+                    return Err(self.result(HostOutcome::Interrupted, "interrupted while connecting"));
+                }
+            };
+            match opened {
+                Ok(s) => return Ok(s),
+                Err(e) if e.is_transient() && attempt < RETRIES => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let tries = if attempt > 0 {
+                        format!(" (after {} attempts)", attempt + 1)
+                    } else {
+                        String::new()
+                    };
+                    let message = format!("{}{tries}", error_chain(&e));
+                    return Err(self.unreachable(&message, "unreachable"));
+                }
+            }
+        }
+    }
+}
+
+fn stderr_note(session: &Session) -> String {
+    let diag = session.diagnostics();
+    let diag = diag.trim();
+    if diag.is_empty() {
+        String::new()
+    } else {
+        format!("; runner stderr: {diag}")
+    }
+}

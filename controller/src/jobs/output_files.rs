@@ -1,0 +1,36 @@
+//! `--output-dir`: each host's stdout and stderr, byte for byte, in `<host>.stdout` and
+//! `<host>.stderr`.
+
+use std::path::Path;
+
+/// The two files of one host.
+pub(crate) struct OutputFiles {
+    files: [std::fs::File; 2],
+}
+
+impl OutputFiles {
+    /// Creates (truncates) both files in `dir`, creating `dir` when needed.
+    pub(crate) fn create(dir: &Path, host: &str) -> Result<Self, String> {
+        // Host names may hold ':' (ports) and '@' but never '/'; keep them readable.
+        let safe: String = host
+            .chars()
+            .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+            .collect();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let open = |ext: &str| {
+            let path = dir.join(format!("{safe}.{ext}"));
+            std::fs::File::create(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
+        Ok(Self {
+            files: [open("stdout")?, open("stderr")?],
+        })
+    }
+
+    /// Appends a chunk of stream 0 (stdout) or 1 (stderr).
+    pub(crate) fn write(&mut self, stream: usize, bytes: &[u8]) {
+        use std::io::Write;
+        let _ = self.files[stream].write_all(bytes);
+    }
+}

@@ -1,0 +1,238 @@
+//! One `[[task]]` or `[[handler]]` table read into a [`Task`]: its plan keys, its content, its
+//! `[limits]` (the same names and value forms as `wisp run`'s flags), and the op's args.
+
+use std::path::Path;
+
+use toml::Spanned;
+use wisp_protocol::ops::KNOWN_OPS;
+
+use super::{Content, RawTable, Task, line_of, scalar};
+use crate::limits::LimitArgs;
+
+/// Keys of a task that belong to the plan, not to the op's args.
+const TASK_KEYS: &[&str] = &[
+    "name",
+    "op",
+    "when",
+    "notify",
+    "limits",
+    "ignore_errors",
+    "content",
+    "content_file",
+    "changed_when",
+    "targets",
+    "stdin",
+];
+
+pub(super) fn read_task(
+    t: &Spanned<RawTable>,
+    kind: &str,
+    text: &str,
+    base: &Path,
+    defaults: &LimitArgs,
+) -> Result<Task, (usize, String)> {
+    let line = line_of(text, t.span().start);
+    let table = t.get_ref();
+    let key_line = |k: &str| table.get(k).map_or(line, |v| line_of(text, v.span().start));
+    let string = |k: &str| -> Result<Option<String>, (usize, String)> {
+        match table.get(k).map(Spanned::get_ref) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err((key_line(k), format!("{k} must be a string"))),
+        }
+    };
+    let op = string("op")?.ok_or((line, format!("{kind} without an op")))?;
+    if !KNOWN_OPS.contains(&op.as_str()) {
+        return Err((
+            key_line("op"),
+            format!("unknown op {op:?} (known: {})", KNOWN_OPS.join(", ")),
+        ));
+    }
+    let name = string("name")?.unwrap_or_else(|| format!("{op} (line {line})"));
+    let notify = match table.get("notify").map(Spanned::get_ref) {
+        None => Vec::new(),
+        Some(toml::Value::String(s)) => vec![s.clone()],
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or((key_line("notify"), "notify must name handlers".to_owned()))?,
+        Some(_) => return Err((key_line("notify"), "notify must name handlers".into())),
+    };
+    let ignore_errors = match table.get("ignore_errors").map(Spanned::get_ref) {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => {
+            return Err((
+                key_line("ignore_errors"),
+                "ignore_errors must be true or false".into(),
+            ));
+        }
+    };
+    let changed_when = match table.get("changed_when").map(Spanned::get_ref) {
+        None => None,
+        Some(toml::Value::Boolean(b)) => Some(*b),
+        Some(_) => {
+            return Err((
+                key_line("changed_when"),
+                "changed_when must be true or false".into(),
+            ));
+        }
+    };
+    let content = match (string("content")?, string("content_file")?) {
+        (Some(_), Some(_)) => {
+            return Err((line, "give content or content_file, not both".into()));
+        }
+        (Some(c), None) => Some(Content::Inline(c)),
+        (None, Some(f)) => {
+            let p = base.join(&f);
+            let bytes = std::fs::read(&p).map_err(|e| {
+                (
+                    key_line("content_file"),
+                    format!("content_file {}: {e}", p.display()),
+                )
+            })?;
+            Some(Content::File(bytes))
+        }
+        (None, None) => None,
+    };
+    if op == "file.write" && content.is_none() {
+        return Err((line, "file.write needs content or content_file".into()));
+    }
+    if op != "file.write" && content.is_some() {
+        return Err((line, format!("{op} takes no content")));
+    }
+    let mut limits = defaults.clone();
+    if let Some(l) = table.get("limits") {
+        if op != "exec" {
+            return Err((
+                key_line("limits"),
+                format!("limits apply to exec, not {op}"),
+            ));
+        }
+        let own =
+            limit_args(l.get_ref()).map_err(|e| (key_line("limits"), format!("limits: {e}")))?;
+        limits = merge(limits, own);
+    }
+    let stdin = string("stdin")?;
+    if stdin.is_some() && op != "exec" {
+        return Err((key_line("stdin"), format!("{op} takes no stdin")));
+    }
+    let mut args = serde_json::Map::new();
+    for (k, v) in table {
+        if TASK_KEYS.contains(&k.as_str()) {
+            continue;
+        }
+        let mut value = serde_json::to_value(v.get_ref())
+            .map_err(|e| (line_of(text, v.span().start), format!("{k}: {e}")))?;
+        // `mode = 0o644` reads as a number; the op wants octal text.
+        if k == "mode"
+            && let Some(n) = value.as_u64()
+        {
+            value = serde_json::Value::String(format!("{n:04o}"));
+        }
+        args.insert(k.clone(), value);
+    }
+    Ok(Task {
+        name,
+        op,
+        args: serde_json::Value::Object(args),
+        content,
+        when: string("when")?,
+        notify,
+        limits,
+        ignore_errors,
+        changed_when,
+        targets: string("targets")?,
+        hosts: None,
+        stdin,
+        line,
+    })
+}
+
+/// A `[limits]` table, with the same names and value forms as `wisp run`'s flags.
+pub(super) fn limit_args(v: &toml::Value) -> Result<LimitArgs, String> {
+    let table = v.as_table().ok_or("expected a table")?;
+    let mut a = LimitArgs::default();
+    for (k, v) in table {
+        let text = || scalar(v).ok_or(format!("{k} must be a string or number"));
+        let list = || -> Result<Vec<String>, String> {
+            match v {
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or(format!("{k} must list paths")),
+                toml::Value::String(s) => Ok(vec![s.clone()]),
+                _ => Err(format!("{k} must list paths")),
+            }
+        };
+        let ports = || -> Result<Vec<u16>, String> {
+            let items = match v {
+                toml::Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            items
+                .iter()
+                .map(|i| i.as_integer().and_then(|p| u16::try_from(p).ok()))
+                .collect::<Option<_>>()
+                .ok_or(format!("{k} must list TCP ports"))
+        };
+        let flag = || v.as_bool().ok_or(format!("{k} must be true or false"));
+        match k.as_str() {
+            "timeout" => a.timeout = Some(crate::quantity::parse_duration(&text()?)?),
+            "memory" => a.memory = Some(crate::quantity::parse_size(&text()?)?),
+            "cpus" => a.cpus = Some(crate::quantity::parse_cpus(&text()?)?),
+            "pids" => a.pids = Some(crate::quantity::parse_count(&text()?)?),
+            "ro" => a.ro = list()?,
+            "rw" => a.rw = list()?,
+            "exec" => a.exec = list()?,
+            "no_system_paths" => a.no_system_paths = flag()?,
+            "allow_connect" => a.allow_connect = ports()?,
+            "allow_bind" => a.allow_bind = ports()?,
+            "no_net" => a.no_net = flag()?,
+            "private_tmp" => a.private_tmp = flag()?,
+            "pid_ns" => a.pid_ns = flag()?,
+            "seccomp" => a.seccomp = Some(text()?),
+            "nofile" => a.nofile = Some(crate::quantity::parse_count(&text()?)?),
+            "fsize" => a.fsize = Some(crate::quantity::parse_size(&text()?)?),
+            "core" => a.core = Some(crate::quantity::parse_size(&text()?)?),
+            "sandbox" => a.sandbox = Some(crate::quantity::parse_mode(&text()?)?),
+            other => return Err(format!("unknown limit {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The task's own limits over the plan's defaults.
+fn merge(base: LimitArgs, own: LimitArgs) -> LimitArgs {
+    let pick_vec = |a: Vec<String>, b: Vec<String>| if b.is_empty() { a } else { b };
+    LimitArgs {
+        timeout: own.timeout.or(base.timeout),
+        memory: own.memory.or(base.memory),
+        cpus: own.cpus.or(base.cpus),
+        pids: own.pids.or(base.pids),
+        ro: pick_vec(base.ro, own.ro),
+        rw: pick_vec(base.rw, own.rw),
+        exec: pick_vec(base.exec, own.exec),
+        no_system_paths: own.no_system_paths || base.no_system_paths,
+        allow_connect: if own.allow_connect.is_empty() {
+            base.allow_connect
+        } else {
+            own.allow_connect
+        },
+        allow_bind: if own.allow_bind.is_empty() {
+            base.allow_bind
+        } else {
+            own.allow_bind
+        },
+        no_net: own.no_net || base.no_net,
+        private_tmp: own.private_tmp || base.private_tmp,
+        pid_ns: own.pid_ns || base.pid_ns,
+        seccomp: own.seccomp.or(base.seccomp),
+        nofile: own.nofile.or(base.nofile),
+        fsize: own.fsize.or(base.fsize),
+        core: own.core.or(base.core),
+        sandbox: own.sandbox.or(base.sandbox),
+    }
+}

@@ -1,0 +1,208 @@
+//! Templates and conditions: `{{ name }}` rendered against a host's vars, facts and secrets,
+//! and `when` expressions.
+
+use std::collections::BTreeMap;
+
+/// The facts a template may name.
+const FACT_FIELDS: &[&str] = &[
+    "os_id",
+    "os_version",
+    "os_pretty",
+    "kernel",
+    "arch",
+    "hostname",
+    "cpus",
+    "mem_total_kb",
+    "init",
+    "pkg_manager",
+];
+
+/// What templates resolve against on one host.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    vars: BTreeMap<String, String>,
+    host: BTreeMap<String, String>,
+    facts: BTreeMap<String, String>,
+    secrets: crate::secrets::SecretValues,
+    /// Checking a plan: host and facts names resolve to a placeholder.
+    placeholder: bool,
+}
+
+impl Context {
+    /// For one host: plan vars overridden by the host's inventory vars; `host.name`; facts.
+    pub fn for_host(
+        plan_vars: &BTreeMap<String, String>,
+        host_name: &str,
+        host_vars: &BTreeMap<String, String>,
+        facts: Option<&serde_json::Value>,
+    ) -> Context {
+        let mut vars = plan_vars.clone();
+        vars.extend(host_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut host = host_vars.clone();
+        host.insert("name".into(), host_name.to_owned());
+        let facts = facts
+            .and_then(serde_json::Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| {
+                        let s = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Number(n) => n.to_string(),
+                            serde_json::Value::Bool(b) => b.to_string(),
+                            _ => return None,
+                        };
+                        Some((k.clone(), s))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Context {
+            vars,
+            host,
+            facts,
+            secrets: Default::default(),
+            placeholder: false,
+        }
+    }
+
+    /// The same, with the plan's secrets.
+    pub fn with_secrets(mut self, secrets: &crate::secrets::SecretValues) -> Context {
+        self.secrets = secrets.clone();
+        self
+    }
+
+    pub(super) fn placeholder(vars: &BTreeMap<String, String>) -> Context {
+        Context {
+            vars: vars.clone(),
+            placeholder: true,
+            ..Default::default()
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Result<String, String> {
+        if let Some(n) = name.strip_prefix("secret.") {
+            if !crate::secrets::valid_name(n) {
+                return Err(format!("{{{{ {name} }}}}: {n:?} is not a secret name"));
+            }
+            if self.placeholder {
+                return Ok("0".into());
+            }
+            return self
+                .secrets
+                .get(n)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{{{{ {name} }}}}: no such secret"));
+        }
+        if let Some(f) = name.strip_prefix("facts.") {
+            if !FACT_FIELDS.contains(&f) {
+                return Err(format!(
+                    "{{{{ {name} }}}}: facts have no {f:?} (they have: {})",
+                    FACT_FIELDS.join(", ")
+                ));
+            }
+            if self.placeholder {
+                return Ok("0".into());
+            }
+            return self
+                .facts
+                .get(f)
+                .cloned()
+                .ok_or_else(|| format!("{{{{ {name} }}}}: this host did not report it"));
+        }
+        if let Some(h) = name.strip_prefix("host.") {
+            if self.placeholder {
+                return Ok("0".into());
+            }
+            return self
+                .host
+                .get(h)
+                .cloned()
+                .ok_or_else(|| format!("{{{{ {name} }}}}: this host has no var {h:?}"));
+        }
+        match self.vars.get(name) {
+            Some(v) => Ok(v.clone()),
+            // A host's inventory may still define it.
+            None if self.placeholder
+                && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') =>
+            {
+                Err(format!(
+                    "{{{{ {name} }}}}: no such var (define it under [vars], or use host.{name} for an inventory var)"
+                ))
+            }
+            None => Err(format!("{{{{ {name} }}}}: no such var")),
+        }
+    }
+}
+
+/// Renders `{{ name }}` references in `text`; records the names it met.
+pub fn render(text: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
+        let name = after[..end].trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("bad template reference {{{{{}}}}}", &after[..end]));
+        }
+        refs.push(name.to_owned());
+        out.push_str(&ctx.lookup(name)?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Renders every string inside a JSON value.
+pub fn render_json(
+    v: &serde_json::Value,
+    ctx: &Context,
+    refs: &mut Vec<String>,
+) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        serde_json::Value::String(s) => serde_json::Value::String(render(s, ctx, refs)?),
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.iter()
+                .map(|x| render_json(x, ctx, refs))
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Object(o) => serde_json::Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), render_json(x, ctx, refs)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Evaluates a `when` condition.
+pub fn condition(expr: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<bool, String> {
+    let e = expr.trim();
+    if let Some(inner) = e.strip_prefix("not ") {
+        return condition(inner, ctx, refs).map(|b| !b);
+    }
+    for (op, equal) in [("==", true), ("!=", false)] {
+        if let Some((left, right)) = e.split_once(op) {
+            let right = right.trim();
+            let lit = right
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix('"'))
+                .ok_or_else(|| format!("{expr:?}: the right side must be a \"quoted\" text"))?;
+            let name = left.trim();
+            refs.push(name.to_owned());
+            let value = ctx.lookup(name)?;
+            return Ok((value == lit) == equal);
+        }
+    }
+    if e.is_empty() || e.contains(char::is_whitespace) {
+        return Err(format!(
+            "{expr:?}: expected NAME, not NAME, NAME == \"text\" or NAME != \"text\""
+        ));
+    }
+    refs.push(e.to_owned());
+    let v = ctx.lookup(e)?;
+    Ok(!(v.is_empty() || v == "false" || v == "0"))
+}

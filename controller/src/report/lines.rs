@@ -1,0 +1,82 @@
+//! Turning runner output and frames into text: lines out of a byte stream, a DONE in a few
+//! words, a host's capabilities in one line.
+
+use wisp_protocol::message::{Capabilities, Done, Status};
+
+/// What a host can enforce, in one line: `landlock abi 7, seccomp yes, cgroup hybrid
+/// (writable)`.
+pub fn capabilities(c: &Capabilities) -> String {
+    let landlock = c
+        .landlock
+        .abi
+        .map_or_else(|| c.landlock.status.clone(), |abi| format!("abi {abi}"));
+    format!(
+        "landlock {landlock}, seccomp {}, cgroup {}{}",
+        if c.seccomp.filter { "yes" } else { "no" },
+        c.cgroup.mode,
+        if c.cgroup.writable {
+            " (writable)".to_owned()
+        } else {
+            format!(" (not writable: {})", c.cgroup.detail)
+        },
+    )
+}
+
+/// Short description of how a command ended, for the recap.
+pub fn describe(done: &Done) -> String {
+    match (done.status, done.exit_code, &done.signal) {
+        (Status::Timeout, _, _) => "timed out".into(),
+        (Status::Cancelled, _, _) => "cancelled".into(),
+        (Status::Oom, _, _) => "killed: out of memory".into(),
+        (_, Some(code), _) => format!("exit {code}"),
+        (_, None, Some(sig)) => format!("signal {sig}"),
+        _ => String::new(),
+    }
+}
+
+/// Splits a byte stream into lines without ever holding more than a bounded partial line.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+/// A partial line longer than this is emitted as if it ended, so memory stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+
+impl LineSplitter {
+    /// Adds bytes; returns the lines they complete (without their newline).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+            let rest = self.pending.split_off(pos + 1);
+            self.pending.pop();
+            lines.push(String::from_utf8_lossy(&self.pending).into_owned());
+            self.pending = rest;
+        }
+        if self.pending.len() > MAX_LINE {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned());
+        }
+        lines
+    }
+
+    /// The unterminated last line, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.pending.is_empty())
+            .then(|| String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_across_chunks() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"a\nb"), ["a"]);
+        assert_eq!(s.push(b"c\n\nd"), ["bc", ""]);
+        assert_eq!(s.finish().as_deref(), Some("d"));
+        assert_eq!(s.finish(), None);
+    }
+}

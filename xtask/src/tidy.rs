@@ -2,6 +2,7 @@
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::{Path, PathBuf};
 
     /// Every crate directory of the workspace.
@@ -205,6 +206,208 @@ mod tests {
                 arch.contains(&format!("`{dir}`")),
                 "ARCHITECTURE.md has no entry for {dir}"
             );
+        }
+    }
+
+    /// The top-level module a source file belongs to (`cli/run.rs` → `cli`); `None` for the
+    /// crate root.
+    fn top_module(src: &Path, file: &Path) -> Option<String> {
+        let rel = file.strip_prefix(src).ok()?;
+        let first = rel.components().next()?.as_os_str().to_str()?;
+        let name = first.strip_suffix(".rs").unwrap_or(first);
+        (!matches!(name, "lib" | "main") && !rel.starts_with("bin")).then(|| name.to_owned())
+    }
+
+    /// The code of a line, without its `//` comment.
+    fn code(line: &str) -> &str {
+        line.split("//").next().unwrap_or("")
+    }
+
+    /// For each top-level module of a crate, the other top-level modules it names through
+    /// `crate::` paths (`use crate::a::b`, `crate::a::f()`, `use crate::{a, b}`).
+    fn module_graph(crate_dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let src = root().join(crate_dir).join("src");
+        let files = sources(crate_dir);
+        let modules: BTreeSet<String> = files
+            .iter()
+            .filter_map(|(p, _)| top_module(&src, p))
+            .collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (path, text) in &files {
+            let Some(from) = top_module(&src, path) else {
+                continue;
+            };
+            let edges = graph.entry(from.clone()).or_default();
+            let code: String = text.lines().map(code).collect::<Vec<_>>().join("\n");
+            for (i, _) in code.match_indices("crate::") {
+                let rest = &code[i + "crate::".len()..];
+                let names: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(group) => group
+                        .split('}')
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|n| n.trim().split("::").next().unwrap_or(""))
+                        .collect(),
+                    None => vec![
+                        rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                            .next()
+                            .unwrap_or(""),
+                    ],
+                };
+                for name in names {
+                    if modules.contains(name) && name != from {
+                        edges.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    /// The first import circle in `graph`, as a path that starts and ends at the same module.
+    fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        fn visit(
+            node: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| p == node) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(node.to_owned());
+                return Some(cycle);
+            }
+            if done.contains(node) {
+                return None;
+            }
+            path.push(node.to_owned());
+            for next in graph.get(node).into_iter().flatten() {
+                if let Some(c) = visit(next, graph, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(node.to_owned());
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph
+            .keys()
+            .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn the_cycle_finder_finds_cycles() {
+        let graph = |edges: &[(&str, &str)]| {
+            let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (a, b) in edges {
+                g.entry((*a).into()).or_default().insert((*b).into());
+                g.entry((*b).into()).or_default();
+            }
+            g
+        };
+        assert_eq!(
+            find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])),
+            None
+        );
+        assert_eq!(
+            find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])),
+            Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+        );
+    }
+
+    #[test]
+    fn no_import_circle_between_modules() {
+        for dir in ["controller", "micro-runner", "transports", "protocol"] {
+            let graph = module_graph(dir);
+            assert!(graph.len() > 2, "{dir}: no modules found: {graph:?}");
+            if let Some(cycle) = find_cycle(&graph) {
+                panic!(
+                    "{dir}: modules import each other in a circle: {}. Move what they share \
+                     into a lower module both can import",
+                    cycle.join(" -> ")
+                );
+            }
+        }
+    }
+
+    /// The controller's layers, top first: a module may import only modules below its own
+    /// layer; every module not listed is below `session`.
+    const CONTROLLER_LAYERS: [&str; 4] = ["cli", "jobs", "fleet", "session"];
+
+    #[test]
+    fn controller_layers_point_one_way() {
+        let rank = |m: &str| {
+            CONTROLLER_LAYERS
+                .iter()
+                .position(|l| *l == m)
+                .map_or(CONTROLLER_LAYERS.len(), |p| p)
+        };
+        let graph = module_graph("controller");
+        for l in CONTROLLER_LAYERS {
+            assert!(graph.contains_key(l), "no controller module {l}");
+        }
+        for (from, tos) in &graph {
+            for to in tos
+                .iter()
+                .filter(|to| rank(from).min(rank(to)) < CONTROLLER_LAYERS.len())
+            {
+                assert!(
+                    rank(from) < rank(to),
+                    "controller: {from} imports {to}, a module of its own layer or above \
+                     (layers, top first: {}, then the rest)",
+                    CONTROLLER_LAYERS.join(" -> ")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_transports_and_the_cli_connect_module_name_ssh() {
+        let allowed = |p: &Path| p.ends_with("controller/src/cli/connect.rs");
+        for dir in ["protocol", "micro-runner", "controller"] {
+            for (path, text) in sources(dir) {
+                for (i, line) in text.lines().enumerate() {
+                    let code = code(line);
+                    let names_ssh = code.contains("russh") || code.contains("ssh::");
+                    assert!(
+                        !names_ssh || allowed(&path),
+                        "{}:{}: SSH named outside transports: {}",
+                        path.display(),
+                        i + 1,
+                        line.trim()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_dependency_is_used() {
+        for dir in ["protocol", "micro-runner", "transports", "controller"] {
+            let code: String = sources(dir).into_iter().map(|(_, t)| t).collect();
+            for dep in dependencies(dir) {
+                let name = dep.replace('-', "_");
+                assert!(
+                    code.contains(&format!("{name}::")) || code.contains(&format!("use {name}")),
+                    "{dir}/Cargo.toml: {dep} is never used in {dir}/src; remove it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_source_file_is_over_500_lines() {
+        for dir in ["controller", "micro-runner"] {
+            for (path, text) in sources(dir) {
+                let lines = text.lines().count();
+                assert!(
+                    lines <= 500,
+                    "{}: {lines} lines; split it by concern (500 at most)",
+                    path.display()
+                );
+            }
         }
     }
 }

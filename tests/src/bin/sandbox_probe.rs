@@ -31,8 +31,10 @@ fn main() {
     // SAFETY (every block below): each call passes only constants, nulls, or live locals;
     // invalid arguments are deliberate and the kernel rejects them without touching memory.
     let errno = match what {
+        // SAFETY: constants, nulls or live locals only (see above).
         "unshare" => errno_of(unsafe { libc::unshare(libc::CLONE_NEWUTS) }.into()),
         "mount" => errno_of(
+            // SAFETY: constants, nulls or live locals only (see above).
             unsafe {
                 libc::mount(
                     c"none".as_ptr(),
@@ -47,17 +49,22 @@ fn main() {
         // BPF_MAP_CREATE with an empty attribute: EINVAL or EPERM without a filter.
         "bpf" => {
             let attr = [0u8; 64];
+            // SAFETY: constants, nulls or live locals only (see above).
             errno_of(unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), 64) })
         }
+        // SAFETY: constants, nulls or live locals only (see above).
         "ptrace" => errno_of(unsafe {
             libc::ptrace(libc::PTRACE_TRACEME, 0, std::ptr::null_mut::<u8>(), 0)
         }),
         // KEYCTL_GET_KEYRING_ID of the session keyring.
+        // SAFETY: constants, nulls or live locals only (see above).
         "keyctl" => errno_of(unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) }),
         // getpid through the x32 ABI (bit 30): ENOSYS where x32 is off, a pid where it is on.
+        // SAFETY: constants, nulls or live locals only (see above).
         "x32" => errno_of(unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) }),
         // clone(CLONE_NEWUSER), child exits at once.
         "clone-newuser" => {
+            // SAFETY: constants, nulls or live locals only (see above).
             let r = unsafe {
                 libc::syscall(
                     libc::SYS_clone,
@@ -69,9 +76,11 @@ fn main() {
                 )
             };
             if r == 0 {
+                // SAFETY: constants, nulls or live locals only (see above).
                 unsafe { libc::_exit(0) };
             }
             if r > 0 {
+                // SAFETY: constants, nulls or live locals only (see above).
                 unsafe { libc::waitpid(i32::try_from(r).unwrap_or(0), std::ptr::null_mut(), 0) };
             }
             errno_of(r)

@@ -141,15 +141,14 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
         let launch = Launch::new(runners, Duration::from_secs(60), Duration::from_secs(10));
         let mut session = Session::open(&transport, &launch).await.expect("session");
         let mut samples = Vec::new();
+        let exec_true = wisp_protocol::ops::Op::Exec(wisp_protocol::ops::ExecArgs {
+            argv: Some(vec!["true".into()]),
+            ..Default::default()
+        });
         for _ in 0..WARM_OPS {
             let t = Instant::now();
             let id = session
-                .start(
-                    "exec",
-                    serde_json::json!({"argv": ["true"]}),
-                    Default::default(),
-                    Vec::new(),
-                )
+                .start(&exec_true, Default::default(), Vec::new())
                 .await
                 .expect("start");
             loop {

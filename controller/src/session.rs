@@ -11,6 +11,7 @@ use wisp_protocol::frame::MAX_DATA_LEN;
 use wisp_protocol::message::{
     Cancel, Cmd, DataFrame, Done, ErrorFrame, EventKind, Exit, Frame, Hello, Limits, Message, Ready,
 };
+use wisp_protocol::ops::Op;
 use wisp_transports::{ConnError, FrameWriter, Launch, RunnerHandle, Transport, TransportError};
 
 /// Frames buffered between the reader task and the session.
@@ -101,28 +102,29 @@ impl Session {
     /// frame's data section announces its `size` and sends the rest in DATA frames.
     pub async fn start(
         &mut self,
-        op: &str,
-        mut args: serde_json::Value,
+        op: &Op,
         limits: Limits,
         mut data: Vec<u8>,
     ) -> Result<String, SessionError> {
         let chunk = MAX_DATA_LEN as usize;
         let mut rest = Vec::new();
+        let mut op = std::borrow::Cow::Borrowed(op);
         if data.len() > chunk {
-            if op != "file.write" {
+            let Op::FileWrite(args) = op.to_mut() else {
                 return Err(SessionError::TooLarge(format!(
-                    "{op} takes at most {chunk} bytes of input"
+                    "{} takes at most {chunk} bytes of input",
+                    op.name()
                 )));
-            }
-            args["size"] = serde_json::Value::from(data.len());
+            };
+            args.size = Some(data.len() as u64);
             rest = data.split_off(chunk);
         }
         self.next_id += 1;
         let id = format!("c{}", self.next_id);
         let cmd = Cmd {
             id: id.clone(),
-            op: op.into(),
-            args,
+            op: op.name().into(),
+            args: op.args(),
             limits,
         };
         let frame = Frame {

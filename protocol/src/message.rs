@@ -433,6 +433,16 @@ pub struct Done {
     pub enforcement: Option<Enforcement>,
 }
 
+impl Done {
+    /// The result decoded as the op's result type ([`FileResult`](crate::ops::FileResult),
+    /// [`Facts`](crate::ops::Facts), ...); `None` when the DONE carries none.
+    pub fn result_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.result.clone().map(serde_json::from_value)
+    }
+}
+
 /// A failed request, or a failed session when `fatal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {

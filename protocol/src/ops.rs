@@ -13,15 +13,35 @@ pub const MAX_UPLOAD: u64 = 1 << 30;
 /// Default cap on each output stream of an exec, in bytes.
 pub const DEFAULT_MAX_OUTPUT: u64 = 16 << 20;
 
+/// The op names, each spelled once.
+pub mod name {
+    /// Run a process.
+    pub const EXEC: &str = "exec";
+    /// Describe the host.
+    pub const FACTS: &str = "facts";
+    /// Write a file atomically.
+    pub const FILE_WRITE: &str = "file.write";
+    /// Remove a path.
+    pub const FILE_ABSENT: &str = "file.absent";
+    /// Describe a path.
+    pub const FILE_STAT: &str = "file.stat";
+    /// Make sure a directory exists.
+    pub const DIR_ENSURE: &str = "dir.ensure";
+    /// Make sure a package is (not) installed.
+    pub const PKG_ENSURE: &str = "pkg.ensure";
+    /// The prefix of the service ops (`service.start`, ...).
+    pub const SERVICE_PREFIX: &str = "service.";
+}
+
 /// Ops this version defines.
 pub const KNOWN_OPS: &[&str] = &[
-    "exec",
-    "facts",
-    "file.write",
-    "file.absent",
-    "file.stat",
-    "dir.ensure",
-    "pkg.ensure",
+    name::EXEC,
+    name::FACTS,
+    name::FILE_WRITE,
+    name::FILE_ABSENT,
+    name::FILE_STAT,
+    name::DIR_ENSURE,
+    name::PKG_ENSURE,
     "service.start",
     "service.stop",
     "service.restart",
@@ -88,19 +108,19 @@ impl Op {
             args
         };
         match op {
-            "exec" => {
+            name::EXEC => {
                 let a: ExecArgs = serde_json::from_value(args.clone())
                     .map_err(|e| OpError::BadArgs(format!("exec args: {e}")))?;
                 a.validate().map_err(OpError::BadArgs)?;
                 Ok(Op::Exec(a))
             }
-            "facts" => {
+            name::FACTS => {
                 if !args.is_object() {
                     return Err(OpError::BadArgs("facts args: expected an object".into()));
                 }
                 Ok(Op::Facts)
             }
-            "file.write" => {
+            name::FILE_WRITE => {
                 let a: FileWriteArgs = parse_args(op, args)?;
                 a.validate(op)?;
                 if a.size.is_some_and(|s| s > MAX_UPLOAD) {
@@ -110,28 +130,28 @@ impl Op {
                 }
                 Ok(Op::FileWrite(a))
             }
-            "file.absent" => {
+            name::FILE_ABSENT => {
                 let a: FileAbsentArgs = parse_args(op, args)?;
                 check_path(op, &a.path)?;
                 Ok(Op::FileAbsent(a))
             }
-            "file.stat" => {
+            name::FILE_STAT => {
                 let a: PathArgs = parse_args(op, args)?;
                 check_path(op, &a.path)?;
                 Ok(Op::FileStat(a))
             }
-            "dir.ensure" => {
+            name::DIR_ENSURE => {
                 let a: DirEnsureArgs = parse_args(op, args)?;
                 a.validate(op)?;
                 Ok(Op::DirEnsure(a))
             }
-            "pkg.ensure" => {
+            name::PKG_ENSURE => {
                 let a: PkgEnsureArgs = parse_args(op, args)?;
                 a.validate()?;
                 Ok(Op::PkgEnsure(a))
             }
             other => match other
-                .strip_prefix("service.")
+                .strip_prefix(name::SERVICE_PREFIX)
                 .and_then(ServiceAction::parse)
             {
                 Some(action) => {
@@ -142,6 +162,51 @@ impl Op {
                 None => Err(OpError::Unknown(other.to_owned())),
             },
         }
+    }
+
+    /// The op's name, as a CMD carries it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Exec(_) => name::EXEC,
+            Op::Facts => name::FACTS,
+            Op::FileWrite(_) => name::FILE_WRITE,
+            Op::FileAbsent(_) => name::FILE_ABSENT,
+            Op::FileStat(_) => name::FILE_STAT,
+            Op::DirEnsure(_) => name::DIR_ENSURE,
+            Op::PkgEnsure(_) => name::PKG_ENSURE,
+            Op::Service(action, _) => action.op_name(),
+        }
+    }
+
+    /// The op's args, as a CMD carries them (what [`Op::parse`] reads back).
+    pub fn args(&self) -> serde_json::Value {
+        let value = match self {
+            Op::Exec(a) => serde_json::to_value(a),
+            Op::Facts => Ok(serde_json::Value::Object(Default::default())),
+            Op::FileWrite(a) => serde_json::to_value(a),
+            Op::FileAbsent(a) => serde_json::to_value(a),
+            Op::FileStat(a) => serde_json::to_value(a),
+            Op::DirEnsure(a) => serde_json::to_value(a),
+            Op::PkgEnsure(a) => serde_json::to_value(a),
+            Op::Service(_, a) => serde_json::to_value(a),
+        };
+        // Plain structs of strings, numbers and string maps: serialising cannot fail.
+        value.unwrap_or_default()
+    }
+
+    /// Turns on check mode (report, change nothing). False for the ops that have no check
+    /// mode: `exec` and `facts` (which change nothing anyway, as does `file.stat`).
+    pub fn set_check(&mut self) -> bool {
+        match self {
+            Op::FileWrite(a) => a.check = true,
+            Op::FileAbsent(a) => a.check = true,
+            Op::DirEnsure(a) => a.check = true,
+            Op::PkgEnsure(a) => a.check = true,
+            Op::Service(_, a) => a.check = true,
+            Op::FileStat(_) => {}
+            Op::Exec(_) | Op::Facts => return false,
+        }
+        true
     }
 }
 
@@ -403,6 +468,19 @@ impl ServiceAction {
         })
     }
 
+    /// The op that names this action (`service.start`).
+    pub fn op_name(self) -> &'static str {
+        match self {
+            ServiceAction::Start => "service.start",
+            ServiceAction::Stop => "service.stop",
+            ServiceAction::Restart => "service.restart",
+            ServiceAction::Reload => "service.reload",
+            ServiceAction::Enable => "service.enable",
+            ServiceAction::Disable => "service.disable",
+            ServiceAction::Status => "service.status",
+        }
+    }
+
     /// The verb as the init systems spell it.
     pub fn verb(self) -> &'static str {
         match self {
@@ -607,6 +685,32 @@ mod tests {
             Op::parse("exec", &json!({"argv": "ls"})),
             Err(OpError::BadArgs(_))
         ));
+    }
+
+    #[test]
+    fn every_op_round_trips_through_its_name_and_args() {
+        let ops = [
+            json!(["exec", {"argv": ["true"], "cwd": "/"}]),
+            json!(["facts", {}]),
+            json!(["file.write", {"path": "/a", "mode": "0600", "diff": true}]),
+            json!(["file.absent", {"path": "/a", "recursive": true}]),
+            json!(["file.stat", {"path": "/a"}]),
+            json!(["dir.ensure", {"path": "/a", "make_parents": true}]),
+            json!(["pkg.ensure", {"name": "curl", "state": "latest"}]),
+            json!(["service.reload", {"name": "nginx", "restart_fallback": true}]),
+        ];
+        for o in ops {
+            let op = Op::parse(o[0].as_str().unwrap(), &o[1]).unwrap();
+            assert_eq!(op.name(), o[0]);
+            assert_eq!(Op::parse(op.name(), &op.args()), Ok(op.clone()), "{o}");
+        }
+        assert_eq!(KNOWN_OPS.len(), 14);
+        for known in KNOWN_OPS {
+            assert!(!matches!(
+                Op::parse(known, &json!({})),
+                Err(OpError::Unknown(_))
+            ));
+        }
     }
 
     #[test]

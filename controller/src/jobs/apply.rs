@@ -5,9 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
-use wisp_protocol::message::{Limits, Status};
+use wisp_protocol::message::{Done, Limits, Status};
+use wisp_protocol::ops::{FileResult, Op, PkgResult, ServiceResult};
 
 use super::command::{Ended, follow};
 use crate::fleet::Target;
@@ -104,7 +105,7 @@ pub async fn run_on_host(
     let host = target.name.as_str();
     let facts = if plan.needs_facts {
         let id = session
-            .start("facts", json!({}), Limits::default(), Vec::new())
+            .start(&Op::Facts, Limits::default(), Vec::new())
             .await
             .map_err(|e| Stop::Lost(e.to_string()))?;
         match session.next_for(&id).await {
@@ -156,12 +157,6 @@ fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
     }
 }
 
-/// Ops that take `check` (and change nothing with it).
-fn checkable(op: &str) -> bool {
-    ["file.write", "file.absent", "dir.ensure", "pkg.ensure"].contains(&op)
-        || op.starts_with("service.")
-}
-
 #[allow(clippy::too_many_arguments)] // one task's whole context; a struct would only rename it
 async fn run_task(
     session: &mut Session,
@@ -173,7 +168,7 @@ async fn run_task(
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<TaskStatus, Stop> {
-    let record = |status: TaskStatus, detail: &str, done: Option<&wisp_protocol::message::Done>| {
+    let record = |status: TaskStatus, detail: &str, done: Option<&Done>| {
         reporter.task(host, &task.name, status.label(), detail);
         reporter.journal().record(json!({
             "kind": "task", "host": host, "task": task.name, "op": task.op, "line": task.line,
@@ -197,9 +192,15 @@ async fn run_task(
             Err(e) => return Ok(report(TaskStatus::Failed, &format!("when: {e}"))),
         }
     }
-    let mut args = match render_json(&task.args, ctx, &mut refs) {
+    let args = match render_json(&task.args, ctx, &mut refs) {
         Ok(a) => a,
         Err(e) => return Ok(report(TaskStatus::Failed, &e)),
+    };
+    // The plan was checked with placeholders; the rendered args are checked again as the
+    // runner will parse them, into the typed op that goes on the wire.
+    let mut op = match Op::parse(&task.op, &args) {
+        Ok(op) => op,
+        Err(e) => return Ok(report(TaskStatus::Failed, &e.to_string())),
     };
     let content = match &task.content {
         Some(Content::Inline(text)) => match render(text, ctx, &mut refs) {
@@ -216,18 +217,18 @@ async fn run_task(
             None => Vec::new(),
         },
     };
-    if options.check {
-        if checkable(&task.op) {
-            args["check"] = Value::Bool(true);
-        } else if task.op != "file.stat" {
-            return Ok(report(TaskStatus::Skipped, "check mode"));
-        }
+    if options.check && !op.set_check() {
+        return Ok(report(TaskStatus::Skipped, "check mode"));
     }
-    let diff = options.diff && task.op == "file.write";
-    if diff {
-        args["diff"] = Value::Bool(true);
+    let mut diff_path = None;
+    if let Op::FileWrite(a) = &mut op
+        && options.diff
+    {
+        a.diff = true;
+        diff_path = Some(a.path.clone());
     }
-    let limits = if task.op == "exec" {
+    let is_exec = matches!(op, Op::Exec(_));
+    let limits = if is_exec {
         match task.limits.to_limits(arch) {
             Ok(l) => l,
             Err(e) => return Ok(report(TaskStatus::Failed, &format!("limits: {e}"))),
@@ -235,10 +236,7 @@ async fn run_task(
     } else {
         Limits::default()
     };
-    let id = match session
-        .start(&task.op, args.clone(), limits, content.clone())
-        .await
-    {
+    let id = match session.start(&op, limits, content.clone()).await {
         Ok(id) => id,
         Err(crate::session::SessionError::TooLarge(e)) => {
             return Ok(report(TaskStatus::Failed, &e));
@@ -261,34 +259,28 @@ async fn run_task(
             if cancelled {
                 return Err(Stop::Interrupted);
             }
-            let changes = done
-                .result
-                .as_ref()
-                .and_then(|r| r.get("changes"))
-                .and_then(Value::as_array)
-                .map(|c| {
-                    c.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
             if done.status != Status::Ok {
                 let detail = crate::report::describe(&done);
                 return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
             }
-            if diff && done.changed {
+            let (changes, previous_content) = match changes(&op, &done) {
+                Ok(c) => c,
+                Err(e) => {
+                    let detail =
+                        format!("the runner's result for {} does not decode: {e}", op.name());
+                    return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
+                }
+            };
+            let changes = changes.join(", ");
+            if let Some(path) = diff_path.as_deref()
+                && done.changed
+            {
                 let old = String::from_utf8_lossy(&previous);
                 let new = String::from_utf8_lossy(&content);
-                let path = args["path"].as_str().unwrap_or("");
                 let created = changes.contains("created");
                 let text = if created {
                     super::diff::unified("", &new, "/dev/null", path)
-                } else if done
-                    .result
-                    .as_ref()
-                    .is_some_and(|r| r["previous_content"] == Value::Bool(true))
-                {
+                } else if previous_content {
                     super::diff::unified(&old, &new, path, path)
                 } else {
                     String::new()
@@ -297,7 +289,7 @@ async fn run_task(
                     reporter.diff(host, &text);
                 }
             }
-            let changed = done.changed && !(task.op == "exec" && task.changed_when == Some(false));
+            let changed = done.changed && !(is_exec && task.changed_when == Some(false));
             let status = if changed {
                 TaskStatus::Changed
             } else {
@@ -309,4 +301,28 @@ async fn run_task(
         Ended::Disconnected => Err(Stop::Interrupted),
         Ended::Lost(e) => Err(Stop::Lost(e.to_string())),
     }
+}
+
+/// What a DONE says changed (and whether a file op sent its previous content), read as the
+/// op's typed result.
+fn changes(op: &Op, done: &Done) -> Result<(Vec<String>, bool), serde_json::Error> {
+    Ok(match op {
+        Op::FileWrite(_) | Op::FileAbsent(_) | Op::DirEnsure(_) => done
+            .result_as::<FileResult>()
+            .transpose()?
+            .map_or((Vec::new(), false), |r| (r.changes, r.previous_content)),
+        Op::PkgEnsure(_) => (
+            done.result_as::<PkgResult>()
+                .transpose()?
+                .map_or_else(Vec::new, |r| r.changes),
+            false,
+        ),
+        Op::Service(..) => (
+            done.result_as::<ServiceResult>()
+                .transpose()?
+                .map_or_else(Vec::new, |r| r.changes),
+            false,
+        ),
+        Op::Exec(_) | Op::Facts | Op::FileStat(_) => (Vec::new(), false),
+    })
 }

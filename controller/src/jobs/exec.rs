@@ -7,6 +7,7 @@ use std::path::Path;
 use tokio::sync::watch;
 use wisp_protocol::error::{ErrorClass, ErrorCode};
 use wisp_protocol::message::{ErrorFrame, Limits, Status};
+use wisp_protocol::ops::Op;
 
 use super::command::{Ended, follow};
 use super::output_files::OutputFiles;
@@ -38,7 +39,7 @@ pub(super) async fn run(
         let message = format!("{}{}", error_chain(e), stderr_note(session));
         Ran::Lost(host.unreachable(&message, "connection lost"))
     };
-    let (op, args, limits) = match job {
+    let (op, limits) = match job {
         Job::Exec {
             args,
             limits,
@@ -55,18 +56,11 @@ pub(super) async fn run(
                     }
                 },
             };
-            (
-                "exec",
-                serde_json::to_value(args).unwrap_or_default(),
-                limits,
-            )
+            (Op::Exec(args.clone()), limits)
         }
-        _ => ("facts", serde_json::json!({}), Limits::default()),
+        _ => (Op::Facts, Limits::default()),
     };
-    let mut id = match session
-        .start(op, args.clone(), limits.clone(), Vec::new())
-        .await
-    {
+    let mut id = match session.start(&op, limits.clone(), Vec::new()).await {
         Ok(id) => id,
         Err(e) => return lost(session, &e),
     };
@@ -126,10 +120,7 @@ pub(super) async fn run(
             Ended::Refused(e) if e.class == ErrorClass::Transient && attempt < RETRIES => {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
-                match session
-                    .start(op, args.clone(), limits.clone(), Vec::new())
-                    .await
-                {
+                match session.start(&op, limits.clone(), Vec::new()).await {
                     Ok(next) => id = next,
                     Err(e) => return lost(session, &e),
                 }

@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use wisp_tests::{ScratchDir, runner_path, snapshot};
 
 fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    wisp_tests::wisp_command!(&tmp.0)
         .arg("apply")
         .arg(plan)
         .arg("localhost")
@@ -168,7 +168,7 @@ fn a_broken_plan_is_refused_before_any_host_is_contacted() {
         let plan = tmp.0.join("broken.toml");
         std::fs::write(&plan, text_of_plan).unwrap();
         // An address nothing listens on: had wisp tried to connect, it would say unreachable.
-        let out = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        let out = wisp_tests::wisp_command!(&tmp.0)
             .arg("apply")
             .arg(&plan)
             .arg("127.0.0.1:1")

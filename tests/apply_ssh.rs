@@ -7,14 +7,14 @@
 #![allow(clippy::print_stdout)] // what wisp said goes into the failure report
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use wisp_tests::sshd::Fleet;
 use wisp_tests::{runner_path, snapshot};
 
 fn apply(fleet: &Fleet, plan: &Path, inventory: &Path, journal: &Path, extra: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    let out = wisp_tests::wisp_command!(journal.parent().unwrap_or(journal))
         .arg("apply")
         .arg(plan)
         .arg("all")

@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wisp_protocol::message::{Cmd, ExitReason, Hello, Message, Status};
-use wisp_tests::{RawRunner, Received, ScratchDir, children_of, is_dead, runner_path, wait_for};
+use wisp_tests::{RawRunner, Received, ScratchDir, children_of, is_dead, wait_for};
 
 fn wisp(tmp: &ScratchDir) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-    c.env("WISP_RUNNER", runner_path()).env("TMPDIR", &tmp.0);
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.env("TMPDIR", &tmp.0);
     c
 }
 

@@ -591,7 +591,7 @@ fn wisp_run_reports_a_fully_enforced_sandbox_in_the_recap() {
     let job = tmp.0.join("job");
     std::fs::create_dir(&job).unwrap();
     let target = format!("/etc/wisp-test-{}", std::process::id());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    let out = wisp_tests::wisp_command!(&tmp.0)
         .args(["run", "localhost", "--rw"])
         .arg(&job)
         .args([
@@ -639,7 +639,7 @@ fn wisp_names_each_gap_and_how_to_proceed() {
     let tmp = ScratchDir::new("cli-gap");
     let marker = tmp.0.join("ran");
     let wisp = |extra: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        wisp_tests::wisp_command!(&tmp.0)
             .args(["run", "localhost", "--rw", "/nonexistent/wisp-gap", "--rw"])
             .arg(&tmp.0)
             .args(extra)
@@ -673,7 +673,7 @@ fn wisp_names_each_gap_and_how_to_proceed() {
         "{stderr}"
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    let out = wisp_tests::wisp_command!(&tmp.0)
         .args(["facts", "localhost"])
         .env("WISP_RUNNER", wisp_tests::runner_path())
         .env("TMPDIR", &tmp.0)
@@ -704,7 +704,7 @@ fn a_seccomp_file_is_compiled_for_the_host_and_enforced() {
     std::fs::write(&file, filter.to_string()).unwrap();
     let pattern = tmp.0.join("deny-uname-{arch}.json");
     let run = |seccomp: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+        wisp_tests::wisp_command!(&tmp.0)
             .args(["run", "--json", "localhost", "--seccomp"])
             .arg(seccomp)
             .args(["--", "uname", "-s"])

@@ -7,12 +7,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use wisp_tests::{ScratchDir, runner_path};
 
 fn wisp(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    let mut child = wisp_tests::wisp_command!(dir)
         .args(args)
         .current_dir(dir)
         .env("WISP_RUNNER", runner_path())

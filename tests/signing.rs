@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use minisign::KeyPair;
 use wisp_tests::{ScratchDir, runner_path};
@@ -20,10 +20,9 @@ fn wisp(exe: Option<&Path>, target: &str, runner: Option<&Path>, extra: &[&str])
         || PathBuf::from(env!("CARGO_BIN_EXE_wisp-under-test")),
         Path::to_path_buf,
     );
-    let mut c = Command::new(exe);
+    let scratch = ScratchDir::new("sign-run");
+    let mut c = wisp_tests::wisp::isolated(&exe, &scratch.0);
     c.env_remove("WISP_RUNNER")
-        .env("HOME", "/nonexistent")
-        .env_remove("XDG_CONFIG_HOME")
         .args(["run", target])
         .args(extra);
     if let Some(r) = runner {
@@ -200,7 +199,7 @@ fn the_default_build_verifies_its_runner_and_refuses_a_modified_one() {
 fn a_bundled_wisp_pushes_the_runners_it_carries_once_they_check_out() {
     let tmp = ScratchDir::new("sign-bundle");
     let bundled = tmp.0.join("wisp");
-    let out = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"))
+    let out = wisp_tests::wisp_command!(&tmp.0)
         .args(["bundle", "--out"])
         .arg(&bundled)
         .env_remove("WISP_RUNNER")

@@ -6,7 +6,6 @@
 
 use std::process::{Command, Output};
 
-use wisp_tests::runner_path;
 use wisp_tests::sshd::Fleet;
 
 fn run(cmd: &mut Command) -> Output {
@@ -23,11 +22,8 @@ fn run(cmd: &mut Command) -> Output {
 /// generous connect timeout (tests about timeouts set their own; the last value wins), and no
 /// key: callers add the credentials they test.
 fn base(fleet: &Fleet, verb: &str, targets: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wisp-under-test"));
-    c.env("WISP_RUNNER", runner_path())
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("WISP_SSH_PASSPHRASE")
-        .args([verb, targets, "--known-hosts"])
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args([verb, targets, "--known-hosts"])
         .arg(&fleet.known_hosts)
         .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"]);
     c

@@ -14,6 +14,7 @@ use wisp_transports::stage::StagedRunner;
 
 pub mod session;
 pub mod sshd;
+pub mod wisp;
 
 /// The static musl runner built by `cargo xtask build-runner`. Panics with instructions when
 /// it is missing: these tests must fail loudly, never skip, without it.
@@ -57,6 +58,7 @@ impl ScratchDir {
         std::fs::read_dir(&self.0)
             .map(|d| {
                 d.filter_map(Result::ok)
+                    .filter(|e| e.file_name() != wisp::ENV_DIR)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .collect()
             })
@@ -319,7 +321,7 @@ pub fn snapshot(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
     };
-    for e in entries.flatten() {
+    for e in entries.flatten().filter(|e| e.file_name() != wisp::ENV_DIR) {
         let Ok(m) = e.metadata() else { continue };
         let content = if m.is_file() {
             std::fs::read(e.path()).unwrap_or_default()

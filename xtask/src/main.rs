@@ -180,11 +180,53 @@ fn test() -> Result<()> {
         );
     }
     let runner = build_runner()?;
+    // Every test runs wisp in its own scratch HOME and XDG dirs (tests/src/wisp.rs): the
+    // operator's state directory must come out of the suite exactly as it went in.
+    let state = user_state_dir();
+    let before = tree_listing(&state);
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("WISP_RUNNER", &runner)
-        // The runs the tests make are journalled in the build tree, not the user's state.
-        .env("WISP_JOURNAL_DIR", target_dir().join("test-journals")))
+        .env("WISP_RUNNER", &runner))?;
+    let after = tree_listing(&state);
+    if before != after {
+        bail!(
+            "the test suite changed {}: a test ran wisp outside its scratch directory \
+             (use wisp_tests::wisp_command!)\nbefore: {before:?}\nafter: {after:?}",
+            state.display()
+        );
+    }
+    eprintln!("{} unchanged by the suite", state.display());
+    Ok(())
+}
+
+/// `$XDG_STATE_HOME/wisp`, else `~/.local/state/wisp`: where wisp keeps an operator's state.
+fn user_state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+        .join("wisp")
+}
+
+/// Every path below `dir` with its size, sorted; empty when `dir` does not exist.
+fn tree_listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let len = e.metadata().map_or(0, |m| m.len());
+            if path.is_dir() {
+                walk(&path, out);
+            }
+            out.push((path, len));
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
 }
 
 /// A release `wisp` carrying both signed runners, trusting the key that signed them.

@@ -3,6 +3,8 @@
 //! A runner turns a [`Cmd`](crate::message::Cmd) into an [`Op`] with [`Op::parse`]; an op it
 //! does not know is an [`OpError::Unknown`], answered with ERROR `unknown_op`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::message::Env;
@@ -100,28 +102,37 @@ impl std::fmt::Display for OpError {
 impl std::error::Error for OpError {}
 
 impl Op {
-    /// Parses an op name and its args.
+    /// Parses an op name and its args as they come off the wire (`null` args read as `{}`).
     pub fn parse(op: &str, args: &serde_json::Value) -> Result<Op, OpError> {
-        let args = if args.is_null() {
-            &serde_json::Value::Object(Default::default())
-        } else {
-            args
-        };
+        if args.is_null() {
+            return Op::from_args(op, serde_json::Value::Object(Default::default()));
+        }
+        Op::from_args(op, args.clone())
+    }
+
+    /// Parses an op name and its args from any self-describing form (the wire's JSON, a plan's
+    /// TOML table), with the same checks and messages whichever it is.
+    pub fn from_args<'de, D>(op: &str, args: D) -> Result<Op, OpError>
+    where
+        D: serde::Deserializer<'de>,
+        D::Error: std::fmt::Display,
+    {
+        // Some formats end their messages with a newline; the message is one line here.
+        let bad =
+            |e: D::Error| OpError::BadArgs(format!("{op} args: {}", e.to_string().trim_end()));
         match op {
             name::EXEC => {
-                let a: ExecArgs = serde_json::from_value(args.clone())
-                    .map_err(|e| OpError::BadArgs(format!("exec args: {e}")))?;
+                let a = ExecArgs::deserialize(args).map_err(bad)?;
                 a.validate().map_err(OpError::BadArgs)?;
                 Ok(Op::Exec(a))
             }
             name::FACTS => {
-                if !args.is_object() {
-                    return Err(OpError::BadArgs("facts args: expected an object".into()));
-                }
+                BTreeMap::<String, serde::de::IgnoredAny>::deserialize(args)
+                    .map_err(|_| OpError::BadArgs("facts args: expected an object".into()))?;
                 Ok(Op::Facts)
             }
             name::FILE_WRITE => {
-                let a: FileWriteArgs = parse_args(op, args)?;
+                let a = FileWriteArgs::deserialize(args).map_err(bad)?;
                 a.validate(op)?;
                 if a.size.is_some_and(|s| s > MAX_UPLOAD) {
                     return Err(OpError::BadArgs(format!(
@@ -131,22 +142,22 @@ impl Op {
                 Ok(Op::FileWrite(a))
             }
             name::FILE_ABSENT => {
-                let a: FileAbsentArgs = parse_args(op, args)?;
+                let a = FileAbsentArgs::deserialize(args).map_err(bad)?;
                 check_path(op, &a.path)?;
                 Ok(Op::FileAbsent(a))
             }
             name::FILE_STAT => {
-                let a: PathArgs = parse_args(op, args)?;
+                let a = PathArgs::deserialize(args).map_err(bad)?;
                 check_path(op, &a.path)?;
                 Ok(Op::FileStat(a))
             }
             name::DIR_ENSURE => {
-                let a: DirEnsureArgs = parse_args(op, args)?;
+                let a = DirEnsureArgs::deserialize(args).map_err(bad)?;
                 a.validate(op)?;
                 Ok(Op::DirEnsure(a))
             }
             name::PKG_ENSURE => {
-                let a: PkgEnsureArgs = parse_args(op, args)?;
+                let a = PkgEnsureArgs::deserialize(args).map_err(bad)?;
                 a.validate()?;
                 Ok(Op::PkgEnsure(a))
             }
@@ -155,7 +166,7 @@ impl Op {
                 .and_then(ServiceAction::parse)
             {
                 Some(action) => {
-                    let a: ServiceArgs = parse_args(op, args)?;
+                    let a = ServiceArgs::deserialize(args).map_err(bad)?;
                     a.validate(op, action)?;
                     Ok(Op::Service(action, a))
                 }
@@ -268,13 +279,6 @@ impl ExecArgs {
             (None, None) => Vec::new(),
         }
     }
-}
-
-fn parse_args<T: serde::de::DeserializeOwned>(
-    op: &str,
-    args: &serde_json::Value,
-) -> Result<T, OpError> {
-    serde_json::from_value(args.clone()).map_err(|e| OpError::BadArgs(format!("{op} args: {e}")))
 }
 
 fn check_path(op: &str, path: &str) -> Result<(), OpError> {
@@ -660,6 +664,38 @@ pub struct Facts {
     pub pkg_manager: String,
 }
 
+impl Facts {
+    /// The facts a plan may name: every field but `caps`, in declaration order.
+    pub const NAMES: &[&str] = &[
+        "os_id",
+        "os_version",
+        "os_pretty",
+        "kernel",
+        "arch",
+        "hostname",
+        "cpus",
+        "mem_total_kb",
+        "init",
+        "pkg_manager",
+    ];
+
+    /// Each of [`Facts::NAMES`] with its value as text.
+    pub fn values(&self) -> [(&'static str, String); 10] {
+        [
+            ("os_id", self.os_id.clone()),
+            ("os_version", self.os_version.clone()),
+            ("os_pretty", self.os_pretty.clone()),
+            ("kernel", self.kernel.clone()),
+            ("arch", self.arch.clone()),
+            ("hostname", self.hostname.clone()),
+            ("cpus", self.cpus.to_string()),
+            ("mem_total_kb", self.mem_total_kb.to_string()),
+            ("init", self.init.clone()),
+            ("pkg_manager", self.pkg_manager.clone()),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,6 +746,31 @@ mod tests {
                 Op::parse(known, &json!({})),
                 Err(OpError::Unknown(_))
             ));
+        }
+    }
+
+    #[test]
+    fn fact_names_are_the_fields_values_reports() {
+        let facts: Facts = serde_json::from_value(json!({
+            "os_id": "debian", "os_version": "13", "os_pretty": "Debian", "kernel": "6.18",
+            "arch": "x86_64", "hostname": "h", "cpus": 2, "mem_total_kb": 1024,
+            "caps": {
+                "landlock": {"abi": 7, "status": "enabled"},
+                "seccomp": {"filter": true, "already_filtered": false},
+                "cgroup": {"mode": "hybrid", "writable": true, "detail": ""}
+            },
+            "init": "sysv", "pkg_manager": "apt"
+        }))
+        .unwrap();
+        let names: Vec<&str> = facts.values().iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, Facts::NAMES);
+        let encoded = serde_json::to_value(&facts).unwrap();
+        for (k, v) in facts.values() {
+            let field = &encoded[k];
+            let text = field
+                .as_str()
+                .map_or_else(|| field.to_string(), str::to_owned);
+            assert_eq!(text, v, "{k}");
         }
     }
 

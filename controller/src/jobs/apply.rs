@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use tokio::sync::watch;
 use wisp_protocol::message::{Done, Limits, Status};
-use wisp_protocol::ops::{FileResult, Op, PkgResult, ServiceResult};
+use wisp_protocol::ops::{Facts, FileResult, Op, PkgResult, ServiceResult};
 
 use super::command::{Ended, follow};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
-use crate::plan::{Content, Context, Plan, Task, condition, render, render_json};
+use crate::plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
 use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
@@ -109,7 +109,11 @@ pub async fn run_on_host(
             .await
             .map_err(|e| Stop::Lost(e.to_string()))?;
         match session.next_for(&id).await {
-            Ok(CmdEvent::Done(done, _)) => done.result,
+            Ok(CmdEvent::Done(done, _)) => match done.result_as::<Facts>() {
+                Some(Ok(facts)) => Some(facts),
+                Some(Err(e)) => return Err(Stop::Lost(format!("facts: undecodable result: {e}"))),
+                None => return Err(Stop::Lost("facts: DONE without a result".into())),
+            },
             Ok(other) => return Err(Stop::Lost(format!("facts: {other:?}"))),
             Err(e) => return Err(Stop::Lost(e.to_string())),
         }
@@ -192,15 +196,15 @@ async fn run_task(
             Err(e) => return Ok(report(TaskStatus::Failed, &format!("when: {e}"))),
         }
     }
-    let args = match render_json(&task.args, ctx, &mut refs) {
+    let args = match render_args(&task.args, ctx, &mut refs) {
         Ok(a) => a,
         Err(e) => return Ok(report(TaskStatus::Failed, &e)),
     };
     // The plan was checked with placeholders; the rendered args are checked again as the
     // runner will parse them, into the typed op that goes on the wire.
-    let mut op = match Op::parse(&task.op, &args) {
+    let mut op = match op_from_args(&task.op, args) {
         Ok(op) => op,
-        Err(e) => return Ok(report(TaskStatus::Failed, &e.to_string())),
+        Err(e) => return Ok(report(TaskStatus::Failed, &e)),
     };
     let content = match &task.content {
         Some(Content::Inline(text)) => match render(text, ctx, &mut refs) {

@@ -30,15 +30,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
-use wisp_protocol::ops::Op;
 
 use crate::limits::LimitArgs;
 
+mod error;
 mod task;
 mod template;
 
+use error::Located;
+pub use error::{PlanError, PlanErrorKind};
 use task::{limit_args, read_task};
-pub use template::{Context, condition, render, render_json};
+pub use template::{Context, condition, op_from_args, render, render_args, render_value};
 
 /// A plan that parsed and checked.
 #[derive(Debug, Clone)]
@@ -70,8 +72,8 @@ pub struct Task {
     pub name: String,
     /// The op.
     pub op: String,
-    /// The op's args, templates not yet rendered.
-    pub args: serde_json::Value,
+    /// The op's args as the plan gives them, templates not yet rendered.
+    pub args: toml::Table,
     /// `file.write` content, templates not yet rendered (when from `content`).
     pub content: Option<Content>,
     /// Condition, when given.
@@ -102,21 +104,6 @@ pub enum Content {
     /// A local file's bytes, sent as they are.
     File(Vec<u8>),
 }
-
-/// A plan that cannot run, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    /// `FILE:LINE: what is wrong`.
-    pub message: String,
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PlanError {}
 
 pub(super) type RawTable = BTreeMap<String, Spanned<toml::Value>>;
 
@@ -158,34 +145,38 @@ impl Plan {
     /// Reads and checks a plan file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let text = std::fs::read_to_string(path).map_err(|e| PlanError {
-            message: format!("{}: {e}", path.display()),
+            path: path.to_owned(),
+            line: None,
+            kind: PlanErrorKind::Unreadable(e),
         })?;
         Plan::parse(&text, path)
     }
 
     /// Parses and checks plan text (`path` names it in errors and anchors `content_file`).
     pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
-        let at = |line: usize, what: String| PlanError {
-            message: format!("{}:{line}: {what}", path.display()),
-        };
+        let at = |(line, kind): Located| PlanError::at(path, line, kind);
         let raw: RawPlan = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |s| line_of(text, s.start));
-            at(line, e.message().trim().to_owned())
+            at((line, PlanErrorKind::Syntax(e.message().trim().to_owned())))
         })?;
         let mut vars = BTreeMap::new();
         for (k, v) in &raw.vars {
-            let s = scalar(v)
-                .ok_or_else(|| at(1, format!("var {k:?} must be a string, number or boolean")))?;
+            let s = scalar(v).ok_or_else(|| {
+                let what = format!("var {k:?} must be a string, number or boolean");
+                at((1, PlanErrorKind::Syntax(what)))
+            })?;
             vars.insert(k.clone(), s);
         }
         let defaults = match &raw.limits {
-            Some(l) => limit_args(l.get_ref())
-                .map_err(|e| at(line_of(text, l.span().start), format!("[limits]: {e}")))?,
+            Some(l) => limit_args(l.get_ref()).map_err(|e| {
+                let line = line_of(text, l.span().start);
+                at((line, PlanErrorKind::Limits(format!("[limits]: {e}"))))
+            })?,
             None => LimitArgs::default(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let task = |t: &Spanned<RawTable>, kind: &str| {
-            read_task(t, kind, text, base, &defaults).map_err(|(line, e)| at(line, e))
+            read_task(t, kind, text, base, &defaults).map_err(at)
         };
         let tasks = raw
             .task
@@ -208,7 +199,7 @@ impl Plan {
             secret_refs: Vec::new(),
             secrets: Default::default(),
         };
-        plan.check().map_err(|(line, e)| at(line, e))?;
+        plan.check().map_err(at)?;
         Ok(plan)
     }
 
@@ -218,11 +209,11 @@ impl Plan {
         &mut self,
         select: impl Fn(&str) -> Result<Vec<String>, String>,
     ) -> Result<(), PlanError> {
-        let path = self.path.display().to_string();
         for t in self.tasks.iter_mut().chain(self.handlers.iter_mut()) {
             if let Some(pattern) = &t.targets {
-                let hosts = select(pattern).map_err(|e| PlanError {
-                    message: format!("{path}:{}: targets {pattern:?}: {e}", t.line),
+                let hosts = select(pattern).map_err(|e| {
+                    let what = format!("targets {pattern:?}: {e}");
+                    PlanError::at(&self.path, t.line, PlanErrorKind::Targets(what))
                 })?;
                 t.hosts = Some(hosts.into_iter().collect());
             }
@@ -232,12 +223,13 @@ impl Plan {
 
     /// Cross-checks: handler names, template references, and the args of each op as a runner
     /// would parse them (with placeholder values for what only a host can tell).
-    fn check(&mut self) -> Result<(), (usize, String)> {
+    fn check(&mut self) -> Result<(), Located> {
         let mut needs_facts = false;
         for t in &self.tasks {
             for n in &t.notify {
                 if !self.handlers.iter().any(|h| &h.name == n) {
-                    return Err((t.line, format!("notify: no handler named {n:?}")));
+                    let what = format!("notify: no handler named {n:?}");
+                    return Err((t.line, PlanErrorKind::Task(what)));
                 }
             }
         }
@@ -245,42 +237,40 @@ impl Plan {
         for t in self.tasks.iter().chain(&self.handlers) {
             let ctx = Context::placeholder(&self.vars);
             let mut refs = Vec::new();
-            let args = render_json(&t.args, &ctx, &mut refs).map_err(|e| (t.line, e))?;
+            let template = |e| (t.line, PlanErrorKind::Template(e));
+            let args = render_args(&t.args, &ctx, &mut refs).map_err(template)?;
             // Secrets may reach a host in env, stdin or file content, never in a command line
             // or a path: those show in `ps` and in every message about the task.
             let exposed: Vec<String> = t
                 .args
-                .as_object()
-                .into_iter()
-                .flatten()
+                .iter()
                 .filter(|(k, _)| !(t.op == "exec" && k.as_str() == "env"))
                 .flat_map(|(_, v)| {
                     let mut r = Vec::new();
-                    let _ = render_json(v, &ctx, &mut r);
+                    let _ = render_value(v, &ctx, &mut r);
                     r
                 })
                 .filter(|r| r.starts_with("secret."))
                 .collect();
             if let Some(r) = exposed.first() {
-                return Err((
-                    t.line,
-                    format!(
-                        "{{{{ {r} }}}} may go only in an exec task's env or stdin, or in file \
-                         content: a command line or a path is visible to every user of the host"
-                    ),
-                ));
+                let what = format!(
+                    "{{{{ {r} }}}} may go only in an exec task's env or stdin, or in file \
+                     content: a command line or a path is visible to every user of the host"
+                );
+                return Err((t.line, PlanErrorKind::Secret(what)));
             }
             if let Some(Content::Inline(c)) = &t.content {
-                render(c, &ctx, &mut refs).map_err(|e| (t.line, e))?;
+                render(c, &ctx, &mut refs).map_err(template)?;
             }
             if let Some(i) = &t.stdin {
-                render(i, &ctx, &mut refs).map_err(|e| (t.line, e))?;
+                render(i, &ctx, &mut refs).map_err(template)?;
             }
             if let Some(w) = &t.when {
                 let mut when_refs = Vec::new();
-                condition(w, &ctx, &mut when_refs).map_err(|e| (t.line, format!("when: {e}")))?;
+                condition(w, &ctx, &mut when_refs).map_err(|e| template(format!("when: {e}")))?;
                 if when_refs.iter().any(|r| r.starts_with("secret.")) {
-                    return Err((t.line, "when: conditions cannot look at secrets".into()));
+                    let what = "when: conditions cannot look at secrets".to_owned();
+                    return Err((t.line, PlanErrorKind::Secret(what)));
                 }
                 refs.extend(when_refs);
             }
@@ -290,11 +280,11 @@ impl Plan {
                     .map(|n| (n.to_owned(), t.line)),
             );
             needs_facts |= refs.iter().any(|r| r.starts_with("facts."));
-            Op::parse(&t.op, &args).map_err(|e| (t.line, e.to_string()))?;
+            op_from_args(&t.op, args).map_err(|e| (t.line, PlanErrorKind::Task(e)))?;
             if t.op == "exec" {
                 t.limits
                     .to_limits(std::env::consts::ARCH)
-                    .map_err(|e| (t.line, format!("limits: {e}")))?;
+                    .map_err(|e| (t.line, PlanErrorKind::Limits(format!("limits: {e}"))))?;
             }
         }
         self.needs_facts = needs_facts;
@@ -310,14 +300,16 @@ impl Plan {
     ) -> Result<(), PlanError> {
         for (name, line) in &self.secret_refs {
             if values.get(name).is_none() {
-                return Err(PlanError {
-                    message: format!(
-                        "{}:{line}: {{{{ secret.{name} }}}}: {} has no such secret (it has: {})",
-                        self.path.display(),
-                        from.display(),
-                        values.names().join(", ")
-                    ),
-                });
+                let what = format!(
+                    "{{{{ secret.{name} }}}}: {} has no such secret (it has: {})",
+                    from.display(),
+                    values.names().join(", ")
+                );
+                return Err(PlanError::at(
+                    &self.path,
+                    *line,
+                    PlanErrorKind::Secret(what),
+                ));
             }
         }
         self.secrets = values;
@@ -330,7 +322,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Plan, String> {
-        Plan::parse(text, Path::new("plan.toml")).map_err(|e| e.message)
+        Plan::parse(text, Path::new("plan.toml")).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -362,44 +354,10 @@ argv = ["true"]
         )
         .unwrap();
         assert_eq!(p.tasks.len(), 2);
-        assert_eq!(p.tasks[0].args["mode"], "0644");
+        assert_eq!(p.tasks[0].args["mode"].as_str(), Some("0644"));
         assert_eq!(p.tasks[1].name, "exec (line 13)");
         assert!(p.needs_facts);
         assert_eq!(p.tasks[1].limits.memory, Some(64 << 20));
-    }
-
-    #[test]
-    fn errors_name_the_file_and_line() {
-        let typo = "[[task]]\nop = \"file.wirte\"\npath = \"/x\"\n";
-        assert_eq!(
-            parse(typo).unwrap_err().split(" (known").next().unwrap(),
-            "plan.toml:2: unknown op \"file.wirte\""
-        );
-        let missing = "[vars]\na = \"1\"\n\n[[task]]\nop = \"dir.ensure\"\nmode = \"0755\"\n";
-        let e = parse(missing).unwrap_err();
-        assert!(
-            e.starts_with("plan.toml:4: dir.ensure args: missing field `path`"),
-            "{e}"
-        );
-        let template = "[[task]]\nop = \"dir.ensure\"\npath = \"/srv/{{ ap }}\"\n";
-        let e = parse(template).unwrap_err();
-        assert!(e.starts_with("plan.toml:1: {{ ap }}: no such var"), "{e}");
-        let fact = "[[task]]\nop = \"exec\"\nshell = \"{{ facts.oss }}\"\n";
-        assert!(parse(fact).unwrap_err().contains("facts have no \"oss\""));
-        let syntax = "[[task]]\nop = \"exec\"\nshell = \"x\n";
-        assert!(parse(syntax).unwrap_err().starts_with("plan.toml:3: "));
-        let handler = "[[task]]\nop = \"exec\"\nshell = \"x\"\nnotify = [\"nope\"]\n";
-        assert!(
-            parse(handler)
-                .unwrap_err()
-                .contains("no handler named \"nope\"")
-        );
-        let unknown_arg = "[[task]]\nop = \"file.absent\"\npath = \"/x\"\nrecursiv = true\n";
-        assert!(
-            parse(unknown_arg)
-                .unwrap_err()
-                .contains("unknown field `recursiv`")
-        );
     }
 
     #[test]
@@ -408,7 +366,17 @@ argv = ["true"]
         vars.insert("app".to_owned(), "demo".to_owned());
         let mut host = BTreeMap::new();
         host.insert("port".to_owned(), "81".to_owned());
-        let facts = serde_json::json!({"os_id": "debian", "cpus": 2});
+        let facts: wisp_protocol::ops::Facts = serde_json::from_value(serde_json::json!({
+            "os_id": "debian", "os_version": "13", "os_pretty": "", "kernel": "6.18",
+            "arch": "x86_64", "hostname": "web1", "cpus": 2, "mem_total_kb": 1024,
+            "caps": {
+                "landlock": {"abi": 7, "status": "enabled"},
+                "seccomp": {"filter": true, "already_filtered": false},
+                "cgroup": {"mode": "hybrid", "writable": true, "detail": ""}
+            },
+            "init": "sysv", "pkg_manager": "apt"
+        }))
+        .unwrap();
         let ctx = Context::for_host(&vars, "web1", &host, Some(&facts));
         let mut refs = Vec::new();
         assert_eq!(

@@ -6,7 +6,7 @@ use std::path::Path;
 use toml::Spanned;
 use wisp_protocol::ops::KNOWN_OPS;
 
-use super::{Content, RawTable, Task, line_of, scalar};
+use super::{Content, Located, PlanErrorKind, RawTable, Task, line_of, scalar};
 use crate::limits::LimitArgs;
 
 /// Keys of a task that belong to the plan, not to the op's args.
@@ -24,26 +24,31 @@ const TASK_KEYS: &[&str] = &[
     "stdin",
 ];
 
+/// A task or handler that is not whole, at `line`.
+fn task_error(line: usize, what: impl Into<String>) -> Located {
+    (line, PlanErrorKind::Task(what.into()))
+}
+
 pub(super) fn read_task(
     t: &Spanned<RawTable>,
     kind: &str,
     text: &str,
     base: &Path,
     defaults: &LimitArgs,
-) -> Result<Task, (usize, String)> {
+) -> Result<Task, Located> {
     let line = line_of(text, t.span().start);
     let table = t.get_ref();
     let key_line = |k: &str| table.get(k).map_or(line, |v| line_of(text, v.span().start));
-    let string = |k: &str| -> Result<Option<String>, (usize, String)> {
+    let string = |k: &str| -> Result<Option<String>, Located> {
         match table.get(k).map(Spanned::get_ref) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err((key_line(k), format!("{k} must be a string"))),
+            Some(_) => Err(task_error(key_line(k), format!("{k} must be a string"))),
         }
     };
-    let op = string("op")?.ok_or((line, format!("{kind} without an op")))?;
+    let op = string("op")?.ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
     if !KNOWN_OPS.contains(&op.as_str()) {
-        return Err((
+        return Err(task_error(
             key_line("op"),
             format!("unknown op {op:?} (known: {})", KNOWN_OPS.join(", ")),
         ));
@@ -56,16 +61,16 @@ pub(super) fn read_task(
             .iter()
             .map(|v| v.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
-            .ok_or((key_line("notify"), "notify must name handlers".to_owned()))?,
-        Some(_) => return Err((key_line("notify"), "notify must name handlers".into())),
+            .ok_or_else(|| task_error(key_line("notify"), "notify must name handlers"))?,
+        Some(_) => return Err(task_error(key_line("notify"), "notify must name handlers")),
     };
     let ignore_errors = match table.get("ignore_errors").map(Spanned::get_ref) {
         None => false,
         Some(toml::Value::Boolean(b)) => *b,
         Some(_) => {
-            return Err((
+            return Err(task_error(
                 key_line("ignore_errors"),
-                "ignore_errors must be true or false".into(),
+                "ignore_errors must be true or false",
             ));
         }
     };
@@ -73,70 +78,77 @@ pub(super) fn read_task(
         None => None,
         Some(toml::Value::Boolean(b)) => Some(*b),
         Some(_) => {
-            return Err((
+            return Err(task_error(
                 key_line("changed_when"),
-                "changed_when must be true or false".into(),
+                "changed_when must be true or false",
             ));
         }
     };
     let content = match (string("content")?, string("content_file")?) {
         (Some(_), Some(_)) => {
-            return Err((line, "give content or content_file, not both".into()));
+            return Err(task_error(line, "give content or content_file, not both"));
         }
         (Some(c), None) => Some(Content::Inline(c)),
         (None, Some(f)) => {
             let p = base.join(&f);
             let bytes = std::fs::read(&p).map_err(|e| {
-                (
-                    key_line("content_file"),
-                    format!("content_file {}: {e}", p.display()),
-                )
+                let kind = PlanErrorKind::ContentFile {
+                    path: p.clone(),
+                    source: e,
+                };
+                (key_line("content_file"), kind)
             })?;
             Some(Content::File(bytes))
         }
         (None, None) => None,
     };
     if op == "file.write" && content.is_none() {
-        return Err((line, "file.write needs content or content_file".into()));
+        return Err(task_error(line, "file.write needs content or content_file"));
     }
     if op != "file.write" && content.is_some() {
-        return Err((line, format!("{op} takes no content")));
+        return Err(task_error(line, format!("{op} takes no content")));
     }
     let mut limits = defaults.clone();
     if let Some(l) = table.get("limits") {
         if op != "exec" {
-            return Err((
+            return Err(task_error(
                 key_line("limits"),
                 format!("limits apply to exec, not {op}"),
             ));
         }
-        let own =
-            limit_args(l.get_ref()).map_err(|e| (key_line("limits"), format!("limits: {e}")))?;
+        let own = limit_args(l.get_ref()).map_err(|e| {
+            (
+                key_line("limits"),
+                PlanErrorKind::Limits(format!("limits: {e}")),
+            )
+        })?;
         limits = merge(limits, own);
     }
     let stdin = string("stdin")?;
     if stdin.is_some() && op != "exec" {
-        return Err((key_line("stdin"), format!("{op} takes no stdin")));
+        return Err(task_error(
+            key_line("stdin"),
+            format!("{op} takes no stdin"),
+        ));
     }
-    let mut args = serde_json::Map::new();
+    let mut args = toml::Table::new();
     for (k, v) in table {
         if TASK_KEYS.contains(&k.as_str()) {
             continue;
         }
-        let mut value = serde_json::to_value(v.get_ref())
-            .map_err(|e| (line_of(text, v.span().start), format!("{k}: {e}")))?;
-        // `mode = 0o644` reads as a number; the op wants octal text.
-        if k == "mode"
-            && let Some(n) = value.as_u64()
-        {
-            value = serde_json::Value::String(format!("{n:04o}"));
-        }
+        let value = match v.get_ref() {
+            // `mode = 0o644` reads as a number; the op wants octal text.
+            toml::Value::Integer(n) if k == "mode" && *n >= 0 => {
+                toml::Value::String(format!("{n:04o}"))
+            }
+            other => other.clone(),
+        };
         args.insert(k.clone(), value);
     }
     Ok(Task {
         name,
         op,
-        args: serde_json::Value::Object(args),
+        args,
         content,
         when: string("when")?,
         notify,
@@ -179,11 +191,14 @@ pub(super) fn limit_args(v: &toml::Value) -> Result<LimitArgs, String> {
                 .ok_or(format!("{k} must list TCP ports"))
         };
         let flag = || v.as_bool().ok_or(format!("{k} must be true or false"));
+        let named = |e: String| format!("{k}: {e}");
         match k.as_str() {
-            "timeout" => a.timeout = Some(crate::quantity::parse_duration(&text()?)?),
-            "memory" => a.memory = Some(crate::quantity::parse_size(&text()?)?),
-            "cpus" => a.cpus = Some(crate::quantity::parse_cpus(&text()?)?),
-            "pids" => a.pids = Some(crate::quantity::parse_count(&text()?)?),
+            "timeout" => {
+                a.timeout = Some(crate::quantity::parse_duration(&text()?).map_err(named)?)
+            }
+            "memory" => a.memory = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
+            "cpus" => a.cpus = Some(crate::quantity::parse_cpus(&text()?).map_err(named)?),
+            "pids" => a.pids = Some(crate::quantity::parse_count(&text()?).map_err(named)?),
             "ro" => a.ro = list()?,
             "rw" => a.rw = list()?,
             "exec" => a.exec = list()?,
@@ -194,10 +209,10 @@ pub(super) fn limit_args(v: &toml::Value) -> Result<LimitArgs, String> {
             "private_tmp" => a.private_tmp = flag()?,
             "pid_ns" => a.pid_ns = flag()?,
             "seccomp" => a.seccomp = Some(text()?),
-            "nofile" => a.nofile = Some(crate::quantity::parse_count(&text()?)?),
-            "fsize" => a.fsize = Some(crate::quantity::parse_size(&text()?)?),
-            "core" => a.core = Some(crate::quantity::parse_size(&text()?)?),
-            "sandbox" => a.sandbox = Some(crate::quantity::parse_mode(&text()?)?),
+            "nofile" => a.nofile = Some(crate::quantity::parse_count(&text()?).map_err(named)?),
+            "fsize" => a.fsize = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
+            "core" => a.core = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
+            "sandbox" => a.sandbox = Some(crate::quantity::parse_mode(&text()?).map_err(named)?),
             other => return Err(format!("unknown limit {other:?}")),
         }
     }

@@ -3,19 +3,7 @@
 
 use std::collections::BTreeMap;
 
-/// The facts a template may name.
-const FACT_FIELDS: &[&str] = &[
-    "os_id",
-    "os_version",
-    "os_pretty",
-    "kernel",
-    "arch",
-    "hostname",
-    "cpus",
-    "mem_total_kb",
-    "init",
-    "pkg_manager",
-];
+use wisp_protocol::ops::Facts;
 
 /// What templates resolve against on one host.
 #[derive(Debug, Clone, Default)]
@@ -34,25 +22,17 @@ impl Context {
         plan_vars: &BTreeMap<String, String>,
         host_name: &str,
         host_vars: &BTreeMap<String, String>,
-        facts: Option<&serde_json::Value>,
+        facts: Option<&Facts>,
     ) -> Context {
         let mut vars = plan_vars.clone();
         vars.extend(host_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut host = host_vars.clone();
         host.insert("name".into(), host_name.to_owned());
         let facts = facts
-            .and_then(serde_json::Value::as_object)
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| {
-                        let s = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            serde_json::Value::Number(n) => n.to_string(),
-                            serde_json::Value::Bool(b) => b.to_string(),
-                            _ => return None,
-                        };
-                        Some((k.clone(), s))
-                    })
+            .map(|f| {
+                f.values()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
                     .collect()
             })
             .unwrap_or_default();
@@ -94,10 +74,10 @@ impl Context {
                 .ok_or_else(|| format!("{{{{ {name} }}}}: no such secret"));
         }
         if let Some(f) = name.strip_prefix("facts.") {
-            if !FACT_FIELDS.contains(&f) {
+            if !Facts::NAMES.contains(&f) {
                 return Err(format!(
                     "{{{{ {name} }}}}: facts have no {f:?} (they have: {})",
-                    FACT_FIELDS.join(", ")
+                    Facts::NAMES.join(", ")
                 ));
             }
             if self.placeholder {
@@ -156,26 +136,38 @@ pub fn render(text: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<Strin
     Ok(out)
 }
 
-/// Renders every string inside a JSON value.
-pub fn render_json(
-    v: &serde_json::Value,
+/// Renders every text inside a task's args (a TOML table, as the plan gives it).
+pub fn render_args(
+    args: &toml::Table,
     ctx: &Context,
     refs: &mut Vec<String>,
-) -> Result<serde_json::Value, String> {
+) -> Result<toml::Table, String> {
+    args.iter()
+        .map(|(k, v)| Ok((k.clone(), render_value(v, ctx, refs)?)))
+        .collect()
+}
+
+/// Renders every text inside one arg's value.
+pub fn render_value(
+    v: &toml::Value,
+    ctx: &Context,
+    refs: &mut Vec<String>,
+) -> Result<toml::Value, String> {
     Ok(match v {
-        serde_json::Value::String(s) => serde_json::Value::String(render(s, ctx, refs)?),
-        serde_json::Value::Array(a) => serde_json::Value::Array(
+        toml::Value::String(s) => toml::Value::String(render(s, ctx, refs)?),
+        toml::Value::Array(a) => toml::Value::Array(
             a.iter()
-                .map(|x| render_json(x, ctx, refs))
+                .map(|x| render_value(x, ctx, refs))
                 .collect::<Result<_, _>>()?,
         ),
-        serde_json::Value::Object(o) => serde_json::Value::Object(
-            o.iter()
-                .map(|(k, x)| Ok((k.clone(), render_json(x, ctx, refs)?)))
-                .collect::<Result<_, String>>()?,
-        ),
+        toml::Value::Table(t) => toml::Value::Table(render_args(t, ctx, refs)?),
         other => other.clone(),
     })
+}
+
+/// The typed op a task's rendered args make, checked as the runner checks them.
+pub fn op_from_args(op: &str, args: toml::Table) -> Result<wisp_protocol::ops::Op, String> {
+    wisp_protocol::ops::Op::from_args(op, args).map_err(|e| e.to_string())
 }
 
 /// Evaluates a `when` condition.

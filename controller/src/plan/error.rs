@@ -1,0 +1,218 @@
+//! [`PlanError`]: what is wrong with a plan, and where (the file, the line), as fields.
+
+use std::path::{Path, PathBuf};
+
+/// A plan that cannot run: the file, the line (when one is to blame) and what is wrong.
+/// Shown as `FILE:LINE: what is wrong`.
+#[derive(Debug)]
+pub struct PlanError {
+    /// The plan file.
+    pub path: PathBuf,
+    /// The line to blame, when there is one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub kind: PlanErrorKind,
+}
+
+/// What is wrong with a plan. The text variants carry the message written for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanErrorKind {
+    /// The file could not be read.
+    #[error("cannot read the plan")]
+    Unreadable(#[source] std::io::Error),
+    /// A task's `content_file` could not be read.
+    #[error("cannot read content_file {}", path.display())]
+    ContentFile {
+        /// The file, relative to the plan's folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or not the plan's shape.
+    #[error("{0}")]
+    Syntax(String),
+    /// A task or handler that is not whole: its keys, its op or the op's args.
+    #[error("{0}")]
+    Task(String),
+    /// A `{{ ... }}` reference or a `when` condition that cannot be resolved.
+    #[error("{0}")]
+    Template(String),
+    /// A `[limits]` table (the plan's or a task's) that does not parse or check.
+    #[error("{0}")]
+    Limits(String),
+    /// A secret named where it may not go, or missing from the secrets file.
+    #[error("{0}")]
+    Secret(String),
+    /// A task's `targets` pattern that selects nothing valid.
+    #[error("{0}")]
+    Targets(String),
+}
+
+impl PlanError {
+    pub(super) fn at(path: &Path, line: usize, kind: PlanErrorKind) -> PlanError {
+        PlanError {
+            path: path.to_owned(),
+            line: Some(line),
+            kind,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.kind),
+            None => write!(f, "{}: {}", self.path.display(), self.kind),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+/// Where in the plan text an error is, and what it is; [`Plan::parse`] adds the file.
+pub(super) type Located = (usize, PlanErrorKind);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    /// Plan text that must fail: the line it blames, the kind and the whole message.
+    fn check(text: &str, line: usize, kind: &str, message: &str) {
+        let e = Plan::parse(text, Path::new("plan.toml")).unwrap_err();
+        assert_eq!(e.path, Path::new("plan.toml"), "{text}");
+        assert_eq!(e.line, Some(line), "line of {e} in:\n{text}");
+        let debug = format!("{:?}", e.kind);
+        assert!(
+            debug.starts_with(kind),
+            "{kind} expected, got {debug}:\n{text}"
+        );
+        assert_eq!(e.kind.to_string(), message, "in:\n{text}");
+        assert_eq!(e.to_string(), format!("plan.toml:{line}: {message}"));
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_kind() {
+        let known = wisp_protocol::ops::KNOWN_OPS.join(", ");
+        let cases: &[(&str, usize, &str, String)] = &[
+            (
+                "[[task]]\nop = \"file.wirte\"\npath = \"/x\"\n",
+                2,
+                "Task",
+                format!("unknown op \"file.wirte\" (known: {known})"),
+            ),
+            (
+                "[vars]\na = \"1\"\n\n[[task]]\nop = \"dir.ensure\"\nmode = \"0755\"\n",
+                4,
+                "Task",
+                "dir.ensure args: missing field `path`".into(),
+            ),
+            (
+                "[[task]]\nop = \"file.absent\"\npath = \"/x\"\nrecursiv = true\n",
+                1,
+                "Task",
+                "file.absent args: unknown field `recursiv`, expected one of `path`, `recursive`, `check`"
+                    .into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"x\"\nnotify = [\"nope\"]\n",
+                1,
+                "Task",
+                "notify: no handler named \"nope\"".into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"x\"\nnotify = 3\n",
+                4,
+                "Task",
+                "notify must name handlers".into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nargv = [\"true\"]\ncontent = \"x\"\n",
+                1,
+                "Task",
+                "exec takes no content".into(),
+            ),
+            (
+                "[[task]]\nop = \"dir.ensure\"\npath = \"/srv/{{ ap }}\"\n",
+                1,
+                "Template",
+                "{{ ap }}: no such var (define it under [vars], or use host.ap for an inventory var)"
+                    .into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"{{ facts.oss }}\"\n",
+                1,
+                "Template",
+                format!(
+                    "{{{{ facts.oss }}}}: facts have no \"oss\" (they have: {})",
+                    wisp_protocol::ops::Facts::NAMES.join(", ")
+                ),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"true\"\nwhen = \"a b\"\n",
+                1,
+                "Template",
+                "when: \"a b\": expected NAME, not NAME, NAME == \"text\" or NAME != \"text\""
+                    .into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"echo {{ secret.pw }}\"\n",
+                1,
+                "Secret",
+                "{{ secret.pw }} may go only in an exec task's env or stdin, or in file content: \
+                 a command line or a path is visible to every user of the host"
+                    .into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"x\"\nlimits = { memory = \"lots\" }\n",
+                4,
+                "Limits",
+                "limits: memory: \"lots\" is not a size like 512M, 2G or 1048576".into(),
+            ),
+            (
+                "[limits]\ntimeout = \"soon\"\n",
+                1,
+                "Limits",
+                "[limits]: timeout: \"soon\" is not a duration like 500ms, 30s, 10m or 1h".into(),
+            ),
+            (
+                "[vars]\nlist = [1]\n",
+                1,
+                "Syntax",
+                "var \"list\" must be a string, number or boolean".into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"x\n",
+                3,
+                "Syntax",
+                "invalid basic string, expected `\"`".into(),
+            ),
+        ];
+        for (text, line, kind, message) in cases {
+            check(text, *line, kind, message);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_plan_or_content_file_keeps_its_cause() {
+        let e = Plan::load(Path::new("/nonexistent/plan.toml")).unwrap_err();
+        assert_eq!(e.line, None);
+        assert!(matches!(e.kind, PlanErrorKind::Unreadable(_)));
+        assert_eq!(
+            crate::errors::error_chain(&e),
+            "/nonexistent/plan.toml: cannot read the plan: No such file or directory (os error 2)"
+        );
+        let text = "[[task]]\nop = \"file.write\"\npath = \"/x\"\ncontent_file = \"gone\"\n";
+        let e = Plan::parse(text, Path::new("/nonexistent/plan.toml")).unwrap_err();
+        assert_eq!(e.line, Some(4));
+        assert_eq!(
+            crate::errors::error_chain(&e),
+            "/nonexistent/plan.toml:4: cannot read content_file /nonexistent/gone: \
+             No such file or directory (os error 2)"
+        );
+    }
+}

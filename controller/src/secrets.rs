@@ -92,8 +92,81 @@ pub fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Why secrets could not be opened or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// Neither `--identity`, `$WISP_AGE_IDENTITY` nor `$WISP_AGE_KEY`.
+    #[error(
+        "no age identity to open the secrets with: pass --identity FILE, or set \
+         WISP_AGE_IDENTITY (a file) or WISP_AGE_KEY (the key)"
+    )]
+    NoIdentity,
+    /// The identity source holds no key.
+    #[error("{0} holds no age identity (AGE-SECRET-KEY-1...)")]
+    EmptyIdentity(String),
+    /// A file (secrets, identity, recipients) could not be read.
+    #[error("{}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A recipients line that is not an age recipient.
+    #[error("{}:{line}: not an age recipient: {reason}", path.display())]
+    BadRecipient {
+        /// The recipients file.
+        path: PathBuf,
+        /// Its line.
+        line: usize,
+        /// What age said.
+        reason: String,
+    },
+    /// The recipients file lists nobody.
+    #[error("{} lists no recipients", path.display())]
+    NoRecipients {
+        /// The recipients file.
+        path: PathBuf,
+    },
+    /// Not an age file at all.
+    #[error("{}: not an age file", path.display())]
+    NotAge {
+        /// The secrets file.
+        path: PathBuf,
+        /// What age said.
+        source: age::DecryptError,
+    },
+    /// An age file none of the identities opens.
+    #[error("{}: cannot decrypt with the given identity", path.display())]
+    Decrypt {
+        /// The secrets file.
+        path: PathBuf,
+        /// What age said.
+        source: age::DecryptError,
+    },
+    /// Decrypted, but not a table of named strings.
+    #[error("{}: {reason}", path.display())]
+    Malformed {
+        /// The secrets file.
+        path: PathBuf,
+        /// What is wrong, for the operator.
+        reason: String,
+    },
+    /// Encryption failed.
+    #[error("cannot encrypt")]
+    Encrypt(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The new file could not be written in place.
+    #[error("{}", path.display())]
+    Write {
+        /// The secrets file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// The identities to open secrets with: `path`, else `$WISP_AGE_IDENTITY`, else `$WISP_AGE_KEY`.
-pub fn identities(path: Option<&Path>) -> Result<Vec<age::x25519::Identity>, String> {
+pub fn identities(path: Option<&Path>) -> Result<Vec<age::x25519::Identity>, SecretsError> {
     let (text, source) = match (path, std::env::var_os("WISP_AGE_IDENTITY")) {
         (Some(p), _) => (read(p)?, p.display().to_string()),
         (None, Some(p)) => (
@@ -102,13 +175,7 @@ pub fn identities(path: Option<&Path>) -> Result<Vec<age::x25519::Identity>, Str
         ),
         (None, None) => match std::env::var("WISP_AGE_KEY") {
             Ok(k) => (k, "$WISP_AGE_KEY".to_owned()),
-            Err(_) => {
-                return Err(
-                    "no age identity to open the secrets with: pass --identity FILE, or set \
-                     WISP_AGE_IDENTITY (a file) or WISP_AGE_KEY (the key)"
-                        .into(),
-                );
-            }
+            Err(_) => return Err(SecretsError::NoIdentity),
         },
     };
     let ids: Vec<age::x25519::Identity> = text
@@ -118,15 +185,16 @@ pub fn identities(path: Option<&Path>) -> Result<Vec<age::x25519::Identity>, Str
         .filter_map(|l| age::x25519::Identity::from_str(l).ok())
         .collect();
     if ids.is_empty() {
-        return Err(format!(
-            "{source} holds no age identity (AGE-SECRET-KEY-1...)"
-        ));
+        return Err(SecretsError::EmptyIdentity(source));
     }
     Ok(ids)
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+fn read(path: &Path) -> Result<String, SecretsError> {
+    std::fs::read_to_string(path).map_err(|source| SecretsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// `FILE.recipients`.
@@ -137,7 +205,7 @@ pub fn recipients_path(file: &Path) -> PathBuf {
 }
 
 /// The recipients listed beside `file`.
-pub fn recipients(file: &Path) -> Result<Vec<age::x25519::Recipient>, String> {
+pub fn recipients(file: &Path) -> Result<Vec<age::x25519::Recipient>, SecretsError> {
     let path = recipients_path(file);
     let text = read(&path)?;
     let mut out = Vec::new();
@@ -146,35 +214,48 @@ pub fn recipients(file: &Path) -> Result<Vec<age::x25519::Recipient>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(
-            age::x25519::Recipient::from_str(line)
-                .map_err(|e| format!("{}:{}: not an age recipient: {e}", path.display(), i + 1))?,
-        );
+        out.push(age::x25519::Recipient::from_str(line).map_err(|e| {
+            SecretsError::BadRecipient {
+                path: path.clone(),
+                line: i + 1,
+                reason: e.to_string(),
+            }
+        })?);
     }
     if out.is_empty() {
-        return Err(format!("{} lists no recipients", path.display()));
+        return Err(SecretsError::NoRecipients { path });
     }
     Ok(out)
 }
 
 /// Decrypts and parses `file`.
-pub fn open(file: &Path, ids: &[age::x25519::Identity]) -> Result<SecretValues, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let decryptor = age::Decryptor::new(&bytes[..])
-        .map_err(|e| format!("{}: not an age file: {e}", file.display()))?;
+pub fn open(file: &Path, ids: &[age::x25519::Identity]) -> Result<SecretValues, SecretsError> {
+    let path = || file.to_owned();
+    let bytes = std::fs::read(file).map_err(|source| SecretsError::Read {
+        path: path(),
+        source,
+    })?;
+    let decryptor = age::Decryptor::new(&bytes[..]).map_err(|source| SecretsError::NotAge {
+        path: path(),
+        source,
+    })?;
     let mut reader = decryptor
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| {
-            format!(
-                "{}: cannot decrypt with the given identity: {e}",
-                file.display()
-            )
+        .map_err(|source| SecretsError::Decrypt {
+            path: path(),
+            source,
         })?;
     let mut text = String::new();
     reader
         .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", file.display()))
+        .map_err(|source| SecretsError::Read {
+            path: path(),
+            source,
+        })?;
+    parse(&text).map_err(|reason| SecretsError::Malformed {
+        path: path(),
+        reason,
+    })
 }
 
 /// The decrypted form: a TOML table of strings.
@@ -203,21 +284,25 @@ fn render(values: &BTreeMap<String, String>) -> String {
 }
 
 /// Encrypts `values` to the recipients beside `file` and replaces `file` atomically.
-pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), SecretsError> {
     let rs = recipients(file)?;
+    let encrypt = |e: Box<dyn std::error::Error + Send + Sync>| SecretsError::Encrypt(e);
     let encryptor = age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        .map_err(|e| encrypt(e.into()))?;
     let mut out = Vec::new();
     let mut w = encryptor
         .wrap_output(&mut out)
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        .map_err(|e| encrypt(e.into()))?;
     w.write_all(render(values).as_bytes())
         .and_then(|()| w.finish().map(drop))
-        .map_err(|e| format!("cannot encrypt: {e}"))?;
+        .map_err(|e| encrypt(e.into()))?;
     let tmp = file.with_extension("age.tmp");
     std::fs::write(&tmp, &out)
         .and_then(|()| std::fs::rename(&tmp, file))
-        .map_err(|e| format!("{}: {e}", file.display()))
+        .map_err(|source| SecretsError::Write {
+            path: file.to_owned(),
+            source,
+        })
 }
 
 /// A new identity: (the identity file's text, its public recipient).

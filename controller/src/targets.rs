@@ -1,24 +1,16 @@
 //! Targets on the command line: `localhost` (the local transport), `[user@]host[:port]`
-//! (SSH; `[v6addr]:port` for IPv6), comma-separated. Inventories and patterns build on this.
+//! (a remote host; `[v6addr]:port` for IPv6, read by [`HostAddress`]), comma-separated.
+//! Inventories and patterns build on this.
+
+use wisp_transports::address::HostAddress;
 
 /// One target as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {
     /// The name shown in output: what the operator typed, minus the user.
     pub name: String,
-    /// `None` for `localhost` (no SSH).
-    pub ssh: Option<SshSpec>,
-}
-
-/// Where an SSH target is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshSpec {
-    /// Login user, when given as `user@`.
-    pub user: Option<String>,
-    /// Host name or address.
-    pub host: String,
-    /// Port, when given (else ssh_config's, else 22).
-    pub port: Option<u16>,
+    /// Where it is; `None` for `localhost` (the local transport).
+    pub remote: Option<HostAddress>,
 }
 
 /// Parses a comma-separated target list; duplicates are dropped, order is kept.
@@ -41,58 +33,27 @@ pub fn parse(item: &str) -> Result<TargetSpec, String> {
     if item == "localhost" {
         return Ok(TargetSpec {
             name: item.into(),
-            ssh: None,
+            remote: None,
         });
     }
-    let (user, rest) = match item.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() => (Some(u.to_owned()), r),
-        Some(_) => return Err(format!("target {item:?}: empty user before '@'")),
-        None => (None, item),
+    let address = HostAddress::parse(item).map_err(|e| format!("target {item:?}: {e}"))?;
+    // The name shown is what was typed, minus the user.
+    let name = match item.rsplit_once('@') {
+        Some((_, rest)) => rest,
+        None => item,
     };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (addr, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("target {item:?}: missing ']'"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(parse_port(item, p)?),
-            None if after.is_empty() => None,
-            None => return Err(format!("target {item:?}: unexpected {after:?} after ']'")),
-        };
-        (addr.to_owned(), port)
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(parse_port(item, p)?)),
-            None => (rest.to_owned(), None),
-        }
-    };
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c));
-    if !valid {
-        return Err(format!(
-            "target {item:?}: {host:?} is not a host name or address"
-        ));
-    }
     Ok(TargetSpec {
-        name: rest.to_owned(),
-        ssh: Some(SshSpec { user, host, port }),
+        name: name.to_owned(),
+        remote: Some(address),
     })
-}
-
-fn parse_port(item: &str, p: &str) -> Result<u16, String> {
-    p.parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("target {item:?}: {p:?} is not a port"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ssh(user: Option<&str>, host: &str, port: Option<u16>) -> Option<SshSpec> {
-        Some(SshSpec {
+    fn remote(user: Option<&str>, host: &str, port: Option<u16>) -> Option<HostAddress> {
+        Some(HostAddress {
             user: user.map(str::to_owned),
             host: host.into(),
             port,
@@ -101,22 +62,22 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(parse("localhost").unwrap().ssh, None);
-        assert_eq!(parse("web1").unwrap().ssh, ssh(None, "web1", None));
+        assert_eq!(parse("localhost").unwrap().remote, None);
+        assert_eq!(parse("web1").unwrap().remote, remote(None, "web1", None));
         assert_eq!(
             parse("ops@web1:2222").unwrap(),
             TargetSpec {
                 name: "web1:2222".into(),
-                ssh: ssh(Some("ops"), "web1", Some(2222))
+                remote: remote(Some("ops"), "web1", Some(2222))
             }
         );
         assert_eq!(
-            parse("[::1]:2200").unwrap().ssh,
-            ssh(None, "::1", Some(2200))
+            parse("[::1]:2200").unwrap().remote,
+            remote(None, "::1", Some(2200))
         );
         assert_eq!(
-            parse("127.0.1.7").unwrap().ssh,
-            ssh(None, "127.0.1.7", None)
+            parse("127.0.1.7").unwrap().remote,
+            remote(None, "127.0.1.7", None)
         );
         for bad in ["@web", "web:0", "web:http", "we b", "[::1", "a;b"] {
             assert!(parse(bad).is_err(), "{bad} should be refused");

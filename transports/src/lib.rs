@@ -11,8 +11,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod conn;
 pub mod local;
+pub mod remote;
+mod secret;
 pub mod ssh;
 pub mod stage;
 

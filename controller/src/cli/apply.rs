@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::common::Common;
 use super::{execute, parse_error, usage_error};
+use crate::errors::error_chain;
 use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::inventory::{self, Inventory};
@@ -40,7 +41,7 @@ pub(super) struct ApplyArgs {
 pub(super) fn main(a: ApplyArgs) -> ExitStatus {
     let mut plan = match Plan::load(&a.plan) {
         Ok(p) => p,
-        Err(e) => return parse_error(&e.message),
+        Err(e) => return parse_error(&error_chain(&e)),
     };
     if !plan.secret_refs.is_empty() {
         // Opened before anything connects: a missing secret is a plan error.
@@ -54,10 +55,10 @@ pub(super) fn main(a: ApplyArgs) -> ExitStatus {
             .and_then(|ids| crate::secrets::open(&file, &ids));
         let values = match values {
             Ok(v) => v,
-            Err(e) => return usage_error(&e),
+            Err(e) => return usage_error(&error_chain(&e)),
         };
         if let Err(e) = plan.attach_secrets(values, &file) {
-            return parse_error(&e.message);
+            return parse_error(&error_chain(&e));
         }
     }
     let Some(spec) = a.targets.clone().or_else(|| plan.targets.clone()) else {
@@ -99,5 +100,5 @@ fn select_task_hosts(
         None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
     };
     plan.select_task_hosts(|p| inventory::select(&inv, p))
-        .map_err(|e| parse_error(&e.message))
+        .map_err(|e| parse_error(&error_chain(&e)))
 }

@@ -1,28 +1,37 @@
 //! Connection flags turned into targets: each host named on the command line or selected from
-//! the inventory, with the transport that reaches it. The one module of the CLI that knows
-//! remote hosts are reached over SSH; everything below sees [`Target`]s.
+//! the inventory, with the transport that reaches it. Remote hosts come from
+//! [`wisp_transports::remote`], which alone knows what carries the connection; this module maps
+//! flags to [`RemoteOptions`] and asks the operator the questions it returns.
 
 use std::sync::Arc;
 
 use wisp_transports::Transport;
 use wisp_transports::local::LocalTransport;
-use wisp_transports::ssh;
+use wisp_transports::remote::{Question, Remote, RemoteHost, RemoteOptions, Secret};
 
 use super::common::Common;
+use crate::errors::error_chain;
 use crate::fleet::Target;
 use crate::inventory::{self, Inventory};
 
-/// A secret from `env`, else asked on the terminal.
-fn secret(env: &str, prompt: &str) -> Result<ssh::Secret, String> {
-    if let Ok(value) = std::env::var(env) {
-        return Ok(ssh::Secret::new(value));
+/// Asks the operator on the terminal. Without one, a password is an error that names its
+/// variable, and a key passphrase stays unasked (the key is refused if it is needed).
+fn ask(question: Question<'_>) -> Result<Option<Secret>, String> {
+    if let Question::Passphrase(key) = question {
+        if std::fs::File::open("/dev/tty").is_err() {
+            return Ok(None);
+        }
+        return rpassword::prompt_password(question.prompt())
+            .map(|p| Some(Secret::new(p)))
+            .map_err(|e| format!("cannot read the passphrase for {}: {e}", key.display()));
     }
-    rpassword::prompt_password(prompt)
-        .map(ssh::Secret::new)
+    rpassword::prompt_password(question.prompt())
+        .map(|p| Some(Secret::new(p)))
         .map_err(|e| {
             format!(
-                "cannot ask for the {}: {e}; without a terminal, set ${env}",
-                prompt.trim_end_matches(": ")
+                "cannot ask for the {}: {e}; without a terminal, set ${}",
+                question.prompt().trim_end_matches(": "),
+                question.env()
             )
         })
 }
@@ -37,61 +46,26 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
     let local: Arc<dyn Transport> = Arc::new(LocalTransport {
         sudo: common.become_root,
     });
-    let keys = if common.key.is_empty() {
-        ssh::default_keys()
-    } else {
-        common.key.clone()
+    let options = RemoteOptions {
+        keys: common.key.clone(),
+        known_hosts: common.known_hosts.clone(),
+        accept_new: common.accept_new,
+        become_root: common.become_root,
+        ask_pass: common.ask_pass,
+        ask_become_pass: common.ask_become_pass,
+        default_user: common.user.clone(),
+        config: common.ssh_config.clone(),
     };
-    let known_hosts = common
-        .known_hosts
-        .clone()
-        .unwrap_or_else(ssh::default_known_hosts);
-    let become_root = common.become_root || common.ask_become_pass;
-    let mut options = ssh::SshOptions::new(keys, true, known_hosts, common.accept_new, become_root);
     // Every secret is asked once, here, before any host is contacted: no prompt races.
-    if common.ask_pass {
-        options.password =
-            Some(secret(ssh::PASSWORD_ENV, "SSH password: ").map_err(TargetsError::Options)?);
-    }
-    if common.ask_become_pass {
-        options.become_password = Some(
-            secret(ssh::BECOME_PASSWORD_ENV, "sudo password: ").map_err(TargetsError::Options)?,
-        );
-    }
-    if std::env::var_os(ssh::PASSPHRASE_ENV).is_none() && std::fs::File::open("/dev/tty").is_ok() {
-        for key in options
-            .keys
-            .clone()
-            .iter()
-            .filter(|k| ssh::is_encrypted_key(k))
-        {
-            let phrase = rpassword::prompt_password(format!("Passphrase for {}: ", key.display()))
-                .map_err(|e| {
-                    TargetsError::Options(format!(
-                        "cannot read the passphrase for {}: {e}",
-                        key.display()
-                    ))
-                })?;
-            options
-                .passphrases
-                .insert(key.clone(), ssh::Secret::new(phrase));
-        }
-    }
-    options.default_user = common.user.clone();
-    options.ssh_config = match &common.ssh_config {
-        Some(path) => ssh::config::SshConfig::load(path)
-            .map_err(|e| TargetsError::Options(format!("--ssh-config {}: {e}", path.display())))?,
-        None => ssh::config::SshConfig::user_default(),
-    };
-    let options = Arc::new(options);
-    let ssh_target = |name: String, target: ssh::SshTarget, vars| Target {
+    let remote = Remote::new(options, ask).map_err(|e| TargetsError::Options(error_chain(&e)))?;
+    let remote_target = |name: String, host: RemoteHost, vars| Target {
         name,
-        transport: Arc::new(ssh::SshTransport::new(target, Arc::clone(&options))),
+        transport: remote.transport(host),
         vars,
     };
     let mut out = Vec::new();
     if let Some(path) = &common.inventory {
-        let inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(e.to_string()))?;
+        let inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(error_chain(&e)))?;
         let mut names = inventory::select(&inv, spec).map_err(TargetsError::Options)?;
         if let Some(limit) = &common.limit {
             let allowed = inventory::select(&inv, limit)
@@ -117,14 +91,13 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
             }
             // As with Ansible: the address (ansible_host, else the name) is what ssh_config
             // matches, and the inventory's user beats --user.
-            let target = ssh::SshTarget {
-                alias: h.address,
-                host: None,
+            let host = RemoteHost {
+                address: h.address,
                 port: h.port,
                 user: h.user,
                 key: h.key,
             };
-            out.push(ssh_target(name, target, h.vars));
+            out.push(remote_target(name, host, h.vars));
         }
         if out.is_empty() {
             return Err(TargetsError::Options(format!(
@@ -140,21 +113,20 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
         ));
     }
     for spec in crate::targets::parse_list(spec).map_err(TargetsError::Options)? {
-        out.push(match spec.ssh {
+        out.push(match spec.remote {
             None => Target {
                 name: spec.name,
                 transport: Arc::clone(&local),
                 vars: Default::default(),
             },
             Some(s) => {
-                let target = ssh::SshTarget {
-                    alias: s.host,
-                    host: None,
+                let host = RemoteHost {
+                    address: s.host,
                     port: s.port,
                     user: s.user,
                     key: None,
                 };
-                ssh_target(spec.name, target, Default::default())
+                remote_target(spec.name, host, Default::default())
             }
         });
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use crate::errors::error_chain;
 use crate::exit::ExitStatus;
 use crate::secrets;
 
@@ -83,8 +84,14 @@ fn fail(message: &str) -> ExitStatus {
 }
 
 fn open(file: &Path, identity: &IdentityArg) -> Result<secrets::SecretValues, String> {
-    let ids = secrets::identities(identity.identity.as_deref())?;
-    secrets::open(file, &ids)
+    secrets::identities(identity.identity.as_deref())
+        .and_then(|ids| secrets::open(file, &ids))
+        .map_err(|e| error_chain(&e))
+}
+
+/// Saves, with the error as the operator reads it.
+fn save(file: &Path, values: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    secrets::save(file, values).map_err(|e| error_chain(&e))
 }
 
 /// Runs `wisp secrets`.
@@ -112,7 +119,7 @@ pub(super) fn main(args: SecretsArgs) -> ExitStatus {
             if map.remove(&name).is_none() {
                 return Err(format!("{} has no secret {name:?}", file.display()));
             }
-            secrets::save(&file, &map)
+            save(&file, &map)
         }),
         SecretsCommand::Edit { file, identity } => edit(&file, &identity),
     };
@@ -147,7 +154,7 @@ fn init(file: &Path, recipients: &[String]) -> Result<(), String> {
     );
     let path = secrets::recipients_path(file);
     std::fs::write(&path, list).map_err(|e| format!("{}: {e}", path.display()))?;
-    secrets::save(file, &Default::default()).inspect_err(|_| {
+    save(file, &Default::default()).inspect_err(|_| {
         let _ = std::fs::remove_file(&path);
     })
 }
@@ -174,7 +181,7 @@ fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
     }
     let mut map = secrets::into_map(values);
     map.insert(name.to_owned(), value);
-    secrets::save(file, &map)
+    save(file, &map)
 }
 
 fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
@@ -207,7 +214,7 @@ fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
         let edited = secrets::parse_text(&text).map_err(|e| format!("{e}; nothing changed"))?;
         if edited != values {
-            secrets::save(file, &edited)?;
+            save(file, &edited)?;
         }
         Ok(())
     })();

@@ -58,19 +58,44 @@ pub struct ResolvedHost {
     pub vars: Vars,
 }
 
-/// An inventory that could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("inventory {}: {message}", path.display())]
+/// An inventory that could not be read: the file and what is wrong.
+#[derive(Debug)]
 pub struct InventoryError {
-    path: PathBuf,
-    message: String,
+    /// The inventory file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub kind: InventoryErrorKind,
+}
+
+impl std::fmt::Display for InventoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "inventory {}: {}", self.path.display(), self.kind)
+    }
+}
+
+impl std::error::Error for InventoryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
+
+/// What is wrong with an inventory.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryErrorKind {
+    /// The file could not be read.
+    #[error("cannot be read")]
+    Unreadable(#[source] std::io::Error),
+    /// It does not parse, or it does not hold together; the message is the parser's, written
+    /// for the operator (with the line where the format has lines).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl InventoryError {
     pub(crate) fn new(path: &Path, message: impl Into<String>) -> Self {
         Self {
             path: path.to_owned(),
-            message: message.into(),
+            kind: InventoryErrorKind::Invalid(message.into()),
         }
     }
 }
@@ -79,12 +104,19 @@ impl Inventory {
     /// Reads a file: `.toml` as the native format, `.yml`/`.yaml` as Ansible YAML, anything
     /// else as Ansible INI.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| InventoryError::new(path, e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
+            path: path.to_owned(),
+            kind: InventoryErrorKind::Unreadable(e),
+        })?;
+        Inventory::parse(&text, path)
+    }
+
+    /// Parses inventory text in the format `path`'s extension names.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let inv = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => native::parse(&text),
-            Some("yml" | "yaml") => yaml::parse(&text),
-            _ => ini::parse(&text),
+            Some("toml") => native::parse(text),
+            Some("yml" | "yaml") => yaml::parse(text),
+            _ => ini::parse(text),
         }
         .map_err(|m| InventoryError::new(path, m))?;
         inv.check(path)?;
@@ -256,19 +288,78 @@ mod tests {
         assert_eq!(inv.group_hosts("parent").unwrap().len(), 2);
     }
 
-    #[test]
-    fn cycles_and_missing_children_are_refused() {
-        let mut inv = Inventory::default();
-        inv.group_mut("a").children.insert("b".into());
-        inv.group_mut("b").children.insert("a".into());
-        assert!(
-            inv.check(Path::new("x"))
-                .unwrap_err()
-                .to_string()
-                .contains("own descendant")
+    /// Inventory text that must be refused, with the whole message.
+    fn check(file: &str, text: &str, message: &str) {
+        let e = Inventory::parse(text, Path::new(file)).unwrap_err();
+        assert!(matches!(e.kind, InventoryErrorKind::Invalid(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("inventory {file}: {message}"),
+            "in:\n{text}"
         );
+    }
+
+    #[test]
+    fn bad_inventories_are_refused_with_the_reason() {
+        let cases = [
+            (
+                "hosts",
+                "[web\nh1\n",
+                "line 1: unclosed section header \"[web\"",
+            ),
+            (
+                "hosts",
+                "[web]\nh1 port\n",
+                "line 2: expected key=value, found \"port\"",
+            ),
+            (
+                "hosts",
+                "[web:vars]\nport\n",
+                "line 2: expected key=value, found \"port\"",
+            ),
+            (
+                "hosts",
+                "[a:children]\nb\n[b:children]\na\n",
+                "group \"a\" is its own descendant",
+            ),
+            (
+                "hosts.yml",
+                "- a\n",
+                "the top level must be a mapping of groups",
+            ),
+            (
+                "hosts.yml",
+                "web:\n  hosts: [h1]\n",
+                "group \"web\": hosts must be a mapping",
+            ),
+            (
+                "hosts.toml",
+                "[groups.all]\nhosts = [\"h\"]\n",
+                "`all` is implicit: put its vars under [vars]",
+            ),
+        ];
+        for (file, text, message) in cases {
+            check(file, text, message);
+        }
+    }
+
+    #[test]
+    fn a_child_that_names_no_group_is_refused() {
         let mut inv = Inventory::default();
         inv.group_mut("a").children.insert("nope".into());
-        assert!(inv.check(Path::new("x")).is_err());
+        assert_eq!(
+            inv.check(Path::new("x")).unwrap_err().to_string(),
+            "inventory x: group \"a\" lists child \"nope\", which is not a group"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_inventory_keeps_its_cause() {
+        let e = Inventory::load(Path::new("/nonexistent/hosts")).unwrap_err();
+        assert!(matches!(e.kind, InventoryErrorKind::Unreadable(_)));
+        assert_eq!(
+            crate::errors::error_chain(&e),
+            "inventory /nonexistent/hosts: cannot be read: No such file or directory (os error 2)"
+        );
     }
 }

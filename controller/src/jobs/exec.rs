@@ -70,8 +70,10 @@ pub(super) async fn run(
     {
         Ok(files) => files,
         Err(e) => {
-            host.reporter
-                .refused(name, &ErrorFrame::new(None, ErrorCode::Internal, e));
+            host.reporter.refused(
+                name,
+                &ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e)),
+            );
             return Ran::Finished(host.result(HostOutcome::Failed, "output dir"));
         }
     };

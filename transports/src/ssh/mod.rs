@@ -21,30 +21,10 @@ use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::address::HostAddress;
 use crate::conn::{FrameReader, FrameWriter};
+use crate::secret::Secret;
 use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
-
-/// A password or passphrase: never printed, not even by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "WISP_SSH_PASSPHRASE";
@@ -375,20 +355,10 @@ impl SshTransport {
         let t = &self.target;
         let mut hops = Vec::new();
         for jump in self.options.ssh_config.for_host(&t.alias).proxy_jump {
-            let (user, rest) = match jump.rsplit_once('@') {
-                Some((u, r)) => (Some(u.to_owned()), r.to_owned()),
-                None => (None, jump.clone()),
-            };
-            let (alias, port) = match rest.rsplit_once(':') {
-                Some((h, p)) => {
-                    let port = p.parse().map_err(|_| TransportError::Handshake {
-                        detail: format!("ProxyJump {jump:?} for {}: bad port", t.alias),
-                    })?;
-                    (h.to_owned(), Some(port))
-                }
-                None => (rest, None),
-            };
-            hops.push(self.resolve(&alias, None, port, user, None));
+            let hop = HostAddress::parse(&jump).map_err(|e| TransportError::Handshake {
+                detail: format!("ProxyJump {jump:?} for {}: {e}", t.alias),
+            })?;
+            hops.push(self.resolve(&hop.host, None, hop.port, hop.user, None));
         }
         hops.push(self.resolve(
             &t.alias,

@@ -163,6 +163,27 @@ env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
         seen.push(("the journal", std::fs::read_to_string(path).unwrap()));
     }
     assert!(seen.len() >= 7, "two journals expected");
+    // The state store holds both runs' tasks, never the value: its bytes, WAL included.
+    let shown = wisp(&tmp.0, &["show", "last", "--json"], None);
+    assert!(
+        text(&shown.stdout).contains("\"task\":\"fails with it\""),
+        "the run is in the store"
+    );
+    let store = wisp_tests::wisp::env_dir(&tmp.0).join("state/wisp/wisp.db");
+    let mut found = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = store.clone().into_os_string();
+        path.push(suffix);
+        if let Ok(bytes) = std::fs::read(&path) {
+            found += 1;
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                "the secret is in {}",
+                Path::new(&path).display()
+            );
+        }
+    }
+    assert!(found >= 1, "no store at {}", store.display());
     assert!(seen[2].1.contains("[secret:db_pass]"), "{}", seen[2].1);
     for (what, content) in &seen {
         assert!(

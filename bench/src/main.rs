@@ -6,7 +6,10 @@
 //! - sandbox overhead: the same, alternating no limits with a full sandbox (Landlock rules,
 //!   seccomp `default`, memory, pids and CPU cgroup limits, an rlimit) and with Landlock and
 //!   seccomp alone, 300 times each; the overhead is the difference of the medians;
-//! - `wisp run localhost -- true` end to end (controller start to exit), 50 times, when
+//! - the state store: recording a 50-host run's journal lines (run, 50 commands, 50 hosts,
+//!   end) into a fresh store, 20 times, each on a store already holding earlier runs;
+//! - `wisp run localhost -- true` end to end (controller start to exit), 50 times alternating
+//!   with 50 `--no-state` runs (the state store's cost), when
 //!   `WISP_BIN` names a wisp executable;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
 //!   parallel OpenSSH `ssh host true` against `wisp run <all> -- true`, and 100 sequential
@@ -170,25 +173,77 @@ fn main() {
     let _ = r.child.wait();
 
     sandbox_overhead(&scratch);
+    store_cost(&scratch);
 
     if let Some(wisp) = std::env::var_os("WISP_BIN") {
-        let mut runs = Vec::new();
-        for _ in 0..50 {
+        // Alternating with and without the state store, so both see the same machine.
+        let (mut runs, mut unrecorded) = (Vec::new(), Vec::new());
+        for i in 0..100 {
+            let no_state = i % 2 == 1;
             let t = Instant::now();
             let out = Command::new(&wisp)
-                .args(["run", "localhost", "--", "true"])
+                .args(["run", "localhost"])
+                .args(no_state.then_some("--no-state"))
+                .args(["--", "true"])
                 .env("TMPDIR", &scratch.0)
                 .output()
                 .expect("run wisp");
-            runs.push(t.elapsed());
+            if no_state {
+                unrecorded.push(t.elapsed());
+            } else {
+                runs.push(t.elapsed());
+            }
             assert!(
                 out.status.success(),
                 "wisp run failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let (with, without) = (percentile(&mut runs, 0.5), percentile(&mut unrecorded, 0.5));
         report("wisp run localhost -- true (end to end)", &mut runs, None);
+        report("  the same, --no-state", &mut unrecorded, None);
+        println!(
+            "  the state store's cost per run: median {:.3?} ({:+.1}%)",
+            with.saturating_sub(without),
+            (with.as_secs_f64() / without.as_secs_f64() - 1.0) * 100.0
+        );
     } else {
         println!("wisp run end to end: skipped, WISP_BIN is not set (cargo xtask bench sets it)");
     }
+}
+
+/// What the state store adds to a 50-host run: its journal lines recorded, in process.
+fn store_cost(scratch: &ScratchDir) {
+    use wisp::journal::Journal;
+    use wisp::store::Store;
+    let db = scratch.0.join("bench-store/wisp.db");
+    let hosts: Vec<String> = (1..=50).map(|i| format!("web{i:02}")).collect();
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let journal = Journal::disabled().with_store(Store::open(&db).expect("open the store"));
+        journal
+            .begin(
+                serde_json::json!({"kind": "run", "command": "run", "program": "true",
+                "targets": "all", "hosts": hosts}),
+            )
+            .expect("record the run");
+        for h in &hosts {
+            journal.record(
+                serde_json::json!({"kind": "command", "host": h, "status": "ok",
+                "exit_code": 0, "changed": true, "duration_ms": 3,
+                "enforcement": {"complete": true, "mode": "require"}}),
+            );
+        }
+        for h in &hosts {
+            journal.record(
+                serde_json::json!({"kind": "host", "host": h, "outcome": "ok",
+                "detail": "exit 0", "elapsed_ms": 40}),
+            );
+        }
+        journal.record(serde_json::json!({"kind": "end", "exit": 0, "elapsed_ms": 900}));
+        drop(journal);
+        samples.push(t.elapsed());
+    }
+    report("state store: a 50-host run's lines", &mut samples, None);
 }

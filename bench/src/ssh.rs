@@ -10,7 +10,7 @@ use wisp_tests::sshd::Fleet;
 use wisp_transports::Launch;
 use wisp_transports::ssh::{SshOptions, SshTarget, SshTransport};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const WARM_OPS: usize = 100;
 
 fn openssh_all(fleet: &Fleet) -> Duration {
@@ -88,6 +88,15 @@ fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
     wisp_timed(fleet, wisp, &["run".as_ref()], &["--", "true"])
 }
 
+fn wisp_all_unrecorded(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
+    wisp_timed(
+        fleet,
+        wisp,
+        &["run".as_ref()],
+        &["--no-state", "--", "true"],
+    )
+}
+
 fn wisp_apply(fleet: &Fleet, wisp: &std::ffi::OsStr, plan: &std::path::Path) -> Duration {
     wisp_timed(fleet, wisp, &["apply".as_ref(), plan.as_os_str()], &[])
 }
@@ -138,7 +147,11 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
         );
         let trust = runners::Trust::load(&[], false).expect("trusted keys");
         let runners = runners::locate(None, &trust, false).expect("runner");
-        let launch = Launch::new(runners, Duration::from_secs(60), Duration::from_secs(10));
+        let launch = Launch::new(
+            runners.binaries,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
         let mut session = Session::open(&transport, &launch).await.expect("session");
         let mut samples = Vec::new();
         let exec_true = wisp_protocol::ops::Op::Exec(wisp_protocol::ops::ExecArgs {
@@ -179,11 +192,14 @@ pub(crate) fn bench(n: usize) {
     let mut ssh_times = Vec::new();
     let mut wisp_times = Vec::new();
     let mut apply_times = Vec::new();
+    let mut unrecorded_times = Vec::new();
     for _ in 0..ROUNDS {
         ssh_times.push(openssh_all(&fleet));
         wisp_times.push(wisp_all(&fleet, &wisp));
+        unrecorded_times.push(wisp_all_unrecorded(&fleet, &wisp));
         apply_times.push(wisp_apply(&fleet, &wisp, &plan));
     }
+    let u = crate::percentile(&mut unrecorded_times, 0.5);
     let a = crate::percentile(&mut apply_times, 0.5);
     let (s, w) = (
         crate::percentile(&mut ssh_times, 0.5),
@@ -199,6 +215,13 @@ pub(crate) fn bench(n: usize) {
     println!(
         "  ratio wisp / OpenSSH: {:.2} (target: below 1.0)",
         w.as_secs_f64() / s.as_secs_f64()
+    );
+    println!(
+        "  wisp run <all> --no-state -- true:              {u:>10.3?}   (rounds {unrecorded_times:.3?})"
+    );
+    println!(
+        "  the state store's cost: {:+.1}% (target: at most +3%)",
+        (w.as_secs_f64() / u.as_secs_f64() - 1.0) * 100.0
     );
     println!(
         "  wisp apply, 21 ops (1 dir.ensure, 10 file.write, 10 exec true), converged: {a:>10.3?}   (rounds {apply_times:.3?})"

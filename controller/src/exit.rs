@@ -13,6 +13,8 @@ pub enum ExitStatus {
     ParseError = 4,
     /// Bad command-line options.
     BadOptions = 5,
+    /// The state store cannot be opened or written, so the run did not start.
+    State = 6,
     /// Interrupted by Ctrl-C (SIGINT) or SIGTERM.
     Interrupted = 99,
 }

@@ -53,22 +53,28 @@ where
                 _ = interrupt.wait_for(|i| *i >= Interrupt::Cancel) => None,
             };
             let Some(_permit) = permit else {
-                return HostResult::new(&name, HostOutcome::Interrupted, "not started");
+                let result = HostResult::new(&name, HostOutcome::Interrupted, "not started");
+                reporter.journal_host(&result);
+                return result;
             };
             let result = host_work.await;
-            reporter.host_finished(result.outcome);
+            reporter.host_finished(&result);
             result
         });
         tasks.push((key, task));
     }
     let mut results = Vec::new();
     for (name, task) in tasks {
-        results.push(task.await.unwrap_or_else(|e| HostResult {
-            host: name,
-            outcome: HostOutcome::Failed,
-            detail: format!("internal error: {e}"),
-            elapsed: Duration::ZERO,
-            sandbox: None,
+        results.push(task.await.unwrap_or_else(|e| {
+            let result = HostResult {
+                host: name,
+                outcome: HostOutcome::Failed,
+                detail: format!("internal error: {e}"),
+                elapsed: Duration::ZERO,
+                sandbox: None,
+            };
+            reporter.journal_host(&result);
+            result
         }));
     }
     results

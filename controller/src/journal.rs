@@ -1,6 +1,7 @@
-//! The run journal: one JSON-lines file per run under the XDG state directory
-//! (`$XDG_STATE_HOME/wisp/journal`, else `~/.local/state/wisp/journal`; `WISP_JOURNAL_DIR`
-//! overrides), recording what ran where, what changed and what the sandbox enforced.
+//! The run journal: every line of what ran where, what changed and what the sandbox enforced,
+//! written to the state store ([`crate::store`], the source of truth) and exported as one
+//! JSON-lines file per run under the XDG state directory (`$XDG_STATE_HOME/wisp/journal`, else
+//! `~/.local/state/wisp/journal`; `WISP_JOURNAL_DIR` overrides).
 //!
 //! Lines, each an object with `kind`:
 //! - `run`: the command, its targets, the plan and mode, the start time;
@@ -10,8 +11,9 @@
 //! - `end`: the exit status and the elapsed time.
 //!
 //! What is never written: file contents, template values, command arguments (only the program
-//! is), passwords, passphrases; secret values are replaced by `[secret:NAME]` in every line. A journal that cannot be written is reported once on stderr;
-//! the run goes on.
+//! is), passwords, passphrases; secret values are replaced by `[secret:NAME]` in every line,
+//! before it reaches the file or the store. A file or store that cannot be written mid-run is
+//! reported once on stderr and the run goes on.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,11 +21,22 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use crate::clock::{timestamp, timestamp_now};
+use crate::store::{Store, StoreError};
+
 /// An open journal; a disabled one (no directory could be made) records nothing.
 #[derive(Debug)]
 pub struct Journal {
     file: Mutex<Option<(PathBuf, std::fs::File)>>,
+    store: Mutex<Option<StoreSink>>,
     redactor: crate::secrets::Redactor,
+}
+
+/// The store and the number of the run being recorded in it (0 before [`Journal::begin`]).
+#[derive(Debug)]
+struct StoreSink {
+    store: Store,
+    run: i64,
 }
 
 /// Where journals go: `WISP_JOURNAL_DIR`, else the XDG state directory.
@@ -47,6 +60,7 @@ impl Journal {
     pub fn disabled() -> Journal {
         Journal {
             file: Mutex::new(None),
+            store: Mutex::new(None),
             redactor: Default::default(),
         }
     }
@@ -75,6 +89,7 @@ impl Journal {
             .open(&path)?;
         Ok(Journal {
             file: Mutex::new(Some((path, file))),
+            store: Mutex::new(None),
             redactor: Default::default(),
         })
     }
@@ -90,22 +105,80 @@ impl Journal {
         guard.as_ref().map(|(p, _)| p.clone())
     }
 
+    /// Records into `store` as well, from the run line on.
+    pub fn with_store(self, store: Store) -> Journal {
+        if let Ok(mut sink) = self.store.lock() {
+            *sink = Some(StoreSink { store, run: 0 });
+        }
+        self
+    }
+
+    /// The run's number in the store, once [`Journal::begin`] recorded it.
+    pub fn run_number(&self) -> Option<i64> {
+        let guard = self.store.lock().ok()?;
+        guard.as_ref().map(|s| s.run).filter(|r| *r > 0)
+    }
+
+    /// The facts of the host with `host_key` in the store, when read less than `max_age` ago
+    /// (and readable: a cache that fails is a cache miss).
+    pub fn cached_facts(&self, host_key: &str, max_age: std::time::Duration) -> Option<Value> {
+        let guard = self.store.lock().ok()?;
+        let text = guard
+            .as_ref()?
+            .store
+            .cached_facts(host_key, max_age)
+            .ok()??;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Records the run's first line. Unlike later lines, a store that cannot take it is an
+    /// error: the run has not touched a host yet and should not start unrecorded.
+    pub fn begin(&self, line: Value) -> Result<(), StoreError> {
+        let text = self.write_file(line);
+        let Ok(mut guard) = self.store.lock() else {
+            return Ok(());
+        };
+        let Some(sink) = guard.as_mut() else {
+            return Ok(());
+        };
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        sink.run = sink.store.begin_run(&value)?;
+        Ok(())
+    }
+
     /// Appends one line, with the current time as `at`. A failed write is reported on
-    /// stderr and turns the journal off (once, not per line).
-    pub fn record(&self, mut line: Value) {
-        let Ok(mut guard) = self.file.lock() else {
+    /// stderr and turns that sink off (once, not per line).
+    pub fn record(&self, line: Value) {
+        let text = self.write_file(line);
+        let Ok(mut guard) = self.store.lock() else {
             return;
+        };
+        let Some(sink) = guard.as_mut().filter(|s| s.run > 0) else {
+            return;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Err(e) = sink.store.record(sink.run, &value) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "wisp: {}; the rest of run {} is only in this output and the journal file",
+                crate::errors::error_chain(&e),
+                sink.run
+            );
+            *guard = None;
+        }
+    }
+
+    /// Stamps, redacts and appends `line` to the file; returns the redacted text.
+    fn write_file(&self, mut line: Value) -> String {
+        line["at"] = Value::String(timestamp_now());
+        let text = self.redactor.redact(&line.to_string()).into_owned();
+        let Ok(mut guard) = self.file.lock() else {
+            return text;
         };
         let Some((path, file)) = guard.as_mut() else {
-            return;
+            return text;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        line["at"] = Value::String(timestamp(now.as_secs()));
-        let mut text = self.redactor.redact(&line.to_string()).into_owned();
-        text.push('\n');
-        if let Err(e) = file.write_all(text.as_bytes()) {
+        if let Err(e) = file.write_all(format!("{text}\n").as_bytes()) {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: journal {}: {e}; the rest of this run is not journalled",
@@ -113,41 +186,13 @@ impl Journal {
             );
             *guard = None;
         }
+        text
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (UTC).
-pub fn timestamp(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_utc_calendar_dates() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(timestamp(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(timestamp(1_796_083_199), "2026-11-30T23:59:59Z");
-    }
 
     #[test]
     fn lines_are_json_with_a_time() {
@@ -163,6 +208,49 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["exit"], 0);
         assert!(lines[0]["at"].as_str().unwrap().ends_with('Z'));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_the_store_sees_them() {
+        let tmp = std::env::temp_dir().join(format!("wisp-journal-store-{}", std::process::id()));
+        let db = tmp.join("wisp.db");
+        let value = "hunter2-very-secret";
+        let secrets = crate::secrets::SecretValues::from(std::collections::BTreeMap::from([(
+            "pw".to_owned(),
+            value.to_owned(),
+        )]));
+        let mut j = Journal::create(&tmp.join("journal"))
+            .unwrap()
+            .with_store(Store::open(&db).unwrap());
+        j.set_redactor(crate::secrets::Redactor::new(&secrets));
+        j.begin(serde_json::json!({"kind": "run", "command": "apply", "targets": value}))
+            .unwrap();
+        j.record(serde_json::json!({
+            "kind": "task", "host": "h", "task": "t", "status": "failed",
+            "detail": format!("said {value}\n"),
+        }));
+        let run = j.run_number().unwrap();
+        drop(j);
+        let store = Store::open(&db).unwrap();
+        let tasks = store.tasks(run, None).unwrap();
+        assert_eq!(tasks[0].detail.as_deref(), Some("said [secret:pw]\n"));
+        assert_eq!(
+            store.run("last").unwrap().targets.as_deref(),
+            Some("[secret:pw]")
+        );
+        drop(store);
+        for e in std::fs::read_dir(&tmp).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

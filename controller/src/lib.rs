@@ -15,7 +15,9 @@
 //! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
 //! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
 //! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
-//! - [`journal`]: the record of each run, JSON lines under the XDG state directory;
+//! - [`journal`]: the record of each run, to the store and as JSON lines (an export);
+//! - [`store`]: the SQLite state store of runs, host and task results, events, facts, audit;
+//! - [`clock`]: the one timestamp format;
 //! - [`runners`]: finding the runner executables to push and checking their signatures;
 //! - [`secrets`]: age-encrypted secrets files, and the redaction of their values everywhere;
 //! - [`bundle`]: runners carried inside the `wisp` executable (`wisp bundle`);
@@ -25,10 +27,12 @@
 //! - [`errors`], [`exit`]: how errors are shown, and the exit codes.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
-//! connections (`wisp_transports`); only `cli::connect` maps connection flags to them.
+//! connections (`wisp_transports`); `cli::connect` maps connection flags to their neutral
+//! `remote` options.
 
 pub mod bundle;
 pub mod cli;
+pub mod clock;
 pub mod conformance;
 pub mod errors;
 pub mod exit;
@@ -44,4 +48,5 @@ pub mod report;
 pub mod runners;
 pub mod secrets;
 pub mod session;
+pub mod store;
 pub mod targets;

@@ -272,7 +272,7 @@ pub fn locate(
     explicit: Option<&Path>,
     trust: &Trust,
     verbose: bool,
-) -> Result<RunnerBinaries, RunnerError> {
+) -> Result<Located, RunnerError> {
     if trust.insecure {
         eprintln!(
             "wisp: WARNING: --insecure-unsigned-runner: runner signatures are not checked; \
@@ -280,13 +280,13 @@ pub fn locate(
         );
     }
     let mut found = RunnerBinaries::default();
-    let report = |arch: &str, what: &Path, len: usize, checked: &str| {
+    let mut checks = Vec::new();
+    let mut report = |arch: &str, what: &Path, len: usize, checked: &str| {
+        let line = format!("runner {arch}: {} ({len} bytes): {checked}", what.display());
         if verbose {
-            eprintln!(
-                "wisp: runner {arch}: {} ({len} bytes): {checked}",
-                what.display()
-            );
+            eprintln!("wisp: {line}");
         }
+        checks.push(line);
     };
     let explicit_given = explicit.is_some() || std::env::var_os("WISP_RUNNER").is_some();
     let carried = if explicit_given {
@@ -306,7 +306,10 @@ pub fn locate(
             report(&b.arch, &what, b.bytes.len(), &checked);
             found.insert(b.arch, what, b.bytes);
         }
-        return Ok(found);
+        return Ok(Located {
+            binaries: found,
+            checks,
+        });
     }
     for (arch, path) in find(explicit)? {
         let bytes = std::fs::read(&path).map_err(|source| RunnerError::Read {
@@ -321,7 +324,20 @@ pub fn locate(
         report(&arch, &path, bytes.len(), &checked);
         found.insert(arch, path, bytes);
     }
-    Ok(found)
+    Ok(Located {
+        binaries: found,
+        checks,
+    })
+}
+
+/// The runners a run will push, and how each was checked (for the audit trail).
+#[derive(Debug)]
+pub struct Located {
+    /// The checked bytes, by arch.
+    pub binaries: RunnerBinaries,
+    /// One line per runner: arch, file, size, and the key that signed it (or that it was not
+    /// checked).
+    pub checks: Vec<String>,
 }
 
 /// Checks the runner files [`find`] finds, for `wisp bundle`; returns them.

@@ -22,6 +22,12 @@ impl std::fmt::Debug for SecretValues {
     }
 }
 
+impl From<BTreeMap<String, String>> for SecretValues {
+    fn from(values: BTreeMap<String, String>) -> Self {
+        SecretValues(values)
+    }
+}
+
 impl SecretValues {
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {

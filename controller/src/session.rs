@@ -50,6 +50,7 @@ pub enum SessionError {
 #[derive(Debug)]
 pub struct Session {
     ready: Ready,
+    host_key: String,
     writer: FrameWriter,
     frames: mpsc::Receiver<Result<Frame, ConnError>>,
     handle: Box<dyn RunnerHandle>,
@@ -77,6 +78,7 @@ impl Session {
         });
         let mut session = Session {
             ready: conn.ready,
+            host_key: conn.host_key,
             writer: conn.writer,
             frames,
             handle: conn.handle,
@@ -91,6 +93,12 @@ impl Session {
             });
         }
         Ok(session)
+    }
+
+    /// What identifies the host itself (its accepted SSH host key, or the machine id), as the
+    /// transport reported it: the facts cache is keyed by it, not by the host's name.
+    pub fn host_key(&self) -> &str {
+        &self.host_key
     }
 
     /// What the runner said about itself and the host.

@@ -111,6 +111,10 @@ pub struct RunnerConnection {
     pub writer: FrameWriter,
     /// The process or channel behind the stream.
     pub handle: Box<dyn RunnerHandle>,
+    /// What identifies the host itself, not its name: for SSH the accepted host key
+    /// (`ssh ALGORITHM SHA256:...`), for this machine its machine id. A re-keyed or replaced
+    /// host gets a new one.
+    pub host_key: String,
 }
 
 /// The process or channel a runner lives in, as the controller may act on it.

@@ -130,6 +130,7 @@ impl LocalTransport {
             reader,
             writer: FrameWriter::new(Box::new(stdin)),
             handle: Box::new(handle),
+            host_key: machine_id(),
         })
     }
 }
@@ -170,4 +171,21 @@ impl RunnerHandle for LocalHandle {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
+}
+
+/// This machine's identity: `/etc/machine-id` (else the kernel's boot id), as `local ID`.
+fn machine_id() -> String {
+    [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/random/boot_id",
+    ]
+    .iter()
+    .find_map(|p| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    })
+    .map_or_else(|| "local".to_owned(), |id| format!("local {id}"))
 }

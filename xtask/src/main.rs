@@ -291,7 +291,8 @@ fn bench() -> Result<()> {
             .args(extra)
             .env("WISP_RUNNER", &runner)
             .env("WISP_BIN", target_dir().join("release/wisp"))
-            .env("WISP_JOURNAL_DIR", target_dir().join("bench-journals")))
+            .env("WISP_JOURNAL_DIR", target_dir().join("bench-journals"))
+            .env("WISP_STATE", target_dir().join("bench-state/wisp.db")))
     };
     bench(&[])?;
     // The fleet benchmark needs sshd and root (it starts sshd instances).

@@ -35,6 +35,13 @@ pub(super) struct ApplyArgs {
     pub(super) secrets: Option<PathBuf>,
     #[command(flatten)]
     pub(super) identity: super::secrets::IdentityArg,
+    /// Use facts from the state store read less than D ago (from the same host key: a
+    /// re-keyed host is read again) instead of reading them now [default: always read].
+    #[arg(long, value_name = "DURATION", value_parser = crate::quantity::parse_duration)]
+    pub(super) facts_ttl: Option<std::time::Duration>,
+    /// Read facts now even when --facts-ttl would allow cached ones.
+    #[arg(long)]
+    pub(super) refresh_facts: bool,
 }
 
 /// Loads and checks the plan and its secrets, then runs it on its hosts.
@@ -70,6 +77,7 @@ pub(super) fn main(a: ApplyArgs) -> ExitStatus {
     let options = ApplyOptions {
         check: a.check,
         diff: a.diff,
+        facts_ttl: a.facts_ttl.filter(|_| !a.refresh_facts),
     };
     let inventory = a.common.inventory.clone();
     execute::fleet(a.common, &spec, None, move |targets| {

@@ -78,6 +78,31 @@ pub(super) struct Common {
     /// How many hosts to work on at once.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub(super) forks: u32,
+    #[command(flatten)]
+    pub(super) state: StateArgs,
+}
+
+/// Where runs are recorded.
+#[derive(Debug, Clone, Args)]
+pub(super) struct StateArgs {
+    /// The state store (SQLite) runs are recorded in and `wisp history`/`show` read
+    /// [default: $WISP_STATE, else $XDG_STATE_HOME/wisp/wisp.db, else ~/.local/state/wisp/wisp.db].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(super) state: Option<PathBuf>,
+    /// Record nothing in the state store (the output and the journal file still have it all).
+    #[arg(long, conflicts_with = "state")]
+    pub(super) no_state: bool,
+}
+
+impl StateArgs {
+    /// The store's file: `--state`, else the default; `None` with `--no-state` or without a
+    /// home to put it in.
+    pub(super) fn path(&self) -> Option<PathBuf> {
+        if self.no_state {
+            return None;
+        }
+        self.state.clone().or_else(crate::store::default_path)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use wisp_transports::Launch;
 
 use super::common::Common;
 use super::connect::{TargetsError, targets};
-use super::{parse_error, usage_error};
+use super::{parse_error, state_error, usage_error};
 use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
@@ -44,6 +44,13 @@ pub(super) fn fleet(
             Ok(r) => r,
             Err(e) => return usage_error(&e.to_string()),
         };
+    // The store is opened before any host is contacted: a run that cannot be recorded does
+    // not start.
+    let store = match common.state.path().map(|p| crate::store::Store::open(&p)) {
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => return state_error(&e),
+        None => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,10 +59,18 @@ pub(super) fn fleet(
         Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
     };
     let status = runtime.block_on(async move {
-        let launch = Launch::new(runners, common.ttl, common.connect_timeout);
+        let launch = Launch::new(runners.binaries, common.ttl, common.connect_timeout);
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-        let journal = open_journal();
-        journal.record(run_line(&job, &targets_spec, &names));
+        let mut journal = open_journal();
+        if let Some(store) = store {
+            journal = journal.with_store(store);
+        }
+        if let Err(e) = journal.begin(run_line(&job, &targets_spec, &names, &common)) {
+            return state_error(&e);
+        }
+        for line in audit_lines(&job, &common, &runners.checks) {
+            journal.record(line);
+        }
         let run_started = std::time::Instant::now();
         let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
         if let Job::Plan { plan, .. } = &job {
@@ -94,18 +109,12 @@ pub(super) fn fleet(
             {
                 r.outcome = crate::report::HostOutcome::Failed;
                 r.detail = "run timeout".into();
+                reporter.journal_host(r);
             }
         }
         let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
         let status = exit_status(&results, interrupted);
         reporter.recap(&results, status);
-        for r in &results {
-            reporter.journal().record(serde_json::json!({
-                "kind": "host", "host": r.host, "outcome": r.outcome.label(), "detail": r.detail,
-                "elapsed_ms": u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX),
-                "sandbox": r.sandbox,
-            }));
-        }
         reporter.journal().record(serde_json::json!({
             "kind": "end", "exit": status as u8,
             "elapsed_ms": u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -140,11 +149,56 @@ fn open_journal() -> crate::journal::Journal {
     })
 }
 
+/// The privileged acts of this run, for the audit trail: becoming root, opening secrets, and
+/// the key each pushed runner was checked against.
+fn audit_lines(job: &Job, common: &Common, runner_checks: &[String]) -> Vec<serde_json::Value> {
+    let audit = |act: &str, detail: String| serde_json::json!({"kind": "audit", "act": act, "detail": detail});
+    let mut out = Vec::new();
+    if common.become_root || common.ask_become_pass {
+        let how = if common.ask_become_pass {
+            "root, with a sudo password"
+        } else {
+            "root"
+        };
+        out.push(audit("become", how.to_owned()));
+    }
+    if let Job::Plan { plan, .. } = job
+        && !plan.secret_refs.is_empty()
+    {
+        let names: std::collections::BTreeSet<&str> =
+            plan.secret_refs.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        out.push(audit("secrets opened", names.join(", ")));
+    }
+    out.extend(runner_checks.iter().map(|c| audit("runner", c.clone())));
+    out
+}
+
+/// This process's real uid, from `/proc/self/status`.
+fn own_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The journal's first line: what was asked, of which hosts. Command arguments stay out (they
 /// may hold secrets); the program does not.
-fn run_line(job: &Job, spec: &str, hosts: &[String]) -> serde_json::Value {
+fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> serde_json::Value {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", own_uid()));
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
     let mut line = serde_json::json!({
         "kind": "run", "wisp": env!("CARGO_PKG_VERSION"), "targets": spec, "hosts": hosts,
+        "user": user, "machine": machine, "become": common.become_root || common.ask_become_pass,
+        "forks": common.forks,
     });
     match job {
         Job::Exec { args, .. } => {
@@ -154,6 +208,7 @@ fn run_line(job: &Job, spec: &str, hosts: &[String]) -> serde_json::Value {
         Job::Plan { plan, options } => {
             line["command"] = "apply".into();
             line["plan"] = plan.path.display().to_string().into();
+            line["plan_hash"] = plan.hash.clone().into();
             line["check"] = options.check.into();
             line["diff"] = options.diff.into();
         }

@@ -9,6 +9,7 @@ mod common;
 mod conformance;
 mod connect;
 mod execute;
+mod history;
 mod run;
 mod secrets;
 
@@ -34,6 +35,7 @@ Exit codes:
   3   some host was unreachable, and none failed
   4   inventory or plan parse error
   5   bad options
+  6   the state store cannot be opened or written (nothing ran; see --state, --no-state)
   99  interrupted (Ctrl-C or SIGTERM)
 
 Ctrl-C cancels remote work: the runner kills the command's whole process tree and removes
@@ -96,12 +98,30 @@ enum Command {
     /// on a command line, where every user of the host could read them). Their values are
     /// replaced by [secret:NAME] in everything wisp prints or journals.
     Secrets(secrets::SecretsArgs),
+    /// List recent runs from the state store, newest first, one line each.
+    ///
+    /// Each line: the run's number, when it started, who ran it where, the command and what it
+    /// ran, its targets, how its hosts ended, and its exit code (or "not finished" for a run
+    /// still going or killed). `wisp show N` tells the whole of one.
+    History(history::HistoryArgs),
+    /// Show one run from the state store: each host's result and each task's, with changes and
+    /// what the sandbox enforced.
+    ///
+    /// RUN is a number from `wisp history`, or `last`. `--json` prints the run's journal lines
+    /// as they were recorded (the same lines as the journal file), for scripts.
+    Show(history::ShowArgs),
 }
 
 /// An error the operator must fix before anything runs.
 fn usage_error(message: &str) -> ExitStatus {
     let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("error: {message}\n"));
     ExitStatus::BadOptions
+}
+
+/// A state store that cannot be used; nothing ran.
+fn state_error(e: &crate::store::StoreError) -> ExitStatus {
+    let _ = usage_error(&crate::errors::error_chain(e));
+    ExitStatus::State
 }
 
 /// A plan or inventory that does not parse.
@@ -131,6 +151,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
         Command::Run(a) => run::main(*a),
         Command::Apply(a) => apply::main(*a),
+        Command::History(a) => history::history(&a),
+        Command::Show(a) => history::show(&a),
     };
     status.into()
 }

@@ -17,13 +17,15 @@ use crate::plan::{Content, Context, Plan, Task, condition, op_from_args, render,
 use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
-/// `--check` and `--diff`.
+/// `--check`, `--diff` and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
     /// Report what would change; change nothing (exec tasks are skipped).
     pub check: bool,
     /// Show a unified diff for each file whose content changes.
     pub diff: bool,
+    /// Facts in the store younger than this are used instead of reading them again.
+    pub facts_ttl: Option<std::time::Duration>,
 }
 
 /// How one task ended.
@@ -92,6 +94,39 @@ pub enum Stop {
     Interrupted,
 }
 
+/// The host's facts: from the store when read less than `ttl` ago from the same host key,
+/// else read now (and stored).
+async fn facts(
+    session: &mut Session,
+    host: &str,
+    ttl: Option<std::time::Duration>,
+    reporter: &Reporter,
+) -> Result<Facts, Stop> {
+    if let Some(cached) = ttl
+        .and_then(|ttl| reporter.journal().cached_facts(session.host_key(), ttl))
+        .and_then(|v| serde_json::from_value::<Facts>(v).ok())
+    {
+        return Ok(cached);
+    }
+    let id = session
+        .start(&Op::Facts, Limits::default(), Vec::new())
+        .await
+        .map_err(|e| Stop::Lost(e.to_string()))?;
+    let done = match session.next_for(&id).await {
+        Ok(CmdEvent::Done(done, _)) => done,
+        Ok(other) => return Err(Stop::Lost(format!("facts: {other:?}"))),
+        Err(e) => return Err(Stop::Lost(e.to_string())),
+    };
+    match (done.result_as::<Facts>(), &done.result) {
+        (Some(Ok(facts)), Some(raw)) => {
+            reporter.facts_read(host, session.host_key(), raw);
+            Ok(facts)
+        }
+        (Some(Err(e)), _) => Err(Stop::Lost(format!("facts: undecodable result: {e}"))),
+        _ => Err(Stop::Lost("facts: DONE without a result".into())),
+    }
+}
+
 /// Runs the plan on one host. `Ok` with the tally when every task ran (or a failure stopped
 /// the host, counted as failed); `Err` when the host could not be finished.
 pub async fn run_on_host(
@@ -104,19 +139,7 @@ pub async fn run_on_host(
 ) -> Result<Tally, Stop> {
     let host = target.name.as_str();
     let facts = if plan.needs_facts {
-        let id = session
-            .start(&Op::Facts, Limits::default(), Vec::new())
-            .await
-            .map_err(|e| Stop::Lost(e.to_string()))?;
-        match session.next_for(&id).await {
-            Ok(CmdEvent::Done(done, _)) => match done.result_as::<Facts>() {
-                Some(Ok(facts)) => Some(facts),
-                Some(Err(e)) => return Err(Stop::Lost(format!("facts: undecodable result: {e}"))),
-                None => return Err(Stop::Lost("facts: DONE without a result".into())),
-            },
-            Ok(other) => return Err(Stop::Lost(format!("facts: {other:?}"))),
-            Err(e) => return Err(Stop::Lost(e.to_string())),
-        }
+        Some(facts(session, host, options.facts_ttl, reporter).await?)
     } else {
         None
     };

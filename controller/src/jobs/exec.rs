@@ -99,6 +99,7 @@ pub(super) async fn run(
         match ended {
             Ended::Done(done, _) => {
                 if let Some(facts) = &done.result {
+                    host.reporter.facts_read(name, session.host_key(), facts);
                     host.reporter.facts(name, facts);
                 }
                 host.reporter.done(name, &done);

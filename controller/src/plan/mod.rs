@@ -47,6 +47,8 @@ pub use template::{Context, condition, op_from_args, render, render_args, render
 pub struct Plan {
     /// The file it came from.
     pub path: PathBuf,
+    /// SHA-256 of the plan file's text (hex), to tell runs of different versions apart.
+    pub hash: String,
     /// Plan-level vars.
     pub vars: BTreeMap<String, String>,
     /// Tasks in order.
@@ -188,8 +190,16 @@ impl Plan {
             .iter()
             .map(|t| task(t, "handler"))
             .collect::<Result<Vec<_>, _>>()?;
+        let hash = {
+            use sha2::Digest;
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
         let mut plan = Plan {
             path: path.to_owned(),
+            hash,
             vars,
             tasks,
             handlers,

@@ -100,6 +100,15 @@ impl Reporter {
         self
     }
 
+    /// A host's end, as a journal line (again, when a run timeout changed it afterwards).
+    pub fn journal_host(&self, r: &HostResult) {
+        self.journal.record(json!({
+            "kind": "host", "host": r.host, "outcome": r.outcome.label(), "detail": r.detail,
+            "elapsed_ms": u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "sandbox": r.sandbox,
+        }));
+    }
+
     /// The run journal.
     pub fn journal(&self) -> &crate::journal::Journal {
         &self.journal
@@ -120,8 +129,11 @@ impl Reporter {
             .map_or("", |(_, c)| c)
     }
 
-    /// Counts a finished host on the progress bar.
-    pub fn host_finished(&self, outcome: HostOutcome) {
+    /// Records a finished host in the journal (so a run killed later still has it) and
+    /// counts it on the progress bar.
+    pub fn host_finished(&self, result: &HostResult) {
+        self.journal_host(result);
+        let outcome = result.outcome;
         let Some(bar) = &self.progress else { return };
         if let Ok(mut c) = self.counts.lock() {
             match outcome {
@@ -276,6 +288,13 @@ impl Reporter {
         } else {
             self.err(&format!("{host}: UNREACHABLE: {message}"));
         }
+    }
+
+    /// Facts just read from a host, into the journal (and so the store's facts cache).
+    pub fn facts_read(&self, host: &str, host_key: &str, facts: &Value) {
+        self.journal.record(json!({
+            "kind": "facts", "host": host, "host_key": host_key, "facts": facts,
+        }));
     }
 
     /// A host's facts.

@@ -201,6 +201,8 @@ struct HostKeyCheck {
     hop: Hop,
     options: Arc<SshOptions>,
     refusal: Arc<Mutex<Option<String>>>,
+    /// The key accepted, as `ALGORITHM SHA256:...`.
+    accepted: Arc<Mutex<Option<String>>>,
 }
 
 impl HostKeyCheck {
@@ -263,7 +265,18 @@ impl client::Handler for HostKeyCheck {
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         match self.verdict(offered) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if let (PublicKeyOrCertificate::PublicKey { key, .. }, Ok(mut a)) =
+                    (offered, self.accepted.lock())
+                {
+                    *a = Some(format!(
+                        "{} {}",
+                        key.algorithm(),
+                        known_hosts::fingerprint(key)
+                    ));
+                }
+                Ok(true)
+            }
             Err(why) => {
                 if let Ok(mut r) = self.refusal.lock() {
                     *r = Some(why);
@@ -376,7 +389,7 @@ impl SshTransport {
         &self,
         hop: &Hop,
         stream: S,
-    ) -> Result<Handle<HostKeyCheck>, TransportError>
+    ) -> Result<(Handle<HostKeyCheck>, String), TransportError>
     where
         S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -387,10 +400,12 @@ impl SshTransport {
             ..client::Config::default()
         });
         let refusal = Arc::new(Mutex::new(None));
+        let accepted = Arc::new(Mutex::new(None));
         let check = HostKeyCheck {
             hop: hop.clone(),
             options: Arc::clone(&self.options),
             refusal: Arc::clone(&refusal),
+            accepted: Arc::clone(&accepted),
         };
         let mut session = match client::connect_stream(config, stream, check).await {
             Ok(s) => s,
@@ -409,14 +424,16 @@ impl SshTransport {
             }
         };
         self.authenticate(&mut session, hop).await?;
-        Ok(session)
+        let key = accepted.lock().ok().and_then(|mut a| a.take());
+        Ok((session, key.unwrap_or_default()))
     }
 
     async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
         let hops = self.hops()?;
         let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
+        let mut host_key = String::new();
         for (i, hop) in hops.iter().enumerate() {
-            let session = match sessions.last() {
+            let (session, key) = match sessions.last() {
                 None => {
                     let connect = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port));
                     let tcp =
@@ -467,6 +484,7 @@ impl SshTransport {
                 }
             };
             sessions.push(session);
+            host_key = key;
         }
         let hop = hops.last().ok_or_else(|| TransportError::Handshake {
             detail: "no host to connect to".into(),
@@ -592,6 +610,7 @@ impl SshTransport {
             reader,
             writer: FrameWriter::new(Box::new(writer)),
             handle: Box::new(handle),
+            host_key: format!("ssh {host_key}"),
         })
     }
 

@@ -1,0 +1,167 @@
+//! `wisp history` and `wisp show`: runs read back from the state store.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::common::StateArgs;
+use super::{state_error, usage_error};
+use crate::exit::ExitStatus;
+use crate::store::{RunRow, Store};
+
+#[derive(Debug, Args)]
+pub(super) struct HistoryArgs {
+    /// How many runs to list.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    limit: usize,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ShowArgs {
+    /// The run: its number in `wisp history`, or `last`.
+    #[arg(default_value = "last")]
+    run: String,
+    /// Only this host.
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// The run's journal lines, as recorded, one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+fn open(state: &StateArgs) -> Result<Store, ExitStatus> {
+    let Some(path) = state.path() else {
+        return Err(usage_error(
+            "no state store to read (--no-state, or no HOME): name one with --state FILE",
+        ));
+    };
+    if !path.exists() {
+        return Err(usage_error(&format!(
+            "no state store at {} yet: runs are recorded there once wisp has run",
+            path.display()
+        )));
+    }
+    Store::open(&path).map_err(|e| state_error(&e))
+}
+
+/// The one line `wisp history` prints for a run.
+fn run_line(r: &RunRow) -> String {
+    let end = match (r.exit_code, &r.ended_at) {
+        (Some(code), Some(_)) => format!("exit {code}"),
+        _ => "not finished".to_owned(),
+    };
+    let outcomes = if r.outcomes.is_empty() {
+        "no host results".to_owned()
+    } else {
+        r.outcomes
+            .iter()
+            .map(|(o, n)| format!("{n} {o}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let who = match (&r.user, &r.machine) {
+        (Some(u), Some(m)) if !m.is_empty() => format!("{u}@{m}"),
+        (Some(u), _) => u.clone(),
+        _ => "?".into(),
+    };
+    format!(
+        "{:>5}  {}  {who}  {} {}  {}  {} hosts: {outcomes}  {end}",
+        r.id,
+        r.started_at,
+        r.command,
+        r.what.as_deref().unwrap_or("-"),
+        r.targets.as_deref().unwrap_or("-"),
+        r.hosts,
+    )
+}
+
+pub(super) fn history(a: &HistoryArgs) -> ExitStatus {
+    let store = match open(&a.state) {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    match store.runs(a.limit) {
+        Ok(runs) => {
+            let mut out = std::io::stdout().lock();
+            for r in &runs {
+                let _ = writeln!(out, "{}", run_line(r));
+            }
+            ExitStatus::Ok
+        }
+        Err(e) => state_error(&e),
+    }
+}
+
+pub(super) fn show(a: &ShowArgs) -> ExitStatus {
+    let store = match open(&a.state) {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    let shown = (|| {
+        let run = store.run(&a.run)?;
+        let mut out = std::io::stdout().lock();
+        if a.json {
+            for line in store.events(run.id)? {
+                let keep = a.host.as_deref().is_none_or(|h| {
+                    serde_json::from_str::<serde_json::Value>(&line)
+                        .map(|v| v["host"].is_null() || v["host"] == h)
+                        .unwrap_or(true)
+                });
+                if keep {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            return Ok(());
+        }
+        let _ = writeln!(out, "{}", run_line(&run));
+        for (act, detail) in store.audit(run.id)? {
+            let _ = writeln!(out, "audit: {act}: {detail}");
+        }
+        let tasks = store.tasks(run.id, a.host.as_deref())?;
+        for h in store.hosts(run.id, a.host.as_deref())? {
+            let elapsed = h
+                .elapsed_ms
+                .map_or(String::new(), |ms| format!(" in {ms} ms"));
+            let _ = writeln!(
+                out,
+                "{}: {} ({}){elapsed}",
+                h.host,
+                h.outcome,
+                h.detail.as_deref().unwrap_or("")
+            );
+            for t in tasks.iter().filter(|t| t.host == h.host) {
+                let name = t.task.as_deref().unwrap_or("command");
+                let op = t.op.as_deref().unwrap_or("");
+                let detail = t.detail.as_deref().filter(|d| !d.is_empty());
+                let exit = t.exit_code.map(|c| format!(" exit {c}"));
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {name} [{op}]{}{}{}",
+                    t.status,
+                    if t.changed { " (changed)" } else { "" },
+                    exit.unwrap_or_default(),
+                    detail.map(|d| format!(": {d}")).unwrap_or_default(),
+                );
+                if let Some(e) = &t.enforcement {
+                    let _ = writeln!(out, "           enforcement: {e}");
+                }
+            }
+            if let Some(s) = &h.sandbox {
+                let _ = writeln!(out, "  sandbox: {s}");
+            }
+        }
+        Ok(())
+    })();
+    match shown {
+        Ok(()) => ExitStatus::Ok,
+        // Asking for a run the store does not have is the operator's mistake, not the store's.
+        Err(e @ crate::store::StoreError::NoRun { .. }) => {
+            usage_error(&crate::errors::error_chain(&e))
+        }
+        Err(e) => state_error(&e),
+    }
+}

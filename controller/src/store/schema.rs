@@ -1,0 +1,80 @@
+//! The store's schema, as numbered migrations: migration `n` takes a store from version `n`
+//! to `n + 1` (`PRAGMA user_version`). Released migrations are never edited, only appended.
+
+/// Every migration, in order.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: runs, their hosts and tasks, the event log, facts and audit.
+    r#"
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        user        TEXT,
+        machine     TEXT,
+        wisp        TEXT,
+        command     TEXT NOT NULL,
+        program     TEXT,
+        plan        TEXT,
+        plan_hash   TEXT,
+        targets     TEXT,
+        hosts       INTEGER NOT NULL DEFAULT 0,
+        options     TEXT,
+        exit_code   INTEGER,
+        elapsed_ms  INTEGER
+    );
+    CREATE TABLE host_results (
+        run_id      INTEGER NOT NULL REFERENCES runs(id),
+        host        TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        detail      TEXT,
+        elapsed_ms  INTEGER,
+        sandbox     TEXT,
+        at          TEXT NOT NULL,
+        PRIMARY KEY (run_id, host)
+    );
+    CREATE TABLE task_results (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER NOT NULL REFERENCES runs(id),
+        host        TEXT NOT NULL,
+        task        TEXT,
+        op          TEXT,
+        line        INTEGER,
+        status      TEXT NOT NULL,
+        changed     INTEGER NOT NULL,
+        check_mode  INTEGER NOT NULL DEFAULT 0,
+        detail      TEXT,
+        exit_code   INTEGER,
+        duration_ms INTEGER,
+        enforcement TEXT,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX task_results_by_run ON task_results (run_id, host);
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER NOT NULL,
+        at          TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX events_by_run ON events (run_id, seq);
+    CREATE TABLE facts (
+        host_key    TEXT PRIMARY KEY,
+        host        TEXT NOT NULL,
+        read_at     TEXT NOT NULL,
+        read_unix   INTEGER NOT NULL,
+        facts       TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER NOT NULL,
+        at          TEXT NOT NULL,
+        act         TEXT NOT NULL,
+        detail      TEXT
+    );
+    -- The event log is append-only.
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    "#,
+];

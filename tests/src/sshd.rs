@@ -67,6 +67,8 @@ pub struct Fleet {
     pub known_hosts: PathBuf,
     /// The hosts' TMPDIR.
     pub remote_tmp: PathBuf,
+    /// A folder each host has its own empty copy of (see [`Fleet::start_with_private_dir`]).
+    private_dir: Option<PathBuf>,
 }
 
 /// Fails loudly (never skips) when sshd cannot run here.
@@ -102,6 +104,18 @@ fn keygen(path: &Path, comment: &str) -> String {
 impl Fleet {
     /// Starts `n` sshd hosts; `known_hosts` lists them all.
     pub fn start(n: usize) -> Self {
+        Self::start_inner(n, None)
+    }
+
+    /// Like [`Fleet::start`], but each host's sshd runs in a mount namespace of its own with a
+    /// fresh tmpfs at `dir`: one path, a different folder on every host, as on real machines.
+    /// Needs root.
+    pub fn start_with_private_dir(n: usize, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("create the private folder's mount point");
+        Self::start_inner(n, Some(dir.to_owned()))
+    }
+
+    fn start_inner(n: usize, private_dir: Option<PathBuf>) -> Self {
         require_sshd();
         let dir = ScratchDir::new("sshd");
         let remote_tmp = dir.0.join("remote-tmp");
@@ -153,6 +167,7 @@ impl Fleet {
             client_key,
             known_hosts,
             remote_tmp,
+            private_dir,
         };
         for i in 0..n {
             fleet.start_host(i);
@@ -169,7 +184,18 @@ impl Fleet {
             .append(true)
             .open(host.config.with_extension("log"))
             .expect("sshd log");
-        let child = Command::new(SSHD)
+        let mut command = match &self.private_dir {
+            None => Command::new(SSHD),
+            Some(dir) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount -t tmpfs -o mode=0755 tmpfs \"$0\" && exec \"$@\"")
+                    .arg(dir)
+                    .arg(SSHD);
+                c
+            }
+        };
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(&host.config)
             .stdin(Stdio::null())

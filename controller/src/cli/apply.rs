@@ -18,18 +18,25 @@ use crate::plan::Plan;
 
 #[derive(Debug, Args)]
 pub(super) struct ApplyArgs {
-    /// The plan file.
-    pub(super) plan: PathBuf,
-    /// Hosts to run on [default: the plan's `targets`].
-    pub(super) targets: Option<String>,
     #[command(flatten)]
-    pub(super) common: Common,
+    pub(super) plan: PlanArgs,
     /// Report what would change, and change nothing (exec tasks are skipped).
     #[arg(long)]
     pub(super) check: bool,
     /// Show a unified diff for every file whose content changes (or would).
     #[arg(long)]
     pub(super) diff: bool,
+}
+
+/// A plan and how to run it: what `wisp apply` and `wisp drift` share.
+#[derive(Debug, Args)]
+pub(super) struct PlanArgs {
+    /// The plan file.
+    pub(super) plan: PathBuf,
+    /// Hosts to run on [default: the plan's `targets`].
+    pub(super) targets: Option<String>,
+    #[command(flatten)]
+    pub(super) common: Common,
     /// The secrets file for {{ secret.NAME }} [default: the plan's `secrets`].
     #[arg(long, value_name = "FILE")]
     pub(super) secrets: Option<PathBuf>,
@@ -44,8 +51,15 @@ pub(super) struct ApplyArgs {
     pub(super) refresh_facts: bool,
 }
 
-/// Loads and checks the plan and its secrets, then runs it on its hosts.
+/// `wisp apply`.
 pub(super) fn main(a: ApplyArgs) -> ExitStatus {
+    let (check, diff) = (a.check, a.diff);
+    run_plan(a.plan, check, diff, false)
+}
+
+/// Loads and checks the plan and its secrets, then runs it on its hosts (in check mode with
+/// diffs, collected into one report, for `drift`).
+pub(super) fn run_plan(a: PlanArgs, check: bool, diff: bool, drift: bool) -> ExitStatus {
     let mut plan = match Plan::load(&a.plan) {
         Ok(p) => p,
         Err(e) => return parse_error(&error_chain(&e)),
@@ -75,8 +89,9 @@ pub(super) fn main(a: ApplyArgs) -> ExitStatus {
         ));
     };
     let options = ApplyOptions {
-        check: a.check,
-        diff: a.diff,
+        check: check || drift,
+        diff: diff || drift,
+        drift,
         facts_ttl: a.facts_ttl.filter(|_| !a.refresh_facts),
     };
     let inventory = a.common.inventory.clone();

@@ -73,8 +73,11 @@ pub(super) fn fleet(
         }
         let run_started = std::time::Instant::now();
         let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
-        if let Job::Plan { plan, .. } = &job {
+        if let Job::Plan { plan, options } = &job {
             reporter = reporter.with_secrets(&plan.secrets);
+            if options.drift {
+                reporter = reporter.for_drift();
+            }
         }
         let reporter = Arc::new(reporter);
         let (tx, rx) = watch::channel(Interrupt::None);
@@ -113,8 +116,14 @@ pub(super) fn fleet(
             }
         }
         let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
-        let status = exit_status(&results, interrupted);
-        reporter.recap(&results, status);
+        let status = match reporter.drift_report(&results, interrupted) {
+            Some(status) => status,
+            None => {
+                let status = exit_status(&results, interrupted);
+                reporter.recap(&results, status);
+                status
+            }
+        };
         reporter.journal().record(serde_json::json!({
             "kind": "end", "exit": status as u8,
             "elapsed_ms": u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -206,7 +215,7 @@ fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> serde_j
             line["program"] = args.command_line().first().cloned().into();
         }
         Job::Plan { plan, options } => {
-            line["command"] = "apply".into();
+            line["command"] = if options.drift { "drift" } else { "apply" }.into();
             line["plan"] = plan.path.display().to_string().into();
             line["plan_hash"] = plan.hash.clone().into();
             line["check"] = options.check.into();

@@ -96,6 +96,43 @@ pub(super) fn history(a: &HistoryArgs) -> ExitStatus {
     }
 }
 
+/// `wisp drift PLAN --history`: per host, its latest check and since when it drifts.
+pub(super) fn drift_history(plan: &std::path::Path, state: &StateArgs) -> ExitStatus {
+    let store = match open(state) {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    let name = plan.display().to_string();
+    let hosts = match store.drift_history(&name) {
+        Ok(h) => h,
+        Err(e) => return state_error(&e),
+    };
+    if hosts.is_empty() {
+        return usage_error(&format!(
+            "no `wisp drift {name}` run in {}: drift history is kept per plan, as it was named",
+            store.path().display()
+        ));
+    }
+    let width = hosts.iter().map(|h| h.host.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for h in &hosts {
+        let (run, at, what) = &h.last;
+        let mut line = format!("{:<width$}  {what:<11} at run {run} ({at})", h.host);
+        if let Some((since, since_at)) = &h.drifted_since {
+            line.push_str(&format!("; drifted since run {since} ({since_at})"));
+        }
+        match &h.last_clean {
+            Some((clean, clean_at)) if what != "clean" => {
+                line.push_str(&format!("; last clean run {clean} ({clean_at})"));
+            }
+            None if what != "clean" => line.push_str("; never clean"),
+            _ => {}
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    ExitStatus::Ok
+}
+
 pub(super) fn show(a: &ShowArgs) -> ExitStatus {
     let store = match open(&a.state) {
         Ok(s) => s,

@@ -8,6 +8,7 @@ mod bundle;
 mod common;
 mod conformance;
 mod connect;
+mod drift;
 mod execute;
 mod history;
 mod run;
@@ -72,6 +73,16 @@ enum Command {
     /// Each task reports ok, changed, failed or skipped; a second run reports nothing changed.
     #[command(after_help = AFTER_HELP)]
     Apply(Box<apply::ApplyArgs>),
+    /// Find hosts that no longer match a plan: `wisp drift site.toml web`.
+    ///
+    /// Runs the plan in check mode (nothing changes; exec tasks are skipped) with diffs on
+    /// every host, records it in the state store, and prints one report: hosts that drifted
+    /// the same way (the same tasks, the same diffs) folded into one group (`web[01-03,07]`),
+    /// then the unreachable ones, then the clean ones. Exit 0 when nothing drifted, 2 when
+    /// some host drifted (or could not be checked), 3 when some host was unreachable.
+    /// `--history` shows since when each host has drifted, from the recorded runs.
+    #[command(after_help = AFTER_HELP)]
+    Drift(Box<drift::DriftArgs>),
     /// Show what each host is: OS, kernel, CPUs, memory, init system, package manager and
     /// what the kernel can enforce (Landlock, seccomp, cgroups).
     #[command(after_help = AFTER_HELP)]
@@ -151,6 +162,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
         Command::Run(a) => run::main(*a),
         Command::Apply(a) => apply::main(*a),
+        Command::Drift(a) => drift::main(*a),
         Command::History(a) => history::history(&a),
         Command::Show(a) => history::show(&a),
     };

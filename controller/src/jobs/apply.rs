@@ -17,13 +17,15 @@ use crate::plan::{Content, Context, Plan, Task, condition, op_from_args, render,
 use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
-/// `--check`, `--diff` and `--facts-ttl`.
+/// `--check`, `--diff`, drift and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
     /// Report what would change; change nothing (exec tasks are skipped).
     pub check: bool,
     /// Show a unified diff for each file whose content changes.
     pub diff: bool,
+    /// A drift check: check mode with diffs, reported as one folded report.
+    pub drift: bool,
     /// Facts in the store younger than this are used instead of reading them again.
     pub facts_ttl: Option<std::time::Duration>,
 }

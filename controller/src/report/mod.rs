@@ -17,9 +17,12 @@ use wisp_protocol::message::{Capabilities, Done, ErrorFrame, EventKind, Ready};
 
 use crate::exit::ExitStatus;
 
+pub mod drift;
+mod fold;
 mod lines;
 mod outcome;
 
+pub use fold::fold_hosts;
 pub use lines::{LineSplitter, capabilities, describe};
 pub use outcome::{HostOutcome, HostResult, exit_status};
 
@@ -39,6 +42,8 @@ pub struct Reporter {
     journal: crate::journal::Journal,
     /// Hides secret values in everything printed.
     redactor: crate::secrets::Redactor,
+    /// `wisp drift`: task results and diffs are collected for one folded report, not printed.
+    drift: Option<drift::Collector>,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -84,6 +89,7 @@ impl Reporter {
             counts: Mutex::new([0; 3]),
             journal: crate::journal::Journal::disabled(),
             redactor: crate::secrets::Redactor::default(),
+            drift: None,
         }
     }
 
@@ -92,6 +98,34 @@ impl Reporter {
         self.redactor = crate::secrets::Redactor::new(secrets);
         self.journal.set_redactor(self.redactor.clone());
         self
+    }
+
+    /// Collects task results for a drift report instead of printing them.
+    pub fn for_drift(mut self) -> Self {
+        self.drift = Some(drift::Collector::default());
+        self
+    }
+
+    /// The drift report for these results, printed (stdout, or one `drift` JSON line), with
+    /// its exit status. `None` when this reporter is not collecting drift.
+    pub fn drift_report(&self, results: &[HostResult], interrupted: bool) -> Option<ExitStatus> {
+        let collector = self.drift.as_ref()?;
+        let report = drift::Drift::new(collector, results);
+        let status = report.exit_status(interrupted);
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        if self.json {
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            value["type"] = "drift".into();
+            value["exit_code"] = (status as u8).into();
+            self.json(value);
+        } else {
+            let text = self.redactor.redact(&report.text()).into_owned();
+            let _guard = self.lock.lock();
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
+        Some(status)
     }
 
     /// Records what this reporter is told in `journal` as well.
@@ -228,6 +262,10 @@ impl Reporter {
 
     /// A plan task finished on a host.
     pub fn task(&self, host: &str, task: &str, status: &str, detail: &str) {
+        if let Some(d) = &self.drift {
+            d.task(host, task, status, &self.redactor.redact(detail));
+            return;
+        }
         if self.json {
             self.json(json!({"type": "task", "host": host, "task": task, "status": status, "detail": detail}));
             return;
@@ -252,6 +290,10 @@ impl Reporter {
 
     /// A unified diff of what a task changes.
     pub fn diff(&self, host: &str, text: &str) {
+        if let Some(d) = &self.drift {
+            d.diff(host, &self.redactor.redact(text));
+            return;
+        }
         if self.json {
             self.json(json!({"type": "diff", "host": host, "diff": text}));
             return;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use read::{HostRow, RunRow, TaskRow};
+pub use read::{HostDrift, HostRow, RunRow, TaskRow};
 
 /// How long a writer waits for another process's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

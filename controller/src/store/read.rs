@@ -72,6 +72,20 @@ pub struct TaskRow {
     pub enforcement: Option<String>,
 }
 
+/// One host's drift over the drift runs of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDrift {
+    /// The host.
+    pub host: String,
+    /// The newest drift run that checked it: (run, when, what it found: `drifted`, `clean`,
+    /// `unreachable`, or how it ended).
+    pub last: (i64, String, String),
+    /// The first run that found it drifted after its last clean one, while it still drifts.
+    pub drifted_since: Option<(i64, String)>,
+    /// The last run that found it clean.
+    pub last_clean: Option<(i64, String)>,
+}
+
 const RUN_COLUMNS: &str = "id, started_at, ended_at, user, machine, command, \
      coalesce(plan, program), targets, hosts, exit_code, elapsed_ms";
 
@@ -215,6 +229,49 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.fail("cannot read its facts", e))
+    }
+
+    /// Each host's drift over every `wisp drift` run of the plan at `plan` (as it was named).
+    pub fn drift_history(&self, plan: &str) -> Result<Vec<HostDrift>, StoreError> {
+        // (run, started, host, outcome, tasks that drifted)
+        type Row = (i64, String, String, String, i64);
+        let read = || -> rusqlite::Result<Vec<Row>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT r.id, r.started_at, h.host, h.outcome, \
+                 (SELECT count(*) FROM task_results t WHERE t.run_id = r.id \
+                  AND t.host = h.host AND t.status IN ('changed', 'failed')) \
+                 FROM runs r JOIN host_results h ON h.run_id = r.id \
+                 WHERE r.command = 'drift' AND r.plan = ?1 ORDER BY r.id, h.host",
+            )?;
+            stmt.query_map([plan], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        };
+        let rows = read().map_err(|e| self.fail("cannot read its drift runs", e))?;
+        let mut hosts: std::collections::BTreeMap<String, HostDrift> = Default::default();
+        for (run, at, host, outcome, found) in rows {
+            let h = hosts.entry(host.clone()).or_insert_with(|| HostDrift {
+                host,
+                last: (run, at.clone(), String::new()),
+                drifted_since: None,
+                last_clean: None,
+            });
+            let what = if found > 0 {
+                if h.drifted_since.is_none() {
+                    h.drifted_since = Some((run, at.clone()));
+                }
+                "drifted".to_owned()
+            } else if outcome == "ok" {
+                h.drifted_since = None;
+                h.last_clean = Some((run, at.clone()));
+                "clean".to_owned()
+            } else {
+                outcome
+            };
+            h.last = (run, at, what);
+        }
+        Ok(hosts.into_values().collect())
     }
 
     /// Run `run`'s audit rows: (act, detail), in order.

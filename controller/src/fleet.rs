@@ -1,5 +1,7 @@
-//! Fan-out: one piece of work per target, at most `--forks` at once, results in target order.
-//! Hosts still waiting for a slot when Ctrl-C comes never start.
+//! Fan-out: one piece of work per target, at most `--forks` at once, results in target order;
+//! in batches, when the rollout asks for them, stopping before the next batch once the
+//! failure budget is spent (see [`crate::rollout`]). Hosts still waiting for a slot or a batch
+//! when Ctrl-C comes, or when the run stops, never start.
 //!
 //! What this module does not know: what the work is (jobs hand it a closure), how a host is
 //! reached (a target carries its transport), or what the operator sees beyond the progress
@@ -14,6 +16,7 @@ use wisp_transports::Transport;
 
 use crate::interrupt::Interrupt;
 use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::rollout::Rollout;
 
 /// A host to run on and the way to reach it.
 #[derive(Debug, Clone)]
@@ -26,26 +29,84 @@ pub struct Target {
     pub vars: crate::inventory::Vars,
 }
 
-/// Runs `work` for every target concurrently, at most `forks` at once; returns the results in
-/// target order.
+/// What a fan-out did: every target's result, in target order, and why it stopped early.
+#[derive(Debug)]
+pub struct Fanned {
+    /// One result per target.
+    pub results: Vec<HostResult>,
+    /// Why the run started no more hosts, when a budget or the canary stopped it.
+    pub stopped: Option<String>,
+}
+
+/// Runs `work` for every target, batch after batch as `rollout` says, each batch concurrently
+/// with at most `rollout.forks` at once.
 pub async fn run<W, F>(
     targets: Vec<Target>,
-    forks: usize,
+    rollout: &Rollout,
     reporter: Arc<Reporter>,
     interrupt: watch::Receiver<Interrupt>,
     work: W,
+) -> Fanned
+where
+    W: Fn(Target, watch::Receiver<Interrupt>) -> F,
+    F: Future<Output = HostResult> + Send + 'static,
+{
+    let total = targets.len();
+    let forks = Arc::new(tokio::sync::Semaphore::new(rollout.forks.max(1)));
+    let mut results = Vec::with_capacity(total);
+    let mut stopped = None;
+    let mut left = targets.into_iter();
+    let mut failed_total = 0;
+    let batches = rollout.batches(total);
+    let last = batches.len().saturating_sub(1);
+    for (index, size) in batches.into_iter().enumerate() {
+        let batch: Vec<Target> = left.by_ref().take(size).collect();
+        if stopped.is_some() || *interrupt.borrow() >= Interrupt::Cancel {
+            for t in batch {
+                let (outcome, detail) = match &stopped {
+                    Some(_) => (HostOutcome::NotStarted, "not started"),
+                    None => (HostOutcome::Interrupted, "not started"),
+                };
+                let result = HostResult::new(&t.name, outcome, detail);
+                reporter.journal_host(&result);
+                reporter.host_finished(&result);
+                results.push(result);
+            }
+            continue;
+        }
+        let done = run_batch(batch, &forks, &reporter, &interrupt, &work).await;
+        let failed = done.iter().filter(|r| r.outcome.is_failure()).count();
+        failed_total += failed;
+        results.extend(done);
+        // After the last batch there is nothing left to stop.
+        if index < last {
+            stopped = rollout.stop_after(index, failed, size, failed_total, total);
+        }
+        if let Some(why) = &stopped {
+            reporter.stopping(why);
+        }
+    }
+    Fanned { results, stopped }
+}
+
+/// One batch: every target at once, at most `forks` running.
+async fn run_batch<W, F>(
+    targets: Vec<Target>,
+    forks: &Arc<tokio::sync::Semaphore>,
+    reporter: &Arc<Reporter>,
+    interrupt: &watch::Receiver<Interrupt>,
+    work: &W,
 ) -> Vec<HostResult>
 where
     W: Fn(Target, watch::Receiver<Interrupt>) -> F,
     F: Future<Output = HostResult> + Send + 'static,
 {
-    let forks = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
     let mut tasks = Vec::new();
     for target in targets {
-        let (reporter, mut interrupt) = (Arc::clone(&reporter), interrupt.clone());
+        let (reporter, mut interrupt) = (Arc::clone(reporter), interrupt.clone());
         let name = target.name.clone();
         let key = name.clone();
-        let forks = Arc::clone(&forks);
+        let forks = Arc::clone(forks);
         let host_work = work(target, interrupt.clone());
         let task = tokio::spawn(async move {
             let permit = tokio::select! {

@@ -5,13 +5,14 @@
 //! - [`cli`]: the clap tree, one module per subcommand, exit codes; builds jobs and targets;
 //! - [`jobs`]: what a run does on each host (exec, facts, ping, a plan), with one per-command
 //!   event loop shared by exec jobs and plan tasks;
-//! - [`fleet`]: fan-out over targets, at most `--forks` at once;
+//! - [`fleet`]: fan-out over targets, at most `--forks` at once, in batches;
 //! - [`session`]: a conversation with one runner (HELLO, CMD, EVENT, DONE, CANCEL, EXIT);
 //!
 //! and below them, knowing none of them:
 //!
 //! - [`plan`]: plan files, parsed and checked before anything connects; templates;
 //! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
+//! - [`rollout`]: `--serial` batches and `--max-fail` budgets;
 //! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
 //! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
 //! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
@@ -45,6 +46,7 @@ pub mod limits;
 pub mod plan;
 pub mod quantity;
 pub mod report;
+pub mod rollout;
 pub mod runners;
 pub mod secrets;
 pub mod session;

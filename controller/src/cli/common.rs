@@ -80,6 +80,36 @@ pub(super) struct Common {
     pub(super) forks: u32,
     #[command(flatten)]
     pub(super) state: StateArgs,
+    #[command(flatten)]
+    pub(super) rollout: RolloutArgs,
+}
+
+/// Batches and failure budgets (see `crate::rollout`).
+#[derive(Debug, Clone, Args)]
+pub(super) struct RolloutArgs {
+    /// Work through the hosts in batches: a count (5), a share (25%), or a list whose last
+    /// step repeats (1,10%,100%). With a list, the first batch is a canary: any failure in it
+    /// stops the run.
+    #[arg(long, value_name = "BATCHES")]
+    pub(super) serial: Option<crate::rollout::Serial>,
+    /// Failed or unreachable hosts the whole run may have (N or N% of its hosts); one more
+    /// and no further batch starts. The hosts left out are reported as not started (exit 2).
+    #[arg(long, value_name = "N|N%")]
+    pub(super) max_fail: Option<crate::rollout::Budget>,
+    /// The same, counted in each batch (N or N% of the batch).
+    #[arg(long, value_name = "N|N%")]
+    pub(super) max_fail_batch: Option<crate::rollout::Budget>,
+}
+
+impl RolloutArgs {
+    pub(super) fn rollout(&self, forks: usize) -> crate::rollout::Rollout {
+        crate::rollout::Rollout {
+            forks,
+            serial: self.serial.clone(),
+            max_fail: self.max_fail,
+            max_fail_batch: self.max_fail_batch,
+        }
+    }
 }
 
 /// Where runs are recorded.

@@ -93,17 +93,18 @@ pub(super) fn fleet(
             ));
         }
         let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
-        let results = jobs::run(
+        let rollout = common.rollout.rollout(forks);
+        let fanned = jobs::run(
             targets,
             job,
             &launch,
-            forks,
+            &rollout,
             output_dir,
             Arc::clone(&reporter),
             rx.clone(),
         )
         .await;
-        let mut results = results;
+        let (mut results, stopped) = (fanned.results, fanned.stopped);
         let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
         if timed_out {
             for r in results
@@ -120,7 +121,7 @@ pub(super) fn fleet(
             Some(status) => status,
             None => {
                 let status = exit_status(&results, interrupted);
-                reporter.recap(&results, status);
+                reporter.recap(&results, status, stopped.as_deref());
                 status
             }
         };

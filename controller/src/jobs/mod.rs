@@ -68,11 +68,11 @@ pub async fn run(
     targets: Vec<Target>,
     job: Job,
     launch: &Launch,
-    forks: usize,
+    rollout: &crate::rollout::Rollout,
     output_dir: Option<PathBuf>,
     reporter: Arc<Reporter>,
     interrupt: watch::Receiver<Interrupt>,
-) -> Vec<HostResult> {
+) -> crate::fleet::Fanned {
     let job = Arc::new(job);
     let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
         let (job, reporter, output_dir) =
@@ -88,7 +88,7 @@ pub async fn run(
             host.run(&job, &launch, output_dir, interrupt).await
         }
     };
-    crate::fleet::run(targets, forks, Arc::clone(&reporter), interrupt, per_host).await
+    crate::fleet::run(targets, rollout, Arc::clone(&reporter), interrupt, per_host).await
 }
 
 /// One host's run: its target, where it reports, when it started.

@@ -109,7 +109,7 @@ impl Drift {
                     by_findings.entry(found).or_default().push(r.host.clone())
                 }
                 HostOutcome::Ok => clean.push(r.host.clone()),
-                HostOutcome::Failed | HostOutcome::Interrupted => {
+                HostOutcome::Failed | HostOutcome::Interrupted | HostOutcome::NotStarted => {
                     incomplete.push((r.host.clone(), r.detail.clone()));
                 }
             }

@@ -382,18 +382,20 @@ impl Reporter {
     }
 
     /// The recap after a run: per host on stderr (human), or the summary line (JSON).
-    pub fn recap(&self, results: &[HostResult], status: ExitStatus) {
+    pub fn recap(&self, results: &[HostResult], status: ExitStatus, stopped: Option<&str>) {
         let count = |o| results.iter().filter(|r| r.outcome == o).count();
-        let (ok, failed, unreachable, interrupted) = (
+        let (ok, failed, unreachable, interrupted, not_started) = (
             count(HostOutcome::Ok),
             count(HostOutcome::Failed),
             count(HostOutcome::Unreachable),
             count(HostOutcome::Interrupted),
+            count(HostOutcome::NotStarted),
         );
         if self.json {
             self.json(json!({
                 "type": "summary", "hosts": results.len(), "ok": ok, "failed": failed,
-                "unreachable": unreachable, "interrupted": interrupted, "exit_code": status as u8,
+                "unreachable": unreachable, "interrupted": interrupted,
+                "not_started": not_started, "stopped": stopped, "exit_code": status as u8,
             }));
             return;
         }
@@ -405,7 +407,9 @@ impl Reporter {
             let colour = match r.outcome {
                 HostOutcome::Ok => GREEN,
                 HostOutcome::Failed => RED,
-                HostOutcome::Unreachable | HostOutcome::Interrupted => YELLOW,
+                HostOutcome::Unreachable | HostOutcome::Interrupted | HostOutcome::NotStarted => {
+                    YELLOW
+                }
             };
             text.push_str(&format!(
                 "{:<w$}  {}  {:<16}  {:.3}s\n",
@@ -419,16 +423,34 @@ impl Reporter {
                 text.push_str(&format!("{:<w$}  {sandbox}\n", "", w = self.width));
             }
         }
-        text.push_str(&format!(
-            "{} host{}: {ok} ok, {failed} failed, {unreachable} unreachable{}",
-            results.len(),
-            if results.len() == 1 { "" } else { "s" },
-            if interrupted > 0 {
-                format!(", {interrupted} interrupted")
+        let extra = |n: usize, what: &str| {
+            if n > 0 {
+                format!(", {n} {what}")
             } else {
                 String::new()
-            },
+            }
+        };
+        text.push_str(&format!(
+            "{} host{}: {ok} ok, {failed} failed, {unreachable} unreachable{}{}",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            extra(interrupted, "interrupted"),
+            extra(not_started, "not started"),
         ));
+        if let Some(why) = stopped {
+            text.push_str(&format!(
+                "\nstopped: {why}; {not_started} hosts not started"
+            ));
+        }
         self.err(&text);
+    }
+
+    /// The run starts no more hosts, and why (said as it happens; the recap says it again).
+    pub fn stopping(&self, why: &str) {
+        if self.json {
+            self.json(json!({"type": "stopped", "reason": why}));
+        } else {
+            self.err(&format!("wisp: stopping: {why}; no further host starts"));
+        }
     }
 }

@@ -15,6 +15,8 @@ pub enum HostOutcome {
     Unreachable,
     /// Ctrl-C stopped it.
     Interrupted,
+    /// The run stopped (a failure budget or the canary) before its turn came.
+    NotStarted,
 }
 
 impl HostOutcome {
@@ -25,7 +27,13 @@ impl HostOutcome {
             HostOutcome::Failed => "failed",
             HostOutcome::Unreachable => "unreachable",
             HostOutcome::Interrupted => "interrupted",
+            HostOutcome::NotStarted => "not started",
         }
+    }
+
+    /// Whether it counts against a failure budget: it failed or could not be reached.
+    pub fn is_failure(self) -> bool {
+        matches!(self, HostOutcome::Failed | HostOutcome::Unreachable)
     }
 }
 
@@ -62,7 +70,8 @@ pub fn exit_status(results: &[HostResult], interrupted: bool) -> ExitStatus {
     let any = |o| results.iter().any(|r| r.outcome == o);
     if interrupted || any(HostOutcome::Interrupted) {
         ExitStatus::Interrupted
-    } else if any(HostOutcome::Failed) {
+    } else if any(HostOutcome::Failed) || any(HostOutcome::NotStarted) {
+        // Hosts were left out because the run stopped: that is a failed run.
         ExitStatus::Failed
     } else if any(HostOutcome::Unreachable) {
         ExitStatus::Unreachable

@@ -3,28 +3,13 @@
 //! stopped one unreachable and exits 2; after a re-apply it exits 0. `--history` says since
 //! when each host drifted.
 
-use std::path::Path;
-use std::process::Output;
-
 use wisp_tests::sshd::Fleet;
-use wisp_tests::{ScratchDir, root_or_explain, wisp};
+use wisp_tests::{ScratchDir, root_or_explain};
 
 const HOSTS: usize = 20;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// `wisp ARGS -i hosts (credentials)`; a command after `--` stays last.
-fn wisp_run(dir: &Path, fleet: &Fleet, args: &[&str]) -> Output {
-    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let mut c = wisp_tests::wisp_command!(dir);
-    c.args(&args[..split])
-        .args(["-i", "hosts"])
-        .args(fleet.root_options())
-        .args(&args[split..])
-        .current_dir(dir);
-    wisp::run(&mut c, dir)
 }
 
 #[test]
@@ -37,20 +22,7 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     let tmp = ScratchDir::new("drift");
     let srv = tmp.0.join("srv");
     let mut fleet = Fleet::start_with_private_dir(HOSTS, &srv);
-    let inventory: String = fleet
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            format!(
-                "web{:02} ansible_host={} ansible_port={}\n",
-                i + 1,
-                h.addr,
-                h.port
-            )
-        })
-        .collect();
-    std::fs::write(tmp.0.join("hosts"), inventory).unwrap();
+    fleet.write_inventory(&tmp.0.join("hosts"));
     let conf = srv.join("app.conf");
     let conf = conf.display();
     std::fs::write(
@@ -63,9 +35,17 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     )
     .unwrap();
 
-    let applied = wisp_run(&tmp.0, &fleet, &["apply", "site.toml", "all"]);
+    let applied = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["apply", "site.toml", "all"],
+    );
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied.stderr));
-    let clean = wisp_run(&tmp.0, &fleet, &["drift", "site.toml", "all"]);
+    let clean = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["drift", "site.toml", "all"],
+    );
     assert_eq!(
         clean.status.code(),
         Some(0),
@@ -74,9 +54,9 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     assert!(text(&clean.stdout).contains("CLEAN web[01-20] (20 hosts)"));
 
     // By hand, on three hosts (each has its own folder: the write goes through its sshd).
-    let edit = wisp_run(
+    let edit = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "web03,web07,web12",
@@ -89,9 +69,9 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     assert_eq!(edit.status.code(), Some(0), "{}", text(&edit.stderr));
     fleet.hosts[HOSTS - 1].stop();
 
-    let drift = wisp_run(
+    let drift = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &["drift", "site.toml", "all", "--connect-timeout", "5s"],
     );
     let report = text(&drift.stdout);
@@ -116,7 +96,11 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
         "exec tasks are not run in a drift check: {report}"
     );
 
-    let json = wisp_run(&tmp.0, &fleet, &["drift", "site.toml", "all", "--json"]);
+    let json = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["drift", "site.toml", "all", "--json"],
+    );
     let last: serde_json::Value =
         serde_json::from_str(text(&json.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(last["type"], "drift");
@@ -126,7 +110,11 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     );
     assert_eq!(last["exit_code"], 2);
 
-    let history = wisp_run(&tmp.0, &fleet, &["drift", "site.toml", "--history"]);
+    let history = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["drift", "site.toml", "--history"],
+    );
     let history = text(&history.stdout);
     let line = |host: &str| {
         history
@@ -142,14 +130,22 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     assert!(line("web20").contains("unreachable"), "{history}");
 
     fleet.start_host(HOSTS - 1);
-    let reapplied = wisp_run(&tmp.0, &fleet, &["apply", "site.toml", "all"]);
+    let reapplied = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["apply", "site.toml", "all"],
+    );
     assert_eq!(
         reapplied.status.code(),
         Some(0),
         "{}",
         text(&reapplied.stderr)
     );
-    let after = wisp_run(&tmp.0, &fleet, &["drift", "site.toml", "all"]);
+    let after = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["drift", "site.toml", "all"],
+    );
     assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
     fleet.assert_clean();
 }

@@ -3,27 +3,14 @@
 //! Hosts left out are reported, recorded and never touched.
 
 use std::path::Path;
-use std::process::Output;
-
 use wisp_tests::sshd::Fleet;
+
 use wisp_tests::{ScratchDir, root_or_explain, wisp};
 
 const HOSTS: usize = 20;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// `wisp ARGS -i hosts (credentials)`; a command after `--` stays last.
-fn wisp_run(dir: &Path, fleet: &Fleet, args: &[&str]) -> Output {
-    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let mut c = wisp_tests::wisp_command!(dir);
-    c.args(&args[..split])
-        .args(["-i", "hosts"])
-        .args(fleet.root_options())
-        .args(&args[split..])
-        .current_dir(dir);
-    wisp::run(&mut c, dir)
 }
 
 /// The hosts the newest run recorded with `outcome`, from `wisp show last`.
@@ -52,26 +39,13 @@ fn budgets_and_canaries_stop_the_rollout() {
     let tmp = ScratchDir::new("rollout");
     let srv = tmp.0.join("srv");
     let fleet = Fleet::start_with_private_dir(HOSTS, &srv);
-    let inventory: String = fleet
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            format!(
-                "web{:02} ansible_host={} ansible_port={}\n",
-                i + 1,
-                h.addr,
-                h.port
-            )
-        })
-        .collect();
-    std::fs::write(tmp.0.join("hosts"), inventory).unwrap();
+    fleet.write_inventory(&tmp.0.join("hosts"));
     let (rigged, ran) = (srv.join("rigged"), srv.join("ran"));
     let (rigged, ran) = (rigged.display(), ran.display());
     // Five hosts are rigged to fail: two in the second batch of five, three in the third.
-    let rig = wisp_run(
+    let rig = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "web07,web08,web12,web13,web14",
@@ -83,9 +57,9 @@ fn budgets_and_canaries_stop_the_rollout() {
     assert_eq!(rig.status.code(), Some(0), "{}", text(&rig.stderr));
 
     let job = format!("touch {ran}; ! test -e {rigged}");
-    let out = wisp_run(
+    let out = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "all",
@@ -112,9 +86,9 @@ fn budgets_and_canaries_stop_the_rollout() {
     failed.sort();
     assert_eq!(failed, ["web07", "web08", "web12", "web13", "web14"]);
     // The hosts left out were never touched.
-    let check = wisp_run(
+    let check = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &["run", "all", "--", "test", "-e", &ran.to_string()],
     );
     assert_eq!(check.status.code(), Some(2));
@@ -123,9 +97,9 @@ fn budgets_and_canaries_stop_the_rollout() {
     assert_eq!(untouched, names(16..=20), "{}", text(&check.stderr));
 
     // --json says the same in its summary.
-    let json = wisp_run(
+    let json = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "all",
@@ -153,9 +127,9 @@ fn budgets_and_canaries_stop_the_rollout() {
     );
 
     // Within the budget every batch runs.
-    let within = wisp_run(
+    let within = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "all",
@@ -173,9 +147,9 @@ fn budgets_and_canaries_stop_the_rollout() {
     assert!(hosts_with(&tmp.0, "not started").is_empty());
 
     // A failing canary: nothing after it starts, whatever the budget.
-    let canary = wisp_run(
+    let canary = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
         &tmp.0,
-        &fleet,
         &[
             "run",
             "all",

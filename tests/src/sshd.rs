@@ -257,6 +257,39 @@ impl Fleet {
         out
     }
 
+    /// Writes an inventory naming the hosts `web01`, `web02`, ... (with their addresses and
+    /// ports) to `path`.
+    pub fn write_inventory(&self, path: &Path) {
+        let text: String = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                format!(
+                    "web{:02} ansible_host={} ansible_port={}\n",
+                    i + 1,
+                    h.addr,
+                    h.port
+                )
+            })
+            .collect();
+        std::fs::write(path, text).expect("write the inventory");
+    }
+
+    /// Runs `wisp ARGS -i hosts (credentials)` in `dir` (a command after `--` stays last);
+    /// `wisp` is the test's [`wisp_command!`](crate::wisp_command) for `dir`, and `hosts` what
+    /// [`Fleet::write_inventory`] wrote there.
+    pub fn wisp(&self, mut wisp: Command, dir: &Path, args: &[&str]) -> std::process::Output {
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        let c = &mut wisp;
+        c.args(&args[..split])
+            .args(["-i", "hosts"])
+            .args(self.root_options())
+            .args(&args[split..])
+            .current_dir(dir);
+        crate::wisp::run(c, dir)
+    }
+
     /// Every host as a comma-separated target list.
     pub fn targets(&self) -> String {
         self.hosts

@@ -44,15 +44,7 @@ pub fn dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("WISP_JOURNAL_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|d| Path::new(d).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| Path::new(&h).join(".local/state"))
-        })?;
-    Some(state.join("wisp/journal"))
+    Some(crate::store::state_dir()?.join("journal"))
 }
 
 impl Journal {

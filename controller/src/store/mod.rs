@@ -85,11 +85,9 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Where the store is when no `--state` is given: `$WISP_STATE`, else the XDG state folder.
-pub fn default_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("WISP_STATE").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
+/// wisp's folder in the XDG state directory: `$XDG_STATE_HOME/wisp`, else
+/// `~/.local/state/wisp`; `None` without either.
+pub fn state_dir() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|d| Path::new(d).is_absolute())
         .map(PathBuf::from)
@@ -98,7 +96,15 @@ pub fn default_path() -> Option<PathBuf> {
                 .filter(|h| !h.is_empty())
                 .map(|h| Path::new(&h).join(".local/state"))
         })?;
-    Some(state.join("wisp/wisp.db"))
+    Some(state.join("wisp"))
+}
+
+/// Where the store is when no `--state` is given: `$WISP_STATE`, else [`state_dir`].
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WISP_STATE").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    Some(state_dir()?.join("wisp.db"))
 }
 
 impl Store {

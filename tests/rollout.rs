@@ -96,6 +96,41 @@ fn budgets_and_canaries_stop_the_rollout() {
     untouched.sort();
     assert_eq!(untouched, names(16..=20), "{}", text(&check.stderr));
 
+    // `wisp retry 2` (the budgeted run: the rig was run 1) runs the five that failed and the
+    // five never started, and nothing else.
+    let retry = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["retry", "2", "--", "sh", "-c", &job],
+    );
+    let err = text(&retry.stderr);
+    assert_eq!(
+        retry.status.code(),
+        Some(2),
+        "the rigged five fail again: {err}"
+    );
+    let mut retried = hosts_with(&tmp.0, "");
+    retried.sort();
+    let mut expected = vec!["web07", "web08", "web12", "web13", "web14"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    expected.extend(names(16..=20));
+    assert_eq!(retried, expected, "{err}");
+    assert_eq!(hosts_with(&tmp.0, "ok"), names(16..=20));
+    let mut history = wisp_tests::wisp_command!(&tmp.0);
+    history.args(["history", "-n", "1"]);
+    let listed = text(&wisp::run(&mut history, &tmp.0).stdout);
+    assert!(listed.contains("run (retry of 2) sh"), "{listed}");
+    // A retry of a `wisp run` needs its command again, and the same program.
+    let bare = fleet.wisp(wisp_tests::wisp_command!(&tmp.0), &tmp.0, &["retry", "2"]);
+    assert_eq!(bare.status.code(), Some(5));
+    assert!(
+        text(&bare.stderr).contains("give the command again, as in `wisp retry 2 -- sh ARGS`"),
+        "{}",
+        text(&bare.stderr)
+    );
+
     // --json says the same in its summary.
     let json = fleet.wisp(
         wisp_tests::wisp_command!(&tmp.0),
@@ -169,5 +204,138 @@ fn budgets_and_canaries_stop_the_rollout() {
     );
     assert_eq!(hosts_with(&tmp.0, "failed"), ["web01"]);
     assert_eq!(hosts_with(&tmp.0, "not started"), names(2..=20));
+    fleet.assert_clean();
+}
+
+/// The journal lines of the newest run, from `wisp show last --json`.
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    let mut show = wisp_tests::wisp_command!(dir);
+    show.args(["show", "last", "--json"]);
+    text(&wisp::run(&mut show, dir).stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a journal line is JSON"))
+        .collect()
+}
+
+#[test]
+fn retry_from_the_failed_task_skips_what_was_done() {
+    if !root_or_explain("retries across sshd hosts with a folder of their own (mount namespaces)") {
+        return;
+    }
+    let tmp = ScratchDir::new("retry");
+    let srv = tmp.0.join("srv");
+    let fleet = Fleet::start_with_private_dir(4, &srv);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let at = |name: &str| srv.join(name).display().to_string();
+    let (rigged, count, handled) = (at("rigged"), at("count"), at("handled"));
+    std::fs::write(
+        tmp.0.join("site.toml"),
+        format!(
+            "[[task]]\nname = \"config\"\nop = \"file.write\"\npath = \"{conf}\"\n\
+             content = \"on\\n\"\nnotify = [\"reload\"]\n\n\
+             [[task]]\nname = \"count\"\nop = \"exec\"\nargv = [\"sh\", \"-c\", \"echo x >> {count}\"]\n\n\
+             [[task]]\nname = \"gate\"\nop = \"exec\"\nargv = [\"sh\", \"-c\", \"! test -e {rigged}\"]\n\n\
+             [[task]]\nname = \"after\"\nop = \"file.write\"\npath = \"{after}\"\ncontent = \"x\\n\"\n\n\
+             [[handler]]\nname = \"reload\"\nop = \"exec\"\nargv = [\"touch\", \"{handled}\"]\n",
+            conf = at("app.conf"),
+            after = at("after"),
+        ),
+    )
+    .unwrap();
+    // Rigged outside the store, so that the apply stays the last recorded run.
+    let rig = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["run", "web02,web04", "--no-state", "--", "touch", &rigged],
+    );
+    assert_eq!(rig.status.code(), Some(0), "{}", text(&rig.stderr));
+    let applied = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["apply", "site.toml", "all"],
+    );
+    assert_eq!(applied.status.code(), Some(2), "{}", text(&applied.stderr));
+    let mut failed = hosts_with(&tmp.0, "failed");
+    failed.sort();
+    assert_eq!(failed, ["web02", "web04"]);
+    let unrig = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["run", "web02,web04", "--no-state", "--", "rm", &rigged],
+    );
+    assert_eq!(unrig.status.code(), Some(0), "{}", text(&unrig.stderr));
+
+    let retry = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["retry", "--from-failed-task"],
+    );
+    assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stderr));
+    let lines = journal(&tmp.0);
+    assert_eq!(lines[0]["retry_of"], 1, "{:?}", lines[0]);
+    assert_eq!(lines[0]["hosts"], serde_json::json!(["web02", "web04"]));
+    for host in ["web02", "web04"] {
+        let tasks: Vec<(&str, &str)> = lines
+            .iter()
+            .filter(|l| l["kind"] == "task" && l["host"] == host)
+            .map(|l| (l["task"].as_str().unwrap(), l["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            tasks,
+            [
+                ("config", "skipped"),
+                ("count", "skipped"),
+                ("gate", "changed"),
+                ("after", "changed"),
+                ("reload", "changed"),
+            ],
+            "{host}: the tasks done in run 1 are not run again; the handler the first one \
+             notified then still runs"
+        );
+        let carried = lines
+            .iter()
+            .filter(|l| l["kind"] == "task" && l["host"] == host && l["done_in"] == 1)
+            .count();
+        assert_eq!(carried, 2, "{host}: recorded as done in run 1");
+    }
+    // Every host ran the counting task exactly once, across both runs.
+    let counted = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &[
+            "run",
+            "all",
+            "--no-state",
+            "--",
+            "sh",
+            "-c",
+            &format!("wc -l < {count}; test -e {handled}"),
+        ],
+    );
+    assert_eq!(counted.status.code(), Some(0), "{}", text(&counted.stderr));
+    let out = text(&counted.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with("| 1")).count(),
+        4,
+        "{out}"
+    );
+
+    // A plan that changed since cannot be resumed task by task.
+    std::fs::write(
+        tmp.0.join("site.toml"),
+        "[[task]]\nname = \"other\"\nop = \"exec\"\nargv = [\"true\"]\n",
+    )
+    .unwrap();
+    let changed = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["retry", "1", "--from-failed-task"],
+    );
+    assert_eq!(changed.status.code(), Some(5));
+    assert!(
+        text(&changed.stderr).contains("changed since run 1"),
+        "{}",
+        text(&changed.stderr)
+    );
     fleet.assert_clean();
 }

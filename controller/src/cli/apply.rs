@@ -13,7 +13,7 @@ use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::inventory::{self, Inventory};
 use crate::jobs::Job;
-use crate::jobs::apply::ApplyOptions;
+use crate::jobs::apply::{ApplyOptions, Resume};
 use crate::plan::Plan;
 
 #[derive(Debug, Args)]
@@ -37,6 +37,13 @@ pub(super) struct PlanArgs {
     pub(super) targets: Option<String>,
     #[command(flatten)]
     pub(super) common: Common,
+    #[command(flatten)]
+    pub(super) options: PlanOptions,
+}
+
+/// How a plan gets its secrets and facts: what `apply`, `drift` and `retry` share.
+#[derive(Debug, Args)]
+pub(super) struct PlanOptions {
     /// The secrets file for {{ secret.NAME }} [default: the plan's `secrets`].
     #[arg(long, value_name = "FILE")]
     pub(super) secrets: Option<PathBuf>,
@@ -53,53 +60,80 @@ pub(super) struct PlanArgs {
 
 /// `wisp apply`.
 pub(super) fn main(a: ApplyArgs) -> ExitStatus {
-    let (check, diff) = (a.check, a.diff);
-    run_plan(a.plan, check, diff, false)
+    let mode = Mode {
+        check: a.check,
+        diff: a.diff,
+        drift: false,
+    };
+    run_plan(a.plan, mode)
 }
 
-/// Loads and checks the plan and its secrets, then runs it on its hosts (in check mode with
-/// diffs, collected into one report, for `drift`).
-pub(super) fn run_plan(a: PlanArgs, check: bool, diff: bool, drift: bool) -> ExitStatus {
-    let mut plan = match Plan::load(&a.plan) {
+/// How a plan runs: `--check`, `--diff`, or as a drift check (check mode with diffs, collected
+/// into one report).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mode {
+    pub(super) check: bool,
+    pub(super) diff: bool,
+    pub(super) drift: bool,
+}
+
+/// Loads and checks the plan, then runs it on its hosts.
+pub(super) fn run_plan(a: PlanArgs, mode: Mode) -> ExitStatus {
+    let plan = match load(&a.plan, &a.options) {
         Ok(p) => p,
-        Err(e) => return parse_error(&error_chain(&e)),
+        Err(status) => return status,
     };
-    if !plan.secret_refs.is_empty() {
-        // Opened before anything connects: a missing secret is a plan error.
-        let Some(file) = a.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
-            return usage_error(&format!(
-                "{} uses secrets: name the file with --secrets FILE or `secrets = \"...\"` in the plan",
-                a.plan.display()
-            ));
-        };
-        let values = crate::secrets::identities(a.identity.identity.as_deref())
-            .and_then(|ids| crate::secrets::open(&file, &ids));
-        let values = match values {
-            Ok(v) => v,
-            Err(e) => return usage_error(&error_chain(&e)),
-        };
-        if let Err(e) = plan.attach_secrets(values, &file) {
-            return parse_error(&error_chain(&e));
-        }
-    }
     let Some(spec) = a.targets.clone().or_else(|| plan.targets.clone()) else {
         return usage_error(&format!(
             "name the hosts to apply {} to (or set `targets` in the plan)",
             a.plan.display()
         ));
     };
+    run_loaded(plan, &spec, a.common, &a.options, mode, None)
+}
+
+/// Loads and checks the plan at `path`, with its secrets opened.
+pub(super) fn load(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, ExitStatus> {
+    let mut plan = Plan::load(path).map_err(|e| parse_error(&error_chain(&e)))?;
+    if !plan.secret_refs.is_empty() {
+        // Opened before anything connects: a missing secret is a plan error.
+        let Some(file) = o.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
+            return Err(usage_error(&format!(
+                "{} uses secrets: name the file with --secrets FILE or `secrets = \"...\"` in the plan",
+                path.display()
+            )));
+        };
+        let values = crate::secrets::identities(o.identity.identity.as_deref())
+            .and_then(|ids| crate::secrets::open(&file, &ids))
+            .map_err(|e| usage_error(&error_chain(&e)))?;
+        plan.attach_secrets(values, &file)
+            .map_err(|e| parse_error(&error_chain(&e)))?;
+    }
+    Ok(plan)
+}
+
+/// Runs a loaded plan on the hosts `spec` selects (each resumed where `resume` says).
+pub(super) fn run_loaded(
+    mut plan: Plan,
+    spec: &str,
+    common: Common,
+    o: &PlanOptions,
+    mode: Mode,
+    resume: Option<Arc<Resume>>,
+) -> ExitStatus {
     let options = ApplyOptions {
-        check: check || drift,
-        diff: diff || drift,
-        drift,
-        facts_ttl: a.facts_ttl.filter(|_| !a.refresh_facts),
+        check: mode.check || mode.drift,
+        diff: mode.diff || mode.drift,
+        drift: mode.drift,
+        facts_ttl: o.facts_ttl.filter(|_| !o.refresh_facts),
     };
-    let inventory = a.common.inventory.clone();
-    execute::fleet(a.common, &spec, None, move |targets| {
+    let inventory = common.inventory.clone();
+    execute::fleet(common, spec, None, move |targets| {
         select_task_hosts(&mut plan, inventory.as_deref(), targets)?;
         Ok(Job::Plan {
             plan: Arc::new(plan),
             options,
+            resume,
         })
     })
 }

@@ -82,6 +82,9 @@ pub(super) struct Common {
     pub(super) state: StateArgs,
     #[command(flatten)]
     pub(super) rollout: RolloutArgs,
+    /// The run this one retries (`wisp retry`), recorded with it.
+    #[arg(skip)]
+    pub(super) retry_of: Option<i64>,
 }
 
 /// Batches and failure budgets (see `crate::rollout`).

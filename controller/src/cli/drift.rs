@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::apply::{PlanArgs, run_plan};
+use super::apply::{Mode, PlanArgs, run_plan};
 use crate::exit::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -20,5 +20,10 @@ pub(super) fn main(a: DriftArgs) -> ExitStatus {
     if a.history {
         return super::history::drift_history(&a.plan.plan, &a.plan.common.state);
     }
-    run_plan(a.plan, true, true, true)
+    let mode = Mode {
+        check: true,
+        diff: true,
+        drift: true,
+    };
+    run_plan(a.plan, mode)
 }

@@ -73,7 +73,7 @@ pub(super) fn fleet(
         }
         let run_started = std::time::Instant::now();
         let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
-        if let Job::Plan { plan, options } = &job {
+        if let Job::Plan { plan, options, .. } = &job {
             reporter = reporter.with_secrets(&plan.secrets);
             if options.drift {
                 reporter = reporter.for_drift();
@@ -184,6 +184,14 @@ fn audit_lines(job: &Job, common: &Common, runner_checks: &[String]) -> Vec<serd
     out
 }
 
+/// `path` made absolute against the working directory, as text.
+fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 /// This process's real uid, from `/proc/self/status`.
 fn own_uid() -> String {
     std::fs::read_to_string("/proc/self/status")
@@ -208,16 +216,24 @@ fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> serde_j
     let mut line = serde_json::json!({
         "kind": "run", "wisp": env!("CARGO_PKG_VERSION"), "targets": spec, "hosts": hosts,
         "user": user, "machine": machine, "become": common.become_root || common.ask_become_pass,
-        "forks": common.forks,
+        "forks": common.forks, "become_pass": common.ask_become_pass,
     });
+    if let Some(inventory) = &common.inventory {
+        line["inventory"] = absolute(inventory).into();
+    }
+    if let Some(run) = common.retry_of {
+        line["retry_of"] = run.into();
+    }
     match job {
         Job::Exec { args, .. } => {
             line["command"] = "run".into();
             line["program"] = args.command_line().first().cloned().into();
         }
-        Job::Plan { plan, options } => {
+        Job::Plan { plan, options, .. } => {
             line["command"] = if options.drift { "drift" } else { "apply" }.into();
             line["plan"] = plan.path.display().to_string().into();
+            // Where `wisp retry` finds it again, from any directory.
+            line["plan_file"] = absolute(&plan.path).into();
             line["plan_hash"] = plan.hash.clone().into();
             line["check"] = options.check.into();
             line["diff"] = options.diff.into();

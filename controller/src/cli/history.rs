@@ -68,8 +68,12 @@ fn run_line(r: &RunRow) -> String {
         (Some(u), _) => u.clone(),
         _ => "?".into(),
     };
+    let retry = r
+        .retry_of
+        .map(|n| format!(" (retry of {n})"))
+        .unwrap_or_default();
     format!(
-        "{:>5}  {}  {who}  {} {}  {}  {} hosts: {outcomes}  {end}",
+        "{:>5}  {}  {who}  {}{retry} {}  {}  {} hosts: {outcomes}  {end}",
         r.id,
         r.started_at,
         r.command,

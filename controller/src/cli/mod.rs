@@ -11,6 +11,7 @@ mod connect;
 mod drift;
 mod execute;
 mod history;
+mod retry;
 mod run;
 mod secrets;
 
@@ -109,6 +110,17 @@ enum Command {
     /// on a command line, where every user of the host could read them). Their values are
     /// replaced by [secret:NAME] in everything wisp prints or journals.
     Secrets(secrets::SecretsArgs),
+    /// Run a recorded run again on its hosts that did not end ok: `wisp retry` (the last run).
+    ///
+    /// The hosts are read from the state store: those that failed, were unreachable, were
+    /// interrupted or were never started (a rollout stopped by its failure budget). A plan is
+    /// read again from its file (a note says so when it changed since); with
+    /// --from-failed-task each host that failed a task starts at that task. A `wisp run` is
+    /// retried with its command given again after `--`, since command arguments are never
+    /// recorded. The inventory and --become carry over; other options are given again. The
+    /// new run records which run it retries (see `wisp history`).
+    #[command(after_help = AFTER_HELP)]
+    Retry(Box<retry::RetryArgs>),
     /// List recent runs from the state store, newest first, one line each.
     ///
     /// Each line: the run's number, when it started, who ran it where, the command and what it
@@ -163,6 +175,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Run(a) => run::main(*a),
         Command::Apply(a) => apply::main(*a),
         Command::Drift(a) => drift::main(*a),
+        Command::Retry(a) => retry::main(*a),
         Command::History(a) => history::history(&a),
         Command::Show(a) => history::show(&a),
     };

@@ -18,6 +18,16 @@ pub(super) struct RunArgs {
     pub(super) targets: String,
     #[command(flatten)]
     pub(super) common: Common,
+    #[command(flatten)]
+    pub(super) exec: ExecOptions,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(super) command: Vec<String>,
+}
+
+/// How a command runs: what `wisp run` and `wisp retry` of a run share.
+#[derive(Debug, Args)]
+pub(super) struct ExecOptions {
     /// Keep at most this many bytes of each output stream per host; the rest is dropped
     /// (and the recap says so).
     #[arg(long, value_name = "BYTES")]
@@ -35,43 +45,48 @@ pub(super) struct RunArgs {
     // Last among the options: its help heading applies to everything after it.
     #[command(flatten)]
     pub(super) limits: LimitArgs,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub(super) command: Vec<String>,
 }
 
 /// Checks the command and its limits before any host is contacted, then runs it.
 pub(super) fn main(a: RunArgs) -> ExitStatus {
+    let output_dir = a.exec.output_dir.clone();
+    match exec_job(a.exec, a.command) {
+        Ok(job) => execute::fleet(a.common, &a.targets, output_dir, |_| Ok(job)),
+        Err(status) => status,
+    }
+}
+
+/// The job that runs `command` with `o`, checked for this machine's architecture.
+pub(super) fn exec_job(o: ExecOptions, command: Vec<String>) -> Result<Job, ExitStatus> {
     let args = ExecArgs {
-        argv: Some(a.command),
-        env: a.env.into_iter().collect(),
-        cwd: a.cwd,
-        max_output: a.max_output,
+        argv: Some(command),
+        env: o.env.into_iter().collect(),
+        cwd: o.cwd,
+        max_output: o.max_output,
         ..ExecArgs::default()
     };
     if let Err(e) = args.validate() {
-        return usage_error(&e);
+        return Err(usage_error(&e));
     }
     // Checked here, before any host is contacted, for this machine's architecture; a seccomp
     // file is compiled again for each host's. (A file named per architecture is only compiled
     // per host.)
-    let per_host_file = a
+    let per_host_file = o
         .limits
         .seccomp
         .as_deref()
         .is_some_and(|s| s.contains("{arch}"));
-    let limits = match a.limits.to_limits(std::env::consts::ARCH) {
+    let limits = match o.limits.to_limits(std::env::consts::ARCH) {
         Ok(l) => l,
         Err(_) if per_host_file => Limits::default(),
-        Err(e) => return usage_error(&e),
+        Err(e) => return Err(usage_error(&e)),
     };
-    let per_arch = a.limits.per_arch().then(|| Box::new(a.limits.clone()));
-    let job = Job::Exec {
+    let per_arch = o.limits.per_arch().then(|| Box::new(o.limits.clone()));
+    Ok(Job::Exec {
         args,
         limits: Box::new(limits),
         per_arch,
-    };
-    execute::fleet(a.common, &a.targets, a.output_dir, |_| Ok(job))
+    })
 }
 
 /// `NAME=VALUE` (the user-facing message by design: clap shows it after the flag).

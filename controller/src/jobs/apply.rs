@@ -30,6 +30,19 @@ pub struct ApplyOptions {
     pub facts_ttl: Option<std::time::Duration>,
 }
 
+/// Where hosts start when a plan is retried from their failed task (`wisp retry
+/// --from-failed-task`): each task before it is not run again, and is recorded as skipped,
+/// done in the retried run. The handlers those tasks notified when they changed the host
+/// still run, since the host failed before its handlers could.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// The run retried.
+    pub run: i64,
+    /// Per host: the line of the task it failed at, and the lines of the tasks before it
+    /// that changed the host (then, or in an earlier run that one carried over).
+    pub hosts: std::collections::HashMap<String, (usize, BTreeSet<usize>)>,
+}
+
 /// How one task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskStatus {
@@ -131,10 +144,12 @@ async fn facts(
 
 /// Runs the plan on one host. `Ok` with the tally when every task ran (or a failure stopped
 /// the host, counted as failed); `Err` when the host could not be finished.
+#[allow(clippy::too_many_arguments)] // one host's whole context; a struct would only rename it
 pub async fn run_on_host(
     session: &mut Session,
     plan: &Plan,
     options: ApplyOptions,
+    resume: Option<&Resume>,
     target: &Target,
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
@@ -150,7 +165,21 @@ pub async fn run_on_host(
     let arch = session.ready().arch.clone();
     let mut tally = Tally::default();
     let mut notified = BTreeSet::new();
+    let mut resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h)));
     for task in &plan.tasks {
+        if let Some((run, (from_line, changed))) = resuming {
+            if task.line == *from_line {
+                resuming = None;
+            } else {
+                let changed = changed.contains(&task.line);
+                carried_over(task, host, run, changed, reporter);
+                tally.skipped += 1;
+                if changed {
+                    notified.extend(task.notify.iter().cloned());
+                }
+                continue;
+            }
+        }
         let status = run_task(
             session, task, &ctx, &arch, options, host, reporter, interrupt,
         )
@@ -174,6 +203,17 @@ pub async fn run_on_host(
         }
     }
     Ok(tally)
+}
+
+/// Records a task a resumed host does not run again: done in run `run`.
+fn carried_over(task: &Task, host: &str, run: i64, changed: bool, reporter: &Reporter) {
+    let detail = format!("done in run {run}");
+    reporter.task(host, &task.name, TaskStatus::Skipped.label(), &detail);
+    reporter.journal().record(json!({
+        "kind": "task", "host": host, "task": task.name, "op": task.op, "line": task.line,
+        "status": TaskStatus::Skipped.label(), "detail": detail, "changed": false,
+        "done_in": run, "done_changed": changed,
+    }));
 }
 
 fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {

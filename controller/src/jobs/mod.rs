@@ -60,6 +60,8 @@ pub enum Job {
         plan: Arc<crate::plan::Plan>,
         /// `--check`, `--diff`.
         options: apply::ApplyOptions,
+        /// Where each host starts, when retried from its failed task.
+        resume: Option<Arc<apply::Resume>>,
     },
 }
 
@@ -136,11 +138,16 @@ impl Host<'_> {
                 self.reporter.ping(self.name(), session.ready());
                 self.result(HostOutcome::Ok, "pong")
             }
-            Job::Plan { plan, options } => {
+            Job::Plan {
+                plan,
+                options,
+                resume,
+            } => {
                 let ran = apply::run_on_host(
                     &mut session,
                     plan,
                     *options,
+                    resume.as_deref(),
                     self.target,
                     self.reporter,
                     &mut interrupt,

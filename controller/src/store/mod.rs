@@ -18,6 +18,7 @@
 
 mod read;
 mod record;
+mod retry;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use read::{HostDrift, HostRow, RunRow, TaskRow};
+pub use retry::{RETRIED_OUTCOMES, RetrySource, TaskStep};
 
 /// How long a writer waits for another process's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -32,6 +32,8 @@ pub struct RunRow {
     pub elapsed_ms: Option<i64>,
     /// How many hosts have a result, by outcome: ok, changed, failed, unreachable, other.
     pub outcomes: Vec<(String, i64)>,
+    /// The run this one retried (`wisp retry`).
+    pub retry_of: Option<i64>,
 }
 
 /// One host's end in a run.
@@ -87,7 +89,7 @@ pub struct HostDrift {
 }
 
 const RUN_COLUMNS: &str = "id, started_at, ended_at, user, machine, command, \
-     coalesce(plan, program), targets, hosts, exit_code, elapsed_ms";
+     coalesce(plan, program), targets, hosts, exit_code, elapsed_ms, retry_of";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -103,6 +105,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         exit_code: r.get(9)?,
         elapsed_ms: r.get(10)?,
         outcomes: Vec::new(),
+        retry_of: r.get(11)?,
     })
 }
 

@@ -32,8 +32,8 @@ impl Store {
             let tx = s.conn.unchecked_transaction()?;
             tx.execute(
                 "INSERT INTO runs (started_at, user, machine, wisp, command, program, plan, \
-                 plan_hash, targets, hosts, options) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 plan_hash, targets, hosts, options, retry_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     started,
                     text(line, "user"),
@@ -46,6 +46,7 @@ impl Store {
                     text(line, "targets"),
                     i64::try_from(hosts).unwrap_or(i64::MAX),
                     Value::Object(options).to_string(),
+                    int(line, "retry_of"),
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -68,8 +69,9 @@ impl Store {
                     let changed = line["changed"].as_bool().unwrap_or(status == "changed");
                     tx.execute(
                         "INSERT INTO task_results (run_id, host, task, op, line, status, \
-                         changed, check_mode, detail, exit_code, duration_ms, enforcement, at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                         changed, check_mode, detail, exit_code, duration_ms, enforcement, at, \
+                         done_in, done_changed) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                         params![
                             run,
                             text(line, "host").unwrap_or_default(),
@@ -84,6 +86,8 @@ impl Store {
                             int(line, "duration_ms"),
                             text(line, "enforcement"),
                             at,
+                            int(line, "done_in"),
+                            line["done_changed"].as_bool().unwrap_or(false),
                         ],
                     )?;
                 }

@@ -77,4 +77,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     "#,
+    // 2: retries: which run a run retries, and which tasks a resumed host carried over.
+    r#"
+    ALTER TABLE runs ADD COLUMN retry_of INTEGER REFERENCES runs(id);
+    ALTER TABLE task_results ADD COLUMN done_in INTEGER;
+    ALTER TABLE task_results ADD COLUMN done_changed INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

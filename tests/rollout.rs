@@ -339,3 +339,67 @@ fn retry_from_the_failed_task_skips_what_was_done() {
     );
     fleet.assert_clean();
 }
+
+#[test]
+fn fold_prints_identical_output_once_under_a_host_range() {
+    if !root_or_explain(
+        "folded output across sshd hosts with a folder of their own (mount namespaces)",
+    ) {
+        return;
+    }
+    let tmp = ScratchDir::new("fold");
+    let srv = tmp.0.join("srv");
+    let fleet = Fleet::start_with_private_dir(30, &srv);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let marker = srv.join("marker").display().to_string();
+    let odd = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &[
+            "run",
+            "web17",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo different > {marker}"),
+        ],
+    );
+    assert_eq!(odd.status.code(), Some(0), "{}", text(&odd.stderr));
+    let job = format!("cat {marker} 2>/dev/null || echo same");
+    let folded = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["run", "all", "--fold", "--", "sh", "-c", &job],
+    );
+    let (out, err) = (text(&folded.stdout), text(&folded.stderr));
+    assert_eq!(folded.status.code(), Some(0), "{err}");
+    assert_eq!(
+        out,
+        "==== web[01-16,18-30] (29 hosts): ok, exit 0\n| same\n\
+         ==== web17: ok, exit 0\n| different\n",
+        "each output once, under its hosts"
+    );
+    let recap: Vec<&str> = err.lines().skip_while(|l| *l != "RECAP").collect();
+    assert_eq!(recap.len(), 3, "one folded recap row: {err}");
+    assert!(recap[1].starts_with("web[01-30]  ok"), "{err}");
+
+    // --json: output still streams, and a fold line comes before the summary.
+    let json = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["run", "all", "--fold", "--json", "--", "sh", "-c", &job],
+    );
+    let lines: Vec<serde_json::Value> = text(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let outputs = lines.iter().filter(|l| l["type"] == "output").count();
+    assert_eq!(outputs, 30);
+    let fold = &lines[lines.len() - 2];
+    assert_eq!(fold["type"], "fold");
+    assert_eq!(fold["groups"][0]["hosts"], "web[01-16,18-30]");
+    assert_eq!(fold["groups"][0]["count"], 29);
+    assert_eq!(fold["groups"][0]["lines"][0]["line"], "same");
+    assert_eq!(fold["groups"][1]["host_list"], serde_json::json!(["web17"]));
+    fleet.assert_clean();
+}

@@ -13,6 +13,11 @@ pub(super) struct Common {
     /// Print JSON lines (one event per line, then a summary line) instead of text.
     #[arg(long)]
     pub(super) json: bool,
+    /// Print each host's output at the end, once per group of hosts with the same output and
+    /// result, under the group's hosts folded into ranges (`web[01-29]`); the recap is folded
+    /// the same way. With --json, output still streams and a `fold` line precedes the summary.
+    #[arg(long)]
+    pub(super) fold: bool,
     /// Give up on a host that has not started its runner within this time.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(super) connect_timeout: Duration,

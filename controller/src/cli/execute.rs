@@ -73,6 +73,9 @@ pub(super) fn fleet(
         }
         let run_started = std::time::Instant::now();
         let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
+        if common.fold {
+            reporter = reporter.folding();
+        }
         if let Job::Plan { plan, options, .. } = &job {
             reporter = reporter.with_secrets(&plan.secrets);
             if options.drift {

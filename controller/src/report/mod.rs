@@ -19,6 +19,7 @@ use crate::exit::ExitStatus;
 
 pub mod drift;
 mod fold;
+mod folded;
 mod lines;
 mod outcome;
 
@@ -44,6 +45,17 @@ pub struct Reporter {
     redactor: crate::secrets::Redactor,
     /// `wisp drift`: task results and diffs are collected for one folded report, not printed.
     drift: Option<drift::Collector>,
+    /// `--fold`: output kept, and printed once per group of hosts at the end.
+    fold: Option<folded::Folder>,
+}
+
+/// The colour of an outcome in the recap.
+fn outcome_colour(outcome: &str) -> &'static str {
+    match outcome {
+        "ok" => GREEN,
+        "failed" => RED,
+        _ => YELLOW,
+    }
 }
 
 const RESET: &str = "\x1b[0m";
@@ -90,7 +102,15 @@ impl Reporter {
             journal: crate::journal::Journal::disabled(),
             redactor: crate::secrets::Redactor::default(),
             drift: None,
+            fold: None,
         }
+    }
+
+    /// Keeps each host's output, to print it once per group of identical hosts at the end
+    /// (with `--json`, output lines still stream, and a `fold` line comes before the summary).
+    pub fn folding(mut self) -> Self {
+        self.fold = Some(folded::Folder::default());
+        self
     }
 
     /// Hides these secrets' values in everything printed and journalled.
@@ -218,6 +238,12 @@ impl Reporter {
 
     /// One complete line of a host's output.
     pub fn line(&self, host: &str, stream: EventKind, line: &str) {
+        if let Some(fold) = &self.fold {
+            fold.line(host, stream == EventKind::Stderr, line);
+            if !self.json {
+                return;
+            }
+        }
         if self.json {
             let stream = if stream == EventKind::Stderr {
                 "stderr"
@@ -391,6 +417,12 @@ impl Reporter {
             count(HostOutcome::Interrupted),
             count(HostOutcome::NotStarted),
         );
+        let groups = self.fold.as_ref().map(|f| f.groups(results));
+        if let Some(groups) = &groups
+            && self.json
+        {
+            self.json(json!({"type": "fold", "groups": groups}));
+        }
         if self.json {
             self.json(json!({
                 "type": "summary", "hosts": results.len(), "ok": ok, "failed": failed,
@@ -402,15 +434,13 @@ impl Reporter {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+        if let Some(groups) = &groups {
+            let text: String = groups.iter().map(folded::Group::text).collect();
+            self.out(text.trim_end_matches('\n'));
+        }
         let mut text = String::from("\nRECAP\n");
-        for r in results {
-            let colour = match r.outcome {
-                HostOutcome::Ok => GREEN,
-                HostOutcome::Failed => RED,
-                HostOutcome::Unreachable | HostOutcome::Interrupted | HostOutcome::NotStarted => {
-                    YELLOW
-                }
-            };
+        for r in results.iter().filter(|_| groups.is_none()) {
+            let colour = outcome_colour(r.outcome.label());
             text.push_str(&format!(
                 "{:<w$}  {}  {:<16}  {:.3}s\n",
                 r.host,
@@ -422,6 +452,17 @@ impl Reporter {
             if let Some(sandbox) = &r.sandbox {
                 text.push_str(&format!("{:<w$}  {sandbox}\n", "", w = self.width));
             }
+        }
+        for (hosts, outcome, detail) in groups
+            .as_deref()
+            .map(folded::recap_rows)
+            .unwrap_or_default()
+        {
+            text.push_str(&format!(
+                "{hosts:<w$}  {}  {detail}\n",
+                self.paint(outcome_colour(outcome), &format!("{outcome:<11}")),
+                w = self.width
+            ));
         }
         let extra = |n: usize, what: &str| {
             if n > 0 {

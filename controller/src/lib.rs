@@ -13,6 +13,7 @@
 //! - [`plan`]: plan files, parsed and checked before anything connects; templates;
 //! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
 //! - [`rollout`]: `--serial` batches and `--max-fail` budgets;
+//! - [`fds`]: the file-descriptor limit raised, and checked against the hosts at once;
 //! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
 //! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
 //! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod conformance;
 pub mod errors;
 pub mod exit;
+pub mod fds;
 pub mod fleet;
 pub mod interrupt;
 pub mod inventory;

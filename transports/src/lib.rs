@@ -86,16 +86,33 @@ pub struct Launch {
     pub connect_timeout: Duration,
     /// Runner executables to choose from.
     pub runners: RunnerBinaries,
+    /// Handshakes in flight, shared by every host of a run (see [`HANDSHAKES_IN_FLIGHT`]).
+    pub handshakes: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+/// How many SSH handshakes (TCP, key exchange, authentication, upload, runner start) a run
+/// has in flight at once. The rest wait for a slot before their connect timeout starts, so
+/// the timeout measures the host, not a queue on this machine; and the controller, busy with
+/// at most this many key exchanges, stays responsive to the hosts already at work.
+pub const HANDSHAKES_IN_FLIGHT: usize = 64;
+
 impl Launch {
-    /// A launch with a fresh random nonce.
+    /// A launch with a fresh random nonce, and its own handshake slots.
     pub fn new(runners: RunnerBinaries, ttl: Duration, connect_timeout: Duration) -> Self {
         Self {
             nonce: stage::random_token(),
             ttl,
             connect_timeout,
             runners,
+            handshakes: std::sync::Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT)),
+        }
+    }
+
+    /// The same launch for another host: a fresh nonce, the same handshake slots.
+    pub fn for_host(&self) -> Self {
+        Self {
+            nonce: stage::random_token(),
+            ..self.clone()
         }
     }
 }

@@ -31,6 +31,14 @@ pub(super) fn fleet(
         Err(TargetsError::Options(e)) => return usage_error(&e),
         Err(TargetsError::Inventory(e)) => return parse_error(&e),
     };
+    // Before anything is opened: the run either fits in this process's descriptors or does
+    // not start.
+    let at_once = targets
+        .len()
+        .min(usize::try_from(common.forks).unwrap_or(usize::MAX));
+    if let Err(e) = crate::fds::prepare(at_once) {
+        return usage_error(&e);
+    }
     let job = match make_job(&targets) {
         Ok(job) => job,
         Err(status) => return status,

@@ -79,8 +79,8 @@ pub async fn run(
     let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
         let (job, reporter, output_dir) =
             (Arc::clone(&job), Arc::clone(&reporter), output_dir.clone());
-        // Each host gets its own launch (and so its own nonce).
-        let launch = Launch::new(launch.runners.clone(), launch.ttl, launch.connect_timeout);
+        // Each host gets its own launch (and so its own nonce), sharing the handshake slots.
+        let launch = launch.for_host();
         async move {
             let host = Host {
                 target: &target,

@@ -183,6 +183,16 @@ impl crate::Transport for SshTransport {
         Box::pin(async move {
             // The connect timeout bounds everything up to READY: TCP, key exchange,
             // authentication, upload and runner start. A host that never answers is bounded.
+            // It starts once this host has a handshake slot: waiting for one is this
+            // machine's queue, not the host's delay.
+            let _slot =
+                launch
+                    .handshakes
+                    .acquire()
+                    .await
+                    .map_err(|_| TransportError::Handshake {
+                        detail: "the run is shutting down".into(),
+                    })?;
             match tokio::time::timeout(launch.connect_timeout, self.start_runner(launch)).await {
                 Ok(result) => result,
                 Err(_) => Err(TransportError::Handshake {

@@ -72,8 +72,9 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
                 .map_err(|e| TargetsError::Options(format!("--limit: {e}")))?;
             names.retain(|n| allowed.contains(n));
         }
+        let resolver = inv.resolver();
         for name in names {
-            let Some(h) = inv.resolve(&name) else {
+            let Some(h) = resolver.resolve(&name) else {
                 continue;
             };
             let local_conn = h

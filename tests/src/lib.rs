@@ -14,6 +14,7 @@ use wisp_transports::stage::StagedRunner;
 
 pub mod session;
 pub mod sshd;
+pub mod wan;
 pub mod wisp;
 
 /// The static musl runner built by `cargo xtask build-runner`. Panics with instructions when

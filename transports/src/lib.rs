@@ -64,6 +64,11 @@ impl RunnerBinaries {
         self.by_arch.insert(arch.into(), runner);
     }
 
+    /// The architectures there are executables for.
+    pub fn arches(&self) -> Vec<&str> {
+        self.by_arch.keys().map(String::as_str).collect()
+    }
+
     /// The executable for `arch`.
     pub fn for_arch(&self, arch: &str) -> Result<&Runner, TransportError> {
         self.by_arch

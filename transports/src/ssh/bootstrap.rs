@@ -1,16 +1,31 @@
 //! The bootstrap: one exec channel that receives the runner, verifies it and becomes it.
 //!
-//! Conversation on the channel (stdout ← host, stdin → host):
+//! Conversation on the channel (stdout <- host, stdin -> host). The controller does not wait
+//! for the host to speak first: the upload goes out with the exec request, so reaching READY
+//! costs no round trip beyond SSH's own.
 //!
-//! 1. host: `WISP-ARCH <nonce> <uname -m>\n` (login noise may come before it);
-//! 2. controller: `<size> <sha256-hex>\n`, then exactly `size` bytes of the runner;
-//! 3. host: writes them into a fresh `mktemp -d` directory (umask 077), refuses unless size and
-//!    SHA-256 match, tries the copy (`--version`) to detect a `noexec` mount and moves on to the
-//!    next location if needed, then `exec`s the runner on the same channel, which prints
-//!    `WISP-START <nonce>` and READY.
+//! 1. controller: `<arch> <raw|gz> <size> <sha256-hex>\n` and `size` bytes: the runner for
+//!    the architecture it expects (the one this run's hosts have shown, else its own), gzip
+//!    compressed when the host is far enough away for bytes to cost more than decompressing
+//!    them; the SHA-256 is of the runner itself;
+//! 2. host: `WISP-ARCH <nonce> <arch> <raw|gz> take|resend\n` (login noise may come before
+//!    it): its architecture, whether it has gzip, and whether it takes this upload. On
+//!    `resend` it discards the bytes and reads one more header and upload, which the
+//!    controller sends for the architecture and encoding the host named;
+//! 3. host: writes the runner into a fresh `mktemp -d` directory (umask 077), decompressing it
+//!    when it came compressed, refuses unless its SHA-256 matches, tries the copy
+//!    (`--version`) to detect a `noexec` mount and moves on to the next location if needed,
+//!    then `exec`s the runner on the same channel, which prints `WISP-START <nonce>` and
+//!    READY.
+//!
+//! Programs the host runs: `sh`, `mktemp`, `head` (with `gzip` when compressed), the SHA-256
+//! tool, `chmod`, the runner's `--version` probe and the runner (`uname` only on kernels
+//! without `/proc/sys/kernel/arch`).
 //!
 //! Failures print one `wisp-bootstrap: ...` line on stderr and exit non-zero; nothing is
 //! executed from an unverified file, and the directory is removed.
+
+use std::sync::{Arc, OnceLock};
 
 /// Exit status of the bootstrap when the upload did not match what was announced.
 pub const EXIT_MISMATCH: u32 = 65;
@@ -34,25 +49,43 @@ n="$1"; ttl="$2"; become="$3"
 umask 077
 fail() { echo "wisp-bootstrap: $2" >&2; [ -n "$d" ] && rm -rf "$d"; exit "$1"; }
 sum() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d" " -f1
-  elif command -v shasum >/dev/null 2>&1; then shasum -a 256 "$1" | cut -d" " -f1
-  elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r "$1" | cut -d" " -f1
+  if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum "$1")
+  elif command -v shasum >/dev/null 2>&1; then s=$(shasum -a 256 "$1")
+  elif command -v openssl >/dev/null 2>&1; then s=$(openssl dgst -sha256 -r "$1")
   else return 1; fi
+  have="${s%% *}"
 }
-printf "WISP-ARCH %s %s\n" "$n" "$(uname -m)"
-read -r size want || fail 64 "no upload header"
+arch=""
+read -r arch 2>/dev/null < /proc/sys/kernel/arch
+[ -n "$arch" ] || arch=$(uname -m)
+case "$arch" in arm64|aarch64_be) arch=aarch64;; amd64) arch=x86_64;; esac
+zip=raw; command -v gzip >/dev/null 2>&1 && zip=gz
+tries=0
+while :; do
+  read -r a enc size want || fail 64 "no upload header"
+  if [ "$a" = "$arch" ] && { [ "$enc" = raw ] || [ "$zip" = gz ]; }; then
+    printf "WISP-ARCH %s %s %s take\n" "$n" "$arch" "$zip"; break
+  fi
+  [ "$tries" = 0 ] || fail 65 "the upload is for $a ($enc), and this host is $arch ($zip)"
+  tries=1
+  printf "WISP-ARCH %s %s %s resend\n" "$n" "$arch" "$zip"
+  head -c "$size" > /dev/null
+  if [ "$become" = sudo-pass ]; then IFS= read -r pw; pw=""; fi
+done
 src=""
 for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.cache"; do
   [ -n "$base" ] && [ -d "$base" ] && [ -w "$base" ] || continue
   d=$(mktemp -d "$base/wisp-XXXXXXXXXX" 2>/dev/null) || continue
   f="$d/wisp-runner"
   if [ -z "$src" ]; then
-    head -c "$size" > "$f" || fail 65 "cannot write $f"
-    got=$(wc -c < "$f" | tr -d " ")
-    [ "$got" = "$size" ] || fail 65 "upload is $got bytes, announced $size: refusing to run it"
-    have=$(sum "$f") || fail 67 "no sha256sum, shasum or openssl on this host: cannot verify the upload"
-        [ "$have" = "$want" ] || fail 65 "upload SHA-256 $have does not match the announced $want: refusing to run it"
-        if [ "$become" = sudo-pass ]; then
+    if [ "$enc" = gz ]; then
+      head -c "$size" | gzip -dc > "$f" || fail 65 "cannot decompress the upload into $f: refusing to run it"
+    else
+      head -c "$size" > "$f" || fail 65 "cannot write $f"
+    fi
+    sum "$f" || fail 67 "no sha256sum, shasum or openssl on this host: cannot verify the upload"
+    [ "$have" = "$want" ] || fail 65 "upload SHA-256 $have does not match the announced $want: refusing to run it"
+    if [ "$become" = sudo-pass ]; then
       IFS= read -r pw || fail 68 "no sudo password line"
       if sudo -n true 2>/dev/null; then become=sudo
       elif printf "%s\n" "$pw" | sudo -S -p "" -v 2>/dev/null; then become=sudo-validated
@@ -66,7 +99,7 @@ for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.c
   fi
   chmod 700 "$f"
   if "$f" --version >/dev/null 2>&1; then
-            if [ "$become" = sudo-validated ]; then
+    if [ "$become" = sudo-validated ]; then
       sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; rc=$?; rm -rf "$d"; exit $rc
     fi
     if [ -n "$become" ]; then exec sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; fi
@@ -102,9 +135,113 @@ pub enum Become {
     SudoWithPassword,
 }
 
-/// The header line the controller sends before the runner's bytes.
-pub fn header(size: usize, sha256_hex: &str) -> String {
-    format!("{size} {sha256_hex}\n")
+/// How the runner's bytes travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As they are.
+    Raw,
+    /// gzip-compressed (the host decompresses with `gzip -dc`).
+    Gzip,
+}
+
+impl Encoding {
+    fn label(self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Gzip => "gz",
+        }
+    }
+}
+
+/// The header line the controller sends before the runner's bytes: for `arch`, `size` bytes
+/// in `encoding`, whose decoded SHA-256 is `sha256_hex`.
+pub fn header(arch: &str, encoding: Encoding, size: usize, sha256_hex: &str) -> String {
+    format!("{arch} {} {size} {sha256_hex}\n", encoding.label())
+}
+
+/// What the host said of the first upload: `WISP-ARCH <nonce> <arch> <raw|gz> take|resend`,
+/// after the nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSaid {
+    /// Its architecture, normalised.
+    pub arch: String,
+    /// Whether it can decompress gzip.
+    pub gzip: bool,
+    /// Whether it took the upload (else it wants another).
+    pub took: bool,
+}
+
+impl HostSaid {
+    /// Parses the rest of the line after the nonce.
+    pub fn parse(line: &str) -> Option<HostSaid> {
+        let mut words = line.split_whitespace();
+        let arch = normalise_arch(words.next()?).to_owned();
+        let gzip = words.next()? == "gz";
+        let took = match words.next()? {
+            "take" => true,
+            "resend" => false,
+            _ => return None,
+        };
+        Some(HostSaid { arch, gzip, took })
+    }
+}
+
+/// A runner as it travels: its bytes, their SHA-256, and (made once, when first needed) the
+/// same bytes compressed. One per runner file for the whole fleet.
+#[derive(Debug)]
+pub struct Payload {
+    raw: Arc<Vec<u8>>,
+    /// The runner's SHA-256, hex.
+    pub sha256: String,
+    gz: OnceLock<Vec<u8>>,
+}
+
+impl Payload {
+    /// The payload of `raw` (hashed now).
+    pub fn new(raw: Arc<Vec<u8>>) -> Payload {
+        use sha2::Digest;
+        let sha256 = sha2::Sha256::digest(raw.as_slice())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Payload {
+            raw,
+            sha256,
+            gz: OnceLock::new(),
+        }
+    }
+
+    /// The bytes to send in `encoding`.
+    pub fn bytes(&self, encoding: Encoding) -> &[u8] {
+        match encoding {
+            Encoding::Raw => &self.raw,
+            Encoding::Gzip => self.gz.get_or_init(|| gzip(&self.raw)),
+        }
+    }
+
+    /// The bytes to send in `encoding` with the runner's last byte flipped (the upload
+    /// corruption test's hook): the host must refuse them by their hash.
+    pub fn corrupted(&self, encoding: Encoding) -> Vec<u8> {
+        let mut bad = self.raw.to_vec();
+        if let Some(last) = bad.last_mut() {
+            *last ^= 0xff;
+        }
+        match encoding {
+            Encoding::Raw => bad,
+            Encoding::Gzip => gzip(&bad),
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::default(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(bytes);
+    enc.finish().unwrap_or_default()
 }
 
 /// Maps `uname -m` to the architecture names runners are built for.
@@ -119,6 +256,83 @@ pub fn normalise_arch(uname_m: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_line_parses() {
+        assert_eq!(
+            HostSaid::parse("arm64 gz resend"),
+            Some(HostSaid {
+                arch: "aarch64".into(),
+                gzip: true,
+                took: false
+            })
+        );
+        assert_eq!(
+            HostSaid::parse("x86_64 raw take").map(|h| h.took),
+            Some(true)
+        );
+        assert_eq!(HostSaid::parse("x86_64 raw"), None);
+    }
+
+    #[test]
+    fn compressed_payloads_decompress_to_the_runner() {
+        let raw: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let p = Payload::new(Arc::new(raw.clone()));
+        let gz = p.bytes(Encoding::Gzip);
+        assert!(gz.len() < raw.len() / 2);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+        assert_eq!(out, raw);
+    }
+
+    /// The real script under `sh`, fed an upload for another architecture and then the right
+    /// one, both at once as the controller pipelines them: it asks for the second, discards
+    /// the first, verifies the second and runs it.
+    #[test]
+    fn an_upload_for_another_architecture_is_discarded_and_the_next_one_taken() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("wisp-bootstrap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runner = b"#!/bin/sh\necho ran \"$@\"\n".to_vec();
+        let payload = Payload::new(Arc::new(runner));
+        let arch = std::fs::read_to_string("/proc/sys/kernel/arch")
+            .map(|a| a.trim().to_owned())
+            .unwrap_or_else(|_| std::env::consts::ARCH.to_owned());
+        let wrong = vec![0u8; 5000];
+        let mut input = header("not-this-arch", Encoding::Raw, wrong.len(), "0").into_bytes();
+        input.extend_from_slice(&wrong);
+        let gz = payload.bytes(Encoding::Gzip);
+        input
+            .extend_from_slice(header(&arch, Encoding::Gzip, gz.len(), &payload.sha256).as_bytes());
+        input.extend_from_slice(gz);
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", SCRIPT, "wisp-bootstrap", "n0nce", "60", ""])
+            .env("TMPDIR", &dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(
+            lines[0].starts_with("WISP-ARCH n0nce ") && lines[0].ends_with(" resend"),
+            "{stdout}"
+        );
+        assert!(lines[1].ends_with(" take"), "{stdout}");
+        assert!(
+            lines[2].starts_with("ran --marker n0nce --ttl 60 --private-dir "),
+            "{stdout}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn script_is_valid_sh() {

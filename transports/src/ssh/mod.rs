@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bootstrap::Payload;
 use russh::ChannelMsg;
 use russh::client::{self, Handle};
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::address::HostAddress;
@@ -76,7 +76,13 @@ pub struct SshOptions {
     pub become_password: Option<Secret>,
     /// Runner bytes and their SHA-256, read once per file for the whole fleet.
     payloads: Mutex<HashMap<PathBuf, Arc<Payload>>>,
+    /// The architecture the last host of this run said it has: the first guess for the next.
+    arch_seen: Mutex<Option<String>>,
 }
+
+/// Hosts at least this far away (the round trip of opening a channel) get the runner
+/// compressed: on a LAN, sending its bytes costs less than the host's gzip would.
+pub const COMPRESS_FROM_RTT: Duration = Duration::from_millis(2);
 
 impl SshOptions {
     /// Options with no payload cache filled yet.
@@ -99,33 +105,33 @@ impl SshOptions {
             password: None,
             become_password: None,
             payloads: Mutex::new(HashMap::new()),
+            arch_seen: Mutex::new(None),
+        }
+    }
+
+    /// The architecture to upload for before the host has said: the last one a host of this
+    /// run had, else the only one there is, else this machine's.
+    fn arch_guess(&self, runners: &crate::RunnerBinaries) -> String {
+        if let Some(seen) = self.arch_seen.lock().ok().and_then(|a| a.clone()) {
+            return seen;
+        }
+        let arches = runners.arches();
+        match arches.as_slice() {
+            [only] => (*only).to_owned(),
+            _ => std::env::consts::ARCH.to_owned(),
         }
     }
 
     fn payload(&self, runner: &crate::Runner) -> Arc<Payload> {
-        let path = runner.path.as_path();
-        if let Some(p) = self.payloads.lock().ok().and_then(|m| m.get(path).cloned()) {
-            return p;
-        }
-        let sha256 = Sha256::digest(runner.bytes.as_slice())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let payload = Arc::new(Payload {
-            bytes: Arc::clone(&runner.bytes),
-            sha256,
-        });
-        if let Ok(mut m) = self.payloads.lock() {
-            m.insert(path.to_owned(), Arc::clone(&payload));
-        }
-        payload
+        let Ok(mut payloads) = self.payloads.lock() else {
+            return Arc::new(Payload::new(Arc::clone(&runner.bytes)));
+        };
+        Arc::clone(
+            payloads
+                .entry(runner.path.clone())
+                .or_insert_with(|| Arc::new(Payload::new(Arc::clone(&runner.bytes)))),
+        )
     }
-}
-
-#[derive(Debug)]
-struct Payload {
-    bytes: Arc<Vec<u8>>,
-    sha256: String,
 }
 
 /// True when `path` is a private key that needs a passphrase.
@@ -505,10 +511,13 @@ impl SshTransport {
             });
         };
 
+        // Opening a channel is one round trip: how far away the host is.
+        let opened = std::time::Instant::now();
         let channel = session
             .channel_open_session()
             .await
             .map_err(|e| ssh_error(hop, e))?;
+        let rtt = opened.elapsed();
         let start_mode = match (self.options.become_root, &self.options.become_password) {
             (false, _) => bootstrap::Become::No,
             (true, None) => bootstrap::Become::Sudo,
@@ -572,7 +581,20 @@ impl SshTransport {
         };
 
         let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
-        let (arch, rest) = match read_arch_line(&mut stdout, &launch.nonce).await {
+        let mut writer = write_half.make_writer();
+        let encoding = if rtt >= COMPRESS_FROM_RTT {
+            bootstrap::Encoding::Gzip
+        } else {
+            bootstrap::Encoding::Raw
+        };
+        let guess = self.options.arch_guess(&launch.runners);
+        let sent = self
+            .upload(&mut writer, launch, &guess, encoding, start_mode)
+            .await;
+        if let Err(e) = sent {
+            return Err(fail(e));
+        }
+        let (line, rest) = match read_arch_line(&mut stdout, &launch.nonce).await {
             Ok(found) => found,
             Err(e) => {
                 // Let the pump collect the bootstrap's stderr and exit status.
@@ -580,32 +602,26 @@ impl SshTransport {
                 return Err(fail(e));
             }
         };
-        let runner = launch.runners.for_arch(bootstrap::normalise_arch(&arch))?;
-        let payload = self.options.payload(runner);
-        let mut writer = write_half.make_writer();
-        let header = bootstrap::header(payload.bytes.len(), &payload.sha256);
-        let sent = async {
-            writer.write_all(header.as_bytes()).await?;
-            if std::env::var_os(CORRUPT_UPLOAD_ENV).is_some() {
-                let mut corrupt = payload.bytes.to_vec();
-                if let Some(last) = corrupt.last_mut() {
-                    *last ^= 0xff;
-                }
-                writer.write_all(&corrupt).await?;
-            } else {
-                writer.write_all(&payload.bytes).await?;
-            }
-            if let (bootstrap::Become::SudoWithPassword, Some(pw)) =
-                (start_mode, &self.options.become_password)
-            {
-                writer
-                    .write_all(format!("{}\n", pw.expose()).as_bytes())
-                    .await?;
-            }
-            writer.flush().await
+        let Some(said) = bootstrap::HostSaid::parse(&line) else {
+            return Err(fail(format!(
+                "the bootstrap said {line:?}, which wisp does not know"
+            )));
         };
-        if let Err(e) = sent.await {
-            return Err(fail(format!("uploading the runner failed: {e}")));
+        if let Ok(mut seen) = self.options.arch_seen.lock() {
+            *seen = Some(said.arch.clone());
+        }
+        if !said.took {
+            let encoding = if said.gzip {
+                encoding
+            } else {
+                bootstrap::Encoding::Raw
+            };
+            if let Err(e) = self
+                .upload(&mut writer, launch, &said.arch, encoding, start_mode)
+                .await
+            {
+                return Err(fail(e));
+            }
         }
         let stdout = Box::new(std::io::Cursor::new(rest).chain(stdout));
         let (reader, ready) = match FrameReader::until_ready(stdout, &launch.nonce).await {
@@ -622,6 +638,43 @@ impl SshTransport {
             handle: Box::new(handle),
             host_key: format!("ssh {host_key}"),
         })
+    }
+
+    /// Sends one header and upload: the runner for `arch` in `encoding` (and the sudo
+    /// password line after it, when there is one).
+    async fn upload(
+        &self,
+        writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+        launch: &Launch,
+        arch: &str,
+        encoding: bootstrap::Encoding,
+        start_mode: bootstrap::Become,
+    ) -> Result<(), String> {
+        let runner = launch.runners.for_arch(arch).map_err(|e| e.to_string())?;
+        let payload = self.options.payload(runner);
+        let corrupt = std::env::var_os(CORRUPT_UPLOAD_ENV).is_some();
+        let owned;
+        let bytes = if corrupt {
+            owned = payload.corrupted(encoding);
+            owned.as_slice()
+        } else {
+            payload.bytes(encoding)
+        };
+        let header = bootstrap::header(arch, encoding, bytes.len(), &payload.sha256);
+        let sent = async {
+            writer.write_all(header.as_bytes()).await?;
+            writer.write_all(bytes).await?;
+            if let (bootstrap::Become::SudoWithPassword, Some(pw)) =
+                (start_mode, &self.options.become_password)
+            {
+                writer
+                    .write_all(format!("{}\n", pw.expose()).as_bytes())
+                    .await?;
+            }
+            writer.flush().await
+        };
+        sent.await
+            .map_err(|e| format!("uploading the runner failed: {e}"))
     }
 
     async fn authenticate(
@@ -729,8 +782,8 @@ fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
     }
 }
 
-/// Reads up to the bootstrap's `WISP-ARCH <nonce> <arch>` line; returns the arch and the bytes
-/// that followed the line.
+/// Reads up to the bootstrap's `WISP-ARCH <nonce> ...` line; returns the rest of the line after
+/// the nonce and the bytes that followed the line.
 async fn read_arch_line(
     stdout: &mut (dyn AsyncRead + Send + Unpin),
     nonce: &str,

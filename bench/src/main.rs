@@ -11,9 +11,15 @@
 //! - `wisp run localhost -- true` end to end (controller start to exit), 50 times alternating
 //!   with 50 `--no-state` runs (the state store's cost), when
 //!   `WISP_BIN` names a wisp executable;
+//! - inventory parsing: 10,000 and 100,000 hosts in INI, YAML and TOML, loaded, selected and
+//!   resolved;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
-//!   parallel OpenSSH `ssh host true` against `wisp run <all> -- true`, and 100 sequential
-//!   `exec true` CMDs on one warm runner over SSH.
+//!   parallel OpenSSH `ssh host true` and a bare russh client (the floor) against
+//!   `wisp run <all> -- true`, and 100 sequential `exec true` CMDs on one warm runner over
+//!   SSH; then the same behind a latency proxy (50 ms round trip, 20 Mbit/s per host) with
+//!   bytes per host, and the programs each tool executes on a host (strace);
+//! - with `--scale N`: N sshd hosts across 127.x.y.z, every host at once: wall time, hosts
+//!   per second, the controller's peak RSS per host, reachability, beside OpenSSH.
 
 #![allow(clippy::print_stdout)] // printing figures is what a benchmark is for
 #![allow(clippy::unwrap_used)] // a benchmark that cannot run has nothing to report
@@ -125,16 +131,28 @@ fn ready(r: &RawRunner) {
     }
 }
 
+mod floor;
+mod inventory;
+mod scale;
 mod ssh;
+mod wan;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--ssh") {
-        let n = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(50);
+    let count = |flag: &str| {
+        let i = args.iter().position(|a| a == flag)?;
+        Some(args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(50))
+    };
+    if let Some(n) = count("--ssh") {
         ssh::bench(n);
         return;
     }
+    if let Some(n) = count("--scale") {
+        scale::bench(n);
+        return;
+    }
     let scratch = ScratchDir::new("bench");
+    inventory::bench(&scratch.0);
 
     let mut starts = Vec::new();
     for _ in 0..50 {

@@ -13,12 +13,41 @@ use wisp_transports::ssh::{SshOptions, SshTarget, SshTransport};
 const ROUNDS: usize = 5;
 const WARM_OPS: usize = 100;
 
-fn openssh_all(fleet: &Fleet) -> Duration {
+/// Where the clients connect: the hosts themselves, or the proxies in front of them.
+pub(crate) struct Reach<'a> {
+    pub(crate) fleet: &'a Fleet,
+    pub(crate) hosts: Vec<(String, u16)>,
+    pub(crate) known_hosts: std::path::PathBuf,
+}
+
+impl<'a> Reach<'a> {
+    pub(crate) fn direct(fleet: &'a Fleet) -> Self {
+        Reach {
+            fleet,
+            hosts: fleet
+                .hosts
+                .iter()
+                .map(|h| (h.addr.clone(), h.port))
+                .collect(),
+            known_hosts: fleet.known_hosts.clone(),
+        }
+    }
+
+    fn targets(&self) -> String {
+        self.hosts
+            .iter()
+            .map(|(a, p)| format!("{a}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+pub(crate) fn openssh_all(reach: &Reach<'_>) -> Duration {
     let started = Instant::now();
-    let children: Vec<_> = fleet
+    let children: Vec<_> = reach
         .hosts
         .iter()
-        .map(|h| {
+        .map(|(addr, port)| {
             Command::new("ssh")
                 .args([
                     "-o",
@@ -29,16 +58,11 @@ fn openssh_all(fleet: &Fleet) -> Duration {
                 ])
                 .arg(format!(
                     "UserKnownHostsFile={}",
-                    fleet.known_hosts.display()
+                    reach.known_hosts.display()
                 ))
                 .arg("-i")
-                .arg(&fleet.client_key)
-                .args([
-                    "-p",
-                    &h.port.to_string(),
-                    &format!("root@{}", h.addr),
-                    "true",
-                ])
+                .arg(&reach.fleet.client_key)
+                .args(["-p", &port.to_string(), &format!("root@{addr}"), "true"])
                 .stdin(Stdio::null())
                 .spawn()
                 .expect("start ssh")
@@ -50,29 +74,40 @@ fn openssh_all(fleet: &Fleet) -> Duration {
     started.elapsed()
 }
 
-/// Times `wisp HEAD TARGETS --forks N (credentials) TAIL` on every host at once.
+/// Runs `wisp HEAD TARGETS --forks N (credentials) TAIL` on every host at once; its output.
+pub(crate) fn wisp_command(
+    reach: &Reach<'_>,
+    wisp: &std::ffi::OsStr,
+    head: &[&std::ffi::OsStr],
+    tail: &[&str],
+) -> Command {
+    let mut c = Command::new(wisp);
+    c.args(head)
+        .args([
+            &reach.targets(),
+            "--forks",
+            &reach.hosts.len().to_string(),
+            "--user",
+            "root",
+            "--key",
+        ])
+        .arg(&reach.fleet.client_key)
+        .arg("--known-hosts")
+        .arg(&reach.known_hosts)
+        .args(tail)
+        .env_remove("SSH_AUTH_SOCK");
+    c
+}
+
+/// Times `wisp HEAD TARGETS ... TAIL` on every host at once; panics unless it succeeded.
 fn wisp_timed(
-    fleet: &Fleet,
+    reach: &Reach<'_>,
     wisp: &std::ffi::OsStr,
     head: &[&std::ffi::OsStr],
     tail: &[&str],
 ) -> Duration {
     let started = Instant::now();
-    let out = Command::new(wisp)
-        .args(head)
-        .args([
-            &fleet.targets(),
-            "--forks",
-            &fleet.hosts.len().to_string(),
-            "--user",
-            "root",
-            "--key",
-        ])
-        .arg(&fleet.client_key)
-        .arg("--known-hosts")
-        .arg(&fleet.known_hosts)
-        .args(tail)
-        .env_remove("SSH_AUTH_SOCK")
+    let out = wisp_command(reach, wisp, head, tail)
         .output()
         .expect("run wisp");
     let took = started.elapsed();
@@ -84,21 +119,21 @@ fn wisp_timed(
     took
 }
 
-fn wisp_all(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
-    wisp_timed(fleet, wisp, &["run".as_ref()], &["--", "true"])
+fn wisp_all(reach: &Reach<'_>, wisp: &std::ffi::OsStr) -> Duration {
+    wisp_timed(reach, wisp, &["run".as_ref()], &["--", "true"])
 }
 
-fn wisp_all_unrecorded(fleet: &Fleet, wisp: &std::ffi::OsStr) -> Duration {
+fn wisp_all_unrecorded(reach: &Reach<'_>, wisp: &std::ffi::OsStr) -> Duration {
     wisp_timed(
-        fleet,
+        reach,
         wisp,
         &["run".as_ref()],
         &["--no-state", "--", "true"],
     )
 }
 
-fn wisp_apply(fleet: &Fleet, wisp: &std::ffi::OsStr, plan: &std::path::Path) -> Duration {
-    wisp_timed(fleet, wisp, &["apply".as_ref(), plan.as_os_str()], &[])
+fn wisp_apply(reach: &Reach<'_>, wisp: &std::ffi::OsStr, plan: &std::path::Path) -> Duration {
+    wisp_timed(reach, wisp, &["apply".as_ref(), plan.as_os_str()], &[])
 }
 
 /// The 21-op plan: one `dir.ensure`, ten `file.write`, ten `exec true`, per host under the
@@ -183,38 +218,45 @@ pub(crate) fn bench(n: usize) {
         .expect("WISP_BIN must name a wisp executable (cargo xtask bench sets it)");
     println!("starting {n} sshd hosts on loopback...");
     let fleet = Fleet::start(n);
+    let direct = Reach::direct(&fleet);
     // One untimed round of each warms caches (page cache, sshd's first fork).
-    openssh_all(&fleet);
-    wisp_all(&fleet, &wisp);
+    openssh_all(&direct);
+    wisp_all(&direct, &wisp);
+    crate::floor::all(&direct.hosts, &fleet.client_key);
     let plan = write_plan(&fleet);
     // The first apply creates every file; the timed ones find them converged.
-    let first_apply = wisp_apply(&fleet, &wisp, &plan);
-    let mut ssh_times = Vec::new();
-    let mut wisp_times = Vec::new();
+    let first_apply = wisp_apply(&direct, &wisp, &plan);
+    let (mut ssh_times, mut wisp_times, mut floor_times) = (Vec::new(), Vec::new(), Vec::new());
     let mut apply_times = Vec::new();
     let mut unrecorded_times = Vec::new();
     for _ in 0..ROUNDS {
-        ssh_times.push(openssh_all(&fleet));
-        wisp_times.push(wisp_all(&fleet, &wisp));
-        unrecorded_times.push(wisp_all_unrecorded(&fleet, &wisp));
-        apply_times.push(wisp_apply(&fleet, &wisp, &plan));
+        ssh_times.push(openssh_all(&direct));
+        floor_times.push(crate::floor::all(&direct.hosts, &fleet.client_key));
+        wisp_times.push(wisp_all(&direct, &wisp));
+        unrecorded_times.push(wisp_all_unrecorded(&direct, &wisp));
+        apply_times.push(wisp_apply(&direct, &wisp, &plan));
     }
     let u = crate::percentile(&mut unrecorded_times, 0.5);
     let a = crate::percentile(&mut apply_times, 0.5);
-    let (s, w) = (
+    let (s, w, f) = (
         crate::percentile(&mut ssh_times, 0.5),
         crate::percentile(&mut wisp_times, 0.5),
+        crate::percentile(&mut floor_times, 0.5),
     );
     println!("{n} hosts, median of {ROUNDS} rounds:");
     println!(
         "  OpenSSH, ssh host true for every host at once: {s:>10.3?}   (rounds {ssh_times:.3?})"
     );
     println!(
+        "  bare russh connect+auth+exec true (the floor): {f:>10.3?}   (rounds {floor_times:.3?})"
+    );
+    println!(
         "  wisp run <all> -- true:                         {w:>10.3?}   (rounds {wisp_times:.3?})"
     );
     println!(
-        "  ratio wisp / OpenSSH: {:.2} (target: below 1.0)",
-        w.as_secs_f64() / s.as_secs_f64()
+        "  ratio wisp / OpenSSH: {:.2} (target: below 1.0); wisp / bare russh: {:.2} (target: at most 1.1)",
+        w.as_secs_f64() / s.as_secs_f64(),
+        w.as_secs_f64() / f.as_secs_f64()
     );
     println!(
         "  wisp run <all> --no-state -- true:              {u:>10.3?}   (rounds {unrecorded_times:.3?})"
@@ -239,5 +281,7 @@ pub(crate) fn bench(n: usize) {
         Some(crate::WARM_TARGET),
     );
     println!("  p95 {p95:.3?}");
+    crate::wan::bench(&fleet, &wisp);
+    crate::wan::processes(&fleet, &wisp);
     fleet.assert_clean();
 }

@@ -39,6 +39,11 @@ impl Host {
         format!("{}:{}", self.addr, self.port)
     }
 
+    /// Its sshd's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops this host's sshd (to test an unreachable host).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -133,7 +138,8 @@ impl Fleet {
         let mut hosts = Vec::new();
         let mut known = String::new();
         for i in 0..n {
-            let addr = format!("127.{b}.{c}.{}", i + 1);
+            // 250 hosts per /24; a larger fleet (the 1,000-host benchmark) takes the next ones.
+            let addr = format!("127.{b}.{}.{}", (c as usize + i / 250) % 256, i % 250 + 1);
             let host_key_path = dir.0.join(format!("host{i}_ed25519"));
             let host_key = keygen(&host_key_path, &addr);
             let config = dir.0.join(format!("sshd{i}.conf"));

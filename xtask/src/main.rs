@@ -141,10 +141,19 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
 ];
 
+/// What the benchmarks use beyond the tests' packages: strace counts the programs each tool
+/// executes on a host.
+const BENCH_PACKAGES: &[(&str, &str)] = &[("strace", "/usr/bin/strace")];
+
 /// Installs the test packages that are missing (as root, with apt-get); otherwise says what
 /// to install. The SSH tests fail loudly without sshd rather than skip.
 fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = TEST_PACKAGES
+    ensure_packages(TEST_PACKAGES)
+}
+
+/// Installs those of `packages` that are missing (see [`ensure_test_packages`]).
+fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, file)| !Path::new(file).exists())
         .map(|(pkg, _)| *pkg)
@@ -297,8 +306,11 @@ fn bench() -> Result<()> {
     bench(&[])?;
     // The fleet benchmark needs sshd and root (it starts sshd instances).
     ensure_test_packages()?;
+    ensure_packages(BENCH_PACKAGES)?;
     let hosts = std::env::var("WISP_BENCH_HOSTS").unwrap_or_else(|_| "50".into());
-    bench(&["--ssh", &hosts])
+    bench(&["--ssh", &hosts])?;
+    let scale = std::env::var("WISP_BENCH_SCALE").unwrap_or_else(|_| "1000".into());
+    bench(&["--scale", &scale])
 }
 
 fn golden() -> Result<()> {

@@ -1,6 +1,6 @@
-//! The bootstrap across a WAN (a delaying proxy in front of real sshd hosts): a host far away
-//! gets the runner gzip-compressed and still verifies it by its SHA-256 before anything runs;
-//! a host without gzip takes it uncompressed after saying so.
+//! The bootstrap across a WAN (a delaying proxy in front of real sshd hosts, which also counts
+//! the bytes): a host gets the runner gzip-compressed and still verifies it by its SHA-256
+//! before anything runs; a host without gzip says so and takes it uncompressed.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -13,7 +13,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The fleet behind a 10 ms round trip at 1 Gbit/s: far enough to be sent compressed.
+/// The fleet behind a 10 ms round trip at 1 Gbit/s.
 fn behind_wan(fleet: &Fleet) -> (Wan, std::path::PathBuf) {
     let hosts: Vec<(String, u16)> = fleet
         .hosts
@@ -61,7 +61,7 @@ fn runner_size() -> u64 {
 }
 
 #[test]
-fn a_far_host_gets_the_runner_compressed_and_verified() {
+fn the_runner_travels_compressed_and_is_verified() {
     let fleet = Fleet::start(3);
     let (wan, known) = behind_wan(&fleet);
     let out = run_far(&fleet, &wan, &known, &[], &["true"]);
@@ -114,7 +114,7 @@ fn path_without_gzip(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_far_host_without_gzip_takes_the_runner_uncompressed() {
+fn a_host_without_gzip_takes_the_runner_uncompressed() {
     let tmp = ScratchDir::new("no-gzip");
     let bin = path_without_gzip(&tmp.0);
     let mut fleet = Fleet::start(1);

@@ -31,7 +31,7 @@ async fn one(addr: String, port: u16, key: Arc<PrivateKey>) -> Result<(), String
         .await
         .map_err(|e| format!("{addr}:{port}: connect: {e}"))?;
     let auth = session
-        .authenticate_publickey("root", PrivateKeyWithHashAlg::new(key, None))
+        .authenticate_publickey(crate::ssh::USER, PrivateKeyWithHashAlg::new(key, None))
         .await
         .map_err(|e| format!("{addr}:{port}: auth: {e}"))?;
     if !auth.success() {

@@ -53,7 +53,11 @@ fn measured(reach: &Reach<'_>, wisp: &std::ffi::OsStr) -> (Duration, u64, serde_
 pub(crate) fn bench(n: usize) {
     let wisp = std::env::var_os("WISP_BIN")
         .expect("WISP_BIN must name a wisp executable (cargo xtask bench sets it)");
-    println!("starting {n} sshd hosts on loopback (127.x.y.z)...");
+    println!(
+        "starting {n} sshd hosts on loopback (127.x.y.z), login user {}...",
+        crate::ssh::USER
+    );
+    crate::ssh::ensure_user();
     let t = Instant::now();
     let fleet = Fleet::start(n);
     println!("  {n} sshd up in {:.1?}", t.elapsed());

@@ -11,6 +11,32 @@ use wisp_transports::Launch;
 use wisp_transports::ssh::{SshOptions, SshTarget, SshTransport};
 
 const ROUNDS: usize = 5;
+
+/// The login user every tool uses: an unprivileged one whose shell is `/bin/sh` and which has
+/// no rc files, so a login costs what it costs on a plain host, not what this machine's root
+/// `.bashrc` adds. Created when missing (the benchmark runs as root).
+pub(crate) const USER: &str = "wispbench";
+
+pub(crate) fn ensure_user() {
+    let known = Command::new("id")
+        .arg(USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !known {
+        let made = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", USER])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            made,
+            "cannot create the benchmark's login user {USER} (run as root)"
+        );
+    }
+    // No password, but not locked: sshd refuses key logins to a locked account.
+    let _ = Command::new("usermod").args(["-p", "*", USER]).status();
+}
 const WARM_OPS: usize = 100;
 
 /// Where the clients connect: the hosts themselves, or the proxies in front of them.
@@ -62,7 +88,7 @@ pub(crate) fn openssh_all(reach: &Reach<'_>) -> Duration {
                 ))
                 .arg("-i")
                 .arg(&reach.fleet.client_key)
-                .args(["-p", &port.to_string(), &format!("root@{addr}"), "true"])
+                .args(["-p", &port.to_string(), &format!("{USER}@{addr}"), "true"])
                 .stdin(Stdio::null())
                 .spawn()
                 .expect("start ssh")
@@ -88,7 +114,7 @@ pub(crate) fn wisp_command(
             "--forks",
             &reach.hosts.len().to_string(),
             "--user",
-            "root",
+            USER,
             "--key",
         ])
         .arg(&reach.fleet.client_key)
@@ -151,6 +177,10 @@ fn write_plan(fleet: &Fleet) -> std::path::PathBuf {
     for _ in 0..10 {
         plan.push_str("\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\n");
     }
+    // Where the unprivileged login user writes.
+    let out = fleet.dir.0.join("plan-out");
+    std::fs::create_dir_all(&out).expect("create the plan's folder");
+    let _ = Command::new("chmod").arg("1777").arg(&out).status();
     let path = fleet.dir.0.join("bench-plan.toml");
     std::fs::write(&path, plan).expect("write the plan");
     path
@@ -175,7 +205,7 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
                 alias: h.addr.clone(),
                 host: None,
                 port: Some(h.port),
-                user: Some("root".into()),
+                user: Some(USER.into()),
                 key: None,
             },
             options,
@@ -216,7 +246,8 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
 pub(crate) fn bench(n: usize) {
     let wisp = std::env::var_os("WISP_BIN")
         .expect("WISP_BIN must name a wisp executable (cargo xtask bench sets it)");
-    println!("starting {n} sshd hosts on loopback...");
+    println!("starting {n} sshd hosts on loopback (login user {USER}, shell /bin/sh)...");
+    ensure_user();
     let fleet = Fleet::start(n);
     let direct = Reach::direct(&fleet);
     // One untimed round of each warms caches (page cache, sshd's first fork).

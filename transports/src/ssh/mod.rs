@@ -80,10 +80,6 @@ pub struct SshOptions {
     arch_seen: Mutex<Option<String>>,
 }
 
-/// Hosts at least this far away (the round trip of opening a channel) get the runner
-/// compressed: on a LAN, sending its bytes costs less than the host's gzip would.
-pub const COMPRESS_FROM_RTT: Duration = Duration::from_millis(2);
-
 impl SshOptions {
     /// Options with no payload cache filled yet.
     pub fn new(
@@ -448,6 +444,12 @@ impl SshTransport {
         let hops = self.hops()?;
         let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
         let mut host_key = String::new();
+        // The payload for the likely architecture is made (compressed, in the background)
+        // while this host's handshake runs.
+        let guess = self.options.arch_guess(&launch.runners);
+        if let Ok(runner) = launch.runners.for_arch(&guess) {
+            self.options.payload(runner);
+        }
         for (i, hop) in hops.iter().enumerate() {
             let (session, key) = match sessions.last() {
                 None => {
@@ -511,13 +513,10 @@ impl SshTransport {
             });
         };
 
-        // Opening a channel is one round trip: how far away the host is.
-        let opened = std::time::Instant::now();
         let channel = session
             .channel_open_session()
             .await
             .map_err(|e| ssh_error(hop, e))?;
-        let rtt = opened.elapsed();
         let start_mode = match (self.options.become_root, &self.options.become_password) {
             (false, _) => bootstrap::Become::No,
             (true, None) => bootstrap::Become::Sudo,
@@ -582,12 +581,8 @@ impl SshTransport {
 
         let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
         let mut writer = write_half.make_writer();
-        let encoding = if rtt >= COMPRESS_FROM_RTT {
-            bootstrap::Encoding::Gzip
-        } else {
-            bootstrap::Encoding::Raw
-        };
-        let guess = self.options.arch_guess(&launch.runners);
+        // Compressed whenever the host can decompress: it says so, and gets it raw, when not.
+        let encoding = bootstrap::Encoding::Gzip;
         let sent = self
             .upload(&mut writer, launch, &guess, encoding, start_mode)
             .await;

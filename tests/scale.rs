@@ -79,3 +79,94 @@ fn forks_must_fit_the_descriptor_limit() {
     assert!(text(&raised.stderr).contains("30 hosts: 30 ok"));
     fleet.assert_clean();
 }
+
+/// Connections open at once across listeners that accept and never say a word, and the most
+/// there ever were.
+#[derive(Default)]
+struct Silence {
+    open: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+/// A silent listener on `ip`, counted in `silence`; its address.
+fn silent(ip: &str, silence: &std::sync::Arc<Silence>) -> String {
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a silent listener");
+    let address = format!(
+        "{ip}:{}",
+        listener.local_addr().expect("its address").port()
+    );
+    let silence = std::sync::Arc::clone(silence);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            silence.seen.fetch_add(1, Ordering::SeqCst);
+            let now = silence.open.fetch_add(1, Ordering::SeqCst) + 1;
+            silence.most.fetch_max(now, Ordering::SeqCst);
+            let silence = std::sync::Arc::clone(&silence);
+            std::thread::spawn(move || {
+                // Held, whatever the client sends, until it gives up and closes it.
+                let mut sink = [0u8; 512];
+                while matches!(std::io::Read::read(&mut &stream, &mut sink), Ok(n) if n > 0) {}
+                silence.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn handshakes_in_flight_are_bounded_and_queued_hosts_keep_their_timeout() {
+    use std::sync::atomic::Ordering;
+    let slots = wisp_transports::HANDSHAKES_IN_FLIGHT;
+    let tmp = ScratchDir::new("scale-handshakes");
+    let fleet = Fleet::start(1);
+    // More hosts that never answer than there are handshake slots, then a real host: it
+    // waits for a slot behind them, and its connect timeout starts only when it has one.
+    let silence = std::sync::Arc::new(Silence::default());
+    let mut targets: Vec<String> = (0..slots + 16)
+        .map(|_| silent("127.0.0.1", &silence))
+        .collect();
+    targets.push(fleet.hosts[0].target());
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["run", &targets.join(","), "--forks", "200", "--known-hosts"])
+        .arg(&fleet.known_hosts)
+        .args([
+            "--ssh-config",
+            "/dev/null",
+            "--connect-timeout",
+            "2s",
+            "--user",
+            "root",
+            "--key",
+        ])
+        .arg(&fleet.client_key)
+        .args(["--", "true"]);
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the silent hosts are unreachable: {err}"
+    );
+    assert_eq!(
+        silence.seen.load(Ordering::SeqCst),
+        slots + 16,
+        "each silent host was tried once: {err}"
+    );
+    // At most `slots` at once, the rest queued. A connection given up and the queued one that
+    // takes its slot can overlap here by a few, until this side reads the close; without the
+    // bound all of them would be open together.
+    let most = silence.most.load(Ordering::SeqCst);
+    assert!(
+        (slots..=slots + 8).contains(&most),
+        "{most} handshakes were open at once ({slots} slots): {err}"
+    );
+    let real = fleet.hosts[0].target();
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&real) && l.contains(" ok ")),
+        "the real host, queued behind the silent ones, still ran: {err}"
+    );
+    fleet.assert_clean();
+}

@@ -121,10 +121,12 @@ fn handshakes_in_flight_are_bounded_and_queued_hosts_keep_their_timeout() {
     let slots = wisp_transports::HANDSHAKES_IN_FLIGHT;
     let tmp = ScratchDir::new("scale-handshakes");
     let fleet = Fleet::start(1);
-    // More hosts that never answer than there are handshake slots, then a real host: it
-    // waits for a slot behind them, and its connect timeout starts only when it has one.
+    // Over twice as many hosts that never answer as there are handshake slots, then a real
+    // host: it waits for a slot behind two rounds of connect timeouts, longer than its own,
+    // and its timeout starts only when it has one.
+    let silent_hosts = 2 * slots + 8;
     let silence = std::sync::Arc::new(Silence::default());
-    let mut targets: Vec<String> = (0..slots + 16)
+    let mut targets: Vec<String> = (0..silent_hosts)
         .map(|_| silent("127.0.0.1", &silence))
         .collect();
     targets.push(fleet.hosts[0].target());
@@ -151,7 +153,7 @@ fn handshakes_in_flight_are_bounded_and_queued_hosts_keep_their_timeout() {
     );
     assert_eq!(
         silence.seen.load(Ordering::SeqCst),
-        slots + 16,
+        silent_hosts,
         "each silent host was tried once: {err}"
     );
     // At most `slots` at once, the rest queued. A connection given up and the queued one that

@@ -26,6 +26,11 @@ fn hosts_with(dir: &Path, outcome: &str) -> Vec<String> {
         .collect()
 }
 
+/// `wisp ARGS` against `fleet` from `dir` (see [`Fleet::wisp`]).
+fn wisp_at(fleet: &Fleet, dir: &Path, args: &[&str]) -> std::process::Output {
+    fleet.wisp(wisp_tests::wisp_command!(dir), dir, args)
+}
+
 fn names(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|i| format!("web{i:02}")).collect()
 }
@@ -43,8 +48,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     let (rigged, ran) = (srv.join("rigged"), srv.join("ran"));
     let (rigged, ran) = (rigged.display(), ran.display());
     // Five hosts are rigged to fail: two in the second batch of five, three in the third.
-    let rig = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let rig = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -57,8 +62,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     assert_eq!(rig.status.code(), Some(0), "{}", text(&rig.stderr));
 
     let job = format!("touch {ran}; ! test -e {rigged}");
-    let out = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let out = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -86,8 +91,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     failed.sort();
     assert_eq!(failed, ["web07", "web08", "web12", "web13", "web14"]);
     // The hosts left out were never touched.
-    let check = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let check = wisp_at(
+        &fleet,
         &tmp.0,
         &["run", "all", "--", "test", "-e", &ran.to_string()],
     );
@@ -98,11 +103,7 @@ fn budgets_and_canaries_stop_the_rollout() {
 
     // `wisp retry 2` (the budgeted run: the rig was run 1) runs the five that failed and the
     // five never started, and nothing else.
-    let retry = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
-        &tmp.0,
-        &["retry", "2", "--", "sh", "-c", &job],
-    );
+    let retry = wisp_at(&fleet, &tmp.0, &["retry", "2", "--", "sh", "-c", &job]);
     let err = text(&retry.stderr);
     assert_eq!(
         retry.status.code(),
@@ -123,7 +124,7 @@ fn budgets_and_canaries_stop_the_rollout() {
     let listed = text(&wisp::run(&mut history, &tmp.0).stdout);
     assert!(listed.contains("run (retry of 2) sh"), "{listed}");
     // A retry of a `wisp run` needs its command again, and the same program.
-    let bare = fleet.wisp(wisp_tests::wisp_command!(&tmp.0), &tmp.0, &["retry", "2"]);
+    let bare = wisp_at(&fleet, &tmp.0, &["retry", "2"]);
     assert_eq!(bare.status.code(), Some(5));
     assert!(
         text(&bare.stderr).contains("give the command again, as in `wisp retry 2 -- sh ARGS`"),
@@ -132,8 +133,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     );
 
     // --json says the same in its summary.
-    let json = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let json = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -162,8 +163,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     );
 
     // Within the budget every batch runs.
-    let within = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let within = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -182,8 +183,8 @@ fn budgets_and_canaries_stop_the_rollout() {
     assert!(hosts_with(&tmp.0, "not started").is_empty());
 
     // A failing canary: nothing after it starts, whatever the budget.
-    let canary = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let canary = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -243,33 +244,25 @@ fn retry_from_the_failed_task_skips_what_was_done() {
     )
     .unwrap();
     // Rigged outside the store, so that the apply stays the last recorded run.
-    let rig = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let rig = wisp_at(
+        &fleet,
         &tmp.0,
         &["run", "web02,web04", "--no-state", "--", "touch", &rigged],
     );
     assert_eq!(rig.status.code(), Some(0), "{}", text(&rig.stderr));
-    let applied = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
-        &tmp.0,
-        &["apply", "site.toml", "all"],
-    );
+    let applied = wisp_at(&fleet, &tmp.0, &["apply", "site.toml", "all"]);
     assert_eq!(applied.status.code(), Some(2), "{}", text(&applied.stderr));
     let mut failed = hosts_with(&tmp.0, "failed");
     failed.sort();
     assert_eq!(failed, ["web02", "web04"]);
-    let unrig = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let unrig = wisp_at(
+        &fleet,
         &tmp.0,
         &["run", "web02,web04", "--no-state", "--", "rm", &rigged],
     );
     assert_eq!(unrig.status.code(), Some(0), "{}", text(&unrig.stderr));
 
-    let retry = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
-        &tmp.0,
-        &["retry", "--from-failed-task"],
-    );
+    let retry = wisp_at(&fleet, &tmp.0, &["retry", "--from-failed-task"]);
     assert_eq!(retry.status.code(), Some(0), "{}", text(&retry.stderr));
     let lines = journal(&tmp.0);
     assert_eq!(lines[0]["retry_of"], 1, "{:?}", lines[0]);
@@ -299,8 +292,8 @@ fn retry_from_the_failed_task_skips_what_was_done() {
         assert_eq!(carried, 2, "{host}: recorded as done in run 1");
     }
     // Every host ran the counting task exactly once, across both runs.
-    let counted = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let counted = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -326,11 +319,7 @@ fn retry_from_the_failed_task_skips_what_was_done() {
         "[[task]]\nname = \"other\"\nop = \"exec\"\nargv = [\"true\"]\n",
     )
     .unwrap();
-    let changed = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
-        &tmp.0,
-        &["retry", "1", "--from-failed-task"],
-    );
+    let changed = wisp_at(&fleet, &tmp.0, &["retry", "1", "--from-failed-task"]);
     assert_eq!(changed.status.code(), Some(5));
     assert!(
         text(&changed.stderr).contains("changed since run 1"),
@@ -352,8 +341,8 @@ fn fold_prints_identical_output_once_under_a_host_range() {
     let fleet = Fleet::start_with_private_dir(30, &srv);
     fleet.write_inventory(&tmp.0.join("hosts"));
     let marker = srv.join("marker").display().to_string();
-    let odd = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let odd = wisp_at(
+        &fleet,
         &tmp.0,
         &[
             "run",
@@ -366,8 +355,8 @@ fn fold_prints_identical_output_once_under_a_host_range() {
     );
     assert_eq!(odd.status.code(), Some(0), "{}", text(&odd.stderr));
     let job = format!("cat {marker} 2>/dev/null || echo same");
-    let folded = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let folded = wisp_at(
+        &fleet,
         &tmp.0,
         &["run", "all", "--fold", "--", "sh", "-c", &job],
     );
@@ -384,8 +373,8 @@ fn fold_prints_identical_output_once_under_a_host_range() {
     assert!(recap[1].starts_with("web[01-30]  ok"), "{err}");
 
     // --json: output still streams, and a fold line comes before the summary.
-    let json = fleet.wisp(
-        wisp_tests::wisp_command!(&tmp.0),
+    let json = wisp_at(
+        &fleet,
         &tmp.0,
         &["run", "all", "--fold", "--json", "--", "sh", "-c", &job],
     );

@@ -242,11 +242,11 @@ fn carry_options(source: &RetrySource, common: &mut Common) -> Result<(), ExitSt
 /// The targets for the hosts to retry: their names over the inventory, or, without one, the
 /// retried run's own targets that name them.
 fn targets(source: &RetrySource, common: &Common) -> Result<String, ExitStatus> {
-    let names: BTreeSet<&str> = source.hosts.iter().map(|(h, _)| h.as_str()).collect();
+    let hosts = source.hosts.iter().map(|(h, _)| h.as_str());
     if common.inventory.is_some() {
-        let list: Vec<&str> = source.hosts.iter().map(|(h, _)| h.as_str()).collect();
-        return Ok(list.join(","));
+        return Ok(hosts.collect::<Vec<_>>().join(","));
     }
+    let names: BTreeSet<&str> = hosts.collect();
     let spec = source.line["targets"].as_str().unwrap_or("");
     let kept: Vec<&str> = spec
         .split(',')

@@ -27,6 +27,9 @@ pub struct Target {
     pub transport: Arc<dyn Transport>,
     /// Its inventory vars (templates' `host.VAR`).
     pub vars: crate::inventory::Vars,
+    /// Where it is, for a remote host (what a worker on the bus is told); `None` for a local
+    /// one.
+    pub remote: Option<wisp_transports::remote::RemoteHost>,
 }
 
 /// What a fan-out did: every target's result, in target order, and why it stopped early.

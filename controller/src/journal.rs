@@ -30,6 +30,18 @@ pub struct Journal {
     file: Mutex<Option<(PathBuf, std::fs::File)>>,
     store: Mutex<Option<StoreSink>>,
     redactor: crate::secrets::Redactor,
+    /// On a worker: lines go to the controller instead (see [`crate::report::forward`]).
+    forward: Option<Forward>,
+}
+
+/// Where a forwarding journal's lines go.
+#[derive(Clone)]
+pub struct Forward(pub std::sync::Arc<dyn Fn(Value) + Send + Sync>);
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward")
+    }
 }
 
 /// The store and the number of the run being recorded in it (0 before [`Journal::begin`]).
@@ -54,6 +66,15 @@ impl Journal {
             file: Mutex::new(None),
             store: Mutex::new(None),
             redactor: Default::default(),
+            forward: None,
+        }
+    }
+
+    /// A journal that hands every line to `forward` and writes nothing itself.
+    pub fn forwarding(forward: Forward) -> Journal {
+        Journal {
+            forward: Some(forward),
+            ..Journal::disabled()
         }
     }
 
@@ -83,6 +104,7 @@ impl Journal {
             file: Mutex::new(Some((path, file))),
             store: Mutex::new(None),
             redactor: Default::default(),
+            forward: None,
         })
     }
 
@@ -141,6 +163,10 @@ impl Journal {
     /// Appends one line, with the current time as `at`. A failed write is reported on
     /// stderr and turns that sink off (once, not per line).
     pub fn record(&self, line: Value) {
+        if let Some(forward) = &self.forward {
+            (forward.0)(line);
+            return;
+        }
         let text = self.write_file(line);
         let Ok(mut guard) = self.store.lock() else {
             return;

@@ -33,6 +33,7 @@
 //! `remote` options.
 
 pub mod bundle;
+pub mod bus;
 pub mod cli;
 pub mod clock;
 pub mod conformance;

@@ -13,7 +13,7 @@ use wisp_protocol::sandbox::{
 use crate::quantity::{parse_count, parse_cpus, parse_duration, parse_mode, parse_size};
 
 /// Protections enforced by the runner on the host, per command.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, serde::Serialize, serde::Deserialize)]
 #[command(next_help_heading = "Limits (enforced on the host, per command)")]
 pub struct LimitArgs {
     /// Kill the command's whole process tree if it runs longer than this.

@@ -340,6 +340,16 @@ pub struct Located {
     pub checks: Vec<String>,
 }
 
+impl Located {
+    /// No runners: the run pushes none itself (workers on the bus push their own).
+    pub fn none() -> Located {
+        Located {
+            binaries: RunnerBinaries::default(),
+            checks: Vec::new(),
+        }
+    }
+}
+
 /// Checks the runner files [`find`] finds, for `wisp bundle`; returns them.
 pub fn checked_files(
     explicit: Option<&Path>,

@@ -12,6 +12,7 @@ use wisp_protocol::marker::{MarkerScanner, Scan};
 use wisp_protocol::message::{Frame, Message};
 use wisp_transports::stage::StagedRunner;
 
+pub mod nats;
 pub mod session;
 pub mod sshd;
 pub mod wan;

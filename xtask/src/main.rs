@@ -139,6 +139,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("file", "/usr/bin/file"),
     ("sudo", "/usr/bin/sudo"),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
+    // The worker tests start their own `nats-server -js` on a loopback port.
+    ("nats-server", "/usr/sbin/nats-server"),
 ];
 
 /// What the benchmarks use beyond the tests' packages: strace counts the programs each tool

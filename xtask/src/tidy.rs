@@ -334,7 +334,7 @@ mod tests {
 
     /// The controller's layers, top first: a module may import only modules below its own
     /// layer; every module not listed is below `session`.
-    const CONTROLLER_LAYERS: [&str; 4] = ["cli", "jobs", "fleet", "session"];
+    const CONTROLLER_LAYERS: [&str; 5] = ["cli", "bus", "jobs", "fleet", "session"];
 
     #[test]
     fn controller_layers_point_one_way() {

@@ -87,6 +87,8 @@ pub(super) struct Common {
     pub(super) state: StateArgs,
     #[command(flatten)]
     pub(super) rollout: RolloutArgs,
+    #[command(flatten)]
+    pub(super) bus: super::worker::BusArgs,
     /// The run this one retries (`wisp retry`), recorded with it.
     #[arg(skip)]
     pub(super) retry_of: Option<i64>,

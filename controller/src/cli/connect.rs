@@ -60,8 +60,9 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
     let remote = Remote::new(options, ask).map_err(|e| TargetsError::Options(error_chain(&e)))?;
     let remote_target = |name: String, host: RemoteHost, vars| Target {
         name,
-        transport: remote.transport(host),
+        transport: remote.transport(host.clone()),
         vars,
+        remote: Some(host),
     };
     let mut out = Vec::new();
     if let Some(path) = &common.inventory {
@@ -87,6 +88,7 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
                     name,
                     transport: Arc::clone(&local),
                     vars: h.vars,
+                    remote: None,
                 });
                 continue;
             }
@@ -119,6 +121,7 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
                 name: spec.name,
                 transport: Arc::clone(&local),
                 vars: Default::default(),
+                remote: None,
             },
             Some(s) => {
                 let host = RemoteHost {

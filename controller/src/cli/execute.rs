@@ -43,15 +43,29 @@ pub(super) fn fleet(
         Ok(job) => job,
         Err(status) => return status,
     };
+    // Through workers: checked here, before anything connects; the workers push their own
+    // runners.
+    let handoff = match common.bus.nats.as_deref() {
+        Some(url) => {
+            match super::worker::handoff(&common, url, &targets, &job, output_dir.is_some()) {
+                Ok(h) => Some(h),
+                Err(status) => return status,
+            }
+        }
+        None => None,
+    };
     // Every runner is read and its signature checked before any host is contacted.
-    let runners =
+    let runners = if handoff.is_some() {
+        crate::runners::Located::none()
+    } else {
         match crate::runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
             .and_then(|trust| {
                 crate::runners::locate(common.runner.as_deref(), &trust, common.verbose)
             }) {
             Ok(r) => r,
             Err(e) => return usage_error(&e.to_string()),
-        };
+        }
+    };
     // The store is opened before any host is contacted: a run that cannot be recorded does
     // not start.
     let store = match common.state.path().map(|p| crate::store::Store::open(&p)) {
@@ -69,6 +83,28 @@ pub(super) fn fleet(
     let status = runtime.block_on(async move {
         let launch = Launch::new(runners.binaries, common.ttl, common.connect_timeout);
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        // The bus is reached before the run is recorded: a run that cannot be handed out
+        // does not start.
+        let dispatch = match handoff {
+            Some(h) => match crate::bus::Bus::connect(&h.connect).await {
+                Ok(bus) => Some((
+                    crate::bus::dispatch::Dispatch {
+                        bus,
+                        signer: h.signer,
+                        run: crate::bus::item::random_id(),
+                        start: h.start,
+                        redeliver_exec: h.redeliver_exec,
+                    },
+                    h.hosts,
+                    h.work,
+                )),
+                Err(e) => {
+                    let _ = usage_error(&crate::errors::error_chain(&e));
+                    return ExitStatus::Unreachable;
+                }
+            },
+            None => None,
+        };
         let mut journal = open_journal();
         if let Some(store) = store {
             journal = journal.with_store(store);
@@ -105,16 +141,35 @@ pub(super) fn fleet(
         }
         let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
         let rollout = common.rollout.rollout(forks);
-        let fanned = jobs::run(
-            targets,
-            job,
-            &launch,
-            &rollout,
-            output_dir,
-            Arc::clone(&reporter),
-            rx.clone(),
-        )
-        .await;
+        let fanned = match dispatch {
+            Some((dispatch, hosts, work)) => {
+                reporter.journal().record(serde_json::json!({
+                    "kind": "bus", "nats": dispatch.bus.url, "bus_run": dispatch.run,
+                }));
+                crate::bus::dispatch::run(
+                    dispatch,
+                    targets,
+                    hosts,
+                    work,
+                    &rollout,
+                    Arc::clone(&reporter),
+                    rx.clone(),
+                )
+                .await
+            }
+            None => {
+                jobs::run(
+                    targets,
+                    job,
+                    &launch,
+                    &rollout,
+                    output_dir,
+                    Arc::clone(&reporter),
+                    rx.clone(),
+                )
+                .await
+            }
+        };
         let (mut results, stopped) = (fanned.results, fanned.stopped);
         let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
         if timed_out {

@@ -14,6 +14,7 @@ mod history;
 mod retry;
 mod run;
 mod secrets;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -133,6 +134,18 @@ enum Command {
     /// RUN is a number from `wisp history`, or `last`. `--json` prints the run's journal lines
     /// as they were recorded (the same lines as the journal file), for scripts.
     Show(history::ShowArgs),
+    /// Take hosts' work from NATS JetStream and run it: `wisp worker --nats URL --trust-jobs
+    /// jobs.pub`.
+    ///
+    /// Controllers started with `--nats URL` put one signed item per host on the stream;
+    /// each worker pulls items, checks each one's signature and expiry, runs it with its own
+    /// SSH keys, known_hosts and runners, and sends output and results back. Several workers
+    /// share the work; `--region` keeps a worker to the hosts of its region. When a worker
+    /// dies, its plans are run again by another worker after the ack wait, and its commands
+    /// are reported as lost. SIGTERM or Ctrl-C: take no more, finish what started, exit.
+    Worker(Box<worker::WorkerArgs>),
+    /// Make a key pair to sign jobs for workers: FILE (secret) and FILE.pub.
+    Keygen(worker::KeygenArgs),
 }
 
 /// An error the operator must fix before anything runs.
@@ -178,6 +191,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Retry(a) => retry::main(*a),
         Command::History(a) => history::history(&a),
         Command::Show(a) => history::show(&a),
+        Command::Worker(a) => worker::main(*a),
+        Command::Keygen(a) => worker::keygen(&a),
     };
     status.into()
 }

@@ -18,7 +18,7 @@ use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct ApplyOptions {
     /// Report what would change; change nothing (exec tasks are skipped).
     pub check: bool,
@@ -34,7 +34,7 @@ pub struct ApplyOptions {
 /// --from-failed-task`): each task before it is not run again, and is recorded as skipped,
 /// done in the retried run. The handlers those tasks notified when they changed the host
 /// still run, since the host failed before its handlers could.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Resume {
     /// The run retried.
     pub run: i64,

@@ -42,8 +42,8 @@ pub use error::{PlanError, PlanErrorKind};
 use task::{limit_args, read_task};
 pub use template::{Context, condition, op_from_args, render, render_args, render_value};
 
-/// A plan that parsed and checked.
-#[derive(Debug, Clone)]
+/// A plan that parsed and checked. It travels to workers as it is (without its secrets).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The file it came from.
     pub path: PathBuf,
@@ -64,11 +64,12 @@ pub struct Plan {
     /// Each `{{ secret.NAME }}` the plan uses, with its line.
     pub secret_refs: Vec<(String, usize)>,
     /// The secrets' values, once [`Plan::attach_secrets`] has them.
+    #[serde(skip)]
     pub secrets: crate::secrets::SecretValues,
 }
 
 /// One task (or handler).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     /// Its name (the op and line when not given).
     pub name: String,
@@ -99,7 +100,7 @@ pub struct Task {
 }
 
 /// Where `file.write` content comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Content {
     /// Inline text, rendered per host.
     Inline(String),

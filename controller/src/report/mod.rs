@@ -20,8 +20,10 @@ use crate::exit::ExitStatus;
 pub mod drift;
 mod fold;
 mod folded;
+pub mod forward;
 mod lines;
 mod outcome;
+mod recap;
 
 pub use fold::fold_hosts;
 pub use lines::{LineSplitter, capabilities, describe};
@@ -47,6 +49,8 @@ pub struct Reporter {
     drift: Option<drift::Collector>,
     /// `--fold`: output kept, and printed once per group of hosts at the end.
     fold: Option<folded::Folder>,
+    /// On a worker: every job-level call goes here instead (see [`forward`]).
+    forward: Option<forward::Sink>,
 }
 
 /// The colour of an outcome in the recap.
@@ -103,6 +107,7 @@ impl Reporter {
             redactor: crate::secrets::Redactor::default(),
             drift: None,
             fold: None,
+            forward: None,
         }
     }
 
@@ -156,6 +161,9 @@ impl Reporter {
 
     /// A host's end, as a journal line (again, when a run timeout changed it afterwards).
     pub fn journal_host(&self, r: &HostResult) {
+        if self.forward.is_some() {
+            return;
+        }
         self.journal.record(json!({
             "kind": "host", "host": r.host, "outcome": r.outcome.label(), "detail": r.detail,
             "elapsed_ms": u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX),
@@ -186,6 +194,9 @@ impl Reporter {
     /// Records a finished host in the journal (so a run killed later still has it) and
     /// counts it on the progress bar.
     pub fn host_finished(&self, result: &HostResult) {
+        if self.forward.is_some() {
+            return;
+        }
         self.journal_host(result);
         let outcome = result.outcome;
         let Some(bar) = &self.progress else { return };
@@ -238,6 +249,13 @@ impl Reporter {
 
     /// One complete line of a host's output.
     pub fn line(&self, host: &str, stream: EventKind, line: &str) {
+        if self.forwarded(|| forward::Event::Line {
+            host: host.to_owned(),
+            stream,
+            line: line.to_owned(),
+        }) {
+            return;
+        }
         if let Some(fold) = &self.fold {
             fold.line(host, stream == EventKind::Stderr, line);
             if !self.json {
@@ -267,6 +285,12 @@ impl Reporter {
 
     /// A command finished.
     pub fn done(&self, host: &str, done: &Done) {
+        if self.forwarded(|| forward::Event::Done {
+            host: host.to_owned(),
+            done: Box::new(done.clone()),
+        }) {
+            return;
+        }
         self.journal.record(json!({
             "kind": "command", "host": host, "status": done.status, "exit_code": done.exit_code,
             "signal": done.signal, "changed": done.changed, "duration_ms": done.duration_ms,
@@ -288,6 +312,14 @@ impl Reporter {
 
     /// A plan task finished on a host.
     pub fn task(&self, host: &str, task: &str, status: &str, detail: &str) {
+        if self.forwarded(|| forward::Event::Task {
+            host: host.to_owned(),
+            task: task.to_owned(),
+            status: status.to_owned(),
+            detail: detail.to_owned(),
+        }) {
+            return;
+        }
         if let Some(d) = &self.drift {
             d.task(host, task, status, &self.redactor.redact(detail));
             return;
@@ -316,6 +348,12 @@ impl Reporter {
 
     /// A unified diff of what a task changes.
     pub fn diff(&self, host: &str, text: &str) {
+        if self.forwarded(|| forward::Event::Diff {
+            host: host.to_owned(),
+            text: text.to_owned(),
+        }) {
+            return;
+        }
         if let Some(d) = &self.drift {
             d.diff(host, &self.redactor.redact(text));
             return;
@@ -331,6 +369,12 @@ impl Reporter {
 
     /// The runner refused a command.
     pub fn refused(&self, host: &str, e: &ErrorFrame) {
+        if self.forwarded(|| forward::Event::Refused {
+            host: host.to_owned(),
+            error: e.clone(),
+        }) {
+            return;
+        }
         if self.json {
             self.json(json!({"type": "refused", "host": host, "code": e.code, "class": e.class, "message": e.message, "missing": e.missing}));
         } else if !e.missing.is_empty() {
@@ -351,6 +395,12 @@ impl Reporter {
 
     /// The host could not be reached, or the session broke.
     pub fn unreachable(&self, host: &str, message: &str) {
+        if self.forwarded(|| forward::Event::Unreachable {
+            host: host.to_owned(),
+            message: message.to_owned(),
+        }) {
+            return;
+        }
         if self.json {
             self.json(json!({"type": "unreachable", "host": host, "message": message}));
         } else {
@@ -360,6 +410,13 @@ impl Reporter {
 
     /// Facts just read from a host, into the journal (and so the store's facts cache).
     pub fn facts_read(&self, host: &str, host_key: &str, facts: &Value) {
+        if self.forwarded(|| forward::Event::FactsRead {
+            host: host.to_owned(),
+            host_key: host_key.to_owned(),
+            facts: facts.clone(),
+        }) {
+            return;
+        }
         self.journal.record(json!({
             "kind": "facts", "host": host, "host_key": host_key, "facts": facts,
         }));
@@ -367,6 +424,12 @@ impl Reporter {
 
     /// A host's facts.
     pub fn facts(&self, host: &str, facts: &Value) {
+        if self.forwarded(|| forward::Event::Facts {
+            host: host.to_owned(),
+            facts: facts.clone(),
+        }) {
+            return;
+        }
         if self.json {
             self.json(json!({"type": "facts", "host": host, "facts": facts}));
             return;
@@ -389,6 +452,12 @@ impl Reporter {
 
     /// A runner answered READY.
     pub fn ping(&self, host: &str, ready: &Ready) {
+        if self.forwarded(|| forward::Event::Ping {
+            host: host.to_owned(),
+            ready: Box::new(ready.clone()),
+        }) {
+            return;
+        }
         if self.json {
             self.json(json!({"type": "ping", "host": host, "ready": ready}));
             return;
@@ -405,85 +474,6 @@ impl Reporter {
                 capabilities(&ready.caps),
             ),
         );
-    }
-
-    /// The recap after a run: per host on stderr (human), or the summary line (JSON).
-    pub fn recap(&self, results: &[HostResult], status: ExitStatus, stopped: Option<&str>) {
-        let count = |o| results.iter().filter(|r| r.outcome == o).count();
-        let (ok, failed, unreachable, interrupted, not_started) = (
-            count(HostOutcome::Ok),
-            count(HostOutcome::Failed),
-            count(HostOutcome::Unreachable),
-            count(HostOutcome::Interrupted),
-            count(HostOutcome::NotStarted),
-        );
-        let groups = self.fold.as_ref().map(|f| f.groups(results));
-        if let Some(groups) = &groups
-            && self.json
-        {
-            self.json(json!({"type": "fold", "groups": groups}));
-        }
-        if self.json {
-            self.json(json!({
-                "type": "summary", "hosts": results.len(), "ok": ok, "failed": failed,
-                "unreachable": unreachable, "interrupted": interrupted,
-                "not_started": not_started, "stopped": stopped, "exit_code": status as u8,
-            }));
-            return;
-        }
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
-        }
-        if let Some(groups) = &groups {
-            let text: String = groups.iter().map(folded::Group::text).collect();
-            self.out(text.trim_end_matches('\n'));
-        }
-        let mut text = String::from("\nRECAP\n");
-        for r in results.iter().filter(|_| groups.is_none()) {
-            let colour = outcome_colour(r.outcome.label());
-            text.push_str(&format!(
-                "{:<w$}  {}  {:<16}  {:.3}s\n",
-                r.host,
-                self.paint(colour, &format!("{:<11}", r.outcome.label())),
-                r.detail,
-                r.elapsed.as_secs_f64(),
-                w = self.width
-            ));
-            if let Some(sandbox) = &r.sandbox {
-                text.push_str(&format!("{:<w$}  {sandbox}\n", "", w = self.width));
-            }
-        }
-        for (hosts, outcome, detail) in groups
-            .as_deref()
-            .map(folded::recap_rows)
-            .unwrap_or_default()
-        {
-            text.push_str(&format!(
-                "{hosts:<w$}  {}  {detail}\n",
-                self.paint(outcome_colour(outcome), &format!("{outcome:<11}")),
-                w = self.width
-            ));
-        }
-        let extra = |n: usize, what: &str| {
-            if n > 0 {
-                format!(", {n} {what}")
-            } else {
-                String::new()
-            }
-        };
-        text.push_str(&format!(
-            "{} host{}: {ok} ok, {failed} failed, {unreachable} unreachable{}{}",
-            results.len(),
-            if results.len() == 1 { "" } else { "s" },
-            extra(interrupted, "interrupted"),
-            extra(not_started, "not started"),
-        ));
-        if let Some(why) = stopped {
-            text.push_str(&format!(
-                "\nstopped: {why}; {not_started} hosts not started"
-            ));
-        }
-        self.err(&text);
     }
 
     /// The run starts no more hosts, and why (said as it happens; the recap says it again).

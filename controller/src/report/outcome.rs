@@ -5,7 +5,8 @@ use std::time::Duration;
 use crate::exit::ExitStatus;
 
 /// How a host's part of the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HostOutcome {
     /// Succeeded.
     Ok,
@@ -38,7 +39,7 @@ impl HostOutcome {
 }
 
 /// One host's result, for the recap.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostResult {
     /// The host.
     pub host: String,

@@ -1,0 +1,319 @@
+//! The controller's side of a run through workers: the same fan-out as a local run (batches,
+//! budgets, `--forks` items out at once), where each host's work is an item put on the bus
+//! and the events workers send back about it, replayed on the run's reporter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::item::{Back, Cancel, HostSpec, Item, SIGNATURE_HEADER, Signer, Start, Work, now_ms};
+use super::{Bus, EVENTS_STREAM, ITEM_LIFETIME, WORK_STREAM, work_subject};
+use crate::fleet::{Fanned, Target};
+use crate::interrupt::Interrupt;
+use crate::report::{HostOutcome, HostResult, Reporter};
+
+/// How long the controller waits for a lost NATS connection to come back before it gives
+/// up on the hosts still out.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// A run through the bus.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub bus: Bus,
+    pub signer: Signer,
+    /// The run's id on the bus.
+    pub run: String,
+    pub start: Start,
+    pub redeliver_exec: bool,
+}
+
+/// Each item's events, by item id.
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Back>>>>;
+
+/// Runs `work` on every host through the workers; results in target order.
+pub async fn run(
+    d: Dispatch,
+    targets: Vec<Target>,
+    hosts: HashMap<String, (HostSpec, String)>,
+    work: Work,
+    rollout: &crate::rollout::Rollout,
+    reporter: Arc<Reporter>,
+    interrupt: watch::Receiver<Interrupt>,
+) -> Fanned {
+    let d = Arc::new(d);
+    let routes: Routes = Arc::default();
+    let router = match route(&d, Arc::clone(&routes)).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            reporter.unreachable("wisp", &e);
+            None
+        }
+    };
+    tokio::spawn(pass_on_interrupts(Arc::clone(&d), interrupt.clone()));
+    let work = Arc::new(work);
+    let hosts = Arc::new(hosts);
+    let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
+        let (d, routes, work, hosts, reporter) = (
+            Arc::clone(&d),
+            Arc::clone(&routes),
+            Arc::clone(&work),
+            Arc::clone(&hosts),
+            Arc::clone(&reporter),
+        );
+        let routed = router.is_some();
+        async move {
+            let started = std::time::Instant::now();
+            let mut result = if routed {
+                one_host(&d, &routes, &target, &hosts, &work, &reporter, interrupt).await
+            } else {
+                HostResult::new(
+                    &target.name,
+                    HostOutcome::Unreachable,
+                    "no events from NATS",
+                )
+            };
+            result.host.clone_from(&target.name);
+            if result.elapsed.is_zero() {
+                result.elapsed = started.elapsed();
+            }
+            result
+        }
+    };
+    let fanned =
+        crate::fleet::run(targets, rollout, Arc::clone(&reporter), interrupt, per_host).await;
+    if let Some(router) = router {
+        router.abort();
+    }
+    fanned
+}
+
+/// Follows the run's events subject and hands each event to its item's waiter.
+async fn route(d: &Dispatch, routes: Routes) -> Result<tokio::task::JoinHandle<()>, String> {
+    let err = |e: String| format!("cannot follow the run's events on {}: {e}", d.bus.url);
+    let stream = d
+        .bus
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: format!("wisp.events.{}.>", d.run),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = messages.next().await {
+            let Ok(msg) = msg else { continue };
+            let Some(id) = msg.subject.rsplit('.').next().map(str::to_owned) else {
+                continue;
+            };
+            let Ok(back) = serde_json::from_slice::<Back>(&msg.payload) else {
+                continue;
+            };
+            let tx = routes.lock().ok().and_then(|r| r.get(&id).cloned());
+            if let Some(tx) = tx {
+                let _ = tx.send(back);
+            }
+        }
+    }))
+}
+
+/// Ctrl-C (and `--run-timeout`) reach the workers as signed cancels; items not yet taken are
+/// removed from the stream.
+async fn pass_on_interrupts(d: Arc<Dispatch>, mut interrupt: watch::Receiver<Interrupt>) {
+    let mut sent = Interrupt::None;
+    loop {
+        let now = *interrupt.borrow_and_update();
+        if now > sent {
+            if sent == Interrupt::None
+                && let Ok(stream) = d.bus.js.get_stream(WORK_STREAM).await
+            {
+                let _ = stream
+                    .purge()
+                    .filter(format!("wisp.work.*.{}", d.run))
+                    .await;
+            }
+            let cancel = Cancel {
+                run: d.run.clone(),
+                level: if now == Interrupt::Disconnect {
+                    "disconnect"
+                } else {
+                    "cancel"
+                }
+                .into(),
+                expires_ms: now_ms() + 60_000,
+            };
+            if let Ok(body) = serde_json::to_vec(&cancel)
+                && let Ok(sig) = d.signer.sign(&body)
+            {
+                let mut headers = HeaderMap::new();
+                headers.insert(SIGNATURE_HEADER, sig.as_str());
+                let _ = d
+                    .bus
+                    .client
+                    .publish_with_headers(format!("wisp.cancel.{}", d.run), headers, body.into())
+                    .await;
+                let _ = d.bus.client.flush().await;
+            }
+            sent = now;
+        }
+        if interrupt.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One host: its item queued, then its events replayed until its result comes back.
+async fn one_host(
+    d: &Dispatch,
+    routes: &Routes,
+    target: &Target,
+    hosts: &HashMap<String, (HostSpec, String)>,
+    work: &Work,
+    reporter: &Reporter,
+    mut interrupt: watch::Receiver<Interrupt>,
+) -> HostResult {
+    let name = target.name.as_str();
+    let Some((host, region)) = hosts.get(name) else {
+        return HostResult::new(name, HostOutcome::Failed, "no address for the bus");
+    };
+    let id = super::item::random_id();
+    let issued = now_ms();
+    let item = Item {
+        format: super::item::FORMAT,
+        id: id.clone(),
+        run: d.run.clone(),
+        issued_ms: issued,
+        expires_ms: issued + u64::try_from(ITEM_LIFETIME.as_millis()).unwrap_or(u64::MAX),
+        region: region.clone(),
+        host: host.clone(),
+        work: work.clone(),
+        start: d.start,
+        redeliver_exec: d.redeliver_exec,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if let Ok(mut r) = routes.lock() {
+        r.insert(id.clone(), tx);
+    }
+    let result = async {
+        if let Err(e) = queue(d, &item).await {
+            reporter.unreachable(name, &e);
+            return HostResult::new(name, HostOutcome::Unreachable, "not queued");
+        }
+        let mut down = d.bus.down.clone();
+        let mut claimed = false;
+        loop {
+            tokio::select! {
+                back = rx.recv() => {
+                    let Some(back) = back else {
+                        return HostResult::new(name, HostOutcome::Unreachable, "events stopped");
+                    };
+                    match back {
+                        Back::Claimed { worker, at_ms, took_over } => {
+                            claimed = true;
+                            reporter.journal().record(json!({
+                                "kind": "worker", "host": name, "event": "claimed",
+                                "worker": worker, "at_ms": at_ms, "took_over": took_over,
+                                "item": id,
+                            }));
+                        }
+                        Back::Report { event } => {
+                            // A worker reports on the host of its item, never another.
+                            if event.host().is_none_or(|h| h == name) {
+                                reporter.replay(event);
+                            }
+                        }
+                        Back::Finished { worker, at_ms, result } => {
+                            reporter.journal().record(json!({
+                                "kind": "worker", "host": name, "event": "finished",
+                                "worker": worker, "at_ms": at_ms, "item": id,
+                                "outcome": result.outcome.label(),
+                            }));
+                            return result;
+                        }
+                        Back::Lost { worker, by } => {
+                            reporter.journal().record(json!({
+                                "kind": "worker", "host": name, "event": "lost",
+                                "worker": worker, "by": by, "item": id,
+                            }));
+                            let message = format!(
+                                "lost with worker {worker}: the command may have run, in part \
+                                 or whole; an exec item is not run again (--redeliver-exec \
+                                 allows it)"
+                            );
+                            reporter.unreachable(name, &message);
+                            return HostResult::new(
+                                name,
+                                HostOutcome::Unreachable,
+                                &format!("lost with worker {worker}"),
+                            );
+                        }
+                        Back::Refused { worker, reason } => {
+                            reporter.unreachable(name, &format!("worker {worker} refused the item: {reason}"));
+                            return HostResult::new(name, HostOutcome::Failed, "refused by its worker");
+                        }
+                    }
+                }
+                _ = interrupt.changed() => {
+                    let now = *interrupt.borrow();
+                    if now == Interrupt::Disconnect {
+                        return HostResult::new(name, HostOutcome::Interrupted, "disconnected");
+                    }
+                    if now == Interrupt::Cancel && !claimed {
+                        // Purged from the stream before a worker took it (a claim on its way
+                        // is cancelled by the same broadcast).
+                        return HostResult::new(name, HostOutcome::Interrupted, "not started");
+                    }
+                }
+                _ = down.changed() => {
+                    if !*down.borrow() {
+                        continue;
+                    }
+                    // Down: give it the grace to come back, else give the host up.
+                    let back = tokio::time::timeout(RECONNECT_GRACE, down.wait_for(|d| !*d)).await;
+                    if !matches!(back, Ok(Ok(_))) {
+                        let message = format!(
+                            "lost the NATS server at {}: this host's result is unknown (its \
+                             worker finishes what it started; `wisp retry` runs it again)",
+                            d.bus.url
+                        );
+                        reporter.unreachable(name, &message);
+                        return HostResult::new(name, HostOutcome::Unreachable, "NATS lost");
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Ok(mut r) = routes.lock() {
+        r.remove(&id);
+    }
+    result
+}
+
+/// Signs the item and puts it on the work stream, waiting for the stream to store it.
+async fn queue(d: &Dispatch, item: &Item) -> Result<(), String> {
+    let body = serde_json::to_vec(item).map_err(|e| e.to_string())?;
+    let sig = d.signer.sign(&body).map_err(|e| e.to_string())?;
+    let mut headers = HeaderMap::new();
+    headers.insert(SIGNATURE_HEADER, sig.as_str());
+    let subject = work_subject(&item.region, &item.run);
+    let err = |e: String| format!("cannot queue its item on NATS at {}: {e}", d.bus.url);
+    let ack = d
+        .bus
+        .js
+        .publish_with_headers(subject, headers, body.into())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    ack.await.map_err(|e| err(e.to_string()))?;
+    Ok(())
+}

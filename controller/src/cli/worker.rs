@@ -1,0 +1,405 @@
+//! `wisp worker` and `wisp keygen`, and the `--nats` flags of fleet commands: how a run is
+//! handed to workers on NATS JetStream (see [`crate::bus`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use wisp_transports::remote::{Remote, RemoteHost, RemoteOptions};
+
+use super::common::Common;
+use super::usage_error;
+use crate::bus::item::{HostSpec, Signer, Start, Verifier, Work};
+use crate::bus::{self, Connect};
+use crate::errors::error_chain;
+use crate::exit::ExitStatus;
+use crate::fleet::Target;
+use crate::jobs::Job;
+use crate::quantity::parse_duration;
+
+/// How to authenticate to the NATS server and check it.
+#[derive(Debug, Clone, Args)]
+pub(super) struct NatsAuth {
+    /// NATS credentials file (user JWT and nkey seed) for the server.
+    #[arg(long, value_name = "FILE", env = "WISP_NATS_CREDS")]
+    pub(super) nats_creds: Option<PathBuf>,
+    /// A file holding the nkey seed to sign in to the server with.
+    #[arg(long, value_name = "FILE", env = "WISP_NATS_NKEY")]
+    pub(super) nats_nkey: Option<PathBuf>,
+    /// CA certificates (PEM) the server's TLS certificate must chain to; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    pub(super) nats_ca: Option<PathBuf>,
+}
+
+impl NatsAuth {
+    fn connect(&self, url: &str, name: String) -> Connect {
+        Connect {
+            url: url.to_owned(),
+            creds: self.nats_creds.clone(),
+            nkey: self.nats_nkey.clone(),
+            ca: self.nats_ca.clone(),
+            name,
+        }
+    }
+}
+
+/// `--nats` on `run`, `apply`, `drift`, `facts`, `ping`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Workers (NATS JetStream)")]
+pub(super) struct BusArgs {
+    /// Hand each host to workers (`wisp worker`) through this NATS server instead of
+    /// connecting from here. Batches and failure budgets stay with this controller; output,
+    /// recap, store and exit code are those of a local run. Host keys, SSH keys and runners
+    /// are the workers' own.
+    #[arg(long, value_name = "URL", env = "WISP_NATS")]
+    pub(super) nats: Option<String>,
+    #[command(flatten)]
+    pub(super) auth: NatsAuth,
+    /// The minisign secret key jobs are signed with (`wisp keygen`); workers run only jobs
+    /// signed by a key they trust. Its password, if any, in $WISP_JOB_KEY_PASSWORD.
+    #[arg(long, value_name = "FILE", env = "WISP_JOB_KEY")]
+    pub(super) sign_jobs: Option<PathBuf>,
+    /// When a worker dies mid-command, run an exec item again on another worker (by default
+    /// it is reported as lost: a command may not be safe to run twice; plans always are).
+    #[arg(long)]
+    pub(super) redeliver_exec: bool,
+}
+
+/// What the controller needs to hand a run to the bus, worked out before anything connects.
+#[derive(Debug)]
+pub(super) struct Handoff {
+    pub(super) connect: Connect,
+    pub(super) signer: Signer,
+    pub(super) hosts: HashMap<String, (HostSpec, String)>,
+    pub(super) work: Work,
+    pub(super) start: Start,
+    pub(super) redeliver_exec: bool,
+}
+
+/// Checks that this run can go through the bus, and says what to fix when it cannot.
+pub(super) fn handoff(
+    common: &Common,
+    url: &str,
+    targets: &[Target],
+    job: &Job,
+    output_dir: bool,
+) -> Result<Handoff, ExitStatus> {
+    let a = &common.bus;
+    let Some(key) = &a.sign_jobs else {
+        return Err(usage_error(
+            "--nats needs --sign-jobs FILE (or $WISP_JOB_KEY): workers run only signed jobs; \
+             make a key pair with `wisp keygen FILE` and give workers FILE.pub with \
+             --trust-jobs",
+        ));
+    };
+    if output_dir {
+        return Err(usage_error(
+            "--output-dir writes on this machine; it does not combine with --nats",
+        ));
+    }
+    if common.ask_pass || common.ask_become_pass {
+        return Err(usage_error(
+            "--ask-pass and --ask-become-pass do not travel through NATS: credentials stay \
+             with each worker (its keys, or $WISP_BECOME_PASSWORD where it runs)",
+        ));
+    }
+    let work =
+        match job {
+            Job::Exec {
+                per_arch: Some(_), ..
+            } => {
+                return Err(usage_error(
+                    "a per-architecture seccomp file is read on this machine; with --nats give \
+                 one compiled for the hosts' architecture",
+                ));
+            }
+            Job::Exec { args, limits, .. } => Work::Exec {
+                args: args.clone(),
+                limits: limits.clone(),
+            },
+            Job::Facts => Work::Facts,
+            Job::Ping => Work::Ping,
+            Job::Plan { plan, .. } if !plan.secret_refs.is_empty() => {
+                return Err(usage_error(&format!(
+                    "{} uses secrets; plans with secrets do not go through --nats yet (their \
+                 values would have to reach the workers)",
+                    plan.path.display()
+                )));
+            }
+            Job::Plan {
+                plan,
+                options,
+                resume,
+            } => {
+                if let Some(task) = plan.tasks.iter().chain(&plan.handlers).find(|t| {
+                    t.limits.per_arch() || t.limits.seccomp.as_deref().is_some_and(is_file)
+                }) {
+                    return Err(usage_error(&format!(
+                        "{}:{}: a seccomp file is read on this machine; it does not go through \
+                     --nats",
+                        plan.path.display(),
+                        task.line
+                    )));
+                }
+                if resume.is_some() {
+                    return Err(usage_error(
+                        "--from-failed-task does not combine with --nats yet",
+                    ));
+                }
+                Work::Plan {
+                    plan: Box::new((**plan).clone()),
+                    options: *options,
+                    resume: None,
+                }
+            }
+        };
+    let mut hosts = HashMap::new();
+    for t in targets {
+        let Some(remote) = &t.remote else {
+            return Err(usage_error(&format!(
+                "{}: a local target runs on this machine; --nats hands remote hosts to workers",
+                t.name
+            )));
+        };
+        let region = t
+            .vars
+            .get("wisp_region")
+            .cloned()
+            .unwrap_or_else(|| "any".into());
+        if let Err(e) = bus::check_region(&region) {
+            return Err(usage_error(&format!("{}: wisp_region: {e}", t.name)));
+        }
+        let spec = HostSpec {
+            name: t.name.clone(),
+            address: remote.address.clone(),
+            port: remote.port,
+            user: remote.user.clone().or_else(|| common.user.clone()),
+            vars: t.vars.clone(),
+        };
+        hosts.insert(t.name.clone(), (spec, region));
+    }
+    let signer = Signer::load(key).map_err(|e| usage_error(&error_chain(&e)))?;
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(Handoff {
+        connect: a
+            .auth
+            .connect(url, format!("wisp controller {}", std::process::id())),
+        signer,
+        hosts,
+        work,
+        start: Start {
+            connect_timeout_ms: ms(common.connect_timeout),
+            ttl_ms: ms(common.ttl),
+            become_root: common.become_root,
+        },
+        redeliver_exec: a.redeliver_exec,
+    })
+}
+
+/// A seccomp setting that names a file, not a profile.
+fn is_file(s: &str) -> bool {
+    !matches!(s, "default" | "strict" | "none")
+}
+
+#[derive(Debug, Args)]
+pub(super) struct WorkerArgs {
+    /// The NATS server to take work from.
+    #[arg(long, value_name = "URL", env = "WISP_NATS")]
+    nats: String,
+    #[command(flatten)]
+    auth: NatsAuth,
+    /// This worker's name, in claims, logs and the run's record [default: HOSTNAME-PID].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Take only the items of hosts in this region (their inventory var `wisp_region`);
+    /// without it, the items of hosts that have none.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// Run jobs signed by this minisign public key (repeatable; at least one). Anything else
+    /// put on the stream is refused and logged.
+    #[arg(long, value_name = "FILE", required = true)]
+    trust_jobs: Vec<PathBuf>,
+    /// Hosts worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    forks: u32,
+    /// How long an item may go without a sign of life from its worker before the stream
+    /// hands it to another (set when the region's consumer is first made; workers tell the
+    /// stream they are alive every third of it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    ack_wait: Duration,
+    /// SSH login user for hosts whose item names none [default: $USER].
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+    /// Private key file to offer (repeatable) [default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa].
+    #[arg(long, value_name = "FILE")]
+    key: Vec<PathBuf>,
+    /// The known_hosts file host keys are checked against [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Trust hosts whose key is not in known_hosts yet, and record it there.
+    #[arg(long)]
+    accept_new: bool,
+    /// OpenSSH client config to read [default: ~/.ssh/config].
+    #[arg(short = 'F', long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+    /// The runner executable to push [default: $WISP_RUNNER, then beside wisp, then the
+    /// build tree].
+    #[arg(long, value_name = "PATH")]
+    runner: Option<PathBuf>,
+    /// Also trust runners signed by this minisign public key (repeatable).
+    #[arg(long, value_name = "FILE")]
+    trusted_key: Vec<PathBuf>,
+    /// Push runners without checking their signatures. Development only.
+    #[arg(long)]
+    insecure_unsigned_runner: bool,
+}
+
+/// `wisp worker`.
+pub(super) fn main(a: WorkerArgs) -> ExitStatus {
+    let region = a.region.clone().unwrap_or_else(|| "any".into());
+    if let Err(e) = bus::check_region(&region) {
+        return usage_error(&format!("--region: {e}"));
+    }
+    let verifier = match Verifier::load(&a.trust_jobs) {
+        Ok(v) => v,
+        Err(e) => return usage_error(&error_chain(&e)),
+    };
+    let runners = match crate::runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
+        .and_then(|trust| crate::runners::locate(a.runner.as_deref(), &trust, false))
+    {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if let Err(e) = crate::fds::prepare(usize::try_from(a.forks).unwrap_or(usize::MAX)) {
+        return usage_error(&e);
+    }
+    let name = a.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let reach = reach(&a);
+    let worker = bus::worker::Worker {
+        name: name.clone(),
+        region,
+        forks: usize::try_from(a.forks).unwrap_or(usize::MAX),
+        ack_wait: a.ack_wait,
+        verifier,
+        runners: runners.binaries,
+        reach,
+    };
+    let connect = a.auth.connect(&a.nats, format!("wisp worker {name}"));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let bus = match bus::Bus::connect(&connect).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = usage_error(&error_chain(&e));
+                return ExitStatus::Unreachable;
+            }
+        };
+        // SIGINT/SIGTERM: take no more items, finish the ones started, exit.
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                let _ = stop_tx.send(true);
+            }
+        });
+        match bus::worker::serve(bus, worker, stop).await {
+            Ok(()) => ExitStatus::Ok,
+            Err(e) => {
+                let _ = usage_error(&error_chain(&e));
+                ExitStatus::Unreachable
+            }
+        }
+    })
+}
+
+/// How this worker reaches a host: its own keys, known_hosts and client config; one set of
+/// remote options per become mode, made when first needed.
+fn reach(a: &WorkerArgs) -> bus::worker::Reach {
+    let base = RemoteOptions {
+        keys: a.key.clone(),
+        known_hosts: a.known_hosts.clone(),
+        accept_new: a.accept_new,
+        become_root: false,
+        ask_pass: false,
+        ask_become_pass: false,
+        default_user: a.user.clone(),
+        config: a.ssh_config.clone(),
+    };
+    let made: Mutex<HashMap<bool, Remote>> = Mutex::default();
+    Arc::new(move |host: &HostSpec, become_root: bool| {
+        let mut made = made
+            .lock()
+            .map_err(|_| "worker state poisoned".to_owned())?;
+        let remote = match made.get(&become_root) {
+            Some(r) => r.clone(),
+            None => {
+                let options = RemoteOptions {
+                    become_root,
+                    ..base.clone()
+                };
+                // No terminal here: an encrypted key without $WISP_SSH_PASSPHRASE is refused
+                // when it is needed.
+                let r = Remote::new(options, |_| Ok(None)).map_err(|e| error_chain(&e))?;
+                made.insert(become_root, r.clone());
+                r
+            }
+        };
+        let target = RemoteHost {
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            key: None,
+        };
+        Ok(Target {
+            name: host.name.clone(),
+            transport: remote.transport(target.clone()),
+            vars: host.vars.clone(),
+            remote: Some(target),
+        })
+    })
+}
+
+#[derive(Debug, Args)]
+pub(super) struct KeygenArgs {
+    /// Where to write the secret key (0600; never over an existing file); the public key
+    /// goes beside it as FILE.pub.
+    file: PathBuf,
+}
+
+/// `wisp keygen`.
+pub(super) fn keygen(a: &KeygenArgs) -> ExitStatus {
+    match Signer::generate(&a.file) {
+        Ok(public) => {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!(
+                    "wrote {} (sign with --sign-jobs) and {} (give workers --trust-jobs)\n",
+                    a.file.display(),
+                    public.display()
+                ),
+            );
+            ExitStatus::Ok
+        }
+        Err(e) => usage_error(&error_chain(&e)),
+    }
+}

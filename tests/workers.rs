@@ -508,3 +508,51 @@ fn a_nats_server_lost_mid_run_ends_the_run_and_half_applies_nothing() {
         assert_eq!(a.is_file(), b.is_file(), "web{i:02} half-applied");
     }
 }
+
+#[test]
+fn ctrl_c_cancels_the_remote_work_through_the_bus() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("workers-cancel");
+    let fleet = Fleet::start(3);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 3);
+    let mut run = controller(&fleet, &tmp.0, &nats, &["run", "all", "--", "sleep", "300"]);
+    run.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = run.spawn().expect("start the controller");
+    let busy = wait_for(Duration::from_secs(60), || {
+        (w1.log_text().matches(": running item").count() == 3).then_some(())
+    });
+    assert!(busy.is_some(), "w1 did not take the three items:\n{}", w1.log_text());
+    // The remote commands are running before the interrupt.
+    let sleeping = wait_for(Duration::from_secs(30), || {
+        (wisp_tests::all_processes()
+            .iter()
+            .filter(|(_, argv)| argv == &["sleep", "300"])
+            .count()
+            >= 3)
+            .then_some(())
+    });
+    assert!(sleeping.is_some(), "the commands did not start");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let done = child.wait_with_output().expect("wait for the controller");
+    wisp::show(&run, &done, &tmp.0);
+    show_logs(std::slice::from_ref(&w1));
+    let stderr = text(&done.stderr);
+    assert_eq!(done.status.code(), Some(99), "{stderr}");
+    assert!(w1.log_text().contains(": cancel"), "the worker got no cancel");
+    // The runner killed each command's tree and removed itself, as in a local run.
+    let gone = wait_for(Duration::from_secs(20), || {
+        (!wisp_tests::all_processes()
+            .iter()
+            .any(|(_, argv)| argv == &["sleep", "300"]))
+        .then_some(())
+    });
+    assert!(gone.is_some(), "the remote commands outlived the cancel");
+    fleet.assert_clean();
+}

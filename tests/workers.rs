@@ -526,7 +526,11 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     let busy = wait_for(Duration::from_secs(60), || {
         (w1.log_text().matches(": running item").count() == 3).then_some(())
     });
-    assert!(busy.is_some(), "w1 did not take the three items:\n{}", w1.log_text());
+    assert!(
+        busy.is_some(),
+        "w1 did not take the three items:\n{}",
+        w1.log_text()
+    );
     // The remote commands are running before the interrupt.
     let sleeping = wait_for(Duration::from_secs(30), || {
         (wisp_tests::all_processes()
@@ -545,7 +549,10 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     show_logs(std::slice::from_ref(&w1));
     let stderr = text(&done.stderr);
     assert_eq!(done.status.code(), Some(99), "{stderr}");
-    assert!(w1.log_text().contains(": cancel"), "the worker got no cancel");
+    assert!(
+        w1.log_text().contains(": cancel"),
+        "the worker got no cancel"
+    );
     // The runner killed each command's tree and removed itself, as in a local run.
     let gone = wait_for(Duration::from_secs(20), || {
         (!wisp_tests::all_processes()

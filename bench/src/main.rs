@@ -19,7 +19,9 @@
 //!   SSH; then the same behind a latency proxy (50 ms round trip, 20 Mbit/s per host) with
 //!   bytes per host, and the programs each tool executes on a host (strace);
 //! - with `--scale N`: N sshd hosts across 127.x.y.z, every host at once: wall time, hosts
-//!   per second, the controller's peak RSS per host, reachability, beside OpenSSH.
+//!   per second, the controller's peak RSS per host, reachability, beside OpenSSH;
+//! - with `--workers N`: N sshd hosts, `wisp run <all> -- true` from the controller and
+//!   through 2 workers on a real `nats-server -js`, alternating: the bus's overhead per host.
 
 #![allow(clippy::print_stdout)] // printing figures is what a benchmark is for
 #![allow(clippy::unwrap_used)] // a benchmark that cannot run has nothing to report
@@ -136,6 +138,7 @@ mod inventory;
 mod scale;
 mod ssh;
 mod wan;
+mod workers;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -145,6 +148,10 @@ fn main() {
     };
     if let Some(n) = count("--ssh") {
         ssh::bench(n);
+        return;
+    }
+    if let Some(n) = count("--workers") {
+        workers::bench(n);
         return;
     }
     if let Some(n) = count("--scale") {

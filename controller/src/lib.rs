@@ -3,6 +3,8 @@
 //! Layers, top first; a module imports only from layers below its own (tidy checks it):
 //!
 //! - [`cli`]: the clap tree, one module per subcommand, exit codes; builds jobs and targets;
+//! - [`bus`]: runs handed to workers on NATS JetStream (`--nats`) and the worker that runs
+//!   them (`wisp worker`): signed items, claims, events back, cancels;
 //! - [`jobs`]: what a run does on each host (exec, facts, ping, a plan), with one per-command
 //!   event loop shared by exec jobs and plan tasks;
 //! - [`fleet`]: fan-out over targets, at most `--forks` at once, in batches;

@@ -311,6 +311,8 @@ fn bench() -> Result<()> {
     ensure_packages(BENCH_PACKAGES)?;
     let hosts = std::env::var("WISP_BENCH_HOSTS").unwrap_or_else(|_| "50".into());
     bench(&["--ssh", &hosts])?;
+    let workers = std::env::var("WISP_BENCH_WORKERS").unwrap_or_else(|_| "200".into());
+    bench(&["--workers", &workers])?;
     let scale = std::env::var("WISP_BENCH_SCALE").unwrap_or_else(|_| "1000".into());
     bench(&["--scale", &scale])
 }

@@ -26,6 +26,17 @@ struct Worker {
 
 impl Worker {
     fn start(fleet: &Fleet, dir: &Path, nats: &Nats, name: &str, forks: u32) -> Worker {
+        Self::start_with(fleet, dir, nats, name, forks, &[])
+    }
+
+    fn start_with(
+        fleet: &Fleet,
+        dir: &Path,
+        nats: &Nats,
+        name: &str,
+        forks: u32,
+        extra: &[&str],
+    ) -> Worker {
         let log = dir.join(format!("{name}.log"));
         let mut c = wisp_tests::wisp_command!(dir);
         c.args([
@@ -38,6 +49,7 @@ impl Worker {
             "jobs.key.pub",
         ])
         .args(["--ack-wait", "3s", "--forks", &forks.to_string()])
+        .args(extra)
         .args(
             fleet
                 .root_options()
@@ -562,4 +574,103 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     });
     assert!(gone.is_some(), "the remote commands outlived the cancel");
     fleet.assert_clean();
+}
+
+#[test]
+fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("workers-regions");
+    let fleet = Fleet::start(4);
+    // web01 and web02 are in region eu; web03 and web04 in none.
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let inventory = std::fs::read_to_string(tmp.0.join("hosts")).unwrap();
+    let tagged: String = inventory
+        .lines()
+        .map(|l| {
+            if l.starts_with("web01") || l.starts_with("web02") {
+                format!("{l} wisp_region=eu\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(tmp.0.join("hosts"), tagged).unwrap();
+    let user = nkeys::KeyPair::new_user();
+    std::fs::write(tmp.0.join("seed"), user.seed().unwrap()).unwrap();
+    let nats = Nats::start_with(
+        &tmp.0,
+        &format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}",
+            user.public_key()
+        ),
+    );
+    keygen(&tmp.0);
+    // Without the nkey the bus refuses a worker, and it says so.
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args([
+        "worker",
+        "--nats",
+        &nats.url,
+        "--trust-jobs",
+        "jobs.key.pub",
+    ])
+    .current_dir(&tmp.0);
+    let refused = wisp::run(&mut c, &tmp.0);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        text(&refused.stderr).contains("cannot reach the NATS server at nats://127.0.0.1"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let nkey = ["--nats-nkey", "seed"];
+    let workers = [
+        Worker::start_with(
+            &fleet,
+            &tmp.0,
+            &nats,
+            "eu1",
+            4,
+            &[&nkey[..], &["--region", "eu"]].concat(),
+        ),
+        Worker::start_with(&fleet, &tmp.0, &nats, "rest1", 4, &nkey),
+    ];
+    let out = tmp.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        tmp.0.join("drift.toml"),
+        format!(
+            "[[task]]\nname = \"conf\"\nop = \"file.write\"\npath = \"{}/conf\"\ncontent = \"x\\n\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    // A drift check through the bus: folded as a local one is, exit 2 for drifted hosts.
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["drift", "drift.toml", "all", "--nats-nkey", "seed"],
+    );
+    let done = wisp::run(&mut run, &tmp.0);
+    show_logs(&workers);
+    assert_eq!(done.status.code(), Some(2), "drifted hosts exit 2");
+    assert!(text(&done.stdout).contains("web[01-04]"), "not folded");
+    assert!(!out.join("conf").exists(), "a drift check changed a host");
+    let lines = worker_lines(&tmp.0);
+    let claimed_by = |host: &str| {
+        lines
+            .iter()
+            .find(|l| l["host"] == host && l["event"] == "claimed")
+            .map(|l| l["worker"].as_str().unwrap().to_owned())
+    };
+    for (host, worker) in [
+        ("web01", "eu1"),
+        ("web02", "eu1"),
+        ("web03", "rest1"),
+        ("web04", "rest1"),
+    ] {
+        assert_eq!(claimed_by(host).as_deref(), Some(worker), "{lines:#?}");
+    }
 }

@@ -27,6 +27,12 @@ pub struct Nats {
 impl Nats {
     /// Starts a server with JetStream, storing in `dir`, and waits until it accepts clients.
     pub fn start(dir: &Path) -> Nats {
+        Self::start_with(dir, "")
+    }
+
+    /// The same, with `config` (nats-server configuration text, e.g. an `authorization`
+    /// block) added to its configuration file.
+    pub fn start_with(dir: &Path, config: &str) -> Nats {
         assert!(
             Path::new(NATS_SERVER).is_file(),
             "{NATS_SERVER} is missing: install Debian's nats-server (.ci/run does) to run the \
@@ -37,11 +43,19 @@ impl Nats {
         let store = dir.join("nats-store");
         std::fs::create_dir_all(&store).expect("create the NATS store");
         let log = dir.join("nats.log");
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\nlog_file: \"{}\"\n{config}\n",
+                store.display(),
+                log.display()
+            ),
+        )
+        .expect("write the NATS config");
         let child = Command::new(NATS_SERVER)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .arg("-l")
-            .arg(&log)
+            .arg("-c")
+            .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

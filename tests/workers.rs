@@ -394,6 +394,7 @@ fn forged_and_replayed_items_are_refused() {
             become_root: false,
         },
         redeliver_exec: false,
+        secrets: None,
     };
     let trusted = Signer::load(&tmp.0.join("jobs.key")).unwrap();
     let other = Signer::load(&tmp.0.join("other/jobs.key")).unwrap();
@@ -672,5 +673,191 @@ fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
         ("web04", "rest1"),
     ] {
         assert_eq!(claimed_by(host).as_deref(), Some(worker), "{lines:#?}");
+    }
+}
+
+/// Every file under `dir`, read whole, that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn secrets_reach_only_workers_holding_the_identity_and_never_cross_the_bus_in_clear() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("workers-secrets");
+    let fleet = Fleet::start(2);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let secrets = |args: &[&str], stdin: Option<&str>| {
+        let mut c = wisp_tests::wisp_command!(&tmp.0);
+        c.args(["secrets"]).args(args).current_dir(&tmp.0);
+        if let Some(input) = stdin {
+            let mut child = c
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run wisp secrets");
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+                .expect("write the value");
+            let out = child.wait_with_output().expect("wisp secrets");
+            wisp::show(&c, &out, &tmp.0);
+            return out;
+        }
+        wisp::run(&mut c, &tmp.0)
+    };
+    let controller_id = text(&secrets(&["keygen", "--out", "ctl.key"], None).stdout);
+    let worker_id = text(&secrets(&["keygen", "--out", "wk.key"], None).stdout);
+    assert!(
+        secrets(
+            &["init", "s.age", "--recipient", controller_id.trim()],
+            None
+        )
+        .status
+        .success()
+    );
+    let value = format!("s3cr3t-{}-bus", std::process::id());
+    assert!(
+        secrets(
+            &["set", "s.age", "db_pass", "--identity", "ctl.key"],
+            Some(&format!("{value}\n"))
+        )
+        .status
+        .success()
+    );
+    std::fs::write(tmp.0.join("workers.recipients"), &worker_id).unwrap();
+    let out = tmp.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        tmp.0.join("plan.toml"),
+        format!(
+            r#"secrets = "s.age"
+
+[[task]]
+name = "echoes it"
+op = "exec"
+shell = 'echo "token is $TOKEN"'
+env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
+
+[[task]]
+name = "writes it"
+op = "file.write"
+path = "{}/{{{{ host.name }}}}.conf"
+content = "password = {{{{ secret.db_pass }}}}\n"
+mode = "0600"
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let apply = |hosts: &str| {
+        let mut run = controller(
+            &fleet,
+            &tmp.0,
+            &nats,
+            &[
+                "apply",
+                "plan.toml",
+                hosts,
+                "--identity",
+                "ctl.key",
+                "--worker-recipients",
+                "workers.recipients",
+            ],
+        );
+        wisp::run(&mut run, &tmp.0)
+    };
+    // A worker without the identity refuses the item: nothing runs.
+    let mut plain = Worker::start(&fleet, &tmp.0, &nats, "plain", 2);
+    let refused = apply("web01");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("worker plain refused the item: its secrets do not open"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!out.join("web01.conf").exists());
+    plain.kill();
+    // The worker that holds it runs the plan; the output comes back hidden.
+    let keyed = Worker::start_with(&fleet, &tmp.0, &nats, "keyed", 2, &["--identity", "wk.key"]);
+    let done = apply("all");
+    show_logs(&[plain, keyed]);
+    assert_eq!(done.status.code(), Some(0));
+    let stdout = text(&done.stdout);
+    assert!(stdout.contains("token is [secret:db_pass]"), "{stdout}");
+    assert!(!stdout.contains(&value) && !text(&done.stderr).contains(&value));
+    for host in ["web01", "web02"] {
+        let conf = std::fs::read_to_string(out.join(format!("{host}.conf"))).unwrap();
+        assert_eq!(conf, format!("password = {value}\n"));
+    }
+    // Nothing the bus stored (items, events, claims) holds the value in clear; the hidden
+    // form of the output is there, so the search does see the events.
+    let store = tmp.0.join("nats-store");
+    assert!(!files_containing(&store, b"token is [secret:db_pass]").is_empty());
+    let leaked = files_containing(&store, value.as_bytes());
+    assert!(
+        leaked.is_empty(),
+        "the secret is in the bus's store: {leaked:?}"
+    );
+}
+
+#[test]
+fn redeliver_exec_runs_a_lost_command_again_on_another_worker() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("workers-redeliver");
+    let fleet = Fleet::start(2);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 2);
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["run", "all", "--redeliver-exec", "--", "sleep", "3"],
+    );
+    run.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = run.spawn().expect("start the controller");
+    let busy = wait_for(Duration::from_secs(60), || {
+        (w1.log_text().matches(": running item").count() == 2).then_some(())
+    });
+    assert!(busy.is_some(), "w1 did not take both items");
+    w1.kill();
+    let w2 = Worker::start(&fleet, &tmp.0, &nats, "w2", 2);
+    let done = child.wait_with_output().expect("wait for the controller");
+    wisp::show(&run, &done, &tmp.0);
+    show_logs(&[w1, w2]);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    let lines = worker_lines(&tmp.0);
+    for host in ["web01", "web02"] {
+        let finished: Vec<_> = lines
+            .iter()
+            .filter(|l| l["host"] == host && l["event"] == "finished")
+            .collect();
+        assert_eq!(finished.len(), 1, "{lines:#?}");
+        assert_eq!(finished[0]["worker"], "w2");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["host"] == host && l["took_over"] == "w1"),
+            "{lines:#?}"
+        );
     }
 }

@@ -78,7 +78,21 @@ impl Redactor {
         Redactor { patterns }
     }
 
-    /// `text` with every secret hidden.
+    /// Every string in `value` with every secret hidden (what a worker sends back).
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(r) = self.redact(s) {
+                    *s = r;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
+            _ => {}
+        }
+    }
+
+    /// `text` with every secret value replaced by `[secret:NAME]`.
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         if !self.patterns.iter().any(|(p, _)| text.contains(p.as_str())) {
             return std::borrow::Cow::Borrowed(text);
@@ -212,7 +226,12 @@ pub fn recipients_path(file: &Path) -> PathBuf {
 
 /// The recipients listed beside `file`.
 pub fn recipients(file: &Path) -> Result<Vec<age::x25519::Recipient>, SecretsError> {
-    let path = recipients_path(file);
+    recipients_in(&recipients_path(file))
+}
+
+/// The recipients listed in `path`, one `age1...` per line (`#` comments).
+pub fn recipients_in(path: &Path) -> Result<Vec<age::x25519::Recipient>, SecretsError> {
+    let path = path.to_owned();
     let text = read(&path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -291,17 +310,7 @@ fn render(values: &BTreeMap<String, String>) -> String {
 
 /// Encrypts `values` to the recipients beside `file` and replaces `file` atomically.
 pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), SecretsError> {
-    let rs = recipients(file)?;
-    let encrypt = |e: Box<dyn std::error::Error + Send + Sync>| SecretsError::Encrypt(e);
-    let encryptor = age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| encrypt(e.into()))?;
-    let mut out = Vec::new();
-    let mut w = encryptor
-        .wrap_output(&mut out)
-        .map_err(|e| encrypt(e.into()))?;
-    w.write_all(render(values).as_bytes())
-        .and_then(|()| w.finish().map(drop))
-        .map_err(|e| encrypt(e.into()))?;
+    let out = seal(&render(values), &recipients(file)?)?;
     let tmp = file.with_extension("age.tmp");
     std::fs::write(&tmp, &out)
         .and_then(|()| std::fs::rename(&tmp, file))
@@ -309,6 +318,42 @@ pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), Secret
             path: file.to_owned(),
             source,
         })
+}
+
+/// `values` encrypted to `rs`, for workers on the bus: only their identities open it.
+pub fn seal_values(
+    values: &SecretValues,
+    rs: &[age::x25519::Recipient],
+) -> Result<Vec<u8>, SecretsError> {
+    seal(&render(&values.0), rs)
+}
+
+/// What [`seal_values`] sealed, opened with `ids`.
+pub fn unseal_values(bytes: &[u8], ids: &[age::x25519::Identity]) -> Result<SecretValues, String> {
+    let decryptor = age::Decryptor::new(bytes).map_err(|e| e.to_string())?;
+    let mut reader = decryptor
+        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    parse(&text)
+}
+
+/// `text` encrypted to `rs`.
+fn seal(text: &str, rs: &[age::x25519::Recipient]) -> Result<Vec<u8>, SecretsError> {
+    let encrypt = |e: Box<dyn std::error::Error + Send + Sync>| SecretsError::Encrypt(e);
+    let encryptor = age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| encrypt(e.into()))?;
+    let mut out = Vec::new();
+    let mut w = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| encrypt(e.into()))?;
+    w.write_all(text.as_bytes())
+        .and_then(|()| w.finish().map(drop))
+        .map_err(|e| encrypt(e.into()))?;
+    Ok(out)
 }
 
 /// A new identity: (the identity file's text, its public recipient).

@@ -31,6 +31,8 @@ pub struct Dispatch {
     pub run: String,
     pub start: Start,
     pub redeliver_exec: bool,
+    /// The plan's secrets sealed to the workers (base64 age), when it has any.
+    pub secrets: Option<String>,
 }
 
 /// Each item's events, by item id.
@@ -199,6 +201,7 @@ async fn one_host(
         work: work.clone(),
         start: d.start,
         redeliver_exec: d.redeliver_exec,
+        secrets: d.secrets.clone(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     if let Ok(mut r) = routes.lock() {

@@ -62,11 +62,16 @@ impl Events {
         }
     }
 
-    /// A reporter sink that sends each call as a [`Back::Report`].
-    pub(super) fn sink(&self) -> Sink {
+    /// A reporter sink that sends each call as a [`Back::Report`], every secret in it
+    /// hidden by `redactor` first.
+    pub(super) fn sink(&self, redactor: crate::secrets::Redactor) -> Sink {
         let tx = self.tx.clone();
         Sink(Arc::new(move |event| {
-            if let Ok(body) = serde_json::to_vec(&Back::Report { event }) {
+            let Ok(mut value) = serde_json::to_value(Back::Report { event }) else {
+                return;
+            };
+            redactor.redact_json(&mut value);
+            if let Ok(body) = serde_json::to_vec(&value) {
                 let _ = tx.send(Out::Body(body));
             }
         }))

@@ -46,6 +46,10 @@ pub struct Item {
     pub start: Start,
     /// Whether an exec item whose worker was lost may run again (`--redeliver-exec`).
     pub redeliver_exec: bool,
+    /// The plan's secrets, age-encrypted to the workers' recipients (base64), when it uses
+    /// any: only a worker holding one of those identities can run it.
+    #[serde(default)]
+    pub secrets: Option<String>,
 }
 
 /// How to reach a host: no credential, only names. Each worker brings its own keys,
@@ -88,6 +92,22 @@ pub enum Work {
         /// the tasks before it that changed this host.
         resume: Option<(i64, usize, BTreeSet<usize>)>,
     },
+}
+
+impl Item {
+    /// The plan's secrets, opened with `ids` (none when the item carries none).
+    pub fn open_secrets(
+        &self,
+        ids: &[age::x25519::Identity],
+    ) -> Result<crate::secrets::SecretValues, String> {
+        let Some(sealed) = &self.secrets else {
+            return Ok(crate::secrets::SecretValues::default());
+        };
+        let bytes = data_encoding::BASE64
+            .decode(sealed.as_bytes())
+            .map_err(|e| e.to_string())?;
+        crate::secrets::unseal_values(&bytes, ids)
+    }
 }
 
 impl Work {

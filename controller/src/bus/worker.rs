@@ -41,6 +41,8 @@ pub struct Worker {
     pub ack_wait: Duration,
     /// The job keys it trusts.
     pub verifier: Verifier,
+    /// The age identities that open plans' secrets (`--identity`).
+    pub identities: Vec<age::x25519::Identity>,
     /// The runners it pushes (checked against its own trusted keys when it started).
     pub runners: wisp_transports::RunnerBinaries,
     /// How it reaches hosts.
@@ -203,6 +205,24 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
+    // A plan's secrets open with this worker's identity, or the item is not for it.
+    let secrets = match item.open_secrets(&worker.identities) {
+        Ok(values) => values,
+        Err(e) => {
+            let why = format!(
+                "its secrets do not open with this worker's --identity ({e}); give \
+                 the worker an identity the controller's --worker-recipients lists"
+            );
+            refuse(why.clone());
+            events.send(&Back::Refused {
+                worker: worker.name.clone(),
+                reason: why,
+            });
+            events.flush().await;
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
     let Ok(claims) = bus.claims().await else {
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -351,7 +371,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
             }
         })
     };
-    let result = run_item(worker, &item, &events, &mut interrupt, lost_rx).await;
+    let result = run_item(worker, &item, secrets, &events, &mut interrupt, lost_rx).await;
     let _ = beat_stop.send(true);
     let revision = beat.await.unwrap_or(revision);
     log(
@@ -384,10 +404,13 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
 async fn run_item(
     worker: &Worker,
     item: &Item,
+    secrets: crate::secrets::SecretValues,
     events: &Events,
     interrupt: &mut watch::Receiver<Interrupt>,
     mut lost: watch::Receiver<Interrupt>,
 ) -> HostResult {
+    // Output that shows a secret is hidden here, before it travels.
+    let redactor = crate::secrets::Redactor::new(&secrets);
     let name = item.host.name.clone();
     let target = match (worker.reach)(&item.host, item.start.become_root) {
         Ok(t) => t,
@@ -415,7 +438,10 @@ async fn run_item(
             options,
             resume,
         } => Job::Plan {
-            plan: Arc::new((**plan).clone()),
+            plan: Arc::new(crate::plan::Plan {
+                secrets,
+                ..(**plan).clone()
+            }),
             options: *options,
             resume: resume.as_ref().map(|(run, from, changed)| {
                 Arc::new(Resume {
@@ -425,7 +451,7 @@ async fn run_item(
             }),
         },
     };
-    let sink = events.sink();
+    let sink = events.sink(redactor);
     let reporter = Arc::new(Reporter::forwarding(sink));
     let launch = wisp_transports::Launch::new(
         worker.runners.clone(),

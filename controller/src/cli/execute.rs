@@ -94,6 +94,7 @@ pub(super) fn fleet(
                         run: crate::bus::item::random_id(),
                         start: h.start,
                         redeliver_exec: h.redeliver_exec,
+                        secrets: h.secrets,
                     },
                     h.hosts,
                     h.work,

@@ -135,7 +135,7 @@ enum Command {
     /// as they were recorded (the same lines as the journal file), for scripts.
     Show(history::ShowArgs),
     /// Take hosts' work from NATS JetStream and run it: `wisp worker --nats URL --trust-jobs
-    /// jobs.pub`.
+    /// jobs.key.pub`.
     ///
     /// Controllers started with `--nats URL` put one signed item per host on the stream;
     /// each worker pulls items, checks each one's signature and expiry, runs it with its own

@@ -61,6 +61,11 @@ pub(super) struct BusArgs {
     /// signed by a key they trust. Its password, if any, in $WISP_JOB_KEY_PASSWORD.
     #[arg(long, value_name = "FILE", env = "WISP_JOB_KEY")]
     pub(super) sign_jobs: Option<PathBuf>,
+    /// Age recipients of the workers (a file, one `age1...` per line): a plan's secrets
+    /// travel encrypted to them, and only workers holding one of those identities
+    /// (`wisp worker --identity`) can run it.
+    #[arg(long, value_name = "FILE")]
+    pub(super) worker_recipients: Option<PathBuf>,
     /// When a worker dies mid-command, run an exec item again on another worker (by default
     /// it is reported as lost: a command may not be safe to run twice; plans always are).
     #[arg(long)]
@@ -76,6 +81,7 @@ pub(super) struct Handoff {
     pub(super) work: Work,
     pub(super) start: Start,
     pub(super) redeliver_exec: bool,
+    pub(super) secrets: Option<String>,
 }
 
 /// Checks that this run can go through the bus, and says what to fix when it cannot.
@@ -121,13 +127,6 @@ pub(super) fn handoff(
             },
             Job::Facts => Work::Facts,
             Job::Ping => Work::Ping,
-            Job::Plan { plan, .. } if !plan.secret_refs.is_empty() => {
-                return Err(usage_error(&format!(
-                    "{} uses secrets; plans with secrets do not go through --nats yet (their \
-                 values would have to reach the workers)",
-                    plan.path.display()
-                )));
-            }
             Job::Plan {
                 plan,
                 options,
@@ -180,6 +179,23 @@ pub(super) fn handoff(
         };
         hosts.insert(t.name.clone(), (spec, region));
     }
+    let secrets = match job {
+        Job::Plan { plan, .. } if !plan.secret_refs.is_empty() => {
+            let Some(file) = &a.worker_recipients else {
+                return Err(usage_error(&format!(
+                    "{} uses secrets: with --nats they travel encrypted to the workers; give \
+                     --worker-recipients FILE (the age recipients of the workers' --identity \
+                     keys, one per line)",
+                    plan.path.display()
+                )));
+            };
+            let sealed = crate::secrets::recipients_in(file)
+                .and_then(|rs| crate::secrets::seal_values(&plan.secrets, &rs))
+                .map_err(|e| usage_error(&format!("--worker-recipients: {}", error_chain(&e))))?;
+            Some(data_encoding::BASE64.encode(&sealed))
+        }
+        _ => None,
+    };
     let signer = Signer::load(key).map_err(|e| usage_error(&error_chain(&e)))?;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     Ok(Handoff {
@@ -195,6 +211,7 @@ pub(super) fn handoff(
             become_root: common.become_root,
         },
         redeliver_exec: a.redeliver_exec,
+        secrets,
     })
 }
 
@@ -217,6 +234,11 @@ pub(super) struct WorkerArgs {
     /// without it, the items of hosts that have none.
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
+    /// The age identity that opens the secrets of plans sent to workers (the controller
+    /// encrypts them to its recipient with --worker-recipients). Without one, a plan with
+    /// secrets is refused.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Run jobs signed by this minisign public key (repeatable; at least one). Anything else
     /// put on the stream is refused and logged.
     #[arg(long, value_name = "FILE", required = true)]
@@ -266,6 +288,13 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         Ok(v) => v,
         Err(e) => return usage_error(&error_chain(&e)),
     };
+    let identities = match &a.identity {
+        Some(path) => match crate::secrets::identities(Some(path)) {
+            Ok(ids) => ids,
+            Err(e) => return usage_error(&format!("--identity: {}", error_chain(&e))),
+        },
+        None => Vec::new(),
+    };
     let runners = match crate::runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
         .and_then(|trust| crate::runners::locate(a.runner.as_deref(), &trust, false))
     {
@@ -288,6 +317,7 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         forks: usize::try_from(a.forks).unwrap_or(usize::MAX),
         ack_wait: a.ack_wait,
         verifier,
+        identities,
         runners: runners.binaries,
         reach,
     };

@@ -861,3 +861,124 @@ fn redeliver_exec_runs_a_lost_command_again_on_another_worker() {
         );
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`:
+/// (ca.pem, server.pem, server.key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wisp-test-ca",
+    ]);
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("write the SAN extension");
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn a_tls_bus_is_reached_only_with_its_ca() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("workers-tls");
+    let fleet = Fleet::start(1);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let (ca, cert, key) = tls_files(&tmp.0);
+    let nats = Nats::start_with(
+        &tmp.0,
+        &format!(
+            "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    keygen(&tmp.0);
+    // A worker that does not know the server's CA is refused before anything is exchanged.
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args([
+        "worker",
+        "--nats",
+        &nats.url,
+        "--trust-jobs",
+        "jobs.key.pub",
+    ])
+    .current_dir(&tmp.0);
+    let refused = wisp::run(&mut c, &tmp.0);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        text(&refused.stderr).contains("cannot reach the NATS server"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let ca = ca.display().to_string();
+    let worker = Worker::start_with(&fleet, &tmp.0, &nats, "w1", 1, &["--nats-ca", &ca]);
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["run", "all", "--nats-ca", &ca, "--", "echo", "over tls"],
+    );
+    let done = wisp::run(&mut run, &tmp.0);
+    show_logs(&[worker]);
+    assert_eq!(done.status.code(), Some(0));
+    assert!(
+        text(&done.stdout).contains("web01 | over tls"),
+        "{}",
+        text(&done.stdout)
+    );
+}

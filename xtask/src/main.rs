@@ -141,6 +141,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
     // The worker tests start their own `nats-server -js` on a loopback port.
     ("nats-server", "/usr/sbin/nats-server"),
+    // The TLS worker test makes its CA and server certificate with it.
+    ("openssl", "/usr/bin/openssl"),
 ];
 
 /// What the benchmarks use beyond the tests' packages: strace counts the programs each tool

@@ -294,7 +294,7 @@ fn an_exec_item_of_a_killed_worker_is_reported_lost() {
     let w2 = Worker::start(&fleet, &tmp.0, &nats, "w2", 4);
     let done = child.wait_with_output().expect("wait for the controller");
     wisp::show(&run, &done, &tmp.0);
-    show_logs(&[w1, w2]);
+    show_logs(&[w1]);
     let stderr = text(&done.stderr);
     assert_eq!(
         done.status.code(),
@@ -321,6 +321,24 @@ fn an_exec_item_of_a_killed_worker_is_reported_lost() {
         0,
         "{lines:#?}"
     );
+    // `wisp retry` through the bus runs the lost hosts again, on the live worker.
+    let mut retry = wisp_tests::wisp_command!(&tmp.0);
+    retry
+        .args(["retry", "--nats", &nats.url, "--sign-jobs", "jobs.key"])
+        .args(["--", "sleep", "1"])
+        .current_dir(&tmp.0);
+    let again = wisp::run(&mut retry, &tmp.0);
+    show_logs(std::slice::from_ref(&w2));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("4 hosts: 4 ok"),
+        "{}",
+        text(&again.stderr)
+    );
+    let lines = worker_lines(&tmp.0);
+    let finished: Vec<_> = lines.iter().filter(|l| l["event"] == "finished").collect();
+    assert_eq!(finished.len(), 4, "{lines:#?}");
+    assert!(finished.iter().all(|l| l["worker"] == "w2"), "{lines:#?}");
 }
 
 /// Puts `body` with `signature` (a header value, when given) on the work stream.

@@ -29,8 +29,20 @@ use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "WISP_SSH_PASSPHRASE";
 /// Test hook: when set, the controller flips one byte of the runner after hashing it, so a
-/// test can prove that the host refuses a corrupted upload. Never set it otherwise.
+/// test can prove that the host refuses a corrupted upload. Only debug builds (the test
+/// suite's) read it; a release build has no such hook.
 pub const CORRUPT_UPLOAD_ENV: &str = "WISP_TEST_CORRUPT_UPLOAD";
+
+/// Whether the test hook above asks for a corrupted upload (never in a release build).
+#[cfg(debug_assertions)]
+fn corrupt_upload() -> bool {
+    std::env::var_os(CORRUPT_UPLOAD_ENV).is_some()
+}
+
+#[cfg(not(debug_assertions))]
+fn corrupt_upload() -> bool {
+    false
+}
 /// Bytes of the runner's (or bootstrap's) stderr kept for error messages.
 const STDERR_KEPT: usize = 16 * 1024;
 /// Bytes of login noise tolerated before the bootstrap's arch line.
@@ -647,7 +659,7 @@ impl SshTransport {
     ) -> Result<(), String> {
         let runner = launch.runners.for_arch(arch).map_err(|e| e.to_string())?;
         let payload = self.options.payload(runner);
-        let corrupt = std::env::var_os(CORRUPT_UPLOAD_ENV).is_some();
+        let corrupt = corrupt_upload();
         let owned;
         let bytes = if corrupt {
             owned = payload.corrupted(encoding);

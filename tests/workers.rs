@@ -102,6 +102,27 @@ fn show_logs(workers: &[Worker]) {
     }
 }
 
+/// A worker started in `dir` with no credentials or CA for `nats` is shut out: exit 3, and
+/// the error names the server.
+fn assert_worker_shut_out(dir: &Path, nats: &Nats) {
+    let mut c = wisp_tests::wisp_command!(dir);
+    c.args([
+        "worker",
+        "--nats",
+        &nats.url,
+        "--trust-jobs",
+        "jobs.key.pub",
+    ])
+    .current_dir(dir);
+    let refused = wisp::run(&mut c, dir);
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach the NATS server at {}", nats.url)),
+        "{stderr}"
+    );
+}
+
 /// `wisp keygen jobs.key` in `dir`.
 fn keygen(dir: &Path) {
     let mut c = wisp_tests::wisp_command!(dir);
@@ -627,22 +648,7 @@ fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
     );
     keygen(&tmp.0);
     // Without the nkey the bus refuses a worker, and it says so.
-    let mut c = wisp_tests::wisp_command!(&tmp.0);
-    c.args([
-        "worker",
-        "--nats",
-        &nats.url,
-        "--trust-jobs",
-        "jobs.key.pub",
-    ])
-    .current_dir(&tmp.0);
-    let refused = wisp::run(&mut c, &tmp.0);
-    assert_eq!(refused.status.code(), Some(3));
-    assert!(
-        text(&refused.stderr).contains("cannot reach the NATS server at nats://127.0.0.1"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_worker_shut_out(&tmp.0, &nats);
     let nkey = ["--nats-nkey", "seed"];
     let workers = [
         Worker::start_with(
@@ -967,22 +973,7 @@ fn a_tls_bus_is_reached_only_with_its_ca() {
     );
     keygen(&tmp.0);
     // A worker that does not know the server's CA is refused before anything is exchanged.
-    let mut c = wisp_tests::wisp_command!(&tmp.0);
-    c.args([
-        "worker",
-        "--nats",
-        &nats.url,
-        "--trust-jobs",
-        "jobs.key.pub",
-    ])
-    .current_dir(&tmp.0);
-    let refused = wisp::run(&mut c, &tmp.0);
-    assert_eq!(refused.status.code(), Some(3));
-    assert!(
-        text(&refused.stderr).contains("cannot reach the NATS server"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_worker_shut_out(&tmp.0, &nats);
     let ca = ca.display().to_string();
     let worker = Worker::start_with(&fleet, &tmp.0, &nats, "w1", 1, &["--nats-ca", &ca]);
     let mut run = controller(

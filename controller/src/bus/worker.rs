@@ -196,13 +196,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
         ));
     }
     if let Some(why) = why {
-        refuse(why.clone());
-        events.send(&Back::Refused {
-            worker: worker.name.clone(),
-            reason: why,
-        });
-        events.flush().await;
-        let _ = msg.ack_with(AckKind::Term).await;
+        turn_away(worker, &events, &msg, &refuse, why).await;
         return;
     }
     // A plan's secrets open with this worker's identity, or the item is not for it.
@@ -213,13 +207,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
                 "its secrets do not open with this worker's --identity ({e}); give \
                  the worker an identity the controller's --worker-recipients lists"
             );
-            refuse(why.clone());
-            events.send(&Back::Refused {
-                worker: worker.name.clone(),
-                reason: why,
-            });
-            events.flush().await;
-            let _ = msg.ack_with(AckKind::Term).await;
+            turn_away(worker, &events, &msg, &refuse, why).await;
             return;
         }
     };
@@ -253,13 +241,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
                     "replayed: item {} already ran from stream message {} (claimed by {})",
                     item.id, held.seq, held.worker
                 );
-                refuse(why.clone());
-                events.send(&Back::Refused {
-                    worker: worker.name.clone(),
-                    reason: why,
-                });
-                events.flush().await;
-                let _ = msg.ack_with(AckKind::Term).await;
+                turn_away(worker, &events, &msg, &refuse, why).await;
                 return;
             }
             if held.done {
@@ -398,6 +380,24 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
     if let Err(e) = msg.double_ack().await {
         log(&worker.name, &format!("item {}: ack failed: {e}", item.id));
     }
+}
+
+/// Turns a signed item away: logged here (by `refuse`), told to its run, and removed from
+/// the stream so no other worker draws it again.
+async fn turn_away(
+    worker: &Worker,
+    events: &Events,
+    msg: &jetstream::Message,
+    refuse: &(dyn Fn(String) + Sync),
+    why: String,
+) {
+    refuse(why.clone());
+    events.send(&Back::Refused {
+        worker: worker.name.clone(),
+        reason: why,
+    });
+    events.flush().await;
+    let _ = msg.ack_with(AckKind::Term).await;
 }
 
 /// Runs one item's job on its host, reporting through `events`.

@@ -91,8 +91,7 @@ pub(crate) fn spawn(
             Stdio::piped()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     if args.clear_env {
         cmd.env_clear();
     }
@@ -129,6 +128,11 @@ pub(crate) fn spawn(
                     std::ptr::null::<u8>(),
                     8usize,
                 );
+            }
+            // Its own session (and so process group, which kill(-pid) reaches): no controlling
+            // terminal, so nothing the command does can type into the operator's terminal.
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
             }
             // If the runner dies without cleaning up (SIGKILL), the direct child dies with it.
             // The runner spawns from its main thread, which lives as long as the process.

@@ -184,6 +184,14 @@ fn main() {
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    // Not dumpable: a process of the same user (a command, or anyone else on the host) cannot
+    // open /proc/RUNNER/fd or /proc/RUNNER/mem, trace it or take its descriptors, so it cannot
+    // write frames in the runner's name. Root's commands are kept out by their sandbox.
+    // SAFETY: PR_SET_DUMPABLE takes an integer flag, no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
 
     let mut out = wire::FrameWriter::new();
     out.marker(&args.nonce);

@@ -28,6 +28,7 @@ pub(crate) enum Step {
     Landlock = 7,
     Seccomp = 8,
     PidNamespace = 9,
+    Capabilities = 10,
 }
 
 impl Step {
@@ -42,6 +43,7 @@ impl Step {
             7 => Step::Landlock,
             8 => Step::Seccomp,
             9 => Step::PidNamespace,
+            10 => Step::Capabilities,
             _ => return None,
         })
     }
@@ -57,6 +59,7 @@ impl Step {
             Step::Landlock => "landlock: restrict_self failed",
             Step::Seccomp => "seccomp: the filter could not be installed",
             Step::PidNamespace => "namespaces: PID 1 of the new PID namespace could not be started",
+            Step::Capabilities => "capabilities: CAP_SYS_RESOURCE could not be dropped",
         }
     }
 }
@@ -81,6 +84,9 @@ pub(crate) struct ChildSteps {
     pub(crate) pid_namespace: bool,
     pub(crate) rlimits: Vec<(libc::c_int, u64)>,
     pub(crate) no_new_privs: bool,
+    /// Root's CAP_SYS_RESOURCE goes (bounding, inheritable and ambient sets), so rlimits and
+    /// cgroup limits stay where they were set.
+    pub(crate) drop_sys_resource: bool,
     pub(crate) landlock: Option<RulesetCreated>,
     pub(crate) seccomp: Vec<BpfProgram>,
 }
@@ -97,6 +103,15 @@ impl ChildSteps {
             }
         }
         if self.unshare_flags != 0 {
+            // The runner is not dumpable, and neither is this fork of it until exec: its
+            // /proc/self/uid_map would be root's, not writable by the user mapping it.
+            if self.user_maps.is_some() {
+                // SAFETY: PR_SET_DUMPABLE takes no pointers.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0)
+                };
+            }
             // SAFETY: unshare takes no pointers.
             #[allow(unsafe_code)]
             let r = unsafe { libc::unshare(self.unshare_flags) };
@@ -131,6 +146,9 @@ impl ChildSteps {
             if r != 0 {
                 self.fail_at(Step::Rlimit, u32::try_from(i).unwrap_or(0))?;
             }
+        }
+        if self.drop_sys_resource && !drop_sys_resource() {
+            self.fail(Step::Capabilities)?;
         }
         if self.no_new_privs {
             // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
@@ -322,4 +340,55 @@ pub(crate) fn read_failures(read_end: &OwnedFd) -> Vec<(Step, usize, i32)> {
         }
     }
     out
+}
+
+/// Drops CAP_SYS_RESOURCE from the bounding set (so no exec, setuid ones included, gets it
+/// back), from the ambient set and from the inheritable, permitted and effective sets.
+fn drop_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: prctl takes constants; capget and capset get a live v3 header and the two
+    // data structs v3 wants.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) != 0 {
+            return false;
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+            return false;
+        }
+        let bit = !(1u32 << CAP_SYS_RESOURCE);
+        data[0].effective &= bit;
+        data[0].permitted &= bit;
+        data[0].inheritable &= bit;
+        libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
+    }
 }

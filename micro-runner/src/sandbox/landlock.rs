@@ -10,7 +10,7 @@ use std::path::Path;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
 };
 use wisp_protocol::sandbox::{FsRules, LandlockReport, NetRules};
 
@@ -30,8 +30,30 @@ const SYSTEM_DEVICES: &[&str] = &[
     "/dev/full",
     "/dev/random",
     "/dev/urandom",
-    "/dev/tty",
 ];
+
+/// What keeps a sandboxed command away from the runner and from its own limits, on top of the
+/// rules it asked for. Any Landlock domain already keeps the command from tracing processes
+/// outside it (so from /proc/RUNNER/fd, /proc/RUNNER/mem, `pidfd_getfd` and
+/// `process_vm_writev` on the runner) and from changing mounts; the domain built here also
+/// refuses device nodes, and on request signals and cgroup files.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Isolation {
+    /// Signals only to processes in the command's own domain (ABI 6).
+    pub(crate) signals: bool,
+    /// No writes beneath a cgroup filesystem, so the command cannot leave its group or raise
+    /// its limits. Only where no filesystem rules were asked (they grant no cgroup file
+    /// unless the operator named one).
+    pub(crate) cgroup_files: bool,
+    /// The command may not gain privileges by exec (needed for Landlock without
+    /// CAP_SYS_ADMIN).
+    pub(crate) no_new_privs: bool,
+}
+
+/// Device nodes are never made, whatever a rule grants.
+fn device_rights() -> BitFlags<AccessFs> {
+    AccessFs::MakeChar | AccessFs::MakeBlock
+}
 
 /// A built ruleset, not yet enforced, and what it will enforce.
 #[derive(Debug)]
@@ -40,12 +62,13 @@ pub(crate) struct Built {
     pub(crate) report: LandlockReport,
 }
 
-/// Builds the ruleset for `fs` and `net`. Returns it (absent when nothing at all can be
-/// enforced) and each gap between what was asked and what it enforces.
+/// Builds the ruleset for `fs`, `net` and `isolation`. Returns it (absent when nothing at all
+/// can be enforced) and each gap between what was asked and what it enforces.
 pub(crate) fn build(
     kernel_abi: Option<u32>,
     fs: Option<&FsRules>,
     net: Option<&NetRules>,
+    isolation: Option<Isolation>,
 ) -> (Option<Built>, Vec<String>) {
     let mut gaps = Vec::new();
     let kernel = kernel_abi.map_or(0, |a| i32::try_from(a).unwrap_or(i32::MAX));
@@ -56,14 +79,41 @@ pub(crate) fn build(
         ..Default::default()
     };
     if kernel <= 0 {
-        gaps.push("landlock: not available on this kernel (see READY caps.landlock)".into());
+        if fs.is_some() || net.is_some() {
+            gaps.push("landlock: not available on this kernel (see READY caps.landlock)".into());
+        }
+        if isolation.is_some() {
+            gaps.push(
+                "isolation: without Landlock (Linux 5.13) the command could reach the runner \
+                 through /proc and lift its own limits"
+                    .into(),
+            );
+        }
         return (None, gaps);
     }
+    let iso = isolation.unwrap_or_default();
     let fs_rights = if fs.is_some() {
         AccessFs::from_all(abi)
+    } else if isolation.is_some() {
+        let mut r = device_rights();
+        if iso.cgroup_files {
+            r |= AccessFs::WriteFile;
+        }
+        r
     } else {
         BitFlags::EMPTY
     };
+    let scopes = if iso.signals && kernel >= 6 {
+        BitFlags::from(Scope::Signal)
+    } else {
+        BitFlags::EMPTY
+    };
+    if iso.signals && kernel < 6 {
+        gaps.push(format!(
+            "landlock: ABI {kernel} cannot keep the command from signalling processes outside \
+             it (needs ABI 6, Linux 6.12)"
+        ));
+    }
     if fs.is_some() && kernel < 3 {
         gaps.push(format!(
             "landlock: ABI {kernel} cannot restrict truncation (needs ABI 3, Linux 6.2)"
@@ -95,7 +145,22 @@ pub(crate) fn build(
                 .handle_access(net_rights)
                 .map_err(|e| e.to_string())?;
         }
-        let mut created = ruleset.create().map_err(|e| e.to_string())?;
+        if !scopes.is_empty() {
+            ruleset = ruleset.scope(scopes).map_err(|e| e.to_string())?;
+        }
+        let mut created = ruleset
+            .create()
+            .map_err(|e| e.to_string())?
+            .no_new_privs(iso.no_new_privs || fs.is_some() || net.is_some());
+        if fs.is_none() && iso.cgroup_files {
+            for path in writable_outside_cgroups() {
+                let Ok(fd) = PathFd::new(&path) else { continue };
+                created = created
+                    .add_rule(PathBeneath::new(fd, AccessFs::WriteFile))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            report.rules.push("isolation:cgroup-files".into());
+        }
         if let Some(fs) = fs {
             let read = AccessFs::ReadFile | AccessFs::ReadDir;
             let mut grants: Vec<(&str, BitFlags<AccessFs>, &str, bool)> = Vec::new();
@@ -121,7 +186,8 @@ pub(crate) fn build(
                     .iter()
                     .map(|p| (p.as_str(), read | AccessFs::Execute, "exec", false)),
             );
-            grants.extend(fs.rw.iter().map(|p| (p.as_str(), fs_rights, "rw", false)));
+            let rw = fs_rights & !device_rights();
+            grants.extend(fs.rw.iter().map(|p| (p.as_str(), rw, "rw", false)));
             for (path, access, kind, optional) in grants {
                 let fd = match PathFd::new(path) {
                     Ok(fd) => fd,
@@ -183,6 +249,38 @@ pub(crate) fn build(
     }
 }
 
+/// Every path beneath which files may be written while cgroup files may not: the entries of
+/// each directory on the way from `/` to a cgroup mount, except the ones leading to it.
+fn writable_outside_cgroups() -> Vec<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let cgroups: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter_map(|m| {
+            let fields: Vec<&str> = m.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            let fstype = *fields.get(dash + 1)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| fields.get(4).map(Into::into))?
+        })
+        .collect();
+    let leads_to_cgroup = |p: &Path| cgroups.iter().any(|c| c.starts_with(p));
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !leads_to_cgroup(&path) {
+                out.push(path);
+            } else if !cgroups.contains(&path) && out.len() + stack.len() < 4096 {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
 fn source_of(e: &landlock::PathFdError) -> String {
     match std::error::Error::source(e) {
         Some(s) => s.to_string(),
@@ -235,7 +333,7 @@ mod tests {
 
     #[test]
     fn no_landlock_is_a_gap_for_any_rule() {
-        let (built, gaps) = build(None, Some(&fs("/tmp")), None);
+        let (built, gaps) = build(None, Some(&fs("/tmp")), None, None);
         assert!(built.is_none());
         assert_eq!(gaps.len(), 1);
         assert!(gaps[0].starts_with("landlock: not available"), "{gaps:?}");
@@ -247,7 +345,7 @@ mod tests {
         if !kernel_has_abi_4() {
             return;
         }
-        let (built, gaps) = build(Some(2), Some(&fs("/tmp")), Some(&net()));
+        let (built, gaps) = build(Some(2), Some(&fs("/tmp")), Some(&net()), None);
         let built = built.expect("an ABI 2 ruleset still restricts the filesystem");
         assert!(!built.report.net);
         assert!(!built.report.fs_rights.contains(&"truncate".to_owned()));
@@ -256,7 +354,7 @@ mod tests {
         assert!(gaps[0].contains("truncation (needs ABI 3"), "{gaps:?}");
         assert!(gaps[1].contains("TCP ports (needs ABI 4"), "{gaps:?}");
         // With TCP rules alone on ABI 3 nothing can be enforced.
-        let (built, gaps) = build(Some(3), None, Some(&net()));
+        let (built, gaps) = build(Some(3), None, Some(&net()), None);
         assert!(built.is_none());
         assert_eq!(gaps.len(), 1, "{gaps:?}");
     }
@@ -266,7 +364,7 @@ mod tests {
         if !kernel_has_abi_4() {
             return;
         }
-        let (built, gaps) = build(Some(7), Some(&fs("/tmp")), Some(&net()));
+        let (built, gaps) = build(Some(7), Some(&fs("/tmp")), Some(&net()), None);
         assert!(gaps.is_empty(), "{gaps:?}");
         let r = built.unwrap().report;
         assert!(r.net);
@@ -274,7 +372,7 @@ mod tests {
         assert!(r.rules.contains(&"rw:/tmp".to_owned()));
         assert!(r.rules.contains(&"exec:/usr".to_owned()));
         assert!(r.rules.contains(&"connect:443".to_owned()));
-        let (_, gaps) = build(Some(7), Some(&fs("/nonexistent/wisp")), None);
+        let (_, gaps) = build(Some(7), Some(&fs("/nonexistent/wisp")), None, None);
         assert!(
             gaps[0].starts_with("landlock: cannot grant rw on /nonexistent/wisp"),
             "{gaps:?}"

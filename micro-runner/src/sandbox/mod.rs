@@ -78,13 +78,33 @@ pub(crate) fn prepare(
         }
     }
 
+    // Any sandbox keeps the command away from the runner (the runner's output is the report)
+    // and from lifting its own limits. A non-root runner's children cannot reach it anyway
+    // (the runner is not dumpable), so they get this only where a cgroup needs guarding.
+    let root = nix::unistd::geteuid().is_root();
+    let profile_set = limits.seccomp.as_ref().is_some_and(|s| *s != Seccomp::None);
+    let asked_nnp = profile_set || limits.fs.is_some() || limits.net.is_some();
+    let isolation =
+        (sandboxed(limits) && (root || limits.wants_cgroup() || asked_nnp)).then(|| {
+            landlock::Isolation {
+                signals: profile_set || limits.fs.is_some(),
+                cgroup_files: limits.wants_cgroup() && limits.fs.is_none(),
+                no_new_privs: !root,
+            }
+        });
     let mut landlock_gaps = false;
-    if limits.fs.is_some() || limits.net.is_some() {
-        let (built, ll_gaps) =
-            landlock::build(caps.landlock.abi, limits.fs.as_ref(), limits.net.as_ref());
+    let mut landlock_nnp = false;
+    if limits.fs.is_some() || limits.net.is_some() || isolation.is_some() {
+        let (built, ll_gaps) = landlock::build(
+            caps.landlock.abi,
+            limits.fs.as_ref(),
+            limits.net.as_ref(),
+            isolation,
+        );
         landlock_gaps = !ll_gaps.is_empty();
         gaps.extend(ll_gaps);
         if let Some(built) = built {
+            landlock_nnp = !root || asked_nnp;
             steps.landlock = Some(built.ruleset);
             report.landlock = Some(built.report);
         } else {
@@ -95,6 +115,8 @@ pub(crate) fn prepare(
             });
         }
     }
+    // A root command could raise its rlimits past their hard values (CAP_SYS_RESOURCE).
+    steps.drop_sys_resource = root && sandboxed(limits);
 
     let mut namespaces = limits.namespaces.clone();
     namespaces.sort();
@@ -143,8 +165,7 @@ pub(crate) fn prepare(
         rlimit_names.push(name.to_owned());
     }
 
-    steps.no_new_privs =
-        !steps.seccomp.is_empty() || steps.landlock.is_some() || steps.unshare_flags != 0;
+    steps.no_new_privs = !steps.seccomp.is_empty() || landlock_nnp || steps.unshare_flags != 0;
     report.no_new_privs = steps.no_new_privs;
 
     let mut group = None;
@@ -191,6 +212,16 @@ pub(crate) fn prepare(
     })
 }
 
+/// True when the command asked for any protection (a timeout alone is not one).
+fn sandboxed(limits: &Limits) -> bool {
+    limits.wants_cgroup()
+        || !limits.rlimits.is_empty()
+        || limits.fs.is_some()
+        || limits.net.is_some()
+        || limits.seccomp.as_ref().is_some_and(|s| *s != Seccomp::None)
+        || !limits.namespaces.is_empty()
+}
+
 impl Prepared {
     /// After the spawn returned (the child has exec'd or failed): closes the runner's copy of
     /// the pipe's write end and folds the child's failures into the report. Returns them as
@@ -230,7 +261,7 @@ impl Prepared {
                             what = format!("rlimits: setrlimit {name} {value} failed");
                         }
                     }
-                    child::Step::CgroupJoin => {}
+                    child::Step::CgroupJoin | child::Step::Capabilities => {}
                 }
                 format!("{what}: {}", std::io::Error::from_raw_os_error(errno))
             })

@@ -25,8 +25,9 @@ pub(crate) fn compile(profile: &Seccomp) -> Result<Filters, String> {
     let arch = arch()?;
     let programs = match profile {
         Seccomp::None => Vec::new(),
-        Seccomp::Default => vec![guard(), deny_list(arch)?],
-        Seccomp::Strict => vec![allow_list(arch)?],
+        Seccomp::Default => vec![tty_guard(arch)?, guard(), deny_list(arch)?],
+        // The allow-list last: it refuses the seccomp call that would install another filter.
+        Seccomp::Strict => vec![tty_guard(arch)?, allow_list(arch)?],
         Seccomp::Bpf {
             name,
             arch: for_arch,
@@ -134,7 +135,8 @@ const SYS_KEXEC_FILE_LOAD: libc::c_long = libc::SYS_kexec_file_load;
 const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
 
 /// The dangerous families: changing mounts and namespaces, loading code into the kernel,
-/// tracing other processes, the kernel keyring, rebooting, swap and the clock.
+/// tracing other processes or taking their descriptors, io_uring (whose operations no filter
+/// sees), the kernel keyring, rebooting, swap, the clock and the host's names.
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // only x86_64 adds its own
 fn denied() -> Vec<libc::c_long> {
     let mut v = vec![
@@ -159,6 +161,13 @@ fn denied() -> Vec<libc::c_long> {
         libc::SYS_bpf,
         libc::SYS_perf_event_open,
         libc::SYS_ptrace,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_process_madvise,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_sethostname,
+        libc::SYS_setdomainname,
         libc::SYS_process_vm_readv,
         libc::SYS_process_vm_writev,
         libc::SYS_kcmp,
@@ -209,6 +218,30 @@ fn deny_list(arch: TargetArch) -> Result<BpfProgram, String> {
     rules.insert(libc::SYS_clone, clone_rules);
     let filter = SeccompFilter::new(
         rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno(libc::EPERM)),
+        arch,
+    )
+    .map_err(|e| format!("seccomp: {e}"))?;
+    filter.try_into().map_err(|e| format!("seccomp: {e}"))
+}
+
+/// Both profiles: no keystrokes pushed into a terminal (TIOCSTI) and no console tricks
+/// (TIOCLINUX), whichever terminal the command opens.
+fn tty_guard(arch: TargetArch) -> Result<BpfProgram, String> {
+    // The same numbers on every Linux architecture wisp builds for (libc's type differs).
+    const TIOCSTI: u64 = 0x5412;
+    const TIOCLINUX: u64 = 0x541C;
+    let rules = [TIOCSTI, TIOCLINUX]
+        .iter()
+        .map(|request| {
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *request)
+                .and_then(|c| SeccompRule::new(vec![c]))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("seccomp: {e}"))?;
+    let filter = SeccompFilter::new(
+        [(libc::SYS_ioctl, rules)].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(errno(libc::EPERM)),
         arch,

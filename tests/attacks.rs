@@ -234,3 +234,96 @@ fn no_reported_limit_can_be_lifted_from_inside() {
 fn probe_dir() -> &'static str {
     Path::new(PROBE).parent().unwrap().to_str().unwrap()
 }
+
+/// `wisp run TARGET -- true` as root against `fleet` with `known_hosts` and `extra` flags.
+fn run_ssh(
+    fleet: &wisp_tests::sshd::Fleet,
+    known_hosts: &Path,
+    extra: &[&str],
+) -> (Output, String) {
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &fleet.hosts[0].target(), "--known-hosts"])
+        .arg(known_hosts)
+        .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"])
+        .args(["--user", "root", "--key"])
+        .arg(&fleet.client_key)
+        .args(extra)
+        .args(["--", "true"]);
+    let out = wisp_tests::wisp::run(&mut c, &fleet.dir.0);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// `SHA256:...` of a public key file, as ssh-keygen prints it.
+fn fingerprint_of(public: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// Case: a host presents a key of another type than the one recorded for it (an attacker
+/// with a fresh key of a type the operator never recorded). As OpenSSH: refused, even with
+/// --accept-new, naming the offered fingerprint, without advising --accept-new, and
+/// known_hosts is left as it was. A host that has the recorded type among its keys is asked
+/// for that one and connects. An `@cert-authority` line is not a host key.
+#[test]
+fn a_host_key_of_another_type_is_refused_as_changed() {
+    let mut fleet = wisp_tests::sshd::Fleet::start(1);
+    let name = format!("[{}]:{}", fleet.hosts[0].addr, fleet.hosts[0].port);
+    let ecdsa = fleet.dir.0.join("host0_ecdsa");
+    let ecdsa_pub = wisp_tests::sshd::keygen_of_type(&ecdsa, "other", "ecdsa");
+    let ed25519 = fleet.dir.0.join("host0_ed25519");
+
+    // Recorded: ECDSA. Offered: Ed25519 only.
+    let recorded = fleet.dir.0.join("known_ecdsa");
+    std::fs::write(&recorded, format!("{name} {ecdsa_pub}\n")).unwrap();
+    // Recorded: Ed25519 (the fleet's file). Offered after the restart below: ECDSA only.
+    let recorded_ed = fleet.known_hosts.clone();
+    let cases = [
+        (recorded.clone(), ed25519.with_extension("pub")),
+        (recorded_ed.clone(), ecdsa.with_extension("pub")),
+    ];
+    for (i, (known, offered)) in cases.iter().enumerate() {
+        if i == 1 {
+            fleet.restart_with(0, &format!("HostKey {}", ecdsa.display()));
+        }
+        let before = std::fs::read_to_string(known).unwrap();
+        for extra in [&[][..], &["--accept-new"][..]] {
+            let (out, stderr) = run_ssh(&fleet, known, extra);
+            assert_eq!(out.status.code(), Some(3), "case {i} {extra:?}: {stderr}");
+            assert!(
+                stderr.contains(&fingerprint_of(offered)),
+                "case {i} {extra:?}: the offered fingerprint is not named: {stderr}"
+            );
+            assert!(
+                stderr.contains("HAS CHANGED") && !stderr.contains("run once with --accept-new"),
+                "case {i} {extra:?}: {stderr}"
+            );
+            assert_eq!(std::fs::read_to_string(known).unwrap(), before, "case {i}");
+        }
+    }
+
+    // Both keys offered, only ECDSA recorded: wisp asks for ECDSA first, as OpenSSH does.
+    fleet.restart_with(
+        0,
+        &format!("HostKey {}\nHostKey {}", ed25519.display(), ecdsa.display()),
+    );
+    let (out, stderr) = run_ssh(&fleet, &recorded, &[]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    // A CA line holding the host's own key vouches for certificates, not for the key.
+    let ca = fleet.dir.0.join("known_ca");
+    let ed_pub = std::fs::read_to_string(ed25519.with_extension("pub")).unwrap();
+    std::fs::write(&ca, format!("@cert-authority {name} {ed_pub}")).unwrap();
+    fleet.restart_with(0, &format!("HostKey {}", ed25519.display()));
+    let (out, stderr) = run_ssh(&fleet, &ca, &[]);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("is not in"), "{stderr}");
+}

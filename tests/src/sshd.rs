@@ -87,8 +87,14 @@ pub fn require_sshd() {
 }
 
 fn keygen(path: &Path, comment: &str) -> String {
+    keygen_of_type(path, comment, "ed25519")
+}
+
+/// Makes an unencrypted key pair of `kind` (`ed25519`, `ecdsa`, `rsa`) at `path` and returns
+/// its public half as `TYPE BASE64`.
+pub fn keygen_of_type(path: &Path, comment: &str, kind: &str) -> String {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
         .arg(path)
         .output()
         .expect("run ssh-keygen");

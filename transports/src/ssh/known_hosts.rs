@@ -88,6 +88,41 @@ pub fn check(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
     }
 }
 
+/// The key algorithms recorded for `host:port` (revoked keys and CA lines aside), so the
+/// client can ask the host for one of those first, as OpenSSH does.
+pub fn recorded_algorithms(text: &str, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+    let name = host_entry_name(host, port);
+    let mut out: Vec<russh::keys::Algorithm> = Vec::new();
+    for entry in text.lines().filter_map(Entry::parse) {
+        if entry.marker == Marker::None && entry.matches(&name) {
+            let alg = entry.key.algorithm();
+            if !out.contains(&alg) {
+                out.push(alg);
+            }
+        }
+    }
+    out
+}
+
+/// Puts the algorithms of the `recorded` keys first in `preferred`, keeping the order
+/// otherwise (an RSA key matches every RSA signature algorithm).
+pub fn prefer_recorded(
+    preferred: &[russh::keys::Algorithm],
+    recorded: &[russh::keys::Algorithm],
+) -> Vec<russh::keys::Algorithm> {
+    let family = |a: &russh::keys::Algorithm| match a {
+        russh::keys::Algorithm::Rsa { .. } => "rsa".to_owned(),
+        other => other.to_string(),
+    };
+    let known: Vec<String> = recorded.iter().map(family).collect();
+    let (mut first, rest): (Vec<_>, Vec<_>) = preferred
+        .iter()
+        .cloned()
+        .partition(|a| known.contains(&family(a)));
+    first.extend(rest);
+    first
+}
+
 /// Appends `host:port key` to the file unless an equal entry is already there. Safe under
 /// parallel fan-out: the file is locked while it is re-read and the line is written with a
 /// single `write`, so concurrent appends neither duplicate nor tear lines.

@@ -247,6 +247,16 @@ impl HostKeyCheck {
         let shown = format!("{} {}", key.algorithm(), known_hosts::fingerprint(key));
         match known_hosts::check(&text, host, port, key) {
             known_hosts::Verdict::Known => Ok(()),
+            // A key of a new type beside a recorded one is a changed key (as OpenSSH
+            // treats it): an attacker with a fresh key would pick a type never recorded.
+            known_hosts::Verdict::Unknown { other_types } if !other_types.is_empty() => {
+                Err(format!(
+                    "HOST KEY OF {name} HAS CHANGED: it offered {shown}, but {} records only {} keys for it. This can be a man-in-the-middle attack. If the host really changed its keys, remove the old ones with `ssh-keygen -R '{name}' -f {}`; --accept-new never adds a key of a new type beside a recorded one",
+                    path.display(),
+                    other_types.join(", "),
+                    path.display()
+                ))
+            }
             known_hosts::Verdict::Unknown { .. } if self.options.accept_new => {
                 known_hosts::learn(path, host, port, key).map_err(|e| {
                     format!(
@@ -255,17 +265,9 @@ impl HostKeyCheck {
                     )
                 })
             }
-            known_hosts::Verdict::Unknown { other_types } => Err(format!(
-                "host key of {name} is not in {}{}: it offered {shown}. Check that fingerprint, then run once with --accept-new (or add it with `ssh-keyscan -p {port} {host} >> {}`)",
+            known_hosts::Verdict::Unknown { .. } => Err(format!(
+                "host key of {name} is not in {}: it offered {shown}. Check that fingerprint, then run once with --accept-new (or add it with `ssh-keyscan -p {port} {host} >> {}`)",
                 path.display(),
-                if other_types.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (only {} keys are recorded for it)",
-                        other_types.join(", ")
-                    )
-                },
                 path.display()
             )),
             known_hosts::Verdict::Changed { line } => Err(format!(
@@ -417,10 +419,16 @@ impl SshTransport {
     where
         S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let mut preferred = russh::Preferred::default();
+        if let Ok(text) = std::fs::read_to_string(&self.options.known_hosts) {
+            let recorded = known_hosts::recorded_algorithms(&text, &hop.host, hop.port);
+            preferred.key = known_hosts::prefer_recorded(&preferred.key, &recorded).into();
+        }
         let config = Arc::new(client::Config {
             keepalive_interval: Some(hop.keepalive.unwrap_or(Duration::from_secs(15))),
             keepalive_max: 3,
             nodelay: true,
+            preferred,
             ..client::Config::default()
         });
         let refusal = Arc::new(Mutex::new(None));

@@ -241,10 +241,28 @@ fn run_ssh(
     known_hosts: &Path,
     extra: &[&str],
 ) -> (Output, String) {
+    run_ssh_to(
+        fleet,
+        &fleet.hosts[0].target(),
+        known_hosts,
+        Path::new("/dev/null"),
+        extra,
+    )
+}
+
+/// `wisp run TARGET -- true` as root with `known_hosts`, `ssh_config` and `extra` flags.
+fn run_ssh_to(
+    fleet: &wisp_tests::sshd::Fleet,
+    target: &str,
+    known_hosts: &Path,
+    ssh_config: &Path,
+    extra: &[&str],
+) -> (Output, String) {
     let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
-    c.args(["run", &fleet.hosts[0].target(), "--known-hosts"])
+    c.args(["run", target, "--known-hosts"])
         .arg(known_hosts)
-        .args(["--connect-timeout", "30s", "--ssh-config", "/dev/null"])
+        .args(["--connect-timeout", "30s", "--ssh-config"])
+        .arg(ssh_config)
         .args(["--user", "root", "--key"])
         .arg(&fleet.client_key)
         .args(extra)
@@ -326,4 +344,48 @@ fn a_host_key_of_another_type_is_refused_as_changed() {
     let (out, stderr) = run_ssh(&fleet, &ca, &[]);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("is not in"), "{stderr}");
+}
+
+/// Case: ProxyJump with IPv6 literals, `[::1]:PORT` and a bare `::1` (port 22), reaches the
+/// target through the jump; the jump's own failure names it the same way.
+#[test]
+fn proxy_jump_takes_ipv6_literals() {
+    if !root_or_explain("an sshd on [::1]:22") {
+        return;
+    }
+    let mut fleet = wisp_tests::sshd::Fleet::start(2);
+    let port = 20_000 + u16::try_from(std::process::id() % 20_000).unwrap();
+    fleet.hosts[0].addr = "::1".into();
+    fleet.hosts[0].port = port;
+    fleet.restart_with(
+        0,
+        &format!("ListenAddress [::1]:{port}\nListenAddress [::1]:22"),
+    );
+    let key = fleet.hosts[0].host_key.clone();
+    let mut known = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    known.push_str(&format!("[::1]:{port} {key}\n::1 {key}\n"));
+    std::fs::write(&fleet.known_hosts, known).unwrap();
+    let inner = &fleet.hosts[1];
+    for jump in [
+        format!("[::1]:{port}"),
+        "root@[::1]".into(),
+        "root@::1".into(),
+    ] {
+        let config = fleet.dir.0.join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host inner\n  HostName {}\n  Port {}\n  User root\n  ProxyJump {jump}\n",
+                inner.addr, inner.port
+            ),
+        )
+        .unwrap();
+        let (out, stderr) = run_ssh_to(&fleet, "inner", &fleet.known_hosts, &config, &[]);
+        assert_eq!(out.status.code(), Some(0), "ProxyJump {jump}: {stderr}");
+    }
+    fleet.hosts[0].stop();
+    let config = fleet.dir.0.join("ssh_config");
+    let (out, stderr) = run_ssh_to(&fleet, "inner", &fleet.known_hosts, &config, &[]);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("::1"), "the jump is not named: {stderr}");
 }

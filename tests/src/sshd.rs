@@ -36,7 +36,11 @@ pub struct Host {
 impl Host {
     /// `addr:port`, as a wisp target.
     pub fn target(&self) -> String {
-        format!("{}:{}", self.addr, self.port)
+        if self.addr.contains(':') {
+            format!("[{}]:{}", self.addr, self.port)
+        } else {
+            format!("{}:{}", self.addr, self.port)
+        }
     }
 
     /// Its sshd's process id, while it runs.
@@ -217,7 +221,7 @@ impl Fleet {
             .expect("start sshd");
         let pid = child.id();
         host.child = Some(child);
-        let addr = format!("{}:{}", host.addr, host.port);
+        let addr = host.target();
         // Up means this sshd answers with its banner, not merely that something accepts.
         let up = wait_for(Duration::from_secs(10), || {
             let mut stream = TcpStream::connect(&addr).ok()?;

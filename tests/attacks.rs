@@ -389,3 +389,64 @@ fn proxy_jump_takes_ipv6_literals() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("::1"), "the jump is not named: {stderr}");
 }
+
+/// `wisp run -i INVENTORY all -- true` in `tmp` with at most 2 GiB of address space, so a
+/// parser that blows up fails here instead of taking the machine.
+fn run_with_inventory(tmp: &ScratchDir, inventory: &Path) -> (Output, String) {
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["run", "-i"])
+        .arg(inventory)
+        .args(["all", "--", "true"]);
+    // SAFETY: setrlimit between fork and exec, with a live local.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            let lim = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// Case: an inventory built to exhaust the controller — a YAML alias bomb (nine levels of nine
+/// aliases: 387 million nodes from 1 KiB) and a file far larger than any inventory — is
+/// refused with exit 4 and a message naming the file, before it costs memory.
+#[test]
+fn a_hostile_inventory_is_refused_before_it_costs_memory() {
+    let tmp = ScratchDir::new("attack-inventory");
+    let mut bomb = String::from(
+        "x: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for pair in names.windows(2) {
+        let aliases = vec![format!("*{}", pair[0]); 9].join(",");
+        bomb.push_str(&format!("{}: &{} [{aliases}]\n", pair[1], pair[1]));
+    }
+    bomb.push_str("all:\n  hosts:\n    web01:\n");
+    let path = tmp.0.join("bomb.yml");
+    std::fs::write(&path, bomb).unwrap();
+    let (out, stderr) = run_with_inventory(&tmp, &path);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("bomb.yml") && stderr.contains("alias"),
+        "{stderr}"
+    );
+
+    let huge = tmp.0.join("huge.ini");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let (out, stderr) = run_with_inventory(&tmp, &huge);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("huge.ini") && stderr.contains("larger"),
+        "{stderr}"
+    );
+}

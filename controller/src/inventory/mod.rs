@@ -102,14 +102,37 @@ impl InventoryError {
     }
 }
 
+/// The largest inventory file read: 100,000 hosts with vars take about 10 MiB.
+const MAX_BYTES: u64 = 256 << 20;
+
 impl Inventory {
     /// Reads a file: `.toml` as the native format, `.yml`/`.yaml` as Ansible YAML, anything
     /// else as Ansible INI.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|e| InventoryError {
+        let unreadable = |e| InventoryError {
             path: path.to_owned(),
             kind: InventoryErrorKind::Unreadable(e),
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let too_large = || {
+            InventoryError::new(
+                path,
+                format!(
+                    "larger than {} MiB: refused (no inventory needs that much; split it)",
+                    MAX_BYTES >> 20
+                ),
+            )
+        };
+        if file.metadata().is_ok_and(|m| m.len() > MAX_BYTES) {
+            return Err(too_large());
+        }
+        let mut text = String::new();
+        // One byte past the limit tells a file at the limit from a larger one.
+        std::io::Read::read_to_string(&mut std::io::Read::take(&file, MAX_BYTES + 1), &mut text)
+            .map_err(unreadable)?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(too_large());
+        }
         Inventory::parse(&text, path)
     }
 

@@ -450,3 +450,51 @@ fn a_hostile_inventory_is_refused_before_it_costs_memory() {
         "{stderr}"
     );
 }
+
+/// Case: `--run-timeout` against a peer that stops answering after the command started (no
+/// DONE, no answer to CANCEL, no EXIT). The timeout is a hard bound: a short grace for the
+/// cancel, then the host is disconnected and reported, and wisp exits.
+#[test]
+fn the_run_timeout_holds_against_a_peer_that_stops_answering() {
+    let tmp = ScratchDir::new("attack-timeout");
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args([
+        "run",
+        "localhost",
+        "--run-timeout",
+        "2s",
+        "--insecure-unsigned-runner",
+        "--",
+    ])
+    .args(["sh", "-c", "echo started; exec sleep 3600"])
+    .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
+    .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
+    .env("BROKEN_RUNNER_FROM", r#""kind":"stdout""#)
+    .env("BROKEN_RUNNER_TO", r#""kind":"stdout""#)
+    .env("BROKEN_RUNNER_MUTE", "1")
+    .env("TMPDIR", &tmp.0)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Far beyond the bound (2 s plus the cancel's grace): only a missing bound reaches it.
+    let ended = wisp_tests::wait_for(std::time::Duration::from_secs(90), || {
+        child.try_wait().unwrap()
+    });
+    if ended.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    wisp_tests::wisp::show(&c, &out, &tmp.0);
+    assert!(
+        ended.is_some(),
+        "wisp was still waiting 90 s into a 2 s run timeout"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run timeout"), "{stderr}");
+    assert!(
+        stderr.contains("did not answer the cancel within 5s are disconnected"),
+        "the host's line does not say why: {stderr}"
+    );
+}

@@ -44,8 +44,13 @@ pub async fn watch_signals(tx: Arc<watch::Sender<Interrupt>>) {
     }
 }
 
+/// How long hosts have to answer the run timeout's cancel before they are disconnected.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// `--run-timeout`: after `limit`, the same orderly cancel as Ctrl-C; `timed_out` says it was
-/// the clock, so the hosts it stopped count as failed, not interrupted.
+/// the clock, so the hosts it stopped count as failed, not interrupted. [`CANCEL_GRACE`] later
+/// every host still out is disconnected: the limit is a hard bound, even against a peer that
+/// never answers.
 pub async fn run_timeout(
     limit: Duration,
     tx: Arc<watch::Sender<Interrupt>>,
@@ -64,4 +69,19 @@ pub async fn run_timeout(
         }
         change
     });
+    tokio::time::sleep(CANCEL_GRACE).await;
+    if tx.send_if_modified(|i| {
+        let change = *i < Interrupt::Disconnect;
+        if change {
+            *i = Interrupt::Disconnect;
+        }
+        change
+    }) {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!(
+                "run timeout: hosts that did not answer the cancel within {CANCEL_GRACE:?} are disconnected\n"
+            ),
+        );
+    }
 }

@@ -269,7 +269,7 @@ async fn one_host(
                 _ = interrupt.changed() => {
                     let now = *interrupt.borrow();
                     if now == Interrupt::Disconnect {
-                        return HostResult::new(name, HostOutcome::Interrupted, "disconnected");
+                        return HostResult::new(name, HostOutcome::Interrupted, "disconnected before it answered the cancel");
                     }
                     if now == Interrupt::Cancel && !claimed {
                         // Purged from the stream before a worker took it (a claim on its way

@@ -77,7 +77,8 @@ pub(super) struct Common {
     #[arg(long, value_name = "PATTERN")]
     pub(super) limit: Option<String>,
     /// Stop the whole run after this long: remote commands still running are cancelled (as
-    /// with Ctrl-C) and their hosts count as failed.
+    /// with Ctrl-C) and their hosts count as failed. A host that has not answered the cancel
+    /// 5 s later is disconnected, so the run never outlasts the limit by more than that.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(super) run_timeout: Option<Duration>,
     /// How many hosts to work on at once.

@@ -181,7 +181,10 @@ impl Host<'_> {
                     exec::Ran::Lost(r) => return r,
                     exec::Ran::Disconnected => {
                         session.disconnect().await;
-                        return self.result(HostOutcome::Interrupted, "disconnected");
+                        return self.result(
+                            HostOutcome::Interrupted,
+                            "disconnected before it answered the cancel",
+                        );
                     }
                 }
             }

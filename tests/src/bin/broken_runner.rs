@@ -2,6 +2,10 @@
 //! (`$BROKEN_RUNNER_REAL`) and, in the first frame whose JSON contains `$BROKEN_RUNNER_FROM`,
 //! replaces that text with `$BROKEN_RUNNER_TO`. Everything else passes through unchanged.
 //!
+//! With `$BROKEN_RUNNER_MUTE` set it goes silent after that frame: nothing the real runner
+//! writes later (DONE, the answer to a CANCEL, EXIT) reaches the controller, as from a peer
+//! that hangs.
+//!
 //! It is staged like any runner, so it removes its own private directory (the real runner
 //! does not live there and would refuse to).
 
@@ -14,6 +18,7 @@ fn main() {
     let real = std::env::var("BROKEN_RUNNER_REAL").expect("BROKEN_RUNNER_REAL is not set");
     let from = std::env::var("BROKEN_RUNNER_FROM").expect("BROKEN_RUNNER_FROM is not set");
     let to = std::env::var("BROKEN_RUNNER_TO").expect("BROKEN_RUNNER_TO is not set");
+    let mute = std::env::var_os("BROKEN_RUNNER_MUTE").is_some();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--private-dir") {
         let dir = args.remove(i + 1);
@@ -50,6 +55,9 @@ fn main() {
         }
         decoder.push(&buf[..n]);
         while let Ok(Some(frame)) = decoder.next_frame() {
+            if mute && tampered {
+                continue;
+            }
             let mut json = String::from_utf8(frame.json).expect("runner JSON is UTF-8");
             if !tampered && json.contains(&from) {
                 json = json.replacen(&from, &to, 1);

@@ -498,3 +498,134 @@ fn the_run_timeout_holds_against_a_peer_that_stops_answering() {
         "the host's line does not say why: {stderr}"
     );
 }
+
+/// A directory like /tmp (world-writable, sticky) in `tmp`, and a root-owned victim file
+/// outside it; `plant` puts a symbolic link owned by `nobody` at NAME in the directory,
+/// pointing at the victim.
+struct SharedDir {
+    dir: std::path::PathBuf,
+    victim: std::path::PathBuf,
+}
+
+impl SharedDir {
+    fn new(tmp: &ScratchDir) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp.0.join("shared");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let victim = tmp.0.join("victim-owned-by-root");
+        std::fs::write(&victim, "root's own\n").unwrap();
+        Self { dir, victim }
+    }
+
+    fn plant(&self, name: &str) {
+        let link = self.dir.join(name);
+        std::os::unix::fs::symlink(&self.victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    }
+
+    fn victim_untouched(&self) -> bool {
+        std::fs::read(&self.victim).unwrap() == b"root's own\n"
+    }
+}
+
+/// Case: files wisp writes on the operator's machine in a directory another user can write
+/// — the secrets file's replacement, `--output-dir`'s host files — never follow a link that
+/// user planted; the write is refused or lands beside it, and the victim is unchanged.
+#[test]
+fn operator_side_files_do_not_follow_planted_links() {
+    if !root_or_explain("links planted by another user") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-links");
+    let shared = SharedDir::new(&tmp);
+    let wisp = |args: &[&str], stdin: &str| {
+        let mut c = wisp_tests::wisp_command!(&tmp.0);
+        c.args(args)
+            .current_dir(&shared.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        wisp_tests::wisp::show(&c, &out, &tmp.0);
+        out
+    };
+    let key = wisp(&["secrets", "keygen", "--out", "op.key"], "");
+    let recipient = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let init = wisp(&["secrets", "init", "s.age", "--recipient", &recipient], "");
+    assert_eq!(init.status.code(), Some(0));
+    // Every name the old code could have used for its replacement.
+    shared.plant("s.age.tmp");
+    shared.plant("s.tmp");
+    let set = wisp(
+        &["secrets", "set", "s.age", "db_pass", "--identity", "op.key"],
+        "v\n",
+    );
+    assert!(
+        shared.victim_untouched(),
+        "secrets set wrote through a planted link"
+    );
+    assert_eq!(
+        set.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    shared.plant("localhost.stdout");
+    let out_dir = shared.dir.to_str().unwrap();
+    let run = wisp(
+        &[
+            "run",
+            "localhost",
+            "--output-dir",
+            out_dir,
+            "--",
+            "echo",
+            "x",
+        ],
+        "",
+    );
+    assert!(
+        shared.victim_untouched(),
+        "--output-dir wrote through a planted link"
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("localhost.stdout") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+}
+
+/// Case: `--output-dir` on a full disk. The output that could not be saved fails the host
+/// with the file and the reason; nothing is reported ok while its output is lost.
+#[test]
+fn output_lost_to_a_full_disk_fails_the_host() {
+    if !root_or_explain("mounting a small tmpfs") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-full");
+    let small = tmp.0.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 64 KiB tmpfs");
+    let out = run_local(
+        &tmp,
+        &["--output-dir", small.to_str().unwrap()],
+        &["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x"],
+    );
+    let _ = Command::new("umount").arg(&small).status();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("localhost.stdout") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+}

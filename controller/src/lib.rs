@@ -16,6 +16,7 @@
 //! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
 //! - [`rollout`]: `--serial` batches and `--max-fail` budgets;
 //! - [`fds`]: the file-descriptor limit raised, and checked against the hosts at once;
+//! - [`files`]: files written on the operator's machine without following planted links;
 //! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
 //! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
 //! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
@@ -42,6 +43,7 @@ pub mod conformance;
 pub mod errors;
 pub mod exit;
 pub mod fds;
+pub mod files;
 pub mod fleet;
 pub mod interrupt;
 pub mod inventory;

@@ -311,13 +311,10 @@ fn render(values: &BTreeMap<String, String>) -> String {
 /// Encrypts `values` to the recipients beside `file` and replaces `file` atomically.
 pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), SecretsError> {
     let out = seal(&render(values), &recipients(file)?)?;
-    let tmp = file.with_extension("age.tmp");
-    std::fs::write(&tmp, &out)
-        .and_then(|()| std::fs::rename(&tmp, file))
-        .map_err(|source| SecretsError::Write {
-            path: file.to_owned(),
-            source,
-        })
+    crate::files::replace(file, &out, 0o600).map_err(|source| SecretsError::Write {
+        path: file.to_owned(),
+        source,
+    })
 }
 
 /// `values` encrypted to `rs`, for workers on the bus: only their identities open it.

@@ -103,6 +103,13 @@ pub(super) async fn run(
                     host.reporter.facts(name, facts);
                 }
                 host.reporter.done(name, &done);
+                if let Some(Err(e)) = saved.take().map(OutputFiles::finish) {
+                    host.reporter.refused(
+                        name,
+                        &ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e)),
+                    );
+                    return Ran::Finished(host.result(HostOutcome::Failed, "output lost"));
+                }
                 let outcome = match done.status {
                     Status::Ok => HostOutcome::Ok,
                     // Cancelled at our request is an interrupt; cancelled by the runner (its

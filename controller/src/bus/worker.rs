@@ -411,6 +411,7 @@ async fn run_item(
 ) -> HostResult {
     // Output that shows a secret is hidden here, before it travels.
     let redactor = crate::secrets::Redactor::new(&secrets);
+    let for_streams = secrets.clone();
     let name = item.host.name.clone();
     let target = match (worker.reach)(&item.host, item.start.become_root) {
         Ok(t) => t,
@@ -452,7 +453,8 @@ async fn run_item(
         },
     };
     let sink = events.sink(redactor);
-    let reporter = Arc::new(Reporter::forwarding(sink));
+    // The reporter hides them in the output streams too, before lines are cut.
+    let reporter = Arc::new(Reporter::forwarding(sink).with_secrets(&for_streams));
     let launch = wisp_transports::Launch::new(
         worker.runners.clone(),
         Duration::from_millis(item.start.ttl_ms),

@@ -36,7 +36,8 @@ enum SecretsCommand {
         #[arg(long = "recipient", value_name = "AGE_PUBLIC_KEY", required = true)]
         recipients: Vec<String>,
     },
-    /// Set a secret; the value is read from stdin (typed without echo on a terminal).
+    /// Set a secret; the value is read from stdin (typed without echo on a terminal). A
+    /// single line loses its final newline; a longer value (`< key.pem`) is kept exactly.
     Set {
         /// The secrets file.
         file: PathBuf,
@@ -174,7 +175,12 @@ fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
         std::io::stdin()
             .read_to_string(&mut v)
             .map_err(|e| format!("cannot read the value from stdin: {e}"))?;
-        v.strip_suffix('\n').map(str::to_owned).unwrap_or(v)
+        // One line is a typed or echoed value: its newline ends it. Anything longer (a key
+        // file) is kept exactly, final newline included.
+        match v.strip_suffix('\n') {
+            Some(line) if !line.contains('\n') => line.to_owned(),
+            _ => v,
+        }
     };
     if value.is_empty() {
         return Err("an empty value: nothing set".into());

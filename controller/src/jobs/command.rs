@@ -37,6 +37,9 @@ pub(crate) async fn follow(
     tee: &mut (dyn FnMut(usize, &[u8]) + Send),
 ) -> Ended {
     let mut lines = [LineSplitter::default(), LineSplitter::default()];
+    // Secrets are hidden in the byte stream, before it is cut into lines or saved: a key
+    // spans lines, and a slow writer splits a token across chunks.
+    let mut hidden = [reporter.stream_redactor(), reporter.stream_redactor()];
     loop {
         let event = tokio::select! {
             ev = session.next_for(id) => ev,
@@ -55,6 +58,7 @@ pub(crate) async fn follow(
         match event {
             Ok(CmdEvent::Output(stream, bytes)) => {
                 let i = usize::from(stream == EventKind::Stderr);
+                let bytes = hidden[i].push(&bytes);
                 tee(i, &bytes);
                 for line in lines[i].push(&bytes) {
                     reporter.line(host, stream, &line);
@@ -65,6 +69,11 @@ pub(crate) async fn follow(
                     .into_iter()
                     .enumerate()
                 {
+                    let rest = hidden[i].finish();
+                    tee(i, &rest);
+                    for line in lines[i].push(&rest) {
+                        reporter.line(host, stream, &line);
+                    }
                     if let Some(line) = lines[i].finish() {
                         reporter.line(host, stream, &line);
                     }

@@ -153,6 +153,11 @@ impl Reporter {
         Some(status)
     }
 
+    /// A redactor for one output stream of one command, hiding this run's secrets.
+    pub fn stream_redactor(&self) -> crate::secrets::StreamRedactor {
+        self.redactor.stream()
+    }
+
     /// Records what this reporter is told in `journal` as well.
     pub fn with_journal(mut self, journal: crate::journal::Journal) -> Self {
         self.journal = journal;

@@ -761,3 +761,198 @@ mode = "0600"
         "{stdout}"
     );
 }
+
+/// `wisp apply PLAN localhost` (as root) with the plan's text, in `tmp`.
+fn apply_local(tmp: &ScratchDir, name: &str, plan: &str) -> (Output, String) {
+    let path = tmp.0.join(name);
+    std::fs::write(&path, plan).unwrap();
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.arg("apply")
+        .arg(&path)
+        .arg("localhost")
+        .env("TMPDIR", &tmp.0)
+        .stdin(Stdio::null());
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Case: another user plants links where root's file ops act — at the target, at a parent
+/// directory, and swapped in between the check and the change — for `file.write` (content
+/// and mode only), `dir.ensure`, `file.absent` and backups. Nothing outside the intended path
+/// is written, chmod-ed, created or removed; a link owned by root on the way is followed; a
+/// backup name taken in advance neither blocks the write nor loses the taker's file.
+#[test]
+fn file_ops_do_not_follow_links_another_user_planted() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_or_explain("links planted by another user") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-fileops");
+    let shared = SharedDir::new(&tmp);
+    std::fs::set_permissions(&shared.victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let victim_dir = tmp.0.join("victim-dir");
+    std::fs::create_dir(&victim_dir).unwrap();
+    std::fs::write(victim_dir.join("keep"), "keep\n").unwrap();
+    let s = shared.dir.display().to_string();
+
+    // At the target, content and mode only.
+    shared.plant("app.conf");
+    for (content, what) in [("x\\n", "content"), ("root's own\\n", "mode only")] {
+        let plan = format!(
+            "[[task]]\nop = \"file.write\"\npath = \"{s}/app.conf\"\ncontent = \"{content}\"\nmode = \"0644\"\n"
+        );
+        let (out, text) = apply_local(&tmp, "target.toml", &plan);
+        assert_eq!(out.status.code(), Some(2), "{what}: {text}");
+        assert!(text.contains("symlink"), "{what}: {text}");
+        assert!(
+            shared.victim_untouched() && mode_of(&shared.victim) == 0o600,
+            "{what}"
+        );
+    }
+
+    // At a parent: write, mkdir and remove through it are refused, naming the link.
+    let link = shared.dir.join("dir");
+    std::os::unix::fs::symlink(&victim_dir, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let tasks = [
+        format!("op = \"file.write\"\npath = \"{s}/dir/new.conf\"\ncontent = \"x\""),
+        format!("op = \"dir.ensure\"\npath = \"{s}/dir/sub\""),
+        format!("op = \"file.absent\"\npath = \"{s}/dir/keep\""),
+    ];
+    for task in &tasks {
+        let (out, text) = apply_local(&tmp, "parent.toml", &format!("[[task]]\n{task}\n"));
+        assert_eq!(out.status.code(), Some(2), "{task}: {text}");
+        assert!(text.contains("owned by uid 65534"), "{task}: {text}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&victim_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["keep"], "the victim directory changed");
+
+    // A root-owned link on the way is followed.
+    let real = tmp.0.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, shared.dir.join("rootlink")).unwrap();
+    let plan =
+        format!("[[task]]\nop = \"file.write\"\npath = \"{s}/rootlink/f\"\ncontent = \"ok\"\n");
+    let (out, text) = apply_local(&tmp, "rootlink.toml", &plan);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(std::fs::read_to_string(real.join("f")).unwrap(), "ok");
+
+    // Backups: the names the next seconds would give are taken by another user first.
+    let own = shared.dir.join("own.conf");
+    std::fs::write(&own, "v1\n").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for secs in now..now + 30 {
+        let taken = shared.dir.join(format!("own.conf.{secs}.bak"));
+        std::fs::write(&taken, "theirs\n").unwrap();
+        std::os::unix::fs::lchown(&taken, Some(65534), Some(65534)).unwrap();
+    }
+    let plan = format!(
+        "[[task]]\nop = \"file.write\"\npath = \"{s}/own.conf\"\ncontent = \"v2\\n\"\nbackup = true\n"
+    );
+    let (out, text) = apply_local(&tmp, "backup.toml", &plan);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(std::fs::read_to_string(&own).unwrap(), "v2\n");
+    let names: Vec<String> = std::fs::read_dir(&shared.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let theirs = names
+        .iter()
+        .filter(|n| n.starts_with("own.conf.") && n.ends_with(".bak"))
+        .count();
+    assert_eq!(theirs, 31, "30 taken names and one backup: {names:?}");
+    let backups: Vec<_> = names
+        .iter()
+        .filter(|n| std::fs::read_to_string(shared.dir.join(n)).is_ok_and(|c| c == "v1\n"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(".tmp")),
+        "a temp file was left: {names:?}"
+    );
+}
+
+/// Case: the swap between the check and the change. While root's plan sets the mode of a
+/// file 300 times, another user keeps replacing that file by a link to a root file and back.
+/// The root file's mode never changes; each step either acts on the file it checked or is
+/// refused. (Bounded: the swapper stops when the plan ends, or after 50 million swaps.)
+#[test]
+fn a_link_swapped_in_after_the_check_is_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_or_explain("links planted by another user") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-swap");
+    let shared = SharedDir::new(&tmp);
+    std::fs::set_permissions(&shared.victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let target = shared.dir.join("race.conf");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, victim) = (stop.clone(), shared.dir.clone(), shared.victim.clone());
+        std::thread::spawn(move || {
+            // A regular file and a link to the victim, exchanged in one step each time.
+            let target = dir.join("race.conf");
+            let other = dir.join("other");
+            std::fs::write(&target, "root's own\n").unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::symlink(&victim, &other).unwrap();
+            // Held open: its mode goes back to 0600 after every change, through the
+            // descriptor (a chmod by name could land on the link and so on the victim).
+            let regular = std::fs::File::open(&target).unwrap();
+            let (a, b) = (
+                std::ffi::CString::new(target.to_str().unwrap()).unwrap(),
+                std::ffi::CString::new(other.to_str().unwrap()).unwrap(),
+            );
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && swaps < 50_000_000 {
+                // SAFETY: two live C strings; RENAME_EXCHANGE swaps the two names.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                let _ = regular.set_permissions(std::fs::Permissions::from_mode(0o600));
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let task = format!(
+        "[[task]]\nop = \"file.write\"\npath = \"{}\"\ncontent = \"root's own\\n\"\nmode = \"0644\"\nignore_errors = true\n",
+        target.display()
+    );
+    let (out, text) = apply_local(&tmp, "race.toml", &task.repeat(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the swapper never ran");
+    assert!(out.status.code().is_some(), "{text}");
+    assert_eq!(
+        mode_of(&shared.victim),
+        0o600,
+        "the victim's mode changed: {text}"
+    );
+    assert!(shared.victim_untouched());
+}

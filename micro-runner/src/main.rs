@@ -13,6 +13,7 @@ mod input;
 mod ops;
 mod pkg;
 mod probe;
+mod safepath;
 mod sandbox;
 mod service;
 mod session;

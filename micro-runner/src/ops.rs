@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use wisp_protocol::ops::{DirEnsureArgs, FileAbsentArgs, FileResult, FileStat, FileWriteArgs};
 
+use crate::safepath::{self, Resolved};
+
 /// Previous content is sent back for a diff only when it is text of at most this size.
 const MAX_DIFF_BYTES: u64 = 1 << 20;
 
@@ -42,12 +44,36 @@ fn kind_of(meta: Option<&fs::Metadata>) -> &'static str {
     }
 }
 
-fn lstat(path: &Path) -> Result<Option<fs::Metadata>, String> {
-    match fs::symlink_metadata(path) {
+/// What is at `r` (`None` when its directory or the entry itself is missing), never
+/// following a link there; errors name `shown`.
+fn lstat(r: Option<&Resolved>, shown: &Path) -> Result<Option<fs::Metadata>, String> {
+    let Some(r) = r else { return Ok(None) };
+    match fs::symlink_metadata(r.at()) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(format!("{}: {e}", shown.display())),
     }
+}
+
+/// Opens the entry at `r` without following a link, and checks it is still the one `seen`
+/// described (same device and inode): nothing swapped in between the look and the change.
+fn open_same(r: &Resolved, seen: &fs::Metadata, shown: &Path, write: bool) -> Result<File, String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(r.at())
+        .map_err(|e| format!("cannot open {}: {e}", shown.display()))?;
+    let now = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", shown.display()))?;
+    if now.dev() != seen.dev() || now.ino() != seen.ino() {
+        return Err(format!(
+            "{}: was replaced while it was being checked; nothing changed",
+            shown.display()
+        ));
+    }
+    Ok(f)
 }
 
 /// A user name or numeric uid.
@@ -130,27 +156,25 @@ impl Wanted {
     }
 }
 
-fn parent_of(path: &Path, make_parents: bool, check: bool) -> Result<(), String> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    if parent.is_dir() || check {
-        return Ok(());
-    }
-    if !make_parents {
-        return Err(format!(
+/// Resolves `path` for an op; a missing directory on the way is an error unless `check`
+/// (then nothing exists there) or `make_parents` (then it is made).
+fn resolve(path: &Path, make_parents: bool, check: bool) -> Result<Option<Resolved>, String> {
+    match safepath::resolve(path, make_parents && !check)? {
+        Some(r) => Ok(Some(r)),
+        None if check => Ok(None),
+        None => Err(format!(
             "{}: the parent directory {} does not exist (make_parents creates it)",
             path.display(),
-            parent.display()
-        ));
+            path.parent().unwrap_or(Path::new("/")).display()
+        )),
     }
-    fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))
 }
 
 /// `file.write`: makes `args.path` hold exactly `content`, with the mode and owner asked for.
-pub(crate) fn write(args: &FileWriteArgs, content: &[u8], unique: &str) -> Result<Outcome, String> {
+pub(crate) fn write(args: &FileWriteArgs, content: &[u8]) -> Result<Outcome, String> {
     let path = Path::new(&args.path);
-    let existing = lstat(path)?;
+    let resolved = resolve(path, args.make_parents, args.check)?;
+    let existing = lstat(resolved.as_ref(), path)?;
     let before = kind_of(existing.as_ref());
     if !matches!(before, "none" | "file") {
         return Err(format!(
@@ -176,7 +200,11 @@ pub(crate) fn write(args: &FileWriteArgs, content: &[u8], unique: &str) -> Resul
         Some(m) => {
             let old = if m.len() == content.len() as u64 || (args.diff && m.len() <= MAX_DIFF_BYTES)
             {
-                Some(fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+                let r = resolved.as_ref().ok_or("no directory")?;
+                let mut old = Vec::new();
+                io::Read::read_to_end(&mut open_same(r, m, path, false)?, &mut old)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Some(old)
             } else {
                 None
             };
@@ -204,73 +232,121 @@ pub(crate) fn write(args: &FileWriteArgs, content: &[u8], unique: &str) -> Resul
         .changes
         .iter()
         .any(|c| c == "created" || c == "content");
+    let (Some(r), false) = (resolved.as_ref(), args.check) else {
+        return Err(format!("{}: no directory to write in", path.display()));
+    };
     if !content_changes {
-        // Only mode or ownership differ: set them in place, no rewrite.
-        let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        wanted.apply(&f, path)?;
+        // Only mode or ownership differ: set them in place, no rewrite, on the very file
+        // that was checked (a link or another file swapped in is refused).
+        if let Some(m) = &existing {
+            let f = open_same(r, m, path, false)?;
+            wanted.apply(&f, path)?;
+        }
         return Ok(Outcome {
             result,
             data: previous,
         });
     }
-    parent_of(path, args.make_parents, false)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.wisp-{unique}.tmp"));
-    let written = write_temp(&temp, content, &wanted);
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(e);
-    }
+    let temp = write_temp(r, path, content, &wanted)?;
     if args.backup && existing.is_some() {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let backup = PathBuf::from(format!("{}.{secs}.bak", args.path));
-        // A hard link: the old version stays whole under its new name, whatever happens next.
-        if let Err(e) = fs::hard_link(path, &backup) {
-            let _ = fs::remove_file(&temp);
-            return Err(format!(
-                "cannot back up {} as {}: {e}",
-                path.display(),
-                backup.display()
-            ));
+        match backup(r, path) {
+            Ok(b) => result.backup = Some(b),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
         }
-        result.backup = Some(backup.to_string_lossy().into_owned());
     }
-    if let Err(e) = fs::rename(&temp, path) {
+    if let Err(e) = fs::rename(&temp, r.at()) {
         let _ = fs::remove_file(&temp);
         return Err(format!("cannot replace {}: {e}", path.display()));
     }
-    sync_dir(path);
+    sync_dir(r);
     Ok(Outcome {
         result,
         data: previous,
     })
 }
 
-fn write_temp(temp: &Path, content: &[u8], wanted: &Wanted) -> Result<(), String> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp)
-        .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
-    f.write_all(content)
-        .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
-    wanted.apply(&f, temp)?;
-    f.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", temp.display()))
+/// A hard link to the old version beside it, `NAME.SECONDS.bak`, or with a random part when
+/// that name is taken: the old version stays whole under its new name, whatever happens next.
+fn backup(r: &Resolved, path: &Path) -> Result<String, String> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = r.name().to_string_lossy();
+    let mut last = String::new();
+    for attempt in 0..8 {
+        let bak = if attempt == 0 {
+            format!("{name}.{secs}.bak")
+        } else {
+            format!("{name}.{secs}.{}.bak", safepath::random_hex())
+        };
+        // link() does not follow a link at the source, and fails on any existing name.
+        match fs::hard_link(r.at(), r.sibling(bak.as_ref())) {
+            Ok(()) => return Ok(path.with_file_name(&bak).to_string_lossy().into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e.to_string(),
+            Err(e) => {
+                return Err(format!("cannot back up {} as {bak}: {e}", path.display()));
+            }
+        }
+    }
+    Err(format!("cannot back up {}: {last}", path.display()))
+}
+
+/// Writes `content` to a new file beside the target, under a random name created with
+/// O_EXCL and O_NOFOLLOW (a name someone else took is skipped, and never removed), gives it
+/// its mode and owner and syncs it. Returns where it is.
+fn write_temp(
+    r: &Resolved,
+    path: &Path,
+    content: &[u8],
+    wanted: &Wanted,
+) -> Result<PathBuf, String> {
+    let name = r.name().to_string_lossy();
+    for _ in 0..8 {
+        let temp = r.sibling(format!(".{name}.wisp-{}.tmp", safepath::random_hex()).as_ref());
+        let mut f = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot create a temporary file beside {}: {e}",
+                    path.display()
+                ));
+            }
+        };
+        // From here the file is ours: remove it on any failure.
+        let done = f
+            .write_all(content)
+            .map_err(|e| format!("cannot write beside {}: {e}", path.display()))
+            .and_then(|()| wanted.apply(&f, path))
+            .and_then(|()| {
+                f.sync_all()
+                    .map_err(|e| format!("cannot sync beside {}: {e}", path.display()))
+            });
+        if let Err(e) = done {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+        return Ok(temp);
+    }
+    Err(format!(
+        "cannot create a temporary file beside {}: every name tried was taken",
+        path.display()
+    ))
 }
 
 /// Makes a rename or removal in `path`'s directory durable. Best effort: some file systems
 /// refuse fsync on directories, and the change itself has already happened.
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent()
-        && let Ok(d) = File::open(dir)
-    {
+fn sync_dir(r: &Resolved) {
+    if let Ok(d) = File::open(r.dir_at()) {
         let _ = d.sync_all();
     }
 }
@@ -278,7 +354,8 @@ fn sync_dir(path: &Path) {
 /// `dir.ensure`: a directory at `args.path`, with the mode and owner asked for.
 pub(crate) fn dir_ensure(args: &DirEnsureArgs) -> Result<Outcome, String> {
     let path = Path::new(&args.path);
-    let existing = lstat(path)?;
+    let resolved = resolve(path, args.make_parents, args.check)?;
+    let existing = lstat(resolved.as_ref(), path)?;
     let before = kind_of(existing.as_ref());
     if !matches!(before, "none" | "dir") {
         return Err(format!(
@@ -308,12 +385,29 @@ pub(crate) fn dir_ensure(args: &DirEnsureArgs) -> Result<Outcome, String> {
             data: Vec::new(),
         });
     }
+    let Some(r) = resolved.as_ref() else {
+        return Err(format!("{}: no directory to create it in", path.display()));
+    };
     if existing.is_none() {
-        parent_of(path, args.make_parents, false)?;
-        fs::create_dir(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        sync_dir(path);
+        fs::create_dir(r.at()).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        sync_dir(r);
     }
-    let d = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(r.at())
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if let Some(m) = &existing {
+        let now = d
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if now.ino() != m.ino() || now.dev() != m.dev() {
+            return Err(format!(
+                "{}: was replaced while it was being checked; nothing changed",
+                path.display()
+            ));
+        }
+    }
     wanted.apply(&d, path)?;
     Ok(Outcome {
         result,
@@ -324,7 +418,8 @@ pub(crate) fn dir_ensure(args: &DirEnsureArgs) -> Result<Outcome, String> {
 /// `file.absent`: nothing at `args.path`.
 pub(crate) fn absent(args: &FileAbsentArgs) -> Result<Outcome, String> {
     let path = Path::new(&args.path);
-    let existing = lstat(path)?;
+    let resolved = resolve(path, false, true)?;
+    let existing = lstat(resolved.as_ref(), path)?;
     let before = kind_of(existing.as_ref());
     let mut result = FileResult {
         path: args.path.clone(),
@@ -346,13 +441,17 @@ pub(crate) fn absent(args: &FileAbsentArgs) -> Result<Outcome, String> {
             data: Vec::new(),
         });
     }
+    let Some(r) = resolved.as_ref() else {
+        return Err(format!("{}: no directory", path.display()));
+    };
+    // Neither follows a link at the last component; remove_dir_all never follows one inside.
     let removed = if before == "dir" {
-        fs::remove_dir_all(path)
+        fs::remove_dir_all(r.at())
     } else {
-        fs::remove_file(path)
+        fs::remove_file(r.at())
     };
     removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-    sync_dir(path);
+    sync_dir(r);
     Ok(Outcome {
         result,
         data: Vec::new(),
@@ -362,7 +461,8 @@ pub(crate) fn absent(args: &FileAbsentArgs) -> Result<Outcome, String> {
 /// `file.stat`.
 pub(crate) fn stat(path: &str) -> Result<FileStat, String> {
     let p = Path::new(path);
-    let existing = lstat(p)?;
+    let resolved = resolve(p, false, true)?;
+    let existing = lstat(resolved.as_ref(), p)?;
     let mut s = FileStat {
         path: path.to_owned(),
         kind: kind_of(existing.as_ref()).into(),
@@ -375,8 +475,9 @@ pub(crate) fn stat(path: &str) -> Result<FileStat, String> {
         s.size = Some(m.len());
         s.mtime = Some(m.mtime());
         if m.file_type().is_symlink() {
-            s.target = fs::read_link(p)
-                .ok()
+            s.target = resolved
+                .as_ref()
+                .and_then(|r| fs::read_link(r.at()).ok())
                 .map(|t| t.to_string_lossy().into_owned());
         }
     }

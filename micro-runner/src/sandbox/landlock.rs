@@ -252,15 +252,12 @@ pub(crate) fn build(
 /// Every path beneath which files may be written while cgroup files may not: the entries of
 /// each directory on the way from `/` to a cgroup mount, except the ones leading to it.
 fn writable_outside_cgroups() -> Vec<std::path::PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let cgroups: Vec<std::path::PathBuf> = mounts
-        .lines()
-        .filter_map(|m| {
-            let fields: Vec<&str> = m.split(' ').collect();
-            let dash = fields.iter().position(|f| *f == "-")?;
-            let fstype = *fields.get(dash + 1)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| fields.get(4).map(Into::into))?
-        })
+    let layout = super::Layout::host();
+    let cgroups: Vec<&Path> = layout
+        .v1
+        .values()
+        .chain(layout.v2.iter())
+        .map(|m| m.root.as_path())
         .collect();
     let leads_to_cgroup = |p: &Path| cgroups.iter().any(|c| c.starts_with(p));
     let mut out = Vec::new();
@@ -273,7 +270,7 @@ fn writable_outside_cgroups() -> Vec<std::path::PathBuf> {
             let path = entry.path();
             if !leads_to_cgroup(&path) {
                 out.push(path);
-            } else if !cgroups.contains(&path) && out.len() + stack.len() < 4096 {
+            } else if !cgroups.contains(&path.as_path()) && out.len() + stack.len() < 4096 {
                 stack.push(path);
             }
         }

@@ -43,8 +43,7 @@ impl Session {
 
     pub(super) fn write_file(&mut self, id: String, upload: Upload) {
         self.next_serial += 1;
-        let unique = format!("{}-{}", std::process::id(), self.next_serial);
-        let outcome = crate::ops::write(&upload.args, &upload.content, &unique);
+        let outcome = crate::ops::write(&upload.args, &upload.content);
         self.finish_file_op(id, upload.started, outcome);
     }
 }

@@ -956,3 +956,87 @@ fn a_link_swapped_in_after_the_check_is_not_followed() {
     );
     assert!(shared.victim_untouched());
 }
+
+/// Case: host output on the operator's terminal. A command prints an OSC 52 clipboard write,
+/// a bell, and `ESC[2K\r` followed by a fake line; on a terminal each control character is
+/// shown as `\xNN`, never passed through.
+#[test]
+fn host_output_cannot_drive_the_operators_terminal() {
+    let tmp = ScratchDir::new("attack-escapes");
+    let (mut master, slave) = open_pty();
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave)
+        .unwrap();
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["run", "localhost", "--", "printf"])
+        .arg("before\\033]52;c;ZXZpbA==\\007 bell\\007\\033[2K\\rlocalhost  ok  fake\\n")
+        .env("TMPDIR", &tmp.0)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(tty)
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let status = child.wait().unwrap();
+    assert!(status.code().is_some());
+    let mut seen = Vec::new();
+    // The slave is closed now that wisp has exited: read what is buffered, then EIO.
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let line = text
+        .lines()
+        .find(|l| l.contains("before"))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{7}'),
+        "{line:?}"
+    );
+    assert!(
+        line.contains("before\\x1b]52;c;ZXZpbA==\\x07 bell\\x07\\x1b[2K\\x0dlocalhost  ok  fake"),
+        "{line:?}"
+    );
+}
+
+/// Case: a runner that ignores the output limit it was given (each chunk sent 200 times).
+/// The controller keeps `--max-output` itself: what it shows stops at the limit, with a line
+/// that says why.
+#[test]
+fn the_controller_keeps_max_output_when_the_runner_does_not() {
+    let tmp = ScratchDir::new("attack-max-output");
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args([
+        "run",
+        "localhost",
+        "--max-output",
+        "4096",
+        "--insecure-unsigned-runner",
+        "--",
+    ])
+    .args(["sh", "-c", "printf 'flood %0990d\\n' 0"])
+    .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
+    .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
+    .env("BROKEN_RUNNER_FROM", r#""kind":"stdout""#)
+    .env("BROKEN_RUNNER_TO", r#""kind":"stdout""#)
+    .env("BROKEN_RUNNER_REPEAT", "200")
+    .env("TMPDIR", &tmp.0)
+    .stdin(Stdio::null());
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let floods = stdout.lines().filter(|l| l.contains("flood")).count();
+    assert!(
+        floods <= 5,
+        "{floods} lines of 1 KB shown past a 4 KiB limit"
+    );
+    assert!(
+        stdout.contains("output past 4096 bytes dropped"),
+        "{stdout}"
+    );
+}

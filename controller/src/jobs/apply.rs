@@ -320,7 +320,15 @@ async fn run_task(
         reporter,
         interrupt,
         &mut cancelled,
-        &mut |_, _| {},
+        super::command::Streams {
+            tee: &mut |_, _| {},
+            max_output: match &op {
+                Op::Exec(a) => a
+                    .max_output
+                    .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
+                _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
+            },
+        },
     )
     .await;
     match ended {

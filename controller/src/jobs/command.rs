@@ -12,6 +12,14 @@ use crate::interrupt::Interrupt;
 use crate::report::{LineSplitter, Reporter};
 use crate::session::{CmdEvent, Session, SessionError};
 
+/// Where a followed command's output goes besides the reporter, and how much of it.
+pub(crate) struct Streams<'a> {
+    /// Gets each chunk (secrets hidden) by stream: 0 stdout, 1 stderr.
+    pub(crate) tee: &'a mut (dyn FnMut(usize, &[u8]) + Send),
+    /// Bytes taken per stream; more than this is dropped, with a line saying so.
+    pub(crate) max_output: u64,
+}
+
 /// How a followed command ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
@@ -34,12 +42,16 @@ pub(crate) async fn follow(
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
     cancelled: &mut bool,
-    tee: &mut (dyn FnMut(usize, &[u8]) + Send),
+    streams: Streams<'_>,
 ) -> Ended {
+    let Streams { tee, max_output } = streams;
     let mut lines = [LineSplitter::default(), LineSplitter::default()];
     // Secrets are hidden in the byte stream, before it is cut into lines or saved: a key
     // spans lines, and a slow writer splits a token across chunks.
     let mut hidden = [reporter.stream_redactor(), reporter.stream_redactor()];
+    // The runner keeps at most `max_output` bytes per stream; a runner that sends more (a
+    // tampered or broken one) is cut here too, once, with a line that says so.
+    let mut received = [0u64; 2];
     loop {
         let event = tokio::select! {
             ev = session.next_for(id) => ev,
@@ -58,6 +70,27 @@ pub(crate) async fn follow(
         match event {
             Ok(CmdEvent::Output(stream, bytes)) => {
                 let i = usize::from(stream == EventKind::Stderr);
+                let room = max_output.saturating_sub(received[i]);
+                let was = received[i];
+                received[i] = received[i].saturating_add(bytes.len() as u64);
+                if room < bytes.len() as u64 {
+                    let keep = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+                    let mut kept = hidden[i].push(&bytes[..keep]);
+                    if was <= max_output {
+                        kept.extend(hidden[i].finish());
+                        kept.extend_from_slice(
+                            format!(
+                                "\n[wisp: output past {max_output} bytes dropped: the runner sent more than it may]\n"
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    tee(i, &kept);
+                    for line in lines[i].push(&kept) {
+                        reporter.line(host, stream, &line);
+                    }
+                    continue;
+                }
                 let bytes = hidden[i].push(&bytes);
                 tee(i, &bytes);
                 for line in lines[i].push(&bytes) {

@@ -9,6 +9,7 @@ use wisp_protocol::error::{ErrorClass, ErrorCode};
 use wisp_protocol::message::{ErrorFrame, Limits, Status};
 use wisp_protocol::ops::Op;
 
+use super::command::Streams;
 use super::command::{Ended, follow};
 use super::output_files::OutputFiles;
 use super::{Host, Job, RETRIES, backoff, stderr_note};
@@ -60,6 +61,12 @@ pub(super) async fn run(
         }
         _ => (Op::Facts, Limits::default()),
     };
+    let max_output = match &op {
+        Op::Exec(a) => a
+            .max_output
+            .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
+        _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
+    };
     let mut id = match session.start(&op, limits.clone(), Vec::new()).await {
         Ok(id) => id,
         Err(e) => return lost(session, &e),
@@ -93,7 +100,10 @@ pub(super) async fn run(
             host.reporter,
             interrupt,
             &mut cancelled,
-            &mut tee,
+            Streams {
+                tee: &mut tee,
+                max_output,
+            },
         )
         .await;
         match ended {

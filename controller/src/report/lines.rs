@@ -34,6 +34,25 @@ pub fn describe(done: &Done) -> String {
     }
 }
 
+/// `line` as it may reach a terminal: every control character but tab (ESC, BEL, CR, DEL,
+/// the C1 range) shown as `\xNN`, so host output can neither move the cursor, rewrite a
+/// line wisp printed, set the title nor reach the clipboard (OSC 52).
+pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| (c.is_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c);
+    if !line.chars().any(control) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if control(c) {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Splits a byte stream into lines without ever holding more than a bounded partial line.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
@@ -70,6 +89,15 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(visible("plain\ttab"), "plain\ttab");
+        assert_eq!(
+            visible("\x1b]52;c;ZXZpbA==\x07 \x1b[2K\rok \u{9b}"),
+            "\\x1b]52;c;ZXZpbA==\\x07 \\x1b[2K\\x0dok \\x9b"
+        );
+    }
 
     #[test]
     fn splits_lines_across_chunks() {

@@ -26,13 +26,15 @@ mod outcome;
 mod recap;
 
 pub use fold::fold_hosts;
-pub use lines::{LineSplitter, capabilities, describe};
+pub use lines::{LineSplitter, capabilities, describe, visible};
 pub use outcome::{HostOutcome, HostResult, exit_status};
 
 /// Writes everything the operator sees; safe to share between host tasks.
 #[derive(Debug)]
 pub struct Reporter {
     json: bool,
+    /// Human output to a terminal: host output has its control characters shown, not obeyed.
+    terminal: bool,
     width: usize,
     started: Instant,
     lock: Mutex<()>,
@@ -76,8 +78,8 @@ impl Reporter {
     pub fn new(json: bool, hosts: &[String]) -> Self {
         use std::io::IsTerminal;
         let width = hosts.iter().map(String::len).max().unwrap_or(0);
-        let colour =
-            !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let terminal = !json && std::io::stdout().is_terminal();
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none();
         let colours = colour.then(|| {
             hosts
                 .iter()
@@ -97,6 +99,7 @@ impl Reporter {
         });
         Self {
             json,
+            terminal,
             width,
             started: Instant::now(),
             lock: Mutex::new(()),
@@ -261,6 +264,12 @@ impl Reporter {
         }) {
             return;
         }
+        let line = if self.terminal {
+            visible(line)
+        } else {
+            std::borrow::Cow::Borrowed(line)
+        };
+        let line = line.as_ref();
         if let Some(fold) = &self.fold {
             fold.line(host, stream == EventKind::Stderr, line);
             if !self.json {

@@ -6,6 +6,9 @@
 //! writes later (DONE, the answer to a CANCEL, EXIT) reaches the controller, as from a peer
 //! that hangs.
 //!
+//! With `$BROKEN_RUNNER_REPEAT=N` the tampered frame is sent N times, as from a runner that
+//! ignores the output limit it was given.
+//!
 //! It is staged like any runner, so it removes its own private directory (the real runner
 //! does not live there and would refuse to).
 
@@ -19,6 +22,10 @@ fn main() {
     let from = std::env::var("BROKEN_RUNNER_FROM").expect("BROKEN_RUNNER_FROM is not set");
     let to = std::env::var("BROKEN_RUNNER_TO").expect("BROKEN_RUNNER_TO is not set");
     let mute = std::env::var_os("BROKEN_RUNNER_MUTE").is_some();
+    let repeat: usize = std::env::var("BROKEN_RUNNER_REPEAT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--private-dir") {
         let dir = args.remove(i + 1);
@@ -59,12 +66,16 @@ fn main() {
                 continue;
             }
             let mut json = String::from_utf8(frame.json).expect("runner JSON is UTF-8");
+            let mut times = 1;
             if !tampered && json.contains(&from) {
                 json = json.replacen(&from, &to, 1);
                 tampered = true;
+                times = repeat;
             }
             let mut bytes = Vec::with_capacity(HEADER_LEN + json.len() + frame.data.len());
-            encode(json.as_bytes(), &frame.data, &mut bytes).expect("encode");
+            for _ in 0..times {
+                encode(json.as_bytes(), &frame.data, &mut bytes).expect("encode");
+            }
             if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
                 break;
             }

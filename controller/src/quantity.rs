@@ -139,4 +139,38 @@ mod tests {
         assert_eq!(parse_count("64"), Ok(64));
         assert!(parse_count("0").is_err());
     }
+
+    proptest::proptest! {
+        /// No text makes a parser panic; whatever parses is in range.
+        #[test]
+        fn no_text_panics(text in "\\PC{0,24}") {
+            let _ = parse_duration(&text);
+            if let Ok(n) = parse_size(&text) {
+                proptest::prop_assert!(n > 0);
+            }
+            if let Ok(c) = parse_cpus(&text) {
+                proptest::prop_assert!((1..=4_096_000).contains(&c));
+            }
+            let _ = parse_count(&text);
+        }
+
+        /// A number with a unit is exactly that many units, or refused when it does not fit:
+        /// never a wrapped value.
+        #[test]
+        fn durations_and_sizes_never_wrap(n in proptest::num::u64::ANY, unit in 0usize..4) {
+            let (suffix, scale) = [("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)][unit];
+            match (parse_duration(&format!("{n}{suffix}")), n.checked_mul(scale)) {
+                (Ok(d), Some(ms)) => proptest::prop_assert_eq!(d, Duration::from_millis(ms)),
+                (Err(_), None) => {}
+                (Err(_), Some(0)) => {}
+                (got, want) => proptest::prop_assert!(false, "{n}{suffix}: {got:?} vs {want:?}"),
+            }
+            let (suffix, shift) = [("", 0u32), ("K", 10), ("M", 20), ("G", 30)][unit];
+            match (parse_size(&format!("{n}{suffix}")), n.checked_mul(1 << shift)) {
+                (Ok(v), Some(want)) => proptest::prop_assert_eq!(v, want),
+                (Err(_), None | Some(0)) => {}
+                (got, want) => proptest::prop_assert!(false, "{n}{suffix}: {got:?} vs {want:?}"),
+            }
+        }
+    }
 }

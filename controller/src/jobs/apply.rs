@@ -248,10 +248,10 @@ async fn run_task(
         status
     };
     let report = |status: TaskStatus, detail: &str| record(status, detail, None);
-    if let (Some(hosts), Some(pattern)) = (&task.hosts, &task.targets)
-        && !hosts.contains(host)
-    {
-        return Ok(report(TaskStatus::Skipped, &format!("targets: {pattern}")));
+    match targeted(task, host) {
+        Targeted::Run => {}
+        Targeted::Skip(why) => return Ok(report(TaskStatus::Skipped, &why)),
+        Targeted::Unresolved(why) => return Ok(report(TaskStatus::Failed, &why)),
     }
     let mut refs = Vec::new();
     if let Some(w) = &task.when {
@@ -402,4 +402,46 @@ fn changes(op: &Op, done: &Done) -> Result<(Vec<String>, bool), serde_json::Erro
         ),
         Op::Exec(_) | Op::Facts | Op::FileStat(_) => (Vec::new(), false),
     })
+}
+
+/// Whether a task with `targets` runs on `host`.
+#[derive(Debug, PartialEq, Eq)]
+enum Targeted {
+    Run,
+    Skip(String),
+    /// `targets` was never resolved to hosts: the task fails rather than run everywhere.
+    Unresolved(String),
+}
+
+fn targeted(task: &Task, host: &str) -> Targeted {
+    match (&task.targets, &task.hosts) {
+        (None, _) => Targeted::Run,
+        (Some(_), Some(hosts)) if hosts.contains(host) => Targeted::Run,
+        (Some(pattern), Some(_)) => Targeted::Skip(format!("targets: {pattern}")),
+        (Some(pattern), None) => Targeted::Unresolved(format!(
+            "targets: {pattern} was not resolved to hosts; the task does not run rather than run on every host"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod targeting_tests {
+    use super::*;
+
+    #[test]
+    fn an_unresolved_pattern_fails_the_task_instead_of_running_everywhere() {
+        let plan = Plan::parse(
+            "[[task]]\nop = \"exec\"\nargv = [\"true\"]\ntargets = \"web*\"\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut task = plan.tasks[0].clone();
+        assert!(matches!(targeted(&task, "web1"), Targeted::Unresolved(_)));
+        task.hosts = Some(["web1".to_owned()].into());
+        assert_eq!(targeted(&task, "web1"), Targeted::Run);
+        assert_eq!(
+            targeted(&task, "db1"),
+            Targeted::Skip("targets: web*".into())
+        );
+    }
 }

@@ -1040,3 +1040,115 @@ fn the_controller_keeps_max_output_when_the_runner_does_not() {
         "{stdout}"
     );
 }
+
+/// A login user whom sudo asks for `password`, created (or reset) for the attack tests.
+fn sudo_user_with_password(name: &str, password: &str) {
+    let exists = |n: &str| {
+        Command::new("id")
+            .arg(n)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !exists(name) {
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .status();
+    }
+    assert!(exists(name), "cannot create the test user {name}");
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        chpasswd.stdin.as_mut().unwrap(),
+        format!("{name}:{password}\n").as_bytes(),
+    )
+    .unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+    let rule = Path::new("/etc/sudoers.d/wisp-attack-test");
+    std::fs::write(rule, format!("{name} ALL=(ALL) ALL\n")).unwrap();
+    let _ = Command::new("chmod").arg("0440").arg(rule).status();
+}
+
+/// Case: `--ask-become-pass`, and a process of the login user replaces the runner it uploaded
+/// after the check and before root starts it (while sudo checks the password). Root runs only
+/// the bytes it hashed itself, from a directory of its own: the swapped-in script never runs as
+/// root, and the host fails saying the runner changed.
+#[test]
+fn a_runner_swapped_after_its_check_never_runs_as_root() {
+    const USER: &str = "wisp-attacker";
+    const PASSWORD: &str = "attack at dawn, 2 horses";
+    if !root_or_explain("a login user racing the bootstrap") {
+        return;
+    }
+    sudo_user_with_password(USER, PASSWORD);
+    let mut fleet = wisp_tests::sshd::Fleet::start(1);
+    fleet.restart_with(0, "PasswordAuthentication yes");
+    let t = fleet.remote_tmp.clone();
+    let evil = t.join("evil");
+    std::fs::write(
+        &evil,
+        format!(
+            "#!/bin/sh\nid -u > {}/pwned-$(id -u)\nexit 0\n",
+            t.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&evil, Some(0), Some(0)).unwrap();
+    let _ = Command::new("chmod").arg("0755").arg(&evil).status();
+    // The login user's process: whenever sudo runs for them (the bootstrap checks the
+    // password after it checked the runner), put the script in place of every uploaded
+    // runner. Bounded by a stop file and 60 seconds.
+    let swapper = format!(
+        r#"end=$(( $(date +%s) + 60 ))
+while [ ! -e {t}/stop ] && [ $(date +%s) -lt $end ]; do
+  if pgrep -U {USER} -x sudo >/dev/null 2>&1; then
+    for f in {t}/wisp-*/wisp-runner; do
+      [ -f "$f" ] || continue
+      cp {evil} "$f.x" && mv -f "$f.x" "$f" && echo "$f" >> {t}/swapped
+    done
+  fi
+done"#,
+        t = t.display(),
+        evil = evil.display()
+    );
+    let mut attacker = Command::new("runuser")
+        .args(["-u", USER, "--", "sh", "-c", &swapper])
+        .spawn()
+        .unwrap();
+    let home = fleet.dir.0.join("no-keys-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args([
+        "run",
+        &format!("{USER}@{}", fleet.hosts[0].target()),
+        "--known-hosts",
+    ])
+    .arg(&fleet.known_hosts)
+    .args([
+        "--ssh-config",
+        "/dev/null",
+        "--ask-pass",
+        "--ask-become-pass",
+    ])
+    .args(["--connect-timeout", "20s", "--", "id", "-u"])
+    .env("HOME", &home)
+    .env("WISP_SSH_PASSWORD", PASSWORD)
+    .env("WISP_BECOME_PASSWORD", PASSWORD)
+    .stdin(Stdio::null());
+    let out = wisp_tests::wisp::run(&mut c, &fleet.dir.0);
+    std::fs::write(t.join("stop"), "").unwrap();
+    attacker.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        t.join("swapped").exists(),
+        "the swapper never caught the window; the test proved nothing: {stderr}"
+    );
+    assert!(
+        !t.join("pwned-0").exists(),
+        "the swapped-in script ran as root: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("changed after it was checked"), "{stderr}");
+}

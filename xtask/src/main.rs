@@ -143,6 +143,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("nats-server", "/usr/sbin/nats-server"),
     // The TLS worker test makes its CA and server certificate with it.
     ("openssl", "/usr/bin/openssl"),
+    // The bootstrap race in the attack suite watches for sudo with pgrep.
+    ("procps", "/usr/bin/pgrep"),
 ];
 
 /// What the benchmarks use beyond the tests' packages: strace counts the programs each tool

@@ -18,9 +18,17 @@
 //!    then `exec`s the runner on the same channel, which prints `WISP-START <nonce>` and
 //!    READY.
 //!
+//!
+//! Becoming root (`--become`, `--ask-become-pass`), the runner the login user wrote and checked
+//! is not the one root runs: the login user (or anything running as them) can change files in
+//! their own directory at any moment. Root copies it into a directory of its own (`mktemp -d`
+//! beneath a root-owned base that no other user can rename into: `/run`, or a sticky
+//! `/tmp`, `/dev/shm`, `/var/tmp`), checks the SHA-256 of that copy, and runs that copy: the
+//! bytes hashed are the bytes executed, out of the login user's reach.
+//!
 //! Programs the host runs: `sh`, `mktemp`, `head` (with `gzip` when compressed), the SHA-256
-//! tool, `chmod`, the runner's `--version` probe and the runner (`uname` only on kernels
-//! without `/proc/sys/kernel/arch`).
+//! tool, `chmod`, `cp` (when becoming root), the runner's `--version` probe and the runner
+//! (`uname` only on kernels without `/proc/sys/kernel/arch`).
 //!
 //! Failures print one `wisp-bootstrap: ...` line on stderr and exit non-zero; nothing is
 //! executed from an unverified file, and the directory is removed.
@@ -48,13 +56,26 @@ const SCRIPT: &str = r#"
 n="$1"; ttl="$2"; become="$3"
 umask 077
 fail() { echo "wisp-bootstrap: $2" >&2; [ -n "$d" ] && rm -rf "$d"; exit "$1"; }
-sum() {
-  if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum "$1")
-  elif command -v shasum >/dev/null 2>&1; then s=$(shasum -a 256 "$1")
-  elif command -v openssl >/dev/null 2>&1; then s=$(openssl dgst -sha256 -r "$1")
-  else return 1; fi
-  have="${s%% *}"
-}
+sums="if command -v sha256sum >/dev/null 2>&1; then s=\$(sha256sum \"\$1\")
+elif command -v shasum >/dev/null 2>&1; then s=\$(shasum -a 256 \"\$1\")
+elif command -v openssl >/dev/null 2>&1; then s=\$(openssl dgst -sha256 -r \"\$1\")
+else return 1; fi; have=\${s%% *}"
+eval "sum() { $sums; }"
+asroot="umask 077; f=\$1; want=\$2; sum() { $sums; }
+gone() { rm -f \"\$f\"; rmdir \"\${f%/*}\" 2>/dev/null; }
+no() { echo \"wisp-bootstrap: \$2\" >&2; [ -n \"\$r\" ] && rm -rf \"\$r\"; gone; exit \$1; }
+for b in /run /tmp /dev/shm /var/tmp; do
+  [ -d \"\$b\" ] && [ -O \"\$b\" ] || continue
+  [ \"\$b\" = /run ] || [ -k \"\$b\" ] || continue
+  r=\$(mktemp -d \"\$b/wisp-root-XXXXXXXXXX\" 2>/dev/null) || continue
+  cp \"\$f\" \"\$r/wisp-runner\" || no 65 \"cannot copy the runner as root\"
+  sum \"\$r/wisp-runner\" || no 67 \"no sha256sum, shasum or openssl for root\"
+  [ \"\$have\" = \"\$want\" ] || no 65 \"the runner changed after it was checked (SHA-256 \$have, not \$want): refusing to run it as root\"
+  chmod 700 \"\$r/wisp-runner\"
+  if \"\$r/wisp-runner\" --version >/dev/null 2>&1; then gone; shift 2; exec \"\$r/wisp-runner\" \"\$@\" --private-dir \"\$r\"; fi
+  rm -rf \"\$r\"; r=
+done
+no 66 \"no directory owned by root that allows execution (tried /run, /tmp, /dev/shm, /var/tmp)\""
 arch=""
 read -r arch 2>/dev/null < /proc/sys/kernel/arch
 [ -n "$arch" ] || arch=$(uname -m)
@@ -100,9 +121,9 @@ for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.c
   chmod 700 "$f"
   if "$f" --version >/dev/null 2>&1; then
     if [ "$become" = sudo-validated ]; then
-      sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; rc=$?; rm -rf "$d"; exit $rc
+      sudo -n -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"; rc=$?; rm -rf "$d"; exit $rc
     fi
-    if [ -n "$become" ]; then exec sudo -n -- "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; fi
+    if [ -n "$become" ]; then exec sudo -n -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"; fi
     exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"
   fi
   src="$f"; d=""

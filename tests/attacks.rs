@@ -1152,3 +1152,124 @@ done"#,
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("changed after it was checked"), "{stderr}");
 }
+
+/// Runs `cmd` to its end (at most `limit`, then it is killed), returning its output, its peak
+/// RSS in KiB (from wait4, so only this child's) and whether it had to be killed.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
+fn run_measured(cmd: &mut Command, limit: std::time::Duration) -> (Output, i64, bool) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut so, &mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut se, &mut v);
+        v
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    let ended = wisp_tests::wait_for(limit, || {
+        // SAFETY: an all-zero siginfo is a valid value for waitid to fill.
+        #[allow(unsafe_code)]
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: our own child's pid and a live siginfo; WNOWAIT leaves it to be reaped.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid.unsigned_abs(),
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info` (si_pid is 0 when the child has not ended).
+        #[allow(unsafe_code)]
+        let exited = r == 0 && unsafe { info.si_pid() } == pid;
+        exited.then_some(())
+    });
+    let timed_out = ended.is_none();
+    if timed_out {
+        let _ = child.kill();
+    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    #[allow(unsafe_code)]
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child's pid, with a live status and rusage.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::wait4(pid, &mut status, 0, &mut usage)
+    };
+    let out = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    };
+    (out, usage.ru_maxrss, timed_out)
+}
+
+/// Case: a hostile peer speaking for the runner — a second READY, a 4 GiB frame, 256 MiB of
+/// output without a newline, a DONE for a command never sent, a connection cut mid-frame.
+/// wisp ends by itself with the host failed and a reason, and its memory stays bounded
+/// (peak RSS under 150 MiB however much the peer sends).
+#[test]
+fn a_hostile_runner_cannot_hang_or_bloat_the_controller() {
+    let tmp = ScratchDir::new("attack-hostile");
+    let cases = [
+        (r#""t":"ready""#, "ready-twice"),
+        (r#""t":"ready""#, "oversize"),
+        (r#""kind":"stdout""#, "flood"),
+        (r#""kind":"stdout""#, "unknown-id"),
+        (r#""kind":"stdout""#, "cut"),
+    ];
+    for (trigger, then) in cases {
+        let mut c = wisp_tests::wisp_command!(&tmp.0);
+        c.args([
+            "run",
+            "localhost",
+            "--max-output",
+            "1M",
+            "--insecure-unsigned-runner",
+        ])
+        .args(["--", "sh", "-c", "echo started; sleep 1; echo more"])
+        .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
+        .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
+        .env("BROKEN_RUNNER_FROM", trigger)
+        .env("BROKEN_RUNNER_TO", trigger)
+        .env("BROKEN_RUNNER_THEN", then)
+        .env("TMPDIR", &tmp.0);
+        let (out, rss_kib, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(120));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let shown: String = stderr.chars().take(4000).collect();
+        assert!(
+            !timed_out,
+            "{then}: wisp was still running after 120 s: {shown}"
+        );
+        assert!(
+            rss_kib < 150 * 1024,
+            "{then}: peak RSS {rss_kib} KiB: {shown}"
+        );
+        if then == "flood" {
+            assert!(
+                out.stdout.len() < 4 << 20,
+                "{then}: {} bytes shown",
+                out.stdout.len()
+            );
+            continue;
+        }
+        assert!(
+            matches!(out.status.code(), Some(2 | 3)),
+            "{then}: exit {:?}: {shown}",
+            out.status.code()
+        );
+        assert!(
+            stderr.contains("localhost: "),
+            "{then}: no reason given: {shown}"
+        );
+    }
+}

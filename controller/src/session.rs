@@ -44,6 +44,10 @@ pub enum SessionError {
     /// A data section larger than one frame, for an op that cannot take it in parts.
     #[error("{0}")]
     TooLarge(String),
+    /// The runner sent what the protocol forbids it (a second READY, an answer for a command
+    /// never sent): nothing more it says can be trusted.
+    #[error("the runner broke the protocol: {0}; nothing more it says is trusted")]
+    Protocol(String),
 }
 
 /// A started runner, greeted with HELLO.
@@ -150,6 +154,13 @@ impl Session {
         Ok(id)
     }
 
+    /// True for the id of a command this session sent (`c1` up to the last one).
+    fn issued(&self, id: &str) -> bool {
+        id.strip_prefix('c')
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| (1..=self.next_id).contains(&n))
+    }
+
     /// The next thing that happens to command `id`.
     pub async fn next_for(&mut self, id: &str) -> Result<CmdEvent, SessionError> {
         loop {
@@ -173,9 +184,28 @@ impl Session {
                 }
                 Message::Error(e) if e.id.is_none() => return Err(SessionError::Runner(e)),
                 Message::Exit(_) => return Err(SessionError::Closed),
-                // Frames for other commands cannot occur with one command in flight; ignore
-                // them rather than fail a command they do not concern.
-                _ => {}
+                Message::Ready(_) => {
+                    return Err(SessionError::Protocol("a second READY".into()));
+                }
+                Message::Event(e) if !self.issued(&e.id) => {
+                    return Err(SessionError::Protocol(format!(
+                        "an EVENT for {:?}, a command never sent",
+                        e.id
+                    )));
+                }
+                Message::Done(d) if !self.issued(&d.id) => {
+                    return Err(SessionError::Protocol(format!(
+                        "a DONE for {:?}, a command never sent",
+                        d.id
+                    )));
+                }
+                // Late frames of an earlier command (after its DONE) concern nothing running.
+                Message::Event(_) | Message::Done(_) | Message::Error(_) => {}
+                Message::Hello(_) | Message::Cmd(_) | Message::Cancel(_) | Message::Data(_) => {
+                    return Err(SessionError::Protocol(
+                        "a frame only the controller sends".into(),
+                    ));
+                }
             }
         }
     }

@@ -28,9 +28,9 @@ pub(super) struct RunArgs {
 /// How a command runs: what `wisp run` and `wisp retry` of a run share.
 #[derive(Debug, Args)]
 pub(super) struct ExecOptions {
-    /// Keep at most this many bytes of each output stream per host; the rest is dropped
-    /// (and the recap says so).
-    #[arg(long, value_name = "BYTES")]
+    /// Keep at most this many bytes of each output stream per host (`65536`, `1M`); the
+    /// rest is dropped (and the recap says so). The controller holds any runner to it too.
+    #[arg(long, value_name = "SIZE", value_parser = crate::quantity::parse_size)]
     pub(super) max_output: Option<u64>,
     /// Working directory for the command.
     #[arg(long, value_name = "DIR")]

@@ -9,6 +9,13 @@
 //! With `$BROKEN_RUNNER_REPEAT=N` the tampered frame is sent N times, as from a runner that
 //! ignores the output limit it was given.
 //!
+//! With `$BROKEN_RUNNER_THEN` it turns hostile right after the tampered frame:
+//! - `oversize`: announces a 4 GiB frame and sends 64 MiB of it, then hangs up;
+//! - `flood`: 256 MiB of stdout for the same command in 64 KiB chunks with no newline;
+//! - `ready-twice`: a second READY;
+//! - `unknown-id`: a DONE for a command the controller never sent;
+//! - `cut`: half of the next frame, then it hangs up.
+//!
 //! It is staged like any runner, so it removes its own private directory (the real runner
 //! does not live there and would refuse to).
 
@@ -22,6 +29,8 @@ fn main() {
     let from = std::env::var("BROKEN_RUNNER_FROM").expect("BROKEN_RUNNER_FROM is not set");
     let to = std::env::var("BROKEN_RUNNER_TO").expect("BROKEN_RUNNER_TO is not set");
     let mute = std::env::var_os("BROKEN_RUNNER_MUTE").is_some();
+    let then = std::env::var("BROKEN_RUNNER_THEN").unwrap_or_default();
+    let mut cut_next = false;
     let repeat: usize = std::env::var("BROKEN_RUNNER_REPEAT")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -65,6 +74,14 @@ fn main() {
             if mute && tampered {
                 continue;
             }
+            if cut_next {
+                let mut bytes = Vec::new();
+                encode(&frame.json, &frame.data, &mut bytes).expect("encode");
+                let _ = out
+                    .write_all(&bytes[..bytes.len() / 2])
+                    .and_then(|()| out.flush());
+                std::process::exit(0);
+            }
             let mut json = String::from_utf8(frame.json).expect("runner JSON is UTF-8");
             let mut times = 1;
             if !tampered && json.contains(&from) {
@@ -79,8 +96,58 @@ fn main() {
             if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
                 break;
             }
+            if times == repeat && tampered && !then.is_empty() && !cut_next {
+                if hostile(&then, &json, &mut out) {
+                    cut_next = true;
+                }
+                if then == "oversize" {
+                    std::process::exit(0);
+                }
+            }
         }
     }
     let status = child.wait().expect("wait for the real runner");
     std::process::exit(status.code().unwrap_or(1));
+}
+
+/// The hostile turn after the frame `json`; true when the next frame is to be cut.
+fn hostile(then: &str, json: &str, out: &mut impl Write) -> bool {
+    let mut bytes = Vec::new();
+    match then {
+        "oversize" => {
+            let mut header = b"WF".to_vec();
+            header.extend_from_slice(&u32::MAX.to_be_bytes());
+            header.extend_from_slice(&0u32.to_be_bytes());
+            let _ = out.write_all(&header);
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..64 {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = out.flush();
+        }
+        "flood" => {
+            let chunk = vec![b'x'; 64 << 10];
+            let mut frame = Vec::new();
+            encode(json.as_bytes(), &chunk, &mut frame).expect("encode");
+            for _ in 0..4096 {
+                if out.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+            let _ = out.flush();
+        }
+        "ready-twice" => {
+            encode(json.as_bytes(), b"", &mut bytes).expect("encode");
+        }
+        "unknown-id" => {
+            let done = br#"{"t":"done","id":"c999","status":"ok","changed":false,"duration_ms":1,"exit_code":0}"#;
+            encode(done, b"", &mut bytes).expect("encode");
+        }
+        "cut" => return true,
+        other => panic!("unknown BROKEN_RUNNER_THEN {other:?}"),
+    }
+    let _ = out.write_all(&bytes).and_then(|()| out.flush());
+    false
 }

@@ -37,7 +37,7 @@ pub fn describe(done: &Done) -> String {
 /// `line` as it may reach a terminal: every control character but tab (ESC, BEL, CR, DEL,
 /// the C1 range) shown as `\xNN`, so host output can neither move the cursor, rewrite a
 /// line wisp printed, set the title nor reach the clipboard (OSC 52).
-pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
+fn visible(line: &str) -> std::borrow::Cow<'_, str> {
     let control = |c: char| (c.is_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c);
     if !line.chars().any(control) {
         return std::borrow::Cow::Borrowed(line);
@@ -51,6 +51,15 @@ pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// [`visible`] when `terminal`, else `line` as it is.
+pub(super) fn visible_on(terminal: bool, line: &str) -> std::borrow::Cow<'_, str> {
+    if terminal {
+        visible(line)
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
 }
 
 /// Splits a byte stream into lines without ever holding more than a bounded partial line.

@@ -26,7 +26,7 @@ mod outcome;
 mod recap;
 
 pub use fold::fold_hosts;
-pub use lines::{LineSplitter, capabilities, describe, visible};
+pub use lines::{LineSplitter, capabilities, describe};
 pub use outcome::{HostOutcome, HostResult, exit_status};
 
 /// Writes everything the operator sees; safe to share between host tasks.
@@ -264,12 +264,7 @@ impl Reporter {
         }) {
             return;
         }
-        let line = if self.terminal {
-            visible(line)
-        } else {
-            std::borrow::Cow::Borrowed(line)
-        };
-        let line = line.as_ref();
+        let line = &lines::visible_on(self.terminal, line);
         if let Some(fold) = &self.fold {
             fold.line(host, stream == EventKind::Stderr, line);
             if !self.json {

@@ -1273,3 +1273,50 @@ fn a_hostile_runner_cannot_hang_or_bloat_the_controller() {
         );
     }
 }
+
+/// Case: a 200 MB `content_file` for three hosts. The controller holds the file once for
+/// every host (only the frame being sent is copied), so its peak RSS stays under twice the
+/// file's size — it was about four times the size per host — and every host gets it whole.
+#[test]
+fn a_large_content_file_is_held_once_for_all_hosts() {
+    let fleet = wisp_tests::sshd::Fleet::start(3);
+    let dir = &fleet.dir.0;
+    let big = dir.join("big.bin");
+    let mb = 200usize;
+    {
+        let mut f = std::fs::File::create(&big).unwrap();
+        let block: Vec<u8> = (0..1u32 << 20)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        for _ in 0..mb {
+            std::io::Write::write_all(&mut f, &block).unwrap();
+        }
+    }
+    let target = fleet.remote_tmp.join("big.copy");
+    std::fs::write(
+        dir.join("plan.toml"),
+        format!(
+            "[[task]]\nop = \"file.write\"\npath = \"{}-{{{{ host.name }}}}\"\ncontent_file = \"big.bin\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    fleet.write_inventory(&dir.join("hosts"));
+    let mut c = wisp_tests::wisp_command!(dir);
+    c.args(["apply", "plan.toml", "all", "-i", "hosts"])
+        .args(fleet.root_options())
+        .current_dir(dir);
+    let (out, rss_kib, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!timed_out, "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for host in ["web01", "web02", "web03"] {
+        let copy = std::fs::metadata(format!("{}-{host}", target.display())).unwrap();
+        assert_eq!(copy.len(), (mb << 20) as u64, "{host}");
+    }
+    let limit_kib = i64::try_from(2 * (mb << 10)).unwrap();
+    assert!(
+        rss_kib < limit_kib,
+        "peak controller RSS {rss_kib} KiB for a {mb} MiB file on 3 hosts (limit {limit_kib} KiB)"
+    );
+}

@@ -226,7 +226,7 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
         for _ in 0..WARM_OPS {
             let t = Instant::now();
             let id = session
-                .start(&exec_true, Default::default(), Vec::new())
+                .start(&exec_true, Default::default(), &[])
                 .await
                 .expect("start");
             loop {

@@ -116,12 +116,14 @@ impl Session {
         &mut self,
         op: &Op,
         limits: Limits,
-        mut data: Vec<u8>,
+        data: &[u8],
     ) -> Result<String, SessionError> {
         let chunk = MAX_DATA_LEN as usize;
-        let mut rest = Vec::new();
         let mut op = std::borrow::Cow::Borrowed(op);
-        if data.len() > chunk {
+        // The content stays where it is (one copy for every host); only the frame being sent
+        // is copied, one chunk at a time.
+        let (first, rest) = data.split_at(data.len().min(chunk));
+        if !rest.is_empty() {
             let Op::FileWrite(args) = op.to_mut() else {
                 return Err(SessionError::TooLarge(format!(
                     "{} takes at most {chunk} bytes of input",
@@ -129,7 +131,6 @@ impl Session {
                 )));
             };
             args.size = Some(data.len() as u64);
-            rest = data.split_off(chunk);
         }
         self.next_id += 1;
         let id = format!("c{}", self.next_id);
@@ -141,7 +142,7 @@ impl Session {
         };
         let frame = Frame {
             message: Message::Cmd(cmd),
-            data,
+            data: first.to_vec(),
         };
         self.writer.send(&frame).await.map_err(SessionError::Conn)?;
         for part in rest.chunks(chunk) {

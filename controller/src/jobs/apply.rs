@@ -124,7 +124,7 @@ async fn facts(
         return Ok(cached);
     }
     let id = session
-        .start(&Op::Facts, Limits::default(), Vec::new())
+        .start(&Op::Facts, Limits::default(), &[])
         .await
         .map_err(|e| Stop::Lost(e.to_string()))?;
     let done = match session.next_for(&id).await {
@@ -271,19 +271,20 @@ async fn run_task(
         Ok(op) => op,
         Err(e) => return Ok(report(TaskStatus::Failed, &e)),
     };
-    let content = match &task.content {
+    // A content_file's bytes are the plan's own, shared by every host: never copied here.
+    let content: std::borrow::Cow<'_, [u8]> = match &task.content {
         Some(Content::Inline(text)) => match render(text, ctx, &mut refs) {
-            Ok(t) => t.into_bytes(),
+            Ok(t) => t.into_bytes().into(),
             Err(e) => return Ok(report(TaskStatus::Failed, &e)),
         },
-        Some(Content::File(bytes)) => bytes.clone(),
+        Some(Content::File(bytes)) => bytes.as_slice().into(),
         // An exec's stdin travels in the CMD's data section.
         None => match &task.stdin {
             Some(text) => match render(text, ctx, &mut refs) {
-                Ok(t) => t.into_bytes(),
+                Ok(t) => t.into_bytes().into(),
                 Err(e) => return Ok(report(TaskStatus::Failed, &e)),
             },
-            None => Vec::new(),
+            None => Vec::new().into(),
         },
     };
     if options.check && !op.set_check() {
@@ -305,7 +306,7 @@ async fn run_task(
     } else {
         Limits::default()
     };
-    let id = match session.start(&op, limits, content.clone()).await {
+    let id = match session.start(&op, limits, &content).await {
         Ok(id) => id,
         Err(crate::session::SessionError::TooLarge(e)) => {
             return Ok(report(TaskStatus::Failed, &e));

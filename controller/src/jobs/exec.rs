@@ -67,7 +67,7 @@ pub(super) async fn run(
             .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
         _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
     };
-    let mut id = match session.start(&op, limits.clone(), Vec::new()).await {
+    let mut id = match session.start(&op, limits.clone(), &[]).await {
         Ok(id) => id,
         Err(e) => return lost(session, &e),
     };
@@ -140,7 +140,7 @@ pub(super) async fn run(
             Ended::Refused(e) if e.class == ErrorClass::Transient && attempt < RETRIES => {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
-                match session.start(&op, limits.clone(), Vec::new()).await {
+                match session.start(&op, limits.clone(), &[]).await {
                     Ok(next) => id = next,
                     Err(e) => return lost(session, &e),
                 }

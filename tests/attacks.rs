@@ -1276,7 +1276,9 @@ fn a_hostile_runner_cannot_hang_or_bloat_the_controller() {
 
 /// Case: a 200 MB `content_file` for three hosts. The controller holds the file once for
 /// every host (only the frame being sent is copied), so its peak RSS stays under twice the
-/// file's size — it was about four times the size per host — and every host gets it whole.
+/// file's size — it was about four times the size per host — and each runner writes the parts
+/// as they come, so none holds more than a few of them (peak RSS under 64 MiB, sampled from
+/// /proc while the run goes). Every host gets the file whole.
 #[test]
 fn a_large_content_file_is_held_once_for_all_hosts() {
     let fleet = wisp_tests::sshd::Fleet::start(3);
@@ -1306,10 +1308,32 @@ fn a_large_content_file_is_held_once_for_all_hosts() {
     c.args(["apply", "plan.toml", "all", "-i", "hosts"])
         .args(fleet.root_options())
         .current_dir(dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            // Bounded: the run's own 300 s limit stops it.
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(runners_peak_rss_kib());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        })
+    };
     let (out, rss_kib, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let runner_peak = sampler.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!timed_out, "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Shown with --nocapture: the figures behind the two bounds below.
+    println!("{mb} MiB to 3 hosts: controller peak {rss_kib} KiB, runner peak {runner_peak} KiB");
+    assert!(runner_peak > 0, "no runner was seen while the run went");
+    assert!(
+        runner_peak < 64 * 1024,
+        "a runner's peak RSS was {runner_peak} KiB for a {mb} MiB upload"
+    );
     for host in ["web01", "web02", "web03"] {
         let copy = std::fs::metadata(format!("{}-{host}", target.display())).unwrap();
         assert_eq!(copy.len(), (mb << 20) as u64, "{host}");
@@ -1319,4 +1343,29 @@ fn a_large_content_file_is_held_once_for_all_hosts() {
         rss_kib < limit_kib,
         "peak controller RSS {rss_kib} KiB for a {mb} MiB file on 3 hosts (limit {limit_kib} KiB)"
     );
+}
+
+/// The highest VmHWM (peak RSS, KiB) of any process named `wisp-runner` now.
+fn runners_peak_rss_kib() -> u64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut peak = 0;
+    for p in procs.flatten() {
+        let status = std::fs::read_to_string(p.path().join("status")).unwrap_or_default();
+        if !status
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with("wisp-runner"))
+        {
+            continue;
+        }
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+    }
+    peak
 }

@@ -91,14 +91,20 @@ impl Session {
                         ),
                     );
                 }
+                let mut writing = crate::ops::Writing::begin(&args, size as u64);
+                if let Ok(w) = &mut writing
+                    && let Err(e) = w.push(&data)
+                {
+                    writing = Err(e);
+                }
                 let upload = Upload {
-                    args,
-                    content: data,
+                    writing,
+                    received: data.len(),
                     size,
                     started,
                     idle_deadline: started + self.config.upload_idle,
                 };
-                if upload.content.len() < size {
+                if upload.received < size {
                     self.uploads.insert(cmd.id, upload);
                 } else {
                     self.write_file(cmd.id, upload);

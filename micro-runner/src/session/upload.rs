@@ -1,12 +1,15 @@
-//! `file.write` content that arrives in DATA frames after its CMD: gathered per id up to
-//! the announced size, then written; dropped with an ERROR when it stops coming.
+//! `file.write` content that arrives in DATA frames after its CMD: each part goes straight
+//! into the write under way (compared with the old file, written beside it), so the runner
+//! holds one part at a time; the file is replaced once the announced size has come. Dropped
+//! with an ERROR when it stops coming, and then nothing is left behind.
 
 use super::*;
 
 /// A `file.write` waiting for the rest of its content.
 pub(super) struct Upload {
-    pub(super) args: wisp_protocol::ops::FileWriteArgs,
-    pub(super) content: Vec<u8>,
+    /// The write under way, or why it cannot be done (reported once all content has come).
+    pub(super) writing: Result<crate::ops::Writing, String>,
+    pub(super) received: usize,
     pub(super) size: usize,
     pub(super) started: Instant,
     /// Dropped, with an ERROR, when no DATA comes before this.
@@ -23,7 +26,7 @@ impl Session {
                 "DATA for no file.write waiting for content",
             );
         };
-        if upload.content.len() + bytes.len() > upload.size {
+        if upload.received + bytes.len() > upload.size {
             let size = upload.size;
             self.uploads.remove(&id);
             return self.error(
@@ -32,9 +35,14 @@ impl Session {
                 format!("DATA beyond the announced size of {size} bytes; nothing was written"),
             );
         }
-        upload.content.extend_from_slice(&bytes);
+        upload.received += bytes.len();
+        if let Ok(w) = &mut upload.writing
+            && let Err(e) = w.push(&bytes)
+        {
+            upload.writing = Err(e);
+        }
         upload.idle_deadline = Instant::now() + self.config.upload_idle;
-        if upload.content.len() == upload.size
+        if upload.received == upload.size
             && let Some(upload) = self.uploads.remove(&id)
         {
             self.write_file(id, upload);
@@ -42,8 +50,7 @@ impl Session {
     }
 
     pub(super) fn write_file(&mut self, id: String, upload: Upload) {
-        self.next_serial += 1;
-        let outcome = crate::ops::write(&upload.args, &upload.content);
+        let outcome = upload.writing.and_then(crate::ops::Writing::finish);
         self.finish_file_op(id, upload.started, outcome);
     }
 }

@@ -28,9 +28,9 @@ pub(crate) fn compile(profile: &Seccomp) -> Result<Filters, String> {
     let arch = arch()?;
     let programs = match profile {
         Seccomp::None => Vec::new(),
-        Seccomp::Default => vec![tty_guard(arch)?, guard(), deny_list(arch)?],
+        Seccomp::Default => vec![tty_guard(), guard(), deny_list(arch)?],
         // The allow-list last: it refuses the seccomp call that would install another filter.
-        Seccomp::Strict => vec![tty_guard(arch)?, allow_list(arch)?],
+        Seccomp::Strict => vec![tty_guard(), allow_list(arch)?],
         Seccomp::Bpf {
             name,
             arch: for_arch,
@@ -230,27 +230,27 @@ fn deny_list(arch: TargetArch) -> Result<BpfProgram, String> {
 }
 
 /// Both profiles: no keystrokes pushed into a terminal (TIOCSTI) and no console tricks
-/// (TIOCLINUX), whichever terminal the command opens.
-fn tty_guard(arch: TargetArch) -> Result<BpfProgram, String> {
+/// (TIOCLINUX), whichever terminal the command opens. Written out by hand, like [`guard`]:
+/// four comparisons do not need the filter compiler.
+fn tty_guard() -> BpfProgram {
     // The same numbers on every Linux architecture wisp builds for (libc's type differs).
-    const TIOCSTI: u64 = 0x5412;
-    const TIOCLINUX: u64 = 0x541C;
-    let rules = [TIOCSTI, TIOCLINUX]
-        .iter()
-        .map(|request| {
-            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *request)
-                .and_then(|c| SeccompRule::new(vec![c]))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("seccomp: {e}"))?;
-    let filter = SeccompFilter::new(
-        [(libc::SYS_ioctl, rules)].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno(libc::EPERM)),
-        arch,
-    )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    filter.try_into().map_err(|e| format!("seccomp: {e}"))
+    const TIOCSTI: u32 = 0x5412;
+    const TIOCLINUX: u32 = 0x541C;
+    // seccomp_data.args[1], low 32 bits (both architectures are little-endian).
+    const ARG1_LOW: u32 = 24;
+    vec![
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 1, 0, AUDIT_ARCH),
+        op(RET_K, 0, 0, RET_ALLOW), // another arch: the profile's own filter decides
+        op(LD_W_ABS, 0, 0, 0),      // seccomp_data.nr
+        op(JEQ_K, 1, 0, nr(libc::SYS_ioctl)),
+        op(RET_K, 0, 0, RET_ALLOW),
+        op(LD_W_ABS, 0, 0, ARG1_LOW),
+        op(JEQ_K, 2, 0, TIOCSTI),
+        op(JEQ_K, 1, 0, TIOCLINUX),
+        op(RET_K, 0, 0, RET_ALLOW),
+        op(RET_K, 0, 0, RET_ERRNO | errno(libc::EPERM)),
+    ]
 }
 
 fn allow_list(arch: TargetArch) -> Result<BpfProgram, String> {

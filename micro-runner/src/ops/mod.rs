@@ -9,13 +9,16 @@
 //! What this module does not know: frames, sessions, processes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use wisp_protocol::ops::{DirEnsureArgs, FileAbsentArgs, FileResult, FileStat, FileWriteArgs};
+use wisp_protocol::ops::{DirEnsureArgs, FileAbsentArgs, FileResult, FileStat};
 
 use crate::safepath::{self, Resolved};
+
+mod write;
+pub(crate) use write::Writing;
 
 /// Previous content is sent back for a diff only when it is text of at most this size.
 const MAX_DIFF_BYTES: u64 = 1 << 20;
@@ -168,179 +171,6 @@ fn resolve(path: &Path, make_parents: bool, check: bool) -> Result<Option<Resolv
             path.parent().unwrap_or(Path::new("/")).display()
         )),
     }
-}
-
-/// `file.write`: makes `args.path` hold exactly `content`, with the mode and owner asked for.
-pub(crate) fn write(args: &FileWriteArgs, content: &[u8]) -> Result<Outcome, String> {
-    let path = Path::new(&args.path);
-    let resolved = resolve(path, args.make_parents, args.check)?;
-    let existing = lstat(resolved.as_ref(), path)?;
-    let before = kind_of(existing.as_ref());
-    if !matches!(before, "none" | "file") {
-        return Err(format!(
-            "{}: is a {before}, not a regular file; remove it first (file.absent)",
-            path.display()
-        ));
-    }
-    let wanted = Wanted::new(
-        args.mode_bits(),
-        args.owner.as_deref(),
-        args.group.as_deref(),
-        existing.as_ref(),
-        0o644,
-    )?;
-    let mut result = FileResult {
-        path: args.path.clone(),
-        before: before.into(),
-        ..Default::default()
-    };
-    let mut previous = Vec::new();
-    match &existing {
-        None => result.changes.push("created".into()),
-        Some(m) => {
-            let old = if m.len() == content.len() as u64 || (args.diff && m.len() <= MAX_DIFF_BYTES)
-            {
-                let r = resolved.as_ref().ok_or("no directory")?;
-                let mut old = Vec::new();
-                io::Read::read_to_end(&mut open_same(r, m, path, false)?, &mut old)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Some(old)
-            } else {
-                None
-            };
-            if old.as_deref() != Some(content) {
-                result.changes.push("content".into());
-                if args.diff
-                    && let Some(old) = old
-                    && old.len() as u64 <= MAX_DIFF_BYTES
-                    && std::str::from_utf8(&old).is_ok()
-                {
-                    previous = old;
-                    result.previous_content = true;
-                }
-            }
-            result.changes.extend(wanted.changes(m));
-        }
-    }
-    if args.check || result.changes.is_empty() {
-        return Ok(Outcome {
-            result,
-            data: previous,
-        });
-    }
-    let content_changes = result
-        .changes
-        .iter()
-        .any(|c| c == "created" || c == "content");
-    let (Some(r), false) = (resolved.as_ref(), args.check) else {
-        return Err(format!("{}: no directory to write in", path.display()));
-    };
-    if !content_changes {
-        // Only mode or ownership differ: set them in place, no rewrite, on the very file
-        // that was checked (a link or another file swapped in is refused).
-        if let Some(m) = &existing {
-            let f = open_same(r, m, path, false)?;
-            wanted.apply(&f, path)?;
-        }
-        return Ok(Outcome {
-            result,
-            data: previous,
-        });
-    }
-    let temp = write_temp(r, path, content, &wanted)?;
-    if args.backup && existing.is_some() {
-        match backup(r, path) {
-            Ok(b) => result.backup = Some(b),
-            Err(e) => {
-                let _ = fs::remove_file(&temp);
-                return Err(e);
-            }
-        }
-    }
-    if let Err(e) = fs::rename(&temp, r.at()) {
-        let _ = fs::remove_file(&temp);
-        return Err(format!("cannot replace {}: {e}", path.display()));
-    }
-    sync_dir(r);
-    Ok(Outcome {
-        result,
-        data: previous,
-    })
-}
-
-/// A hard link to the old version beside it, `NAME.SECONDS.bak`, or with a random part when
-/// that name is taken: the old version stays whole under its new name, whatever happens next.
-fn backup(r: &Resolved, path: &Path) -> Result<String, String> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let name = r.name().to_string_lossy();
-    let mut last = String::new();
-    for attempt in 0..8 {
-        let bak = if attempt == 0 {
-            format!("{name}.{secs}.bak")
-        } else {
-            format!("{name}.{secs}.{}.bak", safepath::random_hex())
-        };
-        // link() does not follow a link at the source, and fails on any existing name.
-        match fs::hard_link(r.at(), r.sibling(bak.as_ref())) {
-            Ok(()) => return Ok(path.with_file_name(&bak).to_string_lossy().into_owned()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e.to_string(),
-            Err(e) => {
-                return Err(format!("cannot back up {} as {bak}: {e}", path.display()));
-            }
-        }
-    }
-    Err(format!("cannot back up {}: {last}", path.display()))
-}
-
-/// Writes `content` to a new file beside the target, under a random name created with
-/// O_EXCL and O_NOFOLLOW (a name someone else took is skipped, and never removed), gives it
-/// its mode and owner and syncs it. Returns where it is.
-fn write_temp(
-    r: &Resolved,
-    path: &Path,
-    content: &[u8],
-    wanted: &Wanted,
-) -> Result<PathBuf, String> {
-    let name = r.name().to_string_lossy();
-    for _ in 0..8 {
-        let temp = r.sibling(format!(".{name}.wisp-{}.tmp", safepath::random_hex()).as_ref());
-        let mut f = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(format!(
-                    "cannot create a temporary file beside {}: {e}",
-                    path.display()
-                ));
-            }
-        };
-        // From here the file is ours: remove it on any failure.
-        let done = f
-            .write_all(content)
-            .map_err(|e| format!("cannot write beside {}: {e}", path.display()))
-            .and_then(|()| wanted.apply(&f, path))
-            .and_then(|()| {
-                f.sync_all()
-                    .map_err(|e| format!("cannot sync beside {}: {e}", path.display()))
-            });
-        if let Err(e) = done {
-            let _ = fs::remove_file(&temp);
-            return Err(e);
-        }
-        return Ok(temp);
-    }
-    Err(format!(
-        "cannot create a temporary file beside {}: every name tried was taken",
-        path.display()
-    ))
 }
 
 /// Makes a rename or removal in `path`'s directory durable. Best effort: some file systems

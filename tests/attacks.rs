@@ -1533,3 +1533,35 @@ fn an_sshd_stopped_for_thirty_seconds_mid_command_is_ridden_out() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("finished"));
     fleet.assert_clean();
 }
+
+/// Case: the login user's TMPDIR is world-writable without the sticky bit, so another user
+/// could rename the runner's staging directory and put their own in its place between the
+/// check and the exec. The bootstrap passes such a base over and stages in /tmp. (The unsafe
+/// base is a full 64 KiB tmpfs owned by nobody: staging there could only fail.)
+#[test]
+fn a_temp_dir_others_can_rename_in_is_passed_over() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_or_explain("mounting a small tmpfs") {
+        return;
+    }
+    let mut fleet = wisp_tests::sshd::Fleet::start(1);
+    let unsafe_tmp = fleet.dir.0.join("open-tmp");
+    std::fs::create_dir(&unsafe_tmp).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs"])
+        .arg(&unsafe_tmp)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 64 KiB tmpfs");
+    std::os::unix::fs::chown(&unsafe_tmp, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&unsafe_tmp, std::fs::Permissions::from_mode(0o777)).unwrap();
+    fleet.restart_with(0, &format!("SetEnv TMPDIR={}", unsafe_tmp.display()));
+    let (out, stderr) = run_ssh(&fleet, &fleet.known_hosts, &[]);
+    let left: Vec<_> = std::fs::read_dir(&unsafe_tmp).unwrap().flatten().collect();
+    let _ = Command::new("umount").arg(&unsafe_tmp).status();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        left.is_empty(),
+        "something was staged in the open directory"
+    );
+}

@@ -12,12 +12,13 @@
 //!    it): its architecture, whether it has gzip, and whether it takes this upload. On
 //!    `resend` it discards the bytes and reads one more header and upload, which the
 //!    controller sends for the architecture and encoding the host named;
-//! 3. host: writes the runner into a fresh `mktemp -d` directory (umask 077), decompressing it
+//! 3. host: writes the runner into a fresh `mktemp -d` directory (umask 077) beneath the first
+//!    base that others cannot rename things in (sticky, or writable by its owner alone: a
+//!    world-writable `TMPDIR` without the sticky bit is passed over), decompressing it
 //!    when it came compressed, refuses unless its SHA-256 matches, tries the copy
 //!    (`--version`) to detect a `noexec` mount and moves on to the next location if needed,
 //!    then `exec`s the runner on the same channel, which prints `WISP-START <nonce>` and
 //!    READY.
-//!
 //!
 //! Becoming root (`--become`, `--ask-become-pass`), the runner the login user wrote and checked
 //! is not the one root runs: the login user (or anything running as them) can change files in
@@ -26,8 +27,8 @@
 //! `/tmp`, `/dev/shm`, `/var/tmp`), checks the SHA-256 of that copy, and runs that copy: the
 //! bytes hashed are the bytes executed, out of the login user's reach.
 //!
-//! Programs the host runs: `sh`, `mktemp`, `head` (with `gzip` when compressed), the SHA-256
-//! tool, `chmod`, `cp` (when becoming root), the runner's `--version` probe and the runner
+//! Programs the host runs: `sh`, `mktemp`, `find` (a base's permissions), `head` (with `gzip`
+//! when compressed), the SHA-256 tool, `chmod`, `cp` (when becoming root), the runner's `--version` probe and the runner
 //! (`uname` only on kernels without `/proc/sys/kernel/arch`).
 //!
 //! Failures print one `wisp-bootstrap: ...` line on stderr and exit non-zero; nothing is
@@ -96,6 +97,7 @@ done
 src=""
 for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.cache"; do
   [ -n "$base" ] && [ -d "$base" ] && [ -w "$base" ] || continue
+  [ -k "$base" ] || [ -z "$(find "$base" -maxdepth 0 -perm /022 2>/dev/null)" ] || continue
   d=$(mktemp -d "$base/wisp-XXXXXXXXXX" 2>/dev/null) || continue
   f="$d/wisp-runner"
   if [ -z "$src" ]; then

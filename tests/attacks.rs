@@ -229,6 +229,17 @@ fn no_reported_limit_can_be_lifted_from_inside() {
     assert_ne!(probe_errno(&out, "raise-fsize"), 0, "raised RLIMIT_FSIZE");
     assert!(stderr.contains("sandbox fully enforced"), "{stderr}");
     assert!(stderr.contains("memory 64M, pids 64"), "{stderr}");
+    // The reason the rlimits hold for root: no CAP_SYS_RESOURCE, in any set, after exec.
+    let out = run_local(&tmp, &flags, &["grep", "^Cap", "/proc/self/status"]);
+    let caps = String::from_utf8_lossy(&out.stdout);
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        let hex = caps
+            .lines()
+            .find_map(|l| l.split_once(&format!("{set}:")).map(|(_, v)| v.trim()))
+            .unwrap_or_else(|| panic!("no {set} in {caps}"));
+        let bits = u64::from_str_radix(hex, 16).unwrap();
+        assert_eq!(bits & (1 << 24), 0, "{set} holds CAP_SYS_RESOURCE: {caps}");
+    }
 }
 
 fn probe_dir() -> &'static str {

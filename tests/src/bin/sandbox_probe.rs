@@ -217,9 +217,11 @@ fn main() {
             };
             // SAFETY: a live local.
             unsafe { libc::getrlimit(resource, &mut lim) };
+            // One past the hard limit: only CAP_SYS_RESOURCE allows it (and far below
+            // fs.nr_open, which would refuse a larger RLIMIT_NOFILE for its own reason).
             let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max.saturating_add(1 << 20),
-                rlim_max: lim.rlim_max.saturating_add(1 << 20),
+                rlim_cur: lim.rlim_max.saturating_add(1),
+                rlim_max: lim.rlim_max.saturating_add(1),
             };
             // SAFETY: a live local.
             errno_of(unsafe { libc::setrlimit(resource, &raised) }.into())

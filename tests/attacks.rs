@@ -1576,3 +1576,48 @@ fn a_temp_dir_others_can_rename_in_is_passed_over() {
         "something was staged in the open directory"
     );
 }
+
+/// Case: a host whose login shell is hostile (a ForceCommand that plays the bootstrap, then
+/// pours out 100 MB with no frame in it) beside a well-behaved host in the same run. The
+/// hostile host fails with the reason, the other one's result arrives as usual, and wisp's
+/// memory stays bounded.
+#[test]
+fn a_hostile_host_fails_alone_and_the_others_are_unaffected() {
+    let mut fleet = wisp_tests::sshd::Fleet::start(2);
+    let script = fleet.dir.0.join("hostile.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+nonce=$(printf '%s' "$SSH_ORIGINAL_COMMAND" | sed -n 's/.*wisp-bootstrap \([A-Za-z0-9_-]*\) .*/\1/p')
+read -r arch enc size want
+head -c "$size" > /dev/null
+printf 'WISP-ARCH %s %s %s take\n' "$nonce" "$arch" "$enc"
+printf 'WISP-START %s\n' "$nonce"
+head -c 100000000 /dev/zero | tr '\0' G
+"#,
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("0755").arg(&script).status();
+    fleet.restart_with(0, &format!("ForceCommand {}", script.display()));
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &fleet.targets()])
+        .args(fleet.root_options())
+        .args(["--", "echo", "fine"])
+        .current_dir(&fleet.dir.0);
+    let (out, rss_kib, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let shown: String = stderr.chars().take(4000).collect();
+    assert!(!timed_out, "{shown}");
+    assert!(rss_kib < 150 * 1024, "peak RSS {rss_kib} KiB: {shown}");
+    let (bad, good) = (fleet.hosts[0].target(), fleet.hosts[1].target());
+    assert!(
+        stdout.contains(&format!("{good} | fine")),
+        "{stdout}{shown}"
+    );
+    assert!(
+        stderr.contains(&format!("{bad}: UNREACHABLE")) && stderr.contains("frame magic"),
+        "{shown}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+}

@@ -48,6 +48,9 @@ pub enum SessionError {
     /// never sent): nothing more it says can be trusted.
     #[error("the runner broke the protocol: {0}; nothing more it says is trusted")]
     Protocol(String),
+    /// A `content_file` could not be read, or is no longer what the plan read.
+    #[error("{0}")]
+    Content(String),
 }
 
 /// A started runner, greeted with HELLO.
@@ -155,6 +158,86 @@ impl Session {
         Ok(id)
     }
 
+    /// Starts a `file.write` whose content is `file`, read from disk one frame at a time as
+    /// it is sent, so memory stays flat whatever its size. Before the last part goes, the
+    /// bytes sent are checked against the size and SHA-256 the plan recorded: a file changed
+    /// in the meantime is cancelled, and the runner writes nothing.
+    pub async fn start_file(
+        &mut self,
+        op: &Op,
+        limits: Limits,
+        file: &crate::plan::FileAt,
+    ) -> Result<String, SessionError> {
+        use sha2::Digest;
+        let shown = file.path.display();
+        let unreadable =
+            |e: std::io::Error| SessionError::Content(format!("cannot read {shown}: {e}"));
+        let changed = || {
+            SessionError::Content(format!(
+                "{shown} changed since the plan was read; nothing was written"
+            ))
+        };
+        let chunk = MAX_DATA_LEN as usize;
+        let mut f = std::fs::File::open(&file.path).map_err(unreadable)?;
+        let mut op = std::borrow::Cow::Borrowed(op);
+        if file.len > chunk as u64 {
+            let Op::FileWrite(args) = op.to_mut() else {
+                return Err(SessionError::TooLarge(format!(
+                    "{} takes at most {chunk} bytes of input",
+                    op.name()
+                )));
+            };
+            args.size = Some(file.len);
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut sent = 0u64;
+        let mut id: Option<String> = None;
+        loop {
+            let part = read_part(&mut f, chunk).map_err(unreadable)?;
+            sent += part.len() as u64;
+            hasher.update(&part);
+            let last = sent >= file.len || part.is_empty();
+            if last {
+                let more = read_part(&mut f, 1).map_err(unreadable)?;
+                let sum = data_encoding::HEXLOWER.encode(&hasher.clone().finalize());
+                if sent != file.len || !more.is_empty() || sum != file.sha256 {
+                    if let Some(id) = &id {
+                        let _ = self.cancel(id).await;
+                    }
+                    return Err(changed());
+                }
+            }
+            match &id {
+                None => {
+                    self.next_id += 1;
+                    let new = format!("c{}", self.next_id);
+                    let cmd = Cmd {
+                        id: new.clone(),
+                        op: op.name().into(),
+                        args: op.args(),
+                        limits: limits.clone(),
+                    };
+                    let frame = Frame {
+                        message: Message::Cmd(cmd),
+                        data: part,
+                    };
+                    self.writer.send(&frame).await.map_err(SessionError::Conn)?;
+                    id = Some(new);
+                }
+                Some(id) => {
+                    let frame = Frame {
+                        message: Message::Data(DataFrame { id: id.clone() }),
+                        data: part,
+                    };
+                    self.writer.send(&frame).await.map_err(SessionError::Conn)?;
+                }
+            }
+            if last {
+                return id.ok_or_else(changed);
+            }
+        }
+    }
+
     /// True for the id of a command this session sent (`c1` up to the last one).
     fn issued(&self, id: &str) -> bool {
         id.strip_prefix('c')
@@ -249,4 +332,11 @@ impl Session {
     pub fn diagnostics(&self) -> String {
         self.handle.diagnostics()
     }
+}
+
+/// Up to `max` bytes from `f` (fewer only at its end).
+fn read_part(f: &mut std::fs::File, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut part = Vec::with_capacity(max);
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max as u64), &mut part)?;
+    Ok(part)
 }

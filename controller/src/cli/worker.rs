@@ -148,7 +148,10 @@ pub(super) fn handoff(
                     ));
                 }
                 Work::Plan {
-                    plan: Box::new((**plan).clone()),
+                    plan: Box::new(
+                        plan.with_contents_loaded()
+                            .map_err(|e| usage_error(&format!("{}: {e}", plan.path.display())))?,
+                    ),
                     options: *options,
                     resume: None,
                 }

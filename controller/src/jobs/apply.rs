@@ -278,6 +278,8 @@ async fn run_task(
             Err(e) => return Ok(report(TaskStatus::Failed, &e)),
         },
         Some(Content::File(bytes)) => bytes.as_slice().into(),
+        // Read from disk as it is sent, below.
+        Some(Content::FileAt(_)) => Vec::new().into(),
         // An exec's stdin travels in the CMD's data section.
         None => match &task.stdin {
             Some(text) => match render(text, ctx, &mut refs) {
@@ -306,9 +308,19 @@ async fn run_task(
     } else {
         Limits::default()
     };
-    let id = match session.start(&op, limits, &content).await {
+    let from_disk = match &task.content {
+        Some(Content::FileAt(f)) => Some(f),
+        _ => None,
+    };
+    let started = match from_disk {
+        Some(f) => session.start_file(&op, limits, f).await,
+        None => session.start(&op, limits, &content).await,
+    };
+    let id = match started {
         Ok(id) => id,
-        Err(crate::session::SessionError::TooLarge(e)) => {
+        Err(
+            crate::session::SessionError::TooLarge(e) | crate::session::SessionError::Content(e),
+        ) => {
             return Ok(report(TaskStatus::Failed, &e));
         }
         Err(e) => return Err(Stop::Lost(e.to_string())),
@@ -354,6 +366,11 @@ async fn run_task(
                 && done.changed
             {
                 let old = String::from_utf8_lossy(&previous);
+                // A content_file is read again for its diff only when a diff can show it.
+                let content = match from_disk {
+                    Some(f) if f.len <= MAX_DIFF_FILE => f.load().unwrap_or_default().into(),
+                    _ => content.clone(),
+                };
                 let new = String::from_utf8_lossy(&content);
                 let created = changes.contains("created");
                 let text = if created {
@@ -404,6 +421,10 @@ fn changes(op: &Op, done: &Done) -> Result<(Vec<String>, bool), serde_json::Erro
         Op::Exec(_) | Op::Facts | Op::FileStat(_) => (Vec::new(), false),
     })
 }
+
+/// The largest `content_file` shown in a diff (the runner sends back old content up to the same
+/// size).
+const MAX_DIFF_FILE: u64 = 1 << 20;
 
 /// Whether a task with `targets` runs on `host`.
 #[derive(Debug, PartialEq, Eq)]

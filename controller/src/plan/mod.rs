@@ -104,8 +104,74 @@ pub struct Task {
 pub enum Content {
     /// Inline text, rendered per host.
     Inline(String),
-    /// A local file's bytes, sent as they are.
+    /// A local file's bytes, sent as they are (how a plan's files travel to workers).
     File(Vec<u8>),
+    /// A local file, read one chunk at a time as it is sent to each host, so memory does not
+    /// grow with its size; checked against the size and SHA-256 it had when the plan was read.
+    #[serde(skip)]
+    FileAt(FileAt),
+}
+
+/// A `content_file` as the plan found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAt {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size when the plan was read.
+    pub len: u64,
+    /// Its SHA-256 (hex) when the plan was read.
+    pub sha256: String,
+}
+
+impl FileAt {
+    /// Reads `path`'s size and SHA-256, streaming.
+    pub fn read(path: &Path) -> std::io::Result<FileAt> {
+        use sha2::Digest;
+        let mut f = std::fs::File::open(path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok(FileAt {
+            path: path.to_owned(),
+            len,
+            sha256: data_encoding::HEXLOWER.encode(&hasher.finalize()),
+        })
+    }
+
+    /// Its bytes, checked to be what the plan read.
+    pub fn load(&self) -> std::io::Result<Vec<u8>> {
+        use sha2::Digest;
+        let bytes = std::fs::read(&self.path)?;
+        if data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(&bytes)) != self.sha256 {
+            return Err(std::io::Error::other(format!(
+                "{} changed since the plan was read",
+                self.path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+impl Plan {
+    /// The plan with every `content_file` read into it (for a plan that travels whole, to a
+    /// worker on the bus).
+    pub fn with_contents_loaded(&self) -> std::io::Result<Plan> {
+        let mut plan = self.clone();
+        for t in plan.tasks.iter_mut().chain(plan.handlers.iter_mut()) {
+            if let Some(Content::FileAt(f)) = &t.content {
+                t.content = Some(Content::File(f.load()?));
+            }
+        }
+        Ok(plan)
+    }
 }
 
 pub(super) type RawTable = BTreeMap<String, Spanned<toml::Value>>;
@@ -404,5 +470,23 @@ argv = ["true"]
         assert!(condition("facts.os_id != \"alpine\"", &ctx, &mut refs).unwrap());
         assert!(render("{{ nope }}", &ctx, &mut refs).is_err());
         assert!(render("{{ app", &ctx, &mut refs).is_err());
+    }
+}
+
+#[cfg(test)]
+mod file_at_tests {
+    use super::*;
+
+    #[test]
+    fn a_content_file_changed_after_the_plan_was_read_is_refused() {
+        let path = std::env::temp_dir().join(format!("wisp-file-at-{}", std::process::id()));
+        std::fs::write(&path, "first").unwrap_or_default();
+        let at = FileAt::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(at.len, 5);
+        assert_eq!(at.load().unwrap_or_default(), b"first");
+        std::fs::write(&path, "other").unwrap_or_default();
+        let e = at.load().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("changed since the plan was read"), "{e}");
+        let _ = std::fs::remove_file(&path);
     }
 }

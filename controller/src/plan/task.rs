@@ -91,14 +91,14 @@ pub(super) fn read_task(
         (Some(c), None) => Some(Content::Inline(c)),
         (None, Some(f)) => {
             let p = base.join(&f);
-            let bytes = std::fs::read(&p).map_err(|e| {
+            let file = super::FileAt::read(&p).map_err(|e| {
                 let kind = PlanErrorKind::ContentFile {
                     path: p.clone(),
                     source: e,
                 };
                 (key_line("content_file"), kind)
             })?;
-            Some(Content::File(bytes))
+            Some(Content::FileAt(file))
         }
         (None, None) => None,
     };

@@ -221,12 +221,19 @@ fn no_reported_limit_can_be_lifted_from_inside() {
     let flags = [
         "--memory", "64M", "--pids", "64", "--nofile", "256", "--fsize", "1M",
     ];
-    let script = format!("{PROBE} cgroup-escape; {PROBE} raise-nofile; {PROBE} raise-fsize");
+    let script = format!(
+        "{PROBE} cgroup-escape; {PROBE} raise-nofile; {PROBE} raise-fsize; {PROBE} raise-core"
+    );
     let out = run_local(&tmp, &flags, &["sh", "-c", &script]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(probe_errno(&out, "cgroup-escape"), 0, "left its cgroup");
     assert_ne!(probe_errno(&out, "raise-nofile"), 0, "raised RLIMIT_NOFILE");
     assert_ne!(probe_errno(&out, "raise-fsize"), 0, "raised RLIMIT_FSIZE");
+    assert_ne!(
+        probe_errno(&out, "raise-core"),
+        0,
+        "raised RLIMIT_CORE from 0"
+    );
     assert!(stderr.contains("sandbox fully enforced"), "{stderr}");
     assert!(stderr.contains("memory 64M, pids 64"), "{stderr}");
     // The reason the rlimits hold for root: no CAP_SYS_RESOURCE, in any set, after exec.

@@ -15,7 +15,7 @@
 //!        sandbox-probe mknod PATH            make a character device
 //!        sandbox-probe kill PID | sethostname | io-uring
 //!        sandbox-probe cgroup-escape         join the parent of each own cgroup
-//!        sandbox-probe raise-nofile|raise-fsize   lift an rlimit past its hard limit
+//!        sandbox-probe raise-nofile|raise-fsize|raise-core   lift an rlimit past its hard limit
 
 #![allow(unsafe_code, clippy::print_stdout)] // raw syscalls on purpose; stdout is the answer
 
@@ -205,11 +205,11 @@ fn main() {
             errno_of(r)
         }
         "cgroup-escape" => cgroup_escape(),
-        "raise-nofile" | "raise-fsize" => {
-            let resource = if what == "raise-nofile" {
-                libc::RLIMIT_NOFILE
-            } else {
-                libc::RLIMIT_FSIZE
+        "raise-nofile" | "raise-fsize" | "raise-core" => {
+            let resource = match what {
+                "raise-nofile" => libc::RLIMIT_NOFILE,
+                "raise-fsize" => libc::RLIMIT_FSIZE,
+                _ => libc::RLIMIT_CORE,
             };
             let mut lim = libc::rlimit {
                 rlim_cur: 0,

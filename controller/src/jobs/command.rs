@@ -52,6 +52,17 @@ pub(crate) async fn follow(
     // The runner keeps at most `max_output` bytes per stream; a runner that sends more (a
     // tampered or broken one) is cut here too, once, with a line that says so.
     let mut received = [0u64; 2];
+    // An interrupt that came while the command was being started (after the connect looked,
+    // before this loop) is one `changed()` will never report: act on it now.
+    let level = *interrupt.borrow_and_update();
+    match level {
+        Interrupt::Disconnect => return Ended::Disconnected,
+        Interrupt::Cancel if !*cancelled => {
+            *cancelled = true;
+            let _ = session.cancel(id).await;
+        }
+        _ => {}
+    }
     loop {
         let event = tokio::select! {
             ev = session.next_for(id) => ev,

@@ -469,31 +469,46 @@ fn a_hostile_inventory_is_refused_before_it_costs_memory() {
     );
 }
 
+/// `wisp run localhost FLAGS -- ARGV` through `broken-runner` (the real runner behind it),
+/// which turns at the first frame holding `trigger` in the way `mode` (one of its
+/// `BROKEN_RUNNER_*` variables) says.
+fn broken_run(
+    tmp: &ScratchDir,
+    flags: &[&str],
+    argv: &[&str],
+    trigger: &str,
+    mode: (&str, &str),
+) -> Command {
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["run", "localhost", "--insecure-unsigned-runner"])
+        .args(flags)
+        .arg("--")
+        .args(argv)
+        .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
+        .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
+        .env("BROKEN_RUNNER_FROM", trigger)
+        .env("BROKEN_RUNNER_TO", trigger)
+        .env(mode.0, mode.1)
+        .env("TMPDIR", &tmp.0);
+    c
+}
+
 /// Case: `--run-timeout` against a peer that stops answering after the command started (no
 /// DONE, no answer to CANCEL, no EXIT). The timeout is a hard bound: a short grace for the
 /// cancel, then the host is disconnected and reported, and wisp exits.
 #[test]
 fn the_run_timeout_holds_against_a_peer_that_stops_answering() {
     let tmp = ScratchDir::new("attack-timeout");
-    let mut c = wisp_tests::wisp_command!(&tmp.0);
-    c.args([
-        "run",
-        "localhost",
-        "--run-timeout",
-        "2s",
-        "--insecure-unsigned-runner",
-        "--",
-    ])
-    .args(["sh", "-c", "echo started; exec sleep 3600"])
-    .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
-    .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
-    .env("BROKEN_RUNNER_FROM", r#""kind":"stdout""#)
-    .env("BROKEN_RUNNER_TO", r#""kind":"stdout""#)
-    .env("BROKEN_RUNNER_MUTE", "1")
-    .env("TMPDIR", &tmp.0)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut c = broken_run(
+        &tmp,
+        &["--run-timeout", "2s"],
+        &["sh", "-c", "echo started; exec sleep 3600"],
+        r#""kind":"stdout""#,
+        ("BROKEN_RUNNER_MUTE", "1"),
+    );
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     // Far beyond the bound (2 s plus the cancel's grace): only a missing bound reaches it.
     let ended = wisp_tests::wait_for(std::time::Duration::from_secs(90), || {
@@ -1029,23 +1044,13 @@ fn host_output_cannot_drive_the_operators_terminal() {
 #[test]
 fn the_controller_keeps_max_output_when_the_runner_does_not() {
     let tmp = ScratchDir::new("attack-max-output");
-    let mut c = wisp_tests::wisp_command!(&tmp.0);
-    c.args([
-        "run",
-        "localhost",
-        "--max-output",
-        "4096",
-        "--insecure-unsigned-runner",
-        "--",
-    ])
-    .args(["sh", "-c", "printf 'flood %0990d\\n' 0"])
-    .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
-    .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
-    .env("BROKEN_RUNNER_FROM", r#""kind":"stdout""#)
-    .env("BROKEN_RUNNER_TO", r#""kind":"stdout""#)
-    .env("BROKEN_RUNNER_REPEAT", "200")
-    .env("TMPDIR", &tmp.0)
-    .stdin(Stdio::null());
+    let mut c = broken_run(
+        &tmp,
+        &["--max-output", "4096"],
+        &["sh", "-c", "printf 'flood %0990d\\n' 0"],
+        r#""kind":"stdout""#,
+        ("BROKEN_RUNNER_REPEAT", "200"),
+    );
     let out = wisp_tests::wisp::run(&mut c, &tmp.0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let floods = stdout.lines().filter(|l| l.contains("flood")).count();
@@ -1246,21 +1251,13 @@ fn a_hostile_runner_cannot_hang_or_bloat_the_controller() {
         (r#""kind":"stdout""#, "cut"),
     ];
     for (trigger, then) in cases {
-        let mut c = wisp_tests::wisp_command!(&tmp.0);
-        c.args([
-            "run",
-            "localhost",
-            "--max-output",
-            "1M",
-            "--insecure-unsigned-runner",
-        ])
-        .args(["--", "sh", "-c", "echo started; sleep 1; echo more"])
-        .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
-        .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
-        .env("BROKEN_RUNNER_FROM", trigger)
-        .env("BROKEN_RUNNER_TO", trigger)
-        .env("BROKEN_RUNNER_THEN", then)
-        .env("TMPDIR", &tmp.0);
+        let mut c = broken_run(
+            &tmp,
+            &["--max-output", "1M"],
+            &["sh", "-c", "echo started; sleep 1; echo more"],
+            trigger,
+            ("BROKEN_RUNNER_THEN", then),
+        );
         let (out, rss_kib, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(120));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let shown: String = stderr.chars().take(4000).collect();

@@ -1564,36 +1564,78 @@ fn an_sshd_stopped_for_thirty_seconds_mid_command_is_ridden_out() {
     fleet.assert_clean();
 }
 
-/// Case: the login user's TMPDIR is world-writable without the sticky bit, so another user
-/// could rename the runner's staging directory and put their own in its place between the
-/// check and the exec. The bootstrap passes such a base over and stages in /tmp. (The unsafe
-/// base is a full 64 KiB tmpfs owned by nobody: staging there could only fail.)
+/// Case: the login user's TMPDIR is a base another user could rename things in, so they
+/// could put their own staging directory in place of the runner's between the check and the
+/// exec: (0) world-writable without the sticky bit; (1) sticky, but owned by that user (an
+/// owner renames anything in their own directory); (2) a link that user owns, to their
+/// directory; (3) a root-owned 0700 directory beneath a directory that user owns (they can
+/// rename the whole base). The bootstrap passes each over and stages in /tmp. Every unsafe
+/// base is a full 64 KiB tmpfs: staging there could only fail, and the run would show it.
 #[test]
 fn a_temp_dir_others_can_rename_in_is_passed_over() {
     use std::os::unix::fs::PermissionsExt;
-    if !root_or_explain("mounting a small tmpfs") {
+    if !root_or_explain("mounting small tmpfs bases") {
         return;
     }
-    let mut fleet = wisp_tests::sshd::Fleet::start(1);
-    let unsafe_tmp = fleet.dir.0.join("open-tmp");
-    std::fs::create_dir(&unsafe_tmp).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs"])
-        .arg(&unsafe_tmp)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount a 64 KiB tmpfs");
-    std::os::unix::fs::chown(&unsafe_tmp, Some(65534), Some(65534)).unwrap();
-    std::fs::set_permissions(&unsafe_tmp, std::fs::Permissions::from_mode(0o777)).unwrap();
-    fleet.restart_with(0, &format!("SetEnv TMPDIR={}", unsafe_tmp.display()));
-    let (out, stderr) = run_ssh(&fleet, &fleet.known_hosts, &[]);
-    let left: Vec<_> = std::fs::read_dir(&unsafe_tmp).unwrap().flatten().collect();
-    let _ = Command::new("umount").arg(&unsafe_tmp).status();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        left.is_empty(),
-        "something was staged in the open directory"
+    const NOBODY: u32 = 65534;
+    let mut fleet = wisp_tests::sshd::Fleet::start(4);
+    let mut mounts = Vec::new();
+    let mut mount = |path: &Path, mode: u32, owner: u32| {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "mount a 64 KiB tmpfs on {}",
+            path.display()
+        );
+        std::os::unix::fs::chown(path, Some(owner), Some(owner)).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        // Fill it, so that a runner staged there could not be written.
+        let _ = std::fs::write(path.join("fill"), vec![0u8; 64 * 1024]);
+        mounts.push(path.to_path_buf());
+    };
+    let open = fleet.dir.0.join("open-tmp");
+    mount(&open, 0o777, NOBODY);
+    let theirs = fleet.dir.0.join("their-sticky-tmp");
+    mount(&theirs, 0o1777, NOBODY);
+    let link = fleet.dir.0.join("their-link");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let parent = fleet.dir.0.join("their-parent");
+    std::fs::create_dir(&parent).unwrap();
+    std::os::unix::fs::chown(&parent, Some(NOBODY), Some(NOBODY)).unwrap();
+    let below = parent.join("root-private");
+    mount(&below, 0o700, 0);
+    let bases = [&open, &theirs, &link, &below];
+    for (i, base) in bases.iter().enumerate() {
+        fleet.restart_with(i, &format!("SetEnv TMPDIR={}", base.display()));
+    }
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &fleet.targets()])
+        .args(fleet.root_options())
+        .args(["--", "true"])
+        .current_dir(&fleet.dir.0);
+    let out = c.output().unwrap();
+    let staged: Vec<String> = mounts
+        .iter()
+        .flat_map(|m| std::fs::read_dir(m).unwrap().flatten())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| !p.ends_with("/fill"))
+        .collect();
+    for m in &mounts {
+        let _ = Command::new("umount").arg(m).status();
+    }
+    wisp_tests::wisp::show(&c, &out, &fleet.dir.0);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a host staged in its unsafe base"
     );
+    assert!(staged.is_empty(), "staged in an unsafe base: {staged:?}");
 }
 
 /// Case: a host whose login shell is hostile (a ForceCommand that plays the bootstrap, then

@@ -13,8 +13,10 @@
 //!    `resend` it discards the bytes and reads one more header and upload, which the
 //!    controller sends for the architecture and encoding the host named;
 //! 3. host: writes the runner into a fresh `mktemp -d` directory (umask 077) beneath the first
-//!    base that others cannot rename things in (sticky, or writable by its owner alone: a
-//!    world-writable `TMPDIR` without the sticky bit is passed over), decompressing it
+//!    base that no other user can rename things in: a sticky `/tmp` or `/dev/shm`, else a base
+//!    resolved once to its physical path whose every directory, up to `/`, is owned by root
+//!    or the login user and writable by others only when sticky (a `TMPDIR` another user
+//!    owns, links or can write above is passed over), decompressing it
 //!    when it came compressed, refuses unless its SHA-256 matches, tries the copy
 //!    (`--version`) to detect a `noexec` mount and moves on to the next location if needed,
 //!    then `exec`s the runner on the same channel, which prints `WISP-START <nonce>` and
@@ -55,13 +57,20 @@ pub const EXIT_BECOME: u32 = 68;
 /// single-quoted.
 const SCRIPT: &str = r#"
 n="$1"; ttl="$2"; become="$3"
-umask 077
+umask 077; unset CDPATH
 fail() { echo "wisp-bootstrap: $2" >&2; [ -n "$d" ] && rm -rf "$d"; exit "$1"; }
 sums="if command -v sha256sum >/dev/null 2>&1; then s=\$(sha256sum \"\$1\")
 elif command -v shasum >/dev/null 2>&1; then s=\$(shasum -a 256 \"\$1\")
 elif command -v openssl >/dev/null 2>&1; then s=\$(openssl dgst -sha256 -r \"\$1\")
 else return 1; fi; have=\${s%% *}"
 eval "sum() { $sums; }"
+safe() {
+  p=$1; set -- /
+  while [ -n "$p" ] && [ "$p" != / ]; do set -- "$@" "$p"; p=${p%/*}; done
+  [ -n "$me" ] || while read -r k _ me _; do [ "$k" = Uid: ] && break; me=""; done < /proc/self/status
+  [ -n "$me" ] || me=$(id -u)
+  bad=$(find "$@" -maxdepth 0 \( -perm /022 ! -perm -1000 \) -o \( ! -user 0 ! -user "$me" \) 2>/dev/null) && [ -z "$bad" ]
+}
 asroot="umask 077; f=\$1; want=\$2; sum() { $sums; }
 gone() { rm -f \"\$f\"; rmdir \"\${f%/*}\" 2>/dev/null; }
 no() { echo \"wisp-bootstrap: \$2\" >&2; [ -n \"\$r\" ] && rm -rf \"\$r\"; gone; exit \$1; }
@@ -97,7 +106,9 @@ done
 src=""
 for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.cache"; do
   [ -n "$base" ] && [ -d "$base" ] && [ -w "$base" ] || continue
-  [ -k "$base" ] || [ -z "$(find "$base" -maxdepth 0 -perm /022 2>/dev/null)" ] || continue
+  if [ "$base" = /tmp ] || [ "$base" = /dev/shm ] && [ -k "$base" ] && [ ! -L "$base" ]; then :
+  else base=$(cd -P -- "$base" 2>/dev/null && pwd -P) && safe "$base" || continue
+  fi
   d=$(mktemp -d "$base/wisp-XXXXXXXXXX" 2>/dev/null) || continue
   f="$d/wisp-runner"
   if [ -z "$src" ]; then

@@ -217,3 +217,78 @@ env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
     );
     assert!(err.contains("missing.toml:3: {{ secret.nope }}"), "{err}");
 }
+
+/// Case: `wisp secrets edit` hands the editor a decrypted copy. It lives in a directory of its
+/// own (0700, a name no one can guess: the next few hundred names of the old `wisp-secrets-PID`
+/// scheme are taken beforehand, as another user sharing the temp directory could), as a 0600
+/// file, and both are gone afterwards; the value is nowhere else on disk.
+#[test]
+fn the_editors_copy_is_private_and_gone_after() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = ScratchDir::new("secrets-edit");
+    let value = format!("ed1t-{}-v", std::process::id());
+    setup(&tmp.0, &value);
+    let shared = tmp.0.join("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last..last + 400 {
+        std::fs::create_dir(shared.join(format!("wisp-secrets-{pid}"))).unwrap();
+    }
+    let seen = tmp.0.join("seen");
+    let editor = tmp.0.join("editor.sh");
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\nstat -c '%a %u %n' \"$1\" \"${{1%/*}}\" > {seen}\necho 'added = \"x\"' >> \"$1\"\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["secrets", "edit", "s.age", "--identity", "a.key"])
+        .current_dir(&tmp.0)
+        .env("EDITOR", &editor)
+        .env("TMPDIR", &shared)
+        .env_remove("WISP_AGE_IDENTITY")
+        .env_remove("WISP_AGE_KEY")
+        .stdin(Stdio::null());
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    let me = nix_uid();
+    assert_eq!(lines.len(), 2, "{seen}");
+    let (file, dir) = (lines[0], lines[1]);
+    assert!(file.starts_with(&format!("600 {me} ")), "{seen}");
+    assert!(dir.starts_with(&format!("700 {me} ")), "{seen}");
+    let dir = Path::new(dir.splitn(3, ' ').nth(2).unwrap());
+    assert!(dir.starts_with(&shared), "{seen}");
+    assert!(
+        !dir.exists(),
+        "the editor's directory is left: {}",
+        dir.display()
+    );
+    let list = wisp(
+        &tmp.0,
+        &["secrets", "list", "s.age", "--identity", "a.key"],
+        None,
+    );
+    assert_eq!(
+        text(&list.stdout),
+        "added\ndb_pass\n",
+        "the edit was not saved"
+    );
+    let found = wisp_tests::files_containing(&tmp.0, value.as_bytes());
+    assert!(found.is_empty(), "the value is on disk in clear: {found:?}");
+}
+
+fn nix_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}

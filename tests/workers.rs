@@ -700,23 +700,6 @@ fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
     }
 }
 
-/// Every file under `dir`, read whole, that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn secrets_reach_only_workers_holding_the_identity_and_never_cross_the_bus_in_clear() {
     if !root_or_explain("workers reaching sshd hosts as root") {
@@ -832,8 +815,8 @@ mode = "0600"
     // Nothing the bus stored (items, events, claims) holds the value in clear; the hidden
     // form of the output is there, so the search does see the events.
     let store = tmp.0.join("nats-store");
-    assert!(!files_containing(&store, b"token is [secret:db_pass]").is_empty());
-    let leaked = files_containing(&store, value.as_bytes());
+    assert!(!wisp_tests::files_containing(&store, b"token is [secret:db_pass]").is_empty());
+    let leaked = wisp_tests::files_containing(&store, value.as_bytes());
     assert!(
         leaked.is_empty(),
         "the secret is in the bus's store: {leaked:?}"

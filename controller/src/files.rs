@@ -48,6 +48,25 @@ fn create_beside(path: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
     Err(last)
 }
 
+/// A new directory (mode 0700) in `base` under a random name starting with `prefix`; a name
+/// someone already took (a directory or a planted link) is skipped, never entered or removed.
+pub fn private_dir(base: &Path, prefix: &str) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = io::Error::other("no attempt made");
+    for _ in 0..8 {
+        let dir = base.join(format!(
+            "{prefix}{}",
+            wisp_transports::stage::random_token()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
 /// Opens `path` to be written from its start, creating it (mode 0600) if needed. Refused:
 /// a symbolic link, anything but a regular file, a file with other hard links, a file owned
 /// by someone else. The checks are made on the opened file, so nothing can be swapped in

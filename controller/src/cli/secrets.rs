@@ -191,14 +191,15 @@ fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
 }
 
 fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let values = secrets::into_map(open(file, identity)?);
     let base = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = base.join(format!("wisp-secrets-{}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = crate::files::private_dir(&base, "wisp-secrets-").map_err(|e| {
+        format!(
+            "cannot make a private directory for the decrypted copy in {}: {e} (set XDG_RUNTIME_DIR or TMPDIR to a directory of your own)",
+            base.display()
+        )
+    })?;
     let path = dir.join("secrets.toml");
     let result = (|| {
         std::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! Secrets: an age file for two recipients opens with either identity; a plan's secret reaches
 //! the host's processes through env, stdin and file content, and its value appears nowhere the
 //! controller prints or records (human output, `--json`, the journal, errors, diffs), nor in
-//! the host's process list.
+//! the host's process list, nor on disk outside the file it was written to.
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
@@ -11,10 +11,13 @@ use std::process::{Output, Stdio};
 
 use wisp_tests::{ScratchDir, runner_path};
 
+/// `wisp` in `dir`, its temp directory (and so the local runner's) `dir/tmp`.
 fn wisp(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let mut child = wisp_tests::wisp_command!(dir)
         .args(args)
         .current_dir(dir)
+        .env("TMPDIR", dir.join("tmp"))
         .env("WISP_RUNNER", runner_path())
         .env("WISP_JOURNAL_DIR", dir.join("journal"))
         .env_remove("WISP_AGE_IDENTITY")
@@ -185,6 +188,20 @@ env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
     }
     assert!(found >= 1, "no store at {}", store.display());
     assert!(seen[2].1.contains("[secret:db_pass]"), "{}", seen[2].1);
+    // On disk, in clear, it is only in the file it was written to: nothing in the controller's
+    // home, state, cache or temp directory, nor the runner's, nor shared memory.
+    let mut on_disk = wisp_tests::files_containing(&tmp.0, value.as_bytes());
+    on_disk.extend(wisp_tests::files_containing(
+        Path::new("/dev/shm"),
+        value.as_bytes(),
+    ));
+    assert_eq!(
+        on_disk,
+        [tmp.0.join("app.conf")],
+        "the secret is on disk in clear"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.0.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "left in the temp directory: {left:?}");
     for (what, content) in &seen {
         assert!(
             !content.contains(&value),

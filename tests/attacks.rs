@@ -1638,6 +1638,80 @@ fn a_temp_dir_others_can_rename_in_is_passed_over() {
     assert!(staged.is_empty(), "staged in an unsafe base: {staged:?}");
 }
 
+/// Case: another user on the host watches `/tmp`, `/dev/shm` and `/run` for staging
+/// directories and, for each one, tries to list it, write into it, plant a link in it and
+/// rename it away, while two hosts (TMPDIR `/tmp` and `/dev/shm`) take the runner over a slow
+/// link, so each staging directory stays there for over a second. The attacker sees them
+/// (asserted, or the test proved nothing), gets none of it, and both hosts run.
+#[test]
+fn another_user_cannot_touch_the_staging_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if !root_or_explain("an attacker user beside a root login") {
+        return;
+    }
+    let mut fleet = wisp_tests::sshd::Fleet::start(2);
+    fleet.restart_with(0, "SetEnv TMPDIR=/tmp");
+    fleet.restart_with(1, "SetEnv TMPDIR=/dev/shm");
+    let log = ScratchDir::new("staging-attacker");
+    std::os::unix::fs::chown(&log.0, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&log.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let l = log.0.display();
+    let attack = format!(
+        r#"end=$(( $(date +%s) + 90 ))
+while [ ! -e {l}/stop ] && [ $(date +%s) -lt $end ]; do
+  for d in /tmp/wisp-?????????? /dev/shm/wisp-?????????? /run/wisp-root-??????????; do
+    [ -d "$d" ] || continue
+    grep -qxF "$d" {l}/seen 2>/dev/null || echo "$d" >> {l}/seen
+    ls "$d" >/dev/null 2>&1 && echo "listed $d" >> {l}/won
+    ( echo x > "$d/planted" ) 2>/dev/null && echo "wrote into $d" >> {l}/won
+    ln -s /etc/shadow "$d/wisp-runner.next" 2>/dev/null && echo "linked in $d" >> {l}/won
+    mv "$d" "$d-taken" 2>/dev/null && echo "renamed $d" >> {l}/won
+  done
+  sleep 0.01
+done"#
+    );
+    let mut attacker = Command::new("runuser")
+        .args(["-u", "nobody", "--", "sh", "-c", &attack])
+        .spawn()
+        .unwrap();
+    let hosts: Vec<(String, u16)> = fleet
+        .hosts
+        .iter()
+        .map(|h| (h.addr.clone(), h.port))
+        .collect();
+    // About half a megabyte of compressed runner at 2.5 Mbit/s: over a second and a half.
+    let wan = wisp_tests::wan::start(&hosts, std::time::Duration::from_millis(10), 2_500_000);
+    let known = fleet.dir.0.join("known_hosts.wan");
+    wisp_tests::wan::known_hosts(&fleet.known_hosts, &known);
+    let targets: Vec<String> = wan.listen.iter().map(|(a, p)| format!("{a}:{p}")).collect();
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &targets.join(",")])
+        .args(fleet.root_options())
+        .arg("--known-hosts")
+        .arg(&known)
+        .args(["--connect-timeout", "30s", "--", "echo", "staged-safely"])
+        .current_dir(&fleet.dir.0);
+    let out = wisp_tests::wisp::run(&mut c, &fleet.dir.0);
+    std::fs::write(log.0.join("stop"), "").unwrap();
+    attacker.wait().unwrap();
+    let seen = std::fs::read_to_string(log.0.join("seen")).unwrap_or_default();
+    let won = std::fs::read_to_string(log.0.join("won")).unwrap_or_default();
+    assert!(
+        won.is_empty(),
+        "the other user got at a staging directory:\n{won}"
+    );
+    for base in ["/tmp/", "/dev/shm/"] {
+        assert!(
+            seen.lines().any(|d| d.starts_with(base)),
+            "the attacker never saw a staging directory in {base}; the test proved nothing: {seen}"
+        );
+    }
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("staged-safely").count(), 2, "{stdout}");
+    fleet.assert_clean();
+}
+
 /// Case: a host whose login shell is hostile (a ForceCommand that plays the bootstrap, then
 /// pours out 100 MB with no frame in it) beside a well-behaved host in the same run. The
 /// hostile host fails with the reason, the other one's result arrives as usual, and wisp's

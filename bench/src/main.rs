@@ -133,6 +133,7 @@ fn ready(r: &RawRunner) {
     }
 }
 
+mod cpu;
 mod floor;
 mod inventory;
 mod scale;

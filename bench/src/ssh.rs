@@ -10,6 +10,8 @@ use wisp_tests::sshd::Fleet;
 use wisp_transports::Launch;
 use wisp_transports::ssh::{SshOptions, SshTarget, SshTransport};
 
+use crate::cpu::Cpu;
+
 const ROUNDS: usize = 5;
 
 /// The login user every tool uses: an unprivileged one whose shell is `/bin/sh` and which has
@@ -260,10 +262,21 @@ pub(crate) fn bench(n: usize) {
     let (mut ssh_times, mut wisp_times, mut floor_times) = (Vec::new(), Vec::new(), Vec::new());
     let mut apply_times = Vec::new();
     let mut unrecorded_times = Vec::new();
+    // CPU per round: OpenSSH's and wisp's clients are reaped children; the floor runs here.
+    let (mut ssh_cpu, mut floor_cpu, mut wisp_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
+        let at = Cpu::now();
         ssh_times.push(openssh_all(&direct));
+        let spent = at.since();
+        ssh_cpu.push((spent.machine, spent.reaped));
+        let at = Cpu::now();
         floor_times.push(crate::floor::all(&direct.hosts, &fleet.client_key));
+        let spent = at.since();
+        floor_cpu.push((spent.machine, spent.own));
+        let at = Cpu::now();
         wisp_times.push(wisp_all(&direct, &wisp));
+        let spent = at.since();
+        wisp_cpu.push((spent.machine, spent.reaped));
         unrecorded_times.push(wisp_all_unrecorded(&direct, &wisp));
         apply_times.push(wisp_apply(&direct, &wisp, &plan));
     }
@@ -288,6 +301,27 @@ pub(crate) fn bench(n: usize) {
         "  ratio wisp / OpenSSH: {:.2} (target: below 1.0); wisp / bare russh: {:.2} (target: at most 1.1)",
         w.as_secs_f64() / s.as_secs_f64(),
         w.as_secs_f64() / f.as_secs_f64()
+    );
+    let median = |v: &[(Duration, Duration)], pick: fn(&(Duration, Duration)) -> Duration| {
+        let mut picked: Vec<Duration> = v.iter().map(pick).collect();
+        crate::cpu::per_host_ms(crate::percentile(&mut picked, 0.5), n)
+    };
+    let (sm, fm, wm) = (
+        median(&ssh_cpu, |c| c.0),
+        median(&floor_cpu, |c| c.0),
+        median(&wisp_cpu, |c| c.0),
+    );
+    let (sc, fc, wc) = (
+        median(&ssh_cpu, |c| c.1),
+        median(&floor_cpu, |c| c.1),
+        median(&wisp_cpu, |c| c.1),
+    );
+    println!(
+        "  CPU per host, whole machine (client, sshd, all the host ran): OpenSSH {sm:.1} ms, bare russh {fm:.1} ms, wisp {wm:.1} ms"
+    );
+    println!(
+        "  CPU per host, the client alone: OpenSSH {sc:.1} ms, bare russh {fc:.1} ms, wisp {wc:.1} ms (wisp / bare russh {:.2}); the rest ran on the hosts' side",
+        wc / fc.max(0.01)
     );
     println!(
         "  wisp run <all> --no-state -- true:              {u:>10.3?}   (rounds {unrecorded_times:.3?})"

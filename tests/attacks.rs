@@ -1176,14 +1176,37 @@ done"#,
     assert!(stderr.contains("changed after it was checked"), "{stderr}");
 }
 
-/// Runs `cmd` to its end (at most `limit`, then it is killed), returning its output, its peak
-/// RSS in KiB (from wait4, so only this child's) and whether it had to be killed.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot do
+/// Runs `cmd` to its end (at most `limit`, then its process group is killed), returning its
+/// output, its peak RSS in KiB (its own and its reaped children's, through `peak-rss`) and
+/// whether it had to be killed.
 fn run_measured(cmd: &mut Command, limit: std::time::Duration) -> (Output, i64, bool) {
-    cmd.stdin(Stdio::null())
+    use std::os::unix::process::CommandExt;
+    // Through peak-rss (see there): measured from here, the child would also be billed for
+    // this test binary's memory, which other tests running beside it can fill.
+    let peak = std::env::temp_dir().join(format!(
+        "wisp-peak-rss-{}",
+        wisp_transports::stage::random_token()
+    ));
+    let mut measured = Command::new(env!("CARGO_BIN_EXE_peak-rss"));
+    measured
+        .arg(&peak)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(v) => measured.env(name, v),
+            None => measured.env_remove(name),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        measured.current_dir(dir);
+    }
+    measured
+        .process_group(0)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = measured.spawn().unwrap();
     let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out_t = std::thread::spawn(move || {
         let mut v = Vec::new();
@@ -1195,45 +1218,26 @@ fn run_measured(cmd: &mut Command, limit: std::time::Duration) -> (Output, i64, 
         let _ = std::io::Read::read_to_end(&mut se, &mut v);
         v
     });
-    let pid = i32::try_from(child.id()).unwrap();
-    let ended = wisp_tests::wait_for(limit, || {
-        // SAFETY: an all-zero siginfo is a valid value for waitid to fill.
-        #[allow(unsafe_code)]
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: our own child's pid and a live siginfo; WNOWAIT leaves it to be reaped.
-        #[allow(unsafe_code)]
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid.unsigned_abs(),
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: waitid filled `info` (si_pid is 0 when the child has not ended).
-        #[allow(unsafe_code)]
-        let exited = r == 0 && unsafe { info.si_pid() } == pid;
-        exited.then_some(())
-    });
+    let ended = wisp_tests::wait_for(limit, || child.try_wait().unwrap());
     let timed_out = ended.is_none();
     if timed_out {
-        let _ = child.kill();
+        let group = i32::try_from(child.id()).unwrap();
+        // SAFETY: the process group this test started; everything in it is ours to kill.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-group, libc::SIGKILL)
+        };
     }
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    #[allow(unsafe_code)]
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: our own child's pid, with a live status and rusage.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::wait4(pid, &mut status, 0, &mut usage)
-    };
+    let status = child.wait().unwrap();
+    let rss = std::fs::read_to_string(&peak).map_or(0, |s| s.trim().parse().unwrap_or(0));
+    let _ = std::fs::remove_file(&peak);
     let out = Output {
-        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        status,
         stdout: out_t.join().unwrap(),
         stderr: err_t.join().unwrap(),
     };
-    (out, usage.ru_maxrss, timed_out)
+    assert!(timed_out || rss > 0, "peak-rss reported nothing: {out:?}");
+    (out, rss, timed_out)
 }
 
 /// Case: a hostile peer speaking for the runner — a second READY, a 4 GiB frame, 256 MiB of

@@ -17,6 +17,11 @@ use wisp_transports::{ConnError, FrameWriter, Launch, RunnerHandle, Transport, T
 /// Frames buffered between the reader task and the session.
 const FRAME_QUEUE: usize = 64;
 
+/// The part of a `content_file` read and sent at a time. Each host holds a few parts in
+/// flight (the part, its frame, the SSH layer's copy), so this, not the file's size, is what a
+/// large file costs per host.
+const STREAM_PART: usize = 1 << 20;
+
 /// What happened to a command, one step at a time.
 #[derive(Debug)]
 pub enum CmdEvent {
@@ -177,17 +182,19 @@ impl Session {
                 "{shown} changed since the plan was read; nothing was written"
             ))
         };
-        let chunk = MAX_DATA_LEN as usize;
+        let mut chunk = MAX_DATA_LEN as usize;
         let mut f = std::fs::File::open(&file.path).map_err(unreadable)?;
         let mut op = std::borrow::Cow::Borrowed(op);
-        if file.len > chunk as u64 {
-            let Op::FileWrite(args) = op.to_mut() else {
-                return Err(SessionError::TooLarge(format!(
-                    "{} takes at most {chunk} bytes of input",
-                    op.name()
-                )));
-            };
-            args.size = Some(file.len);
+        if let Op::FileWrite(args) = op.to_mut() {
+            if file.len > STREAM_PART as u64 {
+                args.size = Some(file.len);
+                chunk = STREAM_PART;
+            }
+        } else if file.len > chunk as u64 {
+            return Err(SessionError::TooLarge(format!(
+                "{} takes at most {chunk} bytes of input",
+                op.name()
+            )));
         }
         let mut hasher = sha2::Sha256::new();
         let mut sent = 0u64;

@@ -1,13 +1,16 @@
 //! The bootstrap across a WAN (a delaying proxy in front of real sshd hosts, which also counts
 //! the bytes): a host gets the runner gzip-compressed and still verifies it by its SHA-256
-//! before anything runs; a host without gzip says so and takes it uncompressed.
+//! before anything runs; a host without gzip says so and takes it uncompressed; a host of
+//! another architecture says so and takes the runner built for it.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use wisp_tests::ScratchDir;
 use wisp_tests::sshd::Fleet;
 use wisp_tests::wan::{self, Wan};
+use wisp_tests::{ScratchDir, root_or_explain};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -30,7 +33,7 @@ fn behind_wan(fleet: &Fleet) -> (Wan, std::path::PathBuf) {
 fn run_far(
     fleet: &Fleet,
     wan: &Wan,
-    known: &std::path::Path,
+    known: &Path,
     env: &[(&str, &str)],
     command: &[&str],
 ) -> Output {
@@ -90,15 +93,12 @@ fn the_runner_travels_compressed_and_is_verified() {
         "{}",
         text(&corrupt.stderr)
     );
-    assert!(
-        !std::path::Path::new(&marker).exists(),
-        "a corrupted runner ran"
-    );
+    assert!(!Path::new(&marker).exists(), "a corrupted runner ran");
     fleet.assert_clean();
 }
 
 /// A directory of links to every program in /usr/bin and /usr/sbin but gzip's.
-fn path_without_gzip(dir: &std::path::Path) -> std::path::PathBuf {
+fn path_without_gzip(dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("no-gzip-bin");
     std::fs::create_dir_all(&bin).expect("create the PATH dir");
     for from in ["/usr/bin", "/usr/sbin"] {
@@ -144,5 +144,107 @@ fn a_host_without_gzip_takes_the_runner_uncompressed() {
         "{up} bytes went up for a runner of {} bytes: the uncompressed one was not sent",
         runner_size()
     );
+    fleet.assert_clean();
+}
+
+/// The runner built for `arch` in this build tree, and its size gzip-compressed.
+fn runner_gz_len(arch: &str) -> u64 {
+    let native = wisp_tests::runner_path();
+    let target = native.ancestors().nth(3).expect("the build tree");
+    let path = target.join(format!("{arch}-unknown-linux-musl/runner/wisp-runner"));
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo xtask build-runner` builds both",
+        path.display()
+    );
+    let gz = Command::new("gzip")
+        .args(["-1", "-c"])
+        .arg(&path)
+        .output()
+        .expect("run gzip");
+    gz.stdout.len() as u64
+}
+
+/// Two hosts, one at a time. The first says it is aarch64 (its /proc/sys/kernel/arch is
+/// replaced in a mount namespace of its own), so the x86_64 runner wisp sends first is
+/// refused and the aarch64 one is sent after it; it is verified, and runs under qemu-user where
+/// binfmt_misc has it (else this x86_64 machine cannot execute it: exit 66). The second host, a real x86_64 one, is sent the aarch64 runner
+/// first, since that is what this run's hosts have shown, says so, gets the x86_64 one and
+/// runs. Each host sits behind its own proxy, which counts its bytes: two runners each.
+#[test]
+fn a_host_of_another_arch_says_so_and_is_sent_its_runner() {
+    if !root_or_explain("a mount namespace that changes a host's architecture") {
+        return;
+    }
+    let mut fleet = Fleet::start(2);
+    let fake = fleet.dir.0.join("fake-arch");
+    std::fs::write(&fake, "aarch64\n").unwrap();
+    let shell = fleet.dir.0.join("aarch64-host.sh");
+    std::fs::write(
+        &shell,
+        format!(
+            "#!/bin/sh\nexec unshare -m sh -c 'mount --bind {} /proc/sys/kernel/arch && exec sh -c \"$SSH_ORIGINAL_COMMAND\"'\n",
+            fake.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fleet.restart_with(0, &format!("ForceCommand {}", shell.display()));
+    let proxies: Vec<Wan> = fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            wan::start(
+                &[(h.addr.clone(), h.port)],
+                Duration::from_millis(10),
+                1_000_000_000,
+            )
+        })
+        .collect();
+    let known = fleet.dir.0.join("known_hosts.wan");
+    wan::known_hosts(&fleet.known_hosts, &known);
+    let targets: Vec<String> = proxies
+        .iter()
+        .map(|w| format!("{}:{}", w.listen[0].0, w.listen[0].1))
+        .collect();
+    let mut c: Command = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &targets.join(","), "--forks", "1", "--known-hosts"])
+        .arg(&known)
+        .args(["--ssh-config", "/dev/null", "--connect-timeout", "30s"])
+        .args(["--user", "root", "--key"])
+        .arg(&fleet.client_key)
+        .args(["--", "echo", "ran-natively"])
+        // Found in the build tree, both architectures (WISP_RUNNER names one file only).
+        .env_remove("WISP_RUNNER");
+    let out = wisp_tests::wisp::run(&mut c, &fleet.dir.0);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    // With qemu-user registered for aarch64 (qemu-user-static's install does it where it
+    // can), this machine runs the aarch64 runner too; without, it cannot execute it.
+    let qemu = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists();
+    if qemu {
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("{} | ran-natively", targets[0])),
+            "the aarch64 host did not run under qemu: {stdout}{stderr}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+        let first = stderr
+            .lines()
+            .find(|l| l.starts_with(&targets[0]) && l.contains("UNREACHABLE"))
+            .unwrap_or_else(|| panic!("the aarch64 host is not reported: {stderr}"));
+        assert!(
+            first.contains("bootstrap exit status 66") && !first.contains("does not match"),
+            "the aarch64 runner was not the one verified there: {first}"
+        );
+    }
+    let both = runner_gz_len("x86_64") + runner_gz_len("aarch64");
+    for (i, w) in proxies.iter().enumerate() {
+        let (up, _) = w.take_bytes();
+        assert!(
+            up * 10 > both * 9,
+            "host {i}: {up} bytes went up, less than the two runners ({both} bytes compressed)"
+        );
+    }
     fleet.assert_clean();
 }

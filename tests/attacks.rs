@@ -1530,19 +1530,26 @@ fn sshd_descendants(pid: u32) -> Vec<u32> {
 fn an_sshd_stopped_for_thirty_seconds_mid_command_is_ridden_out() {
     let fleet = wisp_tests::sshd::Fleet::start(1);
     let dir = &fleet.dir.0;
+    let started = dir.join("command-started");
     let mut c = wisp_tests::wisp_command!(dir);
     c.args(["run", &fleet.hosts[0].target()])
         .args(fleet.root_options())
-        .args(["--", "sh", "-c", "sleep 3; echo finished"])
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "touch {}; sleep 3; echo finished",
+            started.display()
+        ))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
+    // The command itself, not only a runner process (the bootstrap's probe is one too): the
+    // stop must land mid-command, after the connect timeout stopped counting.
     let live = wisp_tests::wait_for(std::time::Duration::from_secs(30), || {
-        (!fleet.live_runners().is_empty()).then_some(())
+        started.exists().then_some(())
     });
-    assert!(live.is_some(), "the runner never started");
+    assert!(live.is_some(), "the command never started");
     let listener = fleet.hosts[0].pid().unwrap();
     let stopped = sshd_descendants(listener);
     assert!(!stopped.is_empty(), "no sshd session process to stop");

@@ -187,9 +187,18 @@ impl Store {
         let c = &self.conn;
         c.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| self.fail("cannot set its busy timeout", e))?;
-        let mode: String = c
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| self.fail("cannot switch it to WAL mode", e))?;
+        // SQLite may answer BUSY without calling the busy handler when waiting could deadlock
+        // (several processes opening one store at once, one of them making or closing it), so
+        // this step waits out a busy store itself, for as long as the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.map_err(|e| self.fail("cannot switch it to WAL mode", e))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(self.fail(
                 "cannot switch it to WAL mode",
@@ -244,9 +253,40 @@ impl Store {
     }
 }
 
+/// Whether `e` says another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_processes_opening_a_new_store_at_once_all_get_it() {
+        // Connections from threads lock the file as processes' do. Bounded: 20 rounds of 8.
+        let dir = std::env::temp_dir().join(format!("wisp-store-race-{}", std::process::id()));
+        for round in 0..20 {
+            let path = dir.join(format!("{round}/wisp.db"));
+            let gate = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, gate) = (path.clone(), std::sync::Arc::clone(&gate));
+                    std::thread::spawn(move || {
+                        gate.wait();
+                        Store::open(&path).map(drop).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_new_store_is_wal_and_at_the_newest_version() {

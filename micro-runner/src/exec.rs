@@ -293,17 +293,7 @@ pub(crate) fn kill_orphans() {
     let me = std::process::id();
     for _ in 0..20 {
         let mut found = false;
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in children().unwrap_or_else(every_process) {
             // Zombies are already dead; they vanish when the runner exits.
             if let Some((state, ppid)) = state_and_parent(pid)
                 && ppid == me
@@ -321,10 +311,59 @@ pub(crate) fn kill_orphans() {
     }
 }
 
+/// The runner's children, from each of its threads' `children` lists (an orphan is adopted by
+/// any live thread). `None` where the kernel keeps no such lists (built without
+/// `CONFIG_PROC_CHILDREN`) or a thread ended while being read: then every process is looked at.
+fn children() -> Option<Vec<i32>> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let list = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    Some(pids)
+}
+
+/// Every process id in `/proc`: a scan that costs a read per process on the host.
+fn every_process() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
 fn state_and_parent(pid: i32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: split after the last ')'.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     let state = fields.next()?.chars().next()?;
     Some((state, fields.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{children, every_process};
+
+    #[test]
+    fn a_child_is_found_by_its_parents_list_and_by_the_scan() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep");
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        let listed = children().expect("this kernel keeps /proc/PID/task/TID/children");
+        let scanned = every_process();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listed.contains(&pid), "{pid} not in {listed:?}");
+        assert!(
+            scanned.contains(&pid),
+            "{pid} not among {} processes",
+            scanned.len()
+        );
+    }
 }

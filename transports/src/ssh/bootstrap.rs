@@ -274,8 +274,10 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 2),
-        // Level 1: within 8% of the default's size at a third of its time.
-        flate2::Compression::fast(),
+        // Level 3: for the x86_64 runner 519 KB in 20 ms, against 594 KB in 7 ms at level 1
+        // and 508 KB in 44 ms at the default 6. Made once per run while the first handshakes
+        // go on, and the smaller stream also decompresses a little faster on the host.
+        flate2::Compression::new(3),
     );
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(bytes);

@@ -188,6 +188,23 @@ fn write_plan(fleet: &Fleet) -> std::path::PathBuf {
     path
 }
 
+/// The runners wisp pushes, found and checked as `wisp run` finds and checks them.
+fn own_runners() -> wisp_transports::RunnerBinaries {
+    let trust = runners::Trust::load(&[], false).expect("trusted keys");
+    runners::locate(None, &trust, false)
+        .expect("runner")
+        .binaries
+}
+
+/// The runner wisp pushes to a host of this machine's architecture.
+pub(crate) fn own_runner() -> Arc<Vec<u8>> {
+    let all = own_runners();
+    let runner = all
+        .for_arch(std::env::consts::ARCH)
+        .expect("a runner for this machine");
+    Arc::clone(&runner.bytes)
+}
+
 fn warm_session(fleet: &Fleet) -> Vec<Duration> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,10 +229,8 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
             },
             options,
         );
-        let trust = runners::Trust::load(&[], false).expect("trusted keys");
-        let runners = runners::locate(None, &trust, false).expect("runner");
         let launch = Launch::new(
-            runners.binaries,
+            own_runners(),
             Duration::from_secs(60),
             Duration::from_secs(10),
         );
@@ -256,6 +271,8 @@ pub(crate) fn bench(n: usize) {
     openssh_all(&direct);
     wisp_all(&direct, &wisp);
     crate::floor::all(&direct.hosts, &fleet.client_key);
+    let push = crate::floor::Push::runner(own_runner());
+    crate::floor::all_with(&direct.hosts, &fleet.client_key, &push);
     let plan = write_plan(&fleet);
     // The first apply creates every file; the timed ones find them converged.
     let first_apply = wisp_apply(&direct, &wisp, &plan);
@@ -264,6 +281,7 @@ pub(crate) fn bench(n: usize) {
     let mut unrecorded_times = Vec::new();
     // CPU per round: OpenSSH's and wisp's clients are reaped children; the floor runs here.
     let (mut ssh_cpu, mut floor_cpu, mut wisp_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut push_times, mut push_cpu) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let at = Cpu::now();
         ssh_times.push(openssh_all(&direct));
@@ -274,6 +292,14 @@ pub(crate) fn bench(n: usize) {
         let spent = at.since();
         floor_cpu.push((spent.machine, spent.own));
         let at = Cpu::now();
+        push_times.push(crate::floor::all_with(
+            &direct.hosts,
+            &fleet.client_key,
+            &push,
+        ));
+        let spent = at.since();
+        push_cpu.push((spent.machine, spent.own));
+        let at = Cpu::now();
         wisp_times.push(wisp_all(&direct, &wisp));
         let spent = at.since();
         wisp_cpu.push((spent.machine, spent.reaped));
@@ -282,10 +308,11 @@ pub(crate) fn bench(n: usize) {
     }
     let u = crate::percentile(&mut unrecorded_times, 0.5);
     let a = crate::percentile(&mut apply_times, 0.5);
-    let (s, w, f) = (
+    let (s, w, f, p) = (
         crate::percentile(&mut ssh_times, 0.5),
         crate::percentile(&mut wisp_times, 0.5),
         crate::percentile(&mut floor_times, 0.5),
+        crate::percentile(&mut push_times, 0.5),
     );
     println!("{n} hosts, median of {ROUNDS} rounds:");
     println!(
@@ -295,32 +322,41 @@ pub(crate) fn bench(n: usize) {
         "  bare russh connect+auth+exec true (the floor): {f:>10.3?}   (rounds {floor_times:.3?})"
     );
     println!(
+        "  bare russh pushing the runner (gz, sha256, run): {p:>10.3?}   (rounds {push_times:.3?})"
+    );
+    println!(
         "  wisp run <all> -- true:                         {w:>10.3?}   (rounds {wisp_times:.3?})"
     );
     println!(
-        "  ratio wisp / OpenSSH: {:.2} (target: below 1.0); wisp / bare russh: {:.2} (target: at most 1.1)",
+        "  ratio wisp / OpenSSH: {:.2} (target: below 1.0); wisp / bare russh: {:.2} (target: at most 1.1, \
+         out of reach for any tool that pushes its runner: pushing alone is {:.2}); \
+         wisp / pushing floor: {:.2} (what wisp adds to a push; at most 1.1)",
         w.as_secs_f64() / s.as_secs_f64(),
-        w.as_secs_f64() / f.as_secs_f64()
+        w.as_secs_f64() / f.as_secs_f64(),
+        p.as_secs_f64() / f.as_secs_f64(),
+        w.as_secs_f64() / p.as_secs_f64()
     );
     let median = |v: &[(Duration, Duration)], pick: fn(&(Duration, Duration)) -> Duration| {
         let mut picked: Vec<Duration> = v.iter().map(pick).collect();
         crate::cpu::per_host_ms(crate::percentile(&mut picked, 0.5), n)
     };
-    let (sm, fm, wm) = (
+    let (sm, fm, pm, wm) = (
         median(&ssh_cpu, |c| c.0),
         median(&floor_cpu, |c| c.0),
+        median(&push_cpu, |c| c.0),
         median(&wisp_cpu, |c| c.0),
     );
-    let (sc, fc, wc) = (
+    let (sc, fc, pc, wc) = (
         median(&ssh_cpu, |c| c.1),
         median(&floor_cpu, |c| c.1),
+        median(&push_cpu, |c| c.1),
         median(&wisp_cpu, |c| c.1),
     );
     println!(
-        "  CPU per host, whole machine (client, sshd, all the host ran): OpenSSH {sm:.1} ms, bare russh {fm:.1} ms, wisp {wm:.1} ms"
+        "  CPU per host, whole machine (client, sshd, all the host ran): OpenSSH {sm:.1} ms, bare russh {fm:.1} ms, pushing {pm:.1} ms, wisp {wm:.1} ms"
     );
     println!(
-        "  CPU per host, the client alone: OpenSSH {sc:.1} ms, bare russh {fc:.1} ms, wisp {wc:.1} ms (wisp / bare russh {:.2}); the rest ran on the hosts' side",
+        "  CPU per host, the client alone: OpenSSH {sc:.1} ms, bare russh {fc:.1} ms, pushing {pc:.1} ms, wisp {wc:.1} ms (wisp / bare russh {:.2}); the rest ran on the hosts' side",
         wc / fc.max(0.01)
     );
     println!(

@@ -311,19 +311,19 @@ pub(crate) fn kill_orphans() {
     }
 }
 
-/// The runner's children, from each of its threads' `children` lists (an orphan is adopted by
-/// any live thread). `None` where the kernel keeps no such lists (built without
-/// `CONFIG_PROC_CHILDREN`) or a thread ended while being read: then every process is looked at.
+/// The runner's children, from its main thread's `children` list: an orphan is adopted by
+/// the first live thread of the runner, which is the main thread while the runner runs.
+/// Only that thread's entry is read: entries made for threads that end at exit cost the
+/// kernel a contended cleanup when the runner is reaped. `None` where the kernel keeps no
+/// such lists (built without `CONFIG_PROC_CHILDREN`): then every process is looked at.
 fn children() -> Option<Vec<i32>> {
-    let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let list = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
-        pids.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
-    }
-    Some(pids)
+    let me = std::process::id();
+    let list = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
+    Some(
+        list.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    )
 }
 
 /// Every process id in `/proc`: a scan that costs a read per process on the host.
@@ -349,16 +349,22 @@ mod tests {
     use super::{children, every_process};
 
     #[test]
-    fn a_child_is_found_by_its_parents_list_and_by_the_scan() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("start sleep");
-        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+    fn an_orphan_is_found_by_the_main_threads_list_and_by_the_scan() {
+        // As the runner is: a subreaper, so the orphan below is adopted by this process.
+        nix::sys::prctl::set_child_subreaper(true).expect("become a subreaper");
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .expect("start sh");
+        let pid: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the orphan's pid");
         let listed = children().expect("this kernel keeps /proc/PID/task/TID/children");
         let scanned = every_process();
-        let _ = child.kill();
-        let _ = child.wait();
+        let orphan = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(orphan, None);
         assert!(listed.contains(&pid), "{pid} not in {listed:?}");
         assert!(
             scanned.contains(&pid),

@@ -49,7 +49,7 @@ impl Push {
         let payload = Payload::new(runner);
         let gz = payload.bytes(Encoding::Gzip).to_vec();
         let command = format!(
-            "sh -c 'd=$(mktemp -d) || exit 1; head -c {} | gzip -dc > \"$d/r\" && s=$(sha256sum \"$d/r\") && [ \"${{s%% *}}\" = {} ] && chmod 700 \"$d/r\" && \"$d/r\" --version > /dev/null; rc=$?; rm -rf \"$d\"; exit $rc'",
+            "exec sh -c 'd=$(mktemp -d) || exit 1; head -c {} | gzip -dc > \"$d/r\" && s=$(sha256sum \"$d/r\") && [ \"${{s%% *}}\" = {} ] && chmod 700 \"$d/r\" && \"$d/r\" --version > /dev/null; rc=$?; rm -rf \"$d\"; exit $rc'",
             gz.len(),
             payload.sha256
         );

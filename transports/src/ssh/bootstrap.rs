@@ -146,7 +146,9 @@ d=""
 fail 66 "no writable location that allows execution (tried TMPDIR, /tmp, /dev/shm, XDG_RUNTIME_DIR, ~/.cache)"
 "#;
 
-/// The exec request for a session: the script, single-quoted, with its arguments.
+/// The exec request for a session: the script, single-quoted, with its arguments. The login
+/// shell `exec`s it: some shells (dash) otherwise fork for the command and stay behind,
+/// waiting, one more process on every host.
 pub fn command(nonce: &str, ttl_s: u64, mode: Become) -> String {
     debug_assert!(!SCRIPT.contains('\''));
     debug_assert!(crate::marker_safe(nonce));
@@ -155,7 +157,7 @@ pub fn command(nonce: &str, ttl_s: u64, mode: Become) -> String {
         Become::Sudo => "sudo",
         Become::SudoWithPassword => "sudo-pass",
     };
-    format!("sh -c '{SCRIPT}' wisp-bootstrap {nonce} {ttl_s} {mode}")
+    format!("exec sh -c '{SCRIPT}' wisp-bootstrap {nonce} {ttl_s} {mode}")
 }
 
 /// How the runner is started on the host.

@@ -14,7 +14,8 @@
 //! - inventory parsing: 10,000 and 100,000 hosts in INI, YAML and TOML, loaded, selected and
 //!   resolved;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
-//!   parallel OpenSSH `ssh host true` and a bare russh client (the floor) against
+//!   parallel OpenSSH `ssh host true`, a bare russh client (the floor) and the same client
+//!   pushing the runner through the least verify pipeline (the pushing floor) against
 //!   `wisp run <all> -- true`, and 100 sequential `exec true` CMDs on one warm runner over
 //!   SSH; then the same behind a latency proxy (50 ms round trip, 20 Mbit/s per host) with
 //!   bytes per host, and the programs each tool executes on a host (strace);

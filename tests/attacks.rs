@@ -485,11 +485,20 @@ fn broken_run(
         .arg("--")
         .args(argv)
         .env("WISP_RUNNER", env!("CARGO_BIN_EXE_broken-runner"))
-        .env("BROKEN_RUNNER_REAL", wisp_tests::runner_path())
-        .env("BROKEN_RUNNER_FROM", trigger)
-        .env("BROKEN_RUNNER_TO", trigger)
-        .env(mode.0, mode.1)
         .env("TMPDIR", &tmp.0);
+    // The local runner gets a login's environment only: the broken runner reads its
+    // settings from the isolated HOME.
+    let settings = format!(
+        "BROKEN_RUNNER_REAL={}\nBROKEN_RUNNER_FROM={trigger}\nBROKEN_RUNNER_TO={trigger}\n{}={}\n",
+        wisp_tests::runner_path().display(),
+        mode.0,
+        mode.1
+    );
+    std::fs::write(
+        wisp_tests::wisp::env_dir(&tmp.0).join("home/broken-runner.env"),
+        settings,
+    )
+    .expect("write the broken runner's settings");
     c
 }
 
@@ -1766,4 +1775,61 @@ head -c 100000000 /dev/zero | tr '\0' G
         "{shown}"
     );
     assert_eq!(out.status.code(), Some(3), "{shown}");
+}
+
+/// Case: the controller holds secrets in its environment (`WISP_AGE_KEY`,
+/// `WISP_SSH_PASSWORD`, `WISP_BECOME_PASSWORD`, an agent socket) and runs `env` on localhost
+/// under a strict sandbox, and on a host over SSH. No command sees a `WISP_*` or `SSH_*`
+/// variable: the local runner starts with a login's environment, and the runner drops those
+/// names before it runs anything (sshd sets `SSH_CONNECTION` and friends).
+#[test]
+fn commands_never_see_the_controllers_secrets_in_their_environment() {
+    if !root_or_explain("a real sshd host") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-env");
+    let secrets = [
+        ("WISP_AGE_KEY", "AGE-SECRET-KEY-1NOTREALLYASECRET"),
+        ("WISP_SSH_PASSWORD", "ssh-password-in-clear"),
+        ("WISP_BECOME_PASSWORD", "become-password-in-clear"),
+        ("SSH_AUTH_SOCK", "/tmp/agent-socket-of-the-operator"),
+    ];
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args([
+        "run",
+        "localhost",
+        "--seccomp",
+        "strict",
+        "--ro",
+        "/usr",
+        "--no-net",
+        "--",
+        "/usr/bin/env",
+    ])
+    .envs(secrets)
+    .env("TMPDIR", &tmp.0);
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("localhost | PATH="), "{stdout}");
+    for (name, value) in secrets {
+        assert!(
+            !stdout.contains(name) && !stdout.contains(value),
+            "{name} reached the command: {stdout}"
+        );
+    }
+    let fleet = wisp_tests::sshd::Fleet::start(1);
+    let mut c = wisp_tests::wisp_command!(&fleet.dir.0);
+    c.args(["run", &fleet.hosts[0].target()])
+        .args(fleet.root_options())
+        .args(["--", "/usr/bin/env"])
+        .envs(secrets);
+    let out = wisp_tests::wisp::run(&mut c, &fleet.dir.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("| HOME="), "{stdout}");
+    assert!(
+        !stdout.contains("| SSH_") && !stdout.contains("| WISP_"),
+        "a WISP_ or SSH_ variable reached the command over SSH: {stdout}"
+    );
 }

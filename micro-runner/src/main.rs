@@ -159,6 +159,41 @@ fn start_watchdog(ttl: Duration, live_groups: exec::LiveGroups) {
     }
 }
 
+/// Removes every `WISP_*` and `SSH_*` variable from the runner's environment, so no command
+/// it starts sees them: whatever started it with an agent socket, a password or an age key
+/// in its environment, that stays with the runner. Walks `environ` itself (std's iterator
+/// and setters cost over a kilobyte of the runner's size).
+fn drop_secret_environment() {
+    // SAFETY: `environ` is the C library's environment array, declared as POSIX declares it.
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: the runner has not started a thread yet, so nothing else reads or changes the
+    // environment; `environ` is a NULL-terminated array of NUL-terminated strings, and each
+    // name is copied (NUL-terminated) before `unsetenv` changes the array, after which the
+    // walk starts again from the top.
+    #[allow(unsafe_code)]
+    unsafe {
+        'again: loop {
+            let mut entry = environ;
+            while !entry.is_null() && !(*entry).is_null() {
+                let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+                if text.starts_with(b"WISP_") || text.starts_with(b"SSH_") {
+                    let name_len = text.iter().position(|b| *b == b'=').unwrap_or(text.len());
+                    let mut name = text[..name_len].to_vec();
+                    name.push(0);
+                    if libc::unsetenv(name.as_ptr().cast()) == 0 {
+                        continue 'again;
+                    }
+                }
+                entry = entry.add(1);
+            }
+            return;
+        }
+    }
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -174,6 +209,7 @@ fn main() {
         diag(&e);
         std::process::exit(2);
     }
+    drop_secret_environment();
     if let Err(e) = signals::block() {
         diag(&format!("cannot block termination signals: {e}"));
         std::process::exit(2);

@@ -53,6 +53,10 @@ impl LocalTransport {
         } else {
             Command::new(&exe)
         };
+        // The runner (and every command it starts) gets what an SSH login would give it, not
+        // the controller's environment: $WISP_AGE_KEY, $WISP_SSH_PASSWORD and the like stay
+        // here.
+        cmd.env_clear().envs(login_environment());
         cmd.args(runner_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -133,6 +137,18 @@ impl LocalTransport {
             host_key: machine_id(),
         })
     }
+}
+
+/// The variables a login over SSH sets (who, where, which shell and path) and the locale
+/// ones OpenSSH's default configuration accepts, taken from this process; nothing else.
+fn login_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    const KEPT: &[&str] = &[
+        "HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LANGUAGE", "TZ",
+    ];
+    std::env::vars_os().filter(|(name, _)| {
+        name.to_str()
+            .is_some_and(|n| KEPT.contains(&n) || n.starts_with("LC_"))
+    })
 }
 
 async fn collect_tail(mut stream: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<u8>>>) {

@@ -14,7 +14,13 @@
 //! - `flood`: 256 MiB of stdout for the same command in 64 KiB chunks with no newline;
 //! - `ready-twice`: a second READY;
 //! - `unknown-id`: a DONE for a command the controller never sent;
-//! - `cut`: half of the next frame, then it hangs up.
+//! - `cut`: half of the next frame, then it hangs up;
+//! - `short-lines`: 100 frames of output for the same command, each 1.6 MB of two-byte lines
+//!   (800,000 lines a frame).
+//!
+//! Its settings come from its environment or, since wisp starts a local runner with a login's
+//! environment only, from `$HOME/broken-runner.env` (`NAME=VALUE` lines), which the tests
+//! write into their isolated HOME.
 //!
 //! It is staged like any runner, so it removes its own private directory (the real runner
 //! does not live there and would refuse to).
@@ -24,15 +30,28 @@ use std::process::{Command, Stdio};
 
 use wisp_protocol::frame::{FrameDecoder, HEADER_LEN, encode};
 
+/// A setting: from the environment, else from `$HOME/broken-runner.env`.
+fn setting(name: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(name) {
+        return Some(v);
+    }
+    let home = std::env::var_os("HOME")?;
+    let text =
+        std::fs::read_to_string(std::path::Path::new(&home).join("broken-runner.env")).ok()?;
+    // The last line for a name wins, as in a shell's environment.
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+        .last()
+}
+
 fn main() {
-    let real = std::env::var("BROKEN_RUNNER_REAL").expect("BROKEN_RUNNER_REAL is not set");
-    let from = std::env::var("BROKEN_RUNNER_FROM").expect("BROKEN_RUNNER_FROM is not set");
-    let to = std::env::var("BROKEN_RUNNER_TO").expect("BROKEN_RUNNER_TO is not set");
-    let mute = std::env::var_os("BROKEN_RUNNER_MUTE").is_some();
-    let then = std::env::var("BROKEN_RUNNER_THEN").unwrap_or_default();
+    let real = setting("BROKEN_RUNNER_REAL").expect("BROKEN_RUNNER_REAL is not set");
+    let from = setting("BROKEN_RUNNER_FROM").expect("BROKEN_RUNNER_FROM is not set");
+    let to = setting("BROKEN_RUNNER_TO").expect("BROKEN_RUNNER_TO is not set");
+    let mute = setting("BROKEN_RUNNER_MUTE").is_some();
+    let then = setting("BROKEN_RUNNER_THEN").unwrap_or_default();
     let mut cut_next = false;
-    let repeat: usize = std::env::var("BROKEN_RUNNER_REPEAT")
-        .ok()
+    let repeat: usize = setting("BROKEN_RUNNER_REPEAT")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -146,6 +165,17 @@ fn hostile(then: &str, json: &str, out: &mut impl Write) -> bool {
             encode(done, b"", &mut bytes).expect("encode");
         }
         "cut" => return true,
+        "short-lines" => {
+            let lines = b"a\n".repeat(800_000);
+            let mut frame = Vec::new();
+            encode(json.as_bytes(), &lines, &mut frame).expect("encode");
+            for _ in 0..100 {
+                if out.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+            let _ = out.flush();
+        }
         other => panic!("unknown BROKEN_RUNNER_THEN {other:?}"),
     }
     let _ = out.write_all(&bytes).and_then(|()| out.flush());

@@ -67,11 +67,12 @@ struct Claim {
     done: bool,
 }
 
-/// Says something on stderr, prefixed with the worker's name.
+/// Says something on stderr, prefixed with the worker's name, on one line: what it says
+/// often holds what a bus client chose (a subject, an item's host), shown escaped.
 pub(super) fn log(worker: &str, text: &str) {
     let _ = std::io::Write::write_fmt(
         &mut std::io::stderr(),
-        format_args!("wisp worker {worker}: {text}\n"),
+        format_args!("wisp worker {worker}: {}\n", crate::report::visible(text)),
     );
 }
 

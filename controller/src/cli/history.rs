@@ -83,6 +83,12 @@ fn run_line(r: &RunRow) -> String {
     )
 }
 
+/// One line of a report on the store: what hosts and workers recorded (details, sandbox
+/// reports, audit rows) is shown escaped, never obeyed by the terminal.
+fn say(out: &mut impl Write, line: &str) {
+    let _ = writeln!(out, "{}", crate::report::visible(line));
+}
+
 pub(super) fn history(a: &HistoryArgs) -> ExitStatus {
     let store = match open(&a.state) {
         Ok(s) => s,
@@ -92,7 +98,7 @@ pub(super) fn history(a: &HistoryArgs) -> ExitStatus {
         Ok(runs) => {
             let mut out = std::io::stdout().lock();
             for r in &runs {
-                let _ = writeln!(out, "{}", run_line(r));
+                say(&mut out, &run_line(r));
             }
             ExitStatus::Ok
         }
@@ -132,7 +138,7 @@ pub(super) fn drift_history(plan: &std::path::Path, state: &StateArgs) -> ExitSt
             None if what != "clean" => line.push_str("; never clean"),
             _ => {}
         }
-        let _ = writeln!(out, "{line}");
+        say(&mut out, &line);
     }
     ExitStatus::Ok
 }
@@ -158,41 +164,45 @@ pub(super) fn show(a: &ShowArgs) -> ExitStatus {
             }
             return Ok(());
         }
-        let _ = writeln!(out, "{}", run_line(&run));
+        say(&mut out, &run_line(&run));
         for (act, detail) in store.audit(run.id)? {
-            let _ = writeln!(out, "audit: {act}: {detail}");
+            say(&mut out, &format!("audit: {act}: {detail}"));
         }
         let tasks = store.tasks(run.id, a.host.as_deref())?;
         for h in store.hosts(run.id, a.host.as_deref())? {
             let elapsed = h
                 .elapsed_ms
                 .map_or(String::new(), |ms| format!(" in {ms} ms"));
-            let _ = writeln!(
-                out,
-                "{}: {} ({}){elapsed}",
-                h.host,
-                h.outcome,
-                h.detail.as_deref().unwrap_or("")
+            say(
+                &mut out,
+                &format!(
+                    "{}: {} ({}){elapsed}",
+                    h.host,
+                    h.outcome,
+                    h.detail.as_deref().unwrap_or("")
+                ),
             );
             for t in tasks.iter().filter(|t| t.host == h.host) {
                 let name = t.task.as_deref().unwrap_or("command");
                 let op = t.op.as_deref().unwrap_or("");
                 let detail = t.detail.as_deref().filter(|d| !d.is_empty());
                 let exit = t.exit_code.map(|c| format!(" exit {c}"));
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {name} [{op}]{}{}{}",
-                    t.status,
-                    if t.changed { " (changed)" } else { "" },
-                    exit.unwrap_or_default(),
-                    detail.map(|d| format!(": {d}")).unwrap_or_default(),
+                say(
+                    &mut out,
+                    &format!(
+                        "  {:<8} {name} [{op}]{}{}{}",
+                        t.status,
+                        if t.changed { " (changed)" } else { "" },
+                        exit.unwrap_or_default(),
+                        detail.map(|d| format!(": {d}")).unwrap_or_default(),
+                    ),
                 );
                 if let Some(e) = &t.enforcement {
-                    let _ = writeln!(out, "           enforcement: {e}");
+                    say(&mut out, &format!("           enforcement: {e}"));
                 }
             }
             if let Some(s) = &h.sandbox {
-                let _ = writeln!(out, "  sandbox: {s}");
+                say(&mut out, &format!("  sandbox: {s}"));
             }
         }
         Ok(())

@@ -97,15 +97,25 @@ pub(crate) async fn follow(
                         );
                     }
                     tee(i, &kept);
-                    for line in lines[i].push(&kept) {
-                        reporter.line(host, stream, &line);
+                    let batch = lines[i].push(&kept);
+                    if let Some(ended) = report(
+                        reporter, host, stream, batch, session, id, interrupt, cancelled,
+                    )
+                    .await
+                    {
+                        return ended;
                     }
                     continue;
                 }
                 let bytes = hidden[i].push(&bytes);
                 tee(i, &bytes);
-                for line in lines[i].push(&bytes) {
-                    reporter.line(host, stream, &line);
+                let batch = lines[i].push(&bytes);
+                if let Some(ended) = report(
+                    reporter, host, stream, batch, session, id, interrupt, cancelled,
+                )
+                .await
+                {
+                    return ended;
                 }
             }
             Ok(CmdEvent::Done(done, data)) => {
@@ -128,4 +138,44 @@ pub(crate) async fn follow(
             Err(e) => return Ended::Lost(e),
         }
     }
+}
+
+/// Lines reported between two looks at the interrupt.
+const LINES_PER_LOOK: usize = 1024;
+
+/// Reports `batch`, a slice at a time, looking at the interrupt in between and letting the
+/// other tasks run (the signal watchers and the run timeout among them): a frame of a
+/// million short lines cannot hold Ctrl-C or `--run-timeout` off. `Some` when the operator
+/// asked to disconnect.
+#[allow(clippy::too_many_arguments)] // the loop's own state, lent for one batch
+async fn report(
+    reporter: &Reporter,
+    host: &str,
+    stream: EventKind,
+    batch: Vec<String>,
+    session: &mut Session,
+    id: &str,
+    interrupt: &mut watch::Receiver<Interrupt>,
+    cancelled: &mut bool,
+) -> Option<Ended> {
+    let many = batch.len() > LINES_PER_LOOK;
+    for (n, line) in batch.iter().enumerate() {
+        reporter.line(host, stream, line);
+        if !many || (n + 1) % LINES_PER_LOOK != 0 {
+            continue;
+        }
+        tokio::task::yield_now().await;
+        if interrupt.has_changed().unwrap_or(false) {
+            let level = *interrupt.borrow_and_update();
+            match level {
+                Interrupt::Disconnect => return Some(Ended::Disconnected),
+                Interrupt::Cancel if !*cancelled => {
+                    *cancelled = true;
+                    let _ = session.cancel(id).await;
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }

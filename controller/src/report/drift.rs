@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::fold::fold_hosts;
-use super::{HostOutcome, HostResult};
+use super::{HostOutcome, HostResult, visible};
 use crate::exit::ExitStatus;
 
 /// One task that would change (or could not be checked) on a host.
@@ -157,23 +157,25 @@ impl Drift {
                 g.hosts,
                 if n == 1 { "" } else { "s" }
             ));
+            // Details and diffs are the hosts' words (a file someone changed on a host):
+            // shown escaped, so they cannot drive the terminal the report is read on.
             for f in &g.findings {
                 let detail = if f.detail.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", f.detail)
+                    format!(" ({})", visible(&f.detail))
                 };
-                out.push_str(&format!("  {:<8} {}{detail}\n", f.status, f.task));
+                out.push_str(&format!("  {:<8} {}{detail}\n", f.status, visible(&f.task)));
                 for line in f.diff.lines() {
-                    out.push_str(&format!("    {line}\n"));
+                    out.push_str(&format!("    {}\n", visible(line)));
                 }
             }
         }
         for (host, why) in &self.incomplete {
-            out.push_str(&format!("NOT CHECKED {host}: {why}\n"));
+            out.push_str(&format!("NOT CHECKED {host}: {}\n", visible(why)));
         }
         for (host, why) in &self.unreachable {
-            out.push_str(&format!("UNREACHABLE {host}: {why}\n"));
+            out.push_str(&format!("UNREACHABLE {host}: {}\n", visible(why)));
         }
         if self.clean_count > 0 {
             out.push_str(&format!(

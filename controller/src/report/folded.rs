@@ -126,7 +126,7 @@ impl Group {
         let detail = if self.detail.is_empty() {
             String::new()
         } else {
-            format!(", {}", self.detail)
+            format!(", {}", super::visible(&self.detail))
         };
         let mut text = format!("==== {}{many}: {}{detail}\n", self.hosts, self.outcome);
         for l in &self.lines {

@@ -26,7 +26,7 @@ mod outcome;
 mod recap;
 
 pub use fold::fold_hosts;
-pub use lines::{LineSplitter, capabilities, describe};
+pub use lines::{LineSplitter, capabilities, describe, visible};
 pub use outcome::{HostOutcome, HostResult, exit_status};
 
 /// Writes everything the operator sees; safe to share between host tasks.
@@ -149,6 +149,7 @@ impl Reporter {
             value["exit_code"] = (status as u8).into();
             self.json(value);
         } else {
+            // The report escapes what hosts put in it (diffs, details) itself.
             let text = self.redactor.redact(&report.text()).into_owned();
             let _guard = self.lock.lock();
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -264,7 +265,11 @@ impl Reporter {
         }) {
             return;
         }
-        let line = &lines::visible_on(self.terminal, line);
+        self.emit_line(host, stream, &lines::visible_on(self.terminal, line));
+    }
+
+    /// One line of output, made safe for the terminal already.
+    fn emit_line(&self, host: &str, stream: EventKind, line: &str) {
         if let Some(fold) = &self.fold {
             fold.line(host, stream == EventKind::Stderr, line);
             if !self.json {
@@ -346,13 +351,16 @@ impl Reporter {
         let detail = if detail.is_empty() {
             String::new()
         } else {
-            format!(" ({detail})")
+            format!(" ({})", visible(detail))
         };
+        // The status is painted here; the task's name and detail come from the plan and the
+        // host, and are shown escaped.
         let text = format!(
-            "{} {task}{detail}",
-            self.paint(colour, &format!("{status:<8}"))
+            "{} {}{detail}",
+            self.paint(colour, &format!("{status:<8}")),
+            visible(task)
         );
-        self.line(host, EventKind::Stdout, &text);
+        self.emit_line(host, EventKind::Stdout, &text);
     }
 
     /// A unified diff of what a task changes.
@@ -391,14 +399,14 @@ impl Reporter {
                 "{host}: FAILED: the command did not run: the sandbox (require mode) cannot apply:"
             );
             for gap in &e.missing {
-                text.push_str(&format!("\n{host}:   - {gap}"));
+                text.push_str(&format!("\n{host}:   - {}", visible(gap)));
             }
             text.push_str(&format!(
                 "\n{host}:   fix the host, drop those limits, or pass --sandbox best-effort"
             ));
             self.err(&text);
         } else {
-            self.err(&format!("{host}: FAILED: {}", e.message));
+            self.err(&format!("{host}: FAILED: {}", visible(&e.message)));
         }
     }
 
@@ -413,7 +421,7 @@ impl Reporter {
         if self.json {
             self.json(json!({"type": "unreachable", "host": host, "message": message}));
         } else {
-            self.err(&format!("{host}: UNREACHABLE: {message}"));
+            self.err(&format!("{host}: UNREACHABLE: {}", visible(message)));
         }
     }
 

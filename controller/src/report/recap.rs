@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{HostOutcome, HostResult, Reporter, folded, outcome_colour};
+use super::{HostOutcome, HostResult, Reporter, folded, outcome_colour, visible};
 use crate::exit::ExitStatus;
 
 impl Reporter {
@@ -44,11 +44,12 @@ impl Reporter {
                 "{:<w$}  {}  {:<16}  {:.3}s\n",
                 r.host,
                 self.paint(colour, &format!("{:<11}", r.outcome.label())),
-                r.detail,
+                visible(&r.detail),
                 r.elapsed.as_secs_f64(),
                 w = self.width
             ));
             if let Some(sandbox) = &r.sandbox {
+                let sandbox = visible(sandbox);
                 text.push_str(&format!("{:<w$}  {sandbox}\n", "", w = self.width));
             }
         }
@@ -58,8 +59,9 @@ impl Reporter {
             .unwrap_or_default()
         {
             text.push_str(&format!(
-                "{hosts:<w$}  {}  {detail}\n",
+                "{hosts:<w$}  {}  {}\n",
                 self.paint(outcome_colour(outcome), &format!("{outcome:<11}")),
+                visible(detail),
                 w = self.width
             ));
         }

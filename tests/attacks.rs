@@ -2001,6 +2001,53 @@ fn a_flood_of_short_lines_cannot_hold_off_the_run_timeout_or_sigterm() {
     assert_eq!(out.status.code(), Some(99));
 }
 
+/// Case: INI inventories built to cost the controller: 2,000 lines of `x-[0:10000]` (30 KB,
+/// 20 million hosts) and a `children` graph shaped as 40 stacked diamonds (each level's two
+/// groups both children of the level above: 2^40 paths through 80 groups). The first is
+/// refused with exit 4 and the reason; the second parses and runs, its groups resolved once
+/// each. Both within the 2 GiB address space `run_with_inventory` allows.
+#[test]
+fn hostile_ini_ranges_and_diamonds_cost_what_their_size_does() {
+    let tmp = ScratchDir::new("attack-ini");
+    let ranges = tmp.0.join("ranges.ini");
+    std::fs::write(&ranges, "x-[0:10000]\n".repeat(2000)).unwrap();
+    let started = std::time::Instant::now();
+    let (out, stderr) = run_with_inventory(&tmp, &ranges);
+    println!("ranges: {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("ranges.ini") && stderr.contains("more than 100000 hosts"),
+        "{stderr}"
+    );
+
+    let mut diamond = String::new();
+    for level in 0..40 {
+        for side in ["a", "b"] {
+            diamond.push_str(&format!(
+                "[g{level}{side}:children]\ng{next}a\ng{next}b\n",
+                next = level + 1
+            ));
+        }
+    }
+    diamond.push_str("[g40a]\nlocalhost\n[g40b]\nlocalhost\n[g0a:vars]\ndepth=top\n");
+    let path = tmp.0.join("diamond.ini");
+    std::fs::write(&path, diamond).unwrap();
+    let started = std::time::Instant::now();
+    let (out, stderr) = run_with_inventory(&tmp, &path);
+    println!("diamond: {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // A cycle in such a graph is still found, and named.
+    let cyclic = tmp.0.join("cyclic.ini");
+    std::fs::write(
+        &cyclic,
+        std::fs::read_to_string(&path).unwrap() + "[g40a:children]\ng3b\n",
+    )
+    .unwrap();
+    let (out, stderr) = run_with_inventory(&tmp, &cyclic);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("is its own descendant"), "{stderr}");
+}
+
 /// Case: the controller holds secrets in its environment (`WISP_AGE_KEY`,
 /// `WISP_SSH_PASSWORD`, `WISP_BECOME_PASSWORD`, an agent socket) and runs `env` on localhost
 /// under a strict sandbox, and on a host over SSH. No command sees a `WISP_*` or `SSH_*`

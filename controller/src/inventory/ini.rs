@@ -10,8 +10,13 @@ enum Section {
     Children(String),
 }
 
+/// The most host entries the ranges of one inventory may expand to, all lines together: ten
+/// times the largest fleet wisp is built for. Each line's range is also capped (10,000).
+const MAX_EXPANDED: usize = 100_000;
+
 pub(super) fn parse(text: &str) -> Result<Inventory, String> {
     let mut inv = Inventory::default();
+    let mut expanded = 0usize;
     let mut section = Section::Hosts("ungrouped".into());
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -58,7 +63,15 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
                 if let Some(port) = port {
                     vars.entry("ansible_port".into()).or_insert(port);
                 }
-                for name in expand_range(&host).map_err(at)? {
+                let names = expand_range(&host).map_err(at)?;
+                expanded += names.len();
+                if expanded > MAX_EXPANDED {
+                    return Err(at(format!(
+                        "host ranges expand to more than {MAX_EXPANDED} hosts in all: refused \
+                         (split the inventory, or list fewer hosts per range)"
+                    )));
+                }
+                for name in names {
                     inv.add_host(&name, vars.clone());
                     if group != "all" && group != "ungrouped" {
                         inv.group_mut(group).hosts.insert(name);
@@ -144,6 +157,9 @@ fn expand_range(name: &str) -> Result<Vec<String>, String> {
     let (a, b) = range
         .split_once(':')
         .ok_or_else(|| format!("range {range:?}: expected [start:end]"))?;
+    if a.len().max(b.len()) > 20 {
+        return Err(format!("range {range:?}: numbers of at most 20 digits"));
+    }
     let (start, end): (u64, u64) = (
         a.parse()
             .map_err(|_| format!("range {range:?}: {a:?} is not a number"))?,

@@ -178,28 +178,90 @@ impl Inventory {
                 }
             }
         }
-        for name in self.groups.keys() {
-            let mut seen = BTreeSet::new();
-            if self.has_cycle(name, &mut seen) {
-                return Err(InventoryError::new(
-                    path,
-                    format!("group {name:?} is its own descendant"),
-                ));
-            }
+        if let Err(name) = self.depths() {
+            return Err(InventoryError::new(
+                path,
+                format!("group {name:?} is its own descendant"),
+            ));
         }
         Ok(())
     }
 
-    fn has_cycle(&self, name: &str, path: &mut BTreeSet<String>) -> bool {
-        if !path.insert(name.to_owned()) {
-            return true;
+    /// Each group's depth below `all` (1 for a group no other group lists as a child; else
+    /// one more than its deepest parent), in one pass over the children graph (Kahn's
+    /// order): a graph of shared children (a diamond per level) costs its size, not the
+    /// number of paths through it. `Err` names a group on a cycle.
+    fn depths(&self) -> Result<std::collections::HashMap<&str, usize>, String> {
+        use std::collections::HashMap;
+        let mut parents_left: HashMap<&str, usize> =
+            self.groups.keys().map(|g| (g.as_str(), 0)).collect();
+        for g in self.groups.values() {
+            for child in &g.children {
+                if let Some(n) = parents_left.get_mut(child.as_str()) {
+                    *n += 1;
+                }
+            }
         }
-        let cyclic = self
-            .groups
-            .get(name)
-            .is_some_and(|g| g.children.iter().any(|c| self.has_cycle(c, path)));
-        path.remove(name);
-        cyclic
+        let mut depth: HashMap<&str, usize> = HashMap::new();
+        let mut ready: Vec<&str> = parents_left
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(g, _)| *g)
+            .collect();
+        for g in &ready {
+            depth.insert(g, 1);
+        }
+        while let Some(g) = ready.pop() {
+            let d = depth.get(g).copied().unwrap_or(1);
+            for child in self
+                .groups
+                .get(g)
+                .map(|g| &g.children)
+                .into_iter()
+                .flatten()
+            {
+                let child = child.as_str();
+                let entry = depth.entry(child).or_insert(0);
+                *entry = (*entry).max(d + 1);
+                if let Some(n) = parents_left.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(child);
+                    }
+                }
+            }
+        }
+        let left: BTreeSet<&str> = parents_left
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(g, _)| *g)
+            .collect();
+        let Some(first) = left.first() else {
+            return Ok(depth);
+        };
+        // Every group left has a parent left: walking up from one comes back round a cycle.
+        let mut parents: HashMap<&str, &str> = HashMap::new();
+        for (p, pg) in &self.groups {
+            if left.contains(p.as_str()) {
+                for child in &pg.children {
+                    parents.entry(child.as_str()).or_insert(p.as_str());
+                }
+            }
+        }
+        let parent_left = |g: &str| parents.get(g).copied();
+        let mut walked = vec![*first];
+        let mut at_step: HashMap<&str, usize> = HashMap::from([(*first, 0)]);
+        let mut at = *first;
+        while let Some(p) = parent_left(at) {
+            if let Some(&i) = at_step.get(p) {
+                let name = walked[i..].iter().min().copied().unwrap_or(p);
+                return Err(name.to_owned());
+            }
+            at_step.insert(p, walked.len());
+            walked.push(p);
+            at = p;
+        }
+        Err((*first).to_owned())
     }
 
     /// An inventory of just these hosts, in no group: what patterns select from when the
@@ -236,24 +298,25 @@ impl Inventory {
                     .collect(),
             ),
             _ => {
-                let g = self.groups.get(group)?;
-                let mut out = g.hosts.clone();
-                for child in &g.children {
-                    out.extend(self.group_hosts(child).unwrap_or_default());
+                self.groups.get(group)?;
+                // Each group once, however many paths lead to it.
+                let mut out = BTreeSet::new();
+                let mut seen = BTreeSet::from([group]);
+                let mut todo = vec![group];
+                while let Some(name) = todo.pop() {
+                    let Some(g) = self.groups.get(name) else {
+                        continue;
+                    };
+                    out.extend(g.hosts.iter().cloned());
+                    for child in &g.children {
+                        if seen.insert(child.as_str()) {
+                            todo.push(child.as_str());
+                        }
+                    }
                 }
                 Some(out)
             }
         }
-    }
-
-    /// Depth of a group below `all` (deeper groups' vars win), through its deepest parent.
-    fn depth(&self, group: &str) -> usize {
-        self.groups
-            .iter()
-            .filter(|(_, g)| g.children.contains(group))
-            .map(|(parent, _)| 1 + self.depth(parent))
-            .max()
-            .unwrap_or(1)
     }
 
     /// Resolves a host's variables and connection settings (for many hosts, build one
@@ -265,17 +328,38 @@ impl Inventory {
     /// Resolves hosts with group membership and depths worked out once, in time linear in
     /// the inventory's size.
     pub fn resolver(&self) -> Resolver<'_> {
-        let mut member_of: std::collections::HashMap<String, Vec<&str>> = Default::default();
-        let mut depth = std::collections::HashMap::new();
-        for g in self.groups.keys() {
-            depth.insert(g.as_str(), self.depth(g));
-            for h in self.group_hosts(g).unwrap_or_default() {
-                member_of.entry(h).or_default().push(g.as_str());
+        use std::collections::HashMap;
+        // Checked when the inventory was read: no cycles, so every group has a depth.
+        let depth = self.depths().unwrap_or_default();
+        let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (name, g) in &self.groups {
+            for child in &g.children {
+                parents
+                    .entry(child.as_str())
+                    .or_default()
+                    .push(name.as_str());
+            }
+            for h in &g.hosts {
+                direct.entry(h.as_str()).or_default().push(name.as_str());
             }
         }
-        for groups in member_of.values_mut() {
+        let mut member_of: HashMap<String, Vec<&str>> = HashMap::new();
+        for (host, groups) in direct {
+            // The host's groups and their ancestors, each once.
+            let mut seen: BTreeSet<&str> = groups.iter().copied().collect();
+            let mut todo = groups;
+            while let Some(g) = todo.pop() {
+                for p in parents.get(g).into_iter().flatten() {
+                    if seen.insert(p) {
+                        todo.push(p);
+                    }
+                }
+            }
+            let mut all: Vec<&str> = seen.into_iter().collect();
             // Shallow groups first so deeper ones override; ties by name, as Ansible does.
-            groups.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), *g));
+            all.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), *g));
+            member_of.insert(host.to_owned(), all);
         }
         Resolver {
             inv: self,

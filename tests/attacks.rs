@@ -2048,6 +2048,49 @@ fn hostile_ini_ranges_and_diamonds_cost_what_their_size_does() {
     assert!(stderr.contains("is its own descendant"), "{stderr}");
 }
 
+/// Case: plan conditions and templates built to exhaust the controller: `when` with 300,000
+/// `not`s (it used to overflow the stack) and a 1 MB var used 2,000 times in one template (it
+/// used to render 2 GB per host). Both are refused with exit 4 and the plan's file and line,
+/// before any host is contacted.
+#[test]
+fn a_hostile_condition_or_template_is_refused_before_it_costs() {
+    let tmp = ScratchDir::new("attack-plan");
+    let nots = format!(
+        "[vars]\nx = \"1\"\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nwhen = \"{}x\"\n",
+        "not ".repeat(300_000)
+    );
+    std::fs::write(tmp.0.join("nots.toml"), nots).unwrap();
+    let big = format!(
+        "[vars]\nbig = \"{}\"\n\n[[task]]\nop = \"file.write\"\npath = \"{}/out\"\ncontent = \"{}\"\n",
+        "x".repeat(1 << 20),
+        tmp.0.display(),
+        "{{ big }}".repeat(2000)
+    );
+    std::fs::write(tmp.0.join("big.toml"), big).unwrap();
+    for (plan, why) in [
+        ("nots.toml", None),
+        ("big.toml", Some("renders to more than")),
+    ] {
+        let mut c = wisp_tests::wisp_command!(&tmp.0);
+        c.args(["apply", plan, "localhost"]).current_dir(&tmp.0);
+        let (out, rss, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!timed_out, "{plan}: still running after 60 s");
+        println!("{plan}: peak RSS {rss} KiB");
+        assert!(rss < 200 * 1024, "{plan}: peak RSS {rss} KiB");
+        match why {
+            // 300,000 `not`s of a true var: the condition holds, the task runs.
+            None => assert_eq!(out.status.code(), Some(0), "{stderr}"),
+            Some(why) => {
+                assert_eq!(out.status.code(), Some(4), "{stderr}");
+                assert!(stderr.contains(&format!("{plan}:4")), "{stderr}");
+                assert!(stderr.contains(why), "{stderr}");
+            }
+        }
+    }
+    assert!(!tmp.0.join("out").exists(), "a host was written to");
+}
+
 /// Case: the controller holds secrets in its environment (`WISP_AGE_KEY`,
 /// `WISP_SSH_PASSWORD`, `WISP_BECOME_PASSWORD`, an agent socket) and runs `env` on localhost
 /// under a strict sandbox, and on a host over SSH. No command sees a `WISP_*` or `SSH_*`
@@ -2103,4 +2146,69 @@ fn commands_never_see_the_controllers_secrets_in_their_environment() {
         !stdout.contains("| SSH_") && !stdout.contains("| WISP_"),
         "a WISP_ or SSH_ variable reached the command over SSH: {stdout}"
     );
+}
+
+/// Case: a host reports a hostname that is shell code (`vm; touch FILE #`: here a UTS
+/// namespace's, set as root on the host could) and a plan puts `{{ facts.hostname }}` into a
+/// command. The plan is refused at plan time with exit 4, the line and the fix; with the
+/// `quote` filter it runs, and the name is only echoed.
+#[test]
+fn a_hosts_facts_cannot_inject_code_into_its_commands() {
+    if !root_or_explain("a UTS namespace with a hostile hostname") {
+        return;
+    }
+    let tmp = ScratchDir::new("attack-facts");
+    // Short enough for a hostname (64 bytes), and outside anything the run touches.
+    let touched = std::path::PathBuf::from(format!("/tmp/wi{}", std::process::id()));
+    let _ = std::fs::remove_file(&touched);
+    let hostile = format!("vm; touch {} #", touched.display());
+    assert!(hostile.len() <= 64, "a hostname holds 64 bytes");
+    let apply = |plan: &str| {
+        std::fs::write(tmp.0.join("plan.toml"), plan).unwrap();
+        let mut wisp = wisp_tests::wisp_command!(&tmp.0);
+        wisp.args(["apply", "plan.toml", "localhost"])
+            .env("TMPDIR", &tmp.0)
+            .current_dir(&tmp.0);
+        // wisp, and so its local runner, in a UTS namespace whose hostname is `hostile`.
+        let mut c = Command::new("unshare");
+        c.args([
+            "--uts",
+            "sh",
+            "-c",
+            "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+        ])
+        .arg(&hostile)
+        .arg(wisp.get_program())
+        .args(wisp.get_args())
+        .envs(wisp.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("SSH_AUTH_SOCK")
+        .current_dir(&tmp.0);
+        for (k, v) in wisp.get_envs() {
+            if v.is_none() {
+                c.env_remove(k);
+            }
+        }
+        let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, _, stderr) = apply(
+        "[[task]]\nname = \"deploy\"\nop = \"exec\"\nshell = \"echo deploying to {{ facts.hostname }}\"\n",
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("plan.toml:1") && stderr.contains("{{ facts.hostname | quote }}"),
+        "{stderr}"
+    );
+    assert!(!touched.exists(), "the host's name ran as code");
+    let (code, stdout, stderr) = apply(
+        "[[task]]\nname = \"deploy\"\nop = \"exec\"\nshell = \"echo deploying to {{ facts.hostname | quote }}\"\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("deploying to {hostile}")),
+        "{stdout}"
+    );
+    assert!(!touched.exists(), "the host's name ran as code");
 }

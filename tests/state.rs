@@ -247,7 +247,7 @@ fn plans_use_cached_facts_only_within_the_ttl() {
     let tmp = ScratchDir::new("state-facts");
     std::fs::write(
         tmp.0.join("plan.toml"),
-        "[[task]]\nop = \"exec\"\nshell = \"echo {{ facts.os_id }}\"\n",
+        "[[task]]\nop = \"exec\"\nshell = \"echo {{ facts.os_id | quote }}\"\n",
     )
     .unwrap();
     let facts = run(&tmp.0, &["facts", "localhost"]);

@@ -41,6 +41,7 @@ use error::Located;
 pub use error::{PlanError, PlanErrorKind};
 use task::{limit_args, read_task};
 pub use template::{Context, condition, op_from_args, render, render_args, render_value};
+use template::{QUOTED, unquoted_host_value};
 
 /// A plan that parsed and checked. It travels to workers as it is (without its secrets).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -336,6 +337,23 @@ impl Plan {
                 );
                 return Err((t.line, PlanErrorKind::Secret(what)));
             }
+            // What a host reports is data: in a command line it must be quoted, or a host
+            // named `vm; touch /x #` runs `touch` on itself (as root, under --become).
+            if t.op == "exec" {
+                let mut command_refs = Vec::new();
+                for key in ["shell", "argv"] {
+                    if let Some(v) = t.args.get(key) {
+                        let _ = render_value(v, &ctx, &mut command_refs);
+                    }
+                }
+                if let Some(r) = command_refs.iter().find(|r| unquoted_host_value(r)) {
+                    let what = format!(
+                        "{{{{ {r} }}}} in a command: a fact is what the host says, and it could \
+                         hold shell code; write {{{{ {r} | quote }}}}"
+                    );
+                    return Err((t.line, PlanErrorKind::Template(what)));
+                }
+            }
             if let Some(Content::Inline(c)) = &t.content {
                 render(c, &ctx, &mut refs).map_err(template)?;
             }
@@ -354,7 +372,7 @@ impl Plan {
             secret_refs.extend(
                 refs.iter()
                     .filter_map(|r| r.strip_prefix("secret."))
-                    .map(|n| (n.to_owned(), t.line)),
+                    .map(|n| (n.trim_end_matches(QUOTED).to_owned(), t.line)),
             );
             needs_facts |= refs.iter().any(|r| r.starts_with("facts."));
             op_from_args(&t.op, args).map_err(|e| (t.line, PlanErrorKind::Task(e)))?;
@@ -419,7 +437,7 @@ notify = ["reload app"]
 
 [[task]]
 op = "exec"
-shell = "echo {{ facts.os_id }}"
+shell = "echo {{ facts.os_id | quote }}"
 when = 'facts.os_id == "debian"'
 limits = { memory = "64M", timeout = "5s" }
 

@@ -114,9 +114,19 @@ impl Context {
     }
 }
 
+/// The largest text one template may render to: a var repeated in a template must not cost
+/// gigabytes per host. Bigger files go in `content_file`, which is sent as it is.
+pub(super) const MAX_RENDERED: usize = 8 << 20;
+
 /// Renders `{{ name }}` references in `text`; records the names it met.
 pub fn render(text: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(MAX_RENDERED));
+    let too_large = || {
+        format!(
+            "renders to more than {} MiB: refused (put a large file in content_file)",
+            MAX_RENDERED >> 20
+        )
+    };
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
@@ -124,16 +134,65 @@ pub fn render(text: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<Strin
         let end = after
             .find("}}")
             .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
-        let name = after[..end].trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(format!("bad template reference {{{{{}}}}}", &after[..end]));
+        let (name, quote) = reference(&after[..end])?;
+        refs.push(if quote {
+            format!("{name}{QUOTED}")
+        } else {
+            name.to_owned()
+        });
+        let value = ctx.lookup(name)?;
+        let value = if quote { shell_quote(&value) } else { value };
+        if out.len() + value.len() > MAX_RENDERED {
+            return Err(too_large());
         }
-        refs.push(name.to_owned());
-        out.push_str(&ctx.lookup(name)?);
+        out.push_str(&value);
         rest = &after[end + 2..];
+    }
+    if out.len() + rest.len() > MAX_RENDERED {
+        return Err(too_large());
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// How a reference that went through the `quote` filter is recorded in `refs`.
+pub(super) const QUOTED: &str = "|quote";
+
+/// `name` or `name | quote`: the name, and whether it is quoted.
+fn reference(inside: &str) -> Result<(&str, bool), String> {
+    let bad = || format!("bad template reference {{{{{inside}}}}}");
+    let (name, filter) = match inside.split_once('|') {
+        Some((name, filter)) => (name.trim(), Some(filter.trim())),
+        None => (inside.trim(), None),
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    match filter {
+        None => Ok((name, false)),
+        Some("quote") => Ok((name, true)),
+        Some(other) => Err(format!(
+            "{}: unknown filter {other:?} (the one filter is `quote`)",
+            bad()
+        )),
+    }
+}
+
+/// `value` as one word of a POSIX shell command line: as it is when it holds only characters
+/// no shell treats specially, else in single quotes (each `'` written as `'"'"'`).
+pub(super) fn shell_quote(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        return value.to_owned();
+    }
+    format!("'{}'", value.replace('\'', "'\"'\"'"))
+}
+
+/// Whether a recorded reference is a value the host itself reported (a fact), put into text
+/// without the `quote` filter. Such a value is data from the host: in a command line it could
+/// run code on the host, or on every host of a plan that shares it.
+pub(super) fn unquoted_host_value(reference: &str) -> bool {
+    reference.starts_with("facts.") && !reference.ends_with(QUOTED)
 }
 
 /// Renders every text inside a task's args (a TOML table, as the plan gives it).
@@ -172,10 +231,24 @@ pub fn op_from_args(op: &str, args: toml::Table) -> Result<wisp_protocol::ops::O
 
 /// Evaluates a `when` condition.
 pub fn condition(expr: &str, ctx: &Context, refs: &mut Vec<String>) -> Result<bool, String> {
-    let e = expr.trim();
-    if let Some(inner) = e.strip_prefix("not ") {
-        return condition(inner, ctx, refs).map(|b| !b);
+    // `not` is peeled off in a loop, not by recursion: a condition of 300,000 `not`s costs
+    // one pass, not the stack.
+    let mut e = expr.trim();
+    let mut negated = false;
+    while let Some(inner) = e.strip_prefix("not ") {
+        e = inner.trim_start();
+        negated = !negated;
     }
+    condition_of(e, expr, ctx, refs).map(|b| b != negated)
+}
+
+/// One condition with no leading `not`.
+fn condition_of(
+    e: &str,
+    expr: &str,
+    ctx: &Context,
+    refs: &mut Vec<String>,
+) -> Result<bool, String> {
     for (op, equal) in [("==", true), ("!=", false)] {
         if let Some((left, right)) = e.split_once(op) {
             let right = right.trim();

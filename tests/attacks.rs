@@ -2148,6 +2148,99 @@ fn commands_never_see_the_controllers_secrets_in_their_environment() {
     );
 }
 
+/// Case: another user (`nobody`) where the operator keeps the state store: a link planted at
+/// the store's path in a shared directory, a store that user made world-writable (to rewrite
+/// its run rows into a plan and `--become` of theirs for root's `wisp retry`). Every one is
+/// refused with exit 6, naming the file and the fix, and root writes nothing through the link.
+/// A retry of a plan whose file changed since the run is refused unless `--plan-changed-ok`.
+#[test]
+fn another_user_cannot_plant_or_rewrite_the_state_store() {
+    if !root_or_explain("files planted by another user") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = ScratchDir::new("attack-store");
+    let shared = SharedDir::new(&tmp);
+    let run = |state: &Path, args: &[&str]| {
+        let mut c = wisp_tests::wisp_command!(&tmp.0);
+        c.arg(args[0])
+            .arg("--state")
+            .arg(state)
+            .args(&args[1..])
+            .current_dir(&tmp.0);
+        let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    // A link at the path, in a directory everyone can write (as /tmp).
+    shared.plant("wisp.db");
+    let (code, stderr) = run(
+        &shared.dir.join("wisp.db"),
+        &["run", "localhost", "--", "true"],
+    );
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("writable by other users"), "{stderr}");
+    assert!(shared.victim_untouched(), "root wrote through the link");
+    // A link at the path in root's own directory: never followed either.
+    let own = tmp.0.join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::symlink(&shared.victim, own.join("wisp.db")).unwrap();
+    let (code, stderr) = run(&own.join("wisp.db"), &["run", "localhost", "--", "true"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(shared.victim_untouched(), "root wrote through the link");
+    // A store another user made, world-writable, in a directory of theirs.
+    let theirs = tmp.0.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let planted = theirs.join("wisp.db");
+    std::fs::write(&planted, "").unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, stderr) = run(&planted, &["run", "localhost", "--", "true"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&planted).unwrap().len(),
+        0,
+        "root wrote into it"
+    );
+    // Root's own store, left writable by everyone.
+    let store = own.join("mine.db");
+    let (code, stderr) = run(&store, &["run", "localhost", "--", "true"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, stderr) = run(&store, &["history"]);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(
+        stderr.contains("writable by other users") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A plan that changed since its run is not retried unless the operator says so.
+    let plan = tmp.0.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[task]]\nname = \"fail\"\nop = \"exec\"\nargv = [\"false\"]\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&store, &["apply", "plan.toml", "localhost"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    std::fs::write(
+        &plan,
+        "[[task]]\nname = \"now passes\"\nop = \"exec\"\nargv = [\"true\"]\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&store, &["retry"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("changed since run") && stderr.contains("--plan-changed-ok"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&store, &["retry", "--plan-changed-ok"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// Case: a host reports a hostname that is shell code (`vm; touch FILE #`: here a UTS
 /// namespace's, set as root on the host could) and a plan puts `{{ facts.hostname }}` into a
 /// command. The plan is refused at plan time with exit 4, the line and the fix; with the

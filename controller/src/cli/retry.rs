@@ -34,6 +34,10 @@ pub(super) struct RetryArgs {
     plan: PlanOptions,
     #[command(flatten)]
     exec: ExecOptions,
+    /// Retry a plan whose file changed since the run (by default a changed plan is refused:
+    /// a retry runs what was recorded, not whatever the file holds now).
+    #[arg(long)]
+    plan_changed_ok: bool,
     /// For a `wisp run`: the command again (its arguments are never recorded, since they may
     /// hold secrets). Its program must be the one the run ran.
     #[arg(last = true, value_name = "COMMAND")]
@@ -52,6 +56,17 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
         Ok(s) => s,
         Err(e) => return state_error(&e),
     };
+    // A retry takes a plan path, an inventory and `--become` from the store: only from one
+    // this user made (open already refused one that another user owns or can write).
+    let me = nix::unistd::geteuid().as_raw();
+    if let Some(creator) = store.creator_uid().filter(|uid| *uid != me) {
+        return usage_error(&format!(
+            "state store {} was made by uid {creator}, not by you (uid {me}): wisp retry takes \
+             plans, inventories and --become only from a store you made; run the plan again \
+             with `wisp apply`",
+            store.path().display()
+        ));
+    }
     let source = match store.retry_source(&a.run) {
         Ok(s) => s,
         Err(e @ StoreError::NoRun { .. }) => {
@@ -156,10 +171,21 @@ fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> 
             file.display()
         ));
     }
+    if changed && !a.plan_changed_ok {
+        return usage_error(&format!(
+            "{} changed since run {run} (SHA-256 {} then, {} now): a retry runs the plan that \
+             was recorded; read the change, then pass --plan-changed-ok to retry with the plan \
+             as it is now",
+            file.display(),
+            line["plan_hash"].as_str().unwrap_or("not recorded"),
+            plan.hash
+        ));
+    }
     if changed {
         let _ = writeln!(
             std::io::stderr(),
-            "wisp: {} changed since run {run}: retrying with the plan as it is now",
+            "wisp: {} changed since run {run}: retrying with the plan as it is now \
+             (--plan-changed-ok)",
             file.display()
         );
     }

@@ -70,6 +70,15 @@ pub enum StoreError {
         /// The newest this wisp knows.
         known: u32,
     },
+    /// A store another user could change: theirs, writable by others, reached through a
+    /// link, or in a directory others can write.
+    #[error("state store {}: {why}", path.display())]
+    Unsafe {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong, and the fix.
+        why: String,
+    },
     /// `wisp show RUN` of a run the store does not have.
     #[error("state store {}: no run {run}", path.display())]
     NoRun {
@@ -124,27 +133,49 @@ impl Store {
                 .create(dir)
                 .map_err(io)?;
         }
-        // Made 0600 before SQLite sees it; an existing file keeps its mode.
-        std::fs::OpenOptions::new()
+        let unsafe_store = |why: String| StoreError::Unsafe {
+            path: path.to_owned(),
+            why,
+        };
+        check_private(path).map_err(unsafe_store)?;
+        // Made 0600 before SQLite sees it; an existing file keeps its mode. Never through a
+        // link: a link planted at the path would have root create or write another file.
+        let nofollow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(nofollow)
             .open(path)
             .or_else(|e| match e.kind() {
                 // A read-only store still opens, to be refused below with SQLite's reason.
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                    std::fs::File::open(path)
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(nofollow)
+                        .open(path)
                 }
                 _ => Err(e),
             })
-            .map_err(io)?;
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_owned(),
-            what: "cannot open it".into(),
-            source,
-        })?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    unsafe_store(LINKED.into())
+                } else {
+                    io(e)
+                }
+            })?;
+        // The file as opened, not as it was looked at before.
+        let meta = file.metadata().map_err(io)?;
+        private_file(&meta).map_err(unsafe_store)?;
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sqlite {
+                path: path.to_owned(),
+                what: "cannot open it".into(),
+                source,
+            })?;
         let store = Store {
             conn,
             path: path.to_owned(),
@@ -217,7 +248,26 @@ impl Store {
             true,
         )
         .map_err(|e| self.fail("cannot configure it", e))?;
-        self.migrate()
+        self.migrate()?;
+        // Who made it: the first user to open it (a store from before this row, the user who
+        // owns it, which open checked). A read-only store keeps what it has.
+        let _ = c.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('creator_uid', ?1)",
+            [nix::unistd::geteuid().as_raw()],
+        );
+        Ok(())
+    }
+
+    /// The uid of the user who made the store, when it says.
+    pub fn creator_uid(&self) -> Option<u32> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'creator_uid'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .ok()
+            .and_then(|v| v.parse().ok())
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -251,6 +301,87 @@ impl Store {
         tx.commit()
             .map_err(|e| self.fail("cannot commit its migration", e))
     }
+}
+
+const LINKED: &str = "it is a symbolic link: wisp opens a store only at its real path (give \
+                      that path with --state FILE)";
+
+/// Refuses a store that someone other than this user (or root) could change: its directory
+/// must be this user's or root's and writable by no one else (so no one can plant the file,
+/// its `-wal` or `-shm` journal, or a link in their place), and each of those files that
+/// exists must be a plain file of this user's that only this user can write.
+fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
+    };
+    let meta = std::fs::metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(format!(
+            "its directory {} belongs to uid {}, not to you (uid {euid}): whoever owns it can \
+             replace the store; keep the store in a directory of your own (--state FILE)",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "its directory {} is writable by other users (mode {:o}): they could plant the \
+             store, its journal files or a link in their place; keep the store in a directory \
+             only you can write (--state FILE)",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for file in [
+        path.to_owned(),
+        dir.join(format!("{name}-wal")),
+        dir.join(format!("{name}-shm")),
+    ] {
+        match std::fs::symlink_metadata(&file) {
+            Ok(meta) => private_file(&meta).map_err(|why| {
+                if file == path {
+                    why
+                } else {
+                    format!("{}: {why}", file.display())
+                }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
+    }
+    Ok(())
+}
+
+/// A store file this user owns and only this user can write.
+fn private_file(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.file_type().is_symlink() {
+        return Err(LINKED.into());
+    }
+    if !meta.file_type().is_file() {
+        return Err("it is not a plain file".into());
+    }
+    if meta.uid() != euid {
+        return Err(format!(
+            "it belongs to uid {}, not to you (uid {euid}): its rows could have been written \
+             by that user; use a store of your own (--state FILE)",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by other users (mode {:o}): anyone who can write it can change \
+             what `wisp retry` runs; make it yours alone (chmod 600 on it and its -wal and \
+             -shm files)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `e` says another connection holds the lock.

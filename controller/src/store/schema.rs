@@ -83,4 +83,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE task_results ADD COLUMN done_in INTEGER;
     ALTER TABLE task_results ADD COLUMN done_changed INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: who made the store: `wisp retry` takes plans and inventories only from a store its
+    // own user made.
+    r#"
+    CREATE TABLE meta (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL
+    );
+    "#,
 ];

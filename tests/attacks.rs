@@ -1785,6 +1785,7 @@ const OSC52_SHOWN: &str = r"\x1b]52;c;ZXZpbA==\x07";
 
 /// Runs `c` with stdout and stderr on a fresh pseudo-terminal, as an operator does: its exit
 /// code and everything the terminal received.
+#[allow(clippy::print_stdout)] // shown only when the test fails
 fn on_terminal(mut c: Command, tmp: &ScratchDir) -> (Option<i32>, String) {
     let (mut master, slave) = open_pty();
     let tty = std::fs::OpenOptions::new()

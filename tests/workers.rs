@@ -38,28 +38,25 @@ impl Worker {
         extra: &[&str],
     ) -> Worker {
         let log = dir.join(format!("{name}.log"));
+        worker_key(dir, name);
         let mut c = wisp_tests::wisp_command!(dir);
-        c.args([
-            "worker",
-            "--nats",
-            &nats.url,
-            "--name",
-            name,
-            "--trust-jobs",
-            "jobs.key.pub",
-        ])
-        .args(["--ack-wait", "3s", "--forks", &forks.to_string()])
-        .args(extra)
-        .args(
-            fleet
-                .root_options()
-                .iter()
-                .filter(|a| *a != "--connect-timeout" && *a != "30s"),
-        )
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("worker log"));
+        c.arg("worker")
+            .args(nats.args(true))
+            .args(["--name", name, "--trust-jobs", "jobs.key.pub"])
+            .args(["--sign-events", &format!("{name}.key")])
+            .args(["--trust-workers", "workers.pub"])
+            .args(["--ack-wait", "3s", "--forks", &forks.to_string()])
+            .args(extra)
+            .args(
+                fleet
+                    .root_options()
+                    .iter()
+                    .filter(|a| *a != "--connect-timeout" && *a != "30s"),
+            )
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("worker log"));
         let child = c.spawn().expect("start a worker");
         let worker = Worker {
             child: Some(child),
@@ -105,6 +102,7 @@ fn show_logs(workers: &[Worker]) {
 /// A worker started in `dir` with no credentials or CA for `nats` is shut out: exit 3, and
 /// the error names the server.
 fn assert_worker_shut_out(dir: &Path, nats: &Nats) {
+    worker_key(dir, "w0");
     let mut c = wisp_tests::wisp_command!(dir);
     c.args([
         "worker",
@@ -112,6 +110,8 @@ fn assert_worker_shut_out(dir: &Path, nats: &Nats) {
         &nats.url,
         "--trust-jobs",
         "jobs.key.pub",
+        "--sign-events",
+        "w0.key",
     ])
     .current_dir(dir);
     let refused = wisp::run(&mut c, dir);
@@ -123,22 +123,44 @@ fn assert_worker_shut_out(dir: &Path, nats: &Nats) {
     );
 }
 
-/// `wisp keygen jobs.key` in `dir`.
+/// The workers the tests start, by name: each has its own key, made before any starts, so
+/// every worker and controller trusts every one of them (`workers.pub`).
+const WORKERS: &[&str] = &["w1", "w2", "w3", "eu1", "rest1", "plain", "keyed"];
+
+/// `wisp keygen jobs.key` in `dir`, and a key for each of [`WORKERS`], gathered in
+/// `workers.pub` as an operator would `cat` them.
 fn keygen(dir: &Path) {
     let mut c = wisp_tests::wisp_command!(dir);
     c.args(["keygen", "jobs.key"]).current_dir(dir);
     let out = wisp::run(&mut c, dir);
     assert!(out.status.success(), "keygen failed");
+    for name in WORKERS {
+        worker_key(dir, name);
+    }
 }
 
-/// The controller command: `wisp ARGS -i hosts (credentials) --nats URL --sign-jobs key`.
+/// `NAME.key` in `dir` (made when missing, its public half added to `workers.pub`).
+fn worker_key(dir: &Path, name: &str) {
+    let key = dir.join(format!("{name}.key"));
+    if key.exists() {
+        return;
+    }
+    let public = ::wisp::bus::item::Signer::generate(&key).expect("a worker key");
+    let mut all = std::fs::read_to_string(dir.join("workers.pub")).unwrap_or_default();
+    all.push_str(&std::fs::read_to_string(public).expect("its public key"));
+    std::fs::write(dir.join("workers.pub"), all).expect("write workers.pub");
+}
+
+/// The controller command: `wisp ARGS -i hosts (credentials) --nats URL (its user)
+/// --sign-jobs jobs.key --trust-workers workers.pub`.
 fn controller(fleet: &Fleet, dir: &Path, nats: &Nats, args: &[&str]) -> Command {
     let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
     let mut c = wisp_tests::wisp_command!(dir);
     c.args(&args[..split])
         .args(["-i", "hosts"])
         .args(fleet.root_options())
-        .args(["--nats", &nats.url, "--sign-jobs", "jobs.key"])
+        .args(nats.args(false))
+        .args(["--sign-jobs", "jobs.key", "--trust-workers", "workers.pub"])
         .args(&args[split..])
         .current_dir(dir);
     c
@@ -286,6 +308,9 @@ fn three_workers_converge_thirty_hosts_through_a_killed_worker() {
     );
     drop(workers);
     fleet.assert_clean();
+    // Everything the controller and the workers did, a killed worker's takeover included,
+    // is within their permissions on the server.
+    assert_eq!(nats.violations(), Vec::<String>::new());
 }
 
 #[test]
@@ -345,7 +370,9 @@ fn an_exec_item_of_a_killed_worker_is_reported_lost() {
     // `wisp retry` through the bus runs the lost hosts again, on the live worker.
     let mut retry = wisp_tests::wisp_command!(&tmp.0);
     retry
-        .args(["retry", "--nats", &nats.url, "--sign-jobs", "jobs.key"])
+        .arg("retry")
+        .args(nats.args(false))
+        .args(["--sign-jobs", "jobs.key", "--trust-workers", "workers.pub"])
         .args(["--", "sleep", "1"])
         .current_dir(&tmp.0);
     let again = wisp::run(&mut retry, &tmp.0);
@@ -362,14 +389,35 @@ fn an_exec_item_of_a_killed_worker_is_reported_lost() {
     assert!(finished.iter().all(|l| l["worker"] == "w2"), "{lines:#?}");
 }
 
-/// Puts `body` with `signature` (a header value, when given) on the work stream.
+/// A plain NATS client on `nats`: signed in as `seed` (a role's nkey file), or as no one.
+async fn client(nats: &Nats, seed: Option<&Path>) -> Result<async_nats::Client, String> {
+    // A role's replies come on its own prefix (its permissions allow no other).
+    let mut options = async_nats::ConnectOptions::new()
+        .custom_inbox_prefix(::wisp::bus::permissions::CONTROLLER_INBOX);
+    if let Some(seed) = seed {
+        let seed = std::fs::read_to_string(seed).expect("read the seed");
+        options = options.nkey(seed.trim().to_owned());
+    }
+    options
+        .connect(nats.url.as_str())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The controller's nkey of a secured server (who may put work on the stream).
+fn controller_seed(nats: &Nats) -> Option<&Path> {
+    nats.users.as_ref().map(|u| u.controller.as_path())
+}
+
+/// Puts `body` with `signature` (a header value, when given) on the work stream, as a client
+/// holding the controller's bus credentials.
 fn publish(nats: &Nats, subject: &str, body: Vec<u8>, signature: Option<String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let client = async_nats::connect(nats.url.as_str())
+        let client = client(nats, controller_seed(nats))
             .await
             .expect("connect to NATS");
         let js = async_nats::jetstream::new(client);
@@ -637,29 +685,13 @@ fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
         })
         .collect();
     std::fs::write(tmp.0.join("hosts"), tagged).unwrap();
-    let user = nkeys::KeyPair::new_user();
-    std::fs::write(tmp.0.join("seed"), user.seed().unwrap()).unwrap();
-    let nats = Nats::start_with(
-        &tmp.0,
-        &format!(
-            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}",
-            user.public_key()
-        ),
-    );
+    let nats = Nats::start(&tmp.0);
     keygen(&tmp.0);
     // Without the nkey the bus refuses a worker, and it says so.
     assert_worker_shut_out(&tmp.0, &nats);
-    let nkey = ["--nats-nkey", "seed"];
     let workers = [
-        Worker::start_with(
-            &fleet,
-            &tmp.0,
-            &nats,
-            "eu1",
-            4,
-            &[&nkey[..], &["--region", "eu"]].concat(),
-        ),
-        Worker::start_with(&fleet, &tmp.0, &nats, "rest1", 4, &nkey),
+        Worker::start_with(&fleet, &tmp.0, &nats, "eu1", 4, &["--region", "eu"]),
+        Worker::start_with(&fleet, &tmp.0, &nats, "rest1", 4, &[]),
     ];
     let out = tmp.0.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -672,12 +704,7 @@ fn regions_keep_hosts_to_their_workers_and_nkeys_guard_the_bus() {
     )
     .unwrap();
     // A drift check through the bus: folded as a local one is, exit 2 for drifted hosts.
-    let mut run = controller(
-        &fleet,
-        &tmp.0,
-        &nats,
-        &["drift", "drift.toml", "all", "--nats-nkey", "seed"],
-    );
+    let mut run = controller(&fleet, &tmp.0, &nats, &["drift", "drift.toml", "all"]);
     let done = wisp::run(&mut run, &tmp.0);
     show_logs(&workers);
     assert_eq!(done.status.code(), Some(2), "drifted hosts exit 2");
@@ -946,7 +973,7 @@ fn a_tls_bus_is_reached_only_with_its_ca() {
     let fleet = Fleet::start(1);
     fleet.write_inventory(&tmp.0.join("hosts"));
     let (ca, cert, key) = tls_files(&tmp.0);
-    let nats = Nats::start_with(
+    let nats = Nats::start_secured(
         &tmp.0,
         &format!(
             "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
@@ -973,4 +1000,817 @@ fn a_tls_bus_is_reached_only_with_its_ca() {
         "{}",
         text(&done.stdout)
     );
+}
+
+// ---- Someone with access to the bus (SECURITY.md, attacker 7) ----
+
+/// Who a plain bus client signs in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// No credentials at all.
+    Anonymous,
+    /// The controllers' bus user (it can publish work, but holds no job key).
+    Controller,
+    /// The workers' bus user (it can publish events and claims, but holds no worker key).
+    Worker,
+}
+
+/// A plain NATS client, as an attacker runs one: the library, no wisp code between it and
+/// the server.
+struct Attacker {
+    rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+}
+
+impl Attacker {
+    fn connect(nats: &Nats, role: Role) -> Result<Attacker, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (seed, inbox) = match (role, &nats.users) {
+            (Role::Controller, Some(u)) => (
+                Some(u.controller.clone()),
+                ::wisp::bus::permissions::CONTROLLER_INBOX,
+            ),
+            (Role::Worker, Some(u)) => (
+                Some(u.worker.clone()),
+                ::wisp::bus::permissions::WORKER_INBOX,
+            ),
+            _ => (None, "_INBOX"),
+        };
+        let client = rt.block_on(async {
+            let mut options = async_nats::ConnectOptions::new()
+                .custom_inbox_prefix(inbox)
+                .connection_timeout(Duration::from_secs(5));
+            if let Some(seed) = seed {
+                let seed = std::fs::read_to_string(seed).expect("read the seed");
+                options = options.nkey(seed.trim().to_owned());
+            }
+            options.connect(nats.url.as_str()).await
+        });
+        let client = client.map_err(|e| e.to_string())?;
+        let js = rt.block_on(async { async_nats::jetstream::new(client.clone()) });
+        Ok(Attacker { rt, client, js })
+    }
+
+    /// A plain publish (no JetStream ack awaited), with headers.
+    fn publish(&self, subject: &str, body: Vec<u8>, headers: &[(&str, &str)]) {
+        let mut map = async_nats::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, *v);
+        }
+        self.rt.block_on(async {
+            let _ = self
+                .client
+                .publish_with_headers(subject.to_owned(), map, body.into())
+                .await;
+            let _ = self.client.flush().await;
+        });
+    }
+
+    /// The items waiting on the work stream: taken from the workers' consumer (as a worker
+    /// user may), read, and handed back at once (`nak`), so the workers still get them.
+    fn peek_items(&self, n: usize) -> Vec<serde_json::Value> {
+        use futures_util::StreamExt;
+        self.rt.block_on(async {
+            let stream = self
+                .js
+                .get_stream("WISP_WORK")
+                .await
+                .expect("the work stream");
+            let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                .get_consumer("wisp-any")
+                .await
+                .expect("the workers' consumer");
+            let mut items = Vec::new();
+            let mut batch = consumer
+                .fetch()
+                .max_messages(n)
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await
+                .expect("fetch");
+            while let Some(Ok(msg)) = batch.next().await {
+                items.push(serde_json::from_slice(&msg.payload).expect("an item"));
+                let _ = msg
+                    .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                    .await;
+            }
+            items
+        })
+    }
+
+    /// Runs one JetStream management call; `Err` when the server refused it or never answered
+    /// (a permissions violation is dropped, so the request times out).
+    fn manage<T, F>(&self, call: F) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, String>>,
+    {
+        self.rt.block_on(async {
+            match tokio::time::timeout(Duration::from_secs(6), call).await {
+                Ok(r) => r,
+                Err(_) => Err("no answer".into()),
+            }
+        })
+    }
+}
+
+/// An event as a forger writes it: the envelope a worker sends, for `item` of `run`.
+fn forged_event(item: &serde_json::Value, seq: u64, back: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "v": 1, "run": item["run"], "item": item["id"], "worker": "w1", "seq": seq,
+        "back": back,
+    }))
+    .expect("an envelope")
+}
+
+/// The subject of `item`'s events.
+fn events_subject(item: &serde_json::Value) -> String {
+    format!(
+        "wisp.events.{}.{}",
+        item["run"].as_str().expect("the item's run"),
+        item["id"].as_str().expect("the item's id")
+    )
+}
+
+/// A worker, stopped by SIGTERM and waited for.
+fn stop_worker(w: &mut Worker) {
+    if let Some(child) = &w.child {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let stopped = wait_for(Duration::from_secs(30), || {
+        w.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .map(|_| ())
+    });
+    assert!(stopped.is_some(), "worker {} ignored SIGTERM", w.name);
+    w.child = None;
+}
+
+/// Case 1 (critical): a bus client that is not a worker reports results. With the workers'
+/// own bus user (all the server lets it do is publish events and claims), it reads the
+/// queued items and forges their events: a claim, an output line, facts with a hostname that
+/// is shell code, a journal line that is not a task result, a result for another host, and
+/// `ok` for a command that fails. Signed by nobody, or by a key no controller trusts, every
+/// one is refused: the run reports the real failures (exit 2), the forged line is never
+/// shown, and the store takes no facts, audit or host row from it, so a later plan that
+/// reads cached facts sees the host's real name. Nobody else gets in at all.
+#[test]
+fn a_bus_client_cannot_forge_results_facts_or_rows() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-forged-events");
+    let fleet = Fleet::start(2);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    // Neither a client without credentials nor a stranger's nkey gets in.
+    assert!(Attacker::connect(&nats, Role::Anonymous).is_err());
+    // The consumer exists once a worker has started; the worker then leaves the items queued.
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 2);
+    stop_worker(&mut w1);
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["run", "all", "--", "sh", "-c", "sleep 3; exit 1"],
+    );
+    run.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = run.spawn().expect("start the controller");
+    let attacker = Attacker::connect(&nats, Role::Worker).expect("the workers' bus user");
+    let mut items = Vec::new();
+    let queued = wait_for(Duration::from_secs(30), || {
+        items = attacker.peek_items(2);
+        (items.len() == 2).then_some(())
+    });
+    assert!(queued.is_some(), "the items never showed on the stream");
+    let host_key = "ssh ssh-ed25519 SHA256:forgedforgedforgedforgedforgedforgedforged";
+    let untrusted = ::wisp::bus::auth::WorkerKey::load(&{
+        std::fs::create_dir_all(tmp.0.join("evil")).unwrap();
+        let key = tmp.0.join("evil/evil.key");
+        ::wisp::bus::item::Signer::generate(&key).unwrap();
+        key
+    })
+    .unwrap();
+    for item in &items {
+        let host = item["host"]["name"].as_str().unwrap().to_owned();
+        let other = if host == "web01" { "web02" } else { "web01" };
+        let forged = [
+            serde_json::json!({"t": "claimed", "worker": "w1", "at_ms": 1, "took_over": null}),
+            serde_json::json!({"t": "report", "event": {"call": "line", "host": host,
+                "stream": "stdout", "line": "FORGED OUTPUT"}}),
+            serde_json::json!({"t": "report", "event": {"call": "facts_read", "host": host,
+                "host_key": host_key, "facts": {"hostname": "vm; touch /tmp/x #"}}}),
+            serde_json::json!({"t": "report", "event": {"call": "journal",
+                "line": {"kind": "audit", "act": "forged", "detail": "planted"}}}),
+            serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
+                "host": other, "outcome": "ok", "detail": "exit 0",
+                "elapsed": {"secs": 0, "nanos": 0}, "sandbox": null}}),
+            serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
+                "host": host, "outcome": "ok", "detail": "exit 0",
+                "elapsed": {"secs": 0, "nanos": 0}, "sandbox": null}}),
+        ];
+        for (i, back) in forged.into_iter().enumerate() {
+            let body = forged_event(item, i as u64 + 1, back);
+            // Unsigned, then signed by a key no controller trusts.
+            attacker.publish(&events_subject(item), body.clone(), &[]);
+            let sig = untrusted.sign(::wisp::bus::auth::Domain::Event, &body);
+            attacker.publish(
+                &events_subject(item),
+                body,
+                &[("Wisp-Worker-Signature", sig.as_str())],
+            );
+        }
+    }
+    // The real worker comes back and runs the real commands.
+    let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 2);
+    let done = child.wait_with_output().expect("wait for the controller");
+    wisp::show(&run, &done, &tmp.0);
+    show_logs(std::slice::from_ref(&w1));
+    let (stdout, stderr) = (text(&done.stdout), text(&done.stderr));
+    assert_eq!(
+        done.status.code(),
+        Some(2),
+        "the real exit 1, on both hosts: {stderr}"
+    );
+    assert!(!stdout.contains("FORGED"), "{stdout}");
+    assert!(stderr.contains("2 hosts: 0 ok, 2 failed"), "{stderr}");
+    assert!(
+        stderr.contains("refused an event on the bus"),
+        "the refusal is not said: {stderr}"
+    );
+    // The record holds the refusals, and nothing the forger wrote.
+    let mut show = wisp_tests::wisp_command!(&tmp.0);
+    show.args(["show", "last", "--json"]).current_dir(&tmp.0);
+    let record = text(&wisp::run(&mut show, &tmp.0).stdout);
+    assert!(record.contains("refused_event"), "{record}");
+    for planted in ["vm; touch", "planted", "FORGED", host_key] {
+        assert!(
+            !record.contains(planted),
+            "{planted:?} reached the store: {record}"
+        );
+    }
+    // A plan that reads cached facts (no bus) sees the host's real name.
+    std::fs::write(
+        tmp.0.join("deploy.toml"),
+        "[[task]]\nop = \"exec\"\nshell = \"echo deploying to {{ facts.hostname | quote }}\"\n",
+    )
+    .unwrap();
+    let deploy = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &tmp.0,
+        &["apply", "deploy.toml", "web01", "--facts-ttl", "1h"],
+    );
+    assert_eq!(deploy.status.code(), Some(0));
+    assert!(
+        !text(&deploy.stdout).contains("touch"),
+        "{}",
+        text(&deploy.stdout)
+    );
+    assert!(!Path::new("/tmp/x").exists());
+}
+
+/// Case 2: taking the workers' consumer. On wisp's server nobody may delete or replace the
+/// consumer or the streams (the server refuses, and says so in its log). On a server that
+/// lets anyone do anything (`--insecure-open-bus`), a consumer someone else made in its place
+/// (another filter, which starves every worker) is refused by a running worker within its
+/// idle check and by a worker starting; deleted streams are made again by the next run and
+/// the worker carries on, saying what happened.
+#[test]
+fn nobody_on_the_bus_can_take_or_starve_the_workers_consumer() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-consumer");
+    let fleet = Fleet::start(1);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    for role in [Role::Worker, Role::Controller] {
+        let a = Attacker::connect(&nats, role).unwrap();
+        let stream = a
+            .manage(async {
+                a.js.get_stream("WISP_WORK")
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .expect("both roles may look at the work stream");
+        let deleted = a.manage(async {
+            stream
+                .delete_consumer("wisp-any")
+                .await
+                .map_err(|e| e.to_string())
+        });
+        assert!(deleted.is_err(), "{role:?} deleted the consumer");
+        let gone = a.manage(async {
+            a.js.delete_stream("WISP_WORK")
+                .await
+                .map_err(|e| e.to_string())
+        });
+        assert!(gone.is_err(), "{role:?} deleted the work stream");
+    }
+    let refused = nats.violations().join("\n");
+    assert!(refused.contains("CONSUMER.DELETE.WISP_WORK"), "{refused}");
+    assert!(refused.contains("STREAM.DELETE.WISP_WORK"), "{refused}");
+    let mut run = controller(&fleet, &tmp.0, &nats, &["run", "all", "--", "true"]);
+    assert_eq!(wisp::run(&mut run, &tmp.0).status.code(), Some(0));
+    drop(w1);
+
+    // The same attacks on a server that lets anyone in.
+    let open_dir = tmp.0.join("open");
+    std::fs::create_dir_all(&open_dir).unwrap();
+    let open = Nats::start_open(&open_dir);
+    let mut w1 = Worker::start(&fleet, &tmp.0, &open, "w1", 1);
+    let a = Attacker::connect(&open, Role::Anonymous).expect("anyone gets in");
+    let replace = |a: &Attacker| {
+        a.manage(async {
+            let stream =
+                a.js.get_stream("WISP_WORK")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            stream
+                .delete_consumer("wisp-any")
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    durable_name: Some("wisp-any".into()),
+                    filter_subject: "wisp.work.nothing.>".into(),
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    };
+    replace(&a).expect("an open server lets anyone replace the consumer");
+    let noticed = wait_for(Duration::from_secs(40), || {
+        w1.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    });
+    show_logs(std::slice::from_ref(&w1));
+    let status = noticed.expect("the worker kept pulling from a consumer it did not make");
+    assert!(!status.success());
+    assert!(
+        w1.log_text()
+            .contains("was not made by a trusted wisp worker"),
+        "{}",
+        w1.log_text()
+    );
+    w1.child = None;
+    // A worker starting refuses it too, and says how to fix it.
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.arg("worker")
+        .args(open.args(true))
+        .args(["--trust-jobs", "jobs.key.pub", "--sign-events", "w2.key"])
+        .args(["--trust-workers", "workers.pub"])
+        .current_dir(&tmp.0);
+    let out = wisp::run(&mut c, &tmp.0);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("nats consumer rm WISP_WORK wisp-any"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The admin deletes it; a worker makes it again. Then the streams are deleted under it.
+    a.manage(async {
+        let stream =
+            a.js.get_stream("WISP_WORK")
+                .await
+                .map_err(|e| e.to_string())?;
+        stream
+            .delete_consumer("wisp-any")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let w2 = Worker::start(&fleet, &tmp.0, &open, "w2", 1);
+    for s in ["WISP_WORK", "WISP_EVENTS", "WISP_CLAIMS"] {
+        a.manage(async {
+            a.js.delete_stream(s)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap();
+    }
+    let mut run = controller(&fleet, &tmp.0, &open, &["run", "all", "--", "true"]);
+    let done = wisp::run(&mut run, &tmp.0);
+    show_logs(std::slice::from_ref(&w2));
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(w2.log_text().contains("cannot pull"), "{}", w2.log_text());
+}
+
+/// Case 3: replaying a signed item after erasing its claim. On wisp's server no bus user
+/// may purge the claims (refused, in the server's log), and the copy is refused by its
+/// claim. On an open server the purge goes through, and the copy is still refused: the
+/// worker's own ledger knows the id. The command ran once.
+#[test]
+fn a_replayed_item_is_refused_even_when_its_claim_is_purged() {
+    use ::wisp::bus::item::{FORMAT, HostSpec, Item, Signer, Start, Work, now_ms, random_id};
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-replay");
+    let fleet = Fleet::start(1);
+    let host = &fleet.hosts[0];
+    keygen(&tmp.0);
+    let trusted = Signer::load(&tmp.0.join("jobs.key")).unwrap();
+    let counter = tmp.0.join("ran");
+    let item = || Item {
+        format: FORMAT,
+        id: random_id(),
+        run: random_id(),
+        issued_ms: now_ms(),
+        expires_ms: now_ms() + 300_000,
+        region: "any".into(),
+        host: HostSpec {
+            name: "web01".into(),
+            address: host.addr.clone(),
+            port: Some(host.port),
+            user: Some("root".into()),
+            vars: Default::default(),
+        },
+        work: Work::Exec {
+            args: wisp_protocol::ops::ExecArgs {
+                argv: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo once >> {}", counter.display()),
+                ]),
+                ..Default::default()
+            },
+            limits: Box::default(),
+        },
+        start: Start {
+            connect_timeout_ms: 30_000,
+            ttl_ms: 60_000,
+            become_root: false,
+        },
+        redeliver_exec: false,
+        secrets: None,
+    };
+    let runs = || {
+        std::fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    for open in [false, true] {
+        let dir = tmp.0.join(if open { "open" } else { "secured" });
+        std::fs::create_dir_all(&dir).unwrap();
+        let nats = if open {
+            Nats::start_open(&dir)
+        } else {
+            Nats::start(&dir)
+        };
+        let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+        let genuine = item();
+        let body = serde_json::to_vec(&genuine).unwrap();
+        let sig = trusted.sign(&body).unwrap();
+        let subject = format!("wisp.work.any.{}", genuine.run);
+        let before = runs();
+        publish(&nats, &subject, body.clone(), Some(sig.clone()));
+        let ran = wait_for(Duration::from_secs(60), || {
+            (runs() == before + 1).then_some(())
+        });
+        assert!(ran.is_some(), "the genuine item did not run");
+        // Erase the claim, as every bus user the server knows, then as anyone.
+        let roles: &[Role] = if open {
+            &[Role::Anonymous]
+        } else {
+            &[Role::Worker, Role::Controller]
+        };
+        for role in roles {
+            let a = Attacker::connect(&nats, *role).unwrap();
+            let purged = a.manage(async {
+                let stream =
+                    a.js.get_stream("WISP_CLAIMS")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                stream.purge().await.map(|_| ()).map_err(|e| e.to_string())
+            });
+            assert_eq!(purged.is_ok(), open, "{role:?} purging the claims");
+        }
+        // On wisp's server the claim stays, and refuses the copy to any worker: here one
+        // on another machine (a ledger of its own). On an open server it is gone, and the
+        // worker that ran the item refuses the copy from its ledger.
+        let mut w1 = w1;
+        let (worker, why) = if open {
+            (w1, "already ran here")
+        } else {
+            assert!(
+                nats.violations()
+                    .join("\n")
+                    .contains("STREAM.PURGE.WISP_CLAIMS")
+            );
+            stop_worker(&mut w1);
+            let ledger = dir.join("elsewhere.ran").display().to_string();
+            let w2 = Worker::start_with(&fleet, &tmp.0, &nats, "w2", 1, &["--ledger", &ledger]);
+            (w2, "already ran from")
+        };
+        publish(&nats, &subject, body, Some(sig));
+        let refused = wait_for(Duration::from_secs(30), || {
+            worker.log_text().contains("replayed").then_some(())
+        });
+        show_logs(std::slice::from_ref(&worker));
+        assert!(refused.is_some(), "the copy was not refused");
+        assert!(worker.log_text().contains(why), "{}", worker.log_text());
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(runs(), before + 1, "the command ran again");
+    }
+}
+
+/// Case 4: a claim written over by a bus client (the workers' own bus user, without a worker
+/// key) while its item runs. It used to stop the item (the run ended interrupted); now the
+/// worker sees a claim no trusted worker signed, writes its own back over it, and the item
+/// runs to its end.
+#[test]
+fn a_forged_claim_does_not_stop_a_running_item() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-claim");
+    let fleet = Fleet::start(1);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    stop_worker(&mut w1);
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["run", "all", "--", "sh", "-c", "sleep 6; echo finished"],
+    );
+    run.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = run.spawn().expect("start the controller");
+    let attacker = Attacker::connect(&nats, Role::Worker).unwrap();
+    let mut items = Vec::new();
+    let queued = wait_for(Duration::from_secs(30), || {
+        items = attacker.peek_items(1);
+        (items.len() == 1).then_some(())
+    });
+    assert!(queued.is_some(), "the item never showed");
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+    let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    let running = wait_for(Duration::from_secs(30), || {
+        w1.log_text().contains(": running item").then_some(())
+    });
+    assert!(running.is_some(), "{}", w1.log_text());
+    // Three forged claims, a second apart: another worker's, fresh, not done.
+    for _ in 0..3 {
+        let claim = serde_json::json!({
+            "item": id, "worker": "thief", "seq": 1, "beat_ms": ::wisp::bus::item::now_ms(),
+            "done": false,
+        });
+        attacker.publish(
+            &format!("wisp.claims.{id}"),
+            serde_json::to_vec(&claim).unwrap(),
+            &[],
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let done = child.wait_with_output().expect("wait for the controller");
+    wisp::show(&run, &done, &tmp.0);
+    show_logs(std::slice::from_ref(&w1));
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    assert!(text(&done.stdout).contains("finished"));
+    assert!(
+        w1.log_text().contains("a claim no trusted worker wrote"),
+        "{}",
+        w1.log_text()
+    );
+}
+
+/// Cases 11 and 7 (worker side): subjects a bus client chose reach the worker's log escaped,
+/// one line each; a worker whose server is gone still ends on SIGTERM.
+#[test]
+fn worker_logs_are_escaped_and_sigterm_ends_a_worker_without_its_server() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-worker-log");
+    let fleet = Fleet::start(1);
+    // The NATS library refuses such a subject, so the attacker speaks the protocol itself,
+    // on a server that lets it in.
+    let mut nats = Nats::start_open(&tmp.0);
+    keygen(&tmp.0);
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    let addr = nats.url.trim_start_matches("nats://").to_owned();
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    let subject = "wisp.work.any.\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2Kfake";
+    std::io::Write::write_all(
+        &mut raw,
+        format!("CONNECT {{\"verbose\":false}}\r\nPUB {subject} 10\r\nnot signed\r\nPING\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = [0u8; 4096];
+    let _ = std::io::Read::read(&mut raw, &mut answer);
+    let logged = wait_for(Duration::from_secs(30), || {
+        w1.log_text().contains("REFUSED").then_some(())
+    });
+    assert!(logged.is_some(), "{}", w1.log_text());
+    let log = w1.log_text();
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
+    assert!(log.contains(r"\x1b]52;c;ZXZpbA==\x07\x1b[2Kfake"), "{log}");
+    nats.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    stop_worker(&mut w1);
+}
+
+/// Case 7 (worker path) and 12: a worker whose events are honest but carry a hostile host's
+/// text (its detail and sandbox report) reaches the recap escaped; and only wisp's two users
+/// can read anything on the bus: neither can subscribe to the work, the events or the other
+/// role's replies, and a client without credentials is not let in.
+#[test]
+fn a_trusted_workers_text_is_escaped_and_only_wisps_roles_read_the_bus() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-honest-worker");
+    let fleet = Fleet::start(1);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let nats = Nats::start(&tmp.0);
+    keygen(&tmp.0);
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    stop_worker(&mut w1);
+    // The controller on a terminal.
+    let (mut master, slave) = {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor just returned; ptsname's buffer is copied at once.
+        #[allow(unsafe_code)]
+        unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(fd >= 0);
+            assert_eq!(libc::grantpt(fd), 0);
+            assert_eq!(libc::unlockpt(fd), 0);
+            let name = std::ffi::CStr::from_ptr(libc::ptsname(fd))
+                .to_string_lossy()
+                .into_owned();
+            (std::fs::File::from_raw_fd(fd), name)
+        }
+    };
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave)
+        .unwrap();
+    let mut run = controller(&fleet, &tmp.0, &nats, &["run", "all", "--", "true"]);
+    run.stdin(Stdio::null())
+        .stdout(tty.try_clone().unwrap())
+        .stderr(tty)
+        .env("NO_COLOR", "1");
+    let mut child = run.spawn().expect("start the controller");
+    drop(run);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let attacker = Attacker::connect(&nats, Role::Worker).unwrap();
+    let mut items = Vec::new();
+    let queued = wait_for(Duration::from_secs(30), || {
+        items = attacker.peek_items(1);
+        (items.len() == 1).then_some(())
+    });
+    assert!(queued.is_some());
+    let item = &items[0];
+    // Speaking as worker w1, with its key: what its host said, passed on.
+    let key = ::wisp::bus::auth::WorkerKey::load(&tmp.0.join("w1.key")).unwrap();
+    let evil = "\u{1b}]52;c;ZXZpbA==\u{7}";
+    for (seq, back) in [
+        serde_json::json!({"t": "claimed", "worker": "w1", "at_ms": 1, "took_over": null}),
+        serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
+            "host": "web01", "outcome": "failed", "detail": format!("exit 1{evil}"),
+            "elapsed": {"secs": 0, "nanos": 0}, "sandbox": format!("seccomp default{evil}")}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = forged_event(item, seq as u64 + 1, back);
+        let sig = key.sign(::wisp::bus::auth::Domain::Event, &body);
+        attacker.publish(
+            &events_subject(item),
+            body,
+            &[("Wisp-Worker-Signature", sig.as_str())],
+        );
+    }
+    let status = child.wait().unwrap();
+    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    println!("--- the terminal\n{seen}");
+    assert_eq!(status.code(), Some(2));
+    assert!(!seen.contains(evil), "{seen:?}");
+    assert!(seen.contains(r"exit 1\x1b]52;c;ZXZpbA==\x07"), "{seen:?}");
+    assert!(
+        seen.contains(r"seccomp default\x1b]52;c;ZXZpbA==\x07"),
+        "{seen:?}"
+    );
+
+    // Reading the bus: neither role may subscribe beyond its own replies (and the cancels,
+    // for workers); the server refuses and logs each.
+    for (role, subjects) in [
+        (
+            Role::Worker,
+            ["wisp.work.>", "wisp.events.>", "_I_WISP_C.>"],
+        ),
+        (
+            Role::Controller,
+            ["wisp.work.>", "wisp.claims.>", "_I_WISP_W.>"],
+        ),
+    ] {
+        let a = Attacker::connect(&nats, role).unwrap();
+        for subject in subjects {
+            a.rt.block_on(async {
+                let _sub = a.client.subscribe(subject.to_owned()).await;
+                let _ = a.client.flush().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            });
+        }
+    }
+    let violations = nats.violations().join("\n");
+    for subject in [
+        "wisp.work.>",
+        "wisp.events.>",
+        "_I_WISP_C.>",
+        "wisp.claims.>",
+        "_I_WISP_W.>",
+    ] {
+        assert!(
+            violations.contains(&format!("Subject \"{subject}\"")),
+            "{subject}: {violations}"
+        );
+    }
+    assert!(Attacker::connect(&nats, Role::Anonymous).is_err());
+}
+
+/// wisp refuses a server that lets clients in without credentials, on both sides, unless
+/// told `--insecure-open-bus`; `wisp nats-config` writes users that close it.
+#[test]
+fn an_open_bus_is_refused_unless_asked_for() {
+    if !root_or_explain("workers reaching sshd hosts as root") {
+        return;
+    }
+    let tmp = ScratchDir::new("bus-open");
+    let fleet = Fleet::start(1);
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let open = Nats::start_open(&tmp.0);
+    keygen(&tmp.0);
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["worker", "--nats", &open.url])
+        .args(["--trust-jobs", "jobs.key.pub", "--sign-events", "w1.key"])
+        .current_dir(&tmp.0);
+    let out = wisp::run(&mut c, &tmp.0);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stderr).contains("lets a client in without credentials"));
+    let mut run = wisp_tests::wisp_command!(&tmp.0);
+    run.args(["run", "all", "-i", "hosts", "--nats", &open.url])
+        .args(["--sign-jobs", "jobs.key", "--trust-workers", "workers.pub"])
+        .args(["--", "true"])
+        .current_dir(&tmp.0);
+    let out = wisp::run(&mut run, &tmp.0);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        text(&out.stderr).contains("wisp nats-config"),
+        "{}",
+        text(&out.stderr)
+    );
+    // With the flag, it works.
+    let w1 = Worker::start(&fleet, &tmp.0, &open, "w1", 1);
+    let mut run = controller(&fleet, &tmp.0, &open, &["run", "all", "--", "true"]);
+    assert_eq!(wisp::run(&mut run, &tmp.0).status.code(), Some(0));
+    drop(w1);
+    // `wisp nats-config` writes the users and permissions these tests run the server with.
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["nats-config", "bus"]).current_dir(&tmp.0);
+    assert!(wisp::run(&mut c, &tmp.0).status.success());
+    let conf = std::fs::read_to_string(tmp.0.join("bus/wisp-auth.conf")).unwrap();
+    assert!(conf.contains("permissions: $WISP_WORKER"), "{conf}");
+    for seed in ["controller.nk", "worker.nk"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.0.join("bus").join(seed))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{seed}");
+    }
+    let secured_dir = tmp.0.join("secured");
+    std::fs::create_dir_all(&secured_dir).unwrap();
+    let secured = Nats::start_with(&secured_dir, &conf);
+    assert!(Attacker::connect(&secured, Role::Anonymous).is_err());
 }

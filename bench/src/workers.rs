@@ -47,21 +47,42 @@ pub(crate) fn bench(n: usize) {
     let fleet = Fleet::start(n);
     let nats = Nats::start(&scratch.0);
     let key = scratch.0.join("jobs.key");
-    let made = Command::new(&wisp)
-        .arg("keygen")
-        .arg(&key)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(made, "wisp keygen failed");
+    let keygen = |path: &std::path::Path| {
+        let made = Command::new(&wisp)
+            .arg("keygen")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "wisp keygen failed");
+    };
+    keygen(&key);
+    // Each worker signs its events with a key of its own; the controller trusts both.
+    let mut trusted = String::new();
+    for i in 1..=2 {
+        let worker_key = scratch.0.join(format!("w{i}.key"));
+        keygen(&worker_key);
+        trusted += &std::fs::read_to_string(scratch.0.join(format!("w{i}.key.pub")))
+            .expect("a worker's public key");
+    }
+    let workers_pub = scratch.0.join("workers.pub");
+    std::fs::write(&workers_pub, trusted).expect("write workers.pub");
     let forks = n.div_ceil(2).to_string();
     let workers: Vec<Worker> = (1..=2)
         .map(|i| {
             let log = scratch.0.join(format!("w{i}.log"));
             let child = Command::new(&wisp)
-                .args(["worker", "--nats", &nats.url, "--name", &format!("w{i}")])
+                .arg("worker")
+                .args(nats.args(true))
+                .args(["--name", &format!("w{i}")])
                 .arg("--trust-jobs")
                 .arg(scratch.0.join("jobs.key.pub"))
+                .arg("--sign-events")
+                .arg(scratch.0.join(format!("w{i}.key")))
+                .arg("--trust-workers")
+                .arg(&workers_pub)
+                .arg("--ledger")
+                .arg(scratch.0.join(format!("w{i}.ran")))
                 .args(["--forks", &forks, "--user", USER, "--key"])
                 .arg(&fleet.client_key)
                 .arg("--known-hosts")
@@ -86,12 +107,12 @@ pub(crate) fn bench(n: usize) {
     let local = || wisp_command(&reach, &wisp, &["run".as_ref()], &["--", "true"]);
     let bus = || {
         let key = key.display().to_string();
-        wisp_command(
-            &reach,
-            &wisp,
-            &["run".as_ref()],
-            &["--nats", &nats.url, "--sign-jobs", &key, "--", "true"],
-        )
+        let trusted = workers_pub.display().to_string();
+        let mut args = nats.args(false);
+        args.extend(["--sign-jobs".into(), key, "--trust-workers".into(), trusted]);
+        args.extend(["--".into(), "true".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wisp_command(&reach, &wisp, &["run".as_ref()], &args)
     };
     // Warm-up: page cache, sshd's first forks, the streams and consumers made.
     timed(local(), "local warm-up");

@@ -1,5 +1,10 @@
 //! A real `nats-server` with JetStream on a loopback port, its store in a scratch directory;
 //! stopped when dropped. Tests that need it fail loudly when it is not installed.
+//!
+//! By default it runs as wisp asks a server to run: with wisp's users and permissions (the
+//! `authorization` block `wisp nats-config` writes), a controller and a worker nkey, and no
+//! one else let in. [`Nats::start_open`] starts one that lets anyone in, for the attacks
+//! that need it and for `--insecure-open-bus`.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -22,12 +27,66 @@ pub struct Nats {
     pub url: String,
     /// Its log file.
     pub log: PathBuf,
+    /// wisp's users, unless it lets anyone in.
+    pub users: Option<Users>,
+}
+
+/// The nkey seed files of wisp's users on a server.
+#[derive(Debug, Clone)]
+pub struct Users {
+    /// What controllers sign in with (`--nats-nkey`).
+    pub controller: PathBuf,
+    /// What workers sign in with.
+    pub worker: PathBuf,
 }
 
 impl Nats {
-    /// Starts a server with JetStream, storing in `dir`, and waits until it accepts clients.
+    /// Starts a server with JetStream and wisp's users and permissions, storing in `dir`,
+    /// and waits until it accepts clients.
     pub fn start(dir: &Path) -> Nats {
+        Self::start_secured(dir, "")
+    }
+
+    /// The same, with `config` (more nats-server configuration, e.g. a `tls` block).
+    pub fn start_secured(dir: &Path, config: &str) -> Nats {
+        let auth = dir.join("nats-users");
+        std::fs::create_dir_all(&auth).expect("create the users' folder");
+        let controller = nkeys::KeyPair::new_user();
+        let worker = nkeys::KeyPair::new_user();
+        let users = Users {
+            controller: auth.join("controller.nk"),
+            worker: auth.join("worker.nk"),
+        };
+        std::fs::write(&users.controller, controller.seed().expect("a seed"))
+            .expect("write the controller's seed");
+        std::fs::write(&users.worker, worker.seed().expect("a seed"))
+            .expect("write the worker's seed");
+        let block =
+            wisp::bus::permissions::authorization(&controller.public_key(), &worker.public_key());
+        let mut nats = Self::start_with(dir, &format!("{block}\n{config}"));
+        nats.users = Some(users);
+        nats
+    }
+
+    /// A server that lets anyone in, with all rights (wisp uses it only with
+    /// `--insecure-open-bus`).
+    pub fn start_open(dir: &Path) -> Nats {
         Self::start_with(dir, "")
+    }
+
+    /// The flags that reach this server as a controller (or a worker): its URL and the
+    /// role's nkey, or `--insecure-open-bus` on an open server.
+    pub fn args(&self, worker: bool) -> Vec<String> {
+        let mut args = vec!["--nats".to_owned(), self.url.clone()];
+        match &self.users {
+            Some(u) => {
+                let seed = if worker { &u.worker } else { &u.controller };
+                args.push("--nats-nkey".into());
+                args.push(seed.display().to_string());
+            }
+            None => args.push("--insecure-open-bus".into()),
+        }
+        args
     }
 
     /// The same, with `config` (nats-server configuration text, e.g. an `authorization`
@@ -70,7 +129,19 @@ impl Nats {
             child: Some(child),
             url: format!("nats://{addr}"),
             log,
+            users: None,
         }
+    }
+
+    /// The permission violations the server logged: what a client was refused.
+    pub fn violations(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            // `Publish Violation - User "...", Subject "..."`, `Subscription Violation - ...`.
+            .filter(|l| l.contains(" Violation - "))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Stops the server (SIGTERM, then waits).

@@ -16,13 +16,25 @@
 //! an exec item as lost with that worker unless the run said `--redeliver-exec`. A claim
 //! that is still fresh is never taken over, so no item runs twice at once.
 //!
+//! Trust: items and cancels are signed by the controller's job key (`bus/item`); every
+//! event, claim and work consumer by the worker that wrote it, with a key of its own
+//! (`bus/auth`). The controller takes an item's events only from the worker whose signed
+//! claim it saw, and only about that item's host; a worker takes a claim only when a trusted
+//! worker signed it. The server itself runs with per-user permissions (`bus/permissions`,
+//! `wisp nats-config`), and wisp refuses a server that lets a client in without credentials
+//! unless told `--insecure-open-bus`. A worker also keeps the ids of the items it ran on its
+//! own disk (`bus/ledger`), so a replay is refused even when the claims are gone.
+//!
 //! What this module does not know: the command line, or how hosts are reached (the worker
 //! is handed a way to turn a host into a target).
 
+pub mod auth;
 mod cancels;
 pub mod dispatch;
 mod events;
 pub mod item;
+mod ledger;
+pub mod permissions;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -36,8 +48,11 @@ pub const WORK_STREAM: &str = "WISP_WORK";
 pub const EVENTS_STREAM: &str = "WISP_EVENTS";
 /// Who runs which item: one message per item (the newest), replaced by compare-and-set.
 pub const CLAIMS_STREAM: &str = "WISP_CLAIMS";
-/// How long an item may wait or run before no worker takes it.
+/// How long the streams keep an item: longer than any item's expiry.
 pub const ITEM_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long after it is made an item may still be taken by a worker, by default
+/// (`--item-expiry`): a copy replayed later is refused for its age alone.
+pub const DEFAULT_ITEM_EXPIRY: Duration = Duration::from_secs(300);
 
 /// How to reach the bus.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +67,11 @@ pub struct Connect {
     pub ca: Option<PathBuf>,
     /// The name this client shows the server.
     pub name: String,
+    /// The prefix of this client's reply subjects (`_INBOX` when empty), so the server's
+    /// permissions can keep each role's replies from the others.
+    pub inbox_prefix: String,
+    /// Use a server that lets clients in without credentials (`--insecure-open-bus`).
+    pub insecure_open_bus: bool,
 }
 
 /// Why the bus could not be used.
@@ -76,6 +96,14 @@ pub enum BusError {
     /// The bus went away mid-run.
     #[error("lost the NATS server at {url}: {why}")]
     Lost { url: String, why: String },
+    /// The server lets anyone in.
+    #[error(
+        "the NATS server at {url} lets a client in without credentials and reach wisp's \
+         streams: anyone who can connect could read every item and forge claims and events. \
+         Run it with users and permissions (`wisp nats-config DIR` writes them), or pass \
+         --insecure-open-bus to use it anyway"
+    )]
+    Open { url: String },
 }
 
 /// A connection, with JetStream and the streams wisp uses.
@@ -129,6 +157,12 @@ impl Bus {
                 .add_root_certificates(path.clone())
                 .require_tls(true);
         }
+        if !c.inbox_prefix.is_empty() {
+            options = options.custom_inbox_prefix(c.inbox_prefix.clone());
+        }
+        if !c.insecure_open_bus && lets_anyone_in(c).await {
+            return Err(BusError::Open { url: c.url.clone() });
+        }
         let client = options
             .connect(c.url.as_str())
             .await
@@ -153,7 +187,7 @@ impl Bus {
     }
 
     /// The streams and the bucket, created when missing (every client may be the first).
-    async fn ensure(&self) -> Result<(), BusError> {
+    pub(super) async fn ensure(&self) -> Result<(), BusError> {
         use jetstream::stream::{Config, RetentionPolicy, StorageType};
         self.js
             .get_or_create_stream(Config {
@@ -214,6 +248,17 @@ pub struct Claims {
     stream: jetstream::stream::Stream,
 }
 
+/// A claim as the claims stream holds it.
+#[derive(Debug, Clone)]
+pub struct StoredClaim {
+    /// Its sequence in the stream (what a write replacing it names).
+    pub seq: u64,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// Its worker signature header, when it has one.
+    pub signature: Option<String>,
+}
+
 /// Why a claim was not written.
 #[derive(Debug)]
 pub enum ClaimError {
@@ -224,14 +269,22 @@ pub enum ClaimError {
 }
 
 impl Claims {
-    /// The claim on `id`, with its sequence, when there is one.
-    pub async fn get(&self, id: &str) -> Result<Option<(u64, Vec<u8>)>, String> {
+    /// The claim on `id`: its sequence, its body and its worker signature, when there is
+    /// one.
+    pub async fn get(&self, id: &str) -> Result<Option<StoredClaim>, String> {
         match self
             .stream
             .get_last_raw_message_by_subject(&format!("wisp.claims.{id}"))
             .await
         {
-            Ok(m) => Ok(Some((m.sequence, m.payload.to_vec()))),
+            Ok(m) => Ok(Some(StoredClaim {
+                seq: m.sequence,
+                signature: m
+                    .headers
+                    .get(auth::WORKER_SIGNATURE_HEADER)
+                    .map(|v| v.as_str().to_owned()),
+                body: m.payload.to_vec(),
+            })),
             Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
                 Ok(None)
             }
@@ -239,14 +292,22 @@ impl Claims {
         }
     }
 
-    /// Writes `body` as the claim on `id`, replacing the claim at sequence `expected` (0:
-    /// there must be none); the new claim's sequence.
-    pub async fn put(&self, id: &str, body: Vec<u8>, expected: u64) -> Result<u64, ClaimError> {
+    /// Writes `body`, signed by `signature` (a worker signature header), as the claim on
+    /// `id`, replacing the claim at sequence `expected` (0: there must be none); the new
+    /// claim's sequence.
+    pub async fn put(
+        &self,
+        id: &str,
+        body: Vec<u8>,
+        signature: &str,
+        expected: u64,
+    ) -> Result<u64, ClaimError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
             expected.to_string().as_str(),
         );
+        headers.insert(auth::WORKER_SIGNATURE_HEADER, signature);
         let ack = self
             .js
             .publish_with_headers(format!("wisp.claims.{id}"), headers, body.into())
@@ -261,6 +322,36 @@ impl Claims {
 }
 
 use jetstream::stream::StorageType;
+
+/// Whether a client with no credentials gets in and can reach wisp's streams: a server that
+/// asks for no credentials, or maps clients without them to a user allowed there. A client
+/// that gets in but cannot use JetStream there (another account, no permission) is kept out
+/// of wisp's streams, which is all that matters here.
+async fn lets_anyone_in(c: &Connect) -> bool {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("wisp open-bus check")
+        .connection_timeout(Duration::from_secs(3));
+    if let Some(path) = &c.ca {
+        options = options
+            .add_root_certificates(path.clone())
+            .require_tls(true);
+    }
+    let Ok(Ok(client)) =
+        tokio::time::timeout(Duration::from_secs(4), options.connect(c.url.as_str())).await
+    else {
+        return false;
+    };
+    let js = jetstream::new(client.clone());
+    let answer = tokio::time::timeout(Duration::from_secs(2), js.get_stream(WORK_STREAM)).await;
+    let _ = client.drain().await;
+    match answer {
+        Ok(Ok(_)) => true,
+        // The API answered: it is there to be used, the stream is only not made yet.
+        Ok(Err(e)) => e.to_string().contains("stream not found"),
+        // No answer: a permissions violation is dropped by the server.
+        Err(_) => false,
+    }
+}
 
 /// A region name, as it may appear in a subject.
 pub fn check_region(region: &str) -> Result<(), String> {

@@ -95,12 +95,18 @@ pub(super) fn fleet(
                         start: h.start,
                         redeliver_exec: h.redeliver_exec,
                         secrets: h.secrets,
+                        workers: h.workers,
+                        item_expiry: h.item_expiry,
                     },
                     h.hosts,
                     h.work,
                 )),
                 Err(e) => {
-                    let _ = usage_error(&crate::errors::error_chain(&e));
+                    let status = usage_error(&crate::errors::error_chain(&e));
+                    // An open bus is a setting to fix; anything else, a server not reached.
+                    if matches!(e, crate::bus::BusError::Open { .. }) {
+                        return status;
+                    }
                     return ExitStatus::Unreachable;
                 }
             },

@@ -11,6 +11,7 @@ mod connect;
 mod drift;
 mod execute;
 mod history;
+mod keys;
 mod retry;
 mod run;
 mod secrets;
@@ -115,7 +116,8 @@ enum Command {
     ///
     /// The hosts are read from the state store: those that failed, were unreachable, were
     /// interrupted or were never started (a rollout stopped by its failure budget). A plan is
-    /// read again from its file (a note says so when it changed since); with
+    /// read again from its file, and refused when it changed since (unless
+    /// --plan-changed-ok); with
     /// --from-failed-task each host that failed a task starts at that task. A `wisp run` is
     /// retried with its command given again after `--`, since command arguments are never
     /// recorded. The inventory and --become carry over; other options are given again. The
@@ -144,8 +146,18 @@ enum Command {
     /// dies, its plans are run again by another worker after the ack wait, and its commands
     /// are reported as lost. SIGTERM or Ctrl-C: take no more, finish what started, exit.
     Worker(Box<worker::WorkerArgs>),
-    /// Make a key pair to sign jobs for workers: FILE (secret) and FILE.pub.
-    Keygen(worker::KeygenArgs),
+    /// Make a key pair: FILE (secret) and FILE.pub. A controller's job key (--sign-jobs;
+    /// workers trust it with --trust-jobs) or a worker's own key (--sign-events; controllers
+    /// and other workers trust it with --trust-workers).
+    Keygen(keys::KeygenArgs),
+    /// Write the users and permissions of a NATS server for wisp: `wisp nats-config DIR`.
+    ///
+    /// DIR/wisp-auth.conf is an `authorization` block to include in nats-server.conf: a
+    /// controller user that may publish work and cancels and read events, a worker user that
+    /// may pull work, write claims and publish events, and nobody else let in; neither may
+    /// delete or purge what the other relies on. DIR/controller.nk and DIR/worker.nk are their
+    /// nkey seeds (--nats-nkey).
+    NatsConfig(keys::NatsConfigArgs),
 }
 
 /// An error the operator must fix before anything runs.
@@ -192,7 +204,8 @@ pub fn main() -> std::process::ExitCode {
         Command::History(a) => history::history(&a),
         Command::Show(a) => history::show(&a),
         Command::Worker(a) => worker::main(*a),
-        Command::Keygen(a) => worker::keygen(&a),
+        Command::Keygen(a) => keys::keygen(&a),
+        Command::NatsConfig(a) => keys::nats_config(&a),
     };
     status.into()
 }

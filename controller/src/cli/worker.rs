@@ -1,4 +1,4 @@
-//! `wisp worker` and `wisp keygen`, and the `--nats` flags of fleet commands: how a run is
+//! `wisp worker`, and the `--nats` flags of fleet commands: how a run is
 //! handed to workers on NATS JetStream (see [`crate::bus`]).
 
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use wisp_transports::remote::{Remote, RemoteHost, RemoteOptions};
 
 use super::common::Common;
 use super::usage_error;
+use crate::bus::auth::{WorkerKey, WorkerKeys};
 use crate::bus::item::{HostSpec, Signer, Start, Verifier, Work};
 use crate::bus::{self, Connect};
 use crate::errors::error_chain;
@@ -31,16 +32,23 @@ pub(super) struct NatsAuth {
     /// CA certificates (PEM) the server's TLS certificate must chain to; turns TLS on.
     #[arg(long, value_name = "FILE")]
     pub(super) nats_ca: Option<PathBuf>,
+    /// Use a NATS server that lets clients in without credentials. Anyone who can reach such
+    /// a server can read every item and hold back or replay work; signatures still keep
+    /// them from running their own. Without this flag wisp refuses such a server.
+    #[arg(long)]
+    pub(super) insecure_open_bus: bool,
 }
 
 impl NatsAuth {
-    fn connect(&self, url: &str, name: String) -> Connect {
+    fn connect(&self, url: &str, name: String, inbox_prefix: &str) -> Connect {
         Connect {
             url: url.to_owned(),
             creds: self.nats_creds.clone(),
             nkey: self.nats_nkey.clone(),
             ca: self.nats_ca.clone(),
             name,
+            inbox_prefix: inbox_prefix.to_owned(),
+            insecure_open_bus: self.insecure_open_bus,
         }
     }
 }
@@ -66,6 +74,15 @@ pub(super) struct BusArgs {
     /// (`wisp worker --identity`) can run it.
     #[arg(long, value_name = "FILE")]
     pub(super) worker_recipients: Option<PathBuf>,
+    /// The public keys of the workers whose events this controller hears (each worker's
+    /// `wisp keygen` FILE.pub; a file may hold several, one after another). An event not
+    /// signed by one of them, or not by the worker that claimed the host, is refused.
+    #[arg(long, value_name = "FILE", env = "WISP_TRUST_WORKERS")]
+    pub(super) trust_workers: Vec<PathBuf>,
+    /// How long an item may wait for a worker to take it; a copy of it put on the bus later
+    /// is refused for its age alone, and a host no worker took by then is unreachable.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub(super) item_expiry: Duration,
     /// When a worker dies mid-command, run an exec item again on another worker (by default
     /// it is reported as lost: a command may not be safe to run twice; plans always are).
     #[arg(long)]
@@ -82,6 +99,8 @@ pub(super) struct Handoff {
     pub(super) start: Start,
     pub(super) redeliver_exec: bool,
     pub(super) secrets: Option<String>,
+    pub(super) workers: WorkerKeys,
+    pub(super) item_expiry: Duration,
 }
 
 /// Checks that this run can go through the bus, and says what to fix when it cannot.
@@ -100,6 +119,14 @@ pub(super) fn handoff(
              --trust-jobs",
         ));
     };
+    if a.trust_workers.is_empty() {
+        return Err(usage_error(
+            "--nats needs --trust-workers FILE (or $WISP_TRUST_WORKERS): the public keys of \
+             the workers whose events count (each worker's `wisp keygen` FILE.pub, given to it \
+             as --sign-events FILE); without them anyone on the bus could report results",
+        ));
+    }
+    let workers = WorkerKeys::load(&a.trust_workers).map_err(|e| usage_error(&error_chain(&e)))?;
     if output_dir {
         return Err(usage_error(
             "--output-dir writes on this machine; it does not combine with --nats",
@@ -202,9 +229,11 @@ pub(super) fn handoff(
     let signer = Signer::load(key).map_err(|e| usage_error(&error_chain(&e)))?;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     Ok(Handoff {
-        connect: a
-            .auth
-            .connect(url, format!("wisp controller {}", std::process::id())),
+        connect: a.auth.connect(
+            url,
+            format!("wisp controller {}", std::process::id()),
+            bus::permissions::CONTROLLER_INBOX,
+        ),
         signer,
         hosts,
         work,
@@ -215,6 +244,8 @@ pub(super) fn handoff(
         },
         redeliver_exec: a.redeliver_exec,
         secrets,
+        workers,
+        item_expiry: a.item_expiry,
     })
 }
 
@@ -246,6 +277,20 @@ pub(super) struct WorkerArgs {
     /// put on the stream is refused and logged.
     #[arg(long, value_name = "FILE", required = true)]
     trust_jobs: Vec<PathBuf>,
+    /// This worker's own key (`wisp keygen FILE`): everything it sends back, every claim
+    /// and the consumer it makes are signed with it. Give FILE.pub to controllers and the
+    /// other workers (--trust-workers). Its password, if any, in $WISP_WORKER_KEY_PASSWORD.
+    #[arg(long, value_name = "FILE", env = "WISP_WORKER_KEY", required = true)]
+    sign_events: PathBuf,
+    /// The public keys of the other workers (their claims and consumers count; one written
+    /// by anyone else is not a claim). This worker's own key is always trusted.
+    #[arg(long, value_name = "FILE")]
+    trust_workers: Vec<PathBuf>,
+    /// Where this worker records the items it ran, so a copy put on the bus again is refused
+    /// even if the claims are gone [default: $XDG_STATE_HOME/wisp/worker-ran, shared by the
+    /// workers of this user].
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<PathBuf>,
     /// Hosts worked on at once.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     forks: u32,
@@ -291,6 +336,24 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         Ok(v) => v,
         Err(e) => return usage_error(&error_chain(&e)),
     };
+    let key = match WorkerKey::load(&a.sign_events) {
+        Ok(k) => Arc::new(k),
+        Err(e) => return usage_error(&format!("--sign-events: {}", error_chain(&e))),
+    };
+    let workers = match WorkerKeys::load(&a.trust_workers) {
+        Ok(w) => w.with(key.public()),
+        Err(e) => return usage_error(&format!("--trust-workers: {}", error_chain(&e))),
+    };
+    let Some(ledger) = a
+        .ledger
+        .clone()
+        .or_else(|| crate::store::state_dir().map(|d| d.join("worker-ran")))
+    else {
+        return usage_error(
+            "no state directory for the worker's ledger (no HOME, no XDG_STATE_HOME): give \
+             --ledger FILE",
+        );
+    };
     let identities = match &a.identity {
         Some(path) => match crate::secrets::identities(Some(path)) {
             Ok(ids) => ids,
@@ -320,11 +383,18 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         forks: usize::try_from(a.forks).unwrap_or(usize::MAX),
         ack_wait: a.ack_wait,
         verifier,
+        key,
+        workers,
         identities,
         runners: runners.binaries,
         reach,
+        ledger,
     };
-    let connect = a.auth.connect(&a.nats, format!("wisp worker {name}"));
+    let connect = a.auth.connect(
+        &a.nats,
+        format!("wisp worker {name}"),
+        bus::permissions::WORKER_INBOX,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -336,23 +406,30 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         let bus = match bus::Bus::connect(&connect).await {
             Ok(b) => b,
             Err(e) => {
-                let _ = usage_error(&error_chain(&e));
+                let status = usage_error(&error_chain(&e));
+                // An open bus is a setting to fix; anything else, a server not reached.
+                if matches!(e, bus::BusError::Open { .. }) {
+                    return status;
+                }
                 return ExitStatus::Unreachable;
             }
         };
-        // SIGINT/SIGTERM: take no more items, finish the ones started, exit.
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        // SIGINT/SIGTERM: take no more items, finish the ones started, exit; a second one:
+        // exit now.
+        let (stop_tx, stop) = tokio::sync::watch::channel(0u8);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             if let (Ok(mut int), Ok(mut term)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
             ) {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
+                for n in 1..=2 {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    let _ = stop_tx.send(n);
                 }
-                let _ = stop_tx.send(true);
             }
         });
         match bus::worker::serve(bus, worker, stop).await {
@@ -410,29 +487,4 @@ fn reach(a: &WorkerArgs) -> bus::worker::Reach {
             remote: Some(target),
         })
     })
-}
-
-#[derive(Debug, Args)]
-pub(super) struct KeygenArgs {
-    /// Where to write the secret key (0600; never over an existing file); the public key
-    /// goes beside it as FILE.pub.
-    file: PathBuf,
-}
-
-/// `wisp keygen`.
-pub(super) fn keygen(a: &KeygenArgs) -> ExitStatus {
-    match Signer::generate(&a.file) {
-        Ok(public) => {
-            let _ = std::io::Write::write_fmt(
-                &mut std::io::stderr(),
-                format_args!(
-                    "wrote {} (sign with --sign-jobs) and {} (give workers --trust-jobs)\n",
-                    a.file.display(),
-                    public.display()
-                ),
-            );
-            ExitStatus::Ok
-        }
-        Err(e) => usage_error(&error_chain(&e)),
-    }
 }

@@ -340,19 +340,7 @@ impl Plan {
             // What a host reports is data: in a command line it must be quoted, or a host
             // named `vm; touch /x #` runs `touch` on itself (as root, under --become).
             if t.op == "exec" {
-                let mut command_refs = Vec::new();
-                for key in ["shell", "argv"] {
-                    if let Some(v) = t.args.get(key) {
-                        let _ = render_value(v, &ctx, &mut command_refs);
-                    }
-                }
-                if let Some(r) = command_refs.iter().find(|r| unquoted_host_value(r)) {
-                    let what = format!(
-                        "{{{{ {r} }}}} in a command: a fact is what the host says, and it could \
-                         hold shell code; write {{{{ {r} | quote }}}}"
-                    );
-                    return Err((t.line, PlanErrorKind::Template(what)));
-                }
+                unquoted_host_value(&t.args, &ctx).map_err(template)?;
             }
             if let Some(Content::Inline(c)) = &t.content {
                 render(c, &ctx, &mut refs).map_err(template)?;

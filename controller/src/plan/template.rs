@@ -188,11 +188,26 @@ pub(super) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\"'\"'"))
 }
 
-/// Whether a recorded reference is a value the host itself reported (a fact), put into text
-/// without the `quote` filter. Such a value is data from the host: in a command line it could
-/// run code on the host, or on every host of a plan that shares it.
-pub(super) fn unquoted_host_value(reference: &str) -> bool {
-    reference.starts_with("facts.") && !reference.ends_with(QUOTED)
+/// Refuses an exec task whose command line (`shell` or `argv`) holds a value the host itself
+/// reported (a fact) without the `quote` filter. Such a value is data from the host: in a
+/// command line it could run code on the host, or on every host of a plan that shares it.
+pub(super) fn unquoted_host_value(args: &toml::Table, ctx: &Context) -> Result<(), String> {
+    let mut refs = Vec::new();
+    for key in ["shell", "argv"] {
+        if let Some(v) = args.get(key) {
+            let _ = render_value(v, ctx, &mut refs);
+        }
+    }
+    match refs
+        .iter()
+        .find(|r| r.starts_with("facts.") && !r.ends_with(QUOTED))
+    {
+        Some(r) => Err(format!(
+            "{{{{ {r} }}}} in a command: a fact is what the host says, and it could hold shell \
+             code; write {{{{ {r} | quote }}}}"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Renders every text inside a task's args (a TOML table, as the plan gives it).

@@ -189,6 +189,31 @@ impl Drift {
     }
 }
 
+impl super::Reporter {
+    /// The drift report for these results, printed (stdout, or one `drift` JSON line), with
+    /// its exit status. `None` when this reporter is not collecting drift.
+    pub fn drift_report(&self, results: &[HostResult], interrupted: bool) -> Option<ExitStatus> {
+        let collector = self.drift.as_ref()?;
+        let report = Drift::new(collector, results);
+        let status = report.exit_status(interrupted);
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        if self.json {
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            value["type"] = "drift".into();
+            value["exit_code"] = (status as u8).into();
+            self.json(value);
+        } else {
+            // The report escapes what hosts put in it (diffs, details) itself.
+            let text = self.redactor.redact(&report.text()).into_owned();
+            let _guard = self.lock.lock();
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+        }
+        Some(status)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,6 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use wisp_protocol::message::{Capabilities, Done, ErrorFrame, EventKind, Ready};
 
-use crate::exit::ExitStatus;
-
 pub mod drift;
 mod fold;
 mod folded;
@@ -132,29 +130,6 @@ impl Reporter {
     pub fn for_drift(mut self) -> Self {
         self.drift = Some(drift::Collector::default());
         self
-    }
-
-    /// The drift report for these results, printed (stdout, or one `drift` JSON line), with
-    /// its exit status. `None` when this reporter is not collecting drift.
-    pub fn drift_report(&self, results: &[HostResult], interrupted: bool) -> Option<ExitStatus> {
-        let collector = self.drift.as_ref()?;
-        let report = drift::Drift::new(collector, results);
-        let status = report.exit_status(interrupted);
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
-        }
-        if self.json {
-            let mut value = serde_json::to_value(&report).unwrap_or_default();
-            value["type"] = "drift".into();
-            value["exit_code"] = (status as u8).into();
-            self.json(value);
-        } else {
-            // The report escapes what hosts put in it (diffs, details) itself.
-            let text = self.redactor.redact(&report.text()).into_owned();
-            let _guard = self.lock.lock();
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
-        }
-        Some(status)
     }
 
     /// A redactor for one output stream of one command, hiding this run's secrets.
@@ -491,6 +466,16 @@ impl Reporter {
                 capabilities(&ready.caps),
             ),
         );
+    }
+
+    /// Something the operator should know that is neither a host's output nor its result
+    /// (a refused bus message, say); its text may hold what a peer chose, shown escaped.
+    pub fn warn(&self, text: &str) {
+        if self.json {
+            self.json(json!({"type": "warning", "message": text}));
+        } else {
+            self.err(&format!("wisp: {}", visible(text)));
+        }
     }
 
     /// The run starts no more hosts, and why (said as it happens; the recap says it again).

@@ -15,8 +15,8 @@
 //! - `ready-twice`: a second READY;
 //! - `unknown-id`: a DONE for a command the controller never sent;
 //! - `cut`: half of the next frame, then it hangs up;
-//! - `short-lines`: 100 frames of output for the same command, each 1.6 MB of two-byte lines
-//!   (800,000 lines a frame).
+//! - `short-lines`: 100 frames (`$BROKEN_RUNNER_FRAMES`) of output for the same command, each
+//!   1.6 MB of two-byte lines (800,000 lines a frame).
 //!
 //! Its settings come from its environment or, since wisp starts a local runner with a login's
 //! environment only, from `$HOME/broken-runner.env` (`NAME=VALUE` lines), which the tests
@@ -40,8 +40,8 @@ fn setting(name: &str) -> Option<String> {
         std::fs::read_to_string(std::path::Path::new(&home).join("broken-runner.env")).ok()?;
     // The last line for a name wins, as in a shell's environment.
     text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
 }
 
 fn main() {
@@ -169,7 +169,10 @@ fn hostile(then: &str, json: &str, out: &mut impl Write) -> bool {
             let lines = b"a\n".repeat(800_000);
             let mut frame = Vec::new();
             encode(json.as_bytes(), &lines, &mut frame).expect("encode");
-            for _ in 0..100 {
+            let frames: usize = setting("BROKEN_RUNNER_FRAMES")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100);
+            for _ in 0..frames {
                 if out.write_all(&frame).is_err() {
                     break;
                 }

@@ -1,6 +1,13 @@
 //! The controller's side of a run through workers: the same fan-out as a local run (batches,
 //! budgets, `--forks` items out at once), where each host's work is an item put on the bus
 //! and the events workers send back about it, replayed on the run's reporter.
+//!
+//! Only what a trusted worker signed is heard, and of that only what the worker whose claim
+//! was heard says about the item's own host: an event signed by no trusted key, for another
+//! run or item, out of order, from another worker than the claimant, or about another host
+//! is refused, journalled and said once per host.
+
+mod heard;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,14 +16,16 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use super::auth::{Domain, WORKER_SIGNATURE_HEADER, WorkerKeys};
+use super::events::{ENVELOPE_FORMAT, Envelope};
 use super::item::{Back, Cancel, HostSpec, Item, SIGNATURE_HEADER, Signer, Start, Work, now_ms};
-use super::{Bus, EVENTS_STREAM, ITEM_LIFETIME, WORK_STREAM, work_subject};
+use super::{Bus, EVENTS_STREAM, WORK_STREAM, work_subject};
 use crate::fleet::{Fanned, Target};
 use crate::interrupt::Interrupt;
 use crate::report::{HostOutcome, HostResult, Reporter};
+use heard::{Heard, replay};
 
 /// How long the controller waits for a lost NATS connection to come back before it gives
 /// up on the hosts still out.
@@ -33,10 +42,26 @@ pub struct Dispatch {
     pub redeliver_exec: bool,
     /// The plan's secrets sealed to the workers (base64 age), when it has any.
     pub secrets: Option<String>,
+    /// The worker keys whose events are heard (`--trust-workers`).
+    pub workers: WorkerKeys,
+    /// How long an item may wait for a worker (`--item-expiry`).
+    pub item_expiry: Duration,
+}
+
+/// What reaches an item's waiter: an event with the key that signed it, or why a message on
+/// its subject was refused.
+enum Inbound {
+    Signed {
+        key: String,
+        worker: String,
+        seq: u64,
+        back: Back,
+    },
+    Refused(String),
 }
 
 /// Each item's events, by item id.
-type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Back>>>>;
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Inbound>>>>;
 
 /// Runs `work` on every host through the workers; results in target order.
 pub async fn run(
@@ -112,21 +137,57 @@ async fn route(d: &Dispatch, routes: Routes) -> Result<tokio::task::JoinHandle<(
         .await
         .map_err(|e| err(e.to_string()))?;
     let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    let (run, workers) = (d.run.clone(), d.workers.clone());
     Ok(tokio::spawn(async move {
         while let Some(msg) = messages.next().await {
             let Ok(msg) = msg else { continue };
             let Some(id) = msg.subject.rsplit('.').next().map(str::to_owned) else {
                 continue;
             };
-            let Ok(back) = serde_json::from_slice::<Back>(&msg.payload) else {
-                continue;
-            };
             let tx = routes.lock().ok().and_then(|r| r.get(&id).cloned());
-            if let Some(tx) = tx {
-                let _ = tx.send(back);
-            }
+            // Not an item of this run waiting for its events: nothing to hear.
+            let Some(tx) = tx else { continue };
+            let _ = tx.send(inbound(&msg, &run, &id, &workers));
         }
     }))
+}
+
+/// One message on an item's events subject, checked: signed by a trusted worker, in the
+/// envelope format, naming this run and this item.
+fn inbound(
+    msg: &async_nats::jetstream::Message,
+    run: &str,
+    id: &str,
+    workers: &WorkerKeys,
+) -> Inbound {
+    let signature = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(WORKER_SIGNATURE_HEADER))
+        .map(|v| v.as_str());
+    let key = match workers.check(Domain::Event, &msg.payload, signature) {
+        Ok(key) => key.to_owned(),
+        Err(why) => return Inbound::Refused(why),
+    };
+    let envelope: Envelope<Back> = match serde_json::from_slice(&msg.payload) {
+        Ok(e) => e,
+        Err(e) => return Inbound::Refused(format!("signed, but not an event: {e}")),
+    };
+    if envelope.v != ENVELOPE_FORMAT {
+        return Inbound::Refused(format!("event format {}", envelope.v));
+    }
+    if envelope.run != run || envelope.item != id {
+        return Inbound::Refused(format!(
+            "an event of run {} item {}, moved here",
+            envelope.run, envelope.item
+        ));
+    }
+    Inbound::Signed {
+        key,
+        worker: envelope.worker,
+        seq: envelope.seq,
+        back: envelope.back,
+    }
 }
 
 /// Ctrl-C (and `--run-timeout`) reach the workers as signed cancels; items not yet taken are
@@ -195,7 +256,7 @@ async fn one_host(
         id: id.clone(),
         run: d.run.clone(),
         issued_ms: issued,
-        expires_ms: issued + u64::try_from(ITEM_LIFETIME.as_millis()).unwrap_or(u64::MAX),
+        expires_ms: issued + u64::try_from(d.item_expiry.as_millis()).unwrap_or(u64::MAX),
         region: region.clone(),
         host: host.clone(),
         work: work.clone(),
@@ -213,65 +274,43 @@ async fn one_host(
             return HostResult::new(name, HostOutcome::Unreachable, "not queued");
         }
         let mut down = d.bus.down.clone();
-        let mut claimed = false;
+        let mut heard = Heard::new(name, &id);
+        // No worker takes an item after its expiry: waiting longer for one is waiting
+        // forever (no worker of its region, or none that can reach the bus).
+        let unclaimed = tokio::time::sleep(d.item_expiry + Duration::from_secs(5));
+        tokio::pin!(unclaimed);
         loop {
             tokio::select! {
-                back = rx.recv() => {
-                    let Some(back) = back else {
+                inbound = rx.recv() => {
+                    let Some(inbound) = inbound else {
                         return HostResult::new(name, HostOutcome::Unreachable, "events stopped");
                     };
-                    match back {
-                        Back::Claimed { worker, at_ms, took_over } => {
-                            claimed = true;
-                            reporter.journal().record(json!({
-                                "kind": "worker", "host": name, "event": "claimed",
-                                "worker": worker, "at_ms": at_ms, "took_over": took_over,
-                                "item": id,
-                            }));
+                    let back = match heard.admit(inbound) {
+                        Ok(back) => back,
+                        Err(why) => {
+                            heard.refused(reporter, &why);
+                            continue;
                         }
-                        Back::Report { event } => {
-                            // A worker reports on the host of its item, never another.
-                            if event.host().is_none_or(|h| h == name) {
-                                reporter.replay(event);
-                            }
-                        }
-                        Back::Finished { worker, at_ms, result } => {
-                            reporter.journal().record(json!({
-                                "kind": "worker", "host": name, "event": "finished",
-                                "worker": worker, "at_ms": at_ms, "item": id,
-                                "outcome": result.outcome.label(),
-                            }));
-                            return result;
-                        }
-                        Back::Lost { worker, by } => {
-                            reporter.journal().record(json!({
-                                "kind": "worker", "host": name, "event": "lost",
-                                "worker": worker, "by": by, "item": id,
-                            }));
-                            let message = format!(
-                                "lost with worker {worker}: the command may have run, in part \
-                                 or whole; an exec item is not run again (--redeliver-exec \
-                                 allows it)"
-                            );
-                            reporter.unreachable(name, &message);
-                            return HostResult::new(
-                                name,
-                                HostOutcome::Unreachable,
-                                &format!("lost with worker {worker}"),
-                            );
-                        }
-                        Back::Refused { worker, reason } => {
-                            reporter.unreachable(name, &format!("worker {worker} refused the item: {reason}"));
-                            return HostResult::new(name, HostOutcome::Failed, "refused by its worker");
-                        }
+                    };
+                    if let Some(result) = replay(back, name, &id, reporter) {
+                        return result;
                     }
+                }
+                () = &mut unclaimed, if heard.claimant.is_none() => {
+                    let message = format!(
+                        "no worker took its item within its expiry ({:?}): are workers of \
+                         region {region} running, reaching {}, and trusting this job key?",
+                        d.item_expiry, d.bus.url
+                    );
+                    reporter.unreachable(name, &message);
+                    return HostResult::new(name, HostOutcome::Unreachable, "no worker took it");
                 }
                 _ = interrupt.changed() => {
                     let now = *interrupt.borrow();
                     if now == Interrupt::Disconnect {
                         return HostResult::new(name, HostOutcome::Interrupted, "disconnected before it answered the cancel");
                     }
-                    if now == Interrupt::Cancel && !claimed {
+                    if now == Interrupt::Cancel && heard.claimant.is_none() {
                         // Purged from the stream before a worker took it (a claim on its way
                         // is cancelled by the same broadcast).
                         return HostResult::new(name, HostOutcome::Interrupted, "not started");

@@ -9,29 +9,38 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+mod claim;
+mod consumer;
+
+use super::auth::{WorkerKey, WorkerKeys};
 use super::cancels::{Runs, listen_for_cancels};
 use super::events::Events;
 use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, Work, now_ms};
-use super::{Bus, BusError, ClaimError, WORK_STREAM};
+use super::ledger::{Entry, Ledger};
+use super::{Bus, BusError};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::jobs::{Job, apply::Resume};
 use crate::report::forward::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
+use claim::{Beat, Claim, claim, keep_alive, put_claim};
+use consumer::{CONSUMER_CHECK, work_consumer};
 
 /// Turns a host into a target this worker can reach (its own keys and known_hosts), with
 /// `become_root` as the item asks.
 pub type Reach = Arc<dyn Fn(&HostSpec, bool) -> Result<Target, String> + Send + Sync>;
 
+/// How long a worker waits for the bus to store what it sent about an item; a server that
+/// is gone does not answer, and a stopping worker must still stop.
+pub(super) const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
 /// What a worker is.
 pub struct Worker {
-    /// Its name, in claims and in what it reports.
+    /// Its name, in claims, logs and what it reports.
     pub name: String,
     /// The region whose items it takes (`any` without one).
     pub region: String,
@@ -41,12 +50,18 @@ pub struct Worker {
     pub ack_wait: Duration,
     /// The job keys it trusts.
     pub verifier: Verifier,
+    /// Its own key: every event, claim and consumer it writes is signed with it.
+    pub key: Arc<WorkerKey>,
+    /// The worker keys whose claims and consumers it accepts (its own among them).
+    pub workers: WorkerKeys,
     /// The age identities that open plans' secrets (`--identity`).
     pub identities: Vec<age::x25519::Identity>,
     /// The runners it pushes (checked against its own trusted keys when it started).
     pub runners: wisp_transports::RunnerBinaries,
     /// How it reaches hosts.
     pub reach: Reach,
+    /// Where it records the items it ran (`--ledger`).
+    pub ledger: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Worker {
@@ -58,15 +73,6 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// A claim on an item: who runs it, for which stream message, and when it last said so.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Claim {
-    worker: String,
-    seq: u64,
-    beat_ms: u64,
-    done: bool,
-}
-
 /// Says something on stderr, prefixed with the worker's name, on one line: what it says
 /// often holds what a bus client chose (a subject, an item's host), shown escaped.
 pub(super) fn log(worker: &str, text: &str) {
@@ -76,38 +82,16 @@ pub(super) fn log(worker: &str, text: &str) {
     );
 }
 
-/// Runs until `stop` turns true, then finishes the items it has started and returns.
+/// Runs until `stop` turns true, then finishes the items it has started and returns (or
+/// returns at once on a second stop, or when its consumer turns out not to be wisp's).
 pub async fn serve(
     bus: Bus,
     worker: Worker,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<u8>,
 ) -> Result<(), BusError> {
+    let ledger = Arc::new(Ledger::open(&worker.ledger, now_ms())?);
     let worker = Arc::new(worker);
-    let setup = |why: String| BusError::Setup {
-        what: "the work consumer",
-        url: bus.url.clone(),
-        why,
-    };
-    let stream = bus
-        .js
-        .get_stream(WORK_STREAM)
-        .await
-        .map_err(|e| setup(e.to_string()))?;
-    let durable = format!("wisp-{}", worker.region);
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject: format!("wisp.work.{}.>", worker.region),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: worker.ack_wait,
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| setup(e.to_string()))?;
+    let mut consumer = work_consumer(&bus, &worker).await?;
     let runs = Arc::new(Runs::default());
     tokio::spawn(listen_for_cancels(
         bus.clone(),
@@ -116,52 +100,125 @@ pub async fn serve(
     ));
     log(
         &worker.name,
-        &format!("taking items for region {} from {}", worker.region, bus.url),
+        &format!(
+            "taking items for region {} from {} (key {}, ledger {})",
+            worker.region,
+            bus.url,
+            worker.key.id(),
+            ledger.path().display()
+        ),
     );
     let slots = Arc::new(tokio::sync::Semaphore::new(worker.forks.max(1)));
+    let mut down = bus.down.clone();
+    let mut failing = None::<std::time::Instant>;
+    let mut refused = None;
+    let mut checked = std::time::Instant::now();
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => p,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s > 0) => break,
         };
         let Ok(permit) = permit else { break };
-        let batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                log(&worker.name, &format!("cannot pull from {}: {e}", bus.url));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        // Back from a lost connection: whoever could reach the server meanwhile could have
+        // replaced the consumer, so it is checked again.
+        if down.has_changed().unwrap_or(false) && !*down.borrow_and_update() {
+            match work_consumer(&bus, &worker).await {
+                Ok(c) => consumer = c,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
             }
+        }
+        let fetched = tokio::select! {
+            f = consumer.fetch().max_messages(1).expires(Duration::from_secs(2)).messages() => f,
+            _ = stop.wait_for(|s| *s > 0) => break,
         };
-        match batch.next().await {
+        let next = match fetched {
+            Ok(mut batch) => tokio::select! {
+                n = batch.next() => n.map(|m| m.map_err(|e| e.to_string())),
+                _ = stop.wait_for(|s| *s > 0) => break,
+            },
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match next {
             Some(Ok(msg)) => {
-                let (bus, worker, runs) = (bus.clone(), Arc::clone(&worker), Arc::clone(&runs));
+                failing = None;
+                let (bus, worker, runs, ledger) = (
+                    bus.clone(),
+                    Arc::clone(&worker),
+                    Arc::clone(&runs),
+                    Arc::clone(&ledger),
+                );
                 tokio::spawn(async move {
-                    handle(&bus, &worker, &runs, msg).await;
+                    handle(&bus, &worker, &runs, &ledger, msg).await;
                     drop(permit);
                 });
             }
             Some(Err(e)) => {
-                log(&worker.name, &format!("pulling: {e}"));
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Said once per ten seconds of failing, not once per try.
+                if failing.is_none_or(|since| since.elapsed() > Duration::from_secs(10)) {
+                    log(&worker.name, &format!("cannot pull from {}: {e}", bus.url));
+                    failing = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s > 0) => break,
+                }
+                // The stream or the consumer may be gone: made again (and checked) once the
+                // server answers.
+                if bus.ensure().await.is_ok() {
+                    match work_consumer(&bus, &worker).await {
+                        Ok(c) => consumer = c,
+                        Err(e @ BusError::Setup { .. })
+                            if e.to_string().contains("not made by") =>
+                        {
+                            refused = Some(e);
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
             }
-            None => {}
+            None => {
+                // Idle: is the consumer still the one a worker made? Someone who deleted it
+                // and made another with the same name (another filter) would otherwise hold
+                // back every item without a single error.
+                if checked.elapsed() > CONSUMER_CHECK {
+                    checked = std::time::Instant::now();
+                    match work_consumer(&bus, &worker).await {
+                        Ok(c) => consumer = c,
+                        Err(e @ BusError::Setup { .. })
+                            if e.to_string().contains("not made by") =>
+                        {
+                            refused = Some(e);
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
         }
+    }
+    if let Some(e) = &refused {
+        log(&worker.name, &format!("stopping: {e}"));
     }
     log(&worker.name, "stopping: finishing the items it started");
     let all = u32::try_from(worker.forks.max(1)).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
-    Ok(())
+    tokio::select! {
+        _ = slots.acquire_many(all) => {}
+        _ = stop.wait_for(|s| *s > 1) => {
+            log(&worker.name, "stopping now: the items still running are cut off");
+        }
+    }
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// One delivered item, from its checks to its ack.
-async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message) {
+async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: jetstream::Message) {
     let seq = msg.info().map_or(0, |i| i.stream_sequence);
     let subject = msg.subject.to_string();
     let refuse = |why: String| {
@@ -188,13 +245,26 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
             return;
         }
     };
-    let events = Events::new(bus, &item);
+    let events = Events::new(bus, &item, &worker.name, Arc::clone(&worker.key));
     let mut why = super::item::check_fresh(&item, now_ms()).err();
     if why.is_none() && item.region != worker.region {
         why = Some(format!(
             "for region {}, on a subject of region {}",
             item.region, worker.region
         ));
+    }
+    if why.is_none() {
+        // Another stream message with an id this machine ran: a copy put on the stream
+        // again, whatever became of its claim.
+        why = match ledger.record(&item.id, seq, item.expires_ms) {
+            Ok(Entry::New | Entry::Again) => None,
+            Ok(Entry::Replayed(first)) => Some(format!(
+                "replayed: item {} already ran here from stream message {first} (ledger {})",
+                item.id,
+                ledger.path().display()
+            )),
+            Err(e) => Some(format!("cannot record it in the ledger: {e}")),
+        };
     }
     if let Some(why) = why {
         turn_away(worker, &events, &msg, &refuse, why).await;
@@ -219,79 +289,17 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
         return;
     };
     let mine = Claim {
+        item: item.id.clone(),
         worker: worker.name.clone(),
         seq,
         beat_ms: now_ms(),
         done: false,
     };
-    let encode = |c: &Claim| serde_json::to_vec(c).unwrap_or_default();
-    let (revision, took_over) = match claims.put(&item.id, encode(&mine), 0).await {
-        Ok(revision) => (revision, None),
-        Err(ClaimError::Raced) => {
-            let entry = claims.get(&item.id).await.ok().flatten();
-            let held: Option<(u64, Claim)> =
-                entry.and_then(|(seq, body)| Some((seq, serde_json::from_slice(&body).ok()?)));
-            let Some((held_seq, held)) = held else {
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
-                return;
-            };
-            if held.seq != seq {
-                let why = format!(
-                    "replayed: item {} already ran from stream message {} (claimed by {})",
-                    item.id, held.seq, held.worker
-                );
-                turn_away(worker, &events, &msg, &refuse, why).await;
-                return;
-            }
-            if held.done {
-                // Its result is stored; only the ack was lost.
-                let _ = msg.double_ack().await;
-                return;
-            }
-            let stale = now_ms().saturating_sub(held.beat_ms)
-                > u64::try_from((worker.ack_wait * 2).as_millis()).unwrap_or(u64::MAX);
-            if !stale {
-                // Its worker is alive: never run an item twice at once.
-                let _ = msg.ack_with(AckKind::Nak(Some(worker.ack_wait))).await;
-                return;
-            }
-            if !item.work.idempotent() && !item.redeliver_exec {
-                log(
-                    &worker.name,
-                    &format!(
-                        "{}: exec item lost with worker {}; not run again",
-                        item.host.name, held.worker
-                    ),
-                );
-                let lost = Claim {
-                    done: true,
-                    ..held.clone()
-                };
-                let _ = claims.put(&item.id, encode(&lost), held_seq).await;
-                events.send(&Back::Lost {
-                    worker: held.worker,
-                    by: worker.name.clone(),
-                });
-                events.flush().await;
-                let _ = msg.ack_with(AckKind::Term).await;
-                return;
-            }
-            match claims.put(&item.id, encode(&mine), held_seq).await {
-                Ok(revision) => (revision, Some(held.worker)),
-                // Another worker took it over first.
-                Err(_) => return,
-            }
-        }
-        Err(ClaimError::Bus(e)) => {
-            log(&worker.name, &format!("cannot claim item {}: {e}", item.id));
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
-            return;
-        }
-    };
+    let (revision, took_over) =
+        match claim(&claims, worker, &item, &mine, &events, &msg, &refuse).await {
+            Some(claimed) => claimed,
+            None => return,
+        };
     let note = took_over
         .as_deref()
         .map(|w| format!(", taken over from {w}"))
@@ -309,51 +317,22 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
     let mut interrupt = runs.watch(&item.run);
     // Signs of life while it runs; a claim taken over under us (we were thought dead) stops
     // the item at once, so it never runs twice at once.
-    let (beat_stop, mut beat_stopped) = watch::channel(false);
+    let (beat_stop, beat_stopped) = watch::channel(false);
     let (lost_tx, lost_rx) = watch::channel(Interrupt::None);
-    let beat = {
-        let (msg, claims, id, name) = (
-            Arc::clone(&msg),
-            claims.clone(),
-            item.id.clone(),
-            worker.name.clone(),
-        );
-        let every = worker.ack_wait / 3;
-        let mut claim = mine.clone();
-        tokio::spawn(async move {
-            let mut revision = revision;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    _ = beat_stopped.wait_for(|s| *s) => return revision,
-                }
-                let _ = msg.ack_with(AckKind::Progress).await;
-                claim.beat_ms = now_ms();
-                match claims
-                    .put(
-                        &id,
-                        serde_json::to_vec(&claim).unwrap_or_default(),
-                        revision,
-                    )
-                    .await
-                {
-                    Ok(r) => revision = r,
-                    Err(ClaimError::Bus(e)) => {
-                        // The bus is away: the claim goes stale only if this lasts.
-                        log(&name, &format!("item {id}: cannot refresh its claim: {e}"));
-                    }
-                    Err(ClaimError::Raced) => {
-                        log(
-                            &name,
-                            &format!("item {id}: its claim was taken over; stopping it"),
-                        );
-                        let _ = lost_tx.send(Interrupt::Disconnect);
-                        return revision;
-                    }
-                }
-            }
-        })
-    };
+    let beat = tokio::spawn(keep_alive(
+        Arc::clone(&msg),
+        claims.clone(),
+        Beat {
+            key: Arc::clone(&worker.key),
+            workers: worker.workers.clone(),
+            name: worker.name.clone(),
+            every: worker.ack_wait / 3,
+        },
+        mine.clone(),
+        revision,
+        beat_stopped,
+        lost_tx,
+    ));
     let result = run_item(worker, &item, secrets, &events, &mut interrupt, lost_rx).await;
     let _ = beat_stop.send(true);
     let revision = beat.await.unwrap_or(revision);
@@ -371,13 +350,13 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
         at_ms: now_ms(),
         result,
     });
-    events.flush().await;
+    events.flush(FLUSH_LIMIT).await;
     let done = Claim {
         done: true,
         beat_ms: now_ms(),
         ..mine
     };
-    let _ = claims.put(&item.id, encode(&done), revision).await;
+    let _ = put_claim(&claims, &worker.key, &done, revision).await;
     if let Err(e) = msg.double_ack().await {
         log(&worker.name, &format!("item {}: ack failed: {e}", item.id));
     }
@@ -385,7 +364,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, msg: jetstream::Message
 
 /// Turns a signed item away: logged here (by `refuse`), told to its run, and removed from
 /// the stream so no other worker draws it again.
-async fn turn_away(
+pub(super) async fn turn_away(
     worker: &Worker,
     events: &Events,
     msg: &jetstream::Message,
@@ -397,7 +376,7 @@ async fn turn_away(
         worker: worker.name.clone(),
         reason: why,
     });
-    events.flush().await;
+    events.flush(FLUSH_LIMIT).await;
     let _ = msg.ack_with(AckKind::Term).await;
 }
 

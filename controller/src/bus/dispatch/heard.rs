@@ -1,0 +1,259 @@
+//! What the controller hears about one item: events admitted only from the worker whose
+//! signed claim it heard, in order, about the item's own host; then replayed on the run's
+//! reporter or journalled.
+
+use serde_json::json;
+
+use super::Inbound;
+use crate::bus::item::Back;
+use crate::report::{HostOutcome, HostResult, Reporter};
+
+/// What has been heard about one item: which worker's key claimed it, how far its events
+/// have got, and how many messages were refused.
+pub(super) struct Heard<'a> {
+    host: &'a str,
+    item: &'a str,
+    /// The key whose signed claim was heard, and the sequence of its last event heard.
+    pub(super) claimant: Option<(String, u64)>,
+    refused: usize,
+}
+
+impl<'a> Heard<'a> {
+    pub(super) fn new(host: &'a str, item: &'a str) -> Self {
+        Heard {
+            host,
+            item,
+            claimant: None,
+            refused: 0,
+        }
+    }
+
+    /// The event to act on, or why it is refused. A claim binds the item to the key that
+    /// signed it (a takeover, to the new one); the rest must come from that key, in order,
+    /// and be about this host. A refusal or a loss may come from any trusted worker (a
+    /// worker that did not claim it is the one that says so).
+    pub(super) fn admit(&mut self, inbound: Inbound) -> Result<Back, String> {
+        let (key, worker, seq, back) = match inbound {
+            Inbound::Refused(why) => return Err(why),
+            Inbound::Signed {
+                key,
+                worker,
+                seq,
+                back,
+            } => (key, worker, seq, back),
+        };
+        let bind = match (&back, &self.claimant) {
+            (
+                Back::Claimed {
+                    took_over: None, ..
+                },
+                None,
+            ) => true,
+            // A takeover of a stale claim (by another worker, or by a restarted one).
+            (
+                Back::Claimed {
+                    took_over: Some(_), ..
+                },
+                _,
+            ) => true,
+            (Back::Claimed { .. }, Some(_)) => {
+                return Err(format!("a second claim, by worker {worker} (key {key})"));
+            }
+            // Said by the worker that turned the item away or found it lost, which need not
+            // be the one that claimed it.
+            (Back::Refused { .. } | Back::Lost { .. }, _) => false,
+            (_, Some((held, last))) if *held == key => {
+                if seq <= *last {
+                    return Err(format!(
+                        "event {seq} of worker {worker} again (a replay, or out of order)"
+                    ));
+                }
+                true
+            }
+            (_, Some((held, _))) => {
+                return Err(format!(
+                    "from worker {worker} (key {key}), not from the claimant (key {held})"
+                ));
+            }
+            (_, None) => return Err(format!("from worker {worker} before any claim")),
+        };
+        if let Back::Report { event } = &back {
+            about_this_host(event, self.host)?;
+        }
+        if let Back::Finished { result, .. } = &back
+            && result.host != self.host
+        {
+            return Err(format!("a result for host {}", result.host));
+        }
+        if bind {
+            self.claimant = Some((key, seq));
+        }
+        Ok(back)
+    }
+
+    /// A refused message: journalled, and said on the terminal the first time for a host.
+    pub(super) fn refused(&mut self, reporter: &Reporter, why: &str) {
+        self.refused += 1;
+        reporter.journal().record(json!({
+            "kind": "worker", "host": self.host, "event": "refused_event", "item": self.item,
+            "why": why,
+        }));
+        if self.refused == 1 {
+            reporter.warn(&format!(
+                "{}: refused an event on the bus ({why}); only the worker that claimed the \
+                 item is heard, about its own host",
+                self.host
+            ));
+        }
+    }
+}
+
+/// Refuses a worker's report that is about anything but `host`: a row for another host, or a
+/// journal line that is not a task result of this host, never reaches the store.
+fn about_this_host(event: &crate::report::forward::Event, host: &str) -> Result<(), String> {
+    use crate::report::forward::Event;
+    match event {
+        Event::Journal { line } => {
+            if line["kind"] != "task" || line["host"] != host {
+                return Err(format!(
+                    "a journal line of kind {} about host {}",
+                    line["kind"], line["host"]
+                ));
+            }
+        }
+        other => {
+            if other.host() != Some(host) {
+                return Err(format!("an event about host {:?}", other.host()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Acts on one admitted event: replayed on the reporter or journalled; the host's result
+/// when it ends the item.
+pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> Option<HostResult> {
+    match back {
+        Back::Claimed {
+            worker,
+            at_ms,
+            took_over,
+        } => {
+            reporter.journal().record(json!({
+                "kind": "worker", "host": name, "event": "claimed",
+                "worker": worker, "at_ms": at_ms, "took_over": took_over,
+                "item": id,
+            }));
+            None
+        }
+        Back::Report { event } => {
+            reporter.replay(event);
+            None
+        }
+        Back::Finished {
+            worker,
+            at_ms,
+            result,
+        } => {
+            reporter.journal().record(json!({
+                "kind": "worker", "host": name, "event": "finished",
+                "worker": worker, "at_ms": at_ms, "item": id,
+                "outcome": result.outcome.label(),
+            }));
+            Some(result)
+        }
+        Back::Lost { worker, by } => {
+            reporter.journal().record(json!({
+                "kind": "worker", "host": name, "event": "lost",
+                "worker": worker, "by": by, "item": id,
+            }));
+            let message = format!(
+                "lost with worker {worker}: the command may have run, in part or whole; an \
+                 exec item is not run again (--redeliver-exec allows it)"
+            );
+            reporter.unreachable(name, &message);
+            Some(HostResult::new(
+                name,
+                HostOutcome::Unreachable,
+                &format!("lost with worker {worker}"),
+            ))
+        }
+        Back::Refused { worker, reason } => {
+            reporter.unreachable(name, &format!("worker {worker} refused the item: {reason}"));
+            Some(HostResult::new(
+                name,
+                HostOutcome::Failed,
+                "refused by its worker",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Inbound;
+    use super::*;
+    use crate::report::forward::Event;
+
+    fn signed(key: &str, seq: u64, back: Back) -> Inbound {
+        Inbound::Signed {
+            key: key.into(),
+            worker: format!("worker {key}"),
+            seq,
+            back,
+        }
+    }
+
+    fn claimed(took_over: Option<&str>) -> Back {
+        Back::Claimed {
+            worker: "w".into(),
+            at_ms: 0,
+            took_over: took_over.map(str::to_owned),
+        }
+    }
+
+    fn line(host: &str) -> Back {
+        Back::Report {
+            event: Event::Line {
+                host: host.into(),
+                stream: wisp_protocol::message::EventKind::Stdout,
+                line: "hi".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_the_claimant_is_heard_in_order_about_its_own_host() {
+        let mut h = Heard::new("web01", "item1");
+        // Nothing before a claim; a refusal from anyone.
+        assert!(h.admit(signed("A", 1, line("web01"))).is_err());
+        assert!(h.admit(Inbound::Refused("unsigned".into())).is_err());
+        assert!(h.admit(signed("A", 1, claimed(None))).is_ok());
+        assert!(h.admit(signed("A", 2, line("web01"))).is_ok());
+        // The same event again, and one out of order.
+        assert!(h.admit(signed("A", 2, line("web01"))).is_err());
+        assert!(h.admit(signed("A", 1, line("web01"))).is_err());
+        // Another trusted worker, and another host.
+        assert!(h.admit(signed("B", 9, line("web01"))).is_err());
+        assert!(h.admit(signed("B", 9, claimed(None))).is_err());
+        assert!(h.admit(signed("A", 3, line("web02"))).is_err());
+        let journal = |kind: &str, host: &str| Back::Report {
+            event: Event::Journal {
+                line: serde_json::json!({"kind": kind, "host": host}),
+            },
+        };
+        assert!(h.admit(signed("A", 4, journal("audit", "web01"))).is_err());
+        assert!(h.admit(signed("A", 5, journal("task", "web02"))).is_err());
+        assert!(h.admit(signed("A", 6, journal("task", "web01"))).is_ok());
+        let finished = |host: &str| Back::Finished {
+            worker: "w".into(),
+            at_ms: 0,
+            result: HostResult::new(host, HostOutcome::Ok, "exit 0"),
+        };
+        assert!(h.admit(signed("A", 7, finished("web02"))).is_err());
+        // A takeover moves the item to the new worker; the old one is no longer heard.
+        assert!(h.admit(signed("B", 1, claimed(Some("A")))).is_ok());
+        assert!(h.admit(signed("A", 8, line("web01"))).is_err());
+        assert!(h.admit(signed("B", 2, finished("web01"))).is_ok());
+    }
+}

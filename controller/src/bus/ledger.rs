@@ -135,9 +135,11 @@ impl Ledger {
             Some((s, _)) => return Ok(Entry::Replayed(*s)),
             None => {}
         }
+        // Written, not synced: it outlives the worker's process (a crash, a kill), not the
+        // machine's power, and an item's expiry (minutes) bounds what a lost line allows. An
+        // fsync per item cost a fleet run a tenth of its time.
         let line = format!("{id} {seq} {expires_ms}\n");
         file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
         state.offset += line.len() as u64;
         state.ran.insert(id.to_owned(), (seq, expires_ms));

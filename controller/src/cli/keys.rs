@@ -85,10 +85,9 @@ pub(super) fn nats_config(a: &NatsConfigArgs) -> ExitStatus {
         Ok((conf, c, w)) => {
             let _ = writeln!(
                 std::io::stderr(),
-                "wrote {conf} (add `include {}` to nats-server.conf, beside `jetstream {{ }}`), \
-                 {c} (controllers: --nats-nkey {c}) and {w} (workers: --nats-nkey {w}); keep \
-                 the .nk files secret",
-                conf.display(),
+                "wrote {conf} (an `include wisp-auth.conf` line in a nats-server.conf beside \
+                 it, with `jetstream {{ }}`, turns it on), {c} (controllers: --nats-nkey {c}) \
+                 and {w} (workers: --nats-nkey {w}); keep the .nk files secret",
                 conf = conf.display(),
                 c = c.display(),
                 w = w.display()

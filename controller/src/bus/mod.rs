@@ -96,6 +96,9 @@ pub enum BusError {
     /// The bus went away mid-run.
     #[error("lost the NATS server at {url}: {why}")]
     Lost { url: String, why: String },
+    /// The work consumer of a region is not one a trusted worker made.
+    #[error("{why}")]
+    ForeignConsumer { why: String },
     /// The server lets anyone in.
     #[error(
         "the NATS server at {url} lets a client in without credentials and reach wisp's \

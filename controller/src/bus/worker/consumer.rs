@@ -76,10 +76,22 @@ pub(super) async fn work_consumer(
         worker.key.id(),
         worker.key.sign(Domain::Consumer, terms.as_bytes())
     ));
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(&durable, config)
-        .await
-        .map_err(|e| setup(e.to_string()))?;
+    let consumer: jetstream::consumer::PullConsumer = match stream.get_consumer(&durable).await {
+        Ok(c) => c,
+        Err(_) => {
+            // Not there (or not answering): made, and said, since a consumer that goes
+            // missing under running workers is news.
+            let made = stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| setup(e.to_string()))?;
+            super::log(
+                &worker.name,
+                &format!("made the work consumer {durable} on {WORK_STREAM}"),
+            );
+            made
+        }
+    };
     let found = &consumer.cached_info().config;
     let terms = consumer_terms(
         &durable,
@@ -100,12 +112,43 @@ pub(super) async fn work_consumer(
         .check(Domain::Consumer, terms.as_bytes(), signed)
     {
         Ok(_) => Ok(consumer),
-        Err(why) => Err(setup(format!(
-            "consumer {durable} on {WORK_STREAM} was not made by a trusted wisp worker ({why}; \
-             it has filter {:?}, ack wait {:?}, description {:?}): someone else may have \
-             replaced it to take or hold back the work. Have the server's admin delete it \
-             (`nats consumer rm {WORK_STREAM} {durable}`); a worker makes it again",
-            found.filter_subject, found.ack_wait, found.description
-        ))),
+        Err(why) => Err(BusError::ForeignConsumer {
+            why: format!(
+                "consumer {durable} on {WORK_STREAM} at {} was not made by a trusted wisp \
+                 worker ({why}; it has filter {:?}, ack wait {:?}, description {:?}): someone \
+                 else may have replaced it to take or hold back the work. Have the server's \
+                 admin delete it (`nats consumer rm {WORK_STREAM} {durable}`); a worker makes \
+                 it again",
+                bus.url, found.filter_subject, found.ack_wait, found.description
+            ),
+        }),
+    }
+}
+
+/// The consumer looked at again (back from a lost connection, after a failed pull, or when
+/// idle), and made again with the streams when they are gone. `Ok(None)`: the server is not
+/// answering yet, keep the one in hand; `Err` only when it is someone else's.
+pub(super) async fn recheck(
+    bus: &Bus,
+    worker: &Worker,
+) -> Result<Option<jetstream::consumer::PullConsumer>, BusError> {
+    let gone = match work_consumer(bus, worker).await {
+        Ok(c) => return Ok(Some(c)),
+        Err(e @ BusError::ForeignConsumer { .. }) => return Err(e),
+        Err(e) => e,
+    };
+    if bus.ensure().await.is_err() {
+        return Ok(None);
+    }
+    match work_consumer(bus, worker).await {
+        Ok(c) => {
+            super::log(
+                &worker.name,
+                &format!("the work stream was gone ({gone}); made it again"),
+            );
+            Ok(Some(c))
+        }
+        Err(e @ BusError::ForeignConsumer { .. }) => Err(e),
+        Err(_) => Ok(None),
     }
 }

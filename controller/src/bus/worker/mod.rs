@@ -28,7 +28,7 @@ use crate::jobs::{Job, apply::Resume};
 use crate::report::forward::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
-use consumer::{CONSUMER_CHECK, work_consumer};
+use consumer::{CONSUMER_CHECK, recheck, work_consumer};
 
 /// Turns a host into a target this worker can reach (its own keys and known_hosts), with
 /// `become_root` as the item asks.
@@ -122,8 +122,9 @@ pub async fn serve(
         // Back from a lost connection: whoever could reach the server meanwhile could have
         // replaced the consumer, so it is checked again.
         if down.has_changed().unwrap_or(false) && !*down.borrow_and_update() {
-            match work_consumer(&bus, &worker).await {
-                Ok(c) => consumer = c,
+            match recheck(&bus, &worker).await {
+                Ok(Some(c)) => consumer = c,
+                Ok(None) => {}
                 Err(e) => {
                     refused = Some(e);
                     break;
@@ -167,16 +168,12 @@ pub async fn serve(
                 }
                 // The stream or the consumer may be gone: made again (and checked) once the
                 // server answers.
-                if bus.ensure().await.is_ok() {
-                    match work_consumer(&bus, &worker).await {
-                        Ok(c) => consumer = c,
-                        Err(e @ BusError::Setup { .. })
-                            if e.to_string().contains("not made by") =>
-                        {
-                            refused = Some(e);
-                            break;
-                        }
-                        Err(_) => {}
+                match recheck(&bus, &worker).await {
+                    Ok(Some(c)) => consumer = c,
+                    Ok(None) => {}
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
                     }
                 }
             }
@@ -186,15 +183,13 @@ pub async fn serve(
                 // back every item without a single error.
                 if checked.elapsed() > CONSUMER_CHECK {
                     checked = std::time::Instant::now();
-                    match work_consumer(&bus, &worker).await {
-                        Ok(c) => consumer = c,
-                        Err(e @ BusError::Setup { .. })
-                            if e.to_string().contains("not made by") =>
-                        {
+                    match recheck(&bus, &worker).await {
+                        Ok(Some(c)) => consumer = c,
+                        Ok(None) => {}
+                        Err(e) => {
                             refused = Some(e);
                             break;
                         }
-                        Err(_) => {}
                     }
                 }
             }

@@ -1600,7 +1600,7 @@ fn a_forged_claim_does_not_stop_a_running_item() {
 }
 
 /// Cases 11 and 7 (worker side): subjects a bus client chose reach the worker's log escaped,
-/// one line each; a worker whose server is gone still ends on SIGTERM.
+/// one line each; a worker whose server is gone while it runs an item still ends on SIGTERM.
 #[test]
 fn worker_logs_are_escaped_and_sigterm_ends_a_worker_without_its_server() {
     if !root_or_explain("workers reaching sshd hosts as root") {
@@ -1612,7 +1612,8 @@ fn worker_logs_are_escaped_and_sigterm_ends_a_worker_without_its_server() {
     // on a server that lets it in.
     let mut nats = Nats::start_open(&tmp.0);
     keygen(&tmp.0);
-    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 1);
+    // Two slots: while one runs an item, the worker is pulling for the other.
+    let mut w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 2);
     let addr = nats.url.trim_start_matches("nats://").to_owned();
     let mut raw = std::net::TcpStream::connect(&addr).unwrap();
     let subject = "wisp.work.any.\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2Kfake";
@@ -1631,9 +1632,22 @@ fn worker_logs_are_escaped_and_sigterm_ends_a_worker_without_its_server() {
     let log = w1.log_text();
     assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
     assert!(log.contains(r"\x1b]52;c;ZXZpbA==\x07\x1b[2Kfake"), "{log}");
+    // An item running when the server goes, and a pull waiting on it: the worker finishes
+    // the item, cannot tell the bus, and still ends on SIGTERM (the pull used to wait for an
+    // answer from a server that was gone, and the signal was never looked at).
+    fleet.write_inventory(&tmp.0.join("hosts"));
+    let mut run = controller(&fleet, &tmp.0, &nats, &["run", "all", "--", "sleep", "3"]);
+    run.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut controller = run.spawn().expect("start the controller");
+    let running = wait_for(Duration::from_secs(30), || {
+        w1.log_text().contains(": running item").then_some(())
+    });
+    assert!(running.is_some(), "{}", w1.log_text());
     nats.stop();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     stop_worker(&mut w1);
+    let _ = controller.kill();
+    let _ = controller.wait();
 }
 
 /// Case 7 (worker path) and 12: a worker whose events are honest but carry a hostile host's

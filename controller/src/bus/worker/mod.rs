@@ -345,15 +345,29 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: j
         at_ms: now_ms(),
         result,
     });
-    events.flush(FLUSH_LIMIT).await;
-    let done = Claim {
-        done: true,
-        beat_ms: now_ms(),
-        ..mine
+    // Stored, claimed done, acked: all within FLUSH_LIMIT, so a worker whose server is gone
+    // still gets to its end (the stream delivers the item again; its claim tells the next
+    // worker what it can).
+    let finish = async {
+        events.flush(FLUSH_LIMIT).await;
+        let done = Claim {
+            done: true,
+            beat_ms: now_ms(),
+            ..mine
+        };
+        let _ = put_claim(&claims, &worker.key, &done, revision).await;
+        msg.double_ack().await
     };
-    let _ = put_claim(&claims, &worker.key, &done, revision).await;
-    if let Err(e) = msg.double_ack().await {
-        log(&worker.name, &format!("item {}: ack failed: {e}", item.id));
+    match tokio::time::timeout(FLUSH_LIMIT, finish).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log(&worker.name, &format!("item {}: ack failed: {e}", item.id)),
+        Err(_) => log(
+            &worker.name,
+            &format!(
+                "item {}: the bus did not take its result within {FLUSH_LIMIT:?}",
+                item.id
+            ),
+        ),
     }
 }
 

@@ -620,7 +620,14 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     let nats = Nats::start(&tmp.0);
     keygen(&tmp.0);
     let w1 = Worker::start(&fleet, &tmp.0, &nats, "w1", 3);
-    let mut run = controller(&fleet, &tmp.0, &nats, &["run", "all", "--", "sleep", "300"]);
+    // A duration no other test uses: the process checks below see only this test's sleeps.
+    let marker = format!("300.{}", std::process::id() % 1000);
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &nats,
+        &["run", "all", "--", "sleep", &marker],
+    );
     run.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = run.spawn().expect("start the controller");
     let busy = wait_for(Duration::from_secs(60), || {
@@ -635,7 +642,7 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     let sleeping = wait_for(Duration::from_secs(30), || {
         (wisp_tests::all_processes()
             .iter()
-            .filter(|(_, argv)| argv == &["sleep", "300"])
+            .filter(|(_, argv)| argv == &["sleep", marker.as_str()])
             .count()
             >= 3)
             .then_some(())
@@ -657,7 +664,7 @@ fn ctrl_c_cancels_the_remote_work_through_the_bus() {
     let gone = wait_for(Duration::from_secs(20), || {
         (!wisp_tests::all_processes()
             .iter()
-            .any(|(_, argv)| argv == &["sleep", "300"]))
+            .any(|(_, argv)| argv == &["sleep", marker.as_str()]))
         .then_some(())
     });
     assert!(gone.is_some(), "the remote commands outlived the cancel");

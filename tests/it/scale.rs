@@ -136,8 +136,9 @@ fn handshakes_in_flight_are_bounded_and_queued_hosts_keep_their_timeout() {
         .args([
             "--ssh-config",
             "/dev/null",
+            // Long enough for the real host's handshake while other tests load the machine.
             "--connect-timeout",
-            "2s",
+            "4s",
             "--user",
             "root",
             "--key",

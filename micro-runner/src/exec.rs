@@ -189,7 +189,7 @@ fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) {
         .name(name.into())
         .stack_size(64 * 1024);
     if let Err(e) = builder.spawn(f) {
-        crate::diag(&format!("cannot start {name} thread: {e}"));
+        crate::diag::say(&format!("cannot start {name} thread: {e}"));
     }
 }
 

@@ -8,6 +8,7 @@
 //! Invariants: no async runtime; nothing but frames on stdout (diagnostics go to stderr);
 //! nothing from the wire is unwrapped.
 
+mod diag;
 mod exec;
 mod input;
 mod ops;
@@ -51,12 +52,6 @@ Started by the wisp controller, which speaks framed JSON to it on stdin/stdout (
   --private-dir DIR  staging directory holding this executable; removed at start
 ";
 
-/// Writes a diagnostic line to stderr (never stdout, which carries only frames).
-pub(crate) fn diag(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "wisp-runner: {message}");
-}
-
 struct Args {
     nonce: String,
     ttl: Duration,
@@ -87,7 +82,7 @@ fn parse_args() -> Result<Args, String> {
             "--private-dir" => private_dir = Some(PathBuf::from(value("--private-dir")?)),
             // Exits 0: the SSH bootstrap runs it to find out whether its location can execute.
             "--version" => {
-                diag(env!("CARGO_PKG_VERSION"));
+                diag::say(env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             "-h" | "--help" => return Err(USAGE.trim_end().to_owned()),
@@ -142,7 +137,7 @@ fn remove_private_dir(dir: &Path) -> Result<(), String> {
 fn start_watchdog(ttl: Duration, live_groups: exec::LiveGroups) {
     let watchdog = move || {
         std::thread::sleep(ttl + WATCHDOG_GRACE);
-        diag(
+        diag::say(
             "the session did not end at its time to live (is the controller still reading?); killing its commands",
         );
         exec::kill_live_groups(&live_groups);
@@ -154,7 +149,7 @@ fn start_watchdog(ttl: Duration, live_groups: exec::LiveGroups) {
         .stack_size(64 * 1024)
         .spawn(watchdog)
     {
-        diag(&format!("cannot start the watchdog thread: {e}"));
+        diag::say(&format!("cannot start the watchdog thread: {e}"));
         std::process::exit(2);
     }
 }
@@ -198,7 +193,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(message) => {
-            diag(&message);
+            diag::say(&message);
             std::process::exit(2);
         }
     };
@@ -206,12 +201,12 @@ fn main() {
     if let Some(dir) = &args.private_dir
         && let Err(e) = remove_private_dir(dir)
     {
-        diag(&e);
+        diag::say(&e);
         std::process::exit(2);
     }
     drop_secret_environment();
     if let Err(e) = signals::block() {
-        diag(&format!("cannot block termination signals: {e}"));
+        diag::say(&format!("cannot block termination signals: {e}"));
         std::process::exit(2);
     }
     // Orphans of our commands (daemonised with setsid) are reparented to us, not to init,
@@ -247,7 +242,7 @@ fn main() {
             .stack_size(128 * 1024)
             .spawn(move || f(tx))
         {
-            diag(&format!("cannot start {name} thread: {e}"));
+            diag::say(&format!("cannot start {name} thread: {e}"));
             std::process::exit(2);
         }
     }

@@ -78,7 +78,7 @@ impl FrameWriter {
         buf.clear();
         if let Err(e) = frame.encode(&mut buf) {
             // Only a bug can get here: every producer bounds its data by the frame limits.
-            crate::diag(&format!("dropping a frame that cannot be encoded: {e}"));
+            crate::diag::say(&format!("dropping a frame that cannot be encoded: {e}"));
         } else {
             self.write_all(&buf);
         }

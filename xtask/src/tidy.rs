@@ -125,6 +125,61 @@ mod tests {
         }
     }
 
+    /// The names a crate root defines at its top level (functions, constants, statics,
+    /// types), which are not modules.
+    fn root_items(text: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for line in text.lines() {
+            let line = line
+                .trim_start_matches("pub(crate) ")
+                .trim_start_matches("pub ");
+            for kind in ["fn ", "const ", "static ", "struct ", "enum ", "type "] {
+                if let Some(rest) = line.strip_prefix(kind) {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn no_runner_module_names_main_rs() {
+        // main.rs is the binary's edge (arguments, start, shutdown): what modules share lives
+        // in a module of its own (`diag`), so main.rs stays a root nothing depends on.
+        let main = std::fs::read_to_string(root().join("micro-runner/src/main.rs")).unwrap();
+        let items = root_items(&main);
+        assert!(items.iter().any(|i| i == "main"), "{items:?}");
+        for (path, text) in sources("micro-runner") {
+            if path.ends_with("main.rs") {
+                continue;
+            }
+            for (i, line) in text.lines().enumerate() {
+                let code = code(line);
+                for item in &items {
+                    let named = format!("crate::{item}");
+                    let at = code.find(&named);
+                    let whole = at.is_some_and(|a| {
+                        !code[a + named.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
+                            || code[a + named.len()..].starts_with("::<")
+                    });
+                    assert!(
+                        !whole,
+                        "{}:{}: names {named} from main.rs; move it into a module",
+                        path.display(),
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_placeholders_or_ignored_tests() {
         for dir in CRATES {
@@ -209,13 +264,23 @@ mod tests {
         }
     }
 
-    /// The top-level module a source file belongs to (`cli/run.rs` → `cli`); `None` for the
-    /// crate root.
-    fn top_module(src: &Path, file: &Path) -> Option<String> {
+    /// The module a source file is (`cli/run.rs` → `cli::run`, `bus/worker/mod.rs` →
+    /// `bus::worker`, the crate root → empty); `None` for `src/bin/`.
+    fn module_path(src: &Path, file: &Path) -> Option<Vec<String>> {
         let rel = file.strip_prefix(src).ok()?;
-        let first = rel.components().next()?.as_os_str().to_str()?;
-        let name = first.strip_suffix(".rs").unwrap_or(first);
-        (!matches!(name, "lib" | "main") && !rel.starts_with("bin")).then(|| name.to_owned())
+        if rel.starts_with("bin") {
+            return None;
+        }
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let last = parts.pop()?;
+        let stem = last.strip_suffix(".rs")?;
+        if !matches!(stem, "mod" | "lib" | "main") || !parts.is_empty() && stem != "mod" {
+            parts.push(stem.to_owned());
+        }
+        Some(parts)
     }
 
     /// The code of a line, without its `//` comment.
@@ -223,46 +288,162 @@ mod tests {
         line.split("//").next().unwrap_or("")
     }
 
-    /// For each top-level module of a crate, the other top-level modules it names through
-    /// `crate::` paths (`use crate::a::b`, `crate::a::f()`, `use crate::{a, b}`).
-    fn module_graph(crate_dir: &str) -> BTreeMap<String, BTreeSet<String>> {
-        let src = root().join(crate_dir).join("src");
-        let files = sources(crate_dir);
-        let modules: BTreeSet<String> = files
-            .iter()
-            .filter_map(|(p, _)| top_module(&src, p))
-            .collect();
-        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (path, text) in &files {
-            let Some(from) = top_module(&src, path) else {
+    /// A file's code without comments and without its unit tests (an inline `mod tests`,
+    /// whose `super` is the file's own module, not its parent).
+    fn code_of(text: &str) -> String {
+        let text = text.split("#[cfg(test)]").next().unwrap_or("");
+        text.lines().map(code).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The paths a piece of code names from `crate`, `super` or `self`, each as its base
+    /// (`crate`, `super`, `super::super`, `self`) and the names after it; a group
+    /// (`super::{a, b::c}`) gives one path per member.
+    fn paths_named(code: &str) -> Vec<(String, Vec<String>)> {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        let mut out = Vec::new();
+        for (i, _) in code.match_indices("::") {
+            // Where the path that this `::` continues begins.
+            let head_start = code[..i]
+                .rfind(|c: char| !(ident(c) || c == ':'))
+                .map_or(0, |p| p + 1);
+            if head_start
+                != code[..i]
+                    .rfind(|c: char| !ident(c) && c != ':')
+                    .map_or(0, |p| p + 1)
+            {
                 continue;
-            };
-            let edges = graph.entry(from.clone()).or_default();
-            let code: String = text.lines().map(code).collect::<Vec<_>>().join("\n");
-            for (i, _) in code.match_indices("crate::") {
-                let rest = &code[i + "crate::".len()..];
-                let names: Vec<&str> = match rest.strip_prefix('{') {
-                    Some(group) => group
-                        .split('}')
+            }
+            let head = &code[head_start..i];
+            if !matches!(head.split("::").next(), Some("crate" | "super" | "self")) {
+                continue;
+            }
+            // Only the `::` right after the base's last `super`/`crate`/`self`.
+            let segments: Vec<&str> = head.split("::").collect();
+            if segments
+                .iter()
+                .any(|s| !matches!(*s, "crate" | "super" | "self"))
+            {
+                continue;
+            }
+            let base = head.to_owned();
+            let rest = &code[i + 2..];
+            // A `super::super::x` is read once, from its last `::`.
+            if ["super::", "self::", "crate::"]
+                .iter()
+                .any(|b| rest.starts_with(b))
+            {
+                continue;
+            }
+            let members: Vec<String> = match rest.strip_prefix('{') {
+                Some(group) => {
+                    let mut depth = 0;
+                    let mut end = group.len();
+                    for (k, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => {
+                                end = k;
+                                break;
+                            }
+                            '}' => depth -= 1,
+                            _ => {}
+                        }
+                    }
+                    group[..end]
+                        .split(',')
+                        .map(|m| m.trim().to_owned())
+                        .collect()
+                }
+                None => vec![
+                    rest.split(|c: char| !(ident(c) || c == ':'))
                         .next()
                         .unwrap_or("")
-                        .split(',')
-                        .map(|n| n.trim().split("::").next().unwrap_or(""))
-                        .collect(),
-                    None => vec![
-                        rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                            .next()
-                            .unwrap_or(""),
-                    ],
-                };
-                for name in names {
-                    if modules.contains(name) && name != from {
-                        edges.insert(name.to_owned());
-                    }
+                        .to_owned(),
+                ],
+            };
+            for m in members {
+                let names: Vec<String> = m
+                    .split("::")
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty() && n.chars().all(ident))
+                    .collect();
+                if !names.is_empty() {
+                    out.push((base.clone(), names));
                 }
             }
         }
-        graph
+        out
+    }
+
+    /// Every reference between a crate's modules, through `crate::`, `super::` and `self::`
+    /// paths: (from module, to module), the target being the longest module the path names.
+    fn module_references(crate_dir: &str) -> Vec<(Vec<String>, Vec<String>)> {
+        let src = root().join(crate_dir).join("src");
+        let files = sources(crate_dir);
+        let modules: BTreeSet<Vec<String>> = files
+            .iter()
+            .filter_map(|(p, _)| module_path(&src, p))
+            .collect();
+        let mut edges = Vec::new();
+        for (path, text) in &files {
+            let Some(from) = module_path(&src, path) else {
+                continue;
+            };
+            for (base, names) in paths_named(&code_of(text)) {
+                // `crate` is the root; `self` and `super` start from this file's module.
+                let mut target: Vec<String> = if base.starts_with("crate") {
+                    Vec::new()
+                } else {
+                    from.clone()
+                };
+                for _ in base.split("::").filter(|p| *p == "super") {
+                    target.pop();
+                }
+                for n in names {
+                    let mut longer = target.clone();
+                    longer.push(n);
+                    if modules.contains(&longer) {
+                        target = longer;
+                    } else {
+                        break;
+                    }
+                }
+                if target != from {
+                    edges.push((from.clone(), target));
+                }
+            }
+        }
+        edges
+    }
+
+    /// For each module, how its child modules name each other: the reference between two
+    /// modules, seen from the children of their nearest common parent (`bus::worker::claim`
+    /// naming `bus::events` is `worker` naming `events` inside `bus`). A module naming its own
+    /// ancestor or descendant is not an edge.
+    fn sibling_graphs(
+        edges: &[(Vec<String>, Vec<String>)],
+    ) -> BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> {
+        let mut graphs: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (from, to) in edges {
+            let common = from.iter().zip(to).take_while(|(a, b)| a == b).count();
+            if common == from.len() || common == to.len() {
+                continue;
+            }
+            let graph = graphs.entry(from[..common].to_vec()).or_default();
+            graph
+                .entry(from[common].clone())
+                .or_default()
+                .insert(to[common].clone());
+            graph.entry(to[common].clone()).or_default();
+        }
+        graphs
+    }
+
+    /// The top-level modules of a crate and the ones each names.
+    fn module_graph(crate_dir: &str) -> BTreeMap<String, BTreeSet<String>> {
+        sibling_graphs(&module_references(crate_dir))
+            .remove(&Vec::new())
+            .unwrap_or_default()
     }
 
     /// The first import circle in `graph`, as a path that starts and ends at the same module.
@@ -318,16 +499,73 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_finder_follows_super_and_self() {
+        let found = paths_named(
+            "use super::{events::Events, worker::log};\nsuper::super::jobs::run(); self::a::b; crate::x",
+        );
+        let found: Vec<String> = found
+            .iter()
+            .map(|(b, n)| format!("{b}::{}", n.join("::")))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "super::events::Events",
+                "super::worker::log",
+                "super::super::jobs::run",
+                "self::a::b",
+                "crate::x"
+            ]
+        );
+        let edges = vec![
+            (
+                vec!["bus".into(), "worker".into(), "claim".into()],
+                vec!["bus".into(), "events".into()],
+            ),
+            (
+                vec!["bus".into(), "events".into()],
+                vec!["bus".into(), "worker".into()],
+            ),
+            (
+                vec!["bus".into(), "worker".into(), "claim".into()],
+                vec!["bus".into(), "worker".into()],
+            ),
+        ];
+        let graphs = sibling_graphs(&edges);
+        let bus = &graphs[&vec!["bus".to_owned()]];
+        assert_eq!(
+            find_cycle(bus),
+            Some(vec!["events".into(), "worker".into(), "events".into()])
+        );
+        assert_eq!(
+            graphs.len(),
+            1,
+            "a child naming its parent is no edge: {graphs:?}"
+        );
+    }
+
+    #[test]
     fn no_import_circle_between_modules() {
         for dir in ["controller", "micro-runner", "transports", "protocol"] {
-            let graph = module_graph(dir);
-            assert!(graph.len() > 2, "{dir}: no modules found: {graph:?}");
-            if let Some(cycle) = find_cycle(&graph) {
-                panic!(
-                    "{dir}: modules import each other in a circle: {}. Move what they share \
-                     into a lower module both can import",
-                    cycle.join(" -> ")
-                );
+            let graphs = sibling_graphs(&module_references(dir));
+            assert!(
+                graphs.get(&Vec::new()).is_some_and(|g| g.len() > 2),
+                "{dir}: no modules found: {graphs:?}"
+            );
+            for (parent, graph) in &graphs {
+                if let Some(cycle) = find_cycle(graph) {
+                    panic!(
+                        "{dir}: modules of {} name each other in a circle (through crate::, \
+                         super:: or self:: paths): {}. Move what they share into a module \
+                         both can name",
+                        if parent.is_empty() {
+                            "the crate root".to_owned()
+                        } else {
+                            parent.join("::")
+                        },
+                        cycle.join(" -> ")
+                    );
+                }
             }
         }
     }

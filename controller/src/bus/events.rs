@@ -80,10 +80,9 @@ impl Events {
                             .await
                         {
                             Ok(ack) => pending.push(ack),
-                            Err(e) => super::worker::log(
-                                "events",
-                                &format!("cannot publish on {subject}: {e}"),
-                            ),
+                            Err(e) => {
+                                super::log("events", &format!("cannot publish on {subject}: {e}"))
+                            }
                         }
                     }
                     Out::Flush(answer) => {

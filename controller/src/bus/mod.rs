@@ -29,7 +29,6 @@
 //! is handed a way to turn a host into a target).
 
 pub mod auth;
-mod cancels;
 pub mod dispatch;
 mod events;
 pub mod item;
@@ -354,6 +353,15 @@ async fn lets_anyone_in(c: &Connect) -> bool {
         // No answer: a permissions violation is dropped by the server.
         Err(_) => false,
     }
+}
+
+/// Says something on stderr for a worker, prefixed with its name, on one line: what it says
+/// often holds what a bus client chose (a subject, an item's host), shown escaped.
+fn log(worker: &str, text: &str) {
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("wisp worker {worker}: {}\n", crate::report::visible(text)),
+    );
 }
 
 /// A region name, as it may appear in a subject.

@@ -89,7 +89,7 @@ pub(super) struct Common {
     #[command(flatten)]
     pub(super) rollout: RolloutArgs,
     #[command(flatten)]
-    pub(super) bus: super::worker::BusArgs,
+    pub(super) bus: super::nats::BusArgs,
     /// The run this one retries (`wisp retry`), recorded with it.
     #[arg(skip)]
     pub(super) retry_of: Option<i64>,

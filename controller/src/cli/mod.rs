@@ -12,6 +12,7 @@ mod drift;
 mod execute;
 mod history;
 mod keys;
+mod nats;
 mod retry;
 mod run;
 mod secrets;

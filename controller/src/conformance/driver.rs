@@ -32,9 +32,6 @@ pub(crate) struct CaseRun {
     pub(crate) failures: Vec<String>,
 }
 
-/// A frame as received: its JSON and its data section.
-pub(crate) type Received = (Value, Vec<u8>);
-
 enum Recv {
     Frame(Value, Vec<u8>),
     Eof,

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use super::case::{canonical, to_hex};
-use super::driver::Received;
+
+/// A frame as received: its JSON and its data section.
+pub(crate) type Received = (Value, Vec<u8>);
 
 /// Puts received frames in the normalised form golden files hold (golden/README.md):
 /// host-specific values become placeholders, frames are grouped by id (id-less frames last),

@@ -389,7 +389,7 @@ mod tests {
             std::env::var_os("CI").is_none(),
             "CI must run on a kernel with Landlock ABI 4 or later"
         );
-        crate::diag("not run: this kernel lacks Landlock ABI 4");
+        crate::diag::say("not run: this kernel lacks Landlock ABI 4");
         false
     }
 }

@@ -145,7 +145,7 @@ impl Session {
 
     fn fatal(&mut self, code: ErrorCode, message: impl Into<String>) -> Option<ExitReason> {
         let message = message.into();
-        crate::diag(&message);
+        crate::diag::say(&message);
         let mut e = ErrorFrame::new(None, code, message);
         e.fatal = true;
         self.out.send(Message::Error(e));
@@ -171,11 +171,11 @@ impl Session {
             }
             Input::StdinClosed { mid_frame: false } => return Some(ExitReason::StdinClosed),
             Input::StdinFailed(e) => {
-                crate::diag(&format!("reading stdin failed: {e}"));
+                crate::diag::say(&format!("reading stdin failed: {e}"));
                 return Some(ExitReason::StdinClosed);
             }
             Input::Signal(name) => {
-                crate::diag(&format!("received {name}; stopping"));
+                crate::diag::say(&format!("received {name}; stopping"));
                 return Some(ExitReason::Signal);
             }
             Input::Output {
@@ -289,7 +289,7 @@ impl Session {
     fn on_deadlines(&mut self) -> Option<ExitReason> {
         let now = Instant::now();
         if now >= self.started + self.config.ttl {
-            crate::diag("time to live expired; stopping");
+            crate::diag::say("time to live expired; stopping");
             return Some(ExitReason::Ttl);
         }
         let mut drained = Vec::new();

@@ -8,10 +8,11 @@ use async_nats::jetstream::{self, AckKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{FLUSH_LIMIT, Worker, log, turn_away};
+use super::{FLUSH_LIMIT, Worker, turn_away};
 use crate::bus::auth::{Domain, WorkerKey, WorkerKeys};
 use crate::bus::events::Events;
 use crate::bus::item::{Back, Item, now_ms};
+use crate::bus::log;
 use crate::bus::{ClaimError, Claims};
 use crate::interrupt::Interrupt;
 

@@ -85,7 +85,7 @@ pub(super) async fn work_consumer(
                 .create_consumer(config)
                 .await
                 .map_err(|e| setup(e.to_string()))?;
-            super::log(
+            crate::bus::log(
                 &worker.name,
                 &format!("made the work consumer {durable} on {WORK_STREAM}"),
             );
@@ -142,7 +142,7 @@ pub(super) async fn recheck(
     }
     match work_consumer(bus, worker).await {
         Ok(c) => {
-            super::log(
+            crate::bus::log(
                 &worker.name,
                 &format!("the work stream was gone ({gone}); made it again"),
             );

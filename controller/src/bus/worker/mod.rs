@@ -13,20 +13,21 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+mod cancels;
 mod claim;
 mod consumer;
 
 use super::auth::{WorkerKey, WorkerKeys};
-use super::cancels::{Runs, listen_for_cancels};
 use super::events::Events;
 use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, Work, now_ms};
 use super::ledger::{Entry, Ledger};
-use super::{Bus, BusError};
+use super::{Bus, BusError, log};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::jobs::{Job, apply::Resume};
 use crate::report::forward::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
+use cancels::{Runs, listen_for_cancels};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
 use consumer::{CONSUMER_CHECK, recheck, work_consumer};
 
@@ -71,15 +72,6 @@ impl std::fmt::Debug for Worker {
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
-}
-
-/// Says something on stderr, prefixed with the worker's name, on one line: what it says
-/// often holds what a bus client chose (a subject, an item's host), shown escaped.
-pub(super) fn log(worker: &str, text: &str) {
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!("wisp worker {worker}: {}\n", crate::report::visible(text)),
-    );
 }
 
 /// Runs until `stop` turns true, then finishes the items it has started and returns (or

@@ -19,7 +19,7 @@ pub(crate) fn remove_stale() {
     };
     for dir in stale.drain(..) {
         if !remove_dir(&dir, 100) {
-            crate::diag(&format!("cannot remove cgroup {}", dir.display()));
+            crate::diag::say(&format!("cannot remove cgroup {}", dir.display()));
         }
     }
     if let Ok(mut made) = SUBTREES.lock() {

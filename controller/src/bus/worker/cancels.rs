@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::Bus;
-use super::item::{Cancel, SIGNATURE_HEADER, now_ms};
-use super::worker::{Worker, log};
+use super::Worker;
+use crate::bus::item::{Cancel, SIGNATURE_HEADER, now_ms};
+use crate::bus::{Bus, log};
 use crate::interrupt::Interrupt;
 
 /// The interrupt of each run this worker has items of, and the runs already cancelled.

@@ -1,0 +1,102 @@
+//! Authentication at one hop: the agent's keys, then key files (an encrypted one with its
+//! passphrase), then a password when one was given; what was tried, when nothing worked.
+
+use super::*;
+
+impl SshTransport {
+    pub(super) async fn authenticate(
+        &self,
+        session: &mut Handle<HostKeyCheck>,
+        t: &Hop,
+    ) -> Result<(), TransportError> {
+        let mut tried = Vec::new();
+        if self.options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+            match AgentClient::connect_env().await {
+                Ok(mut agent) => {
+                    let identities = agent.request_identities().await.unwrap_or_default();
+                    for identity in identities {
+                        let AgentIdentity::PublicKey { key, comment } = identity else {
+                            continue;
+                        };
+                        let hash = rsa_hash(session, &key).await;
+                        match session
+                            .authenticate_publickey_with(t.user.as_str(), key, hash, &mut agent)
+                            .await
+                        {
+                            Ok(r) if r.success() => return Ok(()),
+                            _ => tried.push(format!("agent key {comment}")),
+                        }
+                    }
+                }
+                Err(e) => tried.push(format!("ssh-agent at $SSH_AUTH_SOCK ({e})")),
+            }
+        }
+        let from_env = std::env::var(PASSPHRASE_ENV).ok();
+        for path in &t.keys {
+            let passphrase = self
+                .options
+                .passphrases
+                .get(path)
+                .map(Secret::expose)
+                .or(from_env.as_deref());
+            let key = match russh::keys::load_secret_key(path, passphrase) {
+                Ok(k) => k,
+                Err(russh::keys::Error::KeyIsEncrypted) => {
+                    tried.push(format!(
+                        "{} (encrypted: put its passphrase in ${PASSPHRASE_ENV})",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!("{} (unreadable: {e})", path.display()));
+                    continue;
+                }
+            };
+            let hash = rsa_hash(session, key.public_key()).await;
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            match session.authenticate_publickey(t.user.as_str(), key).await {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => tried.push(path.display().to_string()),
+                Err(e) => return Err(ssh_error(t, e)),
+            }
+        }
+        if let Some(password) = &self.options.password {
+            match session
+                .authenticate_password(t.user.as_str(), password.expose())
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => tried.push("password".into()),
+                Err(e) => return Err(ssh_error(t, e)),
+            }
+        }
+        Err(TransportError::Auth {
+            detail: format!(
+                "{} refused every key offered: {}",
+                t.label(),
+                if tried.is_empty() {
+                    "none (no agent, no key files: use --key FILE)".to_owned()
+                } else {
+                    tried.join(", ")
+                }
+            ),
+        })
+    }
+}
+
+/// For RSA keys, the best signature hash the server accepts; `None` for other key types.
+async fn rsa_hash(
+    session: &Handle<HostKeyCheck>,
+    key: &russh::keys::PublicKey,
+) -> Option<russh::keys::HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    session
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}

@@ -1,0 +1,133 @@
+//! The way to a host: the target and each `ProxyJump` hop resolved through ssh_config, and
+//! one authenticated session opened per hop (later hops through the previous one's tunnel).
+
+use super::*;
+
+/// One connection of the chain: a jump host, or the target itself, fully resolved.
+#[derive(Debug, Clone)]
+pub(super) struct Hop {
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) user: String,
+    pub(super) keys: Vec<PathBuf>,
+    pub(super) tcp_timeout: Option<Duration>,
+    pub(super) keepalive: Option<Duration>,
+}
+
+impl Hop {
+    pub(super) fn label(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+impl SshTransport {
+    /// Resolves a name through ssh_config: explicit settings first, then `--user`, then the
+    /// config, then defaults.
+    pub(super) fn resolve(
+        &self,
+        alias: &str,
+        host: Option<String>,
+        port: Option<u16>,
+        user: Option<String>,
+        key: Option<PathBuf>,
+    ) -> Hop {
+        let c = self.options.ssh_config.for_host(alias);
+        let host = host
+            .or_else(|| c.hostname.clone())
+            .unwrap_or_else(|| alias.to_owned());
+        let user = user
+            .or_else(|| self.options.default_user.clone())
+            .or_else(|| c.user.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into());
+        let mut keys: Vec<PathBuf> = key.into_iter().collect();
+        for k in c
+            .expand_identities(&host, &user)
+            .into_iter()
+            .chain(self.options.keys.iter().cloned())
+        {
+            if !keys.contains(&k) && (k.is_file() || self.options.keys.contains(&k)) {
+                keys.push(k);
+            }
+        }
+        Hop {
+            host,
+            port: port.or(c.port).unwrap_or(22),
+            user,
+            keys,
+            tcp_timeout: c.connect_timeout,
+            keepalive: c.server_alive_interval,
+        }
+    }
+
+    /// The jump hosts from ssh_config's `ProxyJump`, then the target.
+    pub(super) fn hops(&self) -> Result<Vec<Hop>, TransportError> {
+        let t = &self.target;
+        let mut hops = Vec::new();
+        for jump in self.options.ssh_config.for_host(&t.alias).proxy_jump {
+            let hop = HostAddress::parse(&jump).map_err(|e| TransportError::Handshake {
+                detail: format!("ProxyJump {jump:?} for {}: {e}", t.alias),
+            })?;
+            hops.push(self.resolve(&hop.host, None, hop.port, hop.user, None));
+        }
+        hops.push(self.resolve(
+            &t.alias,
+            t.host.clone(),
+            t.port,
+            t.user.clone(),
+            t.key.clone(),
+        ));
+        Ok(hops)
+    }
+
+    /// Opens an authenticated session to `hop`, over `stream` (TCP, or a tunnel through the
+    /// previous hop).
+    pub(super) async fn connect_hop<S>(
+        &self,
+        hop: &Hop,
+        stream: S,
+    ) -> Result<(Handle<HostKeyCheck>, String), TransportError>
+    where
+        S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut preferred = russh::Preferred::default();
+        if let Ok(text) = std::fs::read_to_string(&self.options.known_hosts) {
+            let recorded = known_hosts::recorded_algorithms(&text, &hop.host, hop.port);
+            preferred.key = known_hosts::prefer_recorded(&preferred.key, &recorded).into();
+        }
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(hop.keepalive.unwrap_or(Duration::from_secs(15))),
+            keepalive_max: 3,
+            nodelay: true,
+            preferred,
+            ..client::Config::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let accepted = Arc::new(Mutex::new(None));
+        let check = HostKeyCheck {
+            hop: hop.clone(),
+            options: Arc::clone(&self.options),
+            refusal: Arc::clone(&refusal),
+            accepted: Arc::clone(&accepted),
+        };
+        let mut session = match client::connect_stream(config, stream, check).await {
+            Ok(s) => s,
+            Err(e) => {
+                let why = refusal.lock().ok().and_then(|mut r| r.take());
+                return Err(match why {
+                    Some(detail) => TransportError::HostKey { detail },
+                    None if dropped(&e) => TransportError::Dropped {
+                        detail: format!(
+                            "{} closed the connection during the SSH handshake ({e})",
+                            hop.label()
+                        ),
+                    },
+                    None => ssh_error(hop, e),
+                });
+            }
+        };
+        self.authenticate(&mut session, hop).await?;
+        let key = accepted.lock().ok().and_then(|mut a| a.take());
+        Ok((session, key.unwrap_or_default()))
+    }
+}

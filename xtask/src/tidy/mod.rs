@@ -1,0 +1,81 @@
+//! Tidy: invariants of the repository checked by plain `cargo test` (see ARCHITECTURE.md).
+//!
+//! `files`: what each file must say or must not hold (docs, size, placeholders, stdout in the
+//! runner, PROTOCOL.md and ARCHITECTURE.md in step with the code); `imports`: how modules and
+//! crates may name each other (no circle at any level, the controller's layers, SSH only in
+//! transports, every dependency used). The helpers both read the workspace with are here.
+
+#[cfg(test)]
+mod files;
+#[cfg(test)]
+mod imports;
+
+#[cfg(test)]
+use std::path::{Path, PathBuf};
+
+/// Every crate directory of the workspace.
+#[cfg(test)]
+const CRATES: [&str; 7] = [
+    "protocol",
+    "micro-runner",
+    "transports",
+    "controller",
+    "tests",
+    "xtask",
+    "bench",
+];
+
+#[cfg(test)]
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+#[cfg(test)]
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[cfg(test)]
+fn sources(crate_dir: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&root().join(crate_dir).join("src"), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect()
+}
+
+/// The `[dependencies]` table of a crate's manifest, as names.
+#[cfg(test)]
+fn dependencies(crate_dir: &str) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join(crate_dir).join("Cargo.toml")).unwrap();
+    let mut in_deps = false;
+    let mut names = Vec::new();
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            in_deps = line.trim() == "[dependencies]";
+        } else if in_deps && let Some((name, _)) = line.split_once('=') {
+            // `serde.workspace = true` names `serde`.
+            let name = name.trim();
+            names.push(name.strip_suffix(".workspace").unwrap_or(name).to_owned());
+        }
+    }
+    names
+}
+
+/// The code of a line, without its `//` comment.
+#[cfg(test)]
+fn code(line: &str) -> &str {
+    line.split("//").next().unwrap_or("")
+}

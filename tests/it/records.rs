@@ -9,6 +9,8 @@
 //! `WISP_WRITE_RECORDS_FIXTURE=DIR cargo test -p wisp-tests --test it records::` writes a new
 //! fixture into DIR instead (only when the recorded format is meant to change).
 
+#![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -253,32 +253,45 @@ fn main() {
 fn store_cost(scratch: &ScratchDir) {
     use wisp::journal::Journal;
     use wisp::store::Store;
+    use wisp::store::record::{CommandLine, HostLine, Record, RunStart};
     let db = scratch.0.join("bench-store/wisp.db");
     let hosts: Vec<String> = (1..=50).map(|i| format!("web{i:02}")).collect();
     let mut samples = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
         let journal = Journal::disabled().with_store(Store::open(&db).expect("open the store"));
-        journal
-            .begin(
-                serde_json::json!({"kind": "run", "command": "run", "program": "true",
-                "targets": "all", "hosts": hosts}),
-            )
-            .expect("record the run");
+        let run = RunStart {
+            command: "run".into(),
+            program: Some("true".into()),
+            targets: "all".into(),
+            hosts: hosts.clone(),
+            ..RunStart::default()
+        };
+        journal.begin(&run).expect("record the run");
         for h in &hosts {
-            journal.record(
-                serde_json::json!({"kind": "command", "host": h, "status": "ok",
-                "exit_code": 0, "changed": true, "duration_ms": 3,
-                "enforcement": {"complete": true, "mode": "require"}}),
-            );
+            journal.record(Record::Command(CommandLine {
+                host: h.clone(),
+                status: "ok".into(),
+                exit_code: Some(0),
+                signal: None,
+                changed: true,
+                duration_ms: 3,
+                enforcement: Some(serde_json::json!({"complete": true, "mode": "require"})),
+            }));
         }
         for h in &hosts {
-            journal.record(
-                serde_json::json!({"kind": "host", "host": h, "outcome": "ok",
-                "detail": "exit 0", "elapsed_ms": 40}),
-            );
+            journal.record(Record::Host(HostLine {
+                host: h.clone(),
+                outcome: "ok".into(),
+                detail: "exit 0".into(),
+                elapsed_ms: 40,
+                sandbox: None,
+            }));
         }
-        journal.record(serde_json::json!({"kind": "end", "exit": 0, "elapsed_ms": 900}));
+        journal.record(Record::End {
+            exit: 0,
+            elapsed_ms: 900,
+        });
         drop(journal);
         samples.push(t.elapsed());
     }

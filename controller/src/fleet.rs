@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use wisp_transports::Transport;
 
 use crate::interrupt::Interrupt;
-use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use crate::rollout::Rollout;
 
 /// A host to run on and the way to reach it.
@@ -71,8 +71,7 @@ where
                     None => (HostOutcome::Interrupted, "not started"),
                 };
                 let result = HostResult::new(&t.name, outcome, detail);
-                reporter.journal_host(&result);
-                reporter.host_finished(&result);
+                reporter.emit(Event::host_ended(&result, false));
                 results.push(result);
             }
             continue;
@@ -86,7 +85,7 @@ where
             stopped = rollout.stop_after(index, failed, size, failed_total, total);
         }
         if let Some(why) = &stopped {
-            reporter.stopping(why);
+            reporter.emit(Event::Stopping { why: why.clone() });
         }
     }
     Fanned { results, stopped }
@@ -118,11 +117,11 @@ where
             };
             let Some(_permit) = permit else {
                 let result = HostResult::new(&name, HostOutcome::Interrupted, "not started");
-                reporter.journal_host(&result);
+                reporter.emit(Event::host_ended(&result, false));
                 return result;
             };
             let result = host_work.await;
-            reporter.host_finished(&result);
+            reporter.emit(Event::host_ended(&result, false));
             result
         });
         tasks.push((key, task));
@@ -137,7 +136,7 @@ where
                 elapsed: Duration::ZERO,
                 sandbox: None,
             };
-            reporter.journal_host(&result);
+            reporter.emit(Event::host_ended(&result, false));
             result
         }));
     }

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::clock::{timestamp, timestamp_now};
+use crate::store::record::{Line, Record, RunStart};
 use crate::store::{Store, StoreError};
 
 /// An open journal; a disabled one (no directory could be made) records nothing.
@@ -29,19 +30,6 @@ use crate::store::{Store, StoreError};
 pub struct Journal {
     file: Mutex<Option<(PathBuf, std::fs::File)>>,
     store: Mutex<Option<StoreSink>>,
-    redactor: crate::secrets::Redactor,
-    /// On a worker: lines go to the controller instead (see [`crate::report::forward`]).
-    forward: Option<Forward>,
-}
-
-/// Where a forwarding journal's lines go.
-#[derive(Clone)]
-pub struct Forward(pub std::sync::Arc<dyn Fn(Value) + Send + Sync>);
-
-impl std::fmt::Debug for Forward {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Forward")
-    }
 }
 
 /// The store and the number of the run being recorded in it (0 before [`Journal::begin`]).
@@ -65,16 +53,6 @@ impl Journal {
         Journal {
             file: Mutex::new(None),
             store: Mutex::new(None),
-            redactor: Default::default(),
-            forward: None,
-        }
-    }
-
-    /// A journal that hands every line to `forward` and writes nothing itself.
-    pub fn forwarding(forward: Forward) -> Journal {
-        Journal {
-            forward: Some(forward),
-            ..Journal::disabled()
         }
     }
 
@@ -103,14 +81,7 @@ impl Journal {
         Ok(Journal {
             file: Mutex::new(Some((path, file))),
             store: Mutex::new(None),
-            redactor: Default::default(),
-            forward: None,
         })
-    }
-
-    /// Hides secret values in every line from now on.
-    pub fn set_redactor(&mut self, redactor: crate::secrets::Redactor) {
-        self.redactor = redactor;
     }
 
     /// The file, when there is one.
@@ -147,35 +118,30 @@ impl Journal {
 
     /// Records the run's first line. Unlike later lines, a store that cannot take it is an
     /// error: the run has not touched a host yet and should not start unrecorded.
-    pub fn begin(&self, line: Value) -> Result<(), StoreError> {
-        let text = self.write_file(line);
+    pub fn begin(&self, run: &RunStart) -> Result<(), StoreError> {
+        let line = self.write_file(Record::Run(run.clone()));
         let Ok(mut guard) = self.store.lock() else {
             return Ok(());
         };
         let Some(sink) = guard.as_mut() else {
             return Ok(());
         };
-        let value: Value = serde_json::from_str(&text).unwrap_or_default();
-        sink.run = sink.store.begin_run(&value)?;
+        let at = line.at.as_deref().unwrap_or_default();
+        sink.run = sink.store.begin_run(run, at)?;
         Ok(())
     }
 
     /// Appends one line, with the current time as `at`. A failed write is reported on
     /// stderr and turns that sink off (once, not per line).
-    pub fn record(&self, line: Value) {
-        if let Some(forward) = &self.forward {
-            (forward.0)(line);
-            return;
-        }
-        let text = self.write_file(line);
+    pub fn record(&self, record: Record) {
+        let line = self.write_file(record);
         let Ok(mut guard) = self.store.lock() else {
             return;
         };
         let Some(sink) = guard.as_mut().filter(|s| s.run > 0) else {
             return;
         };
-        let value: Value = serde_json::from_str(&text).unwrap_or_default();
-        if let Err(e) = sink.store.record(sink.run, &value) {
+        if let Err(e) = sink.store.record(sink.run, &line) {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: {}; the rest of run {} is only in this output and the journal file",
@@ -186,17 +152,19 @@ impl Journal {
         }
     }
 
-    /// Stamps, redacts and appends `line` to the file; returns the redacted text.
-    fn write_file(&self, mut line: Value) -> String {
-        line["at"] = Value::String(timestamp_now());
-        let text = self.redactor.redact(&line.to_string()).into_owned();
+    /// Stamps `record` and appends it to the file; returns the line.
+    fn write_file(&self, record: Record) -> Line {
+        let line = Line {
+            at: Some(timestamp_now()),
+            record,
+        };
         let Ok(mut guard) = self.file.lock() else {
-            return text;
+            return line;
         };
         let Some((path, file)) = guard.as_mut() else {
-            return text;
+            return line;
         };
-        if let Err(e) = file.write_all(format!("{text}\n").as_bytes()) {
+        if let Err(e) = file.write_all(format!("{}\n", line.to_json()).as_bytes()) {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: journal {}: {e}; the rest of this run is not journalled",
@@ -204,7 +172,7 @@ impl Journal {
             );
             *guard = None;
         }
-        text
+        line
     }
 }
 
@@ -216,59 +184,17 @@ mod tests {
     fn lines_are_json_with_a_time() {
         let tmp = std::env::temp_dir().join(format!("wisp-journal-{}", std::process::id()));
         let j = Journal::create(&tmp).unwrap();
-        j.record(serde_json::json!({"kind": "run"}));
-        j.record(serde_json::json!({"kind": "end", "exit": 0}));
+        j.begin(&RunStart::default()).unwrap();
+        j.record(Record::End {
+            exit: 0,
+            elapsed_ms: 1,
+        });
         let text = std::fs::read_to_string(j.path().unwrap()).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<Line> = text.lines().map(|l| Line::parse(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[1]["exit"], 0);
-        assert!(lines[0]["at"].as_str().unwrap().ends_with('Z'));
-        std::fs::remove_dir_all(&tmp).unwrap();
-    }
-
-    #[test]
-    fn secrets_are_redacted_before_the_store_sees_them() {
-        let tmp = std::env::temp_dir().join(format!("wisp-journal-store-{}", std::process::id()));
-        let db = tmp.join("wisp.db");
-        let value = "hunter2-very-secret";
-        let secrets = crate::secrets::SecretValues::from(std::collections::BTreeMap::from([(
-            "pw".to_owned(),
-            value.to_owned(),
-        )]));
-        let mut j = Journal::create(&tmp.join("journal"))
-            .unwrap()
-            .with_store(Store::open(&db).unwrap());
-        j.set_redactor(crate::secrets::Redactor::new(&secrets));
-        j.begin(serde_json::json!({"kind": "run", "command": "apply", "targets": value}))
-            .unwrap();
-        j.record(serde_json::json!({
-            "kind": "task", "host": "h", "task": "t", "status": "failed",
-            "detail": format!("said {value}\n"),
-        }));
-        let run = j.run_number().unwrap();
-        drop(j);
-        let store = Store::open(&db).unwrap();
-        let tasks = store.tasks(run, None).unwrap();
-        assert_eq!(tasks[0].detail.as_deref(), Some("said [secret:pw]\n"));
-        assert_eq!(
-            store.run("last").unwrap().targets.as_deref(),
-            Some("[secret:pw]")
-        );
-        drop(store);
-        for e in std::fs::read_dir(&tmp).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_file() {
-                let bytes = std::fs::read(&path).unwrap();
-                assert!(
-                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
-                    "{} holds the secret",
-                    path.display()
-                );
-            }
-        }
+        assert!(matches!(lines[0].record, Record::Run(_)));
+        assert!(matches!(lines[1].record, Record::End { exit: 0, .. }));
+        assert!(lines[0].at.as_deref().unwrap().ends_with('Z'));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -282,18 +282,24 @@ fn mask(value: &mut Value, leaves: bool) {
     }
 }
 
-/// JSON lines with the scratch path and the volatile values masked.
+/// JSON lines with the scratch path and the volatile values masked. Hosts run at once, so
+/// the lines are grouped by host, and a host's stdout and stderr come through two pipes, so
+/// its output is grouped by stream (in order within each group, and the run's own lines
+/// first, in order): which host or stream spoke first is not part of the format.
 fn masked(dir: &Path, jsonl: &str) -> String {
     let scratch = dir.display().to_string();
-    jsonl
+    let mut lines: Vec<(String, String)> = jsonl
         .lines()
         .map(|line| {
             let mut v: Value = serde_json::from_str(&line.replace(&scratch, "$SCRATCH"))
                 .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
             mask(&mut v, false);
-            format!("{v}\n")
+            let field = |key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+            (format!("{}\0{}", field("host"), field("stream")), format!("{v}\n"))
         })
-        .collect()
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.into_iter().map(|(_, line)| line).collect()
 }
 
 /// Every run today, masked: its `--json` output and the journal lines `show --json` reads.

@@ -15,7 +15,7 @@ use super::item::{Back, Item};
 use crate::report::forward::Sink;
 
 /// The envelope format; a controller refuses any other.
-pub(super) const ENVELOPE_FORMAT: u32 = 1;
+pub(super) const ENVELOPE_FORMAT: u32 = 2;
 
 /// One event as it travels: what is signed is its JSON, so the run, the item and the
 /// sequence cannot be changed, and an event cannot be moved to another item or replayed

@@ -15,8 +15,8 @@ use wisp_protocol::ops::ExecArgs;
 
 use super::BusError;
 use crate::jobs::apply::ApplyOptions;
+use crate::report::Event;
 use crate::report::HostResult;
-use crate::report::forward::Event;
 
 /// The item format; a worker refuses any other.
 pub const FORMAT: u32 = 1;

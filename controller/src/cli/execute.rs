@@ -15,7 +15,8 @@ use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::jobs::{self, Job};
-use crate::report::{Reporter, exit_status};
+use crate::report::{Event, Reporter, exit_status};
+use crate::store::record::{PlanRun, RunStart};
 
 /// Resolves `spec` to targets, builds the job for them with `make_job`, checks the runners,
 /// and runs the job on every target.
@@ -116,12 +117,6 @@ pub(super) fn fleet(
         if let Some(store) = store {
             journal = journal.with_store(store);
         }
-        if let Err(e) = journal.begin(run_line(&job, &targets_spec, &names, &common)) {
-            return state_error(&e);
-        }
-        for line in audit_lines(&job, &common, &runners.checks) {
-            journal.record(line);
-        }
         let run_started = std::time::Instant::now();
         let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
         if common.fold {
@@ -132,6 +127,12 @@ pub(super) fn fleet(
             if options.drift {
                 reporter = reporter.for_drift();
             }
+        }
+        if let Err(e) = reporter.begin(run_line(&job, &targets_spec, &names, &common)) {
+            return state_error(&e);
+        }
+        for event in audit_events(&job, &common, &runners.checks) {
+            reporter.emit(event);
         }
         let reporter = Arc::new(reporter);
         let (tx, rx) = watch::channel(Interrupt::None);
@@ -150,9 +151,10 @@ pub(super) fn fleet(
         let rollout = common.rollout.rollout(forks);
         let fanned = match dispatch {
             Some((dispatch, hosts, work)) => {
-                reporter.journal().record(serde_json::json!({
-                    "kind": "bus", "nats": dispatch.bus.url, "bus_run": dispatch.run,
-                }));
+                reporter.emit(Event::Bus {
+                    nats: dispatch.bus.url.clone(),
+                    bus_run: dispatch.run.clone(),
+                });
                 crate::bus::dispatch::run(
                     dispatch,
                     targets,
@@ -186,7 +188,7 @@ pub(super) fn fleet(
             {
                 r.outcome = crate::report::HostOutcome::Failed;
                 r.detail = "run timeout".into();
-                reporter.journal_host(r);
+                reporter.emit(Event::host_ended(r, true));
             }
         }
         let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
@@ -198,10 +200,10 @@ pub(super) fn fleet(
                 status
             }
         };
-        reporter.journal().record(serde_json::json!({
-            "kind": "end", "exit": status as u8,
-            "elapsed_ms": u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        }));
+        reporter.emit(Event::RunEnded {
+            exit: status as u8,
+            elapsed_ms: u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
         status
     });
     // Host tasks that were cut off by a second Ctrl-C must not hold the exit.
@@ -234,8 +236,11 @@ fn open_journal() -> crate::journal::Journal {
 
 /// The privileged acts of this run, for the audit trail: becoming root, opening secrets, and
 /// the key each pushed runner was checked against.
-fn audit_lines(job: &Job, common: &Common, runner_checks: &[String]) -> Vec<serde_json::Value> {
-    let audit = |act: &str, detail: String| serde_json::json!({"kind": "audit", "act": act, "detail": detail});
+fn audit_events(job: &Job, common: &Common, runner_checks: &[String]) -> Vec<Event> {
+    let audit = |act: &str, detail: String| Event::Audit {
+        act: act.to_owned(),
+        detail,
+    };
     let mut out = Vec::new();
     if common.become_root || common.ask_become_pass {
         let how = if common.ask_become_pass {
@@ -279,40 +284,45 @@ fn own_uid() -> String {
 
 /// The journal's first line: what was asked, of which hosts. Command arguments stay out (they
 /// may hold secrets); the program does not.
-fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> serde_json::Value {
+fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> RunStart {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", own_uid()));
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    let mut line = serde_json::json!({
-        "kind": "run", "wisp": env!("CARGO_PKG_VERSION"), "targets": spec, "hosts": hosts,
-        "user": user, "machine": machine, "become": common.become_root || common.ask_become_pass,
-        "forks": common.forks, "become_pass": common.ask_become_pass,
-    });
-    if let Some(inventory) = &common.inventory {
-        line["inventory"] = absolute(inventory).into();
-    }
-    if let Some(run) = common.retry_of {
-        line["retry_of"] = run.into();
-    }
-    match job {
+    let mut run = RunStart {
+        wisp: env!("CARGO_PKG_VERSION").to_owned(),
+        targets: spec.to_owned(),
+        hosts: hosts.to_vec(),
+        user: Some(user),
+        machine: Some(machine),
+        r#become: common.become_root || common.ask_become_pass,
+        become_pass: common.ask_become_pass,
+        forks: usize::try_from(common.forks).unwrap_or(usize::MAX),
+        inventory: common.inventory.as_deref().map(absolute),
+        retry_of: common.retry_of,
+        ..RunStart::default()
+    };
+    run.command = match job {
         Job::Exec { args, .. } => {
-            line["command"] = "run".into();
-            line["program"] = args.command_line().first().cloned().into();
+            run.program = args.command_line().first().cloned();
+            "run"
         }
         Job::Plan { plan, options, .. } => {
-            line["command"] = if options.drift { "drift" } else { "apply" }.into();
-            line["plan"] = plan.path.display().to_string().into();
-            // Where `wisp retry` finds it again, from any directory.
-            line["plan_file"] = absolute(&plan.path).into();
-            line["plan_hash"] = plan.hash.clone().into();
-            line["check"] = options.check.into();
-            line["diff"] = options.diff.into();
+            run.plan = Some(PlanRun {
+                plan: plan.path.display().to_string(),
+                // Where `wisp retry` finds it again, from any directory.
+                plan_file: absolute(&plan.path),
+                plan_hash: plan.hash.clone(),
+                check: options.check,
+                diff: options.diff,
+            });
+            if options.drift { "drift" } else { "apply" }
         }
-        Job::Facts => line["command"] = "facts".into(),
-        Job::Ping => line["command"] = "ping".into(),
+        Job::Facts => "facts",
+        Job::Ping => "ping",
     }
-    line
+    .to_owned();
+    run
 }

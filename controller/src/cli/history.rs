@@ -154,8 +154,8 @@ pub(super) fn show(a: &ShowArgs) -> ExitStatus {
         if a.json {
             for line in store.events(run.id)? {
                 let keep = a.host.as_deref().is_none_or(|h| {
-                    serde_json::from_str::<serde_json::Value>(&line)
-                        .map(|v| v["host"].is_null() || v["host"] == h)
+                    crate::store::record::Line::parse(&line)
+                        .and_then(|l| l.record.host().map(|of| of == h))
                         .unwrap_or(true)
                 });
                 if keep {

@@ -75,7 +75,7 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
         Err(e) => return state_error(&e),
     };
     let run = source.id;
-    let command = source.line["command"].as_str().unwrap_or("").to_owned();
+    let command = source.run.command.clone();
     if source.hosts.is_empty() {
         let _ = writeln!(
             std::io::stderr(),
@@ -106,7 +106,7 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
     }
     match command.as_str() {
         "run" => {
-            let program = source.line["program"].as_str().unwrap_or("");
+            let program = source.run.program.as_deref().unwrap_or("");
             match a.command.first() {
                 None => {
                     return usage_error(&format!(
@@ -154,16 +154,18 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
 /// at its failed task when asked.
 fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> ExitStatus {
     let run = source.id;
-    let line = &source.line;
-    let Some(file) = line["plan_file"].as_str().or(line["plan"].as_str()) else {
+    let recorded = source.run.plan.clone().unwrap_or_default();
+    let file = [&recorded.plan_file, &recorded.plan]
+        .into_iter()
+        .find(|f| !f.is_empty());
+    let Some(file) = file.map(PathBuf::from) else {
         return usage_error(&format!("run {run} recorded no plan file"));
     };
-    let file = PathBuf::from(file);
     let plan = match load(&file, &a.plan) {
         Ok(p) => p,
         Err(status) => return status,
     };
-    let changed = line["plan_hash"].as_str() != Some(plan.hash.as_str());
+    let changed = recorded.plan_hash != plan.hash;
     if changed && a.from_failed_task {
         return usage_error(&format!(
             "{} changed since run {run}: its tasks no longer match the ones recorded, so a host \
@@ -177,7 +179,11 @@ fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> 
              was recorded; read the change, then pass --plan-changed-ok to retry with the plan \
              as it is now",
             file.display(),
-            line["plan_hash"].as_str().unwrap_or("not recorded"),
+            if recorded.plan_hash.is_empty() {
+                "not recorded"
+            } else {
+                &recorded.plan_hash
+            },
             plan.hash
         ));
     }
@@ -198,9 +204,9 @@ fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> 
         None
     };
     let mode = Mode {
-        check: line["check"].as_bool().unwrap_or(false),
-        diff: line["diff"].as_bool().unwrap_or(false),
-        drift: line["command"] == "drift",
+        check: recorded.check,
+        diff: recorded.diff,
+        drift: source.run.command == "drift",
     };
     run_loaded(plan, spec, a.common, &a.plan, mode, resume)
 }
@@ -250,11 +256,10 @@ fn resume_point(steps: &[TaskStep], plan: &Plan) -> Option<(usize, BTreeSet<usiz
 /// one) and becoming root.
 fn carry_options(source: &RetrySource, common: &mut Common) -> Result<(), ExitStatus> {
     if common.inventory.is_none() {
-        common.inventory = source.line["inventory"].as_str().map(PathBuf::from);
+        common.inventory = source.run.inventory.as_deref().map(PathBuf::from);
     }
-    let became = source.line["become"].as_bool().unwrap_or(false);
-    if became && !common.become_root && !common.ask_become_pass {
-        if source.line["become_pass"].as_bool().unwrap_or(false) {
+    if source.run.r#become && !common.become_root && !common.ask_become_pass {
+        if source.run.become_pass {
             return Err(usage_error(&format!(
                 "run {} became root with a sudo password: give --ask-become-pass again",
                 source.id
@@ -273,7 +278,7 @@ fn targets(source: &RetrySource, common: &Common) -> Result<String, ExitStatus> 
         return Ok(hosts.collect::<Vec<_>>().join(","));
     }
     let names: BTreeSet<&str> = hosts.collect();
-    let spec = source.line["targets"].as_str().unwrap_or("");
+    let spec = source.run.targets.as_str();
     let kept: Vec<&str> = spec
         .split(',')
         .map(str::trim)

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::json;
 use tokio::sync::watch;
 use wisp_protocol::message::{Done, Limits, Status};
 use wisp_protocol::ops::{Facts, FileResult, Op, PkgResult, ServiceResult};
@@ -14,8 +13,9 @@ use super::command::{Ended, follow};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
-use crate::report::Reporter;
+use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
+use crate::store::record::{TaskHow, TaskLine};
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -118,7 +118,7 @@ async fn facts(
     reporter: &Reporter,
 ) -> Result<Facts, Stop> {
     if let Some(cached) = ttl
-        .and_then(|ttl| reporter.journal().cached_facts(session.host_key(), ttl))
+        .and_then(|ttl| reporter.cached_facts(session.host_key(), ttl))
         .and_then(|v| serde_json::from_value::<Facts>(v).ok())
     {
         return Ok(cached);
@@ -134,7 +134,11 @@ async fn facts(
     };
     match (done.result_as::<Facts>(), &done.result) {
         (Some(Ok(facts)), Some(raw)) => {
-            reporter.facts_read(host, session.host_key(), raw);
+            reporter.emit(Event::FactsRead {
+                host: host.to_owned(),
+                host_key: session.host_key().to_owned(),
+                facts: raw.clone(),
+            });
             Ok(facts)
         }
         (Some(Err(e)), _) => Err(Stop::Lost(format!("facts: undecodable result: {e}"))),
@@ -207,13 +211,19 @@ pub async fn run_on_host(
 
 /// Records a task a resumed host does not run again: done in run `run`.
 fn carried_over(task: &Task, host: &str, run: i64, changed: bool, reporter: &Reporter) {
-    let detail = format!("done in run {run}");
-    reporter.task(host, &task.name, TaskStatus::Skipped.label(), &detail);
-    reporter.journal().record(json!({
-        "kind": "task", "host": host, "task": task.name, "op": task.op, "line": task.line,
-        "status": TaskStatus::Skipped.label(), "detail": detail, "changed": false,
-        "done_in": run, "done_changed": changed,
-    }));
+    reporter.emit(Event::Task(Box::new(TaskLine {
+        host: host.to_owned(),
+        task: task.name.clone(),
+        op: task.op.clone(),
+        line: task.line,
+        status: TaskStatus::Skipped.label().to_owned(),
+        detail: format!("done in run {run}"),
+        how: TaskHow::Carried {
+            changed: false,
+            done_in: run,
+            done_changed: changed,
+        },
+    })));
 }
 
 fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
@@ -238,13 +248,21 @@ async fn run_task(
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<TaskStatus, Stop> {
     let record = |status: TaskStatus, detail: &str, done: Option<&Done>| {
-        reporter.task(host, &task.name, status.label(), detail);
-        reporter.journal().record(json!({
-            "kind": "task", "host": host, "task": task.name, "op": task.op, "line": task.line,
-            "status": status.label(), "detail": detail, "check": options.check,
-            "duration_ms": done.map(|d| d.duration_ms),
-            "enforcement": done.and_then(|d| d.enforcement.as_ref()),
-        }));
+        reporter.emit(Event::Task(Box::new(TaskLine {
+            host: host.to_owned(),
+            task: task.name.clone(),
+            op: task.op.clone(),
+            line: task.line,
+            status: status.label().to_owned(),
+            detail: detail.to_owned(),
+            how: TaskHow::Ran {
+                check: options.check,
+                duration_ms: done.map(|d| d.duration_ms),
+                enforcement: done
+                    .and_then(|d| d.enforcement.as_ref())
+                    .and_then(|e| serde_json::to_value(e).ok()),
+            },
+        })));
         status
     };
     let report = |status: TaskStatus, detail: &str| record(status, detail, None);
@@ -381,7 +399,10 @@ async fn run_task(
                     String::new()
                 };
                 if !text.is_empty() {
-                    reporter.diff(host, &text);
+                    reporter.emit(Event::Diff {
+                        host: host.to_owned(),
+                        text,
+                    });
                 }
             }
             let changed = done.changed && !(is_exec && task.changed_when == Some(false));

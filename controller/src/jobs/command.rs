@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use wisp_protocol::message::{Done, ErrorFrame, EventKind};
 
 use crate::interrupt::Interrupt;
-use crate::report::{LineSplitter, Reporter};
+use crate::report::{Event, LineSplitter, Reporter};
 use crate::session::{CmdEvent, Session, SessionError};
 
 /// Where a followed command's output goes besides the reporter, and how much of it.
@@ -126,10 +126,10 @@ pub(crate) async fn follow(
                     let rest = hidden[i].finish();
                     tee(i, &rest);
                     for line in lines[i].push(&rest) {
-                        reporter.line(host, stream, &line);
+                        reporter.emit(Event::output(host, stream, &line));
                     }
                     if let Some(line) = lines[i].finish() {
-                        reporter.line(host, stream, &line);
+                        reporter.emit(Event::output(host, stream, &line));
                     }
                 }
                 return Ended::Done(done, data);
@@ -160,7 +160,7 @@ async fn report(
 ) -> Option<Ended> {
     let many = batch.len() > LINES_PER_LOOK;
     for (n, line) in batch.iter().enumerate() {
-        reporter.line(host, stream, line);
+        reporter.emit(Event::output(host, stream, line));
         if !many || (n + 1) % LINES_PER_LOOK != 0 {
             continue;
         }

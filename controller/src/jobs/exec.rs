@@ -15,7 +15,7 @@ use super::output_files::OutputFiles;
 use super::{Host, Job, RETRIES, backoff, stderr_note};
 use crate::errors::error_chain;
 use crate::interrupt::Interrupt;
-use crate::report::{HostOutcome, HostResult, describe};
+use crate::report::{Event, HostOutcome, HostResult, describe};
 use crate::session::Session;
 
 /// How the job ended on this host.
@@ -51,8 +51,8 @@ pub(super) async fn run(
                 Some(flags) => match flags.to_limits(&session.ready().arch) {
                     Ok(l) => l,
                     Err(e) => {
-                        host.reporter
-                            .refused(name, &ErrorFrame::new(None, ErrorCode::BadArgs, e));
+                        let error = ErrorFrame::new(None, ErrorCode::BadArgs, e);
+                        host.reporter.emit(Event::refused(name, &error));
                         return Ran::Finished(host.result(HostOutcome::Failed, "seccomp file"));
                     }
                 },
@@ -77,10 +77,8 @@ pub(super) async fn run(
     {
         Ok(files) => files,
         Err(e) => {
-            host.reporter.refused(
-                name,
-                &ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e)),
-            );
+            let error = ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e));
+            host.reporter.emit(Event::refused(name, &error));
             return Ran::Finished(host.result(HostOutcome::Failed, "output dir"));
         }
     };
@@ -109,15 +107,23 @@ pub(super) async fn run(
         match ended {
             Ended::Done(done, _) => {
                 if let Some(facts) = &done.result {
-                    host.reporter.facts_read(name, session.host_key(), facts);
-                    host.reporter.facts(name, facts);
+                    host.reporter.emit(Event::FactsRead {
+                        host: name.to_owned(),
+                        host_key: session.host_key().to_owned(),
+                        facts: facts.clone(),
+                    });
+                    host.reporter.emit(Event::Facts {
+                        host: name.to_owned(),
+                        facts: facts.clone(),
+                    });
                 }
-                host.reporter.done(name, &done);
+                host.reporter.emit(Event::CommandDone {
+                    host: name.to_owned(),
+                    done: done.clone(),
+                });
                 if let Some(Err(e)) = saved.take().map(OutputFiles::finish) {
-                    host.reporter.refused(
-                        name,
-                        &ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e)),
-                    );
+                    let error = ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e));
+                    host.reporter.emit(Event::refused(name, &error));
                     return Ran::Finished(host.result(HostOutcome::Failed, "output lost"));
                 }
                 let outcome = match done.status {
@@ -146,7 +152,7 @@ pub(super) async fn run(
                 }
             }
             Ended::Refused(e) => {
-                host.reporter.refused(name, &e);
+                host.reporter.emit(Event::refused(name, &e));
                 let code = serde_json::to_value(e.code)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned));

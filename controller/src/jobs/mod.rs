@@ -23,7 +23,7 @@ use wisp_transports::Launch;
 use crate::errors::error_chain;
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
-use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use crate::session::Session;
 
 /// Retries after a transient failure (connection dropped, or ERROR class `transient`).
@@ -118,7 +118,7 @@ impl Host<'_> {
 
     /// The host could not be reached or was lost: say why, with the runner's stderr.
     fn unreachable(&self, message: &str, detail: &str) -> HostResult {
-        self.reporter.unreachable(self.name(), message);
+        self.reporter.emit(Event::unreachable(self.name(), message));
         self.result(HostOutcome::Unreachable, detail)
     }
 
@@ -135,7 +135,10 @@ impl Host<'_> {
         };
         let outcome = match job {
             Job::Ping => {
-                self.reporter.ping(self.name(), session.ready());
+                self.reporter.emit(Event::Ping {
+                    host: self.name().to_owned(),
+                    ready: Box::new(session.ready().clone()),
+                });
                 self.result(HostOutcome::Ok, "pong")
             }
             Job::Plan {

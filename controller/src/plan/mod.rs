@@ -449,7 +449,8 @@ argv = ["true"]
         vars.insert("app".to_owned(), "demo".to_owned());
         let mut host = BTreeMap::new();
         host.insert("port".to_owned(), "81".to_owned());
-        let facts: wisp_protocol::ops::Facts = serde_json::from_value(serde_json::json!({
+        let facts: wisp_protocol::ops::Facts = serde_json::from_str(
+            r#"{
             "os_id": "debian", "os_version": "13", "os_pretty": "", "kernel": "6.18",
             "arch": "x86_64", "hostname": "web1", "cpus": 2, "mem_total_kb": 1024,
             "caps": {
@@ -458,7 +459,8 @@ argv = ["true"]
                 "cgroup": {"mode": "hybrid", "writable": true, "detail": ""}
             },
             "init": "sysv", "pkg_manager": "apt"
-        }))
+        }"#,
+        )
         .unwrap();
         let ctx = Context::for_host(&vars, "web1", &host, Some(&facts));
         let mut refs = Vec::new();

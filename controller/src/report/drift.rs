@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::fold::fold_hosts;
+use super::nodeset::fold_hosts;
 use super::{HostOutcome, HostResult, visible};
 use crate::exit::ExitStatus;
 
@@ -33,6 +33,31 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// Keeps what drift is made of: task results and diffs.
+    pub(super) fn take(&self, event: &super::Event) {
+        use super::Event;
+        match event {
+            Event::Task(t) => self.task(&t.host, &t.task, &t.status, &t.detail),
+            Event::Diff { host, text } => self.diff(host, text),
+            Event::RunStarted(_)
+            | Event::Audit { .. }
+            | Event::Bus { .. }
+            | Event::Output { .. }
+            | Event::CommandDone { .. }
+            | Event::Refused { .. }
+            | Event::Unreachable { .. }
+            | Event::FactsRead { .. }
+            | Event::Facts { .. }
+            | Event::Ping { .. }
+            | Event::HostEnded { .. }
+            | Event::Worker(_)
+            | Event::Warning { .. }
+            | Event::Stopping { .. }
+            | Event::RunEnded { .. }
+            | Event::Other(_) => {}
+        }
+    }
+
     /// A task's result: kept when it would change the host or failed, with its diff.
     pub fn task(&self, host: &str, task: &str, status: &str, detail: &str) {
         let diff = self
@@ -61,7 +86,7 @@ impl Collector {
         }
     }
 
-    fn take(&self) -> BTreeMap<String, Vec<Finding>> {
+    fn findings(&self) -> BTreeMap<String, Vec<Finding>> {
         self.findings
             .lock()
             .map(|mut f| std::mem::take(&mut *f))
@@ -98,7 +123,7 @@ pub struct Group {
 impl Drift {
     /// Folds what `collector` gathered, for these results.
     pub fn new(collector: &Collector, results: &[HostResult]) -> Drift {
-        let mut findings = collector.take();
+        let mut findings = collector.findings();
         let mut by_findings: BTreeMap<Vec<Finding>, Vec<String>> = BTreeMap::new();
         let (mut unreachable, mut incomplete, mut clean) = (Vec::new(), Vec::new(), Vec::new());
         for r in results {
@@ -186,31 +211,6 @@ impl Drift {
             ));
         }
         out
-    }
-}
-
-impl super::Reporter {
-    /// The drift report for these results, printed (stdout, or one `drift` JSON line), with
-    /// its exit status. `None` when this reporter is not collecting drift.
-    pub fn drift_report(&self, results: &[HostResult], interrupted: bool) -> Option<ExitStatus> {
-        let collector = self.drift.as_ref()?;
-        let report = Drift::new(collector, results);
-        let status = report.exit_status(interrupted);
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
-        }
-        if self.json {
-            let mut value = serde_json::to_value(&report).unwrap_or_default();
-            value["type"] = "drift".into();
-            value["exit_code"] = (status as u8).into();
-            self.json(value);
-        } else {
-            // The report escapes what hosts put in it (diffs, details) itself.
-            let text = self.redactor.redact(&report.text()).into_owned();
-            let _guard = self.lock.lock();
-            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
-        }
-        Some(status)
     }
 }
 

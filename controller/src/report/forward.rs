@@ -1,53 +1,11 @@
-//! A reporter that reports elsewhere: on a worker, every call a job makes on its reporter
-//! becomes an [`Event`] handed to a sink (the bus), and the controller replays each event on
-//! its own reporter, so output, `--json`, the recap and the journal are the same as a local
-//! run's. Fan-out calls (a host's end) are not forwarded: the controller's own fan-out makes
-//! them from the host's result.
+//! The bus forwarder, on a worker: every job event goes to a sink (the bus) instead of being
+//! shown or journalled, and the controller hands each one it admits to its own reporter, so
+//! output, `--json`, the recap and the journal are the same as a local run's. The run's own
+//! events (a host's end, warnings) are not forwarded: the controller makes its own.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use wisp_protocol::message::{Done, ErrorFrame, EventKind, Ready};
-
-/// One reporter call, as it travels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "call", rename_all = "snake_case")]
-pub enum Event {
-    /// [`super::Reporter::line`].
-    Line {
-        host: String,
-        stream: EventKind,
-        line: String,
-    },
-    /// [`super::Reporter::done`].
-    Done { host: String, done: Box<Done> },
-    /// [`super::Reporter::task`].
-    Task {
-        host: String,
-        task: String,
-        status: String,
-        detail: String,
-    },
-    /// [`super::Reporter::diff`].
-    Diff { host: String, text: String },
-    /// [`super::Reporter::refused`].
-    Refused { host: String, error: ErrorFrame },
-    /// [`super::Reporter::unreachable`].
-    Unreachable { host: String, message: String },
-    /// [`super::Reporter::facts_read`].
-    FactsRead {
-        host: String,
-        host_key: String,
-        facts: Value,
-    },
-    /// [`super::Reporter::facts`].
-    Facts { host: String, facts: Value },
-    /// [`super::Reporter::ping`].
-    Ping { host: String, ready: Box<Ready> },
-    /// A journal line written by a job itself (task results).
-    Journal { line: Value },
-}
+use super::Event;
 
 /// Where a forwarding reporter's events go.
 #[derive(Clone)]
@@ -59,72 +17,21 @@ impl std::fmt::Debug for Sink {
     }
 }
 
-impl Event {
-    /// The host the event is about, when it names one.
-    pub fn host(&self) -> Option<&str> {
-        match self {
-            Event::Line { host, .. }
-            | Event::Done { host, .. }
-            | Event::Task { host, .. }
-            | Event::Diff { host, .. }
-            | Event::Refused { host, .. }
-            | Event::Unreachable { host, .. }
-            | Event::FactsRead { host, .. }
-            | Event::Facts { host, .. }
-            | Event::Ping { host, .. } => Some(host),
-            Event::Journal { .. } => None,
+impl Sink {
+    /// Passes on a job's event, whatever it is; the run's own events stay here.
+    pub(super) fn take(&self, event: Event) {
+        if event.is_job_event() {
+            (self.0)(event);
         }
     }
 }
 
 impl super::Reporter {
-    /// A reporter that prints nothing and hands every job-level call to `sink`.
+    /// A reporter that shows and records nothing and hands every job event to `sink`.
     pub fn forwarding(sink: Sink) -> Self {
-        let mut reporter = Self::new(false, &[]);
-        let journal_sink = sink.clone();
-        reporter.journal =
-            crate::journal::Journal::forwarding(crate::journal::Forward(Arc::new(move |line| {
-                (journal_sink.0)(Event::Journal { line });
-            })));
-        reporter.progress = None;
+        let mut reporter = Self::new(true, &[]);
         reporter.forward = Some(sink);
         reporter
-    }
-
-    /// Hands the call `make` describes to the sink, when forwarding; says whether it did.
-    pub(super) fn forwarded(&self, make: impl FnOnce() -> Event) -> bool {
-        match &self.forward {
-            Some(sink) => {
-                (sink.0)(make());
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Makes the call a forwarding reporter elsewhere was asked to make.
-    pub fn replay(&self, event: Event) {
-        match event {
-            Event::Line { host, stream, line } => self.line(&host, stream, &line),
-            Event::Done { host, done } => self.done(&host, &done),
-            Event::Task {
-                host,
-                task,
-                status,
-                detail,
-            } => self.task(&host, &task, &status, &detail),
-            Event::Diff { host, text } => self.diff(&host, &text),
-            Event::Refused { host, error } => self.refused(&host, &error),
-            Event::Unreachable { host, message } => self.unreachable(&host, &message),
-            Event::FactsRead {
-                host,
-                host_key,
-                facts,
-            } => self.facts_read(&host, &host_key, &facts),
-            Event::Facts { host, facts } => self.facts(&host, &facts),
-            Event::Ping { host, ready } => self.ping(&host, &ready),
-            Event::Journal { line } => self.journal.record(line),
-        }
     }
 }
 
@@ -132,33 +39,41 @@ impl super::Reporter {
 mod tests {
     use std::sync::Mutex;
 
+    use wisp_protocol::message::EventKind;
+
     use super::*;
+    use crate::report::{HostOutcome, HostResult};
 
     #[test]
-    fn every_job_call_is_forwarded_and_nothing_else() {
+    fn every_job_event_is_forwarded_and_nothing_else() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let into = Arc::clone(&seen);
         let reporter = super::super::Reporter::forwarding(Sink(Arc::new(move |e| {
-            into.lock().unwrap().push(serde_json::to_value(&e).unwrap());
+            into.lock().unwrap().push(e);
         })));
-        reporter.line("web1", EventKind::Stdout, "hello");
-        reporter.task("web1", "config", "changed", "");
-        reporter.unreachable("web2", "refused");
-        reporter
-            .journal()
-            .record(serde_json::json!({"kind": "task", "host": "web1"}));
-        // A host's end belongs to the fan-out that replays these, not to the forwarder.
-        reporter.host_finished(&crate::report::HostResult::new(
-            "web1",
-            crate::report::HostOutcome::Ok,
-            "exit 0",
-        ));
+        reporter.emit(Event::output("web1", EventKind::Stdout, "hello"));
+        reporter.emit(Event::unreachable("web2", "refused"));
+        let later: Event =
+            serde_json::from_str(r#"{"event":"package_held","host":"web1","package":"nginx"}"#)
+                .unwrap();
+        reporter.emit(later);
+        // A host's end belongs to the fan-out on the controller, not to the forwarder.
+        let result = HostResult::new("web1", HostOutcome::Ok, "exit 0");
+        reporter.emit(Event::host_ended(&result, false));
+        reporter.emit(Event::Warning {
+            message: "m".into(),
+        });
         let seen = seen.lock().unwrap();
-        let calls: Vec<&str> = seen.iter().map(|v| v["call"].as_str().unwrap()).collect();
-        assert_eq!(calls, ["line", "task", "unreachable", "journal"]);
-        assert_eq!(seen[3]["line"]["kind"], "task");
-        // What travels comes back as the same call.
-        let back: Event = serde_json::from_value(seen[0].clone()).unwrap();
-        assert!(matches!(back, Event::Line { ref line, .. } if line == "hello"));
+        let names: Vec<&str> = seen.iter().map(Event::name).collect();
+        assert_eq!(names, ["output", "unreachable", "package_held"]);
+        let whole = serde_json::to_string(&seen[2]).unwrap();
+        assert_eq!(
+            whole, r#"{"event":"package_held","host":"web1","package":"nginx"}"#,
+            "an unknown event is passed on whole"
+        );
+        // What travels comes back as the same event.
+        let text = serde_json::to_string(&seen[0]).unwrap();
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, Event::output("web1", EventKind::Stdout, "hello"));
     }
 }

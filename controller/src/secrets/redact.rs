@@ -55,6 +55,11 @@ impl Redactor {
         Redactor { patterns }
     }
 
+    /// Whether it hides nothing (no secrets in this run).
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// A redactor for one byte stream (a host's stdout, say), for secrets that arrive split
     /// across chunks.
     pub fn stream(&self) -> StreamRedactor {

@@ -17,9 +17,10 @@
 //! at once, and a writer waits up to [`BUSY_TIMEOUT`] for another's short transaction.
 
 mod read;
-mod record;
+pub mod record;
 mod retry;
 mod schema;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -463,12 +464,15 @@ mod tests {
     fn facts_are_cached_per_host_key_within_their_age() {
         let dir = std::env::temp_dir().join(format!("wisp-store-facts-{}", std::process::id()));
         let mut store = Store::open(&dir.join("wisp.db")).unwrap();
-        let run = store
-            .begin_run(&serde_json::json!({"kind": "run", "command": "facts"}))
-            .unwrap();
-        let line = serde_json::json!({
-            "kind": "facts", "host": "web1", "host_key": "ssh ssh-ed25519 SHA256:old",
-            "facts": {"os_id": "debian"},
+        let facts_run = record::RunStart {
+            command: "facts".into(),
+            ..Default::default()
+        };
+        let run = store.begin_run(&facts_run, "2026-01-01T00:00:00Z").unwrap();
+        let line = record::Line::new(record::Record::Facts {
+            host: "web1".into(),
+            host_key: "ssh ssh-ed25519 SHA256:old".into(),
+            facts: serde_json::from_str(r#"{"os_id":"debian"}"#).unwrap(),
         });
         store.record(run, &line).unwrap();
         let hour = Duration::from_secs(3600);

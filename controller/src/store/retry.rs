@@ -3,6 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::record::{Line, Record, RunStart};
 use super::{Store, StoreError};
 
 /// Outcomes a retry runs again. Any other (`ok`) is done.
@@ -13,8 +14,8 @@ pub const RETRIED_OUTCOMES: &[&str] = &["failed", "unreachable", "interrupted", 
 pub struct RetrySource {
     /// Its number.
     pub id: i64,
-    /// Its first journal line (`kind: run`): the command, targets, plan, hash and options.
-    pub line: serde_json::Value,
+    /// Its first journal line: the command, targets, plan, hash and options.
+    pub run: RunStart,
     /// Whether it recorded its end (a killed run did not).
     pub ended: bool,
     /// Its hosts that a retry runs again, in the run's order, each with how it ended (`None`:
@@ -49,19 +50,22 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.fail("cannot read the run's first line", e))?;
-        let line: serde_json::Value = first
-            .and_then(|b| serde_json::from_str(&b).ok())
-            .unwrap_or_default();
+        let run_start = match first.as_deref().and_then(Line::parse) {
+            Some(Line {
+                record: Record::Run(r),
+                ..
+            }) => r,
+            _ => RunStart::default(),
+        };
         let ended_as: std::collections::HashMap<String, String> = self
             .hosts(run.id, None)?
             .into_iter()
             .map(|h| (h.host, h.outcome))
             .collect();
-        let hosts = line["hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h.as_str())
+        let hosts = run_start
+            .hosts
+            .iter()
+            .map(String::as_str)
             .filter_map(|h| match ended_as.get(h) {
                 Some(o) if RETRIED_OUTCOMES.contains(&o.as_str()) => {
                     Some((h.to_owned(), Some(o.clone())))
@@ -72,7 +76,7 @@ impl Store {
             .collect();
         Ok(RetrySource {
             id: run.id,
-            line,
+            run: run_start,
             ended: run.ended_at.is_some(),
             hosts,
         })

@@ -319,7 +319,7 @@ impl Attacker {
 /// An event as a forger writes it: the envelope a worker sends, for `item` of `run`.
 fn forged_event(item: &serde_json::Value, seq: u64, back: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "v": 1, "run": item["run"], "item": item["id"], "worker": "w1", "seq": seq,
+        "v": 2, "run": item["run"], "item": item["id"], "worker": "w1", "seq": seq,
         "back": back,
     }))
     .expect("an envelope")

@@ -2,11 +2,10 @@
 //! signed claim it heard, in order, about the item's own host; then replayed on the run's
 //! reporter or journalled.
 
-use serde_json::json;
-
 use super::Inbound;
 use crate::bus::item::Back;
-use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::report::{Event, HostOutcome, HostResult, Reporter};
+use crate::store::record::{WorkerEvent, WorkerLine};
 
 /// What has been heard about one item: which worker's key claimed it, how far its events
 /// have got, and how many messages were refused.
@@ -94,40 +93,48 @@ impl<'a> Heard<'a> {
     /// A refused message: journalled, and said on the terminal the first time for a host.
     pub(super) fn refused(&mut self, reporter: &Reporter, why: &str) {
         self.refused += 1;
-        reporter.journal().record(json!({
-            "kind": "worker", "host": self.host, "event": "refused_event", "item": self.item,
-            "why": why,
-        }));
+        reporter.emit(worker_event(
+            self.host,
+            self.item,
+            WorkerEvent::RefusedEvent {
+                why: why.to_owned(),
+            },
+        ));
         if self.refused == 1 {
-            reporter.warn(&format!(
-                "{}: refused an event on the bus ({why}); only the worker that claimed the \
-                 item is heard, about its own host",
-                self.host
-            ));
+            reporter.emit(Event::Warning {
+                message: format!(
+                    "{}: refused an event on the bus ({why}); only the worker that claimed the \
+                     item is heard, about its own host",
+                    self.host
+                ),
+            });
         }
     }
 }
 
-/// Refuses a worker's report that is about anything but `host`: a row for another host, or a
-/// journal line that is not a task result of this host, never reaches the store.
-fn about_this_host(event: &crate::report::forward::Event, host: &str) -> Result<(), String> {
-    use crate::report::forward::Event;
-    match event {
-        Event::Journal { line } => {
-            if line["kind"] != "task" || line["host"] != host {
-                return Err(format!(
-                    "a journal line of kind {} about host {}",
-                    line["kind"], line["host"]
-                ));
-            }
-        }
-        other => {
-            if other.host() != Some(host) {
-                return Err(format!("an event about host {:?}", other.host()));
-            }
-        }
+/// Refuses a worker's event that is not a job's event about `host`: a row for another host,
+/// or an event only the controller makes (a run's start or end, an audit line, a host's end),
+/// never reaches the store.
+fn about_this_host(event: &Event, host: &str) -> Result<(), String> {
+    if !event.is_job_event() {
+        return Err(format!(
+            "a {} event, which only the controller makes",
+            event.name()
+        ));
+    }
+    if event.host() != Some(host) {
+        return Err(format!("an event about host {:?}", event.host()));
     }
     Ok(())
+}
+
+/// A worker's part in `host`'s item `item`, as an event.
+fn worker_event(host: &str, item: &str, event: WorkerEvent) -> Event {
+    Event::Worker(WorkerLine {
+        host: host.to_owned(),
+        item: item.to_owned(),
+        event,
+    })
 }
 
 /// Acts on one admitted event: replayed on the reporter or journalled; the host's result
@@ -139,15 +146,19 @@ pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> O
             at_ms,
             took_over,
         } => {
-            reporter.journal().record(json!({
-                "kind": "worker", "host": name, "event": "claimed",
-                "worker": worker, "at_ms": at_ms, "took_over": took_over,
-                "item": id,
-            }));
+            reporter.emit(worker_event(
+                name,
+                id,
+                WorkerEvent::Claimed {
+                    worker,
+                    at_ms,
+                    took_over,
+                },
+            ));
             None
         }
         Back::Report { event } => {
-            reporter.replay(event);
+            reporter.emit(event);
             None
         }
         Back::Finished {
@@ -155,23 +166,32 @@ pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> O
             at_ms,
             result,
         } => {
-            reporter.journal().record(json!({
-                "kind": "worker", "host": name, "event": "finished",
-                "worker": worker, "at_ms": at_ms, "item": id,
-                "outcome": result.outcome.label(),
-            }));
+            let outcome = result.outcome.label().to_owned();
+            reporter.emit(worker_event(
+                name,
+                id,
+                WorkerEvent::Finished {
+                    worker,
+                    at_ms,
+                    outcome,
+                },
+            ));
             Some(result)
         }
         Back::Lost { worker, by } => {
-            reporter.journal().record(json!({
-                "kind": "worker", "host": name, "event": "lost",
-                "worker": worker, "by": by, "item": id,
-            }));
+            reporter.emit(worker_event(
+                name,
+                id,
+                WorkerEvent::Lost {
+                    worker: worker.clone(),
+                    by,
+                },
+            ));
             let message = format!(
                 "lost with worker {worker}: the command may have run, in part or whole; an \
                  exec item is not run again (--redeliver-exec allows it)"
             );
-            reporter.unreachable(name, &message);
+            reporter.emit(Event::unreachable(name, &message));
             Some(HostResult::new(
                 name,
                 HostOutcome::Unreachable,
@@ -179,7 +199,8 @@ pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> O
             ))
         }
         Back::Refused { worker, reason } => {
-            reporter.unreachable(name, &format!("worker {worker} refused the item: {reason}"));
+            let message = format!("worker {worker} refused the item: {reason}");
+            reporter.emit(Event::unreachable(name, &message));
             Some(HostResult::new(
                 name,
                 HostOutcome::Failed,
@@ -193,7 +214,6 @@ pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> O
 mod tests {
     use super::super::Inbound;
     use super::*;
-    use crate::report::forward::Event;
 
     fn signed(key: &str, seq: u64, back: Back) -> Inbound {
         Inbound::Signed {
@@ -214,11 +234,7 @@ mod tests {
 
     fn line(host: &str) -> Back {
         Back::Report {
-            event: Event::Line {
-                host: host.into(),
-                stream: wisp_protocol::message::EventKind::Stdout,
-                line: "hi".into(),
-            },
+            event: Event::output(host, wisp_protocol::message::EventKind::Stdout, "hi"),
         }
     }
 
@@ -237,23 +253,29 @@ mod tests {
         assert!(h.admit(signed("B", 9, line("web01"))).is_err());
         assert!(h.admit(signed("B", 9, claimed(None))).is_err());
         assert!(h.admit(signed("A", 3, line("web02"))).is_err());
-        let journal = |kind: &str, host: &str| Back::Report {
-            event: Event::Journal {
-                line: serde_json::json!({"kind": kind, "host": host}),
-            },
+        // Only a job's events, about this host: not the run's own, not another host's.
+        let report = |event: Event| Back::Report { event };
+        let audit = Event::Audit {
+            act: "runner".into(),
+            detail: "x".into(),
         };
-        assert!(h.admit(signed("A", 4, journal("audit", "web01"))).is_err());
-        assert!(h.admit(signed("A", 5, journal("task", "web02"))).is_err());
-        assert!(h.admit(signed("A", 6, journal("task", "web01"))).is_ok());
+        let end = Event::host_ended(&HostResult::new("web01", HostOutcome::Ok, ""), false);
+        let later = |host: &str| -> Event {
+            serde_json::from_str(&format!(r#"{{"event":"later","host":"{host}"}}"#)).unwrap()
+        };
+        assert!(h.admit(signed("A", 4, report(audit))).is_err());
+        assert!(h.admit(signed("A", 5, report(end))).is_err());
+        assert!(h.admit(signed("A", 6, report(later("web02")))).is_err());
+        assert!(h.admit(signed("A", 7, report(later("web01")))).is_ok());
         let finished = |host: &str| Back::Finished {
             worker: "w".into(),
             at_ms: 0,
             result: HostResult::new(host, HostOutcome::Ok, "exit 0"),
         };
-        assert!(h.admit(signed("A", 7, finished("web02"))).is_err());
+        assert!(h.admit(signed("A", 8, finished("web02"))).is_err());
         // A takeover moves the item to the new worker; the old one is no longer heard.
         assert!(h.admit(signed("B", 1, claimed(Some("A")))).is_ok());
-        assert!(h.admit(signed("A", 8, line("web01"))).is_err());
+        assert!(h.admit(signed("A", 9, line("web01"))).is_err());
         assert!(h.admit(signed("B", 2, finished("web01"))).is_ok());
     }
 }

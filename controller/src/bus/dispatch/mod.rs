@@ -24,7 +24,7 @@ use super::item::{Back, Cancel, HostSpec, Item, SIGNATURE_HEADER, Signer, Start,
 use super::{Bus, EVENTS_STREAM, WORK_STREAM, work_subject};
 use crate::fleet::{Fanned, Target};
 use crate::interrupt::Interrupt;
-use crate::report::{HostOutcome, HostResult, Reporter};
+use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use heard::{Heard, replay};
 
 /// How long the controller waits for a lost NATS connection to come back before it gives
@@ -78,7 +78,7 @@ pub async fn run(
     let router = match route(&d, Arc::clone(&routes)).await {
         Ok(r) => Some(r),
         Err(e) => {
-            reporter.unreachable("wisp", &e);
+            reporter.emit(Event::unreachable("wisp", &e));
             None
         }
     };
@@ -270,7 +270,7 @@ async fn one_host(
     }
     let result = async {
         if let Err(e) = queue(d, &item).await {
-            reporter.unreachable(name, &e);
+            reporter.emit(Event::unreachable(name, &e));
             return HostResult::new(name, HostOutcome::Unreachable, "not queued");
         }
         let mut down = d.bus.down.clone();
@@ -302,7 +302,7 @@ async fn one_host(
                          region {region} running, reaching {}, and trusting this job key?",
                         d.item_expiry, d.bus.url
                     );
-                    reporter.unreachable(name, &message);
+                    reporter.emit(Event::unreachable(name, &message));
                     return HostResult::new(name, HostOutcome::Unreachable, "no worker took it");
                 }
                 _ = interrupt.changed() => {
@@ -328,7 +328,7 @@ async fn one_host(
                              worker finishes what it started; `wisp retry` runs it again)",
                             d.bus.url
                         );
-                        reporter.unreachable(name, &message);
+                        reporter.emit(Event::unreachable(name, &message));
                         return HostResult::new(name, HostOutcome::Unreachable, "NATS lost");
                     }
                 }

@@ -25,7 +25,7 @@ use super::{Bus, BusError, log};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::jobs::{Job, apply::Resume};
-use crate::report::forward::Event;
+use crate::report::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
 use cancels::{Runs, listen_for_cancels};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
@@ -399,10 +399,7 @@ async fn run_item(
         Err(e) => {
             let message = format!("worker {}: {e}", worker.name);
             events.send(&Back::Report {
-                event: Event::Unreachable {
-                    host: name.clone(),
-                    message: message.clone(),
-                },
+                event: Event::unreachable(&name, &message),
             });
             return HostResult::new(&name, HostOutcome::Unreachable, &message);
         }

@@ -295,7 +295,10 @@ fn masked(dir: &Path, jsonl: &str) -> String {
                 .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
             mask(&mut v, false);
             let field = |key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-            (format!("{}\0{}", field("host"), field("stream")), format!("{v}\n"))
+            (
+                format!("{}\0{}", field("host"), field("stream")),
+                format!("{v}\n"),
+            )
         })
         .collect();
     lines.sort_by(|a, b| a.0.cmp(&b.0));

@@ -6,20 +6,14 @@
 //! against a key it trusts, the item has not expired, and no other copy of it (same id,
 //! another stream message) was ever claimed: a forged, altered or replayed item does not run.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use wisp_protocol::message::Limits;
-use wisp_protocol::ops::ExecArgs;
-
 use super::BusError;
-use crate::jobs::apply::ApplyOptions;
-use crate::report::Event;
-use crate::report::HostResult;
+pub use super::wire::{Back, Work};
+use serde::{Deserialize, Serialize};
 
 /// The item format; a worker refuses any other.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The header the signature travels in.
 pub const SIGNATURE_HEADER: &str = "Wisp-Signature";
@@ -40,7 +34,7 @@ pub struct Item {
     pub region: String,
     /// The host, as the controller's inventory describes it.
     pub host: HostSpec,
-    /// What to do there.
+    /// What to do there ([`super::wire`]).
     pub work: Work,
     /// How the runner is started there.
     pub start: Start,
@@ -75,25 +69,6 @@ pub struct Start {
     pub become_root: bool,
 }
 
-/// A job, as it travels (see [`crate::jobs::Job`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Work {
-    Exec {
-        args: ExecArgs,
-        limits: Box<Limits>,
-    },
-    Facts,
-    Ping,
-    Plan {
-        plan: Box<crate::plan::Plan>,
-        options: ApplyOptions,
-        /// `--from-failed-task`: the run retried, the failed task's line and the lines of
-        /// the tasks before it that changed this host.
-        resume: Option<(i64, usize, BTreeSet<usize>)>,
-    },
-}
-
 impl Item {
     /// The plan's secrets, opened with `ids` (none when the item carries none).
     pub fn open_secrets(
@@ -108,38 +83,6 @@ impl Item {
             .map_err(|e| e.to_string())?;
         crate::secrets::unseal_values(&bytes, ids)
     }
-}
-
-impl Work {
-    /// Whether running it twice is harmless (a plan converges; a command may not).
-    pub fn idempotent(&self) -> bool {
-        !matches!(self, Work::Exec { .. })
-    }
-}
-
-/// What a worker says about an item, on `wisp.events.<run>.<item>`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum Back {
-    /// A worker claimed the item and is starting it (`took_over` names the lost worker whose
-    /// claim it replaced).
-    Claimed {
-        worker: String,
-        at_ms: u64,
-        took_over: Option<String>,
-    },
-    /// A reporter call made on the worker.
-    Report { event: Event },
-    /// The host is done.
-    Finished {
-        worker: String,
-        at_ms: u64,
-        result: HostResult,
-    },
-    /// An exec item whose worker went away mid-run: not run again.
-    Lost { worker: String, by: String },
-    /// The worker would not run the item.
-    Refused { worker: String, reason: String },
 }
 
 /// A run's cancel, signed like an item, on `wisp.cancel.<run>`.

@@ -34,6 +34,7 @@ mod events;
 pub mod item;
 mod ledger;
 pub mod permissions;
+pub mod wire;
 pub mod worker;
 
 use std::path::PathBuf;

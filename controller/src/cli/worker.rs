@@ -70,52 +70,7 @@ pub(super) fn handoff(
              with each worker (its keys, or $WISP_BECOME_PASSWORD where it runs)",
         ));
     }
-    let work =
-        match job {
-            Job::Exec {
-                per_arch: Some(_), ..
-            } => {
-                return Err(usage_error(
-                    "a per-architecture seccomp file is read on this machine; with --nats give \
-                 one compiled for the hosts' architecture",
-                ));
-            }
-            Job::Exec { args, limits, .. } => Work::Exec {
-                args: args.clone(),
-                limits: limits.clone(),
-            },
-            Job::Facts => Work::Facts,
-            Job::Ping => Work::Ping,
-            Job::Plan {
-                plan,
-                options,
-                resume,
-            } => {
-                if let Some(task) = plan.tasks.iter().chain(&plan.handlers).find(|t| {
-                    t.limits.per_arch() || t.limits.seccomp.as_deref().is_some_and(is_file)
-                }) {
-                    return Err(usage_error(&format!(
-                        "{}:{}: a seccomp file is read on this machine; it does not go through \
-                     --nats",
-                        plan.path.display(),
-                        task.line
-                    )));
-                }
-                if resume.is_some() {
-                    return Err(usage_error(
-                        "--from-failed-task does not combine with --nats yet",
-                    ));
-                }
-                Work::Plan {
-                    plan: Box::new(
-                        plan.with_contents_loaded()
-                            .map_err(|e| usage_error(&format!("{}: {e}", plan.path.display())))?,
-                    ),
-                    options: *options,
-                    resume: None,
-                }
-            }
-        };
+    let work = Work::from_job(job).map_err(|e| usage_error(&e))?;
     let mut hosts = HashMap::new();
     for t in targets {
         let Some(remote) = &t.remote else {
@@ -179,11 +134,6 @@ pub(super) fn handoff(
         workers,
         item_expiry: a.item_expiry,
     })
-}
-
-/// A seccomp setting that names a file, not a profile.
-fn is_file(s: &str) -> bool {
-    !matches!(s, "default" | "strict" | "none")
 }
 
 #[derive(Debug, Args)]

@@ -266,7 +266,7 @@ fn a_trusted_workers_text_is_escaped_and_only_wisps_roles_read_the_bus() {
         serde_json::json!({"t": "claimed", "worker": "w1", "at_ms": 1, "took_over": null}),
         serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
             "host": "web01", "outcome": "failed", "detail": format!("exit 1{evil}"),
-            "elapsed": {"secs": 0, "nanos": 0}, "sandbox": format!("seccomp default{evil}")}}),
+            "elapsed_ms": 0, "sandbox": format!("seccomp default{evil}")}}),
     ]
     .into_iter()
     .enumerate()

@@ -185,18 +185,18 @@ fn a_bus_client_cannot_forge_results_facts_or_rows() {
         let other = if host == "web01" { "web02" } else { "web01" };
         let forged = [
             serde_json::json!({"t": "claimed", "worker": "w1", "at_ms": 1, "took_over": null}),
-            serde_json::json!({"t": "report", "event": {"call": "line", "host": host,
+            serde_json::json!({"t": "report", "event": {"event": "output", "host": host,
                 "stream": "stdout", "line": "FORGED OUTPUT"}}),
-            serde_json::json!({"t": "report", "event": {"call": "facts_read", "host": host,
+            serde_json::json!({"t": "report", "event": {"event": "facts_read", "host": host,
                 "host_key": host_key, "facts": {"hostname": "vm; touch /tmp/x #"}}}),
-            serde_json::json!({"t": "report", "event": {"call": "journal",
-                "line": {"kind": "audit", "act": "forged", "detail": "planted"}}}),
+            serde_json::json!({"t": "report", "event": {"event": "audit",
+                "act": "forged", "detail": "planted"}}),
             serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
                 "host": other, "outcome": "ok", "detail": "exit 0",
-                "elapsed": {"secs": 0, "nanos": 0}, "sandbox": null}}),
+                "elapsed_ms": 0, "sandbox": null}}),
             serde_json::json!({"t": "finished", "worker": "w1", "at_ms": 2, "result": {
                 "host": host, "outcome": "ok", "detail": "exit 0",
-                "elapsed": {"secs": 0, "nanos": 0}, "sandbox": null}}),
+                "elapsed_ms": 0, "sandbox": null}}),
         ];
         for (i, back) in forged.into_iter().enumerate() {
             let body = forged_event(item, i as u64 + 1, back);

@@ -176,7 +176,7 @@ pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> O
                     outcome,
                 },
             ));
-            Some(result)
+            Some(result.into())
         }
         Back::Lost { worker, by } => {
             reporter.emit(worker_event(
@@ -270,7 +270,7 @@ mod tests {
         let finished = |host: &str| Back::Finished {
             worker: "w".into(),
             at_ms: 0,
-            result: HostResult::new(host, HostOutcome::Ok, "exit 0"),
+            result: (&HostResult::new(host, HostOutcome::Ok, "exit 0")).into(),
         };
         assert!(h.admit(signed("A", 8, finished("web02"))).is_err());
         // A takeover moves the item to the new worker; the old one is no longer heard.

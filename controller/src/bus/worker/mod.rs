@@ -5,7 +5,6 @@
 //! run with a forwarding reporter whose calls go back on the events stream, and acked once
 //! its result is stored. See [`super`] for the delivery rules.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +18,11 @@ mod consumer;
 
 use super::auth::{WorkerKey, WorkerKeys};
 use super::events::Events;
-use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, Work, now_ms};
+use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, now_ms};
 use super::ledger::{Entry, Ledger};
 use super::{Bus, BusError, log};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
-use crate::jobs::{Job, apply::Resume};
 use crate::report::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
 use cancels::{Runs, listen_for_cancels};
@@ -335,7 +333,7 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: j
     events.send(&Back::Finished {
         worker: worker.name.clone(),
         at_ms: now_ms(),
-        result,
+        result: (&result).into(),
     });
     // Stored, claimed done, acked: all within FLUSH_LIMIT, so a worker whose server is gone
     // still gets to its end (the stream delivers the item again; its claim tells the next
@@ -404,31 +402,15 @@ async fn run_item(
             return HostResult::new(&name, HostOutcome::Unreachable, &message);
         }
     };
-    let job = match &item.work {
-        Work::Exec { args, limits } => Job::Exec {
-            args: args.clone(),
-            limits: limits.clone(),
-            per_arch: None,
-        },
-        Work::Facts => Job::Facts,
-        Work::Ping => Job::Ping,
-        Work::Plan {
-            plan,
-            options,
-            resume,
-        } => Job::Plan {
-            plan: Arc::new(crate::plan::Plan {
-                secrets,
-                ..(**plan).clone()
-            }),
-            options: *options,
-            resume: resume.as_ref().map(|(run, from, changed)| {
-                Arc::new(Resume {
-                    run: *run,
-                    hosts: HashMap::from([(name.clone(), (*from, changed.clone()))]),
-                })
-            }),
-        },
+    let job = match item.work.clone().into_job(secrets) {
+        Ok(job) => job,
+        Err(e) => {
+            let message = format!("worker {}: the item's work does not read: {e}", worker.name);
+            events.send(&Back::Report {
+                event: Event::unreachable(&name, &message),
+            });
+            return HostResult::new(&name, HostOutcome::Failed, &message);
+        }
     };
     let sink = events.sink(redactor);
     // The reporter hides them in the output streams too, before lines are cut.

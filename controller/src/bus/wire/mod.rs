@@ -1,0 +1,414 @@
+//! What crosses the bus, as types of its own: the work a signed item carries and what a
+//! worker sends back. Each is converted from and to the job model here, and only here:
+//! [`Work::from_job`] on the controller, [`Work::into_job`] on the worker; [`HostEnd`] both
+//! ways. Nothing clap-derived or TOML-shaped travels: a plan goes as its tasks, with their
+//! args as JSON and their limits spelled out, and a file's bytes as base64; its local path
+//! stays on the controller (its name travels, for messages).
+//!
+//! The item's `format` ([`super::item::FORMAT`]) and the event envelope's `v`
+//! ([`super::events::ENVELOPE_FORMAT`]) version these shapes: a worker or controller refuses a
+//! version it does not know rather than guess.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wisp_protocol::message::Limits;
+use wisp_protocol::ops::ExecArgs;
+use wisp_protocol::sandbox::SandboxMode;
+
+use crate::jobs::Job;
+use crate::jobs::apply::ApplyOptions;
+use crate::limits::LimitArgs;
+use crate::plan::{Content, Plan, Task};
+use crate::report::{Event, HostOutcome, HostResult};
+
+/// A job, as it travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    Exec {
+        args: ExecArgs,
+        limits: Box<Limits>,
+    },
+    Facts,
+    Ping,
+    Plan {
+        plan: Box<PlanSpec>,
+        options: ApplySpec,
+    },
+}
+
+/// A checked plan, as it travels: no path, no secrets (those travel sealed, beside it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanSpec {
+    /// The plan's file name as the operator gave it, for messages.
+    pub name: String,
+    /// SHA-256 of its text.
+    pub hash: String,
+    pub vars: BTreeMap<String, String>,
+    pub tasks: Vec<TaskSpec>,
+    pub handlers: Vec<TaskSpec>,
+    pub needs_facts: bool,
+    /// Each `{{ secret.NAME }}` it uses, with its line.
+    pub secret_refs: Vec<(String, usize)>,
+}
+
+/// One task, as it travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    pub op: String,
+    /// The op's args as the plan gave them (templates not rendered), as a JSON object.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    pub content: Option<ContentSpec>,
+    pub when: Option<String>,
+    pub notify: Vec<String>,
+    pub limits: LimitSpec,
+    pub ignore_errors: bool,
+    pub changed_when: Option<bool>,
+    /// Its own host pattern, and the hosts it selected, when it has one.
+    pub targets: Option<String>,
+    pub hosts: Option<BTreeSet<String>>,
+    pub stdin: Option<String>,
+    pub line: usize,
+}
+
+/// `file.write` content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "from", content = "data", rename_all = "snake_case")]
+pub enum ContentSpec {
+    /// Inline text, a template.
+    Inline(String),
+    /// A file's bytes, base64.
+    Bytes(String),
+}
+
+/// A task's limits, spelled out (see [`LimitArgs`] for each one's meaning).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LimitSpec {
+    pub timeout_ms: Option<u64>,
+    pub memory: Option<u64>,
+    pub cpus: Option<u64>,
+    pub pids: Option<u64>,
+    pub ro: Vec<String>,
+    pub rw: Vec<String>,
+    pub exec: Vec<String>,
+    pub no_system_paths: bool,
+    pub allow_connect: Vec<u16>,
+    pub allow_bind: Vec<u16>,
+    pub no_net: bool,
+    pub private_tmp: bool,
+    pub pid_ns: bool,
+    /// `default`, `strict` or `none` (a seccomp file does not travel).
+    pub seccomp: Option<String>,
+    pub nofile: Option<u64>,
+    pub fsize: Option<u64>,
+    pub core: Option<u64>,
+    pub sandbox: Option<SandboxMode>,
+}
+
+/// How a plan is applied.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ApplySpec {
+    pub check: bool,
+    pub diff: bool,
+    pub drift: bool,
+    pub facts_ttl_ms: Option<u64>,
+}
+
+/// A host's end, as it travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostEnd {
+    pub host: String,
+    pub outcome: HostOutcome,
+    pub detail: String,
+    pub elapsed_ms: u64,
+    pub sandbox: Option<String>,
+}
+
+/// What a worker says about an item, on `wisp.events.<run>.<item>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Back {
+    /// A worker claimed the item and is starting it (`took_over` names the lost worker whose
+    /// claim it replaced).
+    Claimed {
+        worker: String,
+        at_ms: u64,
+        took_over: Option<String>,
+    },
+    /// An event of the job on the worker.
+    Report { event: Event },
+    /// The host is done.
+    Finished {
+        worker: String,
+        at_ms: u64,
+        result: HostEnd,
+    },
+    /// An exec item whose worker went away mid-run: not run again.
+    Lost { worker: String, by: String },
+    /// The worker would not run the item.
+    Refused { worker: String, reason: String },
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Work {
+    /// The job as it travels; why not, for a job that reads this machine's files as it runs
+    /// (a seccomp file) or resumes a recorded run.
+    pub fn from_job(job: &Job) -> Result<Work, String> {
+        Ok(match job {
+            Job::Exec {
+                per_arch: Some(_), ..
+            } => {
+                return Err(
+                    "a per-architecture seccomp file is read on this machine; with \
+                            --nats give one compiled for the hosts' architecture"
+                        .into(),
+                );
+            }
+            Job::Exec { args, limits, .. } => Work::Exec {
+                args: args.clone(),
+                limits: limits.clone(),
+            },
+            Job::Facts => Work::Facts,
+            Job::Ping => Work::Ping,
+            Job::Plan {
+                plan,
+                options,
+                resume,
+            } => {
+                if resume.is_some() {
+                    return Err("--from-failed-task does not combine with --nats yet".into());
+                }
+                Work::Plan {
+                    plan: Box::new(PlanSpec::from_plan(plan)?),
+                    options: ApplySpec {
+                        check: options.check,
+                        diff: options.diff,
+                        drift: options.drift,
+                        facts_ttl_ms: options.facts_ttl.map(ms),
+                    },
+                }
+            }
+        })
+    }
+
+    /// The job to run on the worker, with the plan's secrets opened there.
+    pub fn into_job(self, secrets: crate::secrets::SecretValues) -> Result<Job, String> {
+        Ok(match self {
+            Work::Exec { args, limits } => Job::Exec {
+                args,
+                limits,
+                per_arch: None,
+            },
+            Work::Facts => Job::Facts,
+            Work::Ping => Job::Ping,
+            Work::Plan { plan, options } => Job::Plan {
+                plan: Arc::new(plan.into_plan(secrets)?),
+                options: ApplyOptions {
+                    check: options.check,
+                    diff: options.diff,
+                    drift: options.drift,
+                    facts_ttl: options.facts_ttl_ms.map(Duration::from_millis),
+                },
+                resume: None,
+            },
+        })
+    }
+
+    /// Whether running it twice is harmless (a plan converges; a command may not).
+    pub fn idempotent(&self) -> bool {
+        !matches!(self, Work::Exec { .. })
+    }
+}
+
+impl PlanSpec {
+    fn from_plan(plan: &Plan) -> Result<PlanSpec, String> {
+        let name = plan.path.display().to_string();
+        let tasks = |list: &[Task]| -> Result<Vec<TaskSpec>, String> {
+            list.iter()
+                .map(|t| TaskSpec::from_task(t).map_err(|e| format!("{name}:{}: {e}", t.line)))
+                .collect()
+        };
+        Ok(PlanSpec {
+            hash: plan.hash.clone(),
+            vars: plan.vars.clone(),
+            tasks: tasks(&plan.tasks)?,
+            handlers: tasks(&plan.handlers)?,
+            needs_facts: plan.needs_facts,
+            secret_refs: plan.secret_refs.clone(),
+            name,
+        })
+    }
+
+    fn into_plan(self, secrets: crate::secrets::SecretValues) -> Result<Plan, String> {
+        let tasks = |list: Vec<TaskSpec>| -> Result<Vec<Task>, String> {
+            list.into_iter().map(TaskSpec::into_task).collect()
+        };
+        Ok(Plan {
+            path: PathBuf::from(self.name),
+            hash: self.hash,
+            vars: self.vars,
+            tasks: tasks(self.tasks)?,
+            handlers: tasks(self.handlers)?,
+            needs_facts: self.needs_facts,
+            targets: None,
+            secrets_file: None,
+            secret_refs: self.secret_refs,
+            secrets,
+        })
+    }
+}
+
+impl TaskSpec {
+    fn from_task(t: &Task) -> Result<TaskSpec, String> {
+        let args = match serde_json::to_value(&t.args) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err("args are not a table".into()),
+            Err(e) => return Err(format!("args: {e}")),
+        };
+        let content = match &t.content {
+            None => None,
+            Some(Content::Inline(text)) => Some(ContentSpec::Inline(text.clone())),
+            Some(Content::File(bytes)) => {
+                Some(ContentSpec::Bytes(data_encoding::BASE64.encode(bytes)))
+            }
+            Some(Content::FileAt(f)) => Some(ContentSpec::Bytes(
+                data_encoding::BASE64.encode(&f.load().map_err(|e| format!("content_file: {e}"))?),
+            )),
+        };
+        if t.limits.per_arch() {
+            return Err(
+                "a seccomp file is read on this machine; it does not go through --nats".into(),
+            );
+        }
+        let l = &t.limits;
+        let limits = LimitSpec {
+            timeout_ms: l.timeout.map(ms),
+            memory: l.memory,
+            cpus: l.cpus,
+            pids: l.pids,
+            ro: l.ro.clone(),
+            rw: l.rw.clone(),
+            exec: l.exec.clone(),
+            no_system_paths: l.no_system_paths,
+            allow_connect: l.allow_connect.clone(),
+            allow_bind: l.allow_bind.clone(),
+            no_net: l.no_net,
+            private_tmp: l.private_tmp,
+            pid_ns: l.pid_ns,
+            seccomp: l.seccomp.clone(),
+            nofile: l.nofile,
+            fsize: l.fsize,
+            core: l.core,
+            sandbox: l.sandbox,
+        };
+        Ok(TaskSpec {
+            name: t.name.clone(),
+            op: t.op.clone(),
+            args,
+            content,
+            when: t.when.clone(),
+            notify: t.notify.clone(),
+            limits,
+            ignore_errors: t.ignore_errors,
+            changed_when: t.changed_when,
+            targets: t.targets.clone(),
+            hosts: t.hosts.clone(),
+            stdin: t.stdin.clone(),
+            line: t.line,
+        })
+    }
+
+    fn into_task(self) -> Result<Task, String> {
+        let line = self.line;
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| format!("task at line {line}: {what}: {e}");
+        let args: toml::Table = serde_json::from_value(serde_json::Value::Object(self.args))
+            .map_err(|e| bad("args", &e))?;
+        let content = match self.content {
+            None => None,
+            Some(ContentSpec::Inline(text)) => Some(Content::Inline(text)),
+            Some(ContentSpec::Bytes(b64)) => Some(Content::File(
+                data_encoding::BASE64
+                    .decode(b64.as_bytes())
+                    .map_err(|e| bad("content", &e))?,
+            )),
+        };
+        let l = self.limits;
+        if l.seccomp
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "default" | "strict" | "none"))
+        {
+            return Err(bad("seccomp", &"only default, strict or none travel"));
+        }
+        let limits = LimitArgs {
+            timeout: l.timeout_ms.map(Duration::from_millis),
+            memory: l.memory,
+            cpus: l.cpus,
+            pids: l.pids,
+            ro: l.ro,
+            rw: l.rw,
+            exec: l.exec,
+            no_system_paths: l.no_system_paths,
+            allow_connect: l.allow_connect,
+            allow_bind: l.allow_bind,
+            no_net: l.no_net,
+            private_tmp: l.private_tmp,
+            pid_ns: l.pid_ns,
+            seccomp: l.seccomp,
+            nofile: l.nofile,
+            fsize: l.fsize,
+            core: l.core,
+            sandbox: l.sandbox,
+        };
+        Ok(Task {
+            name: self.name,
+            op: self.op,
+            args,
+            content,
+            when: self.when,
+            notify: self.notify,
+            limits,
+            ignore_errors: self.ignore_errors,
+            changed_when: self.changed_when,
+            targets: self.targets,
+            hosts: self.hosts,
+            stdin: self.stdin,
+            line,
+        })
+    }
+}
+
+impl From<&HostResult> for HostEnd {
+    fn from(r: &HostResult) -> HostEnd {
+        HostEnd {
+            host: r.host.clone(),
+            outcome: r.outcome,
+            detail: r.detail.clone(),
+            elapsed_ms: ms(r.elapsed),
+            sandbox: r.sandbox.clone(),
+        }
+    }
+}
+
+impl From<HostEnd> for HostResult {
+    fn from(e: HostEnd) -> HostResult {
+        HostResult {
+            host: e.host,
+            outcome: e.outcome,
+            detail: e.detail,
+            elapsed: Duration::from_millis(e.elapsed_ms),
+            sandbox: e.sandbox,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

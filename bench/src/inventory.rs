@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use wisp::inventory::{self, Inventory};
+use wisp_inventory::Inventory;
 
 fn ini(n: usize) -> String {
     let mut text = String::new();
@@ -67,8 +67,8 @@ fn toml(n: usize) -> String {
 fn load(path: &std::path::Path, n: usize) -> Duration {
     let t = Instant::now();
     let inv = Inventory::load(path)
-        .unwrap_or_else(|e| panic!("{}: {}", path.display(), wisp::errors::error_chain(&e)));
-    let hosts = inventory::select(&inv, "all").expect("select all");
+        .unwrap_or_else(|e| panic!("{}: {}", path.display(), wisp_protocol::error::chain(&e)));
+    let hosts = wisp_inventory::select(&inv, "all").expect("select all");
     let resolver = inv.resolver();
     let resolved = hosts.iter().filter_map(|h| resolver.resolve(h)).count();
     let took = t.elapsed();

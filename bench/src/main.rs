@@ -251,9 +251,9 @@ fn main() {
 
 /// What the state store adds to a 50-host run: its journal lines recorded, in process.
 fn store_cost(scratch: &ScratchDir) {
-    use wisp::journal::Journal;
-    use wisp::store::Store;
-    use wisp::store::record::{CommandLine, HostLine, Record, RunStart};
+    use wisp_store::Store;
+    use wisp_store::journal::Journal;
+    use wisp_store::record::{CommandLine, HostLine, Record, RunStart};
     let db = scratch.0.join("bench-store/wisp.db");
     let hosts: Vec<String> = (1..=50).map(|i| format!("web{i:02}")).collect();
     let mut samples = Vec::new();

@@ -26,7 +26,7 @@ pub struct Target {
     /// How to reach it.
     pub transport: Arc<dyn Transport>,
     /// Its inventory vars (templates' `host.VAR`).
-    pub vars: crate::inventory::Vars,
+    pub vars: wisp_inventory::Vars,
     /// Where it is, for a remote host (what a worker on the bus is told); `None` for a local
     /// one.
     pub remote: Option<wisp_transports::remote::RemoteHost>,

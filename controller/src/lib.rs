@@ -29,7 +29,7 @@
 //! - [`targets`]: parsing the hosts named on the command line;
 //! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
 //! - [`conformance`]: the golden-file conformance suite, runnable against any runner;
-//! - [`errors`], [`exit`]: how errors are shown, and the exit codes.
+//! - [`exit`]: the exit codes.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
 //! connections (`wisp_transports`); `cli::connect` maps connection flags to their neutral
@@ -38,24 +38,12 @@
 pub mod bundle;
 pub mod bus;
 pub mod cli;
-pub mod clock;
-pub mod conformance;
-pub mod errors;
 pub mod exit;
 pub mod fds;
-pub mod files;
 pub mod fleet;
 pub mod interrupt;
-pub mod inventory;
 pub mod jobs;
-pub mod journal;
-pub mod limits;
-pub mod plan;
-pub mod quantity;
 pub mod report;
 pub mod rollout;
 pub mod runners;
-pub mod secrets;
 pub mod session;
-pub mod store;
-pub mod targets;

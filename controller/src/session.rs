@@ -171,7 +171,7 @@ impl Session {
         &mut self,
         op: &Op,
         limits: Limits,
-        file: &crate::plan::FileAt,
+        file: &wisp_plan::FileAt,
     ) -> Result<String, SessionError> {
         use sha2::Digest;
         let shown = file.path.display();

@@ -105,3 +105,16 @@ impl ErrorCode {
         }
     }
 }
+
+/// An error and its causes, `: `-separated, on one line: how every wisp program shows an
+/// error to the operator (error types themselves live where they fail).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
-use wisp::conformance::{default_golden_dir, load_dir, render_report, run_cases};
+use wisp_conformance::{default_golden_dir, load_dir, render_report, run_cases};
 use wisp_tests::runner_path;
 
 /// One test per golden case, so a failure names the case. The list must match golden/

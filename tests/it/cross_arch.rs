@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wisp::conformance::{default_golden_dir, load_dir, render_report, run_cases_under};
+use wisp_conformance::{default_golden_dir, load_dir, render_report, run_cases_under};
 use wisp_tests::runner_path;
 
 /// The runner built for `arch`, beside this machine's in the build tree.

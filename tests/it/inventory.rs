@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wisp::inventory::{Inventory, select};
+use wisp_inventory::{Inventory, select};
 
 fn load(name: &str) -> Inventory {
     Inventory::load(

@@ -111,7 +111,7 @@ impl Events {
 
     /// A reporter sink that sends each call as a [`Back::Report`], every secret in it
     /// hidden by `redactor` first.
-    pub(super) fn sink(&self, redactor: crate::secrets::Redactor) -> Sink {
+    pub(super) fn sink(&self, redactor: wisp_secrets::Redactor) -> Sink {
         let tx = self.tx.clone();
         Sink(Arc::new(move |event| {
             let Ok(mut value) = serde_json::to_value(Back::Report { event }) else {

@@ -58,7 +58,7 @@ pub struct HostSpec {
     /// The login user, when the inventory or `--user` gives one.
     pub user: Option<String>,
     /// Inventory vars (templates' `host.VAR`).
-    pub vars: crate::inventory::Vars,
+    pub vars: wisp_inventory::Vars,
 }
 
 /// The runner's start options that belong to the run, not to the worker.
@@ -74,14 +74,14 @@ impl Item {
     pub fn open_secrets(
         &self,
         ids: &[age::x25519::Identity],
-    ) -> Result<crate::secrets::SecretValues, String> {
+    ) -> Result<wisp_secrets::SecretValues, String> {
         let Some(sealed) = &self.secrets else {
-            return Ok(crate::secrets::SecretValues::default());
+            return Ok(wisp_secrets::SecretValues::default());
         };
         let bytes = data_encoding::BASE64
             .decode(sealed.as_bytes())
             .map_err(|e| e.to_string())?;
-        crate::secrets::unseal_values(&bytes, ids)
+        wisp_secrets::unseal_values(&bytes, ids)
     }
 }
 

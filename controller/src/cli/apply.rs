@@ -8,13 +8,13 @@ use clap::Args;
 
 use super::common::Common;
 use super::{execute, parse_error, usage_error};
-use crate::errors::error_chain;
 use crate::exit::ExitStatus;
 use crate::fleet::Target;
-use crate::inventory::{self, Inventory};
 use crate::jobs::Job;
 use crate::jobs::apply::{ApplyOptions, Resume};
-use crate::plan::Plan;
+use wisp_inventory::Inventory;
+use wisp_plan::Plan;
+use wisp_protocol::error::chain as error_chain;
 
 #[derive(Debug, Args)]
 pub(super) struct ApplyArgs {
@@ -51,7 +51,7 @@ pub(super) struct PlanOptions {
     pub(super) identity: super::secrets::IdentityArg,
     /// Use facts from the state store read less than D ago (from the same host key: a
     /// re-keyed host is read again) instead of reading them now [default: always read].
-    #[arg(long, value_name = "DURATION", value_parser = crate::quantity::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = wisp_plan::quantity::parse_duration)]
     pub(super) facts_ttl: Option<std::time::Duration>,
     /// Read facts now even when --facts-ttl would allow cached ones.
     #[arg(long)]
@@ -103,8 +103,8 @@ pub(super) fn load(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, Exit
                 path.display()
             )));
         };
-        let values = crate::secrets::identities(o.identity.identity.as_deref())
-            .and_then(|ids| crate::secrets::open(&file, &ids))
+        let values = wisp_secrets::identities(o.identity.identity.as_deref())
+            .and_then(|ids| wisp_secrets::open(&file, &ids))
             .map_err(|e| usage_error(&error_chain(&e)))?;
         plan.attach_secrets(values, &file)
             .map_err(|e| parse_error(&error_chain(&e)))?;
@@ -156,6 +156,6 @@ fn select_task_hosts(
         Some(path) => Inventory::load(path).map_err(|e| usage_error(&e.to_string()))?,
         None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
     };
-    plan.select_task_hosts(|p| inventory::select(&inv, p))
+    plan.select_task_hosts(|p| wisp_inventory::select(&inv, p))
         .map_err(|e| parse_error(&error_chain(&e)))
 }

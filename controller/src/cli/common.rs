@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::quantity::parse_duration;
+use wisp_plan::quantity::parse_duration;
 
 #[derive(Debug, Args)]
 pub(super) struct Common {
@@ -142,7 +142,7 @@ impl StateArgs {
         if self.no_state {
             return None;
         }
-        self.state.clone().or_else(crate::store::default_path)
+        self.state.clone().or_else(wisp_store::default_path)
     }
 }
 

@@ -28,11 +28,17 @@ pub(super) struct ConformanceArgs {
 
 /// Runs the suite and says how it went.
 pub(super) fn main(args: ConformanceArgs) -> ExitStatus {
-    crate::conformance::cli_main(
+    use wisp_conformance::{Verdict, cli_main};
+    match cli_main(
         &args.runner,
         args.interpreter.as_deref(),
         args.golden,
         args.case,
         args.update,
-    )
+    ) {
+        Verdict::Passed => ExitStatus::Ok,
+        Verdict::Failed => ExitStatus::Failed,
+        Verdict::NoRunner => ExitStatus::BadOptions,
+        Verdict::BadCases => ExitStatus::ParseError,
+    }
 }

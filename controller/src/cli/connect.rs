@@ -10,9 +10,9 @@ use wisp_transports::local::LocalTransport;
 use wisp_transports::remote::{Question, Remote, RemoteHost, RemoteOptions, Secret};
 
 use super::common::Common;
-use crate::errors::error_chain;
 use crate::fleet::Target;
-use crate::inventory::{self, Inventory};
+use wisp_inventory::Inventory;
+use wisp_protocol::error::chain as error_chain;
 
 /// Asks the operator on the terminal. Without one, a password is an error that names its
 /// variable, and a key passphrase stays unasked (the key is refused if it is needed).
@@ -67,9 +67,9 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
     let mut out = Vec::new();
     if let Some(path) = &common.inventory {
         let inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(error_chain(&e)))?;
-        let mut names = inventory::select(&inv, spec).map_err(TargetsError::Options)?;
+        let mut names = wisp_inventory::select(&inv, spec).map_err(TargetsError::Options)?;
         if let Some(limit) = &common.limit {
-            let allowed = inventory::select(&inv, limit)
+            let allowed = wisp_inventory::select(&inv, limit)
                 .map_err(|e| TargetsError::Options(format!("--limit: {e}")))?;
             names.retain(|n| allowed.contains(n));
         }
@@ -115,7 +115,7 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
             "--limit needs an inventory (-i FILE)".into(),
         ));
     }
-    for spec in crate::targets::parse_list(spec).map_err(TargetsError::Options)? {
+    for spec in wisp_inventory::targets::parse_list(spec).map_err(TargetsError::Options)? {
         out.push(match spec.remote {
             None => Target {
                 name: spec.name,

@@ -16,7 +16,7 @@ use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::jobs::{self, Job};
 use crate::report::{Event, Reporter, exit_status};
-use crate::store::record::{PlanRun, RunStart};
+use wisp_store::record::{PlanRun, RunStart};
 
 /// Resolves `spec` to targets, builds the job for them with `make_job`, checks the runners,
 /// and runs the job on every target.
@@ -69,7 +69,7 @@ pub(super) fn fleet(
     };
     // The store is opened before any host is contacted: a run that cannot be recorded does
     // not start.
-    let store = match common.state.path().map(|p| crate::store::Store::open(&p)) {
+    let store = match common.state.path().map(|p| wisp_store::Store::open(&p)) {
         Some(Ok(store)) => Some(store),
         Some(Err(e)) => return state_error(&e),
         None => None,
@@ -103,7 +103,7 @@ pub(super) fn fleet(
                     h.work,
                 )),
                 Err(e) => {
-                    let status = usage_error(&crate::errors::error_chain(&e));
+                    let status = usage_error(&wisp_protocol::error::chain(&e));
                     // An open bus is a setting to fix; anything else, a server not reached.
                     if matches!(e, crate::bus::BusError::Open { .. }) {
                         return status;
@@ -212,8 +212,8 @@ pub(super) fn fleet(
 }
 
 /// The journal for this run; when none can be made, says so once and runs unjournalled.
-fn open_journal() -> crate::journal::Journal {
-    use crate::journal::{Journal, dir};
+fn open_journal() -> wisp_store::journal::Journal {
+    use wisp_store::journal::{Journal, dir};
     let Some(dir) = dir() else {
         let _ = std::io::Write::write_fmt(
             &mut std::io::stderr(),

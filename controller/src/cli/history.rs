@@ -7,7 +7,7 @@ use clap::Args;
 use super::common::StateArgs;
 use super::{state_error, usage_error};
 use crate::exit::ExitStatus;
-use crate::store::{RunRow, Store};
+use wisp_store::{RunRow, Store};
 
 #[derive(Debug, Args)]
 pub(super) struct HistoryArgs {
@@ -154,7 +154,7 @@ pub(super) fn show(a: &ShowArgs) -> ExitStatus {
         if a.json {
             for line in store.events(run.id)? {
                 let keep = a.host.as_deref().is_none_or(|h| {
-                    crate::store::record::Line::parse(&line)
+                    wisp_store::record::Line::parse(&line)
                         .and_then(|l| l.record.host().map(|of| of == h))
                         .unwrap_or(true)
                 });
@@ -210,8 +210,8 @@ pub(super) fn show(a: &ShowArgs) -> ExitStatus {
     match shown {
         Ok(()) => ExitStatus::Ok,
         // Asking for a run the store does not have is the operator's mistake, not the store's.
-        Err(e @ crate::store::StoreError::NoRun { .. }) => {
-            usage_error(&crate::errors::error_chain(&e))
+        Err(e @ wisp_store::StoreError::NoRun { .. }) => {
+            usage_error(&wisp_protocol::error::chain(&e))
         }
         Err(e) => state_error(&e),
     }

@@ -8,8 +8,8 @@ use clap::Args;
 use super::usage_error;
 use crate::bus;
 use crate::bus::item::Signer;
-use crate::errors::error_chain;
 use crate::exit::ExitStatus;
+use wisp_protocol::error::chain as error_chain;
 
 #[derive(Debug, Args)]
 pub(super) struct KeygenArgs {

@@ -168,8 +168,8 @@ fn usage_error(message: &str) -> ExitStatus {
 }
 
 /// A state store that cannot be used; nothing ran.
-fn state_error(e: &crate::store::StoreError) -> ExitStatus {
-    let _ = usage_error(&crate::errors::error_chain(e));
+fn state_error(e: &wisp_store::StoreError) -> ExitStatus {
+    let _ = usage_error(&wisp_protocol::error::chain(e));
     ExitStatus::State
 }
 

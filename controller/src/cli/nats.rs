@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bus::Connect;
-use crate::quantity::parse_duration;
+use wisp_plan::quantity::parse_duration;
 
 /// How to authenticate to the NATS server and check it.
 #[derive(Debug, Clone, Args)]

@@ -15,8 +15,8 @@ use super::{execute, state_error, usage_error};
 use crate::exit::ExitStatus;
 use crate::jobs::Job;
 use crate::jobs::apply::Resume;
-use crate::plan::Plan;
-use crate::store::{RetrySource, Store, StoreError, TaskStep};
+use wisp_plan::Plan;
+use wisp_store::{RetrySource, Store, StoreError, TaskStep};
 
 #[derive(Debug, Args)]
 pub(super) struct RetryArgs {
@@ -70,7 +70,7 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
     let source = match store.retry_source(&a.run) {
         Ok(s) => s,
         Err(e @ StoreError::NoRun { .. }) => {
-            return usage_error(&crate::errors::error_chain(&e));
+            return usage_error(&wisp_protocol::error::chain(&e));
         }
         Err(e) => return state_error(&e),
     };
@@ -282,7 +282,9 @@ fn targets(source: &RetrySource, common: &Common) -> Result<String, ExitStatus> 
     let kept: Vec<&str> = spec
         .split(',')
         .map(str::trim)
-        .filter(|item| crate::targets::parse(item).is_ok_and(|t| names.contains(t.name.as_str())))
+        .filter(|item| {
+            wisp_inventory::targets::parse(item).is_ok_and(|t| names.contains(t.name.as_str()))
+        })
         .collect();
     if kept.is_empty() {
         return Err(usage_error(&format!(

@@ -10,7 +10,7 @@ use super::common::Common;
 use super::{execute, usage_error};
 use crate::exit::ExitStatus;
 use crate::jobs::Job;
-use crate::limits::LimitArgs;
+use wisp_plan::limits::LimitArgs;
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
@@ -30,7 +30,7 @@ pub(super) struct RunArgs {
 pub(super) struct ExecOptions {
     /// Keep at most this many bytes of each output stream per host (`65536`, `1M`); the
     /// rest is dropped (and the recap says so). The controller holds any runner to it too.
-    #[arg(long, value_name = "SIZE", value_parser = crate::quantity::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = wisp_plan::quantity::parse_size)]
     pub(super) max_output: Option<u64>,
     /// Working directory for the command.
     #[arg(long, value_name = "DIR")]

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::errors::error_chain;
 use crate::exit::ExitStatus;
-use crate::secrets;
+use wisp_protocol::error::chain as error_chain;
 
 /// `wisp secrets ...`.
 #[derive(Debug, Args)]
@@ -84,15 +83,15 @@ fn fail(message: &str) -> ExitStatus {
     ExitStatus::BadOptions
 }
 
-fn open(file: &Path, identity: &IdentityArg) -> Result<secrets::SecretValues, String> {
-    secrets::identities(identity.identity.as_deref())
-        .and_then(|ids| secrets::open(file, &ids))
+fn open(file: &Path, identity: &IdentityArg) -> Result<wisp_secrets::SecretValues, String> {
+    wisp_secrets::identities(identity.identity.as_deref())
+        .and_then(|ids| wisp_secrets::open(file, &ids))
         .map_err(|e| error_chain(&e))
 }
 
 /// Saves, with the error as the operator reads it.
 fn save(file: &Path, values: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
-    secrets::save(file, values).map_err(|e| error_chain(&e))
+    wisp_secrets::save(file, values).map_err(|e| error_chain(&e))
 }
 
 /// Runs `wisp secrets`.
@@ -116,7 +115,7 @@ pub(super) fn main(args: SecretsArgs) -> ExitStatus {
             name,
             identity,
         } => open(&file, &identity).and_then(|v| {
-            let mut map = secrets::into_map(v);
+            let mut map = wisp_secrets::into_map(v);
             if map.remove(&name).is_none() {
                 return Err(format!("{} has no secret {name:?}", file.display()));
             }
@@ -132,7 +131,7 @@ pub(super) fn main(args: SecretsArgs) -> ExitStatus {
 
 fn keygen(out: &Path) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let (text, public) = secrets::keygen();
+    let (text, public) = wisp_secrets::keygen();
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -153,7 +152,7 @@ fn init(file: &Path, recipients: &[String]) -> Result<(), String> {
         file.display(),
         recipients.join("\n")
     );
-    let path = secrets::recipients_path(file);
+    let path = wisp_secrets::recipients_path(file);
     std::fs::write(&path, list).map_err(|e| format!("{}: {e}", path.display()))?;
     save(file, &Default::default()).inspect_err(|_| {
         let _ = std::fs::remove_file(&path);
@@ -161,7 +160,7 @@ fn init(file: &Path, recipients: &[String]) -> Result<(), String> {
 }
 
 fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
-    if !secrets::valid_name(name) {
+    if !wisp_secrets::valid_name(name) {
         return Err(format!(
             "{name:?} is not a secret name (letters, digits, _)"
         ));
@@ -185,16 +184,16 @@ fn set(file: &Path, name: &str, identity: &IdentityArg) -> Result<(), String> {
     if value.is_empty() {
         return Err("an empty value: nothing set".into());
     }
-    let mut map = secrets::into_map(values);
+    let mut map = wisp_secrets::into_map(values);
     map.insert(name.to_owned(), value);
     save(file, &map)
 }
 
 fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let values = secrets::into_map(open(file, identity)?);
+    let values = wisp_secrets::into_map(open(file, identity)?);
     let base = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = crate::files::private_dir(&base, "wisp-secrets-").map_err(|e| {
+    let dir = wisp_secrets::files::private_dir(&base, "wisp-secrets-").map_err(|e| {
         format!(
             "cannot make a private directory for the decrypted copy in {}: {e} (set XDG_RUNTIME_DIR or TMPDIR to a directory of your own)",
             base.display()
@@ -207,7 +206,7 @@ fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .and_then(|mut f| f.write_all(secrets::text_of(&values).as_bytes()))
+            .and_then(|mut f| f.write_all(wisp_secrets::text_of(&values).as_bytes()))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
         let status = std::process::Command::new("sh")
@@ -219,7 +218,8 @@ fn edit(file: &Path, identity: &IdentityArg) -> Result<(), String> {
             return Err(format!("{editor} failed ({status}); nothing changed"));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-        let edited = secrets::parse_text(&text).map_err(|e| format!("{e}; nothing changed"))?;
+        let edited =
+            wisp_secrets::parse_text(&text).map_err(|e| format!("{e}; nothing changed"))?;
         if edited != values {
             save(file, &edited)?;
         }

@@ -15,11 +15,11 @@ use super::usage_error;
 use crate::bus::auth::{WorkerKey, WorkerKeys};
 use crate::bus::item::{HostSpec, Signer, Start, Verifier, Work};
 use crate::bus::{self, Connect};
-use crate::errors::error_chain;
 use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::jobs::Job;
-use crate::quantity::parse_duration;
+use wisp_plan::quantity::parse_duration;
+use wisp_protocol::error::chain as error_chain;
 
 /// What the controller needs to hand a run to the bus, worked out before anything connects.
 #[derive(Debug)]
@@ -106,8 +106,8 @@ pub(super) fn handoff(
                     plan.path.display()
                 )));
             };
-            let sealed = crate::secrets::recipients_in(file)
-                .and_then(|rs| crate::secrets::seal_values(&plan.secrets, &rs))
+            let sealed = wisp_secrets::recipients_in(file)
+                .and_then(|rs| wisp_secrets::seal_values(&plan.secrets, &rs))
                 .map_err(|e| usage_error(&format!("--worker-recipients: {}", error_chain(&e))))?;
             Some(data_encoding::BASE64.encode(&sealed))
         }
@@ -229,7 +229,7 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
     let Some(ledger) = a
         .ledger
         .clone()
-        .or_else(|| crate::store::state_dir().map(|d| d.join("worker-ran")))
+        .or_else(|| wisp_store::state_dir().map(|d| d.join("worker-ran")))
     else {
         return usage_error(
             "no state directory for the worker's ledger (no HOME, no XDG_STATE_HOME): give \
@@ -237,7 +237,7 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         );
     };
     let identities = match &a.identity {
-        Some(path) => match crate::secrets::identities(Some(path)) {
+        Some(path) => match wisp_secrets::identities(Some(path)) {
             Ok(ids) => ids,
             Err(e) => return usage_error(&format!("--identity: {}", error_chain(&e))),
         },

@@ -12,10 +12,10 @@ use wisp_protocol::ops::{Facts, FileResult, Op, PkgResult, ServiceResult};
 use super::command::{Ended, follow};
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
-use crate::plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
 use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
-use crate::store::record::{TaskHow, TaskLine};
+use wisp_plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
+use wisp_store::record::{TaskHow, TaskLine};
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]

@@ -13,10 +13,10 @@ use super::command::Streams;
 use super::command::{Ended, follow};
 use super::output_files::OutputFiles;
 use super::{Host, Job, RETRIES, backoff, stderr_note};
-use crate::errors::error_chain;
 use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, describe};
 use crate::session::Session;
+use wisp_protocol::error::chain as error_chain;
 
 /// How the job ended on this host.
 pub(super) enum Ran {
@@ -137,8 +137,8 @@ pub(super) async fn run(
                 r.sandbox = done
                     .enforcement
                     .as_ref()
-                    .filter(|e| crate::limits::is_sandboxed(e))
-                    .map(crate::limits::summary);
+                    .filter(|e| wisp_plan::limits::is_sandboxed(e))
+                    .map(wisp_plan::limits::summary);
                 return Ran::Finished(r);
             }
             // The command did not run (a refused CMD has no output): when the runner says the

@@ -20,11 +20,11 @@ use wisp_protocol::message::Limits;
 use wisp_protocol::ops::ExecArgs;
 use wisp_transports::Launch;
 
-use crate::errors::error_chain;
 use crate::fleet::Target;
 use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use crate::session::Session;
+use wisp_protocol::error::chain as error_chain;
 
 /// Retries after a transient failure (connection dropped, or ERROR class `transient`).
 const RETRIES: u32 = 2;
@@ -48,7 +48,7 @@ pub enum Job {
         limits: Box<Limits>,
         /// When the seccomp file depends on the host's architecture, the flags to build each
         /// host's limits from (after READY says what it is).
-        per_arch: Option<Box<crate::limits::LimitArgs>>,
+        per_arch: Option<Box<wisp_plan::limits::LimitArgs>>,
     },
     /// Collect facts.
     Facts,
@@ -57,7 +57,7 @@ pub enum Job {
     /// A plan's tasks, in one session per host.
     Plan {
         /// The plan, checked.
-        plan: Arc<crate::plan::Plan>,
+        plan: Arc<wisp_plan::Plan>,
         /// `--check`, `--diff`.
         options: apply::ApplyOptions,
         /// Where each host starts, when retried from its failed task.

@@ -1,6 +1,6 @@
 //! `--output-dir`: each host's stdout and stderr, byte for byte, in `<host>.stdout` and
 //! `<host>.stderr`. The files are opened without following links and must be this user's own
-//! (see [`crate::files::open_for_output`]); a write that fails (a full disk) is kept and fails
+//! (see [`wisp_secrets::files::open_for_output`]); a write that fails (a full disk) is kept and fails
 //! the host when its command ends, so no output is lost silently.
 
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ impl OutputFiles {
             })?;
         let open = |ext: &str| {
             let path = dir.join(format!("{safe}.{ext}"));
-            match crate::files::open_for_output(&path) {
+            match wisp_secrets::files::open_for_output(&path) {
                 Ok(f) => Ok((path, f)),
                 Err(source) => Err(OutputError {
                     what: "create",

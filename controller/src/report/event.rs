@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wisp_protocol::message::{Done, ErrorFrame, EventKind, Ready};
 
-use crate::store::record::{HostLine, RunStart, TaskLine, WorkerLine};
+use wisp_store::record::{HostLine, RunStart, TaskLine, WorkerLine};
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,7 +181,7 @@ impl Event {
     }
 
     /// The event with every secret `redactor` knows hidden in each of its texts.
-    pub fn redacted(self, redactor: &crate::secrets::Redactor) -> Event {
+    pub fn redacted(self, redactor: &wisp_secrets::Redactor) -> Event {
         if redactor.is_empty() {
             return self;
         }
@@ -240,11 +240,11 @@ mod tests {
 
     #[test]
     fn secrets_are_hidden_in_every_text_of_an_event() {
-        let secrets = crate::secrets::SecretValues::from(std::collections::BTreeMap::from([(
+        let secrets = wisp_secrets::SecretValues::from(std::collections::BTreeMap::from([(
             "pw".to_owned(),
             "hunter2-event".to_owned(),
         )]));
-        let redactor = crate::secrets::Redactor::new(&secrets);
+        let redactor = wisp_secrets::Redactor::new(&secrets);
         let e = Event::Diff {
             host: "web1".into(),
             text: "+password = hunter2-event\n".into(),

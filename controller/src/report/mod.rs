@@ -5,7 +5,7 @@
 //! - the renderer: [`terminal`] (human) or [`json`] (`--json`), each with `--fold`'s grouping
 //!   ([`fold`]);
 //! - the drift collector ([`drift`]) for `wisp drift`;
-//! - the journal ([`crate::journal`]), which writes the file and the state store;
+//! - the journal ([`wisp_store::journal`]), which writes the file and the state store;
 //! - on a worker, instead of all of these, the bus forwarder ([`forward`]).
 
 pub mod drift;
@@ -25,7 +25,7 @@ pub use nodeset::fold_hosts;
 pub use outcome::{HostOutcome, HostResult, exit_status};
 
 use crate::exit::ExitStatus;
-use crate::store::record::RunStart;
+use wisp_store::record::RunStart;
 
 /// Where events are shown.
 #[derive(Debug)]
@@ -39,9 +39,9 @@ enum Render {
 pub struct Reporter {
     render: Render,
     /// The run journal (a disabled one unless [`Reporter::with_journal`] set one).
-    journal: crate::journal::Journal,
+    journal: wisp_store::journal::Journal,
     /// Hides secret values in every event, before any consumer sees it.
-    redactor: crate::secrets::Redactor,
+    redactor: wisp_secrets::Redactor,
     /// `wisp drift`: task results and diffs are collected for one folded report.
     drift: Option<drift::Collector>,
     /// On a worker: every job event goes here instead (see [`forward`]).
@@ -58,8 +58,8 @@ impl Reporter {
         };
         Self {
             render,
-            journal: crate::journal::Journal::disabled(),
-            redactor: crate::secrets::Redactor::default(),
+            journal: wisp_store::journal::Journal::disabled(),
+            redactor: wisp_secrets::Redactor::default(),
             drift: None,
             forward: None,
         }
@@ -76,8 +76,8 @@ impl Reporter {
     }
 
     /// Hides these secrets' values in every event.
-    pub fn with_secrets(mut self, secrets: &crate::secrets::SecretValues) -> Self {
-        self.redactor = crate::secrets::Redactor::new(secrets);
+    pub fn with_secrets(mut self, secrets: &wisp_secrets::SecretValues) -> Self {
+        self.redactor = wisp_secrets::Redactor::new(secrets);
         self
     }
 
@@ -92,12 +92,12 @@ impl Reporter {
     }
 
     /// A redactor for one output stream of one command, hiding this run's secrets.
-    pub fn stream_redactor(&self) -> crate::secrets::StreamRedactor {
+    pub fn stream_redactor(&self) -> wisp_secrets::StreamRedactor {
         self.redactor.stream()
     }
 
     /// Records what this reporter is told in `journal` as well.
-    pub fn with_journal(mut self, journal: crate::journal::Journal) -> Self {
+    pub fn with_journal(mut self, journal: wisp_store::journal::Journal) -> Self {
         self.journal = journal;
         self
     }
@@ -112,7 +112,7 @@ impl Reporter {
     }
 
     /// Begins the run: its first journal line, which gives it its number in the store.
-    pub fn begin(&self, run: RunStart) -> Result<(), crate::store::StoreError> {
+    pub fn begin(&self, run: RunStart) -> Result<(), wisp_store::StoreError> {
         let event = Event::RunStarted(Box::new(run)).redacted(&self.redactor);
         if let Event::RunStarted(run) = &event {
             self.journal.begin(run)?;
@@ -213,7 +213,7 @@ mod tests {
         let later: Event = serde_json::from_str(text).unwrap();
 
         let tmp = std::env::temp_dir().join(format!("wisp-report-other-{}", std::process::id()));
-        let journal = crate::journal::Journal::create(&tmp).unwrap();
+        let journal = wisp_store::journal::Journal::create(&tmp).unwrap();
         let path = journal.path().unwrap();
         let out = Shared::default();
         let mut reporter = Reporter::new(true, &[]).with_journal(journal);
@@ -231,7 +231,7 @@ mod tests {
             Some("nginx")
         );
         let written = std::fs::read_to_string(&path).unwrap();
-        let line = crate::store::record::Line::parse(written.trim()).unwrap();
+        let line = wisp_store::record::Line::parse(written.trim()).unwrap();
         assert_eq!(
             line.record.kind(),
             "event",
@@ -262,13 +262,13 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("wisp-journal-store-{}", std::process::id()));
         let db = tmp.join("wisp.db");
         let value = "hunter2-very-secret";
-        let secrets = crate::secrets::SecretValues::from(std::collections::BTreeMap::from([(
+        let secrets = wisp_secrets::SecretValues::from(std::collections::BTreeMap::from([(
             "pw".to_owned(),
             value.to_owned(),
         )]));
-        let journal = crate::journal::Journal::create(&tmp.join("journal"))
+        let journal = wisp_store::journal::Journal::create(&tmp.join("journal"))
             .unwrap()
-            .with_store(crate::store::Store::open(&db).unwrap());
+            .with_store(wisp_store::Store::open(&db).unwrap());
         let reporter = Reporter::new(true, &[])
             .with_journal(journal)
             .with_secrets(&secrets);
@@ -278,21 +278,21 @@ mod tests {
             ..RunStart::default()
         };
         reporter.begin(run).unwrap();
-        reporter.emit(Event::Task(Box::new(crate::store::record::TaskLine {
+        reporter.emit(Event::Task(Box::new(wisp_store::record::TaskLine {
             host: "h".into(),
             task: "t".into(),
             op: "exec".into(),
             line: 1,
             status: "failed".into(),
             detail: format!("said {value}\n"),
-            how: crate::store::record::TaskHow::Ran {
+            how: wisp_store::record::TaskHow::Ran {
                 check: false,
                 duration_ms: None,
                 enforcement: None,
             },
         })));
         drop(reporter);
-        let store = crate::store::Store::open(&db).unwrap();
+        let store = wisp_store::Store::open(&db).unwrap();
         let run = store.run("last").unwrap();
         let tasks = store.tasks(run.id, None).unwrap();
         assert_eq!(tasks[0].detail.as_deref(), Some("said [secret:pw]\n"));

@@ -3,7 +3,7 @@
 //! recorded (the journal keeps what ran and how it ended, never file contents).
 
 use super::Event;
-use crate::store::record::{CommandLine, Record};
+use wisp_store::record::{CommandLine, Record};
 
 /// What the journal keeps of `event`, as a record; `None` for what is shown, not recorded.
 pub(super) fn record(event: &Event) -> Option<Record> {

@@ -5,7 +5,7 @@
 use super::Inbound;
 use crate::bus::item::Back;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
-use crate::store::record::{WorkerEvent, WorkerLine};
+use wisp_store::record::{WorkerEvent, WorkerLine};
 
 /// What has been heard about one item: which worker's key claimed it, how far its events
 /// have got, and how many messages were refused.

@@ -21,9 +21,9 @@ use wisp_protocol::sandbox::SandboxMode;
 
 use crate::jobs::Job;
 use crate::jobs::apply::ApplyOptions;
-use crate::limits::LimitArgs;
-use crate::plan::{Content, Plan, Task};
 use crate::report::{Event, HostOutcome, HostResult};
+use wisp_plan::limits::LimitArgs;
+use wisp_plan::{Content, Plan, Task};
 
 /// A job, as it travels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,7 +200,7 @@ impl Work {
     }
 
     /// The job to run on the worker, with the plan's secrets opened there.
-    pub fn into_job(self, secrets: crate::secrets::SecretValues) -> Result<Job, String> {
+    pub fn into_job(self, secrets: wisp_secrets::SecretValues) -> Result<Job, String> {
         Ok(match self {
             Work::Exec { args, limits } => Job::Exec {
                 args,
@@ -247,7 +247,7 @@ impl PlanSpec {
         })
     }
 
-    fn into_plan(self, secrets: crate::secrets::SecretValues) -> Result<Plan, String> {
+    fn into_plan(self, secrets: wisp_secrets::SecretValues) -> Result<Plan, String> {
         let tasks = |list: Vec<TaskSpec>| -> Result<Vec<Task>, String> {
             list.into_iter().map(TaskSpec::into_task).collect()
         };

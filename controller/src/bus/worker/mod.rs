@@ -383,13 +383,13 @@ pub(super) async fn turn_away(
 async fn run_item(
     worker: &Worker,
     item: &Item,
-    secrets: crate::secrets::SecretValues,
+    secrets: wisp_secrets::SecretValues,
     events: &Events,
     interrupt: &mut watch::Receiver<Interrupt>,
     mut lost: watch::Receiver<Interrupt>,
 ) -> HostResult {
     // Output that shows a secret is hidden here, before it travels.
-    let redactor = crate::secrets::Redactor::new(&secrets);
+    let redactor = wisp_secrets::Redactor::new(&secrets);
     let for_streams = secrets.clone();
     let name = item.host.name.clone();
     let target = match (worker.reach)(&item.host, item.start.become_root) {

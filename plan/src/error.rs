@@ -79,7 +79,7 @@ pub(super) type Located = (usize, PlanErrorKind);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
+    use crate::Plan;
 
     /// Plan text that must fail: the line it blames, the kind and the whole message.
     fn check(text: &str, line: usize, kind: &str, message: &str) {
@@ -203,14 +203,14 @@ mod tests {
         assert_eq!(e.line, None);
         assert!(matches!(e.kind, PlanErrorKind::Unreadable(_)));
         assert_eq!(
-            crate::errors::error_chain(&e),
+            wisp_protocol::error::chain(&e),
             "/nonexistent/plan.toml: cannot read the plan: No such file or directory (os error 2)"
         );
         let text = "[[task]]\nop = \"file.write\"\npath = \"/x\"\ncontent_file = \"gone\"\n";
         let e = Plan::parse(text, Path::new("/nonexistent/plan.toml")).unwrap_err();
         assert_eq!(e.line, Some(4));
         assert_eq!(
-            crate::errors::error_chain(&e),
+            wisp_protocol::error::chain(&e),
             "/nonexistent/plan.toml:4: cannot read content_file /nonexistent/gone: \
              No such file or directory (os error 2)"
         );

@@ -34,6 +34,8 @@ use toml::Spanned;
 use crate::limits::LimitArgs;
 
 mod error;
+pub mod limits;
+pub mod quantity;
 mod task;
 mod template;
 
@@ -66,7 +68,7 @@ pub struct Plan {
     pub secret_refs: Vec<(String, usize)>,
     /// The secrets' values, once [`Plan::attach_secrets`] has them.
     #[serde(skip)]
-    pub secrets: crate::secrets::SecretValues,
+    pub secrets: wisp_secrets::SecretValues,
 }
 
 /// One task (or handler).
@@ -175,7 +177,7 @@ impl Plan {
     }
 }
 
-pub(super) type RawTable = BTreeMap<String, Spanned<toml::Value>>;
+pub(crate) type RawTable = BTreeMap<String, Spanned<toml::Value>>;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,13 +197,13 @@ struct RawPlan {
 }
 
 /// The line of a byte offset.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(1, |t| t.matches('\n').count() + 1)
 }
 
 /// A value as template text: strings as they are, numbers and booleans as written.
-pub(super) fn scalar(v: &toml::Value) -> Option<String> {
+pub(crate) fn scalar(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),
@@ -378,7 +380,7 @@ impl Plan {
     /// Gives the plan its secrets; every `{{ secret.NAME }}` it uses must be among them.
     pub fn attach_secrets(
         &mut self,
-        values: crate::secrets::SecretValues,
+        values: wisp_secrets::SecretValues,
         from: &Path,
     ) -> Result<(), PlanError> {
         for (name, line) in &self.secret_refs {

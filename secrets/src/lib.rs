@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
 
+pub mod files;
 mod redact;
 pub use redact::{Redactor, StreamRedactor};
 
@@ -254,7 +255,7 @@ fn render(values: &BTreeMap<String, String>) -> String {
 /// Encrypts `values` to the recipients beside `file` and replaces `file` atomically.
 pub fn save(file: &Path, values: &BTreeMap<String, String>) -> Result<(), SecretsError> {
     let out = seal(&render(values), &recipients(file)?)?;
-    crate::files::replace(file, &out, 0o600).map_err(|source| SecretsError::Write {
+    files::replace(file, &out, 0o600).map_err(|source| SecretsError::Write {
         path: file.to_owned(),
         source,
     })

@@ -47,7 +47,7 @@ struct Runner {
 }
 
 fn start(runner: &Path, interpreter: Option<&Path>) -> Result<Runner, String> {
-    let staged = stage(runner, &staging_base()).map_err(|e| crate::errors::error_chain(&e))?;
+    let staged = stage(runner, &staging_base()).map_err(|e| wisp_protocol::error::chain(&e))?;
     let nonce = random_token();
     let ttl = CASE_TTL_S.to_string();
     // An emulator (qemu-user) runs a runner built for another architecture.

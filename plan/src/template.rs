@@ -11,7 +11,7 @@ pub struct Context {
     vars: BTreeMap<String, String>,
     host: BTreeMap<String, String>,
     facts: BTreeMap<String, String>,
-    secrets: crate::secrets::SecretValues,
+    secrets: wisp_secrets::SecretValues,
     /// Checking a plan: host and facts names resolve to a placeholder.
     placeholder: bool,
 }
@@ -46,7 +46,7 @@ impl Context {
     }
 
     /// The same, with the plan's secrets.
-    pub fn with_secrets(mut self, secrets: &crate::secrets::SecretValues) -> Context {
+    pub fn with_secrets(mut self, secrets: &wisp_secrets::SecretValues) -> Context {
         self.secrets = secrets.clone();
         self
     }
@@ -61,7 +61,7 @@ impl Context {
 
     fn lookup(&self, name: &str) -> Result<String, String> {
         if let Some(n) = name.strip_prefix("secret.") {
-            if !crate::secrets::valid_name(n) {
+            if !wisp_secrets::valid_name(n) {
                 return Err(format!("{{{{ {name} }}}}: {n:?} is not a secret name"));
             }
             if self.placeholder {

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 
 pub use case::{Case, CaseError, load, load_dir};
 
-use crate::exit::ExitStatus;
-
 /// How one case went.
 #[derive(Debug)]
 pub struct CaseOutcome {
@@ -107,14 +105,27 @@ pub fn render_report(outcomes: &[CaseOutcome]) -> String {
     text
 }
 
-/// `wisp conformance`.
+/// How a conformance run went, for the caller's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every case passed.
+    Passed,
+    /// Some case failed.
+    Failed,
+    /// The runner named does not exist.
+    NoRunner,
+    /// The golden cases could not be read.
+    BadCases,
+}
+
+/// `wisp conformance`: runs the suite, prints the report, says how it went.
 pub fn cli_main(
     runner: &Path,
     interpreter: Option<&Path>,
     golden: Option<PathBuf>,
     filter: Option<String>,
     update: bool,
-) -> ExitStatus {
+) -> Verdict {
     let say = |text: &str| {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     };
@@ -123,14 +134,14 @@ pub fn cli_main(
             "error: runner {} does not exist\n",
             runner.display()
         ));
-        return ExitStatus::BadOptions;
+        return Verdict::NoRunner;
     }
     let dir = golden.unwrap_or_else(default_golden_dir);
     let mut cases = match load_dir(&dir) {
         Ok(c) => c,
         Err(e) => {
             say(&format!("error: {e}\n"));
-            return ExitStatus::ParseError;
+            return Verdict::BadCases;
         }
     };
     if let Some(f) = &filter {
@@ -139,8 +150,8 @@ pub fn cli_main(
     let outcomes = run_cases_under(&cases, runner, interpreter, update);
     say(&render_report(&outcomes));
     if outcomes.iter().all(CaseOutcome::passed) {
-        ExitStatus::Ok
+        Verdict::Passed
     } else {
-        ExitStatus::Failed
+        Verdict::Failed
     }
 }

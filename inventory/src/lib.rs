@@ -10,6 +10,7 @@ mod graph;
 mod ini;
 mod native;
 mod pattern;
+pub mod targets;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -428,7 +429,7 @@ mod tests {
         let e = Inventory::load(Path::new("/nonexistent/hosts")).unwrap_err();
         assert!(matches!(e.kind, InventoryErrorKind::Unreadable(_)));
         assert_eq!(
-            crate::errors::error_chain(&e),
+            wisp_protocol::error::chain(&e),
             "inventory /nonexistent/hosts: cannot be read: No such file or directory (os error 2)"
         );
     }

@@ -1,5 +1,5 @@
 //! The run journal: every line of what ran where, what changed and what the sandbox enforced,
-//! written to the state store ([`crate::store`], the source of truth) and exported as one
+//! written to the state store ([`crate`], the source of truth) and exported as one
 //! JSON-lines file per run under the XDG state directory (`$XDG_STATE_HOME/wisp/journal`, else
 //! `~/.local/state/wisp/journal`; `WISP_JOURNAL_DIR` overrides).
 //!
@@ -22,8 +22,8 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::clock::{timestamp, timestamp_now};
-use crate::store::record::{Line, Record, RunStart};
-use crate::store::{Store, StoreError};
+use crate::record::{Line, Record, RunStart};
+use crate::{Store, StoreError};
 
 /// An open journal; a disabled one (no directory could be made) records nothing.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub fn dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("WISP_JOURNAL_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(d));
     }
-    Some(crate::store::state_dir()?.join("journal"))
+    Some(crate::state_dir()?.join("journal"))
 }
 
 impl Journal {
@@ -145,7 +145,7 @@ impl Journal {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: {}; the rest of run {} is only in this output and the journal file",
-                crate::errors::error_chain(&e),
+                wisp_protocol::error::chain(&e),
                 sink.run
             );
             *guard = None;

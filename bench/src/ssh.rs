@@ -4,7 +4,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wisp::runners;
 use wisp::session::{CmdEvent, Session};
 use wisp_tests::sshd::Fleet;
 use wisp_transports::Launch;
@@ -190,8 +189,8 @@ fn write_plan(fleet: &Fleet) -> std::path::PathBuf {
 
 /// The runners wisp pushes, found and checked as `wisp run` finds and checks them.
 fn own_runners() -> wisp_transports::RunnerBinaries {
-    let trust = runners::Trust::load(&[], false).expect("trusted keys");
-    runners::locate(None, &trust, false)
+    let trust = wisp_runners::Trust::load(&[], false).expect("trusted keys");
+    wisp_runners::locate(None, &trust, false)
         .expect("runner")
         .binaries
 }

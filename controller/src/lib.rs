@@ -12,30 +12,22 @@
 //!
 //! and below them, knowing none of them:
 //!
-//! - [`plan`]: plan files, parsed and checked before anything connects; templates;
-//! - [`limits`]: the limit flags, turned into the protocol's limits; enforcement summaries;
+//! - [`report`]: the run's event stream and its consumers (terminal, JSON, drift, journal,
+//!   bus forwarder); host outcomes;
 //! - [`rollout`]: `--serial` batches and `--max-fail` budgets;
 //! - [`fds`]: the file-descriptor limit raised, and checked against the hosts at once;
-//! - [`files`]: files written on the operator's machine without following planted links;
-//! - [`quantity`]: durations, sizes, CPU counts, modes: one parser each, for flags and plans;
 //! - [`interrupt`]: Ctrl-C, SIGTERM and `--run-timeout`, as one watch channel;
-//! - [`report`]: what the operator sees, human lines or JSON lines; host outcomes;
-//! - [`journal`]: the record of each run, to the store and as JSON lines (an export);
-//! - [`store`]: the SQLite state store of runs, host and task results, events, facts, audit;
-//! - [`clock`]: the one timestamp format;
-//! - [`runners`]: finding the runner executables to push and checking their signatures;
-//! - [`secrets`]: age-encrypted secrets files, and the redaction of their values everywhere;
-//! - [`bundle`]: runners carried inside the `wisp` executable (`wisp bundle`);
-//! - [`targets`]: parsing the hosts named on the command line;
-//! - [`inventory`]: TOML, Ansible INI and YAML inventories, and host patterns;
-//! - [`conformance`]: the golden-file conformance suite, runnable against any runner;
 //! - [`exit`]: the exit codes.
+//!
+//! Below the crate: `wisp_plan` (plans, limits, quantities), `wisp_inventory` (inventories,
+//! host patterns, command-line targets), `wisp_store` (the state store, the journal and its
+//! records), `wisp_conformance`, `wisp_runners` (runners and their signatures, bundles),
+//! `wisp_secrets` (secrets, redaction, private files), `wisp_transports`, `wisp_protocol`.
 //!
 //! Invariant: nothing here knows how a host is reached. Transports hand back framed
 //! connections (`wisp_transports`); `cli::connect` maps connection flags to their neutral
 //! `remote` options.
 
-pub mod bundle;
 pub mod bus;
 pub mod cli;
 pub mod exit;
@@ -45,5 +37,4 @@ pub mod interrupt;
 pub mod jobs;
 pub mod report;
 pub mod rollout;
-pub mod runners;
 pub mod session;

@@ -22,13 +22,13 @@ pub(super) struct BundleArgs {
 
 /// `wisp bundle`: this executable plus its checked runners, in one file.
 pub(super) fn main(a: &BundleArgs) -> ExitStatus {
-    let files = crate::runners::Trust::load(&a.trusted_key, false)
-        .and_then(|trust| crate::runners::checked_files(a.runner.as_deref(), &trust));
+    let files = wisp_runners::Trust::load(&a.trusted_key, false)
+        .and_then(|trust| wisp_runners::checked_files(a.runner.as_deref(), &trust));
     let files = match files {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
-    if let Err(e) = crate::bundle::write(&a.out, &files) {
+    if let Err(e) = wisp_runners::bundle::write(&a.out, &files) {
         return usage_error(&format!("cannot write {}: {e}", a.out.display()));
     }
     let arches: Vec<&str> = files.iter().map(|(a, _)| a.as_str()).collect();

@@ -57,11 +57,11 @@ pub(super) fn fleet(
     };
     // Every runner is read and its signature checked before any host is contacted.
     let runners = if handoff.is_some() {
-        crate::runners::Located::none()
+        wisp_runners::Located::none()
     } else {
-        match crate::runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
+        match wisp_runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
             .and_then(|trust| {
-                crate::runners::locate(common.runner.as_deref(), &trust, common.verbose)
+                wisp_runners::locate(common.runner.as_deref(), &trust, common.verbose)
             }) {
             Ok(r) => r,
             Err(e) => return usage_error(&e.to_string()),

@@ -243,8 +243,8 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         },
         None => Vec::new(),
     };
-    let runners = match crate::runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
-        .and_then(|trust| crate::runners::locate(a.runner.as_deref(), &trust, false))
+    let runners = match wisp_runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
+        .and_then(|trust| wisp_runners::locate(a.runner.as_deref(), &trust, false))
     {
         Ok(r) => r,
         Err(e) => return usage_error(&e.to_string()),

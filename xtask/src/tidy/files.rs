@@ -1,11 +1,11 @@
 //! Tidy rules on files: what each must say and must not hold.
 
-use super::{CRATES, code, dependencies, root, rust_files, sources};
+use super::{code, crates, dependencies, library_crates, root, rust_files, sources};
 
 #[test]
 fn every_source_file_says_what_it_owns() {
-    for dir in CRATES {
-        for (path, text) in sources(dir) {
+    for dir in crates() {
+        for (path, text) in sources(&dir) {
             assert!(
                 text.starts_with("//!"),
                 "{} does not start with a `//!` module doc",
@@ -33,7 +33,7 @@ fn dependency_rules_hold() {
         ]
     );
     // Only transports may know how hosts are reached.
-    for dir in ["protocol", "micro-runner", "controller"] {
+    for dir in library_crates().iter().filter(|c| *c != "transports") {
         let deps = dependencies(dir);
         assert!(
             !deps
@@ -46,6 +46,35 @@ fn dependency_rules_hold() {
         !dependencies("micro-runner").iter().any(|d| d == "tokio"),
         "the runner has no async runtime"
     );
+}
+
+/// The workspace's own crates in layers, lowest first: a crate may depend only on crates of
+/// a lower layer. Every library crate is in one.
+const LAYERS: &[&[&str]] = &[
+    &["protocol"],
+    &["micro-runner", "transports"],
+    &["secrets"],
+    &["plan", "inventory", "store", "conformance", "runners"],
+    &["controller"],
+];
+
+#[test]
+fn crates_depend_only_on_crates_below_them() {
+    let layer = |dir: &str| LAYERS.iter().position(|l| l.contains(&dir));
+    for dir in library_crates() {
+        let own = layer(&dir).unwrap_or_else(|| panic!("{dir}: in no layer of tidy's LAYERS"));
+        for dep in dependencies(&dir) {
+            let Some(dep_dir) = dep.strip_prefix("wisp-") else {
+                continue;
+            };
+            let below = layer(dep_dir).is_some_and(|l| l < own);
+            assert!(
+                below,
+                "{dir}/Cargo.toml depends on {dep}, which is not below it (layers, lowest \
+                 first: {LAYERS:?})"
+            );
+        }
+    }
 }
 
 #[test]
@@ -123,9 +152,9 @@ fn no_runner_module_names_main_rs() {
 
 #[test]
 fn no_placeholders_or_ignored_tests() {
-    for dir in CRATES {
+    for dir in crates() {
         let mut files = Vec::new();
-        rust_files(&root().join(dir), &mut files);
+        rust_files(&root().join(&dir), &mut files);
         for path in files
             .into_iter()
             .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))
@@ -187,17 +216,11 @@ fn protocol_md_documents_every_code_frame_and_op() {
 #[test]
 fn architecture_md_names_every_crate() {
     let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
-    for dir in [
-        "bench/",
-        "protocol/",
-        "micro-runner/",
-        "transports/",
-        "controller/",
-        "golden/",
-        "tests/",
-        "xtask/",
-        "fuzz/",
-    ] {
+    let dirs = crates()
+        .into_iter()
+        .map(|c| format!("{c}/"))
+        .chain(["golden/".to_owned(), "fuzz/".to_owned()]);
+    for dir in dirs {
         assert!(
             arch.contains(&format!("`{dir}`")),
             "ARCHITECTURE.md has no entry for {dir}"
@@ -207,9 +230,9 @@ fn architecture_md_names_every_crate() {
 
 #[test]
 fn no_source_file_is_over_500_lines() {
-    for dir in CRATES {
+    for dir in crates() {
         let mut files = Vec::new();
-        rust_files(&root().join(dir), &mut files);
+        rust_files(&root().join(&dir), &mut files);
         for path in files
             .into_iter()
             .filter(|p| !p.components().any(|c| c.as_os_str() == "target"))

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{code, dependencies, root, sources};
+use super::{code, dependencies, library_crates, root, sources};
 
 /// The module a source file is (`cli/run.rs` → `cli::run`, `bus/worker/mod.rs` →
 /// `bus::worker`, the crate root → empty); `None` for `src/bin/`.
@@ -282,10 +282,12 @@ fn the_reference_finder_follows_super_and_self() {
 
 #[test]
 fn no_import_circle_between_modules() {
-    for dir in ["controller", "micro-runner", "transports", "protocol"] {
-        let graphs = sibling_graphs(&module_references(dir));
+    for dir in library_crates() {
+        let graphs = sibling_graphs(&module_references(&dir));
+        // The scan itself must work: the two crates with the most modules have edges.
         assert!(
-            graphs.get(&Vec::new()).is_some_and(|g| g.len() > 2),
+            !matches!(dir.as_str(), "controller" | "micro-runner")
+                || graphs.get(&Vec::new()).is_some_and(|g| g.len() > 2),
             "{dir}: no modules found: {graphs:?}"
         );
         for (parent, graph) in &graphs {
@@ -346,7 +348,7 @@ fn only_transports_name_ssh() {
         "SshTarget",
         "SshOptions",
     ];
-    for dir in ["protocol", "micro-runner", "controller"] {
+    for dir in library_crates().iter().filter(|c| *c != "transports") {
         for (path, text) in sources(dir) {
             for (i, line) in text.lines().enumerate() {
                 let code = code(line);
@@ -364,9 +366,9 @@ fn only_transports_name_ssh() {
 
 #[test]
 fn every_dependency_is_used() {
-    for dir in ["protocol", "micro-runner", "transports", "controller"] {
-        let code: String = sources(dir).into_iter().map(|(_, t)| t).collect();
-        for dep in dependencies(dir) {
+    for dir in library_crates() {
+        let code: String = sources(&dir).into_iter().map(|(_, t)| t).collect();
+        for dep in dependencies(&dir) {
             let name = dep.replace('-', "_");
             assert!(
                 code.contains(&format!("{name}::")) || code.contains(&format!("use {name}")),

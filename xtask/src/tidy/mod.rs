@@ -13,17 +13,30 @@ mod imports;
 #[cfg(test)]
 use std::path::{Path, PathBuf};
 
-/// Every crate directory of the workspace.
+/// Every crate directory of the workspace, as the workspace's `members` names them.
 #[cfg(test)]
-const CRATES: [&str; 7] = [
-    "protocol",
-    "micro-runner",
-    "transports",
-    "controller",
-    "tests",
-    "xtask",
-    "bench",
-];
+fn crates() -> Vec<String> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("members = ["))
+        .expect("the workspace lists its members on one line");
+    members
+        .trim_end_matches(']')
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The crates that hold the product's code (not its tests, tasks or benchmarks).
+#[cfg(test)]
+fn library_crates() -> Vec<String> {
+    crates()
+        .into_iter()
+        .filter(|c| !matches!(c.as_str(), "tests" | "xtask" | "bench"))
+        .collect()
+}
 
 #[cfg(test)]
 fn root() -> PathBuf {

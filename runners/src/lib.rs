@@ -13,6 +13,8 @@
 //! tree's dev key (`target/wisp-dev-signing/wisp-dev.pub`, which `cargo xtask build-runner`
 //! signs with). `--insecure-unsigned-runner` skips the check, loudly.
 
+pub mod bundle;
+
 use std::path::{Path, PathBuf};
 
 use minisign_verify::{PublicKey, Signature};
@@ -292,7 +294,7 @@ pub fn locate(
     let carried = if explicit_given {
         Vec::new()
     } else {
-        crate::bundle::carried()
+        bundle::carried()
     };
     if carried.iter().any(|b| b.arch == std::env::consts::ARCH) {
         let exe = std::env::current_exe().unwrap_or_default();

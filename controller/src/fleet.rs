@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wisp_transports::Transport;
 
-use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use crate::rollout::Rollout;
+use wisp_events::interrupt::Interrupt;
 
 /// A host to run on and the way to reach it.
 #[derive(Debug, Clone)]

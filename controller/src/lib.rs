@@ -30,10 +30,8 @@
 
 pub mod bus;
 pub mod cli;
-pub mod exit;
 pub mod fds;
 pub mod fleet;
-pub mod interrupt;
 pub mod jobs;
 pub mod report;
 pub mod rollout;

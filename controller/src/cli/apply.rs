@@ -8,10 +8,10 @@ use clap::Args;
 
 use super::common::Common;
 use super::{execute, parse_error, usage_error};
-use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::jobs::Job;
 use crate::jobs::apply::{ApplyOptions, Resume};
+use wisp_events::exit::ExitStatus;
 use wisp_inventory::Inventory;
 use wisp_plan::Plan;
 use wisp_protocol::error::chain as error_chain;

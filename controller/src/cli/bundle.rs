@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::usage_error;
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 
 #[derive(Debug, Args)]
 pub(super) struct BundleArgs {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 
 #[derive(Debug, Args)]
 pub(super) struct ConformanceArgs {

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::apply::{Mode, PlanArgs, run_plan};
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 
 #[derive(Debug, Args)]
 pub(super) struct DriftArgs {

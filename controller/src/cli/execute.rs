@@ -11,11 +11,11 @@ use wisp_transports::Launch;
 use super::common::Common;
 use super::connect::{TargetsError, targets};
 use super::{parse_error, state_error, usage_error};
-use crate::exit::ExitStatus;
 use crate::fleet::Target;
-use crate::interrupt::Interrupt;
 use crate::jobs::{self, Job};
 use crate::report::{Event, Reporter, exit_status};
+use wisp_events::exit::ExitStatus;
+use wisp_events::interrupt::Interrupt;
 use wisp_store::record::{PlanRun, RunStart};
 
 /// Resolves `spec` to targets, builds the job for them with `make_job`, checks the runners,
@@ -137,11 +137,11 @@ pub(super) fn fleet(
         let reporter = Arc::new(reporter);
         let (tx, rx) = watch::channel(Interrupt::None);
         let tx = Arc::new(tx);
-        tokio::spawn(crate::interrupt::watch_signals(Arc::clone(&tx)));
+        tokio::spawn(wisp_events::interrupt::watch_signals(Arc::clone(&tx)));
         // --run-timeout: the same orderly cancel as Ctrl-C, but the hosts it stops failed.
         let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(limit) = common.run_timeout {
-            tokio::spawn(crate::interrupt::run_timeout(
+            tokio::spawn(wisp_events::interrupt::run_timeout(
                 limit,
                 Arc::clone(&tx),
                 Arc::clone(&timed_out),

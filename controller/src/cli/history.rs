@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::common::StateArgs;
 use super::{state_error, usage_error};
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 use wisp_store::{RunRow, Store};
 
 #[derive(Debug, Args)]

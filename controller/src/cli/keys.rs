@@ -8,7 +8,7 @@ use clap::Args;
 use super::usage_error;
 use crate::bus;
 use crate::bus::item::Signer;
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 use wisp_protocol::error::chain as error_chain;
 
 #[derive(Debug, Args)]

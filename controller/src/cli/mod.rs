@@ -20,9 +20,9 @@ mod worker;
 
 use clap::{Parser, Subcommand};
 
-use crate::exit::ExitStatus;
 use crate::jobs::Job;
 use common::HostsArgs;
+use wisp_events::exit::ExitStatus;
 
 const AFTER_HELP: &str = "\
 Targets:

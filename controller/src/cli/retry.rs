@@ -12,9 +12,9 @@ use super::apply::{Mode, PlanOptions, load, run_loaded};
 use super::common::Common;
 use super::run::{ExecOptions, exec_job};
 use super::{execute, state_error, usage_error};
-use crate::exit::ExitStatus;
 use crate::jobs::Job;
 use crate::jobs::apply::Resume;
+use wisp_events::exit::ExitStatus;
 use wisp_plan::Plan;
 use wisp_store::{RetrySource, Store, StoreError, TaskStep};
 

@@ -8,8 +8,8 @@ use wisp_protocol::ops::ExecArgs;
 
 use super::common::Common;
 use super::{execute, usage_error};
-use crate::exit::ExitStatus;
 use crate::jobs::Job;
+use wisp_events::exit::ExitStatus;
 use wisp_plan::limits::LimitArgs;
 
 #[derive(Debug, Args)]

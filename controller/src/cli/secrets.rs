@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 use wisp_protocol::error::chain as error_chain;
 
 /// `wisp secrets ...`.

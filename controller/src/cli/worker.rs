@@ -15,9 +15,9 @@ use super::usage_error;
 use crate::bus::auth::{WorkerKey, WorkerKeys};
 use crate::bus::item::{HostSpec, Signer, Start, Verifier, Work};
 use crate::bus::{self, Connect};
-use crate::exit::ExitStatus;
 use crate::fleet::Target;
 use crate::jobs::Job;
+use wisp_events::exit::ExitStatus;
 use wisp_plan::quantity::parse_duration;
 use wisp_protocol::error::chain as error_chain;
 

@@ -11,9 +11,9 @@ use wisp_protocol::ops::{Facts, FileResult, Op, PkgResult, ServiceResult};
 
 use super::command::{Ended, follow};
 use crate::fleet::Target;
-use crate::interrupt::Interrupt;
 use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
+use wisp_events::interrupt::Interrupt;
 use wisp_plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
 use wisp_store::record::{TaskHow, TaskLine};
 

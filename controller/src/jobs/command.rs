@@ -8,9 +8,9 @@
 use tokio::sync::watch;
 use wisp_protocol::message::{Done, ErrorFrame, EventKind};
 
-use crate::interrupt::Interrupt;
 use crate::report::{Event, LineSplitter, Reporter};
 use crate::session::{CmdEvent, Session, SessionError};
+use wisp_events::interrupt::Interrupt;
 
 /// Where a followed command's output goes besides the reporter, and how much of it.
 pub(crate) struct Streams<'a> {

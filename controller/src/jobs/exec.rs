@@ -13,9 +13,9 @@ use super::command::Streams;
 use super::command::{Ended, follow};
 use super::output_files::OutputFiles;
 use super::{Host, Job, RETRIES, backoff, stderr_note};
-use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, describe};
 use crate::session::Session;
+use wisp_events::interrupt::Interrupt;
 use wisp_protocol::error::chain as error_chain;
 
 /// How the job ended on this host.

@@ -21,9 +21,9 @@ use wisp_protocol::ops::ExecArgs;
 use wisp_transports::Launch;
 
 use crate::fleet::Target;
-use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use crate::session::Session;
+use wisp_events::interrupt::Interrupt;
 use wisp_protocol::error::chain as error_chain;
 
 /// Retries after a transient failure (connection dropped, or ERROR class `transient`).

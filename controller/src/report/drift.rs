@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::nodeset::fold_hosts;
 use super::{HostOutcome, HostResult, visible};
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 
 /// One task that would change (or could not be checked) on a host.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

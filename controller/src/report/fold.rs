@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::HostResult;
 use super::nodeset::fold_hosts;
-use super::outcome::HostResult;
 
 /// One line of a host's output: on stderr or not, and its text.
 type Line = (bool, String);

@@ -11,10 +11,10 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use wisp_protocol::message::EventKind;
 
-use super::event::Event;
+use super::Event;
 use super::fold::Folder;
 use super::{HostOutcome, HostResult};
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 
 pub(super) struct JsonLines {
     started: Instant,

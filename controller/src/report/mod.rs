@@ -9,22 +9,19 @@
 //! - on a worker, instead of all of these, the bus forwarder ([`forward`]).
 
 pub mod drift;
-pub mod event;
 mod fold;
 pub mod forward;
 mod json;
-mod lines;
 mod nodeset;
-mod outcome;
 mod records;
 mod terminal;
 
-pub use event::Event;
-pub use lines::{LineSplitter, capabilities, describe, visible};
 pub use nodeset::fold_hosts;
-pub use outcome::{HostOutcome, HostResult, exit_status};
+pub use wisp_events::{
+    Event, HostOutcome, HostResult, LineSplitter, capabilities, describe, exit_status, visible,
+};
 
-use crate::exit::ExitStatus;
+use wisp_events::exit::ExitStatus;
 use wisp_store::record::RunStart;
 
 /// Where events are shown.

@@ -8,10 +8,10 @@ use std::sync::Mutex;
 
 use wisp_protocol::message::{Capabilities, EventKind};
 
-use super::event::Event;
+use super::Event;
 use super::fold::{self, Folder};
-use super::lines::{capabilities, visible, visible_on};
 use super::{HostOutcome, HostResult};
+use wisp_events::{capabilities, visible, visible_on};
 
 const RESET: &str = "\x1b[0m";
 const RED: &str = "\x1b[31m";

@@ -55,6 +55,7 @@ const LAYERS: &[&[&str]] = &[
     &["micro-runner", "transports"],
     &["secrets"],
     &["plan", "inventory", "store", "conformance", "runners"],
+    &["events"],
     &["controller"],
 ];
 

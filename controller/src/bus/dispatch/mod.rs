@@ -23,9 +23,9 @@ use super::events::{ENVELOPE_FORMAT, Envelope};
 use super::item::{Back, Cancel, HostSpec, Item, SIGNATURE_HEADER, Signer, Start, Work, now_ms};
 use super::{Bus, EVENTS_STREAM, WORK_STREAM, work_subject};
 use crate::fleet::{Fanned, Target};
-use crate::interrupt::Interrupt;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use heard::{Heard, replay};
+use wisp_events::interrupt::Interrupt;
 
 /// How long the controller waits for a lost NATS connection to come back before it gives
 /// up on the hosts still out.

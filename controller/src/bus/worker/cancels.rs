@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::Worker;
 use crate::bus::item::{Cancel, SIGNATURE_HEADER, now_ms};
 use crate::bus::{Bus, log};
-use crate::interrupt::Interrupt;
+use wisp_events::interrupt::Interrupt;
 
 /// The interrupt of each run this worker has items of, and the runs already cancelled.
 #[derive(Debug, Default)]

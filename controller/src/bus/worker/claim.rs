@@ -14,7 +14,7 @@ use crate::bus::events::Events;
 use crate::bus::item::{Back, Item, now_ms};
 use crate::bus::log;
 use crate::bus::{ClaimError, Claims};
-use crate::interrupt::Interrupt;
+use wisp_events::interrupt::Interrupt;
 
 /// A claim on an item: who runs it, for which stream message, and when it last said so.
 /// Signed by its worker; a claim no trusted worker signed is no claim.

@@ -22,12 +22,12 @@ use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, now_ms};
 use super::ledger::{Entry, Ledger};
 use super::{Bus, BusError, log};
 use crate::fleet::Target;
-use crate::interrupt::Interrupt;
 use crate::report::Event;
 use crate::report::{HostOutcome, HostResult, Reporter};
 use cancels::{Runs, listen_for_cancels};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
 use consumer::{CONSUMER_CHECK, recheck, work_consumer};
+use wisp_events::interrupt::Interrupt;
 
 /// Turns a host into a target this worker can reach (its own keys and known_hosts), with
 /// `become_root` as the item asks.

@@ -57,7 +57,7 @@ pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// [`visible`] when `terminal`, else `line` as it is.
-pub(super) fn visible_on(terminal: bool, line: &str) -> std::borrow::Cow<'_, str> {
+pub fn visible_on(terminal: bool, line: &str) -> std::borrow::Cow<'_, str> {
     if terminal {
         visible(line)
     } else {

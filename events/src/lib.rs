@@ -9,6 +9,14 @@
 //! build does not know (from a newer worker on the bus) arrives as [`Event::Other`]: the
 //! journal records it, the JSON renderer prints it and the forwarder passes it on, as it is.
 
+pub mod exit;
+pub mod interrupt;
+mod lines;
+mod outcome;
+
+pub use lines::{LineSplitter, capabilities, describe, visible, visible_on};
+pub use outcome::{HostOutcome, HostResult, exit_status};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use wisp_protocol::message::{Done, ErrorFrame, EventKind, Ready};
@@ -94,7 +102,7 @@ impl Event {
     }
 
     /// How `result`'s host ended (`again`: a correction of an end already told).
-    pub fn host_ended(result: &super::HostResult, again: bool) -> Event {
+    pub fn host_ended(result: &HostResult, again: bool) -> Event {
         Event::HostEnded {
             end: HostLine {
                 host: result.host.clone(),

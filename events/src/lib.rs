@@ -211,6 +211,32 @@ impl Event {
     }
 }
 
+/// Whatever takes a run's events: the controller's reporter, through which each one reaches
+/// every consumer.
+pub trait Emit: Send + Sync {
+    /// Takes one event.
+    fn emit(&self, event: Event);
+}
+
+/// Where a job's events go when its reporter forwards them (on a worker: the bus).
+#[derive(Clone)]
+pub struct Sink(pub std::sync::Arc<dyn Fn(Event) + Send + Sync>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+impl Sink {
+    /// Passes on a job's event, whatever it is; the run's own events stay where they are.
+    pub fn pass(&self, event: Event) {
+        if event.is_job_event() {
+            (self.0)(event);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

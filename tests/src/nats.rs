@@ -62,7 +62,7 @@ impl Nats {
         std::fs::write(&users.worker, worker.seed().expect("a seed"))
             .expect("write the worker's seed");
         let block =
-            wisp::bus::permissions::authorization(&controller.public_key(), &worker.public_key());
+            wisp_bus::permissions::authorization(&controller.public_key(), &worker.public_key());
         let mut nats = Self::start_with(dir, &format!("{block}\n{config}"));
         nats.users = Some(users);
         nats

@@ -87,12 +87,12 @@ pub(super) fn fleet(
         // The bus is reached before the run is recorded: a run that cannot be handed out
         // does not start.
         let dispatch = match handoff {
-            Some(h) => match crate::bus::Bus::connect(&h.connect).await {
+            Some(h) => match wisp_bus::Bus::connect(&h.connect).await {
                 Ok(bus) => Some((
-                    crate::bus::dispatch::Dispatch {
+                    wisp_bus::dispatch::Dispatch {
                         bus,
                         signer: h.signer,
-                        run: crate::bus::item::random_id(),
+                        run: wisp_bus::item::random_id(),
                         start: h.start,
                         redeliver_exec: h.redeliver_exec,
                         secrets: h.secrets,
@@ -105,7 +105,7 @@ pub(super) fn fleet(
                 Err(e) => {
                     let status = usage_error(&wisp_protocol::error::chain(&e));
                     // An open bus is a setting to fix; anything else, a server not reached.
-                    if matches!(e, crate::bus::BusError::Open { .. }) {
+                    if matches!(e, wisp_bus::BusError::Open { .. }) {
                         return status;
                     }
                     return ExitStatus::Unreachable;
@@ -155,7 +155,7 @@ pub(super) fn fleet(
                     nats: dispatch.bus.url.clone(),
                     bus_run: dispatch.run.clone(),
                 });
-                crate::bus::dispatch::run(
+                crate::bus::run(
                     dispatch,
                     targets,
                     hosts,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::usage_error;
-use crate::bus;
-use crate::bus::item::Signer;
+use wisp_bus as bus;
+use wisp_bus::item::Signer;
 use wisp_events::exit::ExitStatus;
 use wisp_protocol::error::chain as error_chain;
 

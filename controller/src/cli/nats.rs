@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::bus::Connect;
+use wisp_bus::Connect;
 use wisp_plan::quantity::parse_duration;
 
 /// How to authenticate to the NATS server and check it.

@@ -1,5 +1,5 @@
 //! `wisp worker`, and the `--nats` flags of fleet commands: how a run is
-//! handed to workers on NATS JetStream (see [`crate::bus`]).
+//! handed to workers on NATS JetStream (see [`wisp_bus`] and [`crate::bus`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,11 +12,11 @@ use wisp_transports::remote::{Remote, RemoteHost, RemoteOptions};
 use super::common::Common;
 use super::nats::NatsAuth;
 use super::usage_error;
-use crate::bus::auth::{WorkerKey, WorkerKeys};
-use crate::bus::item::{HostSpec, Signer, Start, Verifier, Work};
-use crate::bus::{self, Connect};
 use crate::fleet::Target;
 use crate::jobs::Job;
+use wisp_bus::auth::{WorkerKey, WorkerKeys};
+use wisp_bus::item::{HostSpec, Signer, Start, Verifier, Work};
+use wisp_bus::{self as bus, Connect};
 use wisp_events::exit::ExitStatus;
 use wisp_plan::quantity::parse_duration;
 use wisp_protocol::error::chain as error_chain;
@@ -70,7 +70,7 @@ pub(super) fn handoff(
              with each worker (its keys, or $WISP_BECOME_PASSWORD where it runs)",
         ));
     }
-    let work = Work::from_job(job).map_err(|e| usage_error(&e))?;
+    let work = crate::bus::work_of(job).map_err(|e| usage_error(&e))?;
     let mut hosts = HashMap::new();
     for t in targets {
         let Some(remote) = &t.remote else {
@@ -268,8 +268,11 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         key,
         workers,
         identities,
-        runners: runners.binaries,
-        reach,
+        jobs: Arc::new(crate::bus::Jobs {
+            worker: name.clone(),
+            reach,
+            runners: runners.binaries,
+        }),
         ledger,
     };
     let connect = a.auth.connect(
@@ -326,7 +329,7 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
 
 /// How this worker reaches a host: its own keys, known_hosts and client config; one set of
 /// remote options per become mode, made when first needed.
-fn reach(a: &WorkerArgs) -> bus::worker::Reach {
+fn reach(a: &WorkerArgs) -> crate::bus::Reach {
     let base = RemoteOptions {
         keys: a.key.clone(),
         known_hosts: a.known_hosts.clone(),

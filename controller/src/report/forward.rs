@@ -3,28 +3,7 @@
 //! output, `--json`, the recap and the journal are the same as a local run's. The run's own
 //! events (a host's end, warnings) are not forwarded: the controller makes its own.
 
-use std::sync::Arc;
-
-use super::Event;
-
-/// Where a forwarding reporter's events go.
-#[derive(Clone)]
-pub struct Sink(pub Arc<dyn Fn(Event) + Send + Sync>);
-
-impl std::fmt::Debug for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sink")
-    }
-}
-
-impl Sink {
-    /// Passes on a job's event, whatever it is; the run's own events stay here.
-    pub(super) fn take(&self, event: Event) {
-        if event.is_job_event() {
-            (self.0)(event);
-        }
-    }
-}
+pub use wisp_events::Sink;
 
 impl super::Reporter {
     /// A reporter that shows and records nothing and hands every job event to `sink`.
@@ -37,12 +16,12 @@ impl super::Reporter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use wisp_protocol::message::EventKind;
 
     use super::*;
-    use crate::report::{HostOutcome, HostResult};
+    use crate::report::{Event, HostOutcome, HostResult};
 
     #[test]
     fn every_job_event_is_forwarded_and_nothing_else() {

@@ -119,9 +119,15 @@ impl Reporter {
 
     /// Hands one event to every consumer, its secrets hidden first.
     pub fn emit(&self, event: Event) {
+        wisp_events::Emit::emit(self, event);
+    }
+}
+
+impl wisp_events::Emit for Reporter {
+    fn emit(&self, event: Event) {
         let event = event.redacted(&self.redactor);
         if let Some(sink) = &self.forward {
-            sink.take(event);
+            sink.pass(event);
             return;
         }
         if let Some(record) = records::record(&event) {
@@ -135,7 +141,9 @@ impl Reporter {
             Render::Json(j) => j.take(&event),
         }
     }
+}
 
+impl Reporter {
     /// The results with this run's secrets hidden in what they say.
     fn redacted(&self, results: &[HostResult]) -> Vec<HostResult> {
         results

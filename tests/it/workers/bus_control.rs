@@ -260,7 +260,7 @@ fn a_trusted_workers_text_is_escaped_and_only_wisps_roles_read_the_bus() {
     assert!(queued.is_some());
     let item = &items[0];
     // Speaking as worker w1, with its key: what its host said, passed on.
-    let key = ::wisp::bus::auth::WorkerKey::load(&tmp.0.join("w1.key")).unwrap();
+    let key = ::wisp_bus::auth::WorkerKey::load(&tmp.0.join("w1.key")).unwrap();
     let evil = "\u{1b}]52;c;ZXZpbA==\u{7}";
     for (seq, back) in [
         serde_json::json!({"t": "claimed", "worker": "w1", "at_ms": 1, "took_over": null}),
@@ -272,7 +272,7 @@ fn a_trusted_workers_text_is_escaped_and_only_wisps_roles_read_the_bus() {
     .enumerate()
     {
         let body = forged_event(item, seq as u64 + 1, back);
-        let sig = key.sign(::wisp::bus::auth::Domain::Event, &body);
+        let sig = key.sign(::wisp_bus::auth::Domain::Event, &body);
         attacker.publish(
             &events_subject(item),
             body,

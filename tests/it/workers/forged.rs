@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn forged_and_replayed_items_are_refused() {
-    use ::wisp::bus::item::{FORMAT, HostSpec, Item, Signer, Start, Work, now_ms, random_id};
+    use ::wisp_bus::item::{FORMAT, HostSpec, Item, Signer, Start, Work, now_ms, random_id};
     if !root_or_explain("workers reaching sshd hosts as root") {
         return;
     }
@@ -173,10 +173,10 @@ fn a_bus_client_cannot_forge_results_facts_or_rows() {
     });
     assert!(queued.is_some(), "the items never showed on the stream");
     let host_key = "ssh ssh-ed25519 SHA256:forgedforgedforgedforgedforgedforgedforged";
-    let untrusted = ::wisp::bus::auth::WorkerKey::load(&{
+    let untrusted = ::wisp_bus::auth::WorkerKey::load(&{
         std::fs::create_dir_all(tmp.0.join("evil")).unwrap();
         let key = tmp.0.join("evil/evil.key");
-        ::wisp::bus::item::Signer::generate(&key).unwrap();
+        ::wisp_bus::item::Signer::generate(&key).unwrap();
         key
     })
     .unwrap();
@@ -202,7 +202,7 @@ fn a_bus_client_cannot_forge_results_facts_or_rows() {
             let body = forged_event(item, i as u64 + 1, back);
             // Unsigned, then signed by a key no controller trusts.
             attacker.publish(&events_subject(item), body.clone(), &[]);
-            let sig = untrusted.sign(::wisp::bus::auth::Domain::Event, &body);
+            let sig = untrusted.sign(::wisp_bus::auth::Domain::Event, &body);
             attacker.publish(
                 &events_subject(item),
                 body,
@@ -264,7 +264,7 @@ fn a_bus_client_cannot_forge_results_facts_or_rows() {
 /// worker's own ledger knows the id. The command ran once.
 #[test]
 fn a_replayed_item_is_refused_even_when_its_claim_is_purged() {
-    use ::wisp::bus::item::{FORMAT, HostSpec, Item, Signer, Start, Work, now_ms, random_id};
+    use ::wisp_bus::item::{FORMAT, HostSpec, Item, Signer, Start, Work, now_ms, random_id};
     if !root_or_explain("workers reaching sshd hosts as root") {
         return;
     }
@@ -418,7 +418,7 @@ fn a_forged_claim_does_not_stop_a_running_item() {
     // Three forged claims, a second apart: another worker's, fresh, not done.
     for _ in 0..3 {
         let claim = serde_json::json!({
-            "item": id, "worker": "thief", "seq": 1, "beat_ms": ::wisp::bus::item::now_ms(),
+            "item": id, "worker": "thief", "seq": 1, "beat_ms": ::wisp_bus::item::now_ms(),
             "done": false,
         });
         attacker.publish(

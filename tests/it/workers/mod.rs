@@ -125,7 +125,7 @@ fn worker_key(dir: &Path, name: &str) {
     if key.exists() {
         return;
     }
-    let public = ::wisp::bus::item::Signer::generate(&key).expect("a worker key");
+    let public = ::wisp_bus::item::Signer::generate(&key).expect("a worker key");
     let mut all = std::fs::read_to_string(dir.join("workers.pub")).unwrap_or_default();
     all.push_str(&std::fs::read_to_string(public).expect("its public key"));
     std::fs::write(dir.join("workers.pub"), all).expect("write workers.pub");
@@ -163,7 +163,7 @@ fn worker_lines(dir: &Path) -> Vec<serde_json::Value> {
 async fn client(nats: &Nats, seed: Option<&Path>) -> Result<async_nats::Client, String> {
     // A role's replies come on its own prefix (its permissions allow no other).
     let mut options = async_nats::ConnectOptions::new()
-        .custom_inbox_prefix(::wisp::bus::permissions::CONTROLLER_INBOX);
+        .custom_inbox_prefix(::wisp_bus::permissions::CONTROLLER_INBOX);
     if let Some(seed) = seed {
         let seed = std::fs::read_to_string(seed).expect("read the seed");
         options = options.nkey(seed.trim().to_owned());
@@ -231,11 +231,11 @@ impl Attacker {
         let (seed, inbox) = match (role, &nats.users) {
             (Role::Controller, Some(u)) => (
                 Some(u.controller.clone()),
-                ::wisp::bus::permissions::CONTROLLER_INBOX,
+                ::wisp_bus::permissions::CONTROLLER_INBOX,
             ),
             (Role::Worker, Some(u)) => (
                 Some(u.worker.clone()),
-                ::wisp::bus::permissions::WORKER_INBOX,
+                ::wisp_bus::permissions::WORKER_INBOX,
             ),
             _ => (None, "_INBOX"),
         };

@@ -56,6 +56,7 @@ const LAYERS: &[&[&str]] = &[
     &["secrets"],
     &["plan", "inventory", "store", "conformance", "runners"],
     &["events"],
+    &["bus"],
     &["controller"],
 ];
 

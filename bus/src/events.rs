@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::Bus;
 use super::auth::{Domain, WORKER_SIGNATURE_HEADER, WorkerKey};
 use super::item::{Back, Item};
-use crate::report::forward::Sink;
+use wisp_events::Sink;
 
 /// The envelope format; a controller refuses any other.
 pub(super) const ENVELOPE_FORMAT: u32 = 2;

@@ -3,8 +3,8 @@
 //! reporter or journalled.
 
 use super::Inbound;
-use crate::bus::item::Back;
-use crate::report::{Event, HostOutcome, HostResult, Reporter};
+use crate::item::Back;
+use wisp_events::{Emit, Event, HostOutcome, HostResult};
 use wisp_store::record::{WorkerEvent, WorkerLine};
 
 /// What has been heard about one item: which worker's key claimed it, how far its events
@@ -91,7 +91,7 @@ impl<'a> Heard<'a> {
     }
 
     /// A refused message: journalled, and said on the terminal the first time for a host.
-    pub(super) fn refused(&mut self, reporter: &Reporter, why: &str) {
+    pub(super) fn refused(&mut self, reporter: &dyn Emit, why: &str) {
         self.refused += 1;
         reporter.emit(worker_event(
             self.host,
@@ -139,7 +139,7 @@ fn worker_event(host: &str, item: &str, event: WorkerEvent) -> Event {
 
 /// Acts on one admitted event: replayed on the reporter or journalled; the host's result
 /// when it ends the item.
-pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &Reporter) -> Option<HostResult> {
+pub(super) fn replay(back: Back, name: &str, id: &str, reporter: &dyn Emit) -> Option<HostResult> {
     match back {
         Back::Claimed {
             worker,

@@ -1,4 +1,5 @@
-//! `wisp worker`: pulls items from the bus and runs each with the jobs a local run uses.
+//! `wisp worker`: pulls items from the bus and runs each with the jobs a local run uses
+//! (given by the `wisp` crate as a [`RunItem`]).
 //!
 //! One item at a time per free slot (no prefetch: an item waiting in a worker's buffer would
 //! see its ack wait run out there). Each item is checked (signature, expiry, region), claimed,
@@ -18,20 +19,29 @@ mod consumer;
 
 use super::auth::{WorkerKey, WorkerKeys};
 use super::events::Events;
-use super::item::{Back, HostSpec, Item, SIGNATURE_HEADER, Verifier, now_ms};
+use super::item::{Back, Item, SIGNATURE_HEADER, Verifier, now_ms};
 use super::ledger::{Entry, Ledger};
 use super::{Bus, BusError, log};
-use crate::fleet::Target;
-use crate::report::Event;
-use crate::report::{HostOutcome, HostResult, Reporter};
 use cancels::{Runs, listen_for_cancels};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
 use consumer::{CONSUMER_CHECK, recheck, work_consumer};
 use wisp_events::interrupt::Interrupt;
+use wisp_events::{HostResult, Sink};
 
-/// Turns a host into a target this worker can reach (its own keys and known_hosts), with
-/// `become_root` as the item asks.
-pub type Reach = Arc<dyn Fn(&HostSpec, bool) -> Result<Target, String> + Send + Sync>;
+/// How a worker runs one item's work on its host: the jobs of a local run, reaching the host
+/// with the worker's own keys and known_hosts and pushing its own runners. Every event goes to
+/// `sink` (secrets already hidden there); `secrets` are the plan's, opened on this worker;
+/// `interrupt` rises when the run is cancelled or the claim is lost.
+pub trait RunItem: Send + Sync {
+    /// Runs `item`'s work; its host's result.
+    fn run(
+        &self,
+        item: &Item,
+        secrets: wisp_secrets::SecretValues,
+        sink: Sink,
+        interrupt: watch::Receiver<Interrupt>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = HostResult> + Send>>;
+}
 
 /// How long a worker waits for the bus to store what it sent about an item; a server that
 /// is gone does not answer, and a stopping worker must still stop.
@@ -55,10 +65,8 @@ pub struct Worker {
     pub workers: WorkerKeys,
     /// The age identities that open plans' secrets (`--identity`).
     pub identities: Vec<age::x25519::Identity>,
-    /// The runners it pushes (checked against its own trusted keys when it started).
-    pub runners: wisp_transports::RunnerBinaries,
-    /// How it reaches hosts.
-    pub reach: Reach,
+    /// How it runs an item's work on its host.
+    pub jobs: Arc<dyn RunItem>,
     /// Where it records the items it ran (`--ledger`).
     pub ledger: std::path::PathBuf,
 }
@@ -379,7 +387,7 @@ pub(super) async fn turn_away(
     let _ = msg.ack_with(AckKind::Term).await;
 }
 
-/// Runs one item's job on its host, reporting through `events`.
+/// Runs one item's work on its host, reporting through `events`.
 async fn run_item(
     worker: &Worker,
     item: &Item,
@@ -389,37 +397,7 @@ async fn run_item(
     mut lost: watch::Receiver<Interrupt>,
 ) -> HostResult {
     // Output that shows a secret is hidden here, before it travels.
-    let redactor = wisp_secrets::Redactor::new(&secrets);
-    let for_streams = secrets.clone();
-    let name = item.host.name.clone();
-    let target = match (worker.reach)(&item.host, item.start.become_root) {
-        Ok(t) => t,
-        Err(e) => {
-            let message = format!("worker {}: {e}", worker.name);
-            events.send(&Back::Report {
-                event: Event::unreachable(&name, &message),
-            });
-            return HostResult::new(&name, HostOutcome::Unreachable, &message);
-        }
-    };
-    let job = match item.work.clone().into_job(secrets) {
-        Ok(job) => job,
-        Err(e) => {
-            let message = format!("worker {}: the item's work does not read: {e}", worker.name);
-            events.send(&Back::Report {
-                event: Event::unreachable(&name, &message),
-            });
-            return HostResult::new(&name, HostOutcome::Failed, &message);
-        }
-    };
-    let sink = events.sink(redactor);
-    // The reporter hides them in the output streams too, before lines are cut.
-    let reporter = Arc::new(Reporter::forwarding(sink).with_secrets(&for_streams));
-    let launch = wisp_transports::Launch::new(
-        worker.runners.clone(),
-        Duration::from_millis(item.start.ttl_ms),
-        Duration::from_millis(item.start.connect_timeout_ms),
-    );
+    let sink = events.sink(wisp_secrets::Redactor::new(&secrets));
     // The run's interrupt, or our claim lost: whichever is higher.
     let (tx, rx) = watch::channel(*interrupt.borrow());
     let follow = {
@@ -441,15 +419,7 @@ async fn run_item(
             }
         })
     };
-    let rollout = crate::rollout::Rollout {
-        forks: 1,
-        ..Default::default()
-    };
-    let fanned = crate::jobs::run(vec![target], job, &launch, &rollout, None, reporter, rx).await;
+    let result = worker.jobs.run(item, secrets, sink, rx).await;
     follow.abort();
-    fanned
-        .results
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| HostResult::new(&name, HostOutcome::Failed, "no result"))
+    result
 }

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{FLUSH_LIMIT, Worker, turn_away};
-use crate::bus::auth::{Domain, WorkerKey, WorkerKeys};
-use crate::bus::events::Events;
-use crate::bus::item::{Back, Item, now_ms};
-use crate::bus::log;
-use crate::bus::{ClaimError, Claims};
+use crate::auth::{Domain, WorkerKey, WorkerKeys};
+use crate::events::Events;
+use crate::item::{Back, Item, now_ms};
+use crate::log;
+use crate::{ClaimError, Claims};
 use wisp_events::interrupt::Interrupt;
 
 /// A claim on an item: who runs it, for which stream message, and when it last said so.

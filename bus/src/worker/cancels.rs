@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::Worker;
-use crate::bus::item::{Cancel, SIGNATURE_HEADER, now_ms};
-use crate::bus::{Bus, log};
+use crate::item::{Cancel, SIGNATURE_HEADER, now_ms};
+use crate::{Bus, log};
 use wisp_events::interrupt::Interrupt;
 
 /// The interrupt of each run this worker has items of, and the runs already cancelled.

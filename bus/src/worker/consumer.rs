@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull};
 
 use super::Worker;
-use crate::bus::auth::Domain;
-use crate::bus::{Bus, BusError, WORK_STREAM};
+use crate::auth::Domain;
+use crate::{Bus, BusError, WORK_STREAM};
 
 /// The durable consumer of a region, as a worker makes it.
 fn consumer_config(worker: &Worker) -> pull::Config {
@@ -85,7 +85,7 @@ pub(super) async fn work_consumer(
                 .create_consumer(config)
                 .await
                 .map_err(|e| setup(e.to_string()))?;
-            crate::bus::log(
+            crate::log(
                 &worker.name,
                 &format!("made the work consumer {durable} on {WORK_STREAM}"),
             );
@@ -142,7 +142,7 @@ pub(super) async fn recheck(
     }
     match work_consumer(bus, worker).await {
         Ok(c) => {
-            crate::bus::log(
+            crate::log(
                 &worker.name,
                 &format!("the work stream was gone ({gone}); made it again"),
             );

@@ -1,6 +1,7 @@
-//! The controller's side of a run through workers: the same fan-out as a local run (batches,
-//! budgets, `--forks` items out at once), where each host's work is an item put on the bus
-//! and the events workers send back about it, replayed on the run's reporter.
+//! The controller's side of a run through workers: under the same fan-out as a local run
+//! (batches, budgets, `--forks` items out at once, the caller's), each host's work is an item
+//! put on the bus, and the events workers send back about it are admitted and emitted on the
+//! run's reporter.
 //!
 //! Only what a trusted worker signed is heard, and of that only what the worker whose claim
 //! was heard says about the item's own host: an event signed by no trusted key, for another
@@ -22,10 +23,9 @@ use super::auth::{Domain, WORKER_SIGNATURE_HEADER, WorkerKeys};
 use super::events::{ENVELOPE_FORMAT, Envelope};
 use super::item::{Back, Cancel, HostSpec, Item, SIGNATURE_HEADER, Signer, Start, Work, now_ms};
 use super::{Bus, EVENTS_STREAM, WORK_STREAM, work_subject};
-use crate::fleet::{Fanned, Target};
-use crate::report::{Event, HostOutcome, HostResult, Reporter};
 use heard::{Heard, replay};
 use wisp_events::interrupt::Interrupt;
+use wisp_events::{Emit, Event, HostOutcome, HostResult};
 
 /// How long the controller waits for a lost NATS connection to come back before it gives
 /// up on the hosts still out.
@@ -63,61 +63,92 @@ enum Inbound {
 /// Each item's events, by item id.
 type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Inbound>>>>;
 
-/// Runs `work` on every host through the workers; results in target order.
-pub async fn run(
-    d: Dispatch,
-    targets: Vec<Target>,
-    hosts: HashMap<String, (HostSpec, String)>,
-    work: Work,
-    rollout: &crate::rollout::Rollout,
-    reporter: Arc<Reporter>,
-    interrupt: watch::Receiver<Interrupt>,
-) -> Fanned {
-    let d = Arc::new(d);
-    let routes: Routes = Arc::default();
-    let router = match route(&d, Arc::clone(&routes)).await {
-        Ok(r) => Some(r),
-        Err(e) => {
-            reporter.emit(Event::unreachable("wisp", &e));
-            None
+/// A run's dispatch under way: the run's events followed and its interrupts passed on, ready
+/// to hand each host's work to the workers. The fan-out (batches, budgets, `--forks`) is the
+/// caller's: it calls [`Dispatcher::host`] for each host, as a local run calls its jobs.
+pub struct Dispatcher {
+    d: Arc<Dispatch>,
+    routes: Routes,
+    router: Option<tokio::task::JoinHandle<()>>,
+    work: Arc<Work>,
+    hosts: Arc<HashMap<String, (HostSpec, String)>>,
+    emit: Arc<dyn Emit>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("run", &self.d.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// Follows the run's events and passes its interrupts on; `work` for each of `hosts`
+    /// (address and region by name), every event admitted handed to `emit`.
+    pub async fn start(
+        d: Dispatch,
+        hosts: HashMap<String, (HostSpec, String)>,
+        work: Work,
+        emit: Arc<dyn Emit>,
+        interrupt: watch::Receiver<Interrupt>,
+    ) -> Dispatcher {
+        let d = Arc::new(d);
+        let routes: Routes = Arc::default();
+        let router = match route(&d, Arc::clone(&routes)).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                emit.emit(Event::unreachable("wisp", &e));
+                None
+            }
+        };
+        tokio::spawn(pass_on_interrupts(Arc::clone(&d), interrupt));
+        Dispatcher {
+            d,
+            routes,
+            router,
+            work: Arc::new(work),
+            hosts: Arc::new(hosts),
+            emit,
         }
-    };
-    tokio::spawn(pass_on_interrupts(Arc::clone(&d), interrupt.clone()));
-    let work = Arc::new(work);
-    let hosts = Arc::new(hosts);
-    let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
-        let (d, routes, work, hosts, reporter) = (
-            Arc::clone(&d),
-            Arc::clone(&routes),
-            Arc::clone(&work),
-            Arc::clone(&hosts),
-            Arc::clone(&reporter),
+    }
+
+    /// One host's part: its item queued, then its events admitted until its result.
+    pub fn host(
+        &self,
+        name: String,
+        interrupt: watch::Receiver<Interrupt>,
+    ) -> impl Future<Output = HostResult> + Send + 'static {
+        let (d, routes, work, hosts, emit) = (
+            Arc::clone(&self.d),
+            Arc::clone(&self.routes),
+            Arc::clone(&self.work),
+            Arc::clone(&self.hosts),
+            Arc::clone(&self.emit),
         );
-        let routed = router.is_some();
+        let routed = self.router.is_some();
         async move {
             let started = std::time::Instant::now();
             let mut result = if routed {
-                one_host(&d, &routes, &target, &hosts, &work, &reporter, interrupt).await
+                one_host(&d, &routes, &name, &hosts, &work, emit.as_ref(), interrupt).await
             } else {
-                HostResult::new(
-                    &target.name,
-                    HostOutcome::Unreachable,
-                    "no events from NATS",
-                )
+                HostResult::new(&name, HostOutcome::Unreachable, "no events from NATS")
             };
-            result.host.clone_from(&target.name);
+            result.host.clone_from(&name);
             if result.elapsed.is_zero() {
                 result.elapsed = started.elapsed();
             }
             result
         }
-    };
-    let fanned =
-        crate::fleet::run(targets, rollout, Arc::clone(&reporter), interrupt, per_host).await;
-    if let Some(router) = router {
-        router.abort();
     }
-    fanned
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.take() {
+            router.abort();
+        }
+    }
 }
 
 /// Follows the run's events subject and hands each event to its item's waiter.
@@ -239,13 +270,12 @@ async fn pass_on_interrupts(d: Arc<Dispatch>, mut interrupt: watch::Receiver<Int
 async fn one_host(
     d: &Dispatch,
     routes: &Routes,
-    target: &Target,
+    name: &str,
     hosts: &HashMap<String, (HostSpec, String)>,
     work: &Work,
-    reporter: &Reporter,
+    reporter: &dyn Emit,
     mut interrupt: watch::Receiver<Interrupt>,
 ) -> HostResult {
-    let name = target.name.as_str();
     let Some((host, region)) = hosts.get(name) else {
         return HostResult::new(name, HostOutcome::Failed, "no address for the bus");
     };

@@ -1,7 +1,7 @@
 //! What crosses the bus, as types of its own: the work a signed item carries and what a
-//! worker sends back. Each is converted from and to the job model here, and only here:
-//! [`Work::from_job`] on the controller, [`Work::into_job`] on the worker; [`HostEnd`] both
-//! ways. Nothing clap-derived or TOML-shaped travels: a plan goes as its tasks, with their
+//! worker sends back. A plan is converted from and to the plan model here ([`PlanSpec`]),
+//! a host's end from and to [`HostResult`] ([`HostEnd`]); the job around them, in the `wisp`
+//! crate's `bus` module, the one place that knows both the jobs and the bus. Nothing clap-derived or TOML-shaped travels: a plan goes as its tasks, with their
 //! args as JSON and their limits spelled out, and a file's bytes as base64; its local path
 //! stays on the controller (its name travels, for messages).
 //!
@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +18,7 @@ use wisp_protocol::message::Limits;
 use wisp_protocol::ops::ExecArgs;
 use wisp_protocol::sandbox::SandboxMode;
 
-use crate::jobs::Job;
-use crate::jobs::apply::ApplyOptions;
-use crate::report::{Event, HostOutcome, HostResult};
+use wisp_events::{Event, HostOutcome, HostResult};
 use wisp_plan::limits::LimitArgs;
 use wisp_plan::{Content, Plan, Task};
 
@@ -154,74 +151,12 @@ pub enum Back {
     Refused { worker: String, reason: String },
 }
 
-fn ms(d: Duration) -> u64 {
+/// Milliseconds, saturating.
+pub fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Work {
-    /// The job as it travels; why not, for a job that reads this machine's files as it runs
-    /// (a seccomp file) or resumes a recorded run.
-    pub fn from_job(job: &Job) -> Result<Work, String> {
-        Ok(match job {
-            Job::Exec {
-                per_arch: Some(_), ..
-            } => {
-                return Err(
-                    "a per-architecture seccomp file is read on this machine; with \
-                            --nats give one compiled for the hosts' architecture"
-                        .into(),
-                );
-            }
-            Job::Exec { args, limits, .. } => Work::Exec {
-                args: args.clone(),
-                limits: limits.clone(),
-            },
-            Job::Facts => Work::Facts,
-            Job::Ping => Work::Ping,
-            Job::Plan {
-                plan,
-                options,
-                resume,
-            } => {
-                if resume.is_some() {
-                    return Err("--from-failed-task does not combine with --nats yet".into());
-                }
-                Work::Plan {
-                    plan: Box::new(PlanSpec::from_plan(plan)?),
-                    options: ApplySpec {
-                        check: options.check,
-                        diff: options.diff,
-                        drift: options.drift,
-                        facts_ttl_ms: options.facts_ttl.map(ms),
-                    },
-                }
-            }
-        })
-    }
-
-    /// The job to run on the worker, with the plan's secrets opened there.
-    pub fn into_job(self, secrets: wisp_secrets::SecretValues) -> Result<Job, String> {
-        Ok(match self {
-            Work::Exec { args, limits } => Job::Exec {
-                args,
-                limits,
-                per_arch: None,
-            },
-            Work::Facts => Job::Facts,
-            Work::Ping => Job::Ping,
-            Work::Plan { plan, options } => Job::Plan {
-                plan: Arc::new(plan.into_plan(secrets)?),
-                options: ApplyOptions {
-                    check: options.check,
-                    diff: options.diff,
-                    drift: options.drift,
-                    facts_ttl: options.facts_ttl_ms.map(Duration::from_millis),
-                },
-                resume: None,
-            },
-        })
-    }
-
     /// Whether running it twice is harmless (a plan converges; a command may not).
     pub fn idempotent(&self) -> bool {
         !matches!(self, Work::Exec { .. })
@@ -229,7 +164,8 @@ impl Work {
 }
 
 impl PlanSpec {
-    fn from_plan(plan: &Plan) -> Result<PlanSpec, String> {
+    /// A checked plan as it travels (its files' bytes loaded); why not, naming the task.
+    pub fn from_plan(plan: &Plan) -> Result<PlanSpec, String> {
         let name = plan.path.display().to_string();
         let tasks = |list: &[Task]| -> Result<Vec<TaskSpec>, String> {
             list.iter()
@@ -247,7 +183,8 @@ impl PlanSpec {
         })
     }
 
-    fn into_plan(self, secrets: wisp_secrets::SecretValues) -> Result<Plan, String> {
+    /// The plan again, with its secrets opened where it runs.
+    pub fn into_plan(self, secrets: wisp_secrets::SecretValues) -> Result<Plan, String> {
         let tasks = |list: Vec<TaskSpec>| -> Result<Vec<Task>, String> {
             list.into_iter().map(TaskSpec::into_task).collect()
         };
@@ -409,6 +346,3 @@ impl From<HostEnd> for HostResult {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

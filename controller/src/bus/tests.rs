@@ -1,6 +1,7 @@
 //! The wire types carry a job there and back whole, and refuse what cannot travel.
 
 use super::*;
+use wisp_plan::Plan;
 
 const PLAN: &str = r#"
 [vars]
@@ -41,7 +42,7 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
         },
         resume: None,
     };
-    let text = serde_json::to_string(&Work::from_job(&job).unwrap()).unwrap();
+    let text = serde_json::to_string(&work_of(&job).unwrap()).unwrap();
     // No local path, no Duration's {secs, nanos}, no clap struct: the shapes are ours.
     assert!(!text.contains("\"path\":\"site.toml\""), "{text}");
     assert!(!text.contains("nanos"), "{text}");
@@ -51,7 +52,7 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
         plan: back,
         options,
         ..
-    } = work.into_job(Default::default()).unwrap()
+    } = job_of(work, Default::default()).unwrap()
     else {
         panic!("not a plan");
     };
@@ -95,6 +96,6 @@ fn a_job_that_reads_this_machine_does_not_travel() {
         },
         resume: None,
     };
-    let e = Work::from_job(&job).unwrap_err();
+    let e = work_of(&job).unwrap_err();
     assert!(e.contains("p.toml:1: a seccomp file"), "{e}");
 }

@@ -7,10 +7,10 @@
 //! `user`, `port`, `key`).
 
 mod graph;
+pub mod hostlist;
 mod ini;
 mod native;
 mod pattern;
-pub mod targets;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};

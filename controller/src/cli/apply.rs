@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::common::Common;
+use super::options::RunOptions;
 use super::{execute, parse_error, usage_error};
 use crate::fleet::Target;
 use crate::jobs::Job;
@@ -36,7 +36,7 @@ pub(super) struct PlanArgs {
     /// Hosts to run on [default: the plan's `targets`].
     pub(super) targets: Option<String>,
     #[command(flatten)]
-    pub(super) common: Common,
+    pub(super) common: RunOptions,
     #[command(flatten)]
     pub(super) options: PlanOptions,
 }
@@ -116,7 +116,7 @@ pub(super) fn load(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, Exit
 pub(super) fn run_loaded(
     mut plan: Plan,
     spec: &str,
-    common: Common,
+    common: RunOptions,
     o: &PlanOptions,
     mode: Mode,
     resume: Option<Arc<Resume>>,

@@ -9,7 +9,7 @@ use wisp_transports::Transport;
 use wisp_transports::local::LocalTransport;
 use wisp_transports::remote::{Question, Remote, RemoteHost, RemoteOptions, Secret};
 
-use super::common::Common;
+use super::options::RunOptions;
 use crate::fleet::Target;
 use wisp_inventory::Inventory;
 use wisp_protocol::error::chain as error_chain;
@@ -42,7 +42,9 @@ pub(super) enum TargetsError {
     Options(String),
 }
 
-pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, TargetsError> {
+/// The hosts `spec` names (a host list, or a pattern over the inventory, narrowed by
+/// `--limit`), each paired with the transport that reaches it.
+pub(super) fn resolve(spec: &str, common: &RunOptions) -> Result<Vec<Target>, TargetsError> {
     let local: Arc<dyn Transport> = Arc::new(LocalTransport {
         sudo: common.become_root,
     });
@@ -115,7 +117,7 @@ pub(super) fn targets(spec: &str, common: &Common) -> Result<Vec<Target>, Target
             "--limit needs an inventory (-i FILE)".into(),
         ));
     }
-    for spec in wisp_inventory::targets::parse_list(spec).map_err(TargetsError::Options)? {
+    for spec in wisp_inventory::hostlist::parse_list(spec).map_err(TargetsError::Options)? {
         out.push(match spec.remote {
             None => Target {
                 name: spec.name,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wisp_transports::Launch;
 
-use super::common::Common;
-use super::connect::{TargetsError, targets};
+use super::connect::{TargetsError, resolve};
+use super::options::RunOptions;
 use super::{parse_error, state_error, usage_error};
 use crate::fleet::Target;
 use crate::jobs::{self, Job};
@@ -21,58 +21,14 @@ use wisp_store::record::{PlanRun, RunStart};
 /// Resolves `spec` to targets, builds the job for them with `make_job`, checks the runners,
 /// and runs the job on every target.
 pub(super) fn fleet(
-    common: Common,
+    common: RunOptions,
     spec: &str,
     output_dir: Option<PathBuf>,
     make_job: impl FnOnce(&[Target]) -> Result<Job, ExitStatus>,
 ) -> ExitStatus {
-    let targets_spec = spec.to_owned();
-    let targets = match targets(spec, &common) {
-        Ok(t) => t,
-        Err(TargetsError::Options(e)) => return usage_error(&e),
-        Err(TargetsError::Inventory(e)) => return parse_error(&e),
-    };
-    // Before anything is opened: the run either fits in this process's descriptors or does
-    // not start.
-    let at_once = targets
-        .len()
-        .min(usize::try_from(common.forks).unwrap_or(usize::MAX));
-    if let Err(e) = crate::fds::prepare(at_once) {
-        return usage_error(&e);
-    }
-    let job = match make_job(&targets) {
-        Ok(job) => job,
+    let ready = match prepare(&common, spec, output_dir.is_some(), make_job) {
+        Ok(r) => r,
         Err(status) => return status,
-    };
-    // Through workers: checked here, before anything connects; the workers push their own
-    // runners.
-    let handoff = match common.bus.nats.as_deref() {
-        Some(url) => {
-            match super::worker::handoff(&common, url, &targets, &job, output_dir.is_some()) {
-                Ok(h) => Some(h),
-                Err(status) => return status,
-            }
-        }
-        None => None,
-    };
-    // Every runner is read and its signature checked before any host is contacted.
-    let runners = if handoff.is_some() {
-        wisp_runners::Located::none()
-    } else {
-        match wisp_runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
-            .and_then(|trust| {
-                wisp_runners::locate(common.runner.as_deref(), &trust, common.verbose)
-            }) {
-            Ok(r) => r,
-            Err(e) => return usage_error(&e.to_string()),
-        }
-    };
-    // The store is opened before any host is contacted: a run that cannot be recorded does
-    // not start.
-    let store = match common.state.path().map(|p| wisp_store::Store::open(&p)) {
-        Some(Ok(store)) => Some(store),
-        Some(Err(e)) => return state_error(&e),
-        None => None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,133 +37,263 @@ pub(super) fn fleet(
         Ok(rt) => rt,
         Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
     };
-    let status = runtime.block_on(async move {
-        let launch = Launch::new(runners.binaries, common.ttl, common.connect_timeout);
-        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-        // The bus is reached before the run is recorded: a run that cannot be handed out
-        // does not start.
-        let dispatch = match handoff {
-            Some(h) => match wisp_bus::Bus::connect(&h.connect).await {
-                Ok(bus) => Some((
-                    wisp_bus::dispatch::Dispatch {
-                        bus,
-                        signer: h.signer,
-                        run: wisp_bus::item::random_id(),
-                        start: h.start,
-                        redeliver_exec: h.redeliver_exec,
-                        secrets: h.secrets,
-                        workers: h.workers,
-                        item_expiry: h.item_expiry,
-                    },
-                    h.hosts,
-                    h.work,
-                )),
-                Err(e) => {
-                    let status = usage_error(&wisp_protocol::error::chain(&e));
-                    // An open bus is a setting to fix; anything else, a server not reached.
-                    if matches!(e, wisp_bus::BusError::Open { .. }) {
-                        return status;
-                    }
-                    return ExitStatus::Unreachable;
-                }
-            },
-            None => None,
-        };
-        let mut journal = open_journal();
-        if let Some(store) = store {
-            journal = journal.with_store(store);
-        }
-        let run_started = std::time::Instant::now();
-        let mut reporter = Reporter::new(common.json, &names).with_journal(journal);
-        if common.fold {
-            reporter = reporter.folding();
-        }
-        if let Job::Plan { plan, options, .. } = &job {
-            reporter = reporter.with_secrets(&plan.secrets);
-            if options.drift {
-                reporter = reporter.for_drift();
-            }
-        }
-        if let Err(e) = reporter.begin(run_line(&job, &targets_spec, &names, &common)) {
-            return state_error(&e);
-        }
-        for event in audit_events(&job, &common, &runners.checks) {
-            reporter.emit(event);
-        }
-        let reporter = Arc::new(reporter);
-        let (tx, rx) = watch::channel(Interrupt::None);
-        let tx = Arc::new(tx);
-        tokio::spawn(wisp_events::interrupt::watch_signals(Arc::clone(&tx)));
-        // --run-timeout: the same orderly cancel as Ctrl-C, but the hosts it stops failed.
-        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(limit) = common.run_timeout {
-            tokio::spawn(wisp_events::interrupt::run_timeout(
-                limit,
-                Arc::clone(&tx),
-                Arc::clone(&timed_out),
-            ));
-        }
-        let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
-        let rollout = common.rollout.rollout(forks);
-        let fanned = match dispatch {
-            Some((dispatch, hosts, work)) => {
-                reporter.emit(Event::Bus {
-                    nats: dispatch.bus.url.clone(),
-                    bus_run: dispatch.run.clone(),
-                });
-                crate::bus::run(
-                    dispatch,
-                    targets,
-                    hosts,
-                    work,
-                    &rollout,
-                    Arc::clone(&reporter),
-                    rx.clone(),
-                )
-                .await
-            }
-            None => {
-                jobs::run(
-                    targets,
-                    job,
-                    &launch,
-                    &rollout,
-                    output_dir,
-                    Arc::clone(&reporter),
-                    rx.clone(),
-                )
-                .await
-            }
-        };
-        let (mut results, stopped) = (fanned.results, fanned.stopped);
-        let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
-        if timed_out {
-            for r in results
-                .iter_mut()
-                .filter(|r| r.outcome == crate::report::HostOutcome::Interrupted)
-            {
-                r.outcome = crate::report::HostOutcome::Failed;
-                r.detail = "run timeout".into();
-                reporter.emit(Event::host_ended(r, true));
-            }
-        }
-        let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
-        let status = match reporter.drift_report(&results, interrupted) {
-            Some(status) => status,
-            None => {
-                let status = exit_status(&results, interrupted);
-                reporter.recap(&results, status, stopped.as_deref());
-                status
-            }
-        };
-        reporter.emit(Event::RunEnded {
-            exit: status as u8,
-            elapsed_ms: u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-        status
-    });
+    let status = runtime.block_on(run(common, spec.to_owned(), output_dir, ready));
     // Host tasks that were cut off by a second Ctrl-C must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    status
+}
+
+/// What a run needs before it touches a host, each part checked.
+struct Ready {
+    targets: Vec<Target>,
+    job: Job,
+    handoff: Option<super::worker::Handoff>,
+    runners: wisp_runners::Located,
+    store: Option<wisp_store::Store>,
+}
+
+/// Everything that can refuse a run, refused before any host is contacted: the targets, the
+/// descriptors they need, the job, the hand-off to workers, the runners' signatures and the
+/// store (a run that cannot be recorded does not start).
+fn prepare(
+    common: &RunOptions,
+    spec: &str,
+    output_dir: bool,
+    make_job: impl FnOnce(&[Target]) -> Result<Job, ExitStatus>,
+) -> Result<Ready, ExitStatus> {
+    let targets = match resolve(spec, common) {
+        Ok(t) => t,
+        Err(TargetsError::Options(e)) => return Err(usage_error(&e)),
+        Err(TargetsError::Inventory(e)) => return Err(parse_error(&e)),
+    };
+    // The run either fits in this process's descriptors or does not start.
+    let at_once = targets
+        .len()
+        .min(usize::try_from(common.forks).unwrap_or(usize::MAX));
+    crate::fds::prepare(at_once).map_err(|e| usage_error(&e))?;
+    let job = make_job(&targets)?;
+    // Through workers, which push their own runners.
+    let handoff = match common.bus.nats.as_deref() {
+        Some(url) => Some(super::worker::handoff(
+            common, url, &targets, &job, output_dir,
+        )?),
+        None => None,
+    };
+    let runners = if handoff.is_some() {
+        wisp_runners::Located::none()
+    } else {
+        wisp_runners::Trust::load(&common.trusted_key, common.insecure_unsigned_runner)
+            .and_then(|trust| {
+                wisp_runners::locate(common.runner.as_deref(), &trust, common.verbose)
+            })
+            .map_err(|e| usage_error(&e.to_string()))?
+    };
+    let store = match common.state.path().map(|p| wisp_store::Store::open(&p)) {
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => return Err(state_error(&e)),
+        None => None,
+    };
+    Ok(Ready {
+        targets,
+        job,
+        handoff,
+        runners,
+        store,
+    })
+}
+
+/// The run itself: the bus reached (when through workers), the run recorded, the job run on
+/// every target under the run's interrupts, and its end reported and recorded.
+async fn run(
+    common: RunOptions,
+    spec: String,
+    output_dir: Option<PathBuf>,
+    ready: Ready,
+) -> ExitStatus {
+    let Ready {
+        targets,
+        job,
+        handoff,
+        runners,
+        store,
+    } = ready;
+    let launch = Launch::new(runners.binaries, common.ttl, common.connect_timeout);
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    // The bus is reached before the run is recorded: a run that cannot be handed out does
+    // not start.
+    let dispatch = match handoff {
+        Some(h) => match reach_bus(h).await {
+            Ok(d) => Some(d),
+            Err(status) => return status,
+        },
+        None => None,
+    };
+    let run_started = std::time::Instant::now();
+    let reporter = match reporter(&common, &job, &names, store) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    if let Err(e) = reporter.begin(run_line(&job, &spec, &names, &common)) {
+        return state_error(&e);
+    }
+    for event in audit_events(&job, &common, &runners.checks) {
+        reporter.emit(event);
+    }
+    let reporter = Arc::new(reporter);
+    let (rx, timed_out) = interrupts(&common);
+    let rollout = common
+        .rollout
+        .rollout(usize::try_from(common.forks).unwrap_or(usize::MAX));
+    let fanned = match dispatch {
+        Some((dispatch, hosts, work)) => {
+            reporter.emit(Event::Bus {
+                nats: dispatch.bus.url.clone(),
+                bus_run: dispatch.run.clone(),
+            });
+            let reporter = Arc::clone(&reporter);
+            crate::bus::run(
+                dispatch,
+                targets,
+                hosts,
+                work,
+                &rollout,
+                reporter,
+                rx.clone(),
+            )
+            .await
+        }
+        None => {
+            let reporter = Arc::clone(&reporter);
+            jobs::run(
+                targets,
+                job,
+                &launch,
+                &rollout,
+                output_dir,
+                reporter,
+                rx.clone(),
+            )
+            .await
+        }
+    };
+    let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+    let interrupted = *rx.borrow() != Interrupt::None && !timed_out;
+    let status = end(&reporter, fanned, timed_out, interrupted);
+    reporter.emit(Event::RunEnded {
+        exit: status as u8,
+        elapsed_ms: u64::try_from(run_started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    status
+}
+
+/// The bus of a hand-off, reached; an open bus is a setting to fix (exit 5), anything else a
+/// server not reached (exit 3).
+async fn reach_bus(
+    h: super::worker::Handoff,
+) -> Result<
+    (
+        wisp_bus::dispatch::Dispatch,
+        std::collections::HashMap<String, (wisp_bus::item::HostSpec, String)>,
+        wisp_bus::wire::Work,
+    ),
+    ExitStatus,
+> {
+    match wisp_bus::Bus::connect(&h.connect).await {
+        Ok(bus) => Ok((
+            wisp_bus::dispatch::Dispatch {
+                bus,
+                signer: h.signer,
+                run: wisp_bus::item::random_id(),
+                start: h.start,
+                redeliver_exec: h.redeliver_exec,
+                secrets: h.secrets,
+                workers: h.workers,
+                item_expiry: h.item_expiry,
+            },
+            h.hosts,
+            h.work,
+        )),
+        Err(e) => {
+            let status = usage_error(&wisp_protocol::error::chain(&e));
+            if matches!(e, wisp_bus::BusError::Open { .. }) {
+                return Err(status);
+            }
+            Err(ExitStatus::Unreachable)
+        }
+    }
+}
+
+/// The run's reporter: its renderer, `--fold`, the plan's secrets hidden, drift collected,
+/// and the journal (with the store, when there is one).
+fn reporter(
+    common: &RunOptions,
+    job: &Job,
+    names: &[String],
+    store: Option<wisp_store::Store>,
+) -> Result<Reporter, ExitStatus> {
+    let mut journal = open_journal();
+    if let Some(store) = store {
+        journal = journal.with_store(store);
+    }
+    let mut reporter = Reporter::new(common.json, names).with_journal(journal);
+    if common.fold {
+        reporter = reporter.folding();
+    }
+    if let Job::Plan { plan, options, .. } = job {
+        reporter = reporter.with_secrets(&plan.secrets);
+        if options.drift {
+            reporter = reporter.for_drift();
+        }
+    }
+    Ok(reporter)
+}
+
+/// The run's interrupt channel, moved by SIGINT/SIGTERM and by `--run-timeout` (which also
+/// sets the flag: the hosts it stops failed).
+fn interrupts(
+    common: &RunOptions,
+) -> (
+    watch::Receiver<Interrupt>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let (tx, rx) = watch::channel(Interrupt::None);
+    let tx = Arc::new(tx);
+    tokio::spawn(wisp_events::interrupt::watch_signals(Arc::clone(&tx)));
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(limit) = common.run_timeout {
+        tokio::spawn(wisp_events::interrupt::run_timeout(
+            limit,
+            tx,
+            Arc::clone(&timed_out),
+        ));
+    }
+    (rx, timed_out)
+}
+
+/// The run's end: hosts a run timeout stopped turned failed, then the drift report or the
+/// recap; the exit status.
+fn end(
+    reporter: &Reporter,
+    fanned: crate::fleet::Fanned,
+    timed_out: bool,
+    interrupted: bool,
+) -> ExitStatus {
+    let (mut results, stopped) = (fanned.results, fanned.stopped);
+    if timed_out {
+        for r in results
+            .iter_mut()
+            .filter(|r| r.outcome == crate::report::HostOutcome::Interrupted)
+        {
+            r.outcome = crate::report::HostOutcome::Failed;
+            r.detail = "run timeout".into();
+            reporter.emit(Event::host_ended(r, true));
+        }
+    }
+    if let Some(status) = reporter.drift_report(&results, interrupted) {
+        return status;
+    }
+    let status = exit_status(&results, interrupted);
+    reporter.recap(&results, status, stopped.as_deref());
     status
 }
 
@@ -236,7 +322,7 @@ fn open_journal() -> wisp_store::journal::Journal {
 
 /// The privileged acts of this run, for the audit trail: becoming root, opening secrets, and
 /// the key each pushed runner was checked against.
-fn audit_events(job: &Job, common: &Common, runner_checks: &[String]) -> Vec<Event> {
+fn audit_events(job: &Job, common: &RunOptions, runner_checks: &[String]) -> Vec<Event> {
     let audit = |act: &str, detail: String| Event::Audit {
         act: act.to_owned(),
         detail,
@@ -284,7 +370,7 @@ fn own_uid() -> String {
 
 /// The journal's first line: what was asked, of which hosts. Command arguments stay out (they
 /// may hold secrets); the program does not.
-fn run_line(job: &Job, spec: &str, hosts: &[String], common: &Common) -> RunStart {
+fn run_line(job: &Job, spec: &str, hosts: &[String], common: &RunOptions) -> RunStart {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", own_uid()));

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::common::StateArgs;
+use super::options::StateArgs;
 use super::{state_error, usage_error};
 use wisp_events::exit::ExitStatus;
 use wisp_store::{RunRow, Store};

@@ -5,7 +5,6 @@
 
 mod apply;
 mod bundle;
-mod common;
 mod conformance;
 mod connect;
 mod drift;
@@ -13,6 +12,7 @@ mod execute;
 mod history;
 mod keys;
 mod nats;
+mod options;
 mod retry;
 mod run;
 mod secrets;
@@ -21,7 +21,7 @@ mod worker;
 use clap::{Parser, Subcommand};
 
 use crate::jobs::Job;
-use common::HostsArgs;
+use options::HostsArgs;
 use wisp_events::exit::ExitStatus;
 
 const AFTER_HELP: &str = "\

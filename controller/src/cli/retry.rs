@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::apply::{Mode, PlanOptions, load, run_loaded};
-use super::common::Common;
+use super::options::RunOptions;
 use super::run::{ExecOptions, exec_job};
 use super::{execute, state_error, usage_error};
 use crate::jobs::Job;
@@ -29,7 +29,7 @@ pub(super) struct RetryArgs {
     #[arg(long)]
     from_failed_task: bool,
     #[command(flatten)]
-    common: Common,
+    common: RunOptions,
     #[command(flatten)]
     plan: PlanOptions,
     #[command(flatten)]
@@ -93,7 +93,7 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
     if let Err(status) = carry_options(&source, &mut a.common) {
         return status;
     }
-    let spec = match targets(&source, &a.common) {
+    let spec = match retried_hosts(&source, &a.common) {
         Ok(s) => s,
         Err(status) => return status,
     };
@@ -254,7 +254,7 @@ fn resume_point(steps: &[TaskStep], plan: &Plan) -> Option<(usize, BTreeSet<usiz
 
 /// What the retried run had that the hosts need again: its inventory (unless `-i` names
 /// one) and becoming root.
-fn carry_options(source: &RetrySource, common: &mut Common) -> Result<(), ExitStatus> {
+fn carry_options(source: &RetrySource, common: &mut RunOptions) -> Result<(), ExitStatus> {
     if common.inventory.is_none() {
         common.inventory = source.run.inventory.as_deref().map(PathBuf::from);
     }
@@ -272,7 +272,7 @@ fn carry_options(source: &RetrySource, common: &mut Common) -> Result<(), ExitSt
 
 /// The targets for the hosts to retry: their names over the inventory, or, without one, the
 /// retried run's own targets that name them.
-fn targets(source: &RetrySource, common: &Common) -> Result<String, ExitStatus> {
+fn retried_hosts(source: &RetrySource, common: &RunOptions) -> Result<String, ExitStatus> {
     let hosts = source.hosts.iter().map(|(h, _)| h.as_str());
     if common.inventory.is_some() {
         return Ok(hosts.collect::<Vec<_>>().join(","));
@@ -283,7 +283,7 @@ fn targets(source: &RetrySource, common: &Common) -> Result<String, ExitStatus> 
         .split(',')
         .map(str::trim)
         .filter(|item| {
-            wisp_inventory::targets::parse(item).is_ok_and(|t| names.contains(t.name.as_str()))
+            wisp_inventory::hostlist::parse(item).is_ok_and(|t| names.contains(t.name.as_str()))
         })
         .collect();
     if kept.is_empty() {

@@ -6,7 +6,7 @@ use clap::Args;
 use wisp_protocol::message::Limits;
 use wisp_protocol::ops::ExecArgs;
 
-use super::common::Common;
+use super::options::RunOptions;
 use super::{execute, usage_error};
 use crate::jobs::Job;
 use wisp_events::exit::ExitStatus;
@@ -17,7 +17,7 @@ pub(super) struct RunArgs {
     /// Hosts to run on (see "Targets" in `wisp --help`).
     pub(super) targets: String,
     #[command(flatten)]
-    pub(super) common: Common,
+    pub(super) common: RunOptions,
     #[command(flatten)]
     pub(super) exec: ExecOptions,
     /// The command and its arguments.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use wisp_transports::remote::{Remote, RemoteHost, RemoteOptions};
 
-use super::common::Common;
 use super::nats::NatsAuth;
+use super::options::RunOptions;
 use super::usage_error;
 use crate::fleet::Target;
 use crate::jobs::Job;
@@ -37,7 +37,7 @@ pub(super) struct Handoff {
 
 /// Checks that this run can go through the bus, and says what to fix when it cannot.
 pub(super) fn handoff(
-    common: &Common,
+    common: &RunOptions,
     url: &str,
     targets: &[Target],
     job: &Job,

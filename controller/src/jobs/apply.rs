@@ -10,11 +10,12 @@ use wisp_protocol::message::{Done, Limits, Status};
 use wisp_protocol::ops::{Facts, FileResult, Op, PkgResult, ServiceResult};
 
 use super::command::{Ended, follow};
+use super::task::{Before, diff_of, render_task};
 use crate::fleet::Target;
 use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
 use wisp_events::interrupt::Interrupt;
-use wisp_plan::{Content, Context, Plan, Task, condition, op_from_args, render, render_args};
+use wisp_plan::{Context, Plan, Task};
 use wisp_store::record::{TaskHow, TaskLine};
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
@@ -236,6 +237,32 @@ fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
     }
 }
 
+/// Records a task's result (with what the runner enforced, when it ran); its status.
+fn record(
+    reporter: &Reporter,
+    host: &str,
+    task: &Task,
+    check: bool,
+    (status, detail, done): (TaskStatus, &str, Option<&Done>),
+) -> TaskStatus {
+    reporter.emit(Event::Task(Box::new(TaskLine {
+        host: host.to_owned(),
+        task: task.name.clone(),
+        op: task.op.clone(),
+        line: task.line,
+        status: status.label().to_owned(),
+        detail: detail.to_owned(),
+        how: TaskHow::Ran {
+            check,
+            duration_ms: done.map(|d| d.duration_ms),
+            enforcement: done
+                .and_then(|d| d.enforcement.as_ref())
+                .and_then(|e| serde_json::to_value(e).ok()),
+        },
+    })));
+    status
+}
+
 #[allow(clippy::too_many_arguments)] // one task's whole context; a struct would only rename it
 async fn run_task(
     session: &mut Session,
@@ -247,103 +274,38 @@ async fn run_task(
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<TaskStatus, Stop> {
-    let record = |status: TaskStatus, detail: &str, done: Option<&Done>| {
-        reporter.emit(Event::Task(Box::new(TaskLine {
-            host: host.to_owned(),
-            task: task.name.clone(),
-            op: task.op.clone(),
-            line: task.line,
-            status: status.label().to_owned(),
-            detail: detail.to_owned(),
-            how: TaskHow::Ran {
-                check: options.check,
-                duration_ms: done.map(|d| d.duration_ms),
-                enforcement: done
-                    .and_then(|d| d.enforcement.as_ref())
-                    .and_then(|e| serde_json::to_value(e).ok()),
-            },
-        })));
-        status
+    let record = |status, detail: &str, done| {
+        record(reporter, host, task, options.check, (status, detail, done))
     };
-    let report = |status: TaskStatus, detail: &str| record(status, detail, None);
-    match targeted(task, host) {
-        Targeted::Run => {}
-        Targeted::Skip(why) => return Ok(report(TaskStatus::Skipped, &why)),
-        Targeted::Unresolved(why) => return Ok(report(TaskStatus::Failed, &why)),
-    }
-    let mut refs = Vec::new();
-    if let Some(w) = &task.when {
-        match condition(w, ctx, &mut refs) {
-            Ok(true) => {}
-            Ok(false) => return Ok(report(TaskStatus::Skipped, &format!("when: {w}"))),
-            Err(e) => return Ok(report(TaskStatus::Failed, &format!("when: {e}"))),
-        }
-    }
-    let args = match render_args(&task.args, ctx, &mut refs) {
-        Ok(a) => a,
-        Err(e) => return Ok(report(TaskStatus::Failed, &e)),
+    let r = match render_task(task, ctx, host, arch, (options.check, options.diff)) {
+        Before::Send(r) => *r,
+        Before::Skip(why) => return Ok(record(TaskStatus::Skipped, &why, None)),
+        Before::Fail(why) => return Ok(record(TaskStatus::Failed, &why, None)),
     };
-    // The plan was checked with placeholders; the rendered args are checked again as the
-    // runner will parse them, into the typed op that goes on the wire.
-    let mut op = match op_from_args(&task.op, args) {
-        Ok(op) => op,
-        Err(e) => return Ok(report(TaskStatus::Failed, &e)),
-    };
-    // A content_file's bytes are the plan's own, shared by every host: never copied here.
-    let content: std::borrow::Cow<'_, [u8]> = match &task.content {
-        Some(Content::Inline(text)) => match render(text, ctx, &mut refs) {
-            Ok(t) => t.into_bytes().into(),
-            Err(e) => return Ok(report(TaskStatus::Failed, &e)),
-        },
-        Some(Content::File(bytes)) => bytes.as_slice().into(),
-        // Read from disk as it is sent, below.
-        Some(Content::FileAt(_)) => Vec::new().into(),
-        // An exec's stdin travels in the CMD's data section.
-        None => match &task.stdin {
-            Some(text) => match render(text, ctx, &mut refs) {
-                Ok(t) => t.into_bytes().into(),
-                Err(e) => return Ok(report(TaskStatus::Failed, &e)),
-            },
-            None => Vec::new().into(),
-        },
-    };
-    if options.check && !op.set_check() {
-        return Ok(report(TaskStatus::Skipped, "check mode"));
-    }
-    let mut diff_path = None;
-    if let Op::FileWrite(a) = &mut op
-        && options.diff
-    {
-        a.diff = true;
-        diff_path = Some(a.path.clone());
-    }
-    let is_exec = matches!(op, Op::Exec(_));
-    let limits = if is_exec {
-        match task.limits.to_limits(arch) {
-            Ok(l) => l,
-            Err(e) => return Ok(report(TaskStatus::Failed, &format!("limits: {e}"))),
-        }
-    } else {
-        Limits::default()
-    };
-    let from_disk = match &task.content {
-        Some(Content::FileAt(f)) => Some(f),
-        _ => None,
-    };
-    let started = match from_disk {
-        Some(f) => session.start_file(&op, limits, f).await,
-        None => session.start(&op, limits, &content).await,
+    let started = match r.from_disk {
+        Some(f) => session.start_file(&r.op, r.limits.clone(), f).await,
+        None => session.start(&r.op, r.limits.clone(), &r.content).await,
     };
     let id = match started {
         Ok(id) => id,
         Err(
             crate::session::SessionError::TooLarge(e) | crate::session::SessionError::Content(e),
         ) => {
-            return Ok(report(TaskStatus::Failed, &e));
+            return Ok(record(TaskStatus::Failed, &e, None));
         }
         Err(e) => return Err(Stop::Lost(e.to_string())),
     };
     let mut cancelled = false;
+    let max_output = match &r.op {
+        Op::Exec(a) => a
+            .max_output
+            .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
+        _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
+    };
+    let streams = super::command::Streams {
+        tee: &mut |_, _| {},
+        max_output,
+    };
     let ended = follow(
         session,
         &id,
@@ -351,72 +313,53 @@ async fn run_task(
         reporter,
         interrupt,
         &mut cancelled,
-        super::command::Streams {
-            tee: &mut |_, _| {},
-            max_output: match &op {
-                Op::Exec(a) => a
-                    .max_output
-                    .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
-                _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
-            },
-        },
+        streams,
     )
     .await;
-    match ended {
-        Ended::Done(done, previous) => {
-            if cancelled {
-                return Err(Stop::Interrupted);
-            }
-            if done.status != Status::Ok {
-                let detail = crate::report::describe(&done);
-                return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
-            }
-            let (changes, previous_content) = match changes(&op, &done) {
-                Ok(c) => c,
-                Err(e) => {
-                    let detail =
-                        format!("the runner's result for {} does not decode: {e}", op.name());
-                    return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
-                }
-            };
-            let changes = changes.join(", ");
-            if let Some(path) = diff_path.as_deref()
-                && done.changed
-            {
-                let old = String::from_utf8_lossy(&previous);
-                // A content_file is read again for its diff only when a diff can show it.
-                let content = match from_disk {
-                    Some(f) if f.len <= MAX_DIFF_FILE => f.load().unwrap_or_default().into(),
-                    _ => content.clone(),
-                };
-                let new = String::from_utf8_lossy(&content);
-                let created = changes.contains("created");
-                let text = if created {
-                    super::diff::unified("", &new, "/dev/null", path)
-                } else if previous_content {
-                    super::diff::unified(&old, &new, path, path)
-                } else {
-                    String::new()
-                };
-                if !text.is_empty() {
-                    reporter.emit(Event::Diff {
-                        host: host.to_owned(),
-                        text,
-                    });
-                }
-            }
-            let changed = done.changed && !(is_exec && task.changed_when == Some(false));
-            let status = if changed {
-                TaskStatus::Changed
-            } else {
-                TaskStatus::Ok
-            };
-            Ok(record(status, &changes, Some(&done)))
-        }
-        Ended::Refused(e) => Ok(report(TaskStatus::Failed, &e.message)),
-        Ended::Disconnected => Err(Stop::Interrupted),
-        Ended::Lost(e) => Err(Stop::Lost(e.to_string())),
+    let (done, previous) = match ended {
+        Ended::Done(done, previous) => (done, previous),
+        Ended::Refused(e) => return Ok(record(TaskStatus::Failed, &e.message, None)),
+        Ended::Disconnected => return Err(Stop::Interrupted),
+        Ended::Lost(e) => return Err(Stop::Lost(e.to_string())),
+    };
+    if cancelled {
+        return Err(Stop::Interrupted);
     }
+    if done.status != Status::Ok {
+        let detail = crate::report::describe(&done);
+        return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
+    }
+    let (changes, previous_content) = match changes(&r.op, &done) {
+        Ok(c) => c,
+        Err(e) => {
+            let detail = format!(
+                "the runner's result for {} does not decode: {e}",
+                r.op.name()
+            );
+            return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
+        }
+    };
+    let changes = changes.join(", ");
+    if let Some(path) = r.diff_path.as_deref()
+        && done.changed
+    {
+        let created = changes.contains("created");
+        let text = diff_of(&r, path, &previous, created, previous_content);
+        if !text.is_empty() {
+            reporter.emit(Event::Diff {
+                host: host.to_owned(),
+                text,
+            });
+        }
+    }
+    let is_exec = matches!(r.op, Op::Exec(_));
+    let changed = done.changed && !(is_exec && task.changed_when == Some(false));
+    let status = if changed {
+        TaskStatus::Changed
+    } else {
+        TaskStatus::Ok
+    };
+    Ok(record(status, &changes, Some(&done)))
 }
 
 /// What a DONE says changed (and whether a file op sent its previous content), read as the
@@ -441,50 +384,4 @@ fn changes(op: &Op, done: &Done) -> Result<(Vec<String>, bool), serde_json::Erro
         ),
         Op::Exec(_) | Op::Facts | Op::FileStat(_) => (Vec::new(), false),
     })
-}
-
-/// The largest `content_file` shown in a diff (the runner sends back old content up to the same
-/// size).
-const MAX_DIFF_FILE: u64 = 1 << 20;
-
-/// Whether a task with `targets` runs on `host`.
-#[derive(Debug, PartialEq, Eq)]
-enum Targeted {
-    Run,
-    Skip(String),
-    /// `targets` was never resolved to hosts: the task fails rather than run everywhere.
-    Unresolved(String),
-}
-
-fn targeted(task: &Task, host: &str) -> Targeted {
-    match (&task.targets, &task.hosts) {
-        (None, _) => Targeted::Run,
-        (Some(_), Some(hosts)) if hosts.contains(host) => Targeted::Run,
-        (Some(pattern), Some(_)) => Targeted::Skip(format!("targets: {pattern}")),
-        (Some(pattern), None) => Targeted::Unresolved(format!(
-            "targets: {pattern} was not resolved to hosts; the task does not run rather than run on every host"
-        )),
-    }
-}
-
-#[cfg(test)]
-mod targeting_tests {
-    use super::*;
-
-    #[test]
-    fn an_unresolved_pattern_fails_the_task_instead_of_running_everywhere() {
-        let plan = Plan::parse(
-            "[[task]]\nop = \"exec\"\nargv = [\"true\"]\ntargets = \"web*\"\n",
-            std::path::Path::new("p.toml"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut task = plan.tasks[0].clone();
-        assert!(matches!(targeted(&task, "web1"), Targeted::Unresolved(_)));
-        task.hosts = Some(["web1".to_owned()].into());
-        assert_eq!(targeted(&task, "web1"), Targeted::Run);
-        assert_eq!(
-            targeted(&task, "db1"),
-            Targeted::Skip("targets: web*".into())
-        );
-    }
 }

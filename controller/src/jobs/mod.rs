@@ -10,6 +10,7 @@ mod command;
 pub mod diff;
 mod exec;
 mod output_files;
+mod task;
 
 use std::path::PathBuf;
 use std::sync::Arc;

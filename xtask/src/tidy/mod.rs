@@ -1,12 +1,15 @@
 //! Tidy: invariants of the repository checked by plain `cargo test` (see ARCHITECTURE.md).
 //!
 //! `files`: what each file must say or must not hold (docs, size, placeholders, stdout in the
-//! runner, PROTOCOL.md and ARCHITECTURE.md in step with the code); `imports`: how modules and
-//! crates may name each other (no circle at any level, the controller's layers, SSH only in
-//! transports, every dependency used). The helpers both read the workspace with are here.
+//! runner, PROTOCOL.md and ARCHITECTURE.md in step with the code, crates in layers);
+//! `functions`: the function cap; `imports`: how modules and crates may name each other (no
+//! circle at any level, the controller's layers, SSH only in transports, every dependency
+//! used). The helpers they read the workspace with are here.
 
 #[cfg(test)]
 mod files;
+#[cfg(test)]
+mod functions;
 #[cfg(test)]
 mod imports;
 

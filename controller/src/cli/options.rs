@@ -9,7 +9,7 @@ use clap::Args;
 use wisp_plan::quantity::parse_duration;
 
 #[derive(Debug, Args)]
-pub(super) struct Common {
+pub(super) struct RunOptions {
     /// Print JSON lines (one event per line, then a summary line) instead of text.
     #[arg(long)]
     pub(super) json: bool,
@@ -151,5 +151,5 @@ pub(super) struct HostsArgs {
     /// Hosts to run on (see "Targets" in `wisp --help`).
     pub(super) targets: String,
     #[command(flatten)]
-    pub(super) common: Common,
+    pub(super) common: RunOptions,
 }

@@ -1,12 +1,12 @@
-//! Targets on the command line: `localhost` (the local transport), `[user@]host[:port]`
-//! (a remote host; `[v6addr]:port` for IPv6, read by [`HostAddress`]), comma-separated.
-//! Inventories and patterns build on this.
+//! Host lists on the command line: `localhost` (the local transport), `[user@]host[:port]`
+//! (a remote host; `[v6addr]:port` for IPv6, read by [`HostAddress`]), comma-separated. Each
+//! entry is a [`HostEntry`]; inventories and patterns build on this.
 
 use wisp_transports::address::HostAddress;
 
 /// One target as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetSpec {
+pub struct HostEntry {
     /// The name shown in output: what the operator typed, minus the user.
     pub name: String,
     /// Where it is; `None` for `localhost` (the local transport).
@@ -14,8 +14,8 @@ pub struct TargetSpec {
 }
 
 /// Parses a comma-separated target list; duplicates are dropped, order is kept.
-pub fn parse_list(spec: &str) -> Result<Vec<TargetSpec>, String> {
-    let mut out: Vec<TargetSpec> = Vec::new();
+pub fn parse_list(spec: &str) -> Result<Vec<HostEntry>, String> {
+    let mut out: Vec<HostEntry> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let t = parse(item)?;
         if !out.iter().any(|o| o == &t) {
@@ -29,9 +29,9 @@ pub fn parse_list(spec: &str) -> Result<Vec<TargetSpec>, String> {
 }
 
 /// Parses one target.
-pub fn parse(item: &str) -> Result<TargetSpec, String> {
+pub fn parse(item: &str) -> Result<HostEntry, String> {
     if item == "localhost" {
-        return Ok(TargetSpec {
+        return Ok(HostEntry {
             name: item.into(),
             remote: None,
         });
@@ -42,7 +42,7 @@ pub fn parse(item: &str) -> Result<TargetSpec, String> {
         Some((_, rest)) => rest,
         None => item,
     };
-    Ok(TargetSpec {
+    Ok(HostEntry {
         name: name.to_owned(),
         remote: Some(address),
     })
@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(parse("web1").unwrap().remote, remote(None, "web1", None));
         assert_eq!(
             parse("ops@web1:2222").unwrap(),
-            TargetSpec {
+            HostEntry {
                 name: "web1:2222".into(),
                 remote: remote(Some("ops"), "web1", Some(2222))
             }

@@ -266,6 +266,24 @@ async fn pass_on_interrupts(d: Arc<Dispatch>, mut interrupt: watch::Receiver<Int
     }
 }
 
+/// A new item of this run for `host`, with a fresh id, expiring `--item-expiry` from now.
+fn item_for(d: &Dispatch, host: &HostSpec, region: &str, work: &Work) -> Item {
+    let issued = now_ms();
+    Item {
+        format: super::item::FORMAT,
+        id: super::item::random_id(),
+        run: d.run.clone(),
+        issued_ms: issued,
+        expires_ms: issued + u64::try_from(d.item_expiry.as_millis()).unwrap_or(u64::MAX),
+        region: region.to_owned(),
+        host: host.clone(),
+        work: work.clone(),
+        start: d.start,
+        redeliver_exec: d.redeliver_exec,
+        secrets: d.secrets.clone(),
+    }
+}
+
 /// One host: its item queued, then its events replayed until its result comes back.
 async fn one_host(
     d: &Dispatch,
@@ -279,21 +297,8 @@ async fn one_host(
     let Some((host, region)) = hosts.get(name) else {
         return HostResult::new(name, HostOutcome::Failed, "no address for the bus");
     };
-    let id = super::item::random_id();
-    let issued = now_ms();
-    let item = Item {
-        format: super::item::FORMAT,
-        id: id.clone(),
-        run: d.run.clone(),
-        issued_ms: issued,
-        expires_ms: issued + u64::try_from(d.item_expiry.as_millis()).unwrap_or(u64::MAX),
-        region: region.clone(),
-        host: host.clone(),
-        work: work.clone(),
-        start: d.start,
-        redeliver_exec: d.redeliver_exec,
-        secrets: d.secrets.clone(),
-    };
+    let item = item_for(d, host, region, work);
+    let id = item.id.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
     if let Ok(mut r) = routes.lock() {
         r.insert(id.clone(), tx);

@@ -46,27 +46,10 @@ pub(super) struct RetryArgs {
 
 /// `wisp retry`.
 pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
-    let Some(path) = a.common.state.path() else {
-        return usage_error(
-            "wisp retry reads the run it retries from the state store, and there is none \
-             (--no-state, or no HOME): name it with --state FILE",
-        );
-    };
-    let store = match Store::open(&path) {
+    let store = match own_store(&a.common) {
         Ok(s) => s,
-        Err(e) => return state_error(&e),
+        Err(status) => return status,
     };
-    // A retry takes a plan path, an inventory and `--become` from the store: only from one
-    // this user made (open already refused one that another user owns or can write).
-    let me = nix::unistd::geteuid().as_raw();
-    if let Some(creator) = store.creator_uid().filter(|uid| *uid != me) {
-        return usage_error(&format!(
-            "state store {} was made by uid {creator}, not by you (uid {me}): wisp retry takes \
-             plans, inventories and --become only from a store you made; run the plan again \
-             with `wisp apply`",
-            store.path().display()
-        ));
-    }
     let source = match store.retry_source(&a.run) {
         Ok(s) => s,
         Err(e @ StoreError::NoRun { .. }) => {
@@ -105,29 +88,7 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
         ));
     }
     match command.as_str() {
-        "run" => {
-            let program = source.run.program.as_deref().unwrap_or("");
-            match a.command.first() {
-                None => {
-                    return usage_error(&format!(
-                        "run {run} ran `{program} ...`, whose arguments are not recorded: give \
-                         the command again, as in `wisp retry {run} -- {program} ARGS`"
-                    ));
-                }
-                Some(p) if p != program => {
-                    return usage_error(&format!(
-                        "run {run} ran {program:?}, not {p:?}: retry it with the same command, \
-                         or use `wisp run` for a new one"
-                    ));
-                }
-                Some(_) => {}
-            }
-            let output_dir = a.exec.output_dir.clone();
-            match exec_job(a.exec, a.command) {
-                Ok(job) => execute::fleet(a.common, &spec, output_dir, |_| Ok(job)),
-                Err(status) => status,
-            }
-        }
+        "run" => retry_command(a, &source, &spec),
         "apply" | "drift" => {
             if !a.command.is_empty() {
                 return usage_error(&format!(
@@ -147,6 +108,56 @@ pub(super) fn main(mut a: RetryArgs) -> ExitStatus {
         other => usage_error(&format!(
             "run {run} was `wisp {other}`, which wisp cannot retry"
         )),
+    }
+}
+
+/// The state store a retry reads, opened; only one this user made, since a retry takes a
+/// plan path, an inventory and `--become` from it (open already refused one that another user
+/// owns or can write).
+fn own_store(common: &RunOptions) -> Result<Store, ExitStatus> {
+    let Some(path) = common.state.path() else {
+        return Err(usage_error(
+            "wisp retry reads the run it retries from the state store, and there is none \
+             (--no-state, or no HOME): name it with --state FILE",
+        ));
+    };
+    let store = Store::open(&path).map_err(|e| state_error(&e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if let Some(creator) = store.creator_uid().filter(|uid| *uid != me) {
+        return Err(usage_error(&format!(
+            "state store {} was made by uid {creator}, not by you (uid {me}): wisp retry takes \
+             plans, inventories and --become only from a store you made; run the plan again \
+             with `wisp apply`",
+            store.path().display()
+        )));
+    }
+    Ok(store)
+}
+
+/// `wisp run` again: only with the same program (its arguments are not recorded, so they are
+/// given again).
+fn retry_command(a: RetryArgs, source: &RetrySource, spec: &str) -> ExitStatus {
+    let run = source.id;
+    let program = source.run.program.as_deref().unwrap_or("");
+    match a.command.first() {
+        None => {
+            return usage_error(&format!(
+                "run {run} ran `{program} ...`, whose arguments are not recorded: give the \
+                 command again, as in `wisp retry {run} -- {program} ARGS`"
+            ));
+        }
+        Some(p) if p != program => {
+            return usage_error(&format!(
+                "run {run} ran {program:?}, not {p:?}: retry it with the same command, or use \
+                 `wisp run` for a new one"
+            ));
+        }
+        Some(_) => {}
+    }
+    let output_dir = a.exec.output_dir.clone();
+    match exec_job(a.exec, a.command) {
+        Ok(job) => execute::fleet(a.common, spec, output_dir, |_| Ok(job)),
+        Err(status) => status,
     }
 }
 

@@ -107,18 +107,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "the one event loop of a command",
     ),
     (
-        "controller/src/cli/retry.rs",
-        "main",
-        104,
-        "to split: one match per retried command",
-    ),
-    (
-        "bus/src/dispatch/mod.rs",
-        "one_host",
-        104,
-        "to split: one host's item and its events",
-    ),
-    (
         "bench/src/ssh.rs",
         "bench",
         126,

@@ -210,74 +210,13 @@ pub(super) struct WorkerArgs {
 
 /// `wisp worker`.
 pub(super) fn main(a: WorkerArgs) -> ExitStatus {
-    let region = a.region.clone().unwrap_or_else(|| "any".into());
-    if let Err(e) = bus::check_region(&region) {
-        return usage_error(&format!("--region: {e}"));
-    }
-    let verifier = match Verifier::load(&a.trust_jobs) {
-        Ok(v) => v,
-        Err(e) => return usage_error(&error_chain(&e)),
-    };
-    let key = match WorkerKey::load(&a.sign_events) {
-        Ok(k) => Arc::new(k),
-        Err(e) => return usage_error(&format!("--sign-events: {}", error_chain(&e))),
-    };
-    let workers = match WorkerKeys::load(&a.trust_workers) {
-        Ok(w) => w.with(key.public()),
-        Err(e) => return usage_error(&format!("--trust-workers: {}", error_chain(&e))),
-    };
-    let Some(ledger) = a
-        .ledger
-        .clone()
-        .or_else(|| wisp_store::state_dir().map(|d| d.join("worker-ran")))
-    else {
-        return usage_error(
-            "no state directory for the worker's ledger (no HOME, no XDG_STATE_HOME): give \
-             --ledger FILE",
-        );
-    };
-    let identities = match &a.identity {
-        Some(path) => match wisp_secrets::identities(Some(path)) {
-            Ok(ids) => ids,
-            Err(e) => return usage_error(&format!("--identity: {}", error_chain(&e))),
-        },
-        None => Vec::new(),
-    };
-    let runners = match wisp_runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
-        .and_then(|trust| wisp_runners::locate(a.runner.as_deref(), &trust, false))
-    {
-        Ok(r) => r,
-        Err(e) => return usage_error(&e.to_string()),
-    };
-    if let Err(e) = crate::fds::prepare(usize::try_from(a.forks).unwrap_or(usize::MAX)) {
-        return usage_error(&e);
-    }
-    let name = a.name.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "worker".into());
-        format!("{host}-{}", std::process::id())
-    });
-    let reach = reach(&a);
-    let worker = bus::worker::Worker {
-        name: name.clone(),
-        region,
-        forks: usize::try_from(a.forks).unwrap_or(usize::MAX),
-        ack_wait: a.ack_wait,
-        verifier,
-        key,
-        workers,
-        identities,
-        jobs: Arc::new(crate::bus::Jobs {
-            worker: name.clone(),
-            reach,
-            runners: runners.binaries,
-        }),
-        ledger,
+    let worker = match worker_of(&a) {
+        Ok(w) => w,
+        Err(status) => return status,
     };
     let connect = a.auth.connect(
         &a.nats,
-        format!("wisp worker {name}"),
+        format!("wisp worker {}", worker.name),
         bus::permissions::WORKER_INBOX,
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -287,44 +226,102 @@ pub(super) fn main(a: WorkerArgs) -> ExitStatus {
         Ok(rt) => rt,
         Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(async move {
-        let bus = match bus::Bus::connect(&connect).await {
-            Ok(b) => b,
-            Err(e) => {
-                let status = usage_error(&error_chain(&e));
-                // An open bus is a setting to fix; anything else, a server not reached.
-                if matches!(e, bus::BusError::Open { .. }) {
-                    return status;
-                }
-                return ExitStatus::Unreachable;
+    runtime.block_on(serve(connect, worker))
+}
+
+/// The worker the flags describe, each key, identity and runner read and checked before it
+/// connects.
+fn worker_of(a: &WorkerArgs) -> Result<bus::worker::Worker, ExitStatus> {
+    let region = a.region.clone().unwrap_or_else(|| "any".into());
+    bus::check_region(&region).map_err(|e| usage_error(&format!("--region: {e}")))?;
+    let verifier = Verifier::load(&a.trust_jobs).map_err(|e| usage_error(&error_chain(&e)))?;
+    let key = WorkerKey::load(&a.sign_events)
+        .map(Arc::new)
+        .map_err(|e| usage_error(&format!("--sign-events: {}", error_chain(&e))))?;
+    let workers = WorkerKeys::load(&a.trust_workers)
+        .map(|w| w.with(key.public()))
+        .map_err(|e| usage_error(&format!("--trust-workers: {}", error_chain(&e))))?;
+    let Some(ledger) = a
+        .ledger
+        .clone()
+        .or_else(|| wisp_store::state_dir().map(|d| d.join("worker-ran")))
+    else {
+        return Err(usage_error(
+            "no state directory for the worker's ledger (no HOME, no XDG_STATE_HOME): give \
+             --ledger FILE",
+        ));
+    };
+    let identities = match &a.identity {
+        Some(path) => wisp_secrets::identities(Some(path))
+            .map_err(|e| usage_error(&format!("--identity: {}", error_chain(&e))))?,
+        None => Vec::new(),
+    };
+    let runners = wisp_runners::Trust::load(&a.trusted_key, a.insecure_unsigned_runner)
+        .and_then(|trust| wisp_runners::locate(a.runner.as_deref(), &trust, false))
+        .map_err(|e| usage_error(&e.to_string()))?;
+    crate::fds::prepare(usize::try_from(a.forks).unwrap_or(usize::MAX))
+        .map_err(|e| usage_error(&e))?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    Ok(bus::worker::Worker {
+        name: name.clone(),
+        region,
+        forks: usize::try_from(a.forks).unwrap_or(usize::MAX),
+        ack_wait: a.ack_wait,
+        verifier,
+        key,
+        workers,
+        identities,
+        jobs: Arc::new(crate::bus::Jobs {
+            worker: name,
+            reach: reach(a),
+            runners: runners.binaries,
+        }),
+        ledger,
+    })
+}
+
+/// Connects and serves until SIGINT/SIGTERM: the first takes no more items and finishes the
+/// ones started, a second exits now.
+async fn serve(connect: Connect, worker: bus::worker::Worker) -> ExitStatus {
+    let bus = match bus::Bus::connect(&connect).await {
+        Ok(b) => b,
+        Err(e) => {
+            let status = usage_error(&error_chain(&e));
+            // An open bus is a setting to fix; anything else, a server not reached.
+            if matches!(e, bus::BusError::Open { .. }) {
+                return status;
             }
-        };
-        // SIGINT/SIGTERM: take no more items, finish the ones started, exit; a second one:
-        // exit now.
-        let (stop_tx, stop) = tokio::sync::watch::channel(0u8);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                for n in 1..=2 {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                    let _ = stop_tx.send(n);
+            return ExitStatus::Unreachable;
+        }
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(0u8);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            for n in 1..=2 {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
                 }
-            }
-        });
-        match bus::worker::serve(bus, worker, stop).await {
-            Ok(()) => ExitStatus::Ok,
-            Err(e) => {
-                let _ = usage_error(&error_chain(&e));
-                ExitStatus::Unreachable
+                let _ = stop_tx.send(n);
             }
         }
-    })
+    });
+    match bus::worker::serve(bus, worker, stop).await {
+        Ok(()) => ExitStatus::Ok,
+        Err(e) => {
+            let _ = usage_error(&error_chain(&e));
+            ExitStatus::Unreachable
+        }
+    }
 }
 
 /// How this worker reaches a host: its own keys, known_hosts and client config; one set of

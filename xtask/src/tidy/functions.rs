@@ -89,12 +89,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "the fork and exec in the order the kernel needs",
     ),
     (
-        "controller/src/cli/worker.rs",
-        "main",
-        117,
-        "to split: `wisp worker` set up",
-    ),
-    (
         "transports/src/local.rs",
         "start_runner",
         105,

@@ -29,6 +29,130 @@ fn task_error(line: usize, what: impl Into<String>) -> Located {
     (line, PlanErrorKind::Task(what.into()))
 }
 
+/// One task table's keys, each read with the line it is on.
+struct Keys<'a> {
+    table: &'a RawTable,
+    text: &'a str,
+    /// The table's own line.
+    line: usize,
+}
+
+impl Keys<'_> {
+    fn line(&self, k: &str) -> usize {
+        self.table
+            .get(k)
+            .map_or(self.line, |v| line_of(self.text, v.span().start))
+    }
+
+    fn string(&self, k: &str) -> Result<Option<String>, Located> {
+        match self.table.get(k).map(Spanned::get_ref) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(task_error(self.line(k), format!("{k} must be a string"))),
+        }
+    }
+
+    fn boolean(&self, k: &str) -> Result<Option<bool>, Located> {
+        match self.table.get(k).map(Spanned::get_ref) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(task_error(
+                self.line(k),
+                format!("{k} must be true or false"),
+            )),
+        }
+    }
+
+    /// `notify`: one handler's name, or a list of them.
+    fn notify(&self) -> Result<Vec<String>, Located> {
+        let bad = || task_error(self.line("notify"), "notify must name handlers");
+        match self.table.get("notify").map(Spanned::get_ref) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::String(s)) => Ok(vec![s.clone()]),
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// `content` or `content_file` (read now, relative to the plan), for `file.write` only.
+    fn content(&self, op: &str, base: &Path) -> Result<Option<Content>, Located> {
+        let content = match (self.string("content")?, self.string("content_file")?) {
+            (Some(_), Some(_)) => {
+                return Err(task_error(
+                    self.line,
+                    "give content or content_file, not both",
+                ));
+            }
+            (Some(c), None) => Some(Content::Inline(c)),
+            (None, Some(f)) => {
+                let p = base.join(&f);
+                let file = super::FileAt::read(&p).map_err(|e| {
+                    let kind = PlanErrorKind::ContentFile {
+                        path: p.clone(),
+                        source: e,
+                    };
+                    (self.line("content_file"), kind)
+                })?;
+                Some(Content::FileAt(file))
+            }
+            (None, None) => None,
+        };
+        if op == "file.write" && content.is_none() {
+            return Err(task_error(
+                self.line,
+                "file.write needs content or content_file",
+            ));
+        }
+        if op != "file.write" && content.is_some() {
+            return Err(task_error(self.line, format!("{op} takes no content")));
+        }
+        Ok(content)
+    }
+
+    /// The plan's default limits, with the task's own `limits` (exec only) merged in.
+    fn limits(&self, op: &str, defaults: &LimitArgs) -> Result<LimitArgs, Located> {
+        let Some(l) = self.table.get("limits") else {
+            return Ok(defaults.clone());
+        };
+        if op != "exec" {
+            return Err(task_error(
+                self.line("limits"),
+                format!("limits apply to exec, not {op}"),
+            ));
+        }
+        let own = limit_args(l.get_ref()).map_err(|e| {
+            (
+                self.line("limits"),
+                PlanErrorKind::Limits(format!("limits: {e}")),
+            )
+        })?;
+        Ok(merge(defaults.clone(), own))
+    }
+
+    /// The op's own args: every key that is not a plan key.
+    fn op_args(&self) -> toml::Table {
+        let mut args = toml::Table::new();
+        for (k, v) in self.table {
+            if TASK_KEYS.contains(&k.as_str()) {
+                continue;
+            }
+            let value = match v.get_ref() {
+                // `mode = 0o644` reads as a number; the op wants octal text.
+                toml::Value::Integer(n) if k == "mode" && *n >= 0 => {
+                    toml::Value::String(format!("{n:04o}"))
+                }
+                other => other.clone(),
+            };
+            args.insert(k.clone(), value);
+        }
+        args
+    }
+}
+
 pub(super) fn read_task(
     t: &Spanned<RawTable>,
     kind: &str,
@@ -37,128 +161,50 @@ pub(super) fn read_task(
     defaults: &LimitArgs,
 ) -> Result<Task, Located> {
     let line = line_of(text, t.span().start);
-    let table = t.get_ref();
-    let key_line = |k: &str| table.get(k).map_or(line, |v| line_of(text, v.span().start));
-    let string = |k: &str| -> Result<Option<String>, Located> {
-        match table.get(k).map(Spanned::get_ref) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(task_error(key_line(k), format!("{k} must be a string"))),
-        }
+    let keys = Keys {
+        table: t.get_ref(),
+        text,
+        line,
     };
-    let op = string("op")?.ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
+    let op = keys
+        .string("op")?
+        .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
     if !KNOWN_OPS.contains(&op.as_str()) {
         return Err(task_error(
-            key_line("op"),
+            keys.line("op"),
             format!("unknown op {op:?} (known: {})", KNOWN_OPS.join(", ")),
         ));
     }
-    let name = string("name")?.unwrap_or_else(|| format!("{op} (line {line})"));
-    let notify = match table.get("notify").map(Spanned::get_ref) {
-        None => Vec::new(),
-        Some(toml::Value::String(s)) => vec![s.clone()],
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| task_error(key_line("notify"), "notify must name handlers"))?,
-        Some(_) => return Err(task_error(key_line("notify"), "notify must name handlers")),
-    };
-    let ignore_errors = match table.get("ignore_errors").map(Spanned::get_ref) {
-        None => false,
-        Some(toml::Value::Boolean(b)) => *b,
-        Some(_) => {
-            return Err(task_error(
-                key_line("ignore_errors"),
-                "ignore_errors must be true or false",
-            ));
-        }
-    };
-    let changed_when = match table.get("changed_when").map(Spanned::get_ref) {
-        None => None,
-        Some(toml::Value::Boolean(b)) => Some(*b),
-        Some(_) => {
-            return Err(task_error(
-                key_line("changed_when"),
-                "changed_when must be true or false",
-            ));
-        }
-    };
-    let content = match (string("content")?, string("content_file")?) {
-        (Some(_), Some(_)) => {
-            return Err(task_error(line, "give content or content_file, not both"));
-        }
-        (Some(c), None) => Some(Content::Inline(c)),
-        (None, Some(f)) => {
-            let p = base.join(&f);
-            let file = super::FileAt::read(&p).map_err(|e| {
-                let kind = PlanErrorKind::ContentFile {
-                    path: p.clone(),
-                    source: e,
-                };
-                (key_line("content_file"), kind)
-            })?;
-            Some(Content::FileAt(file))
-        }
-        (None, None) => None,
-    };
-    if op == "file.write" && content.is_none() {
-        return Err(task_error(line, "file.write needs content or content_file"));
-    }
-    if op != "file.write" && content.is_some() {
-        return Err(task_error(line, format!("{op} takes no content")));
-    }
-    let mut limits = defaults.clone();
-    if let Some(l) = table.get("limits") {
-        if op != "exec" {
-            return Err(task_error(
-                key_line("limits"),
-                format!("limits apply to exec, not {op}"),
-            ));
-        }
-        let own = limit_args(l.get_ref()).map_err(|e| {
-            (
-                key_line("limits"),
-                PlanErrorKind::Limits(format!("limits: {e}")),
-            )
-        })?;
-        limits = merge(limits, own);
-    }
-    let stdin = string("stdin")?;
+    // Read in the order the keys' errors have always been reported.
+    let name = keys
+        .string("name")?
+        .unwrap_or_else(|| format!("{op} (line {line})"));
+    let notify = keys.notify()?;
+    let ignore_errors = keys.boolean("ignore_errors")?.unwrap_or(false);
+    let changed_when = keys.boolean("changed_when")?;
+    let content = keys.content(&op, base)?;
+    let limits = keys.limits(&op, defaults)?;
+    let stdin = keys.string("stdin")?;
     if stdin.is_some() && op != "exec" {
         return Err(task_error(
-            key_line("stdin"),
+            keys.line("stdin"),
             format!("{op} takes no stdin"),
         ));
     }
-    let mut args = toml::Table::new();
-    for (k, v) in table {
-        if TASK_KEYS.contains(&k.as_str()) {
-            continue;
-        }
-        let value = match v.get_ref() {
-            // `mode = 0o644` reads as a number; the op wants octal text.
-            toml::Value::Integer(n) if k == "mode" && *n >= 0 => {
-                toml::Value::String(format!("{n:04o}"))
-            }
-            other => other.clone(),
-        };
-        args.insert(k.clone(), value);
-    }
     Ok(Task {
         name,
-        op,
-        args,
+        args: keys.op_args(),
         content,
-        when: string("when")?,
+        when: keys.string("when")?,
         notify,
         limits,
         ignore_errors,
         changed_when,
-        targets: string("targets")?,
+        targets: keys.string("targets")?,
         hosts: None,
         stdin,
         line,
+        op,
     })
 }
 

@@ -32,6 +32,30 @@ impl crate::Transport for LocalTransport {
 }
 
 impl LocalTransport {
+    /// The runner's command: as this user, or through `sudo -n`, with a login's environment
+    /// and in its own process group.
+    fn command(&self, exe: &str, runner_args: &[&str]) -> Command {
+        let mut cmd = if self.sudo {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "--", exe]);
+            c
+        } else {
+            Command::new(exe)
+        };
+        // The runner (and every command it starts) gets what an SSH login would give it, not
+        // the controller's environment: $WISP_AGE_KEY, $WISP_SSH_PASSWORD and the like stay
+        // here.
+        cmd.env_clear().envs(login_environment());
+        cmd.args(runner_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches only the controller, which
+            // then cancels in order instead of the runner dying mid-frame.
+            .process_group(0);
+        cmd
+    }
+
     async fn start_runner(&self, launch: &Launch) -> Result<RunnerConnection, TransportError> {
         let runner = launch.runners.for_arch(std::env::consts::ARCH)?;
         let staged = stage_bytes(&runner.bytes, &staging_base())?;
@@ -46,42 +70,13 @@ impl LocalTransport {
             "--private-dir",
             dir.as_str(),
         ];
-        let mut cmd = if self.sudo {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "--", exe.as_str()]);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        // The runner (and every command it starts) gets what an SSH login would give it, not
-        // the controller's environment: $WISP_AGE_KEY, $WISP_SSH_PASSWORD and the like stay
-        // here.
-        cmd.env_clear().envs(login_environment());
-        cmd.args(runner_args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a terminal's Ctrl-C reaches only the controller, which
-            // then cancels in order instead of the runner dying mid-frame.
-            .process_group(0);
+        let mut cmd = self.command(&exe, &runner_args);
         let program = if self.sudo {
             "sudo -n wisp-runner".to_owned()
         } else {
             exe.clone()
         };
-        let mut attempt = 0;
-        let spawned = loop {
-            match cmd.spawn() {
-                Err(e)
-                    if crate::stage::is_text_busy(&e) && attempt < crate::stage::BUSY_RETRIES =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)))
-                        .await;
-                }
-                other => break other,
-            }
-        };
+        let spawned = spawn_retrying(&mut cmd).await;
         let mut child = match spawned {
             Ok(c) => c,
             Err(source) => {
@@ -136,6 +131,21 @@ impl LocalTransport {
             handle: Box::new(handle),
             host_key: machine_id(),
         })
+    }
+}
+
+/// Spawns `cmd`, trying again a few times while the staged file is still busy (another
+/// thread's fork holding it open for writing).
+async fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut attempt = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if crate::stage::is_text_busy(&e) && attempt < crate::stage::BUSY_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
     }
 }
 

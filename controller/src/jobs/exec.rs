@@ -28,6 +28,73 @@ pub(super) enum Ran {
     Disconnected,
 }
 
+/// The op and limits of a job on a host of `arch` (a per-architecture seccomp file is
+/// compiled for it); the refusal when that file does not compile.
+fn op_and_limits(job: &Job, arch: &str) -> Result<(Op, Limits), ErrorFrame> {
+    match job {
+        Job::Exec {
+            args,
+            limits,
+            per_arch,
+        } => {
+            let limits = match per_arch {
+                None => (**limits).clone(),
+                Some(flags) => flags
+                    .to_limits(arch)
+                    .map_err(|e| ErrorFrame::new(None, ErrorCode::BadArgs, e))?,
+            };
+            Ok((Op::Exec(args.clone()), limits))
+        }
+        _ => Ok((Op::Facts, Limits::default())),
+    }
+}
+
+/// A command's DONE, told (the facts it read, when it read some, and the DONE itself) and
+/// turned into the host's result; the saved output files closed.
+fn finished(
+    host: &Host<'_>,
+    session: &Session,
+    done: &wisp_protocol::message::Done,
+    saved: Option<OutputFiles>,
+    cancelled: bool,
+) -> Ran {
+    let name = host.name();
+    if let Some(facts) = &done.result {
+        host.reporter.emit(Event::FactsRead {
+            host: name.to_owned(),
+            host_key: session.host_key().to_owned(),
+            facts: facts.clone(),
+        });
+        host.reporter.emit(Event::Facts {
+            host: name.to_owned(),
+            facts: facts.clone(),
+        });
+    }
+    host.reporter.emit(Event::CommandDone {
+        host: name.to_owned(),
+        done: Box::new(done.clone()),
+    });
+    if let Some(Err(e)) = saved.map(OutputFiles::finish) {
+        let error = ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e));
+        host.reporter.emit(Event::refused(name, &error));
+        return Ran::Finished(host.result(HostOutcome::Failed, "output lost"));
+    }
+    let outcome = match done.status {
+        Status::Ok => HostOutcome::Ok,
+        // Cancelled at our request is an interrupt; cancelled by the runner (its TTL passed,
+        // it got SIGTERM) is a failure of this host.
+        Status::Cancelled if cancelled => HostOutcome::Interrupted,
+        _ => HostOutcome::Failed,
+    };
+    let mut r = host.result(outcome, describe(done));
+    r.sandbox = done
+        .enforcement
+        .as_ref()
+        .filter(|e| wisp_plan::limits::is_sandboxed(e))
+        .map(wisp_plan::limits::summary);
+    Ran::Finished(r)
+}
+
 pub(super) async fn run(
     host: &Host<'_>,
     session: &mut Session,
@@ -40,26 +107,12 @@ pub(super) async fn run(
         let message = format!("{}{}", error_chain(e), stderr_note(session));
         Ran::Lost(host.unreachable(&message, "connection lost"))
     };
-    let (op, limits) = match job {
-        Job::Exec {
-            args,
-            limits,
-            per_arch,
-        } => {
-            let limits = match per_arch {
-                None => (**limits).clone(),
-                Some(flags) => match flags.to_limits(&session.ready().arch) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let error = ErrorFrame::new(None, ErrorCode::BadArgs, e);
-                        host.reporter.emit(Event::refused(name, &error));
-                        return Ran::Finished(host.result(HostOutcome::Failed, "seccomp file"));
-                    }
-                },
-            };
-            (Op::Exec(args.clone()), limits)
+    let (op, limits) = match op_and_limits(job, &session.ready().arch) {
+        Ok(pair) => pair,
+        Err(error) => {
+            host.reporter.emit(Event::refused(name, &error));
+            return Ran::Finished(host.result(HostOutcome::Failed, "seccomp file"));
         }
-        _ => (Op::Facts, Limits::default()),
     };
     let max_output = match &op {
         Op::Exec(a) => a
@@ -106,40 +159,7 @@ pub(super) async fn run(
         .await;
         match ended {
             Ended::Done(done, _) => {
-                if let Some(facts) = &done.result {
-                    host.reporter.emit(Event::FactsRead {
-                        host: name.to_owned(),
-                        host_key: session.host_key().to_owned(),
-                        facts: facts.clone(),
-                    });
-                    host.reporter.emit(Event::Facts {
-                        host: name.to_owned(),
-                        facts: facts.clone(),
-                    });
-                }
-                host.reporter.emit(Event::CommandDone {
-                    host: name.to_owned(),
-                    done: done.clone(),
-                });
-                if let Some(Err(e)) = saved.take().map(OutputFiles::finish) {
-                    let error = ErrorFrame::new(None, ErrorCode::Internal, error_chain(&e));
-                    host.reporter.emit(Event::refused(name, &error));
-                    return Ran::Finished(host.result(HostOutcome::Failed, "output lost"));
-                }
-                let outcome = match done.status {
-                    Status::Ok => HostOutcome::Ok,
-                    // Cancelled at our request is an interrupt; cancelled by the runner (its
-                    // TTL passed, it got SIGTERM) is a failure of this host.
-                    Status::Cancelled if cancelled => HostOutcome::Interrupted,
-                    _ => HostOutcome::Failed,
-                };
-                let mut r = host.result(outcome, describe(&done));
-                r.sandbox = done
-                    .enforcement
-                    .as_ref()
-                    .filter(|e| wisp_plan::limits::is_sandboxed(e))
-                    .map(wisp_plan::limits::summary);
-                return Ran::Finished(r);
+                return finished(host, session, &done, saved.take(), cancelled);
             }
             // The command did not run (a refused CMD has no output): when the runner says the
             // failure is transient (fork failed for want of memory, say), try again.

@@ -65,18 +65,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "to split: the worker loop and its consumer checks",
     ),
     (
-        "controller/src/jobs/exec.rs",
-        "run",
-        135,
-        "to split: one exec job",
-    ),
-    (
-        "plan/src/task.rs",
-        "read_task",
-        132,
-        "to split: one task table read",
-    ),
-    (
         "store/src/write.rs",
         "record",
         127,
@@ -87,12 +75,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "spawn",
         122,
         "the fork and exec in the order the kernel needs",
-    ),
-    (
-        "transports/src/local.rs",
-        "start_runner",
-        105,
-        "to split: a local runner staged and started",
     ),
     (
         "controller/src/jobs/command.rs",

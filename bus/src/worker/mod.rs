@@ -96,16 +96,7 @@ pub async fn serve(
         Arc::clone(&worker),
         Arc::clone(&runs),
     ));
-    log(
-        &worker.name,
-        &format!(
-            "taking items for region {} from {} (key {}, ledger {})",
-            worker.region,
-            bus.url,
-            worker.key.id(),
-            ledger.path().display()
-        ),
-    );
+    say_started(&worker, &bus, &ledger);
     let slots = Arc::new(tokio::sync::Semaphore::new(worker.forks.max(1)));
     let mut down = bus.down.clone();
     let mut failing = None::<std::time::Instant>;
@@ -119,15 +110,12 @@ pub async fn serve(
         let Ok(permit) = permit else { break };
         // Back from a lost connection: whoever could reach the server meanwhile could have
         // replaced the consumer, so it is checked again.
-        if down.has_changed().unwrap_or(false) && !*down.borrow_and_update() {
-            match recheck(&bus, &worker).await {
-                Ok(Some(c)) => consumer = c,
-                Ok(None) => {}
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
-            }
+        if down.has_changed().unwrap_or(false)
+            && !*down.borrow_and_update()
+            && let Err(e) = refresh(&bus, &worker, &mut consumer).await
+        {
+            refused = Some(e);
+            break;
         }
         let fetched = tokio::select! {
             f = consumer.fetch().max_messages(1).expires(Duration::from_secs(2)).messages() => f,
@@ -166,13 +154,9 @@ pub async fn serve(
                 }
                 // The stream or the consumer may be gone: made again (and checked) once the
                 // server answers.
-                match recheck(&bus, &worker).await {
-                    Ok(Some(c)) => consumer = c,
-                    Ok(None) => {}
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
-                    }
+                if let Err(e) = refresh(&bus, &worker, &mut consumer).await {
+                    refused = Some(e);
+                    break;
                 }
             }
             None => {
@@ -181,13 +165,9 @@ pub async fn serve(
                 // back every item without a single error.
                 if checked.elapsed() > CONSUMER_CHECK {
                     checked = std::time::Instant::now();
-                    match recheck(&bus, &worker).await {
-                        Ok(Some(c)) => consumer = c,
-                        Ok(None) => {}
-                        Err(e) => {
-                            refused = Some(e);
-                            break;
-                        }
+                    if let Err(e) = refresh(&bus, &worker, &mut consumer).await {
+                        refused = Some(e);
+                        break;
                     }
                 }
             }
@@ -196,6 +176,45 @@ pub async fn serve(
     if let Some(e) = &refused {
         log(&worker.name, &format!("stopping: {e}"));
     }
+    wind_down(&worker, &slots, &mut stop).await;
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Says where the worker takes items from, with which key and ledger.
+fn say_started(worker: &Worker, bus: &Bus, ledger: &Ledger) {
+    log(
+        &worker.name,
+        &format!(
+            "taking items for region {} from {} (key {}, ledger {})",
+            worker.region,
+            bus.url,
+            worker.key.id(),
+            ledger.path().display()
+        ),
+    );
+}
+
+/// The work consumer checked again (made again when gone); a foreign one is an error.
+async fn refresh(
+    bus: &Bus,
+    worker: &Worker,
+    consumer: &mut jetstream::consumer::PullConsumer,
+) -> Result<(), BusError> {
+    if let Some(c) = recheck(bus, worker).await? {
+        *consumer = c;
+    }
+    Ok(())
+}
+
+/// Waits for the items started to finish, or for a second stop, which cuts them off.
+async fn wind_down(
+    worker: &Worker,
+    slots: &tokio::sync::Semaphore,
+    stop: &mut watch::Receiver<u8>,
+) {
     log(&worker.name, "stopping: finishing the items it started");
     let all = u32::try_from(worker.forks.max(1)).unwrap_or(u32::MAX);
     tokio::select! {
@@ -203,10 +222,6 @@ pub async fn serve(
         _ = stop.wait_for(|s| *s > 1) => {
             log(&worker.name, "stopping now: the items still running are cut off");
         }
-    }
-    match refused {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
 

@@ -59,12 +59,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "to split: one item from delivery to ack",
     ),
     (
-        "bus/src/worker/mod.rs",
-        "serve",
-        127,
-        "to split: the worker loop and its consumer checks",
-    ),
-    (
         "store/src/write.rs",
         "record",
         127,

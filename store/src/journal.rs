@@ -119,7 +119,7 @@ impl Journal {
     /// Records the run's first line. Unlike later lines, a store that cannot take it is an
     /// error: the run has not touched a host yet and should not start unrecorded.
     pub fn begin(&self, run: &RunStart) -> Result<(), StoreError> {
-        let line = self.write_file(Record::Run(run.clone()));
+        let (line, _) = self.write_file(Record::Run(run.clone()));
         let Ok(mut guard) = self.store.lock() else {
             return Ok(());
         };
@@ -134,14 +134,14 @@ impl Journal {
     /// Appends one line, with the current time as `at`. A failed write is reported on
     /// stderr and turns that sink off (once, not per line).
     pub fn record(&self, record: Record) {
-        let line = self.write_file(record);
+        let (line, text) = self.write_file(record);
         let Ok(mut guard) = self.store.lock() else {
             return;
         };
         let Some(sink) = guard.as_mut().filter(|s| s.run > 0) else {
             return;
         };
-        if let Err(e) = sink.store.record(sink.run, &line) {
+        if let Err(e) = sink.store.record(sink.run, &line, &text) {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: {}; the rest of run {} is only in this output and the journal file",
@@ -152,19 +152,21 @@ impl Journal {
         }
     }
 
-    /// Stamps `record` and appends it to the file; returns the line.
-    fn write_file(&self, record: Record) -> Line {
+    /// Stamps `record` and appends it to the file; returns the line and its text, written
+    /// once for the file and the store alike.
+    fn write_file(&self, record: Record) -> (Line, String) {
         let line = Line {
             at: Some(timestamp_now()),
             record,
         };
+        let text = line.to_json();
         let Ok(mut guard) = self.file.lock() else {
-            return line;
+            return (line, text);
         };
         let Some((path, file)) = guard.as_mut() else {
-            return line;
+            return (line, text);
         };
-        if let Err(e) = file.write_all(format!("{}\n", line.to_json()).as_bytes()) {
+        if let Err(e) = file.write_all(format!("{text}\n").as_bytes()) {
             let _ = writeln!(
                 std::io::stderr(),
                 "wisp: journal {}: {e}; the rest of this run is not journalled",
@@ -172,7 +174,7 @@ impl Journal {
             );
             *guard = None;
         }
-        line
+        (line, text)
     }
 }
 

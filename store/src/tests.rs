@@ -79,7 +79,7 @@ fn facts_are_cached_per_host_key_within_their_age() {
         host_key: "ssh ssh-ed25519 SHA256:old".into(),
         facts: serde_json::from_str(r#"{"os_id":"debian"}"#).unwrap(),
     });
-    store.record(run, &line).unwrap();
+    store.record(run, &line, &line.to_json()).unwrap();
     let hour = Duration::from_secs(3600);
     let cached = store
         .cached_facts("ssh ssh-ed25519 SHA256:old", hour)

@@ -46,19 +46,19 @@ impl Store {
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            event(&tx, id, &started, &line)?;
+            event(&tx, id, &started, &line, &line.to_json())?;
             tx.commit()?;
             Ok(id)
         };
         insert(self).map_err(|e| self.fail("cannot record the run", e))
     }
 
-    /// Records one later line of run `run`.
-    pub fn record(&self, run: i64, line: &Line) -> Result<(), StoreError> {
+    /// Records one later line of run `run`, written as `text` (its [`Line::to_json`]).
+    pub fn record(&self, run: i64, line: &Line, text: &str) -> Result<(), StoreError> {
         let at = line.at.clone().unwrap_or_else(timestamp_now);
         let write = || -> rusqlite::Result<()> {
             let tx = self.conn.unchecked_transaction()?;
-            event(&tx, run, &at, line)?;
+            event(&tx, run, &at, line, text)?;
             match &line.record {
                 Record::Task(t) => {
                     let (changed, check, duration, enforcement, done_in, done_changed) =
@@ -192,10 +192,16 @@ impl Store {
     }
 }
 
-fn event(tx: &rusqlite::Transaction<'_>, run: i64, at: &str, line: &Line) -> rusqlite::Result<()> {
+fn event(
+    tx: &rusqlite::Transaction<'_>,
+    run: i64,
+    at: &str,
+    line: &Line,
+    text: &str,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO events (run_id, at, kind, body) VALUES (?1, ?2, ?3, ?4)",
-        params![run, at, line.record.kind(), line.to_json()],
+        params![run, at, line.record.kind(), text],
     )
     .map(drop)
 }

@@ -21,7 +21,7 @@ use super::auth::{WorkerKey, WorkerKeys};
 use super::events::Events;
 use super::item::{Back, Item, SIGNATURE_HEADER, Verifier, now_ms};
 use super::ledger::{Entry, Ledger};
-use super::{Bus, BusError, log};
+use super::{Bus, BusError, Claims, log};
 use cancels::{Runs, listen_for_cancels};
 use claim::{Beat, Claim, claim, keep_alive, put_claim};
 use consumer::{CONSUMER_CHECK, recheck, work_consumer};
@@ -227,14 +227,91 @@ async fn wind_down(
 
 /// One delivered item, from its checks to its ack.
 async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: jetstream::Message) {
+    let Some((item, events, secrets)) = accept(bus, worker, ledger, &msg).await else {
+        return;
+    };
+    let Ok(claims) = bus.claims().await else {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    };
+    let seq = msg.info().map_or(0, |i| i.stream_sequence);
+    let mine = Claim {
+        item: item.id.clone(),
+        worker: worker.name.clone(),
+        seq,
+        beat_ms: now_ms(),
+        done: false,
+    };
+    let refuse = refuser(worker, &msg);
+    let (revision, took_over) =
+        match claim(&claims, worker, &item, &mine, &events, &msg, &refuse).await {
+            Some(claimed) => claimed,
+            None => return,
+        };
+    let note = took_over
+        .as_deref()
+        .map(|w| format!(", taken over from {w}"))
+        .unwrap_or_default();
+    log(
+        &worker.name,
+        &format!("{}: running item {}{note}", item.host.name, item.id),
+    );
+    events.send(&Back::Claimed {
+        worker: worker.name.clone(),
+        at_ms: now_ms(),
+        took_over,
+    });
+    let msg = Arc::new(msg);
+    let held = Held {
+        msg: &msg,
+        claims: &claims,
+        mine: &mine,
+        revision,
+    };
+    let (result, revision) = run_claimed(worker, runs, &item, secrets, &events, &held).await;
+    log(
+        &worker.name,
+        &format!(
+            "{}: {} ({})",
+            item.host.name,
+            result.outcome.label(),
+            result.detail
+        ),
+    );
+    events.send(&Back::Finished {
+        worker: worker.name.clone(),
+        at_ms: now_ms(),
+        result: (&result).into(),
+    });
+    finish(worker, &item, &events, Held { revision, ..held }).await;
+}
+
+/// Logs an item turned away, naming its subject and stream message.
+fn refuser(worker: &Worker, msg: &jetstream::Message) -> impl Fn(String) + Sync + use<> {
     let seq = msg.info().map_or(0, |i| i.stream_sequence);
     let subject = msg.subject.to_string();
-    let refuse = |why: String| {
+    let name = worker.name.clone();
+    move |why: String| {
         log(
-            &worker.name,
+            &name,
             &format!("REFUSED the item on {subject} (stream message {seq}): {why}"),
         );
-    };
+    }
+}
+
+/// The checks before a claim: the signature, the item's shape, its expiry and region, the
+/// ledger (a replayed copy), and its secrets opening here. An item that fails one is turned
+/// away (`None`); one that passes comes back with its events stream and its secrets.
+async fn accept(
+    bus: &Bus,
+    worker: &Worker,
+    ledger: &Ledger,
+    msg: &jetstream::Message,
+) -> Option<(Item, Events, wisp_secrets::SecretValues)> {
+    let seq = msg.info().map_or(0, |i| i.stream_sequence);
+    let refuse = refuser(worker, msg);
     let sig = msg
         .headers
         .as_ref()
@@ -243,14 +320,14 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: j
     if let Err(why) = worker.verifier.check(&msg.payload, sig.as_deref()) {
         refuse(why);
         let _ = msg.ack_with(AckKind::Term).await;
-        return;
+        return None;
     }
     let item: Item = match serde_json::from_slice(&msg.payload) {
         Ok(item) => item,
         Err(e) => {
             refuse(format!("signed, but not an item: {e}"));
             let _ = msg.ack_with(AckKind::Term).await;
-            return;
+            return None;
         }
     };
     let events = Events::new(bus, &item, &worker.name, Arc::clone(&worker.key));
@@ -274,102 +351,82 @@ async fn handle(bus: &Bus, worker: &Worker, runs: &Runs, ledger: &Ledger, msg: j
             Err(e) => Some(format!("cannot record it in the ledger: {e}")),
         };
     }
-    if let Some(why) = why {
-        turn_away(worker, &events, &msg, &refuse, why).await;
-        return;
-    }
     // A plan's secrets open with this worker's identity, or the item is not for it.
-    let secrets = match item.open_secrets(&worker.identities) {
-        Ok(values) => values,
-        Err(e) => {
-            let why = format!(
+    let secrets = match why {
+        Some(why) => Err(why),
+        None => item.open_secrets(&worker.identities).map_err(|e| {
+            format!(
                 "its secrets do not open with this worker's --identity ({e}); give \
                  the worker an identity the controller's --worker-recipients lists"
-            );
-            turn_away(worker, &events, &msg, &refuse, why).await;
-            return;
+            )
+        }),
+    };
+    match secrets {
+        Ok(secrets) => Some((item, events, secrets)),
+        Err(why) => {
+            turn_away(worker, &events, msg, &refuse, why).await;
+            None
         }
-    };
-    let Ok(claims) = bus.claims().await else {
-        let _ = msg
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-            .await;
-        return;
-    };
-    let mine = Claim {
-        item: item.id.clone(),
-        worker: worker.name.clone(),
-        seq,
-        beat_ms: now_ms(),
-        done: false,
-    };
-    let (revision, took_over) =
-        match claim(&claims, worker, &item, &mine, &events, &msg, &refuse).await {
-            Some(claimed) => claimed,
-            None => return,
-        };
-    let note = took_over
-        .as_deref()
-        .map(|w| format!(", taken over from {w}"))
-        .unwrap_or_default();
-    log(
-        &worker.name,
-        &format!("{}: running item {}{note}", item.host.name, item.id),
-    );
-    events.send(&Back::Claimed {
-        worker: worker.name.clone(),
-        at_ms: now_ms(),
-        took_over,
-    });
-    let msg = Arc::new(msg);
+    }
+}
+
+/// A claimed item's hold on the bus: its message (to ack) and its claim at `revision`.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    msg: &'a Arc<jetstream::Message>,
+    claims: &'a Claims,
+    mine: &'a Claim,
+    revision: u64,
+}
+
+/// Runs a claimed item while its claim beats; returns its result and the claim's revision
+/// after the last beat.
+async fn run_claimed(
+    worker: &Worker,
+    runs: &Runs,
+    item: &Item,
+    secrets: wisp_secrets::SecretValues,
+    events: &Events,
+    held: &Held<'_>,
+) -> (HostResult, u64) {
     let mut interrupt = runs.watch(&item.run);
     // Signs of life while it runs; a claim taken over under us (we were thought dead) stops
     // the item at once, so it never runs twice at once.
     let (beat_stop, beat_stopped) = watch::channel(false);
     let (lost_tx, lost_rx) = watch::channel(Interrupt::None);
     let beat = tokio::spawn(keep_alive(
-        Arc::clone(&msg),
-        claims.clone(),
+        Arc::clone(held.msg),
+        held.claims.clone(),
         Beat {
             key: Arc::clone(&worker.key),
             workers: worker.workers.clone(),
             name: worker.name.clone(),
             every: worker.ack_wait / 3,
         },
-        mine.clone(),
-        revision,
+        held.mine.clone(),
+        held.revision,
         beat_stopped,
         lost_tx,
     ));
-    let result = run_item(worker, &item, secrets, &events, &mut interrupt, lost_rx).await;
+    let result = run_item(worker, item, secrets, events, &mut interrupt, lost_rx).await;
     let _ = beat_stop.send(true);
-    let revision = beat.await.unwrap_or(revision);
-    log(
-        &worker.name,
-        &format!(
-            "{}: {} ({})",
-            item.host.name,
-            result.outcome.label(),
-            result.detail
-        ),
-    );
-    events.send(&Back::Finished {
-        worker: worker.name.clone(),
-        at_ms: now_ms(),
-        result: (&result).into(),
-    });
-    // Stored, claimed done, acked: all within FLUSH_LIMIT, so a worker whose server is gone
-    // still gets to its end (the stream delivers the item again; its claim tells the next
-    // worker what it can).
+    let revision = beat.await.unwrap_or(held.revision);
+    (result, revision)
+}
+
+/// Stored, claimed done, acked: all within [`FLUSH_LIMIT`], so a worker whose server is gone
+/// still gets to its end (the stream delivers the item again; its claim tells the next
+/// worker what it can).
+async fn finish(worker: &Worker, item: &Item, events: &Events, held: Held<'_>) {
     let finish = async {
         events.flush(FLUSH_LIMIT).await;
         let done = Claim {
             done: true,
             beat_ms: now_ms(),
-            ..mine
+            ..held.mine.clone()
         };
-        let _ = put_claim(&claims, &worker.key, &done, revision).await;
-        msg.double_ack().await
+        let _ = put_claim(held.claims, &worker.key, &done, held.revision).await;
+        held.msg.double_ack().await
     };
     match tokio::time::timeout(FLUSH_LIMIT, finish).await {
         Ok(Ok(())) => {}

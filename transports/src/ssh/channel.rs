@@ -9,35 +9,62 @@ impl SshTransport {
         launch: &Launch,
     ) -> Result<RunnerConnection, TransportError> {
         let hops = self.hops()?;
-        let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
-        let mut host_key = String::new();
         // The payload for the likely architecture is made (compressed, in the background)
         // while this host's handshake runs.
         let guess = self.options.arch_guess(&launch.runners);
         if let Ok(runner) = launch.runners.for_arch(&guess) {
             self.options.payload(runner);
         }
+        let (sessions, host_key) = self.connect_chain(&hops).await?;
+        let (Some(hop), Some(session)) = (hops.last(), sessions.last()) else {
+            return Err(TransportError::Handshake {
+                detail: "no host to connect to".into(),
+            });
+        };
+
+        let channel = session
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_error(hop, e))?;
+        let start_mode = match (self.options.become_root, &self.options.become_password) {
+            (false, _) => bootstrap::Become::No,
+            (true, None) => bootstrap::Become::Sudo,
+            (true, Some(_)) => bootstrap::Become::SudoWithPassword,
+        };
+        let command = bootstrap::command(&launch.nonce, launch.ttl.as_secs().max(1), start_mode);
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| ssh_error(hop, e))?;
+        let (read_half, write_half) = channel.split();
+        let (handle, stdout_rx) = SshHandle::pumping(sessions, read_half);
+        let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
+        let mut writer = write_half.make_writer();
+        let ready = self
+            .bootstrap(&mut stdout, &mut writer, launch, &guess, start_mode)
+            .await;
+        let (reader, ready) = ready.map_err(|e| handle.failure(e))?;
+        Ok(RunnerConnection {
+            ready,
+            reader,
+            writer: FrameWriter::new(Box::new(writer)),
+            handle: Box::new(handle),
+            host_key: format!("ssh {host_key}"),
+        })
+    }
+
+    /// Opens the SSH session to every hop in turn, each tunnelled through the one before;
+    /// returns the sessions (the target last) and the target's host key.
+    async fn connect_chain(
+        &self,
+        hops: &[Hop],
+    ) -> Result<(Vec<Handle<HostKeyCheck>>, String), TransportError> {
+        let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
+        let mut host_key = String::new();
         for (i, hop) in hops.iter().enumerate() {
             let (session, key) = match sessions.last() {
                 None => {
-                    let connect = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port));
-                    let tcp =
-                        match hop.tcp_timeout {
-                            Some(limit) => tokio::time::timeout(limit, connect)
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(std::io::Error::new(
-                                        std::io::ErrorKind::TimedOut,
-                                        format!("no answer within ConnectTimeout {limit:?}"),
-                                    ))
-                                }),
-                            None => connect.await,
-                        }
-                        .map_err(|source| TransportError::Spawn {
-                            program: format!("TCP connection to {}:{}", hop.host, hop.port),
-                            source,
-                        })?;
-                    let _ = tcp.set_nodelay(true);
+                    let tcp = tcp_to(hop).await?;
                     self.connect_hop(hop, tcp).await?
                 }
                 Some(previous) => {
@@ -71,103 +98,35 @@ impl SshTransport {
             sessions.push(session);
             host_key = key;
         }
-        let hop = hops.last().ok_or_else(|| TransportError::Handshake {
-            detail: "no host to connect to".into(),
-        })?;
-        let Some(session) = sessions.last() else {
-            return Err(TransportError::Handshake {
-                detail: "no session".into(),
-            });
-        };
+        Ok((sessions, host_key))
+    }
 
-        let channel = session
-            .channel_open_session()
-            .await
-            .map_err(|e| ssh_error(hop, e))?;
-        let start_mode = match (self.options.become_root, &self.options.become_password) {
-            (false, _) => bootstrap::Become::No,
-            (true, None) => bootstrap::Become::Sudo,
-            (true, Some(_)) => bootstrap::Become::SudoWithPassword,
-        };
-        let command = bootstrap::command(&launch.nonce, launch.ttl.as_secs().max(1), start_mode);
-        channel
-            .exec(true, command)
-            .await
-            .map_err(|e| ssh_error(hop, e))?;
-        let (mut read_half, write_half) = channel.split();
-
-        // One task owns the channel's incoming side: stdout to a pipe the framing reads,
-        // stderr to a bounded buffer for messages, and the exit status.
-        let (mut stdout_tx, stdout_rx) = tokio::io::duplex(256 * 1024);
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let exit_status = Arc::new(Mutex::new(None));
-        let pump = {
-            let (stderr, exit_status) = (Arc::clone(&stderr), Arc::clone(&exit_status));
-            tokio::spawn(async move {
-                let mut stdout_open = true;
-                while let Some(msg) = read_half.wait().await {
-                    match msg {
-                        ChannelMsg::Data { data } if stdout_open => {
-                            stdout_open = stdout_tx.write_all(&data).await.is_ok();
-                        }
-                        ChannelMsg::ExtendedData { data, ext: 1 } => keep_tail(&stderr, &data),
-                        ChannelMsg::ExitStatus { exit_status: code } => {
-                            if let Ok(mut e) = exit_status.lock() {
-                                *e = Some(code);
-                            }
-                        }
-                        ChannelMsg::Eof => {
-                            stdout_open = false;
-                            let _ = stdout_tx.shutdown().await;
-                        }
-                        ChannelMsg::Close => break,
-                        _ => {}
-                    }
-                }
-                let _ = stdout_tx.shutdown().await;
-            })
-        };
-        let handle = SshHandle {
-            sessions,
-            pump: Some(pump),
-            stderr,
-            exit_status,
-        };
-        let fail = |detail: String| {
-            let diag = handle.diagnostics();
-            let code = handle.exit_status.lock().ok().and_then(|e| *e);
-            let mut detail = detail;
-            if let Some(code) = code {
-                detail.push_str(&format!(" (bootstrap exit status {code})"));
-            }
-            if !diag.trim().is_empty() {
-                detail.push_str(&format!("; host said: {}", diag.trim()));
-            }
-            TransportError::Handshake { detail }
-        };
-
-        let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
-        let mut writer = write_half.make_writer();
+    /// Speaks the bootstrap on a started channel: the speculative upload, the host's
+    /// `WISP-ARCH` answer, the upload it asks for when the guess was wrong, then READY.
+    async fn bootstrap(
+        &self,
+        stdout: &mut Box<dyn AsyncRead + Send + Unpin>,
+        writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+        launch: &Launch,
+        guess: &str,
+        start_mode: bootstrap::Become,
+    ) -> Result<(FrameReader, wisp_protocol::message::Ready), String> {
         // Compressed whenever the host can decompress: it says so, and gets it raw, when not.
         let encoding = bootstrap::Encoding::Gzip;
-        let sent = self
-            .upload(&mut writer, launch, &guess, encoding, start_mode)
-            .await;
-        if let Err(e) = sent {
-            return Err(fail(e));
-        }
-        let (line, rest) = match read_arch_line(&mut stdout, &launch.nonce).await {
+        self.upload(writer, launch, guess, encoding, start_mode)
+            .await?;
+        let (line, rest) = match read_arch_line(stdout, &launch.nonce).await {
             Ok(found) => found,
             Err(e) => {
                 // Let the pump collect the bootstrap's stderr and exit status.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(fail(e));
+                return Err(e);
             }
         };
         let Some(said) = bootstrap::HostSaid::parse(&line) else {
-            return Err(fail(format!(
+            return Err(format!(
                 "the bootstrap said {line:?}, which wisp does not know"
-            )));
+            ));
         };
         if let Ok(mut seen) = self.options.arch_seen.lock() {
             *seen = Some(said.arch.clone());
@@ -178,28 +137,18 @@ impl SshTransport {
             } else {
                 bootstrap::Encoding::Raw
             };
-            if let Err(e) = self
-                .upload(&mut writer, launch, &said.arch, encoding, start_mode)
-                .await
-            {
-                return Err(fail(e));
-            }
+            self.upload(writer, launch, &said.arch, encoding, start_mode)
+                .await?;
         }
-        let stdout = Box::new(std::io::Cursor::new(rest).chain(stdout));
-        let (reader, ready) = match FrameReader::until_ready(stdout, &launch.nonce).await {
-            Ok(pair) => pair,
+        let taken = std::mem::replace(stdout, Box::new(tokio::io::empty()));
+        let stdout = Box::new(std::io::Cursor::new(rest).chain(taken));
+        match FrameReader::until_ready(stdout, &launch.nonce).await {
+            Ok(pair) => Ok(pair),
             Err(e) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(fail(format!("runner did not start: {e}")));
+                Err(format!("runner did not start: {e}"))
             }
-        };
-        Ok(RunnerConnection {
-            ready,
-            reader,
-            writer: FrameWriter::new(Box::new(writer)),
-            handle: Box::new(handle),
-            host_key: format!("ssh {host_key}"),
-        })
+        }
     }
 
     /// Sends one header and upload: the runner for `arch` in `encoding` (and the sudo
@@ -238,6 +187,28 @@ impl SshTransport {
         sent.await
             .map_err(|e| format!("uploading the runner failed: {e}"))
     }
+}
+
+/// The TCP connection to the first hop, within its `ConnectTimeout` when it has one.
+async fn tcp_to(hop: &Hop) -> Result<tokio::net::TcpStream, TransportError> {
+    let connect = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port));
+    let tcp = match hop.tcp_timeout {
+        Some(limit) => tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within ConnectTimeout {limit:?}"),
+                ))
+            }),
+        None => connect.await,
+    }
+    .map_err(|source| TransportError::Spawn {
+        program: format!("TCP connection to {}:{}", hop.host, hop.port),
+        source,
+    })?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
@@ -298,6 +269,65 @@ struct SshHandle {
     pump: Option<tokio::task::JoinHandle<()>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     exit_status: Arc<Mutex<Option<u32>>>,
+}
+
+impl SshHandle {
+    /// Starts the one task that owns the channel's incoming side: stdout to a pipe the
+    /// framing reads (returned), stderr to a bounded buffer for messages, and the exit status.
+    fn pumping(
+        sessions: Vec<Handle<HostKeyCheck>>,
+        mut read_half: russh::ChannelReadHalf,
+    ) -> (Self, tokio::io::DuplexStream) {
+        let (mut stdout_tx, stdout_rx) = tokio::io::duplex(256 * 1024);
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let exit_status = Arc::new(Mutex::new(None));
+        let pump = {
+            let (stderr, exit_status) = (Arc::clone(&stderr), Arc::clone(&exit_status));
+            tokio::spawn(async move {
+                let mut stdout_open = true;
+                while let Some(msg) = read_half.wait().await {
+                    match msg {
+                        ChannelMsg::Data { data } if stdout_open => {
+                            stdout_open = stdout_tx.write_all(&data).await.is_ok();
+                        }
+                        ChannelMsg::ExtendedData { data, ext: 1 } => keep_tail(&stderr, &data),
+                        ChannelMsg::ExitStatus { exit_status: code } => {
+                            if let Ok(mut e) = exit_status.lock() {
+                                *e = Some(code);
+                            }
+                        }
+                        ChannelMsg::Eof => {
+                            stdout_open = false;
+                            let _ = stdout_tx.shutdown().await;
+                        }
+                        ChannelMsg::Close => break,
+                        _ => {}
+                    }
+                }
+                let _ = stdout_tx.shutdown().await;
+            })
+        };
+        let handle = SshHandle {
+            sessions,
+            pump: Some(pump),
+            stderr,
+            exit_status,
+        };
+        (handle, stdout_rx)
+    }
+
+    /// A failed bootstrap as a handshake error, with the exit status and what the host
+    /// printed on stderr.
+    fn failure(&self, mut detail: String) -> TransportError {
+        let diag = self.diagnostics();
+        if let Some(code) = self.exit_status.lock().ok().and_then(|e| *e) {
+            detail.push_str(&format!(" (bootstrap exit status {code})"));
+        }
+        if !diag.trim().is_empty() {
+            detail.push_str(&format!("; host said: {}", diag.trim()));
+        }
+        TransportError::Handshake { detail }
+    }
 }
 
 impl std::fmt::Debug for SshHandle {

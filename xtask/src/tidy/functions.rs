@@ -47,18 +47,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "one exhaustive match on the protocol's Op: an op added does not compile until handled",
     ),
     (
-        "transports/src/ssh/channel.rs",
-        "start_runner",
-        197,
-        "to split: the staging steps on one channel",
-    ),
-    (
-        "bus/src/worker/mod.rs",
-        "handle",
-        157,
-        "to split: one item from delivery to ack",
-    ),
-    (
         "store/src/write.rs",
         "record",
         127,

@@ -13,7 +13,7 @@ pub use super::wire::{Back, Work};
 use serde::{Deserialize, Serialize};
 
 /// The item format; a worker refuses any other.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The header the signature travels in.
 pub const SIGNATURE_HEADER: &str = "Wisp-Signature";

@@ -97,7 +97,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_line_and_kind() {
-        let known = wisp_protocol::ops::KNOWN_OPS.join(", ");
+        let known = [wisp_protocol::ops::KNOWN_OPS, crate::CONTROLLER_OPS]
+            .concat()
+            .join(", ");
         let cases: &[(&str, usize, &str, String)] = &[
             (
                 "[[task]]\nop = \"file.wirte\"\npath = \"/x\"\n",
@@ -128,7 +130,7 @@ mod tests {
                 "[[task]]\nop = \"exec\"\nshell = \"x\"\nnotify = 3\n",
                 4,
                 "Task",
-                "notify must name handlers".into(),
+                "notify must be a name or a list of names".into(),
             ),
             (
                 "[[task]]\nop = \"exec\"\nargv = [\"true\"]\ncontent = \"x\"\n",
@@ -137,18 +139,11 @@ mod tests {
                 "exec takes no content".into(),
             ),
             (
-                "[[task]]\nop = \"dir.ensure\"\npath = \"/srv/{{ ap }}\"\n",
-                1,
-                "Template",
-                "{{ ap }}: no such var (define it under [vars], or use host.ap for an inventory var)"
-                    .into(),
-            ),
-            (
-                "[[task]]\nop = \"exec\"\nshell = \"{{ facts.oss }}\"\n",
+                "[[task]]\nop = \"exec\"\nshell = \"{{ facts.oss | quote }}\"\n",
                 1,
                 "Template",
                 format!(
-                    "{{{{ facts.oss }}}}: facts have no \"oss\" (they have: {})",
+                    "args.shell: facts have no \"oss\" (they have: {})",
                     wisp_protocol::ops::Facts::NAMES.join(", ")
                 ),
             ),
@@ -156,15 +151,14 @@ mod tests {
                 "[[task]]\nop = \"exec\"\nshell = \"true\"\nwhen = \"a b\"\n",
                 1,
                 "Template",
-                "when: \"a b\": expected NAME, not NAME, NAME == \"text\" or NAME != \"text\""
-                    .into(),
+                "when: syntax error: unexpected identifier, expected `)`".into(),
             ),
             (
                 "[[task]]\nop = \"exec\"\nshell = \"echo {{ secret.pw }}\"\n",
                 1,
                 "Secret",
-                "{{ secret.pw }} may go only in an exec task's env or stdin, or in file content: \
-                 a command line or a path is visible to every user of the host"
+                "args.shell: a secret may go only in an exec task's env or stdin, or in file \
+                 content: a command line or a path is visible to every user of the host"
                     .into(),
             ),
             (
@@ -180,10 +174,34 @@ mod tests {
                 "[limits]: timeout: \"soon\" is not a duration like 500ms, 30s, 10m or 1h".into(),
             ),
             (
-                "[vars]\nlist = [1]\n",
+                "[vars]\nlist = [1]\nbad = \"{{ list[\"\n",
+                3,
+                "Template",
+                "vars.bad: syntax error: unexpected end of input, expected expression".into(),
+            ),
+            (
+                "[[task]]\nop = \"file.write\"\npath = \"/x\"\ncontent = \"\"\nmode = 644\n",
+                5,
+                "Task",
+                "mode = 644 is a decimal number (octal 1204); write the octal mode as text, \
+                 mode = \"0644\", or as a TOML octal, mode = 0o644"
+                    .into(),
+            ),
+            (
+                "[[task]]\nname = \"tz\"\nop = \"pkg.ensure\"\n",
                 1,
-                "Syntax",
-                "var \"list\" must be a string, number or boolean".into(),
+                "Task",
+                "pkg.ensure needs the package's name in its args: a task's own `name` is its \
+                 display name. Write args = { name = \"tz\" }"
+                    .into(),
+            ),
+            (
+                "[[task]]\nop = \"exec\"\nshell = \"x\"\ncreates = \"/x\"\nunless = \"y\"\n",
+                1,
+                "Task",
+                "exec args: unknown field `unless`, expected one of `argv`, `shell`, `env`, \
+                 `clear_env`, `cwd`, `max_output`"
+                    .into(),
             ),
             (
                 "[[task]]\nop = \"exec\"\nshell = \"x\n",

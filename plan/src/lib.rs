@@ -4,46 +4,50 @@
 //! ```toml
 //! [vars]
 //! app = "demo"
+//! ports = [8080, 8081]
 //!
 //! [[task]]
 //! name = "config"
 //! op = "file.write"
 //! path = "/etc/{{ app }}.conf"
-//! content = "port = 8080\n"
+//! content = "{% for p in ports %}listen {{ p }}\n{% endfor %}"
 //! mode = "0644"
 //! notify = ["reload app"]
 //!
 //! [[handler]]
 //! name = "reload app"
 //! op = "exec"
-//! shell = "echo reloading {{ app }}"
+//! shell = "echo reloading {{ app | quote }}"
 //! ```
 //!
-//! Templates: `{{ var }}` (the plan's vars, overridden by the host's inventory vars),
-//! `{{ host.name }}` and `{{ host.VAR }}`, `{{ facts.FIELD }}` (what `facts` reports).
-//! `when`: `EXPR`, `not EXPR`, `EXPR == "text"`, `EXPR != "text"`, where EXPR is a template
-//! name (`facts.os_id`, `app`).
+//! Templates and conditions are Jinja2 ([`jinja`]), with Ansible's filters and meaning; vars
+//! are any TOML value, and may use other vars ([`scope`]). The reference is `docs/plans.md`.
 //!
 //! What this module does not know: hosts, sessions, output.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use toml::Spanned;
 
 use crate::limits::LimitArgs;
 
+mod check;
+pub mod data;
 mod error;
+pub mod jinja;
 pub mod limits;
+mod limits_table;
 pub mod quantity;
+pub mod scope;
+pub mod source;
 mod task;
-mod template;
+mod walk;
 
+pub use check::{MAGIC, extra_vars};
+pub use data::{Data, DataMap};
 use error::Located;
 pub use error::{PlanError, PlanErrorKind};
-use task::{limit_args, read_task};
-pub use template::{Context, condition, op_from_args, render, render_args, render_value};
-use template::{QUOTED, unquoted_host_value};
+pub use jinja::Engine;
+pub use task::{Block, CONTROLLER_OPS, Flow, Node, Task};
+pub use walk::{Selection, Walk};
 
 /// A plan that parsed and checked. It travels to workers as it is (without its secrets).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -52,10 +56,13 @@ pub struct Plan {
     pub path: PathBuf,
     /// SHA-256 of the plan file's text (hex), to tell runs of different versions apart.
     pub hash: String,
-    /// Plan-level vars.
-    pub vars: BTreeMap<String, String>,
+    /// Plan-level vars (any value; a text may be a template that uses other vars).
+    pub vars: DataMap,
+    /// Extra vars (`-e`), above every other var.
+    #[serde(default)]
+    pub extra_vars: DataMap,
     /// Tasks in order.
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Node>,
     /// Handlers by name, in the order they are declared.
     pub handlers: Vec<Task>,
     /// Whether any template or condition names a fact (then facts are gathered first).
@@ -69,37 +76,6 @@ pub struct Plan {
     /// The secrets' values, once [`Plan::attach_secrets`] has them.
     #[serde(skip)]
     pub secrets: wisp_secrets::SecretValues,
-}
-
-/// One task (or handler).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Task {
-    /// Its name (the op and line when not given).
-    pub name: String,
-    /// The op.
-    pub op: String,
-    /// The op's args as the plan gives them, templates not yet rendered.
-    pub args: toml::Table,
-    /// `file.write` content, templates not yet rendered (when from `content`).
-    pub content: Option<Content>,
-    /// Condition, when given.
-    pub when: Option<String>,
-    /// Handlers to run at the end if this task changed something.
-    pub notify: Vec<String>,
-    /// Limits (exec), the plan's defaults merged in.
-    pub limits: LimitArgs,
-    /// A failure does not stop the host.
-    pub ignore_errors: bool,
-    /// `changed_when = false`: an exec task that only looks (it never reports changed).
-    pub changed_when: Option<bool>,
-    /// A host pattern: the task runs only on the hosts it selects.
-    pub targets: Option<String>,
-    /// The hosts `targets` selects, once [`Plan::select_task_hosts`] has resolved it.
-    pub hosts: Option<std::collections::BTreeSet<String>>,
-    /// An exec task's stdin, a template (secrets may go here).
-    pub stdin: Option<String>,
-    /// Line in the plan file, for messages.
-    pub line: usize,
 }
 
 /// Where `file.write` content comes from.
@@ -168,32 +144,20 @@ impl Plan {
     /// worker on the bus).
     pub fn with_contents_loaded(&self) -> std::io::Result<Plan> {
         let mut plan = self.clone();
-        for t in plan.tasks.iter_mut().chain(plan.handlers.iter_mut()) {
+        let mut failed = None;
+        plan.each_task_mut(&mut |t| {
             if let Some(Content::FileAt(f)) = &t.content {
-                t.content = Some(Content::File(f.load()?));
+                match f.load() {
+                    Ok(bytes) => t.content = Some(Content::File(bytes)),
+                    Err(e) => failed = Some(e),
+                }
             }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(plan),
         }
-        Ok(plan)
     }
-}
-
-pub(crate) type RawTable = BTreeMap<String, Spanned<toml::Value>>;
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlan {
-    #[serde(default)]
-    targets: Option<String>,
-    #[serde(default)]
-    secrets: Option<String>,
-    #[serde(default)]
-    vars: BTreeMap<String, toml::Value>,
-    #[serde(default)]
-    limits: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    task: Vec<Spanned<RawTable>>,
-    #[serde(default)]
-    handler: Vec<Spanned<RawTable>>,
 }
 
 /// The line of a byte offset.
@@ -213,6 +177,28 @@ pub(crate) fn scalar(v: &toml::Value) -> Option<String> {
     }
 }
 
+/// `value` as one word of a POSIX shell command line: as it is when it holds only characters
+/// no shell treats specially, else in single quotes (each `'` written as `'"'"'`).
+pub fn shell_quote(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        return value.to_owned();
+    }
+    format!("'{}'", value.replace('\'', "'\"'\"'"))
+}
+
+/// The typed op a task's rendered args make, checked as the runner checks them.
+pub fn op_of(op: &str, args: &DataMap) -> Result<wisp_protocol::ops::Op, String> {
+    let table: toml::Table = args
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.to_toml()?)))
+        .collect();
+    wisp_protocol::ops::Op::from_args(op, table).map_err(|e| e.to_string())
+}
+
+/// Keys a plan file may have at the top.
+const PLAN_KEYS: &[&str] = &["targets", "secrets", "vars", "limits", "task", "handler"];
+
 impl Plan {
     /// Reads and checks a plan file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
@@ -226,40 +212,80 @@ impl Plan {
 
     /// Parses and checks plan text (`path` names it in errors and anchors `content_file`).
     pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
+        Plan::parse_with(text, path, DataMap::new())
+    }
+
+    /// [`Plan::parse`], with extra vars (`-e`) that override every other var.
+    pub fn parse_with(text: &str, path: &Path, extra_vars: DataMap) -> Result<Plan, PlanError> {
         let at = |(line, kind): Located| PlanError::at(path, line, kind);
-        let raw: RawPlan = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| line_of(text, s.start));
-            at((line, PlanErrorKind::Syntax(e.message().trim().to_owned())))
-        })?;
-        let mut vars = BTreeMap::new();
-        for (k, v) in &raw.vars {
-            let s = scalar(v).ok_or_else(|| {
-                let what = format!("var {k:?} must be a string, number or boolean");
-                at((1, PlanErrorKind::Syntax(what)))
-            })?;
-            vars.insert(k.clone(), s);
+        let root = source::read_toml(text)
+            .map_err(|(line, what)| at((line, PlanErrorKind::Syntax(what))))?;
+        let top = root.as_map().unwrap_or_default();
+        for (k, v) in top {
+            if !PLAN_KEYS.contains(&k.as_str()) {
+                let what = format!(
+                    "unknown key {k:?} at the top of a plan (known: {})",
+                    PLAN_KEYS.join(", ")
+                );
+                return Err(at((v.line, PlanErrorKind::Syntax(what))));
+            }
         }
-        let defaults = match &raw.limits {
-            Some(l) => limit_args(l.get_ref()).map_err(|e| {
-                let line = line_of(text, l.span().start);
-                at((line, PlanErrorKind::Limits(format!("[limits]: {e}"))))
-            })?,
+        let text_of = |k: &str| -> Result<Option<String>, PlanError> {
+            match root.get(k) {
+                None => Ok(None),
+                Some(v) => v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| {
+                    at((v.line, PlanErrorKind::Syntax(format!("{k} must be text"))))
+                }),
+            }
+        };
+        for (k, v) in root
+            .get("vars")
+            .and_then(source::Src::as_map)
+            .unwrap_or_default()
+        {
+            Engine::new(Path::new("."))
+                .add_data(&v.to_data())
+                .map_err(|e| at((v.line, PlanErrorKind::Template(format!("vars.{k}: {e}")))))?;
+        }
+        let vars = match root.get("vars").map(|v| (v.line, v.to_data())) {
+            None => DataMap::new(),
+            Some((_, Data::Map(m))) => m,
+            Some((line, _)) => {
+                let what = "[vars] must be a table of names and values".to_owned();
+                return Err(at((line, PlanErrorKind::Syntax(what))));
+            }
+        };
+        let defaults = match root.get("limits") {
+            Some(l) => {
+                let table = l.to_data().to_toml().unwrap_or(toml::Value::Boolean(false));
+                limits_table::limit_args(&table)
+                    .map_err(|e| at((l.line, PlanErrorKind::Limits(format!("[limits]: {e}")))))?
+            }
             None => LimitArgs::default(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        let task = |t: &Spanned<RawTable>, kind: &str| {
-            read_task(t, kind, text, base, &defaults).map_err(at)
+        let reader = task::Reader {
+            base,
+            defaults: &defaults,
         };
-        let tasks = raw
-            .task
-            .iter()
-            .map(|t| task(t, "task"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let handlers = raw
-            .handler
-            .iter()
-            .map(|t| task(t, "handler"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let tasks = match root.get("task") {
+            Some(list) => reader.nodes(list, "task").map_err(at)?,
+            None => Vec::new(),
+        };
+        let handlers = match root.get("handler") {
+            Some(list) => reader
+                .nodes(list, "handler")
+                .map_err(at)?
+                .into_iter()
+                .map(|n| match n {
+                    Node::Task(t) => Ok(*t),
+                    Node::Block(b) => {
+                        Err(at(task::task_error(b.line, "a handler cannot be a block")))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         let hash = {
             use sha2::Digest;
             sha2::Sha256::digest(text.as_bytes())
@@ -271,11 +297,12 @@ impl Plan {
             path: path.to_owned(),
             hash,
             vars,
+            extra_vars,
             tasks,
             handlers,
             needs_facts: false,
-            targets: raw.targets.clone(),
-            secrets_file: raw.secrets.as_ref().map(|f| base.join(f)),
+            targets: text_of("targets")?,
+            secrets_file: text_of("secrets")?.map(|f| base.join(f)),
             secret_refs: Vec::new(),
             secrets: Default::default(),
         };
@@ -289,92 +316,23 @@ impl Plan {
         &mut self,
         select: impl Fn(&str) -> Result<Vec<String>, String>,
     ) -> Result<(), PlanError> {
-        for t in self.tasks.iter_mut().chain(self.handlers.iter_mut()) {
+        let path = self.path.clone();
+        let mut failed = None;
+        self.each_task_mut(&mut |t| {
+            if failed.is_some() {
+                return;
+            }
             if let Some(pattern) = &t.targets {
-                let hosts = select(pattern).map_err(|e| {
-                    let what = format!("targets {pattern:?}: {e}");
-                    PlanError::at(&self.path, t.line, PlanErrorKind::Targets(what))
-                })?;
-                t.hosts = Some(hosts.into_iter().collect());
-            }
-        }
-        Ok(())
-    }
-
-    /// Cross-checks: handler names, template references, and the args of each op as a runner
-    /// would parse them (with placeholder values for what only a host can tell).
-    fn check(&mut self) -> Result<(), Located> {
-        let mut needs_facts = false;
-        for t in &self.tasks {
-            for n in &t.notify {
-                if !self.handlers.iter().any(|h| &h.name == n) {
-                    let what = format!("notify: no handler named {n:?}");
-                    return Err((t.line, PlanErrorKind::Task(what)));
+                match select(pattern) {
+                    Ok(hosts) => t.hosts = Some(hosts.into_iter().collect()),
+                    Err(e) => {
+                        let what = format!("targets {pattern:?}: {e}");
+                        failed = Some(PlanError::at(&path, t.line, PlanErrorKind::Targets(what)));
+                    }
                 }
             }
-        }
-        let mut secret_refs = Vec::new();
-        for t in self.tasks.iter().chain(&self.handlers) {
-            let ctx = Context::placeholder(&self.vars);
-            let mut refs = Vec::new();
-            let template = |e| (t.line, PlanErrorKind::Template(e));
-            let args = render_args(&t.args, &ctx, &mut refs).map_err(template)?;
-            // Secrets may reach a host in env, stdin or file content, never in a command line
-            // or a path: those show in `ps` and in every message about the task.
-            let exposed: Vec<String> = t
-                .args
-                .iter()
-                .filter(|(k, _)| !(t.op == "exec" && k.as_str() == "env"))
-                .flat_map(|(_, v)| {
-                    let mut r = Vec::new();
-                    let _ = render_value(v, &ctx, &mut r);
-                    r
-                })
-                .filter(|r| r.starts_with("secret."))
-                .collect();
-            if let Some(r) = exposed.first() {
-                let what = format!(
-                    "{{{{ {r} }}}} may go only in an exec task's env or stdin, or in file \
-                     content: a command line or a path is visible to every user of the host"
-                );
-                return Err((t.line, PlanErrorKind::Secret(what)));
-            }
-            // What a host reports is data: in a command line it must be quoted, or a host
-            // named `vm; touch /x #` runs `touch` on itself (as root, under --become).
-            if t.op == "exec" {
-                unquoted_host_value(&t.args, &ctx).map_err(template)?;
-            }
-            if let Some(Content::Inline(c)) = &t.content {
-                render(c, &ctx, &mut refs).map_err(template)?;
-            }
-            if let Some(i) = &t.stdin {
-                render(i, &ctx, &mut refs).map_err(template)?;
-            }
-            if let Some(w) = &t.when {
-                let mut when_refs = Vec::new();
-                condition(w, &ctx, &mut when_refs).map_err(|e| template(format!("when: {e}")))?;
-                if when_refs.iter().any(|r| r.starts_with("secret.")) {
-                    let what = "when: conditions cannot look at secrets".to_owned();
-                    return Err((t.line, PlanErrorKind::Secret(what)));
-                }
-                refs.extend(when_refs);
-            }
-            secret_refs.extend(
-                refs.iter()
-                    .filter_map(|r| r.strip_prefix("secret."))
-                    .map(|n| (n.trim_end_matches(QUOTED).to_owned(), t.line)),
-            );
-            needs_facts |= refs.iter().any(|r| r.starts_with("facts."));
-            op_from_args(&t.op, args).map_err(|e| (t.line, PlanErrorKind::Task(e)))?;
-            if t.op == "exec" {
-                t.limits
-                    .to_limits(std::env::consts::ARCH)
-                    .map_err(|e| (t.line, PlanErrorKind::Limits(format!("limits: {e}"))))?;
-            }
-        }
-        self.needs_facts = needs_facts;
-        self.secret_refs = secret_refs;
-        Ok(())
+        });
+        failed.map_or(Ok(()), Err)
     }
 
     /// Gives the plan its secrets; every `{{ secret.NAME }}` it uses must be among them.

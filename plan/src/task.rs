@@ -1,18 +1,130 @@
-//! One `[[task]]` or `[[handler]]` table read into a [`Task`]: its plan keys, its content, its
-//! `[limits]` (the same names and value forms as `wisp run`'s flags), and the op's args.
+//! The tasks of a plan: a task (an op with its args) or a block (tasks with `rescue` and
+//! `always`), each with the keys that say when and how it runs; and how one is read from a
+//! plan file's tree, every error naming its line.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use toml::Spanned;
 use wisp_protocol::ops::KNOWN_OPS;
 
-use super::{Content, Located, PlanErrorKind, RawTable, Task, line_of, scalar};
+use super::{Content, Located, PlanErrorKind};
+use crate::data::{Data, DataMap};
 use crate::limits::LimitArgs;
+use crate::limits_table::{limit_args, merge};
+use crate::source::{Src, SrcValue};
 
-/// Keys of a task that belong to the plan, not to the op's args.
+/// Ops the controller carries out itself, without a runner.
+pub const CONTROLLER_OPS: &[&str] = &["set_fact", "debug", "assert", "fail"];
+
+/// One entry of a task list.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Node {
+    /// An op.
+    Task(Box<Task>),
+    /// Tasks run together, with `rescue` when one fails and `always` after.
+    Block(Box<Block>),
+}
+
+impl Node {
+    /// Its line.
+    pub fn line(&self) -> usize {
+        match self {
+            Node::Task(t) => t.line,
+            Node::Block(b) => b.line,
+        }
+    }
+}
+
+/// A block: its tasks, and what runs when one fails (`rescue`) and after them (`always`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Block {
+    /// Its name, when given.
+    pub name: Option<String>,
+    /// What its tasks inherit: `when`, `tags`, `vars`, `ignore_errors`.
+    pub flow: Flow,
+    /// Its tasks.
+    pub body: Vec<Node>,
+    /// Run when a task of the body fails; a rescue that ends well clears the failure.
+    pub rescue: Vec<Node>,
+    /// Run after the body (and rescue), whatever became of them.
+    pub always: Vec<Node>,
+    /// Line in the plan file.
+    pub line: usize,
+}
+
+/// One task (or handler).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Task {
+    /// Its name (the op and line when not given).
+    pub name: String,
+    /// The op.
+    pub op: String,
+    /// The op's args as the plan gives them, templates not yet rendered.
+    pub args: DataMap,
+    /// `file.write` content, templates not yet rendered (when from `content`).
+    pub content: Option<Content>,
+    /// An exec task's stdin, a template (secrets may go here).
+    pub stdin: Option<String>,
+    /// Handlers to run at the end if this task changed something.
+    pub notify: Vec<String>,
+    /// Limits (exec), the plan's defaults merged in.
+    pub limits: LimitArgs,
+    /// A host pattern: the task runs only on the hosts it selects.
+    pub targets: Option<String>,
+    /// The hosts `targets` selects, once [`crate::Plan::select_task_hosts`] has resolved it.
+    pub hosts: Option<BTreeSet<String>>,
+    /// When and how it runs.
+    pub flow: Flow,
+    /// Line in the plan file, for messages.
+    pub line: usize,
+}
+
+/// The keys that say when and how a task runs (a block has the first four).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Flow {
+    /// Conditions, all of which must hold (Jinja expressions yielding a boolean).
+    pub when: Vec<String>,
+    /// Tags, for `--tags` and `--skip-tags`.
+    pub tags: Vec<String>,
+    /// Vars for this task (or block) alone.
+    pub vars: DataMap,
+    /// A failure does not stop the host.
+    pub ignore_errors: bool,
+    /// A list (or a template that yields one, or a map) to run the task once per item of.
+    pub loop_over: Option<Data>,
+    /// The name each item has (`item`).
+    pub loop_var: String,
+    /// What an item is called in the output (a template), instead of the whole item.
+    pub loop_label: Option<String>,
+    /// The name the item's index has, when asked for.
+    pub index_var: Option<String>,
+    /// The var the task's result is kept in, for later tasks on the host.
+    pub register: Option<String>,
+    /// When it counts as changed: conditions that replace the op's own answer.
+    pub changed_when: Vec<String>,
+    /// When it counts as failed: conditions that replace the op's own answer.
+    pub failed_when: Vec<String>,
+    /// Run again until these hold (with `retries` and `delay`).
+    pub until: Vec<String>,
+    /// Attempts after the first, with `until`.
+    pub retries: u32,
+    /// Seconds between attempts, with `until`.
+    pub delay_s: f64,
+    /// An exec task that does not run when this path exists.
+    pub creates: Option<String>,
+    /// An exec task that does not run when this path does not exist.
+    pub removes: Option<String>,
+    /// `Some(false)`: runs for real even in check mode (a command that only reads);
+    /// `Some(true)`: always in check mode.
+    pub check_mode: Option<bool>,
+}
+
+/// Keys a task may have besides its op's args.
 const TASK_KEYS: &[&str] = &[
     "name",
     "op",
+    "args",
     "when",
     "notify",
     "limits",
@@ -20,82 +132,234 @@ const TASK_KEYS: &[&str] = &[
     "content",
     "content_file",
     "changed_when",
+    "failed_when",
     "targets",
     "stdin",
+    "loop",
+    "loop_control",
+    "register",
+    "until",
+    "retries",
+    "delay",
+    "creates",
+    "removes",
+    "check_mode",
+    "tags",
+    "vars",
+];
+
+/// Keys a block may have.
+const BLOCK_KEYS: &[&str] = &[
+    "name",
+    "block",
+    "rescue",
+    "always",
+    "when",
+    "tags",
+    "vars",
+    "ignore_errors",
 ];
 
 /// A task or handler that is not whole, at `line`.
-fn task_error(line: usize, what: impl Into<String>) -> Located {
+pub(crate) fn task_error(line: usize, what: impl Into<String>) -> Located {
     (line, PlanErrorKind::Task(what.into()))
 }
 
-/// One task table's keys, each read with the line it is on.
+/// What a plan's task lists are read with: the plan's folder and default limits.
+pub(crate) struct Reader<'a> {
+    pub(crate) base: &'a Path,
+    pub(crate) defaults: &'a LimitArgs,
+}
+
+/// One table's keys, each read with the line it is on.
 struct Keys<'a> {
-    table: &'a RawTable,
-    text: &'a str,
-    /// The table's own line.
-    line: usize,
+    src: &'a Src,
 }
 
 impl Keys<'_> {
     fn line(&self, k: &str) -> usize {
-        self.table
-            .get(k)
-            .map_or(self.line, |v| line_of(self.text, v.span().start))
+        self.src.get(k).map_or(self.src.line, |v| v.line)
     }
 
     fn string(&self, k: &str) -> Result<Option<String>, Located> {
-        match self.table.get(k).map(Spanned::get_ref) {
+        match self.src.get(k) {
             None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(task_error(self.line(k), format!("{k} must be a string"))),
+            Some(v) => match v.as_str() {
+                Some(s) => Ok(Some(s.to_owned())),
+                None => Err(task_error(v.line, format!("{k} must be text"))),
+            },
         }
     }
 
     fn boolean(&self, k: &str) -> Result<Option<bool>, Located> {
-        match self.table.get(k).map(Spanned::get_ref) {
+        match self.src.get(k).map(|v| (v.line, &v.value)) {
             None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(_) => Err(task_error(
-                self.line(k),
-                format!("{k} must be true or false"),
-            )),
+            Some((_, SrcValue::Scalar(Data::Bool(b)))) => Ok(Some(*b)),
+            Some((line, _)) => Err(task_error(line, format!("{k} must be true or false"))),
         }
     }
 
-    /// `notify`: one handler's name, or a list of them.
-    fn notify(&self) -> Result<Vec<String>, Located> {
-        let bad = || task_error(self.line("notify"), "notify must name handlers");
-        match self.table.get("notify").map(Spanned::get_ref) {
+    /// Text or a list of texts (`notify`, `tags`).
+    fn names(&self, k: &str) -> Result<Vec<String>, Located> {
+        let bad = |line| task_error(line, format!("{k} must be a name or a list of names"));
+        match self.src.get(k) {
             None => Ok(Vec::new()),
-            Some(toml::Value::String(s)) => Ok(vec![s.clone()]),
-            Some(toml::Value::Array(a)) => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(bad),
-            Some(_) => Err(bad()),
+            Some(v) => match (&v.value, v.as_list()) {
+                (SrcValue::Scalar(Data::Str(s)), _) => Ok(vec![s.clone()]),
+                (_, Some(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| bad(i.line)))
+                    .collect(),
+                _ => Err(bad(v.line)),
+            },
         }
+    }
+
+    /// A condition key: a boolean, one expression, or a list of them (all must hold).
+    fn conditions(&self, k: &str) -> Result<Vec<String>, Located> {
+        let one = |v: &Src| match &v.value {
+            SrcValue::Scalar(Data::Str(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            SrcValue::Scalar(Data::Bool(b)) => Ok(b.to_string()),
+            _ => Err(task_error(
+                v.line,
+                format!("{k} must be an expression, true or false, or a list of expressions"),
+            )),
+        };
+        match self.src.get(k) {
+            None => Ok(Vec::new()),
+            Some(v) => match v.as_list() {
+                Some(items) => items.iter().map(one).collect(),
+                None => Ok(vec![one(v)?]),
+            },
+        }
+    }
+
+    /// `vars`: a map of any values.
+    fn vars(&self) -> Result<DataMap, Located> {
+        match self.src.get("vars") {
+            None => Ok(DataMap::new()),
+            Some(v) => match v.to_data() {
+                Data::Map(m) => Ok(m),
+                _ => Err(task_error(
+                    v.line,
+                    "vars must be a table of names and values",
+                )),
+            },
+        }
+    }
+
+    fn unknown(&self, allowed: &[&str], what: &str) -> Result<(), Located> {
+        for (k, v) in self.src.as_map().unwrap_or_default() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(task_error(v.line, format!("{what} has no key {k:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// A list of tasks (`[[task]]`, a block's `block`, `rescue` or `always`).
+    pub(crate) fn nodes(&self, list: &Src, kind: &str) -> Result<Vec<Node>, Located> {
+        let items = list
+            .as_list()
+            .ok_or_else(|| task_error(list.line, format!("{kind} must be a list of tables")))?;
+        items.iter().map(|t| self.node(t, kind)).collect()
+    }
+
+    fn node(&self, src: &Src, kind: &str) -> Result<Node, Located> {
+        if src.as_map().is_none() {
+            return Err(task_error(src.line, format!("a {kind} must be a table")));
+        }
+        if src.get("block").is_some() {
+            return self.block(src).map(|b| Node::Block(Box::new(b)));
+        }
+        self.task(src, kind).map(|t| Node::Task(Box::new(t)))
+    }
+
+    fn block(&self, src: &Src) -> Result<Block, Located> {
+        let keys = Keys { src };
+        keys.unknown(BLOCK_KEYS, "a block")?;
+        let list = |k: &str| match src.get(k) {
+            Some(l) => self.nodes(l, k),
+            None => Ok(Vec::new()),
+        };
+        Ok(Block {
+            name: keys.string("name")?,
+            flow: Flow {
+                when: keys.conditions("when")?,
+                tags: keys.names("tags")?,
+                vars: keys.vars()?,
+                ignore_errors: keys.boolean("ignore_errors")?.unwrap_or(false),
+                ..Flow::default()
+            },
+            body: list("block")?,
+            rescue: list("rescue")?,
+            always: list("always")?,
+            line: src.line,
+        })
+    }
+
+    /// One task table.
+    pub(crate) fn task(&self, src: &Src, kind: &str) -> Result<Task, Located> {
+        let line = src.line;
+        let keys = Keys { src };
+        let op = keys
+            .string("op")?
+            .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
+        if !KNOWN_OPS.contains(&op.as_str()) && !CONTROLLER_OPS.contains(&op.as_str()) {
+            let known = [KNOWN_OPS, CONTROLLER_OPS].concat().join(", ");
+            return Err(task_error(
+                keys.line("op"),
+                format!("unknown op {op:?} (known: {known})"),
+            ));
+        }
+        let name = keys
+            .string("name")?
+            .unwrap_or_else(|| format!("{op} (line {line})"));
+        let content = self.content(&keys, &op)?;
+        let limits = self.limits(&keys, &op)?;
+        let stdin = keys.string("stdin")?;
+        if stdin.is_some() && op != "exec" {
+            return Err(task_error(
+                keys.line("stdin"),
+                format!("{op} takes no stdin"),
+            ));
+        }
+        let flow = flow(&keys, &op)?;
+        Ok(Task {
+            name,
+            args: op_args(&keys, &op)?,
+            content,
+            stdin,
+            notify: keys.names("notify")?,
+            limits,
+            targets: keys.string("targets")?,
+            hosts: None,
+            flow,
+            line,
+            op,
+        })
     }
 
     /// `content` or `content_file` (read now, relative to the plan), for `file.write` only.
-    fn content(&self, op: &str, base: &Path) -> Result<Option<Content>, Located> {
-        let content = match (self.string("content")?, self.string("content_file")?) {
+    fn content(&self, keys: &Keys<'_>, op: &str) -> Result<Option<Content>, Located> {
+        let content = match (keys.string("content")?, keys.string("content_file")?) {
             (Some(_), Some(_)) => {
                 return Err(task_error(
-                    self.line,
+                    keys.src.line,
                     "give content or content_file, not both",
                 ));
             }
             (Some(c), None) => Some(Content::Inline(c)),
             (None, Some(f)) => {
-                let p = base.join(&f);
+                let p = self.base.join(&f);
                 let file = super::FileAt::read(&p).map_err(|e| {
                     let kind = PlanErrorKind::ContentFile {
                         path: p.clone(),
                         source: e,
                     };
-                    (self.line("content_file"), kind)
+                    (keys.line("content_file"), kind)
                 })?;
                 Some(Content::FileAt(file))
             }
@@ -103,197 +367,161 @@ impl Keys<'_> {
         };
         if op == "file.write" && content.is_none() {
             return Err(task_error(
-                self.line,
+                keys.src.line,
                 "file.write needs content or content_file",
             ));
         }
         if op != "file.write" && content.is_some() {
-            return Err(task_error(self.line, format!("{op} takes no content")));
+            return Err(task_error(keys.src.line, format!("{op} takes no content")));
         }
         Ok(content)
     }
 
     /// The plan's default limits, with the task's own `limits` (exec only) merged in.
-    fn limits(&self, op: &str, defaults: &LimitArgs) -> Result<LimitArgs, Located> {
-        let Some(l) = self.table.get("limits") else {
-            return Ok(defaults.clone());
+    fn limits(&self, keys: &Keys<'_>, op: &str) -> Result<LimitArgs, Located> {
+        let Some(l) = keys.src.get("limits") else {
+            return Ok(self.defaults.clone());
         };
         if op != "exec" {
             return Err(task_error(
-                self.line("limits"),
+                l.line,
                 format!("limits apply to exec, not {op}"),
             ));
         }
-        let own = limit_args(l.get_ref()).map_err(|e| {
-            (
-                self.line("limits"),
-                PlanErrorKind::Limits(format!("limits: {e}")),
-            )
-        })?;
-        Ok(merge(defaults.clone(), own))
-    }
-
-    /// The op's own args: every key that is not a plan key.
-    fn op_args(&self) -> toml::Table {
-        let mut args = toml::Table::new();
-        for (k, v) in self.table {
-            if TASK_KEYS.contains(&k.as_str()) {
-                continue;
-            }
-            let value = match v.get_ref() {
-                // `mode = 0o644` reads as a number; the op wants octal text.
-                toml::Value::Integer(n) if k == "mode" && *n >= 0 => {
-                    toml::Value::String(format!("{n:04o}"))
-                }
-                other => other.clone(),
-            };
-            args.insert(k.clone(), value);
-        }
-        args
+        let table = l.to_data().to_toml().unwrap_or(toml::Value::Boolean(false));
+        let own = limit_args(&table)
+            .map_err(|e| (l.line, PlanErrorKind::Limits(format!("limits: {e}"))))?;
+        Ok(merge(self.defaults.clone(), own))
     }
 }
 
-pub(super) fn read_task(
-    t: &Spanned<RawTable>,
-    kind: &str,
-    text: &str,
-    base: &Path,
-    defaults: &LimitArgs,
-) -> Result<Task, Located> {
-    let line = line_of(text, t.span().start);
-    let keys = Keys {
-        table: t.get_ref(),
-        text,
-        line,
+/// The keys that say when and how a task runs.
+fn flow(keys: &Keys<'_>, op: &str) -> Result<Flow, Located> {
+    let mut flow = Flow {
+        when: keys.conditions("when")?,
+        tags: keys.names("tags")?,
+        vars: keys.vars()?,
+        ignore_errors: keys.boolean("ignore_errors")?.unwrap_or(false),
+        loop_over: keys.src.get("loop").map(Src::to_data),
+        loop_var: "item".to_owned(),
+        register: keys.string("register")?,
+        changed_when: keys.conditions("changed_when")?,
+        failed_when: keys.conditions("failed_when")?,
+        until: keys.conditions("until")?,
+        creates: keys.string("creates")?,
+        removes: keys.string("removes")?,
+        check_mode: keys.boolean("check_mode")?,
+        ..Flow::default()
     };
-    let op = keys
-        .string("op")?
-        .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
-    if !KNOWN_OPS.contains(&op.as_str()) {
-        return Err(task_error(
-            keys.line("op"),
-            format!("unknown op {op:?} (known: {})", KNOWN_OPS.join(", ")),
-        ));
-    }
-    // Read in the order the keys' errors have always been reported.
-    let name = keys
-        .string("name")?
-        .unwrap_or_else(|| format!("{op} (line {line})"));
-    let notify = keys.notify()?;
-    let ignore_errors = keys.boolean("ignore_errors")?.unwrap_or(false);
-    let changed_when = keys.boolean("changed_when")?;
-    let content = keys.content(&op, base)?;
-    let limits = keys.limits(&op, defaults)?;
-    let stdin = keys.string("stdin")?;
-    if stdin.is_some() && op != "exec" {
-        return Err(task_error(
-            keys.line("stdin"),
-            format!("{op} takes no stdin"),
-        ));
-    }
-    Ok(Task {
-        name,
-        args: keys.op_args(),
-        content,
-        when: keys.string("when")?,
-        notify,
-        limits,
-        ignore_errors,
-        changed_when,
-        targets: keys.string("targets")?,
-        hosts: None,
-        stdin,
-        line,
-        op,
-    })
-}
-
-/// A `[limits]` table, with the same names and value forms as `wisp run`'s flags.
-pub(super) fn limit_args(v: &toml::Value) -> Result<LimitArgs, String> {
-    let table = v.as_table().ok_or("expected a table")?;
-    let mut a = LimitArgs::default();
-    for (k, v) in table {
-        let text = || scalar(v).ok_or(format!("{k} must be a string or number"));
-        let list = || -> Result<Vec<String>, String> {
-            match v {
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_owned))
-                    .collect::<Option<_>>()
-                    .ok_or(format!("{k} must list paths")),
-                toml::Value::String(s) => Ok(vec![s.clone()]),
-                _ => Err(format!("{k} must list paths")),
+    if let Some(c) = keys.src.get("loop_control") {
+        let bad = |line, what: &str| task_error(line, format!("loop_control: {what}"));
+        for (k, v) in c.as_map().ok_or_else(|| bad(c.line, "must be a table"))? {
+            let text = v.as_str().ok_or_else(|| bad(v.line, "values are names"))?;
+            match k.as_str() {
+                "loop_var" => flow.loop_var = text.to_owned(),
+                "label" => flow.loop_label = Some(text.to_owned()),
+                "index_var" => flow.index_var = Some(text.to_owned()),
+                other => {
+                    return Err(bad(
+                        v.line,
+                        &format!("no key {other:?} (loop_var, label, index_var)"),
+                    ));
+                }
             }
-        };
-        let ports = || -> Result<Vec<u16>, String> {
-            let items = match v {
-                toml::Value::Array(items) => items.clone(),
-                other => vec![other.clone()],
-            };
-            items
-                .iter()
-                .map(|i| i.as_integer().and_then(|p| u16::try_from(p).ok()))
-                .collect::<Option<_>>()
-                .ok_or(format!("{k} must list TCP ports"))
-        };
-        let flag = || v.as_bool().ok_or(format!("{k} must be true or false"));
-        let named = |e: String| format!("{k}: {e}");
-        match k.as_str() {
-            "timeout" => {
-                a.timeout = Some(crate::quantity::parse_duration(&text()?).map_err(named)?)
-            }
-            "memory" => a.memory = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
-            "cpus" => a.cpus = Some(crate::quantity::parse_cpus(&text()?).map_err(named)?),
-            "pids" => a.pids = Some(crate::quantity::parse_count(&text()?).map_err(named)?),
-            "ro" => a.ro = list()?,
-            "rw" => a.rw = list()?,
-            "exec" => a.exec = list()?,
-            "no_system_paths" => a.no_system_paths = flag()?,
-            "allow_connect" => a.allow_connect = ports()?,
-            "allow_bind" => a.allow_bind = ports()?,
-            "no_net" => a.no_net = flag()?,
-            "private_tmp" => a.private_tmp = flag()?,
-            "pid_ns" => a.pid_ns = flag()?,
-            "seccomp" => a.seccomp = Some(text()?),
-            "nofile" => a.nofile = Some(crate::quantity::parse_count(&text()?).map_err(named)?),
-            "fsize" => a.fsize = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
-            "core" => a.core = Some(crate::quantity::parse_size(&text()?).map_err(named)?),
-            "sandbox" => a.sandbox = Some(crate::quantity::parse_mode(&text()?).map_err(named)?),
-            other => return Err(format!("unknown limit {other:?}")),
+        }
+        if flow.loop_over.is_none() {
+            return Err(bad(c.line, "without a loop"));
         }
     }
-    Ok(a)
+    let number = |k: &str| match keys.src.get(k).map(|v| (v.line, &v.value)) {
+        None => Ok(None),
+        Some((_, SrcValue::Decimal(n))) if *n >= 0 => Ok(Some(*n as f64)),
+        Some((_, SrcValue::Scalar(Data::Float(f)))) if *f >= 0.0 => Ok(Some(*f)),
+        Some((line, _)) => Err(task_error(
+            line,
+            format!(
+                "{k} must be a number of {}",
+                if k == "delay" { "seconds" } else { "attempts" }
+            ),
+        )),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked >= 0 above
+    let retries = number("retries")?.map(|n| n.min(1e6) as u32);
+    flow.delay_s = number("delay")?.unwrap_or(5.0);
+    flow.retries = retries.unwrap_or(if flow.until.is_empty() { 0 } else { 3 });
+    if (retries.is_some() || keys.src.get("delay").is_some()) && flow.until.is_empty() {
+        return Err(task_error(
+            keys.line("retries"),
+            "retries and delay go with until",
+        ));
+    }
+    if (flow.creates.is_some() || flow.removes.is_some()) && op != "exec" {
+        return Err(task_error(
+            keys.line("creates"),
+            format!("creates and removes go with exec, not {op}"),
+        ));
+    }
+    Ok(flow)
 }
 
-/// The task's own limits over the plan's defaults.
-fn merge(base: LimitArgs, own: LimitArgs) -> LimitArgs {
-    let pick_vec = |a: Vec<String>, b: Vec<String>| if b.is_empty() { a } else { b };
-    LimitArgs {
-        timeout: own.timeout.or(base.timeout),
-        memory: own.memory.or(base.memory),
-        cpus: own.cpus.or(base.cpus),
-        pids: own.pids.or(base.pids),
-        ro: pick_vec(base.ro, own.ro),
-        rw: pick_vec(base.rw, own.rw),
-        exec: pick_vec(base.exec, own.exec),
-        no_system_paths: own.no_system_paths || base.no_system_paths,
-        allow_connect: if own.allow_connect.is_empty() {
-            base.allow_connect
-        } else {
-            own.allow_connect
-        },
-        allow_bind: if own.allow_bind.is_empty() {
-            base.allow_bind
-        } else {
-            own.allow_bind
-        },
-        no_net: own.no_net || base.no_net,
-        private_tmp: own.private_tmp || base.private_tmp,
-        pid_ns: own.pid_ns || base.pid_ns,
-        seccomp: own.seccomp.or(base.seccomp),
-        nofile: own.nofile.or(base.nofile),
-        fsize: own.fsize.or(base.fsize),
-        core: own.core.or(base.core),
-        sandbox: own.sandbox.or(base.sandbox),
+/// The op's own args: the `args` table, and any key that is not a task key. A task's
+/// `name` is always its display name, never an arg.
+fn op_args(keys: &Keys<'_>, op: &str) -> Result<DataMap, Located> {
+    let mut args = DataMap::new();
+    let mut put = |k: &str, v: &Src| -> Result<(), Located> {
+        if k == "mode" && matches!(v.value, SrcValue::Decimal(_)) {
+            let SrcValue::Decimal(n) = v.value else {
+                unreachable!()
+            };
+            return Err(task_error(
+                v.line,
+                format!(
+                    "mode = {n} is a decimal number (octal {n:o}); write the octal mode as text, \
+                     mode = \"0{n}\", or as a TOML octal, mode = 0o{n}"
+                ),
+            ));
+        }
+        let value = match (&v.value, k) {
+            // `mode = 0o644` reads as a number; the op wants octal text.
+            (SrcValue::Scalar(Data::Int(n)), "mode") if *n >= 0 => Data::Str(format!("{n:04o}")),
+            _ => v.to_data(),
+        };
+        if args.insert(k.to_owned(), value).is_some() {
+            return Err(task_error(
+                v.line,
+                format!("{k} is given twice (in args and as a key)"),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(table) = keys.src.get("args") {
+        let entries = table
+            .as_map()
+            .ok_or_else(|| task_error(table.line, "args must be a table"))?;
+        for (k, v) in entries {
+            put(k, v)?;
+        }
     }
+    for (k, v) in keys.src.as_map().unwrap_or_default() {
+        if !TASK_KEYS.contains(&k.as_str()) {
+            put(k, v)?;
+        }
+    }
+    let needs_name = op == "pkg.ensure" || op.starts_with("service.");
+    if needs_name && !args.contains_key("name") {
+        let example = keys.string("name")?.unwrap_or_else(|| "NAME".to_owned());
+        let what = if op == "pkg.ensure" {
+            "package"
+        } else {
+            "service"
+        };
+        return Err(task_error(
+            keys.src.line,
+            format!(
+                "{op} needs the {what}'s name in its args: a task's own `name` is its display \
+                 name. Write args = {{ name = {example:?} }}"
+            ),
+        ));
+    }
+    Ok(args)
 }

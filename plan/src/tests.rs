@@ -1,4 +1,4 @@
-//! Plans parsed, checked and rendered.
+//! Plans parsed and checked.
 
 use super::*;
 
@@ -34,48 +34,12 @@ argv = ["true"]
 "#,
     )
     .unwrap();
-    assert_eq!(p.tasks.len(), 2);
-    assert_eq!(p.tasks[0].args["mode"].as_str(), Some("0644"));
-    assert_eq!(p.tasks[1].name, "exec (line 13)");
+    let tasks = p.all_tasks();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0].args["mode"].as_str(), Some("0644"));
+    assert_eq!(tasks[1].name, "exec (line 13)");
     assert!(p.needs_facts);
-    assert_eq!(p.tasks[1].limits.memory, Some(64 << 20));
-}
-
-#[test]
-fn templates_and_conditions() {
-    let mut vars = BTreeMap::new();
-    vars.insert("app".to_owned(), "demo".to_owned());
-    let mut host = BTreeMap::new();
-    host.insert("port".to_owned(), "81".to_owned());
-    let facts: wisp_protocol::ops::Facts = serde_json::from_str(
-        r#"{
-        "os_id": "debian", "os_version": "13", "os_pretty": "", "kernel": "6.18",
-        "arch": "x86_64", "hostname": "web1", "cpus": 2, "mem_total_kb": 1024,
-        "caps": {
-            "landlock": {"abi": 7, "status": "enabled"},
-            "seccomp": {"filter": true, "already_filtered": false},
-            "cgroup": {"mode": "hybrid", "writable": true, "detail": ""}
-        },
-        "init": "sysv", "pkg_manager": "apt"
-    }"#,
-    )
-    .unwrap();
-    let ctx = Context::for_host(&vars, "web1", &host, Some(&facts));
-    let mut refs = Vec::new();
-    assert_eq!(
-        render(
-            "{{app}}:{{ host.port }}@{{ host.name }}/{{ facts.cpus }}",
-            &ctx,
-            &mut refs
-        )
-        .unwrap(),
-        "demo:81@web1/2"
-    );
-    assert!(condition("facts.os_id == \"debian\"", &ctx, &mut refs).unwrap());
-    assert!(!condition("not app", &ctx, &mut refs).unwrap());
-    assert!(condition("facts.os_id != \"alpine\"", &ctx, &mut refs).unwrap());
-    assert!(render("{{ nope }}", &ctx, &mut refs).is_err());
-    assert!(render("{{ app", &ctx, &mut refs).is_err());
+    assert_eq!(tasks[1].limits.memory, Some(64 << 20));
 }
 
 #[test]

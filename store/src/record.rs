@@ -103,6 +103,9 @@ pub struct PlanRun {
 pub struct TaskLine {
     pub host: String,
     pub task: String,
+    /// The loop item it ran for (its label), when the task loops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
     pub op: String,
     /// Its line in the plan.
     pub line: usize,

@@ -9,7 +9,7 @@
 //! ([`super::events::ENVELOPE_FORMAT`]) version these shapes: a worker or controller refuses a
 //! version it does not know rather than guess.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use wisp_protocol::sandbox::SandboxMode;
 
 use wisp_events::{Event, HostOutcome, HostResult};
 use wisp_plan::limits::LimitArgs;
-use wisp_plan::{Content, Plan, Task};
+use wisp_plan::{Block, Content, DataMap, Flow, Node, Plan, Task};
 
 /// A job, as it travels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,12 +45,35 @@ pub struct PlanSpec {
     pub name: String,
     /// SHA-256 of its text.
     pub hash: String,
-    pub vars: BTreeMap<String, String>,
-    pub tasks: Vec<TaskSpec>,
+    /// Vars, any value (a text may be a template).
+    pub vars: DataMap,
+    /// Extra vars (`-e`).
+    pub extra_vars: DataMap,
+    pub tasks: Vec<NodeSpec>,
     pub handlers: Vec<TaskSpec>,
     pub needs_facts: bool,
     /// Each `{{ secret.NAME }}` it uses, with its line.
     pub secret_refs: Vec<(String, usize)>,
+}
+
+/// One entry of a task list, as it travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeSpec {
+    Task(Box<TaskSpec>),
+    Block(Box<BlockSpec>),
+}
+
+/// A block, as it travels. Its `flow` (conditions, loops, register...) is the plan model's
+/// own plain data: it travels as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockSpec {
+    pub name: Option<String>,
+    pub flow: Flow,
+    pub body: Vec<NodeSpec>,
+    pub rescue: Vec<NodeSpec>,
+    pub always: Vec<NodeSpec>,
+    pub line: usize,
 }
 
 /// One task, as it travels.
@@ -58,14 +81,13 @@ pub struct PlanSpec {
 pub struct TaskSpec {
     pub name: String,
     pub op: String,
-    /// The op's args as the plan gave them (templates not rendered), as a JSON object.
-    pub args: serde_json::Map<String, serde_json::Value>,
+    /// The op's args as the plan gave them (templates not rendered).
+    pub args: DataMap,
     pub content: Option<ContentSpec>,
-    pub when: Option<String>,
     pub notify: Vec<String>,
     pub limits: LimitSpec,
-    pub ignore_errors: bool,
-    pub changed_when: Option<bool>,
+    /// When and how it runs.
+    pub flow: Flow,
     /// Its own host pattern, and the hosts it selected, when it has one.
     pub targets: Option<String>,
     pub hosts: Option<BTreeSet<String>>,
@@ -175,7 +197,8 @@ impl PlanSpec {
         Ok(PlanSpec {
             hash: plan.hash.clone(),
             vars: plan.vars.clone(),
-            tasks: tasks(&plan.tasks)?,
+            extra_vars: plan.extra_vars.clone(),
+            tasks: nodes_out(&plan.tasks).map_err(|e| format!("{name}:{e}"))?,
             handlers: tasks(&plan.handlers)?,
             needs_facts: plan.needs_facts,
             secret_refs: plan.secret_refs.clone(),
@@ -192,7 +215,8 @@ impl PlanSpec {
             path: PathBuf::from(self.name),
             hash: self.hash,
             vars: self.vars,
-            tasks: tasks(self.tasks)?,
+            extra_vars: self.extra_vars,
+            tasks: nodes_in(self.tasks)?,
             handlers: tasks(self.handlers)?,
             needs_facts: self.needs_facts,
             targets: None,
@@ -205,11 +229,6 @@ impl PlanSpec {
 
 impl TaskSpec {
     fn from_task(t: &Task) -> Result<TaskSpec, String> {
-        let args = match serde_json::to_value(&t.args) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => return Err("args are not a table".into()),
-            Err(e) => return Err(format!("args: {e}")),
-        };
         let content = match &t.content {
             None => None,
             Some(Content::Inline(text)) => Some(ContentSpec::Inline(text.clone())),
@@ -249,13 +268,11 @@ impl TaskSpec {
         Ok(TaskSpec {
             name: t.name.clone(),
             op: t.op.clone(),
-            args,
+            args: t.args.clone(),
             content,
-            when: t.when.clone(),
             notify: t.notify.clone(),
             limits,
-            ignore_errors: t.ignore_errors,
-            changed_when: t.changed_when,
+            flow: t.flow.clone(),
             targets: t.targets.clone(),
             hosts: t.hosts.clone(),
             stdin: t.stdin.clone(),
@@ -267,8 +284,6 @@ impl TaskSpec {
         let line = self.line;
         let bad =
             |what: &str, e: &dyn std::fmt::Display| format!("task at line {line}: {what}: {e}");
-        let args: toml::Table = serde_json::from_value(serde_json::Value::Object(self.args))
-            .map_err(|e| bad("args", &e))?;
         let content = match self.content {
             None => None,
             Some(ContentSpec::Inline(text)) => Some(Content::Inline(text)),
@@ -308,19 +323,55 @@ impl TaskSpec {
         Ok(Task {
             name: self.name,
             op: self.op,
-            args,
+            args: self.args,
             content,
-            when: self.when,
             notify: self.notify,
             limits,
-            ignore_errors: self.ignore_errors,
-            changed_when: self.changed_when,
+            flow: self.flow,
             targets: self.targets,
             hosts: self.hosts,
             stdin: self.stdin,
             line,
         })
     }
+}
+
+/// A task list as it travels (a file's bytes read in, each error naming its line).
+fn nodes_out(nodes: &[Node]) -> Result<Vec<NodeSpec>, String> {
+    nodes
+        .iter()
+        .map(|n| match n {
+            Node::Task(t) => TaskSpec::from_task(t)
+                .map(|t| NodeSpec::Task(Box::new(t)))
+                .map_err(|e| format!("{}: {e}", t.line)),
+            Node::Block(b) => Ok(NodeSpec::Block(Box::new(BlockSpec {
+                name: b.name.clone(),
+                flow: b.flow.clone(),
+                body: nodes_out(&b.body)?,
+                rescue: nodes_out(&b.rescue)?,
+                always: nodes_out(&b.always)?,
+                line: b.line,
+            }))),
+        })
+        .collect()
+}
+
+/// A task list again, where it runs.
+fn nodes_in(nodes: Vec<NodeSpec>) -> Result<Vec<Node>, String> {
+    nodes
+        .into_iter()
+        .map(|n| match n {
+            NodeSpec::Task(t) => t.into_task().map(|t| Node::Task(Box::new(t))),
+            NodeSpec::Block(b) => Ok(Node::Block(Box::new(Block {
+                name: b.name,
+                flow: b.flow,
+                body: nodes_in(b.body)?,
+                rescue: nodes_in(b.rescue)?,
+                always: nodes_in(b.always)?,
+                line: b.line,
+            }))),
+        })
+        .collect()
 }
 
 impl From<&HostResult> for HostEnd {

@@ -18,7 +18,7 @@ use wisp_events::{Emit, Event, HostOutcome, HostResult, Sink};
 
 use crate::fleet::{Fanned, Target};
 use crate::jobs::Job;
-use crate::jobs::apply::ApplyOptions;
+use crate::jobs::apply::{ApplyOptions, Compiled};
 use crate::report::Reporter;
 use crate::rollout::Rollout;
 
@@ -45,6 +45,7 @@ pub fn work_of(job: &Job) -> Result<Work, String> {
             plan,
             options,
             resume,
+            ..
         } => {
             if resume.is_some() {
                 return Err("--from-failed-task does not combine with --nats yet".into());
@@ -72,16 +73,21 @@ pub fn job_of(work: Work, secrets: wisp_secrets::SecretValues) -> Result<Job, St
         },
         Work::Facts => Job::Facts,
         Work::Ping => Job::Ping,
-        Work::Plan { plan, options } => Job::Plan {
-            plan: Arc::new(plan.into_plan(secrets)?),
-            options: ApplyOptions {
-                check: options.check,
-                diff: options.diff,
-                drift: options.drift,
-                facts_ttl: options.facts_ttl_ms.map(Duration::from_millis),
-            },
-            resume: None,
-        },
+        Work::Plan { plan, options } => {
+            let plan = plan.into_plan(secrets)?;
+            let compiled = Compiled::new(&plan).map_err(|e| e.to_string())?;
+            Job::Plan {
+                plan: Arc::new(plan),
+                compiled: Arc::new(compiled),
+                options: ApplyOptions {
+                    check: options.check,
+                    diff: options.diff,
+                    drift: options.drift,
+                    facts_ttl: options.facts_ttl_ms.map(Duration::from_millis),
+                },
+                resume: None,
+            }
+        }
     })
 }
 

@@ -23,6 +23,24 @@ env = { LANG = "C", DEPTH = "3" }
 when = 'app == "demo"'
 limits = { memory = "64M", timeout = "5s", ro = ["/etc"], seccomp = "strict" }
 
+[[task]]
+name = "guarded"
+tags = ["web"]
+vars = { site = { name = "a", ports = [80, 443] } }
+
+[[task.block]]
+name = "each port"
+op = "exec"
+argv = ["echo", "{{ item }}"]
+loop = "{{ site.ports }}"
+loop_control = { label = "{{ item }}" }
+register = "echoed"
+changed_when = false
+
+[[task.rescue]]
+op = "debug"
+msg = "rescued {{ echoed.results | length }}"
+
 [[handler]]
 name = "reload"
 op = "exec"
@@ -34,6 +52,7 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
     let plan = Plan::parse(PLAN, std::path::Path::new("site.toml")).unwrap();
     let job = Job::Plan {
         plan: Arc::new(plan.clone()),
+        compiled: Arc::new(Compiled::new(&plan).unwrap()),
         options: ApplyOptions {
             check: true,
             diff: false,
@@ -59,23 +78,11 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
     assert!(options.check && options.facts_ttl == Some(Duration::from_secs(60)));
     assert_eq!(back.hash, plan.hash);
     assert_eq!(back.vars, plan.vars);
-    for (a, b) in back
-        .tasks
-        .iter()
-        .chain(&back.handlers)
-        .zip(plan.tasks.iter().chain(&plan.handlers))
-    {
-        assert_eq!(a.name, b.name);
-        assert_eq!(a.args, b.args, "{}", a.name);
-        assert_eq!(a.when, b.when);
-        assert_eq!(a.line, b.line);
-        assert_eq!(
-            format!("{:?}", a.limits),
-            format!("{:?}", b.limits),
-            "{}",
-            a.name
-        );
-    }
+    // Every task, block, loop and condition arrives as it left.
+    let json = |v: &dyn erased::Json| v.json();
+    assert_eq!(json(&back.tasks), json(&plan.tasks));
+    assert_eq!(json(&back.handlers), json(&plan.handlers));
+    assert_eq!(back.all_tasks().len(), 5);
 }
 
 #[test]
@@ -85,8 +92,9 @@ fn a_job_that_reads_this_machine_does_not_travel() {
         std::path::Path::new("p.toml"),
     )
     .unwrap();
-    plan.tasks[0].limits.seccomp = Some("filter-{arch}.json".into());
+    plan.each_task_mut(&mut |t| t.limits.seccomp = Some("filter-{arch}.json".into()));
     let job = Job::Plan {
+        compiled: Arc::new(Compiled::new(&plan).unwrap()),
         plan: Arc::new(plan),
         options: ApplyOptions {
             check: false,
@@ -98,4 +106,17 @@ fn a_job_that_reads_this_machine_does_not_travel() {
     };
     let e = work_of(&job).unwrap_err();
     assert!(e.contains("p.toml:1: a seccomp file"), "{e}");
+}
+
+/// Values compared by their JSON.
+mod erased {
+    pub(super) trait Json {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap()
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::options::RunOptions;
 use super::{execute, parse_error, usage_error};
 use crate::fleet::Target;
 use crate::jobs::Job;
-use crate::jobs::apply::{ApplyOptions, Resume};
+use crate::jobs::apply::{ApplyOptions, Compiled, Resume};
 use wisp_events::exit::ExitStatus;
 use wisp_inventory::Inventory;
 use wisp_plan::Plan;
@@ -26,6 +26,13 @@ pub(super) struct ApplyArgs {
     /// Show a unified diff for every file whose content changes (or would).
     #[arg(long)]
     pub(super) diff: bool,
+    /// List the tasks that would run (after --tags, --skip-tags, --start-at-task), with
+    /// their lines and tags; contact no host.
+    #[arg(long)]
+    pub(super) list_tasks: bool,
+    /// List the hosts the plan would run on; contact none.
+    #[arg(long)]
+    pub(super) list_hosts: bool,
 }
 
 /// A plan and how to run it: what `wisp apply` and `wisp drift` share.
@@ -56,6 +63,20 @@ pub(super) struct PlanOptions {
     /// Read facts now even when --facts-ttl would allow cached ones.
     #[arg(long)]
     pub(super) refresh_facts: bool,
+    /// Vars above every other: `NAME=VALUE` (several, space-separated; values are text),
+    /// `@FILE` (YAML or JSON), or a JSON object. Repeatable; later ones win.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub(super) extra_vars: Vec<String>,
+    /// Run only the tasks tagged with one of these (comma-separated); tasks tagged `always`
+    /// run too.
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub(super) tags: Vec<String>,
+    /// Do not run the tasks tagged with one of these (comma-separated).
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub(super) skip_tags: Vec<String>,
+    /// Start at the first task of this name; the ones before it do not run.
+    #[arg(long, value_name = "NAME")]
+    pub(super) start_at_task: Option<String>,
 }
 
 /// `wisp apply`.
@@ -65,7 +86,75 @@ pub(super) fn main(a: ApplyArgs) -> ExitStatus {
         diff: a.diff,
         drift: false,
     };
+    if a.list_tasks {
+        return match load(&a.plan.plan, &a.plan.options) {
+            Ok(plan) => list_tasks(&plan),
+            Err(status) => status,
+        };
+    }
+    if a.list_hosts {
+        return list_hosts(a.plan);
+    }
     run_plan(a.plan, mode)
+}
+
+/// `--list-tasks`: each task that would run, with its line, op and tags.
+fn list_tasks(plan: &Plan) -> ExitStatus {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for w in plan.walk() {
+        let line = match w {
+            wisp_plan::Walk::Task(t) => {
+                let tags = if t.flow.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  tags: {}", t.flow.tags.join(","))
+                };
+                format!(
+                    "{}:{}  {}  ({}){tags}",
+                    plan.path.display(),
+                    t.line,
+                    t.name,
+                    t.op
+                )
+            }
+            wisp_plan::Walk::Block(b) => format!(
+                "{}:{}  block{}",
+                plan.path.display(),
+                b.line,
+                b.name
+                    .as_deref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            ),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    ExitStatus::Ok
+}
+
+/// `--list-hosts`: the hosts the plan would run on, contacting none.
+fn list_hosts(a: PlanArgs) -> ExitStatus {
+    let plan = match load(&a.plan, &a.options) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
+    let Some(spec) = a.targets.clone().or_else(|| plan.targets.clone()) else {
+        return usage_error("name the hosts (or set `targets` in the plan)");
+    };
+    use super::connect::TargetsError;
+    match super::connect::resolve(&spec, &a.common) {
+        Ok(targets) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for t in targets {
+                let _ = writeln!(out, "{}", t.name);
+            }
+            ExitStatus::Ok
+        }
+        Err(TargetsError::Options(e)) => usage_error(&e),
+        Err(TargetsError::Inventory(e)) => parse_error(&e),
+    }
 }
 
 /// How a plan runs: `--check`, `--diff`, or as a drift check (check mode with diffs, collected
@@ -94,7 +183,17 @@ pub(super) fn run_plan(a: PlanArgs, mode: Mode) -> ExitStatus {
 
 /// Loads and checks the plan at `path`, with its secrets opened.
 pub(super) fn load(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, ExitStatus> {
-    let mut plan = Plan::load(path).map_err(|e| parse_error(&error_chain(&e)))?;
+    let extra = wisp_plan::extra_vars(&o.extra_vars).map_err(|e| usage_error(&e))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| parse_error(&format!("{}: cannot read the plan: {e}", path.display())))?;
+    let mut plan =
+        Plan::parse_with(&text, path, extra).map_err(|e| parse_error(&error_chain(&e)))?;
+    let selection = wisp_plan::Selection {
+        tags: o.tags.clone(),
+        skip_tags: o.skip_tags.clone(),
+        start_at: o.start_at_task.clone(),
+    };
+    plan.select(&selection).map_err(|e| usage_error(&e))?;
     if !plan.secret_refs.is_empty() {
         // Opened before anything connects: a missing secret is a plan error.
         let Some(file) = o.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
@@ -130,8 +229,19 @@ pub(super) fn run_loaded(
     let inventory = common.inventory.clone();
     execute::fleet(common, spec, None, move |targets| {
         select_task_hosts(&mut plan, inventory.as_deref(), targets)?;
+        // Rendered as far as it can be before any host is contacted.
+        let mut names: Vec<String> = targets
+            .iter()
+            .flat_map(|t| t.vars.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        plan.verify(&names)
+            .map_err(|e| parse_error(&error_chain(&e)))?;
+        let compiled = Compiled::new(&plan).map_err(|e| parse_error(&error_chain(&e)))?;
         Ok(Job::Plan {
             plan: Arc::new(plan),
+            compiled: Arc::new(compiled),
             options,
             resume,
         })
@@ -144,12 +254,7 @@ fn select_task_hosts(
     inventory: Option<&std::path::Path>,
     targets: &[Target],
 ) -> Result<(), ExitStatus> {
-    if !plan
-        .tasks
-        .iter()
-        .chain(&plan.handlers)
-        .any(|t| t.targets.is_some())
-    {
+    if !plan.all_tasks().iter().any(|t| t.targets.is_some()) {
         return Ok(());
     }
     let inv = match inventory {

@@ -249,10 +249,9 @@ fn resume_point(steps: &[TaskStep], plan: &Plan) -> Option<(usize, BTreeSet<usiz
             continue;
         };
         let ignored = plan
-            .tasks
+            .all_tasks()
             .iter()
-            .chain(&plan.handlers)
-            .any(|t| t.line == line && t.ignore_errors);
+            .any(|t| t.line == line && t.flow.ignore_errors);
         if step.status == "failed" && !ignored {
             return Some((line, changed));
         }

@@ -1,9 +1,12 @@
 //! `wisp apply`: a plan's tasks on one host, in order, over one runner session; then the
 //! handlers that a changing task notified. Each task ends ok, changed, failed or skipped.
+//! The walk through blocks, loops and conditions is [`super::flow`]'s; one op sent and its
+//! result read is here.
 //!
 //! What this module does not know: how the host was reached (it gets a session), other hosts.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use wisp_protocol::message::{Done, Limits, Status};
@@ -15,8 +18,32 @@ use crate::fleet::Target;
 use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
 use wisp_events::interrupt::Interrupt;
-use wisp_plan::{Context, Plan, Task};
+use wisp_plan::scope::Layer;
+use wisp_plan::{Data, DataMap, Engine, Plan, Task};
 use wisp_store::record::{TaskHow, TaskLine};
+
+/// A plan made ready for a run once, for every host: its templates compiled, and the vars
+/// every host shares.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The engine, every template of the plan compiled.
+    pub engine: Arc<Engine>,
+    /// The plan's vars.
+    pub(super) plan_vars: Arc<Layer>,
+    /// Extra vars (`-e`).
+    pub(super) extra: Arc<Layer>,
+}
+
+impl Compiled {
+    /// Compiles `plan`'s templates.
+    pub fn new(plan: &Plan) -> Result<Compiled, wisp_plan::PlanError> {
+        Ok(Compiled {
+            engine: Arc::new(plan.engine()?),
+            plan_vars: Arc::new(Layer::new(&plan.vars)),
+            extra: Arc::new(Layer::new(&plan.extra_vars)),
+        })
+    }
+}
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
@@ -81,17 +108,24 @@ pub struct Tally {
     pub ignored: usize,
     /// Tasks skipped.
     pub skipped: usize,
+    /// Tasks that failed inside a block whose `rescue` then ended well.
+    pub rescued: usize,
 }
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "ok={} changed={} failed={} skipped={}{}",
+            "ok={} changed={} failed={} skipped={}{}{}",
             self.ok,
             self.changed,
             self.failed,
             self.skipped,
+            if self.rescued > 0 {
+                format!(" rescued={}", self.rescued)
+            } else {
+                String::new()
+            },
             if self.ignored > 0 {
                 format!(" ignored={}", self.ignored)
             } else {
@@ -153,6 +187,7 @@ async fn facts(
 pub async fn run_on_host(
     session: &mut Session,
     plan: &Plan,
+    compiled: &Compiled,
     options: ApplyOptions,
     resume: Option<&Resume>,
     target: &Target,
@@ -165,56 +200,50 @@ pub async fn run_on_host(
     } else {
         None
     };
-    let ctx = Context::for_host(&plan.vars, host, &target.vars, facts.as_ref())
-        .with_secrets(&plan.secrets);
+    let scope = super::flow::host_scope(plan, compiled, target, facts.as_ref(), options);
     let arch = session.ready().arch.clone();
-    let mut tally = Tally::default();
-    let mut notified = BTreeSet::new();
-    let mut resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h)));
-    for task in &plan.tasks {
-        if let Some((run, (from_line, changed))) = resuming {
-            if task.line == *from_line {
-                resuming = None;
-            } else {
-                let changed = changed.contains(&task.line);
-                carried_over(task, host, run, changed, reporter);
-                tally.skipped += 1;
-                if changed {
-                    notified.extend(task.notify.iter().cloned());
-                }
-                continue;
-            }
-        }
-        let status = run_task(
-            session, task, &ctx, &arch, options, host, reporter, interrupt,
-        )
+    let resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h.clone())));
+    let mut run = super::flow::HostRun {
+        session,
+        engine: &compiled.engine,
+        scope,
+        arch,
+        options,
+        host,
+        reporter,
+        interrupt,
+        tally: Tally::default(),
+        notified: BTreeSet::new(),
+        resuming,
+    };
+    let ended = run
+        .nodes(&plan.tasks, &super::flow::Inherited::default())
         .await?;
-        count(&mut tally, status, task.ignore_errors);
-        if status == TaskStatus::Changed {
-            notified.extend(task.notify.iter().cloned());
-        }
-        if status == TaskStatus::Failed && !task.ignore_errors {
-            return Ok(tally);
-        }
+    if ended == super::flow::Flowed::Failed {
+        return Ok(run.tally);
     }
+    let notified = std::mem::take(&mut run.notified);
     for handler in plan.handlers.iter().filter(|h| notified.contains(&h.name)) {
-        let status = run_task(
-            session, handler, &ctx, &arch, options, host, reporter, interrupt,
-        )
-        .await?;
-        count(&mut tally, status, handler.ignore_errors);
-        if status == TaskStatus::Failed && !handler.ignore_errors {
-            return Ok(tally);
+        let node = wisp_plan::Node::Task(Box::new(handler.clone()));
+        let ended = run
+            .nodes(
+                std::slice::from_ref(&node),
+                &super::flow::Inherited::default(),
+            )
+            .await?;
+        if ended == super::flow::Flowed::Failed {
+            break;
         }
     }
-    Ok(tally)
+    Ok(run.tally)
 }
 
 /// Records a task a resumed host does not run again: done in run `run`.
-fn carried_over(task: &Task, host: &str, run: i64, changed: bool, reporter: &Reporter) {
+pub(super) fn carried_over(task: &Task, host: &str, run: i64, changed: bool, reporter: &Reporter) {
     reporter.emit(Event::Task(Box::new(TaskLine {
         host: host.to_owned(),
         task: task.name.clone(),
+        item: None,
         op: task.op.clone(),
         line: task.line,
         status: TaskStatus::Skipped.label().to_owned(),
@@ -227,7 +256,7 @@ fn carried_over(task: &Task, host: &str, run: i64, changed: bool, reporter: &Rep
     })));
 }
 
-fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
+pub(super) fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
     match s {
         TaskStatus::Ok => t.ok += 1,
         TaskStatus::Changed => t.changed += 1,
@@ -237,17 +266,18 @@ fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
     }
 }
 
-/// Records a task's result (with what the runner enforced, when it ran); its status.
-fn record(
+/// Records a task's result (with what the runner enforced, when it ran).
+pub(super) fn record(
     reporter: &Reporter,
     host: &str,
-    task: &Task,
+    (task, item): (&Task, Option<&str>),
     check: bool,
     (status, detail, done): (TaskStatus, &str, Option<&Done>),
-) -> TaskStatus {
+) {
     reporter.emit(Event::Task(Box::new(TaskLine {
         host: host.to_owned(),
         task: task.name.clone(),
+        item: item.map(str::to_owned),
         op: task.op.clone(),
         line: task.line,
         status: status.label().to_owned(),
@@ -260,27 +290,72 @@ fn record(
                 .and_then(|e| serde_json::to_value(e).ok()),
         },
     })));
-    status
 }
 
-#[allow(clippy::too_many_arguments)] // one task's whole context; a struct would only rename it
-async fn run_task(
+/// What one op did on the host: its status and detail, the DONE (when it ran), and the
+/// result a later task may read (`register`).
+#[derive(Debug)]
+pub(super) struct Ran {
+    pub(super) status: TaskStatus,
+    pub(super) detail: String,
+    pub(super) done: Option<Done>,
+    pub(super) result: DataMap,
+}
+
+impl Ran {
+    /// An op that did not run: skipped or failed before anything was sent.
+    pub(super) fn without_running(status: TaskStatus, detail: String) -> Ran {
+        let mut result = DataMap::new();
+        result.insert("changed".into(), Data::Bool(false));
+        result.insert("failed".into(), Data::Bool(status == TaskStatus::Failed));
+        if status == TaskStatus::Skipped {
+            result.insert("skipped".into(), Data::Bool(true));
+        }
+        result.insert("msg".into(), Data::Str(detail.clone()));
+        Ran {
+            status,
+            detail,
+            done: None,
+            result,
+        }
+    }
+}
+
+/// Whether a path is there (`Some(true)`), not there, or cannot be told (the stat failed).
+pub(super) async fn stat_exists(session: &mut Session, stat: &Op) -> Result<Option<bool>, Stop> {
+    let id = session
+        .start(stat, Limits::default(), &[])
+        .await
+        .map_err(|e| Stop::Lost(e.to_string()))?;
+    match session.next_for(&id).await {
+        Ok(CmdEvent::Done(done, _)) if done.status == Status::Ok => Ok(done
+            .result
+            .as_ref()
+            .and_then(|r| r.get("kind"))
+            .and_then(|k| k.as_str())
+            .map(|k| k != "none")),
+        Ok(_) => Ok(None),
+        Err(e) => Err(Stop::Lost(e.to_string())),
+    }
+}
+
+/// Sends one of `task`'s ops, rendered in `frame`, and follows it to its end.
+#[allow(clippy::too_many_arguments)] // one op's whole context; a struct would only rename it
+pub(super) async fn run_op(
     session: &mut Session,
     task: &Task,
-    ctx: &Context,
+    engine: &Engine,
+    frame: &minijinja::Value,
     arch: &str,
-    options: ApplyOptions,
+    (check, diff): (bool, bool),
     host: &str,
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
-) -> Result<TaskStatus, Stop> {
-    let record = |status, detail: &str, done| {
-        record(reporter, host, task, options.check, (status, detail, done))
-    };
-    let r = match render_task(task, ctx, host, arch, (options.check, options.diff)) {
+) -> Result<Ran, Stop> {
+    let r = match render_task(task, engine, frame, arch, (check, diff)) {
         Before::Send(r) => *r,
-        Before::Skip(why) => return Ok(record(TaskStatus::Skipped, &why, None)),
-        Before::Fail(why) => return Ok(record(TaskStatus::Failed, &why, None)),
+        Before::Skip(why) => return Ok(Ran::without_running(TaskStatus::Skipped, why)),
+        Before::Fail(why) => return Ok(Ran::without_running(TaskStatus::Failed, why)),
     };
     let started = match r.from_disk {
         Some(f) => session.start_file(&r.op, r.limits.clone(), f).await,
@@ -290,9 +365,7 @@ async fn run_task(
         Ok(id) => id,
         Err(
             crate::session::SessionError::TooLarge(e) | crate::session::SessionError::Content(e),
-        ) => {
-            return Ok(record(TaskStatus::Failed, &e, None));
-        }
+        ) => return Ok(Ran::without_running(TaskStatus::Failed, e)),
         Err(e) => return Err(Stop::Lost(e.to_string())),
     };
     let mut cancelled = false;
@@ -302,8 +375,14 @@ async fn run_task(
             .unwrap_or(wisp_protocol::ops::DEFAULT_MAX_OUTPUT),
         _ => wisp_protocol::ops::DEFAULT_MAX_OUTPUT,
     };
+    let mut captured: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut tee = |stream: usize, bytes: &[u8]| {
+        if let Some(c) = captured.get_mut(stream) {
+            c.extend_from_slice(bytes);
+        }
+    };
     let streams = super::command::Streams {
-        tee: &mut |_, _| {},
+        tee: &mut tee,
         max_output,
     };
     let ended = follow(
@@ -318,16 +397,49 @@ async fn run_task(
     .await;
     let (done, previous) = match ended {
         Ended::Done(done, previous) => (done, previous),
-        Ended::Refused(e) => return Ok(record(TaskStatus::Failed, &e.message, None)),
+        Ended::Refused(e) => {
+            return Ok(Ran::without_running(TaskStatus::Failed, e.message));
+        }
         Ended::Disconnected => return Err(Stop::Interrupted),
         Ended::Lost(e) => return Err(Stop::Lost(e.to_string())),
     };
     if cancelled {
         return Err(Stop::Interrupted);
     }
+    Ok(finished(&r, *done, &previous, captured, (host, reporter)))
+}
+
+/// A DONE read into what the op did: its changes, its diff (shown), its result.
+fn finished(
+    r: &super::task::Rendered<'_>,
+    done: Done,
+    previous: &[u8],
+    [stdout, stderr]: [Vec<u8>; 2],
+    (host, reporter): (&str, &Reporter),
+) -> Ran {
+    let mut result = result_of(&r.op, &done);
+    let text = |b: Vec<u8>| {
+        String::from_utf8_lossy(&b)
+            .trim_end_matches('\n')
+            .to_owned()
+    };
+    if matches!(r.op, Op::Exec(_)) {
+        let (out, err) = (text(stdout), text(stderr));
+        let lines = |s: &str| Data::List(s.lines().map(|l| Data::Str(l.to_owned())).collect());
+        result.insert("stdout_lines".into(), lines(&out));
+        result.insert("stderr_lines".into(), lines(&err));
+        result.insert("stdout".into(), Data::Str(out));
+        result.insert("stderr".into(), Data::Str(err));
+    }
     if done.status != Status::Ok {
         let detail = crate::report::describe(&done);
-        return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
+        result.insert("msg".into(), Data::Str(detail.clone()));
+        return Ran {
+            status: TaskStatus::Failed,
+            detail,
+            done: Some(done),
+            result,
+        };
     }
     let (changes, previous_content) = match changes(&r.op, &done) {
         Ok(c) => c,
@@ -336,7 +448,12 @@ async fn run_task(
                 "the runner's result for {} does not decode: {e}",
                 r.op.name()
             );
-            return Ok(record(TaskStatus::Failed, &detail, Some(&done)));
+            return Ran {
+                status: TaskStatus::Failed,
+                detail,
+                done: Some(done),
+                result,
+            };
         }
     };
     let changes = changes.join(", ");
@@ -344,7 +461,7 @@ async fn run_task(
         && done.changed
     {
         let created = changes.contains("created");
-        let text = diff_of(&r, path, &previous, created, previous_content);
+        let text = diff_of(r, path, previous, created, previous_content);
         if !text.is_empty() {
             reporter.emit(Event::Diff {
                 host: host.to_owned(),
@@ -352,14 +469,52 @@ async fn run_task(
             });
         }
     }
-    let is_exec = matches!(r.op, Op::Exec(_));
-    let changed = done.changed && !(is_exec && task.changed_when == Some(false));
-    let status = if changed {
+    let status = if done.changed {
         TaskStatus::Changed
     } else {
         TaskStatus::Ok
     };
-    Ok(record(status, &changes, Some(&done)))
+    Ran {
+        status,
+        detail: changes,
+        done: Some(done),
+        result,
+    }
+}
+
+/// The result a task registers: `changed`, `failed`, `rc` (exec), and the op's own result
+/// fields (`stat` for file.stat; `changes`, `before`, ... for the others).
+fn result_of(op: &Op, done: &Done) -> DataMap {
+    let mut r = DataMap::new();
+    r.insert("changed".into(), Data::Bool(done.changed));
+    r.insert("failed".into(), Data::Bool(done.status != Status::Ok));
+    if let Some(code) = done.exit_code {
+        r.insert("rc".into(), Data::Int(i64::from(code)));
+    }
+    if let Some(Data::Map(fields)) = done.result.as_ref().map(Data::from_json) {
+        if matches!(op, Op::FileStat(_)) {
+            let exists = fields
+                .get("kind")
+                .and_then(Data::as_str)
+                .is_some_and(|k| k != "none");
+            let mut stat = fields.clone();
+            stat.insert("exists".into(), Data::Bool(exists));
+            stat.insert(
+                "isdir".into(),
+                Data::Bool(fields.get("kind").and_then(Data::as_str) == Some("dir")),
+            );
+            stat.insert(
+                "isreg".into(),
+                Data::Bool(fields.get("kind").and_then(Data::as_str) == Some("file")),
+            );
+            r.insert("stat".into(), Data::Map(stat));
+        } else {
+            for (k, v) in fields {
+                r.entry(k).or_insert(v);
+            }
+        }
+    }
+    r
 }
 
 /// What a DONE says changed (and whether a file op sent its previous content), read as the

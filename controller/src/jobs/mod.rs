@@ -9,6 +9,7 @@ pub mod apply;
 mod command;
 pub mod diff;
 mod exec;
+mod flow;
 mod output_files;
 mod task;
 
@@ -59,6 +60,8 @@ pub enum Job {
     Plan {
         /// The plan, checked.
         plan: Arc<wisp_plan::Plan>,
+        /// Its templates compiled, and the vars every host shares.
+        compiled: Arc<apply::Compiled>,
         /// `--check`, `--diff`.
         options: apply::ApplyOptions,
         /// Where each host starts, when retried from its failed task.
@@ -144,12 +147,14 @@ impl Host<'_> {
             }
             Job::Plan {
                 plan,
+                compiled,
                 options,
                 resume,
             } => {
                 let ran = apply::run_on_host(
                     &mut session,
                     plan,
+                    compiled,
                     *options,
                     resume.as_deref(),
                     self.target,

@@ -1,8 +1,9 @@
-//! One plan task made ready for one host before anything is sent: whether it runs there (its
-//! `targets` and `when`), its args rendered into the typed op the runner will parse, its
-//! content or stdin, check mode, `--diff` and limits; and, once it ran, the diff it shows.
+//! One plan task made ready for one host before anything is sent: its args rendered into
+//! the typed op the runner will parse, its content or stdin, check mode, `--diff` and limits;
+//! and, once it ran, the diff it shows.
 
-use wisp_plan::{Content, Context, Task, condition, op_from_args, render, render_args};
+use minijinja::value::Value;
+use wisp_plan::{Content, Engine, Task};
 use wisp_protocol::message::Limits;
 use wisp_protocol::ops::Op;
 
@@ -24,35 +25,26 @@ pub(super) enum Before<'a> {
     Fail(String),
 }
 
-/// The task rendered for this host: its targets and condition, its args into the typed op
-/// the runner will parse, its content or stdin, check mode, `--diff` and limits.
+/// The task rendered in `frame`: its args into the typed op the runner will parse, its
+/// content or stdin, check mode, `--diff` and limits.
 pub(super) fn render_task<'a>(
     task: &'a Task,
-    ctx: &Context,
-    host: &str,
+    engine: &Engine,
+    frame: &Value,
     arch: &str,
     (check, diff): (bool, bool),
 ) -> Before<'a> {
-    match targeted(task, host) {
-        Targeted::Run => {}
-        Targeted::Skip(why) => return Before::Skip(why),
-        Targeted::Unresolved(why) => return Before::Fail(why),
-    }
-    let mut refs = Vec::new();
-    if let Some(w) = &task.when {
-        match condition(w, ctx, &mut refs) {
-            Ok(true) => {}
-            Ok(false) => return Before::Skip(format!("when: {w}")),
-            Err(e) => return Before::Fail(format!("when: {e}")),
-        }
-    }
-    // The plan was checked with placeholders; the rendered args are checked again as the
-    // runner will parse them, into the typed op that goes on the wire.
-    let mut op =
-        match render_args(&task.args, ctx, &mut refs).and_then(|a| op_from_args(&task.op, a)) {
-            Ok(op) => op,
-            Err(e) => return Before::Fail(e),
-        };
+    // The plan was checked as far as it could be without a host; the rendered args are
+    // checked again as the runner will parse them, into the typed op that goes on the wire.
+    let args = match engine.data(&wisp_plan::Data::Map(task.args.clone()), frame) {
+        Ok(wisp_plan::Data::Map(args)) => args,
+        Ok(_) => return Before::Fail("args did not render to a table".into()),
+        Err(e) => return Before::Fail(e),
+    };
+    let mut op = match wisp_plan::op_of(&task.op, &args) {
+        Ok(op) => op,
+        Err(e) => return Before::Fail(e),
+    };
     // A content_file's bytes are the plan's own, shared by every host: never copied here.
     let template = match &task.content {
         Some(Content::Inline(text)) => Some(text),
@@ -61,7 +53,7 @@ pub(super) fn render_task<'a>(
     };
     let content: std::borrow::Cow<'_, [u8]> = match (&task.content, template) {
         (Some(Content::File(bytes)), _) => bytes.as_slice().into(),
-        (_, Some(text)) => match render(text, ctx, &mut refs) {
+        (_, Some(text)) => match engine.render(text, frame) {
             Ok(t) => t.into_bytes().into(),
             Err(e) => return Before::Fail(e),
         },
@@ -129,14 +121,14 @@ const MAX_DIFF_FILE: u64 = 1 << 20;
 
 /// Whether a task with `targets` runs on `host`.
 #[derive(Debug, PartialEq, Eq)]
-enum Targeted {
+pub(super) enum Targeted {
     Run,
     Skip(String),
     /// `targets` was never resolved to hosts: the task fails rather than run everywhere.
     Unresolved(String),
 }
 
-fn targeted(task: &Task, host: &str) -> Targeted {
+pub(super) fn targeted(task: &Task, host: &str) -> Targeted {
     match (&task.targets, &task.hosts) {
         (None, _) => Targeted::Run,
         (Some(_), Some(hosts)) if hosts.contains(host) => Targeted::Run,
@@ -159,7 +151,7 @@ mod targeting_tests {
             std::path::Path::new("p.toml"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut task = plan.tasks[0].clone();
+        let mut task = plan.all_tasks()[0].clone();
         assert!(matches!(targeted(&task, "web1"), Targeted::Unresolved(_)));
         task.hosts = Some(["web1".to_owned()].into());
         assert_eq!(targeted(&task, "web1"), Targeted::Run);

@@ -286,6 +286,7 @@ mod tests {
         reporter.emit(Event::Task(Box::new(wisp_store::record::TaskLine {
             host: "h".into(),
             task: "t".into(),
+            item: None,
             op: "exec".into(),
             line: 1,
             status: "failed".into(),

@@ -114,8 +114,13 @@ impl Terminal {
                 };
                 // The status is painted here; the task's name and detail come from the plan
                 // and the host, and are shown escaped.
+                let item = t
+                    .item
+                    .as_deref()
+                    .map(|i| format!(" (item={})", visible(i)))
+                    .unwrap_or_default();
                 let text = format!(
-                    "{} {}{detail}",
+                    "{} {}{item}{detail}",
                     self.paint(colour, &format!("{:<8}", t.status)),
                     visible(&t.task)
                 );

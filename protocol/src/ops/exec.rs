@@ -8,6 +8,7 @@ use crate::message::Env;
 /// Arguments of `exec`. The CMD's data section, when present, is the process's stdin;
 /// without one, stdin is `/dev/null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExecArgs {
     /// Program and arguments, run without a shell. Exactly one of `argv` and `shell`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,509 @@
+//! A plan checked before any host is contacted: every template and expression compiles,
+//! handlers exist, secrets go only where they may, facts are quoted in command lines, each
+//! op's args are what its runner accepts; then, with the vars the plan and the inventory
+//! give ([`Plan::verify`]), every template renders as far as it can without a host: an
+//! undefined var, a condition that is not a boolean or a template that does not end is
+//! refused with its line.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::value::{Object, ObjectRepr, Value, ValueKind};
+
+use crate::data::{Data, DataMap, is_template};
+use crate::jinja::{Engine, bare_condition};
+use crate::scope::{HostScope, Layer};
+use crate::task::{CONTROLLER_OPS, Flow, Task, task_error};
+use crate::{Content, Located, Plan, PlanError, PlanErrorKind, Walk};
+
+/// One template-bearing part of a task: where it is, and what it is.
+struct Part<'a> {
+    /// `args.KEY`, `content`, `stdin`, `when`, `loop`, `vars.NAME`, ...
+    at: String,
+    piece: Piece<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    /// Template text.
+    Text(&'a str),
+    /// A condition (an expression that must yield a boolean).
+    Condition(&'a str),
+    /// Data whose texts may be templates (or one `{{ expression }}`, kept as its value).
+    Data(&'a Data),
+}
+
+fn flow_parts<'a>(flow: &'a Flow, out: &mut Vec<Part<'a>>) {
+    let conditions = [
+        ("when", &flow.when),
+        ("changed_when", &flow.changed_when),
+        ("failed_when", &flow.failed_when),
+        ("until", &flow.until),
+    ];
+    for (key, list) in conditions {
+        for c in list {
+            out.push(Part {
+                at: key.to_owned(),
+                piece: Piece::Condition(c),
+            });
+        }
+    }
+    for (k, v) in &flow.vars {
+        out.push(Part {
+            at: format!("vars.{k}"),
+            piece: Piece::Data(v),
+        });
+    }
+    if let Some(l) = &flow.loop_over {
+        out.push(Part {
+            at: "loop".to_owned(),
+            piece: Piece::Data(l),
+        });
+    }
+    for (key, t) in [
+        ("loop_control.label", &flow.loop_label),
+        ("creates", &flow.creates),
+        ("removes", &flow.removes),
+    ] {
+        if let Some(t) = t {
+            out.push(Part {
+                at: key.to_owned(),
+                piece: Piece::Text(t),
+            });
+        }
+    }
+}
+
+fn task_parts(t: &Task) -> Vec<Part<'_>> {
+    let mut out = Vec::new();
+    for (k, v) in &t.args {
+        out.push(Part {
+            at: format!("args.{k}"),
+            piece: Piece::Data(v),
+        });
+    }
+    if let Some(Content::Inline(c)) = &t.content {
+        out.push(Part {
+            at: "content".to_owned(),
+            piece: Piece::Text(c),
+        });
+    }
+    if let Some(i) = &t.stdin {
+        out.push(Part {
+            at: "stdin".to_owned(),
+            piece: Piece::Text(i),
+        });
+    }
+    flow_parts(&t.flow, &mut out);
+    out
+}
+
+/// Every text inside data.
+fn texts<'a>(d: &'a Data, out: &mut Vec<&'a str>) {
+    match d {
+        Data::Str(s) => out.push(s),
+        Data::List(items) => items.iter().for_each(|i| texts(i, out)),
+        Data::Map(m) => m.values().for_each(|v| texts(v, out)),
+        _ => {}
+    }
+}
+
+/// The template sources of a part: each as template text (conditions as `{{ expr }}`).
+fn sources(piece: Piece<'_>) -> Vec<String> {
+    match piece {
+        Piece::Text(t) => vec![t.to_owned()],
+        Piece::Condition(c) => vec![format!("{{{{ {} }}}}", bare_condition(c))],
+        Piece::Data(d) => {
+            let mut all = Vec::new();
+            texts(d, &mut all);
+            all.into_iter()
+                .filter(|s| is_template(s))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+}
+
+fn compile(engine: &mut Engine, piece: Piece<'_>) -> Result<(), String> {
+    match piece {
+        Piece::Text(t) if is_template(t) => engine.add(t),
+        Piece::Text(_) => Ok(()),
+        Piece::Condition(c) => engine.add_expr(bare_condition(c)),
+        Piece::Data(d) => engine.add_data(d),
+    }
+}
+
+impl Plan {
+    /// The plan's engine: every template and expression compiled, files read from the
+    /// plan's directory.
+    pub fn engine(&self) -> Result<Engine, PlanError> {
+        self.build_engine()
+            .map_err(|(line, kind)| PlanError::at(&self.path, line, kind))
+    }
+
+    fn build_engine(&self) -> Result<Engine, Located> {
+        let base = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut engine = Engine::new(base);
+        let template = |line: usize, at: &str, e: String| {
+            (line, PlanErrorKind::Template(format!("{at}: {e}")))
+        };
+        for (k, v) in self.vars.iter().chain(&self.extra_vars) {
+            engine
+                .add_data(v)
+                .map_err(|e| template(1, &format!("vars.{k}"), e))?;
+        }
+        for w in self.walk() {
+            let (line, parts) = match w {
+                Walk::Task(t) => (t.line, task_parts(t)),
+                Walk::Block(b) => {
+                    let mut parts = Vec::new();
+                    flow_parts(&b.flow, &mut parts);
+                    (b.line, parts)
+                }
+            };
+            for p in parts {
+                compile(&mut engine, p.piece).map_err(|e| template(line, &p.at, e))?;
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The checks that need no host and no inventory (run by [`Plan::parse`]).
+    pub(crate) fn check(&mut self) -> Result<(), Located> {
+        for t in self.all_tasks() {
+            for n in &t.notify {
+                if !self.handlers.iter().any(|h| &h.name == n) {
+                    return Err(task_error(
+                        t.line,
+                        format!("notify: no handler named {n:?}"),
+                    ));
+                }
+            }
+        }
+        let engine = self.build_engine()?;
+        let mut secret_refs = Vec::new();
+        let mut needs_facts = false;
+        for w in self.walk() {
+            let (line, parts) = match w {
+                Walk::Task(t) => (t.line, task_parts(t)),
+                Walk::Block(b) => {
+                    let mut parts = Vec::new();
+                    flow_parts(&b.flow, &mut parts);
+                    (b.line, parts)
+                }
+            };
+            for p in &parts {
+                for source in sources(p.piece) {
+                    let read = engine.reads_nested(&source);
+                    needs_facts |= read.iter().any(|r| r == "facts" || r.starts_with("facts."));
+                    unknown_fact(&read)
+                        .map_err(|e| (line, PlanErrorKind::Template(format!("{}: {e}", p.at))))?;
+                    for name in read.iter().filter_map(|r| r.strip_prefix("secret.")) {
+                        secret_refs.push((name.to_owned(), line));
+                    }
+                    if read
+                        .iter()
+                        .any(|r| r == "secret" || r.starts_with("secret."))
+                    {
+                        secret_allowed(w, &p.at)
+                            .map_err(|what| (line, PlanErrorKind::Secret(what)))?;
+                    }
+                }
+            }
+            if let Walk::Task(t) = w {
+                check_task(t).map_err(|e| (t.line, e))?;
+            }
+        }
+        self.needs_facts = needs_facts
+            || self.vars.values().any(|v| {
+                let mut all = Vec::new();
+                texts(v, &mut all);
+                all.iter()
+                    .any(|s| engine.reads(s, false).iter().any(|r| r == "facts"))
+            });
+        self.secret_refs = secret_refs;
+        Ok(())
+    }
+
+    /// Renders every template and condition as far as the plan's vars, `inventory` var
+    /// names and extra vars allow, without a host: what only a host can tell (its facts,
+    /// registered results, the loop's item) stands for anything. Refused here: a var no
+    /// one defines, a condition whose value is known and is not a boolean, a template that
+    /// runs out of fuel or renders too much.
+    pub fn verify(&self, inventory: &[String]) -> Result<(), PlanError> {
+        let engine = Arc::new(self.engine()?);
+        let unknown = Value::from_object(Unknown);
+        let mut anything = Layer::default();
+        let registered = self.walk().into_iter().filter_map(|w| match w {
+            Walk::Task(t) => Some(t),
+            Walk::Block(_) => None,
+        });
+        for t in registered {
+            if let Some(r) = &t.flow.register {
+                anything.set_value(r, unknown.clone());
+            }
+            if t.op == "set_fact" {
+                for k in t.args.keys() {
+                    anything.set_value(k, unknown.clone());
+                }
+            }
+        }
+        for name in inventory {
+            anything.set_value(name, unknown.clone());
+        }
+        let mut magic = IndexMap::new();
+        for name in MAGIC {
+            magic.insert((*name).to_owned(), unknown.clone());
+        }
+        let scope = HostScope::new(
+            Arc::clone(&engine),
+            vec![Arc::new(anything), Arc::new(Layer::new(&self.vars))],
+            Arc::new(Layer::new(&self.extra_vars)),
+            magic,
+        );
+        let fail = |line: usize, at: &str, e: String| {
+            PlanError::at(
+                &self.path,
+                line,
+                PlanErrorKind::Template(format!("{at}: {e}")),
+            )
+        };
+        for w in self.walk() {
+            let (line, parts, flow) = match w {
+                Walk::Task(t) => (t.line, task_parts(t), &t.flow),
+                Walk::Block(b) => {
+                    let mut parts = Vec::new();
+                    flow_parts(&b.flow, &mut parts);
+                    (b.line, parts, &b.flow)
+                }
+            };
+            let mut item = Layer::default();
+            item.set_value(&flow.loop_var, unknown.clone());
+            if let Some(i) = &flow.index_var {
+                item.set_value(i, unknown.clone());
+            }
+            item.set_value("ansible_loop", unknown.clone());
+            let frame = scope.frame(Arc::new(Layer::new(&flow.vars)), Arc::new(item));
+            for p in parts {
+                trial(&engine, p.piece, &frame).map_err(|e| fail(line, &p.at, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names every host has that are not vars: what a host tells, and who it is.
+pub const MAGIC: &[&str] = &[
+    "facts",
+    "host",
+    "secret",
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "group_names",
+    "groups",
+    "hostvars",
+    "ansible_check_mode",
+    "ansible_diff_mode",
+    "ansible_facts",
+    "playbook_dir",
+];
+
+/// Refuses a fact no host reports (`facts.oss`).
+fn unknown_fact(read: &[String]) -> Result<(), String> {
+    use wisp_protocol::ops::Facts;
+    for f in read.iter().filter_map(|r| r.strip_prefix("facts.")) {
+        let f = f.split('.').next().unwrap_or(f);
+        if !Facts::NAMES.contains(&f) {
+            return Err(format!(
+                "facts have no {f:?} (they have: {})",
+                Facts::NAMES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a secret may be read: an exec task's env or stdin, a file's content.
+fn secret_allowed(w: Walk<'_>, at: &str) -> Result<(), String> {
+    let ok = match w {
+        Walk::Task(t) => {
+            (t.op == "exec" && (at == "args.env" || at == "stdin"))
+                || (t.op == "file.write" && at == "content")
+        }
+        Walk::Block(_) => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    if matches!(at, "when" | "changed_when" | "failed_when" | "until") {
+        return Err(format!("{at}: conditions cannot look at secrets"));
+    }
+    Err(format!(
+        "{at}: a secret may go only in an exec task's env or stdin, or in file content: a \
+         command line or a path is visible to every user of the host"
+    ))
+}
+
+/// The checks of one task that need no rendering: facts quoted in command lines, and the
+/// args of an op whose args hold no template.
+fn check_task(t: &Task) -> Result<(), PlanErrorKind> {
+    if t.op == "exec" {
+        for key in ["shell", "argv"] {
+            if let Some(v) = t.args.get(key) {
+                let mut all = Vec::new();
+                texts(v, &mut all);
+                for s in all {
+                    unquoted_fact(s).map_err(PlanErrorKind::Template)?;
+                }
+            }
+        }
+    }
+    if CONTROLLER_OPS.contains(&t.op.as_str()) {
+        return controller_args(t).map_err(PlanErrorKind::Task);
+    }
+    if !Data::Map(t.args.clone()).has_template() {
+        crate::op_of(&t.op, &t.args).map_err(PlanErrorKind::Task)?;
+    }
+    if t.op == "exec" {
+        t.limits
+            .to_limits(std::env::consts::ARCH)
+            .map_err(|e| PlanErrorKind::Limits(format!("limits: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a command line that prints a fact without the `quote` filter: a fact is what the
+/// host says, and in a command line it could run code there.
+fn unquoted_fact(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").unwrap_or(after.len());
+        let expr = after[..end].trim().trim_matches('-').trim();
+        let reads_fact = expr
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == "facts" || w == "ansible_facts");
+        let quoted = expr
+            .rsplit_once('|')
+            .is_some_and(|(_, last)| last.trim() == "quote");
+        if reads_fact && !quoted {
+            return Err(format!(
+                "{{{{ {expr} }}}} in a command: a fact is what the host says, and it could hold \
+                 shell code; write {{{{ {expr} | quote }}}}"
+            ));
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    Ok(())
+}
+
+/// The args of the ops the controller carries out itself.
+fn controller_args(t: &Task) -> Result<(), String> {
+    let allowed: &[&str] = match t.op.as_str() {
+        "set_fact" => {
+            if t.args.is_empty() {
+                return Err("set_fact needs at least one name = value".into());
+            }
+            return Ok(());
+        }
+        "debug" => &["msg", "var"],
+        "assert" => &["that", "fail_msg", "success_msg", "msg", "quiet"],
+        "fail" => &["msg"],
+        _ => &[],
+    };
+    if let Some(k) = t.args.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "{} has no arg {k:?} (it takes: {})",
+            t.op,
+            allowed.join(", ")
+        ));
+    }
+    if t.op == "assert" && !t.args.contains_key("that") {
+        return Err("assert needs that = [conditions]".into());
+    }
+    Ok(())
+}
+
+/// One part rendered in the trial: only the errors a host could not change are errors.
+fn trial(engine: &Engine, piece: Piece<'_>, frame: &Value) -> Result<(), String> {
+    let fatal = |e: String| {
+        let host_could_change = !(e.contains("is undefined")
+            || e.contains("undefined value")
+            || e.contains("ran past")
+            || e.contains("renders to more than")
+            || e.contains("cycle"));
+        if host_could_change { Ok(()) } else { Err(e) }
+    };
+    match piece {
+        Piece::Text(t) => engine.render(t, frame).map(drop).or_else(fatal),
+        Piece::Data(d) => engine.data(d, frame).map(drop).or_else(fatal),
+        Piece::Condition(c) => {
+            let expr = bare_condition(c);
+            match engine.eval(expr, frame) {
+                Ok(v) if v.kind() == ValueKind::Bool => Ok(()),
+                Ok(v) if v.downcast_object_ref::<Unknown>().is_some() => Ok(()),
+                Ok(v) => Err(format!(
+                    "{expr:?} is {}, not a boolean: write a comparison (`x == \"y\"`), \
+                     `x | bool`, or `x is defined`",
+                    crate::jinja::python_repr(&v)
+                )),
+                Err(e) => fatal(e),
+            }
+        }
+    }
+}
+
+/// What only a host can tell, in the trial: any attribute of it is another unknown.
+#[derive(Debug)]
+struct Unknown;
+
+impl Object for Unknown {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from_object(Unknown))
+    }
+
+    fn render(self: &Arc<Self>, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// The extra vars of `-e K=V` and `-e @file.yml`, in the order given (later wins).
+pub fn extra_vars(args: &[String]) -> Result<DataMap, String> {
+    let mut out = DataMap::new();
+    for a in args {
+        if let Some(file) = a.strip_prefix('@') {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("-e @{file}: {e}"))?;
+            let data = if file.ends_with(".json") {
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|v| Data::from_json(&v))
+                    .map_err(|e| e.to_string())
+            } else {
+                Data::parse_yaml(&text)
+            }
+            .map_err(|e| format!("-e @{file}: {e}"))?;
+            match data {
+                Data::Map(m) => out.extend(m),
+                _ => return Err(format!("-e @{file}: expected a map of names to values")),
+            }
+        } else if a.trim_start().starts_with('{') {
+            let v: serde_json::Value =
+                serde_json::from_str(a).map_err(|e| format!("-e {a}: {e}"))?;
+            match Data::from_json(&v) {
+                Data::Map(m) => out.extend(m),
+                _ => return Err(format!("-e {a}: expected a JSON object")),
+            }
+        } else {
+            for pair in a.split_whitespace() {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("-e {pair}: expected NAME=VALUE, @FILE or JSON"))?;
+                out.insert(k.to_owned(), Data::Str(v.to_owned()));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,560 @@
+//! The filters and tests real Ansible roles use, with Ansible's meaning where it differs
+//! from minijinja's built-ins (`bool`, `int`, `string`, `join`, `indent`).
+
+use minijinja::value::{Kwargs, Rest, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State};
+
+use super::emit;
+use super::python::repr;
+use crate::data::Data;
+
+fn invalid(what: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, what.into())
+}
+
+/// A value as Python's `str()` makes it.
+fn text(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_owned(),
+        None => repr(v),
+    }
+}
+
+pub(super) fn register(env: &mut Environment<'static>) {
+    env.add_filter("bool", to_bool);
+    env.add_filter("int", to_int);
+    env.add_filter("float", to_float);
+    env.add_filter("string", |v: Value| text(&v));
+    env.add_filter("join", join);
+    env.add_filter("indent", indent);
+    env.add_filter("ternary", ternary);
+    env.add_filter("combine", combine);
+    env.add_filter("dict2items", dict2items);
+    env.add_filter("items2dict", items2dict);
+    env.add_filter("to_json", |v: Value| {
+        emit::json(&Data::from_value(&v), None, false)
+    });
+    env.add_filter(
+        "to_nice_json",
+        |v: Value, kw: Kwargs| -> Result<String, Error> {
+            let indent: Option<usize> = kw.get("indent")?;
+            kw.assert_all_used()?;
+            Ok(emit::json(
+                &Data::from_value(&v),
+                Some(indent.unwrap_or(4)),
+                true,
+            ))
+        },
+    );
+    env.add_filter("from_json", |s: String| -> Result<Value, Error> {
+        let v: serde_json::Value =
+            serde_json::from_str(&s).map_err(|e| invalid(format!("from_json: {e}")))?;
+        Ok(Data::from_json(&v).to_value())
+    });
+    env.add_filter("to_yaml", |v: Value| {
+        emit::yaml(&Data::from_value(&v), 2, false)
+    });
+    env.add_filter(
+        "to_nice_yaml",
+        |v: Value, kw: Kwargs| -> Result<String, Error> {
+            let indent: Option<usize> = kw.get("indent")?;
+            kw.assert_all_used()?;
+            Ok(emit::yaml(&Data::from_value(&v), indent.unwrap_or(4), true))
+        },
+    );
+    env.add_filter("from_yaml", |s: String| -> Result<Value, Error> {
+        Data::parse_yaml(&s)
+            .map(|d| d.to_value())
+            .map_err(|e| invalid(format!("from_yaml: {e}")))
+    });
+    env.add_filter("regex_replace", regex_replace);
+    env.add_filter("regex_search", regex_search);
+    env.add_filter("regex_findall", regex_findall);
+    env.add_filter("regex_escape", |s: String| regex::escape(&s));
+    env.add_filter("basename", |s: String| {
+        s.rsplit('/').next().unwrap_or_default().to_owned()
+    });
+    env.add_filter("dirname", |s: String| match s.rfind('/') {
+        Some(0) => "/".to_owned(),
+        Some(i) => s[..i].to_owned(),
+        None => String::new(),
+    });
+    env.add_filter("b64encode", |s: String| {
+        data_encoding::BASE64.encode(s.as_bytes())
+    });
+    env.add_filter("b64decode", |s: String| -> Result<String, Error> {
+        let bytes = data_encoding::BASE64
+            .decode(s.trim().as_bytes())
+            .map_err(|e| invalid(format!("b64decode: {e}")))?;
+        String::from_utf8(bytes).map_err(|e| invalid(format!("b64decode: {e}")))
+    });
+    env.add_filter("hash", |s: String, algo: Option<String>| {
+        hash(&s, algo.as_deref())
+    });
+    env.add_filter("checksum", |s: String| hash(&s, Some("sha1")));
+    env.add_filter("mandatory", mandatory);
+    env.add_filter("quote", |v: Value| crate::shell_quote(&text(&v)));
+    env.add_filter("union", |a: Value, b: Value| set_op(&a, &b, SetOp::Union));
+    env.add_filter("difference", |a: Value, b: Value| {
+        set_op(&a, &b, SetOp::Difference)
+    });
+    env.add_filter("intersect", |a: Value, b: Value| {
+        set_op(&a, &b, SetOp::Intersect)
+    });
+    env.add_filter("symmetric_difference", |a: Value, b: Value| {
+        set_op(&a, &b, SetOp::Symmetric)
+    });
+    env.add_filter("flatten", flatten);
+    env.add_filter("version_compare", version_test);
+    env.add_test("version", version_test);
+    env.add_test("version_compare", version_test);
+    env.add_test("match", |s: String, p: String| -> Result<bool, Error> {
+        Ok(compile(&format!("^(?:{p})"))?.is_match(&s))
+    });
+    env.add_test("search", |s: String, p: String| -> Result<bool, Error> {
+        Ok(compile(&p)?.is_match(&s))
+    });
+    env.add_test("regex", |s: String, p: String| -> Result<bool, Error> {
+        Ok(compile(&p)?.is_match(&s))
+    });
+    env.add_test("changed", |r: Value| field(&r, "changed"));
+    env.add_test("failed", |r: Value| field(&r, "failed"));
+    env.add_test("skipped", |r: Value| field(&r, "skipped"));
+    env.add_test("succeeded", |r: Value| !field(&r, "failed"));
+    env.add_test("success", |r: Value| !field(&r, "failed"));
+    env.add_test("truthy", |v: Value| v.is_true());
+    env.add_test("falsy", |v: Value| !v.is_true());
+}
+
+/// Ansible's `bool`: `yes`, `on`, `1`, `true` (any case) and 1 are true; the rest false.
+fn to_bool(v: Value) -> bool {
+    match v.kind() {
+        ValueKind::Bool => v.is_true(),
+        ValueKind::String => matches!(
+            v.as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_lowercase()
+                .as_str(),
+            "yes" | "on" | "1" | "true" | "y" | "t"
+        ),
+        ValueKind::Number => f64::try_from(v).is_ok_and(|f| f == 1.0),
+        _ => false,
+    }
+}
+
+/// Jinja2's `int`: text or a number to a whole number; what is neither is `default` (0).
+fn to_int(v: Value, default: Option<i64>, kw: Kwargs) -> Result<i64, Error> {
+    let base: Option<u32> = kw.get("base")?;
+    kw.assert_all_used()?;
+    let default = default.unwrap_or(0);
+    Ok(match v.kind() {
+        ValueKind::Bool => i64::from(v.is_true()),
+        ValueKind::Number => match i64::try_from(v.clone()) {
+            Ok(i) => i,
+            #[allow(clippy::cast_possible_truncation)] // Python's int() truncates too
+            Err(_) => f64::try_from(v).map_or(default, |f| f.trunc() as i64),
+        },
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default().trim().replace('_', "");
+            let (digits, radix) = match (base, s.get(..2)) {
+                (Some(16) | None, Some("0x" | "0X")) => (&s[2..], 16),
+                (Some(8) | None, Some("0o" | "0O")) => (&s[2..], 8),
+                (Some(2) | None, Some("0b" | "0B")) => (&s[2..], 2),
+                (b, _) => (s.as_str(), b.unwrap_or(10)),
+            };
+            i64::from_str_radix(digits, radix)
+                .ok()
+                .or_else(|| {
+                    #[allow(clippy::cast_possible_truncation)] // as Python's int(float(s))
+                    s.parse::<f64>().ok().map(|f| f.trunc() as i64)
+                })
+                .unwrap_or(default)
+        }
+        _ => default,
+    })
+}
+
+fn to_float(v: Value, default: Option<f64>) -> f64 {
+    let default = default.unwrap_or(0.0);
+    match v.kind() {
+        ValueKind::Bool => f64::from(u8::from(v.is_true())),
+        ValueKind::Number => f64::try_from(v).unwrap_or(default),
+        ValueKind::String => v
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(default),
+        _ => default,
+    }
+}
+
+/// Jinja2's `join`: each item as Python's `str()` writes it.
+fn join(v: Value, sep: Option<String>, attribute: Option<String>) -> Result<String, Error> {
+    let sep = sep.unwrap_or_default();
+    if let Some(s) = v.as_str() {
+        return Ok(s.chars().map(String::from).collect::<Vec<_>>().join(&sep));
+    }
+    let items = v.try_iter()?;
+    let mut parts = Vec::new();
+    for item in items {
+        let item = match &attribute {
+            Some(a) => item.get_attr(a)?,
+            None => item,
+        };
+        parts.push(text(&item));
+    }
+    Ok(parts.join(&sep))
+}
+
+/// Jinja2's `indent(width=4, first=False, blank=False)`, positional or by name; `width` may
+/// be text to indent with.
+fn indent(s: String, args: Rest<Value>, kw: Kwargs) -> Result<String, Error> {
+    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        Ok(match kw.get::<Option<Value>>(name)? {
+            Some(v) => Some(v),
+            None => args.get(i).cloned(),
+        })
+    };
+    let width = arg(0, "width")?;
+    let first = arg(1, "first")?.is_some_and(|v| v.is_true());
+    let blank = arg(2, "blank")?.is_some_and(|v| v.is_true());
+    kw.assert_all_used()?;
+    let pad = match &width {
+        None => "    ".to_owned(),
+        Some(w) if w.kind() == ValueKind::String => w.as_str().unwrap_or_default().to_owned(),
+        Some(w) => " ".repeat(usize::try_from(w.clone()).unwrap_or(4)),
+    };
+    // As Jinja2 does it: a newline added, then split into lines (which drops the last).
+    let padded = format!("{s}\n");
+    let lines: Vec<&str> = padded.lines().collect();
+    let mut out = if blank {
+        lines.join(&format!("\n{pad}"))
+    } else {
+        let mut rest = lines.iter();
+        let mut out = rest.next().copied().unwrap_or_default().to_owned();
+        for line in rest {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(&pad);
+            }
+            out.push_str(line);
+        }
+        out
+    };
+    if first {
+        out.insert_str(0, &pad);
+    }
+    Ok(out)
+}
+
+fn ternary(v: Value, yes: Value, no: Value, none: Option<Value>) -> Value {
+    match (v.is_none(), none) {
+        (true, Some(n)) => n,
+        _ if v.is_true() => yes,
+        _ => no,
+    }
+}
+
+/// Ansible's `combine(*maps, recursive=False, list_merge='replace')`.
+fn combine(first: Value, others: Rest<Value>, kw: Kwargs) -> Result<Value, Error> {
+    let recursive: Option<bool> = kw.get("recursive")?;
+    let list_merge: Option<String> = kw.get("list_merge")?;
+    kw.assert_all_used()?;
+    let mut acc = Data::from_value(&first);
+    for other in others.iter() {
+        let other = Data::from_value(other);
+        merge(
+            &mut acc,
+            other,
+            recursive.unwrap_or(false),
+            list_merge.as_deref().unwrap_or("replace"),
+        )?;
+    }
+    Ok(acc.to_value())
+}
+
+fn merge(acc: &mut Data, other: Data, recursive: bool, lists: &str) -> Result<(), Error> {
+    match (acc, other) {
+        (Data::Map(a), Data::Map(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(old @ Data::Map(_)) if recursive && matches!(v, Data::Map(_)) => {
+                        merge(old, v, recursive, lists)?;
+                    }
+                    Some(Data::List(old)) if lists != "replace" => {
+                        let Data::List(new) = v else {
+                            a.insert(k, v);
+                            continue;
+                        };
+                        match lists {
+                            "append" => old.extend(new),
+                            "prepend" => {
+                                let tail = std::mem::replace(old, new);
+                                old.extend(tail);
+                            }
+                            "keep" => {}
+                            other => return Err(invalid(format!("combine: list_merge {other:?}"))),
+                        }
+                    }
+                    _ => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Err(invalid("combine: only maps can be combined")),
+    }
+}
+
+fn dict2items(v: Value, kw: Kwargs) -> Result<Value, Error> {
+    let key: Option<String> = kw.get("key_name")?;
+    let value: Option<String> = kw.get("value_name")?;
+    kw.assert_all_used()?;
+    let (key, value) = (
+        key.as_deref().unwrap_or("key"),
+        value.as_deref().unwrap_or("value"),
+    );
+    let Data::Map(map) = Data::from_value(&v) else {
+        return Err(invalid("dict2items: expects a map"));
+    };
+    Ok(Data::List(
+        map.into_iter()
+            .map(|(k, v)| {
+                Data::Map(
+                    [(key.to_owned(), Data::Str(k)), (value.to_owned(), v)]
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+    .to_value())
+}
+
+fn items2dict(v: Value, kw: Kwargs) -> Result<Value, Error> {
+    let key: Option<String> = kw.get("key_name")?;
+    let value: Option<String> = kw.get("value_name")?;
+    kw.assert_all_used()?;
+    let (key, value) = (
+        key.as_deref().unwrap_or("key"),
+        value.as_deref().unwrap_or("value"),
+    );
+    let mut out = crate::DataMap::new();
+    for item in v.try_iter()? {
+        let k = item.get_attr(key)?;
+        if k.is_undefined() {
+            return Err(invalid(format!("items2dict: an item has no {key:?}")));
+        }
+        out.insert(text(&k), Data::from_value(&item.get_attr(value)?));
+    }
+    Ok(Data::Map(out).to_value())
+}
+
+fn compile(pattern: &str) -> Result<regex::Regex, Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| invalid(format!("regex {pattern:?}: {e}")))
+}
+
+fn flags(pattern: &str, kw: &Kwargs) -> Result<regex::Regex, Error> {
+    let ignorecase: Option<bool> = kw.get("ignorecase")?;
+    let multiline: Option<bool> = kw.get("multiline")?;
+    let mut p = String::new();
+    if ignorecase == Some(true) {
+        p.push_str("(?i)");
+    }
+    if multiline == Some(true) {
+        p.push_str("(?m)");
+    }
+    p.push_str(pattern);
+    compile(&p)
+}
+
+/// Ansible's `regex_replace(pattern, replacement)`; `\1` and `\g<name>` in the replacement.
+fn regex_replace(
+    s: Value,
+    pattern: String,
+    with: Option<String>,
+    kw: Kwargs,
+) -> Result<String, Error> {
+    let re = flags(&pattern, &kw)?;
+    kw.assert_all_used()?;
+    let with = with.unwrap_or_default();
+    let back = compile(r"\\(\d+)|\\g<(\w+)>")
+        .unwrap_or_else(|_| regex::Regex::new("$^").unwrap_or_else(|_| unreachable!()));
+    let with = back.replace_all(&with, |c: &regex::Captures<'_>| {
+        let group = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
+        format!("${{{group}}}")
+    });
+    Ok(re.replace_all(&text(&s), with.as_ref()).into_owned())
+}
+
+/// Ansible's `regex_search(pattern, '\\1', ...)`: the match (or the groups asked for), none
+/// without a match.
+fn regex_search(
+    s: String,
+    pattern: String,
+    groups: Rest<String>,
+    kw: Kwargs,
+) -> Result<Value, Error> {
+    let re = flags(&pattern, &kw)?;
+    kw.assert_all_used()?;
+    let Some(c) = re.captures(&s) else {
+        return Ok(Value::from(()));
+    };
+    if groups.is_empty() {
+        return Ok(Value::from(c.get(0).map_or("", |m| m.as_str())));
+    }
+    let picked: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let g = g.trim_start_matches('\\');
+            let m = match g.strip_prefix("g<").and_then(|n| n.strip_suffix('>')) {
+                Some(name) => c.name(name),
+                None => g.parse().ok().and_then(|i| c.get(i)),
+            };
+            Value::from(m.map_or("", |m| m.as_str()))
+        })
+        .collect();
+    Ok(Value::from(picked))
+}
+
+fn regex_findall(s: String, pattern: String, kw: Kwargs) -> Result<Value, Error> {
+    let re = flags(&pattern, &kw)?;
+    kw.assert_all_used()?;
+    let found: Vec<Value> = re
+        .captures_iter(&s)
+        .map(|c| match c.len() {
+            1 => Value::from(c.get(0).map_or("", |m| m.as_str())),
+            2 => Value::from(c.get(1).map_or("", |m| m.as_str())),
+            _ => Value::from(
+                c.iter()
+                    .skip(1)
+                    .map(|m| Value::from(m.map_or("", |m| m.as_str())))
+                    .collect::<Vec<_>>(),
+            ),
+        })
+        .collect();
+    Ok(Value::from(found))
+}
+
+fn hash(s: &str, algo: Option<&str>) -> Result<String, Error> {
+    use sha2::Digest;
+    let hex = |b: &[u8]| data_encoding::HEXLOWER.encode(b);
+    match algo.unwrap_or("sha1") {
+        "sha1" => Ok(hex(&sha1::Sha1::digest(s.as_bytes()))),
+        "sha256" => Ok(hex(&sha2::Sha256::digest(s.as_bytes()))),
+        "sha512" => Ok(hex(&sha2::Sha512::digest(s.as_bytes()))),
+        other => Err(invalid(format!(
+            "hash: {other:?} is not known here (sha1, sha256, sha512)"
+        ))),
+    }
+}
+
+fn mandatory(state: &State<'_, '_>, v: Value, msg: Option<String>) -> Result<Value, Error> {
+    let _ = state;
+    if v.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            msg.unwrap_or_else(|| "a mandatory var is undefined".to_owned()),
+        ));
+    }
+    Ok(v)
+}
+
+enum SetOp {
+    Union,
+    Difference,
+    Intersect,
+    Symmetric,
+}
+
+/// Ansible's list set operations: items in first-seen order, each once.
+fn set_op(a: &Value, b: &Value, op: SetOp) -> Result<Value, Error> {
+    let list = |v: &Value| -> Result<Vec<Value>, Error> { Ok(v.try_iter()?.collect()) };
+    let (a, b) = (list(a)?, list(b)?);
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |v: &Value| {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    };
+    match op {
+        SetOp::Union => a.iter().chain(&b).for_each(&mut push),
+        SetOp::Difference => a.iter().filter(|v| !b.contains(v)).for_each(&mut push),
+        SetOp::Intersect => a.iter().filter(|v| b.contains(v)).for_each(&mut push),
+        SetOp::Symmetric => a
+            .iter()
+            .filter(|v| !b.contains(v))
+            .chain(b.iter().filter(|v| !a.contains(v)))
+            .for_each(&mut push),
+    }
+    Ok(Value::from(out))
+}
+
+fn flatten(v: Value, levels: Option<usize>) -> Result<Value, Error> {
+    fn go(v: &Value, depth: Option<usize>, out: &mut Vec<Value>) -> Result<(), Error> {
+        for item in v.try_iter()? {
+            if item.kind() == ValueKind::Seq && depth != Some(0) {
+                go(&item, depth.map(|d| d - 1), out)?;
+            } else if !item.is_none() {
+                out.push(item);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    go(&v, levels.map(|l| l.saturating_sub(1)), &mut out)?;
+    Ok(Value::from(out))
+}
+
+/// Ansible's `version(other, op='eq')` test: dotted versions compared part by part,
+/// numerically where both parts are numbers.
+fn version_test(v: Value, other: Value, op: Option<String>, kw: Kwargs) -> Result<bool, Error> {
+    let _strict: Option<bool> = kw.get("strict")?;
+    let _kind: Option<String> = kw.get("version_type")?;
+    kw.assert_all_used()?;
+    let ord = compare_versions(&text(&v), &text(&other));
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    Ok(match op.as_deref().unwrap_or("eq") {
+        "eq" | "==" | "=" => ord == Equal,
+        "ne" | "!=" | "<>" => ord != Equal,
+        "lt" | "<" => ord == Less,
+        "le" | "<=" => ord != Greater,
+        "gt" | ">" => ord == Greater,
+        "ge" | ">=" => ord != Less,
+        other => return Err(invalid(format!("version: unknown comparison {other:?}"))),
+    })
+}
+
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<String> {
+        s.split(|c: char| c == '.' || c == '-' || c == '_' || c == '+')
+            .map(str::to_owned)
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).map_or("0", String::as_str),
+            b.get(i).map_or("0", String::as_str),
+        );
+        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// A registered result's flag (`changed`, `failed`, `skipped`).
+fn field(r: &Value, name: &str) -> bool {
+    r.get_attr(name).is_ok_and(|v| v.is_true())
+}

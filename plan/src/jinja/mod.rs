@@ -1,0 +1,371 @@
+//! The template engine: Jinja2 through minijinja, set up as Ansible sets Jinja2 up
+//! (`trim_blocks`, a template's last newline kept, strict undefined, Python's way of printing
+//! `True`, `None` and lists), with Ansible's filters and tests, a fuel limit, a cap on what
+//! one template may render, and files only from the plan's own directory.
+//!
+//! Every template and expression of a plan is compiled once, when the plan is read; hosts
+//! only render them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+
+use crate::data::{Data, is_template};
+
+mod emit;
+mod filters;
+mod python;
+
+pub use python::repr as python_repr;
+
+/// The instructions one render may run: enough for a config file looping over thousands of
+/// items, far short of a loop that does not end.
+pub const FUEL: u64 = 2_000_000;
+
+/// The largest text one template may render to: a var repeated in a template must not cost
+/// gigabytes per host. Bigger files go in `content_file`, which is sent as it is.
+pub const MAX_RENDERED: usize = 8 << 20;
+
+/// The value Ansible's `omit` stands for: an arg that renders to it is left out.
+pub const OMIT: &str = "__omit_place_holder__wisp";
+
+/// Where a native expression's value is left by its template.
+const RESULT: &str = "__wisp_value";
+
+/// The compiled templates and expressions of one plan.
+pub struct Engine {
+    env: Environment<'static>,
+    /// Template text (or an expression, marked) to the name it was compiled under.
+    names: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("templates", &self.names.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine whose `{% include %}` and `{% import %}` read files under `base` (the plan's
+    /// directory) and nowhere else.
+    pub fn new(base: &Path) -> Engine {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_trim_blocks(true);
+        env.set_keep_trailing_newline(true);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(100);
+        env.set_debug(false);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_formatter(python::formatter);
+        let base = base.to_owned();
+        env.set_loader(move |name| load_under(&base, name));
+        filters::register(&mut env);
+        env.add_global("omit", OMIT);
+        Engine {
+            env,
+            names: HashMap::new(),
+        }
+    }
+
+    /// Compiles template text (once); an error is the template's syntax error.
+    pub fn add(&mut self, source: &str) -> Result<(), String> {
+        self.compile(source.to_owned(), source.to_owned())
+    }
+
+    /// Compiles an expression (once), to be evaluated to a value by [`Engine::eval`].
+    pub fn add_expr(&mut self, expr: &str) -> Result<(), String> {
+        let expr = expr.trim();
+        if expr.is_empty() {
+            return Err("an empty expression".into());
+        }
+        // A statement that keeps the expression's value, not its text.
+        let source = format!("{{% set {RESULT} = ({expr}\n) %}}");
+        self.compile(expr_key(expr), source)
+    }
+
+    /// Compiles every template text inside `data`: a text that is one `{{ expression }}`
+    /// as an expression (its value keeps its type), any other as a template.
+    pub fn add_data(&mut self, data: &Data) -> Result<(), String> {
+        match data {
+            Data::Str(s) if is_template(s) => match single_expression(s) {
+                Some(expr) => self.add_expr(expr),
+                None => self.add(s),
+            },
+            Data::List(items) => items.iter().try_for_each(|i| self.add_data(i)),
+            Data::Map(map) => map.values().try_for_each(|v| self.add_data(v)),
+            _ => Ok(()),
+        }
+    }
+
+    fn compile(&mut self, key: String, source: String) -> Result<(), String> {
+        if self.names.contains_key(&key) {
+            return Ok(());
+        }
+        let name = format!("template #{}", self.names.len() + 1);
+        self.env
+            .add_template_owned(name.clone(), source)
+            .map_err(|e| describe(&e))?;
+        self.names.insert(key, name);
+        Ok(())
+    }
+
+    /// Renders template text against `ctx`.
+    pub fn render(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        if !is_template(source) {
+            return Ok(source.to_owned());
+        }
+        let tmpl = match self.names.get(source) {
+            Some(name) => self.env.get_template(name),
+            None => self.env.template_from_str(source),
+        }
+        .map_err(|e| describe(&e))?;
+        let mut out = Capped::default();
+        match tmpl.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.bytes).map_err(|e| e.to_string()),
+            Err(_) if out.over => Err(format!(
+                "renders to more than {} MiB: refused (put a large file in content_file)",
+                MAX_RENDERED >> 20
+            )),
+            Err(e) => Err(explain(&e, source, ctx)),
+        }
+    }
+
+    /// Evaluates an expression against `ctx` to its value.
+    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+        let expr = expr.trim();
+        let key = expr_key(expr);
+        let tmpl = match self.names.get(&key) {
+            Some(name) => self.env.get_template(name),
+            None => {
+                return self
+                    .env
+                    .compile_expression(expr)
+                    .and_then(|e| e.eval(ctx))
+                    .map_err(|e| explain(&e, expr, ctx));
+            }
+        }
+        .map_err(|e| describe(&e))?;
+        let captured = tmpl
+            .render_captured(ctx)
+            .map_err(|e| explain(&e, expr, ctx))?;
+        Ok(captured.state().lookup(RESULT).unwrap_or_default())
+    }
+
+    /// Evaluates a condition: it must yield a boolean (as ansible-core 2.19 requires).
+    pub fn condition(&self, expr: &str, ctx: &Value) -> Result<bool, String> {
+        let expr = bare_condition(expr);
+        let v = self.eval(expr, ctx)?;
+        match v.kind() {
+            ValueKind::Bool => Ok(v.is_true()),
+            _ => Err(not_boolean(expr, &v)),
+        }
+    }
+
+    /// Renders every template text inside `data`; a text that is one `{{ expression }}`
+    /// keeps its value's type (a list stays a list). Map entries that render to `omit` are
+    /// left out.
+    pub fn data(&self, data: &Data, ctx: &Value) -> Result<Data, String> {
+        Ok(match data {
+            Data::Str(s) if is_template(s) => match single_expression(s) {
+                Some(expr) => Data::from_value(&self.eval(expr, ctx)?),
+                None => Data::Str(self.render(s, ctx)?),
+            },
+            Data::List(items) => Data::List(
+                items
+                    .iter()
+                    .map(|i| self.data(i, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Data::Map(map) => {
+                let mut out = crate::DataMap::new();
+                for (k, v) in map {
+                    let v = self.data(v, ctx)?;
+                    if v.as_str() != Some(OMIT) {
+                        out.insert(k.clone(), v);
+                    }
+                }
+                Data::Map(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// The names a template or expression reads that it does not set itself (top level).
+    pub fn reads(&self, source: &str, expression: bool) -> Vec<String> {
+        let found = if expression {
+            self.env
+                .compile_expression(source.trim())
+                .map(|e| e.undeclared_variables(false))
+        } else {
+            self.env
+                .template_from_str(source)
+                .map(|t| t.undeclared_variables(false))
+        };
+        let mut names: Vec<String> = found.unwrap_or_default().into_iter().collect();
+        names.sort();
+        names
+    }
+
+    /// Like [`Engine::reads`], with attributes (`facts.os_id`, `secret.db`).
+    pub fn reads_nested(&self, source: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .env
+            .template_from_str(source)
+            .map(|t| t.undeclared_variables(true))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The key an expression is compiled under (apart from template text).
+fn expr_key(expr: &str) -> String {
+    format!("\u{0}expr {expr}")
+}
+
+/// A condition written as `{{ expr }}` (which Ansible also accepts) is `expr`.
+pub fn bare_condition(expr: &str) -> &str {
+    single_expression(expr).unwrap_or(expr).trim()
+}
+
+/// The expression of a text that is one `{{ expression }}` and nothing else.
+pub fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
+        .then_some(inner.trim())
+}
+
+fn not_boolean(expr: &str, v: &Value) -> String {
+    format!(
+        "{expr:?} is {} {}, not a boolean: write a comparison (`x == \"y\"`), `x | bool`, or \
+         `x is defined`",
+        v.kind(),
+        python::repr(v)
+    )
+}
+
+/// A template error in one line: what went wrong, and where in the template when it has
+/// more than one line.
+pub fn describe(e: &minijinja::Error) -> String {
+    let what = match e.kind() {
+        ErrorKind::OutOfFuel => format!(
+            "rendering ran past {FUEL} steps: refused (a loop that does not end, or one too big \
+             for a template)"
+        ),
+        ErrorKind::UndefinedError => "undefined value".to_owned(),
+        _ => e
+            .detail()
+            .map_or_else(|| e.kind().to_string(), str::to_owned),
+    };
+    let what = match e.kind() {
+        ErrorKind::SyntaxError => format!("syntax error: {what}"),
+        _ => what,
+    };
+    match e.line() {
+        Some(line) if line > 1 => format!("{what} (template line {line})"),
+        _ => what,
+    }
+}
+
+/// [`describe`], naming the missing var when the error is one.
+fn explain(e: &minijinja::Error, source: &str, ctx: &Value) -> String {
+    if e.kind() != ErrorKind::UndefinedError {
+        return describe(e);
+    }
+    let env = Environment::new();
+    let read = env
+        .template_from_str(source)
+        .map(|t| t.undeclared_variables(true))
+        .or_else(|_| {
+            env.compile_expression(source)
+                .map(|x| x.undeclared_variables(true))
+        })
+        .unwrap_or_default();
+    let mut missing: Vec<String> = read
+        .into_iter()
+        .filter(|name| !defined(ctx, name))
+        .collect();
+    missing.sort();
+    match missing.first() {
+        Some(name) => format!("{name} is undefined: {}", describe(e)),
+        None => describe(e),
+    }
+}
+
+/// Whether a dotted name resolves in `ctx`.
+fn defined(ctx: &Value, dotted: &str) -> bool {
+    let mut v = ctx.clone();
+    for part in dotted.split('.') {
+        match v.get_attr(part) {
+            Ok(next) if !next.is_undefined() => v = next,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A file `{% include %}` or `{% import %}` names, read only from under `base`.
+fn load_under(base: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
+    let refuse = |why: &str| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("template file {name:?}: {why}"),
+        )
+    };
+    let rel = PathBuf::from(name);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(refuse("only files under the plan's directory may be read"));
+    }
+    for dir in [base.join("templates"), base.to_owned()] {
+        let path = dir.join(&rel);
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        let inside = base.canonicalize().is_ok_and(|b| real.starts_with(b));
+        if !inside {
+            return Err(refuse("it leads outside the plan's directory"));
+        }
+        return std::fs::read_to_string(&real)
+            .map(Some)
+            .map_err(|e| refuse(&e.to_string()));
+    }
+    Ok(None)
+}
+
+/// A writer that stops at [`MAX_RENDERED`] bytes.
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED {
+            self.over = true;
+            return Err(std::io::Error::other("too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

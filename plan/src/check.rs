@@ -261,32 +261,74 @@ impl Plan {
             Arc::new(Layer::new(&self.extra_vars)),
             magic,
         );
-        let fail = |line: usize, at: &str, e: String| {
-            PlanError::at(
-                &self.path,
-                line,
-                PlanErrorKind::Template(format!("{at}: {e}")),
-            )
+        let trial = Trial {
+            engine: &engine,
+            scope: &scope,
+            path: &self.path,
         };
-        for w in self.walk() {
-            let (line, parts, flow) = match w {
-                Walk::Task(t) => (t.line, task_parts(t), &t.flow),
-                Walk::Block(b) => {
+        trial.nodes(&self.tasks, &DataMap::new())?;
+        for h in &self.handlers {
+            trial.task(h, &DataMap::new())?;
+        }
+        Ok(())
+    }
+}
+
+/// The plan rendered with what only a host can tell standing for anything.
+struct Trial<'a> {
+    engine: &'a Engine,
+    scope: &'a Arc<HostScope>,
+    path: &'a std::path::Path,
+}
+
+impl Trial<'_> {
+    fn nodes(&self, nodes: &[crate::Node], around: &DataMap) -> Result<(), PlanError> {
+        for n in nodes {
+            match n {
+                crate::Node::Task(t) => self.task(t, around)?,
+                crate::Node::Block(b) => {
                     let mut parts = Vec::new();
                     flow_parts(&b.flow, &mut parts);
-                    (b.line, parts, &b.flow)
+                    self.parts(b.line, parts, &b.flow, around)?;
+                    let mut inner = around.clone();
+                    inner.extend(b.flow.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    for list in [&b.body, &b.rescue, &b.always] {
+                        self.nodes(list, &inner)?;
+                    }
                 }
-            };
-            let mut item = Layer::default();
-            item.set_value(&flow.loop_var, unknown.clone());
-            if let Some(i) = &flow.index_var {
-                item.set_value(i, unknown.clone());
             }
-            item.set_value("ansible_loop", unknown.clone());
-            let frame = scope.frame(Arc::new(Layer::new(&flow.vars)), Arc::new(item));
-            for p in parts {
-                trial(&engine, p.piece, &frame).map_err(|e| fail(line, &p.at, e))?;
-            }
+        }
+        Ok(())
+    }
+
+    fn task(&self, t: &Task, around: &DataMap) -> Result<(), PlanError> {
+        self.parts(t.line, task_parts(t), &t.flow, around)
+    }
+
+    fn parts(
+        &self,
+        line: usize,
+        parts: Vec<Part<'_>>,
+        flow: &Flow,
+        around: &DataMap,
+    ) -> Result<(), PlanError> {
+        let unknown = Value::from_object(Unknown);
+        let mut item = Layer::default();
+        item.set_value(&flow.loop_var, unknown.clone());
+        if let Some(i) = &flow.index_var {
+            item.set_value(i, unknown.clone());
+        }
+        item.set_value("ansible_loop", unknown);
+        let mut vars = around.clone();
+        vars.extend(flow.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let frame = self
+            .scope
+            .frame(Arc::new(Layer::new(&vars)), Arc::new(item));
+        for p in parts {
+            trial(self.engine, p.piece, &frame).map_err(|e| {
+                let what = format!("{}: {e}", p.at);
+                PlanError::at(self.path, line, PlanErrorKind::Template(what))
+            })?;
         }
         Ok(())
     }
@@ -431,7 +473,8 @@ fn trial(engine: &Engine, piece: Piece<'_>, frame: &Value) -> Result<(), String>
             || e.contains("undefined value")
             || e.contains("ran past")
             || e.contains("renders to more than")
-            || e.contains("cycle"));
+            || e.contains("cycle")
+            || e.contains("recursion limit"));
         if host_could_change { Ok(()) } else { Err(e) }
     };
     match piece {
@@ -442,11 +485,7 @@ fn trial(engine: &Engine, piece: Piece<'_>, frame: &Value) -> Result<(), String>
             match engine.eval(expr, frame) {
                 Ok(v) if v.kind() == ValueKind::Bool => Ok(()),
                 Ok(v) if v.downcast_object_ref::<Unknown>().is_some() => Ok(()),
-                Ok(v) => Err(format!(
-                    "{expr:?} is {}, not a boolean: write a comparison (`x == \"y\"`), \
-                     `x | bool`, or `x is defined`",
-                    crate::jinja::python_repr(&v)
-                )),
+                Ok(v) => Err(crate::jinja::not_boolean(expr, &v)),
                 Err(e) => fatal(e),
             }
         }

@@ -161,7 +161,27 @@ fn a_broken_plan_is_refused_before_any_host_is_contacted() {
         ),
         (
             "[vars]\napp = \"x\"\n\n[[task]]\nop = \"exec\"\nshell = \"echo {{ ap }}\"\n",
-            ":4: {{ ap }}: no such var",
+            ":4: args.shell: ap is undefined",
+        ),
+        (
+            "[vars]\nflag = \"yes\"\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nwhen = \"flag\"\n",
+            ":4: when: \"flag\" is 'yes', not a boolean",
+        ),
+        (
+            "[[task]]\nop = \"file.write\"\npath = \"/tmp/x\"\ncontent = \"{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}\"\n",
+            ":1: content: rendering ran past",
+        ),
+        (
+            "[[task]]\nop = \"file.write\"\npath = \"/tmp/x\"\ncontent = \"\"\nmode = 644\n",
+            ":5: mode = 644 is a decimal number (octal 1204)",
+        ),
+        (
+            "[[task]]\nname = \"tzdata\"\nop = \"pkg.ensure\"\n",
+            ":1: pkg.ensure needs the package's name in its args",
+        ),
+        (
+            "[[task]]\nop = \"exec\"\nshell = \"true\"\nunless = \"test -e /x\"\n",
+            ":1: exec args: unknown field `unless`",
         ),
     ];
     for (text_of_plan, expected) in cases {

@@ -13,6 +13,7 @@ mod file_ops;
 mod inventory;
 mod lifecycle;
 mod pkg;
+mod plans;
 mod records;
 mod rollout;
 mod runner_binary;

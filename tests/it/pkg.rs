@@ -15,10 +15,13 @@ use wisp_protocol::ops::PkgResult;
 use wisp_tests::root_or_explain;
 use wisp_tests::session::{Answer, Session};
 
-const PKG: &str = "wisp-test-pkg";
+pub(crate) const PKG: &str = "wisp-test-pkg";
+
+/// dpkg takes one user at a time: every test that installs a package holds this.
+pub(crate) static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Builds `wisp-test-pkg` at `version` into `dir`.
-fn build_deb(dir: &Path, version: &str) -> PathBuf {
+pub(crate) fn build_deb(dir: &Path, version: &str) -> PathBuf {
     let root = dir.join(format!("root-{version}"));
     std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(root.join("usr/share/wisp-test-pkg")).unwrap();
@@ -44,7 +47,7 @@ fn build_deb(dir: &Path, version: &str) -> PathBuf {
 }
 
 /// Removes the test package whatever happens.
-struct Purge;
+pub(crate) struct Purge;
 
 impl Drop for Purge {
     fn drop(&mut self) {
@@ -60,7 +63,7 @@ fn result(a: Answer) -> (bool, PkgResult) {
     a.changed_and()
 }
 
-fn installed_version() -> Option<String> {
+pub(crate) fn installed_version() -> Option<String> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${db:Status-Abbrev} ${Version}", PKG])
         .output()
@@ -74,6 +77,9 @@ fn pkg_ensure_installs_upgrades_removes_and_reports_a_held_lock() {
     if !root_or_explain("installing packages") {
         return;
     }
+    let _dpkg = DPKG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _purge = Purge;
     let mut s = Session::start("pkg", false);
     let v1 = build_deb(&s.tmp.0, "1.0");

@@ -224,7 +224,7 @@ env = {{ TOKEN = "{{{{ secret.db_pass }}}}" }}
     // On a command line,
     let err = refused("bad.toml", "shell = \"echo {{ secret.db_pass }}\"");
     assert!(
-        err.contains("bad.toml:3: {{ secret.db_pass }} may go only in"),
+        err.contains("bad.toml:3: args.shell: a secret may go only in"),
         "{err}"
     );
     // or by a name the file does not have.

@@ -16,7 +16,7 @@ use wisp_tests::session::{Answer, Session};
 
 /// An init script named `name` that appends each action to `log` and keeps its running state
 /// in a file next to it. Without `reload`, it answers reload as LSB says: usage, status 3.
-fn install_script(name: &str, log: &Path, reload: bool) -> PathBuf {
+pub(crate) fn install_script(name: &str, log: &Path, reload: bool) -> PathBuf {
     let state = log.with_extension("running");
     let reload_case = if reload {
         format!("  reload) echo reload >> {log} ;;\n", log = log.display())
@@ -55,7 +55,7 @@ esac
 }
 
 /// Removes the test scripts and their boot links whatever happens.
-struct Cleanup(Vec<String>);
+pub(crate) struct Cleanup(pub(crate) Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -74,7 +74,7 @@ fn result(a: Answer) -> (bool, ServiceResult) {
     a.changed_and()
 }
 
-fn log(path: &Path) -> Vec<String> {
+pub(crate) fn log(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

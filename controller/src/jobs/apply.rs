@@ -6,7 +6,6 @@
 //! What this module does not know: how the host was reached (it gets a session), other hosts.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use tokio::sync::watch;
 use wisp_protocol::message::{Done, Limits, Status};
@@ -18,32 +17,10 @@ use crate::fleet::Target;
 use crate::report::{Event, Reporter};
 use crate::session::{CmdEvent, Session};
 use wisp_events::interrupt::Interrupt;
-use wisp_plan::scope::Layer;
 use wisp_plan::{Data, DataMap, Engine, Plan, Task};
 use wisp_store::record::{TaskHow, TaskLine};
 
-/// A plan made ready for a run once, for every host: its templates compiled, and the vars
-/// every host shares.
-#[derive(Debug)]
-pub struct Compiled {
-    /// The engine, every template of the plan compiled.
-    pub engine: Arc<Engine>,
-    /// The plan's vars.
-    pub(super) plan_vars: Arc<Layer>,
-    /// Extra vars (`-e`).
-    pub(super) extra: Arc<Layer>,
-}
-
-impl Compiled {
-    /// Compiles `plan`'s templates.
-    pub fn new(plan: &Plan) -> Result<Compiled, wisp_plan::PlanError> {
-        Ok(Compiled {
-            engine: Arc::new(plan.engine()?),
-            plan_vars: Arc::new(Layer::new(&plan.vars)),
-            extra: Arc::new(Layer::new(&plan.extra_vars)),
-        })
-    }
-}
+pub use wisp_plan::Compiled;
 
 /// `--check`, `--diff`, drift and `--facts-ttl`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]

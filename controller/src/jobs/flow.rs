@@ -9,15 +9,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use minijinja::value::Value;
 use tokio::sync::watch;
-use wisp_plan::scope::{HostScope, Layer};
-use wisp_plan::{Block, Data, DataMap, Engine, Node, Plan, Task};
+use wisp_plan::scope::HostScope;
+use wisp_plan::{Block, Compiled, Data, DataMap, Engine, Node, Plan, Task};
 use wisp_protocol::ops::{Facts, Op, PathArgs};
 
 use super::apply::{
-    ApplyOptions, Compiled, Ran, Stop, Tally, TaskStatus, carried_over, count, record, run_op,
+    ApplyOptions, Ran, Stop, Tally, TaskStatus, carried_over, count, record, run_op,
 };
 use super::task::{Targeted, targeted};
 use crate::fleet::Target;
@@ -52,8 +51,7 @@ pub(super) enum Flowed {
     Failed,
 }
 
-/// The vars one host's templates see: its inventory vars, the plan's, extra vars; its facts,
-/// name and secrets.
+/// The vars one host's templates see (see [`wisp_plan::Compiled::host_scope`]).
 pub(super) fn host_scope(
     plan: &Plan,
     compiled: &Compiled,
@@ -61,52 +59,24 @@ pub(super) fn host_scope(
     facts: Option<&Facts>,
     options: ApplyOptions,
 ) -> Arc<HostScope> {
-    let inventory: DataMap = target
+    let vars: DataMap = target
         .vars
         .iter()
         .map(|(k, v)| (k.clone(), Data::Str(v.clone())))
         .collect();
-    let mut host = inventory.clone();
-    host.insert("name".into(), Data::Str(target.name.clone()));
-    let mut magic = IndexMap::new();
     let facts = facts
         .and_then(|f| serde_json::to_value(f).ok())
-        .map(|v| Data::from_json(&v).to_value());
-    magic.insert("facts".to_owned(), facts.unwrap_or_default());
-    magic.insert("host".to_owned(), Data::Map(host).to_value());
-    let secrets: DataMap = plan
-        .secrets
-        .names()
-        .into_iter()
-        .filter_map(|n| Some((n.to_owned(), Data::Str(plan.secrets.get(n)?.to_owned()))))
-        .collect();
-    magic.insert("secret".to_owned(), Data::Map(secrets).to_value());
-    let name = Value::from(target.name.as_str());
-    magic.insert("inventory_hostname".to_owned(), name.clone());
-    let short = target.name.split('.').next().unwrap_or_default();
-    magic.insert("inventory_hostname_short".to_owned(), Value::from(short));
-    magic.insert("ansible_check_mode".to_owned(), Value::from(options.check));
-    magic.insert("ansible_diff_mode".to_owned(), Value::from(options.diff));
-    let dir = plan.path.parent().map(|p| p.display().to_string());
-    magic.insert(
-        "playbook_dir".to_owned(),
-        Value::from(dir.unwrap_or_default()),
-    );
-    HostScope::new(
-        Arc::clone(&compiled.engine),
-        vec![
-            Arc::new(Layer::new(&inventory)),
-            Arc::clone(&compiled.plan_vars),
-        ],
-        Arc::clone(&compiled.extra),
-        magic,
+        .map(|v| Data::from_json(&v));
+    compiled.host_scope(
+        plan,
+        wisp_plan::HostInfo {
+            name: &target.name,
+            vars: &vars,
+            facts: facts.as_ref(),
+            check: options.check,
+            diff: options.diff,
+        },
     )
-}
-
-/// One loop item: its label in the output, and the vars it sets.
-struct Item {
-    label: Option<String>,
-    vars: Arc<Layer>,
 }
 
 /// One host's run of a plan.
@@ -207,12 +177,8 @@ impl HostRun<'_> {
             count(&mut self.tally, status, ignore);
             return Ok(self.after(status, ignore));
         }
-        let vars = inherited.within(&wisp_plan::Flow {
-            vars: t.flow.vars.clone(),
-            ..Default::default()
-        });
-        let task_vars = Arc::new(Layer::new(&vars.vars));
-        let items = match self.items(t, &task_vars) {
+        let task_vars = wisp_plan::expand::task_vars(&inherited.vars, t);
+        let items = match wisp_plan::expand::loop_items(self.engine, &self.scope, t, &task_vars) {
             Ok(items) => items,
             Err(e) => {
                 let why = format!("loop: {e}");
@@ -273,70 +239,6 @@ impl HostRun<'_> {
         } else {
             Flowed::Continue
         }
-    }
-
-    /// The task's loop items (one item with no label when it does not loop).
-    fn items(&self, t: &Task, task_vars: &Arc<Layer>) -> Result<Vec<Item>, String> {
-        let Some(over) = &t.flow.loop_over else {
-            return Ok(vec![Item {
-                label: None,
-                vars: Arc::new(Layer::default()),
-            }]);
-        };
-        let frame = self
-            .scope
-            .frame(Arc::clone(task_vars), Arc::new(Layer::default()));
-        let list = match self.engine.data(over, &frame)? {
-            Data::List(items) => items,
-            Data::Map(m) => m
-                .into_iter()
-                .map(|(k, v)| {
-                    Data::Map(
-                        [("key".to_owned(), Data::Str(k)), ("value".to_owned(), v)]
-                            .into_iter()
-                            .collect(),
-                    )
-                })
-                .collect(),
-            Data::Null => Vec::new(),
-            other => {
-                return Err(format!(
-                    "must be a list (or a map), not {}",
-                    wisp_plan::jinja::python_repr(&other.to_value())
-                ));
-            }
-        };
-        let length = list.len();
-        let mut items = Vec::with_capacity(length);
-        for (i, value) in list.into_iter().enumerate() {
-            let mut layer = Layer::default();
-            let value = value.to_value();
-            layer.set_value(&t.flow.loop_var, value.clone());
-            if let Some(index) = &t.flow.index_var {
-                layer.set_value(index, Value::from(i));
-            }
-            let facts = [
-                ("index", Value::from(i + 1)),
-                ("index0", Value::from(i)),
-                ("first", Value::from(i == 0)),
-                ("last", Value::from(i + 1 == length)),
-                ("length", Value::from(length)),
-            ];
-            layer.set_value("ansible_loop", Value::from_iter(facts));
-            let vars = Arc::new(layer);
-            let label = match &t.flow.loop_label {
-                Some(l) => {
-                    let frame = self.scope.frame(Arc::clone(task_vars), Arc::clone(&vars));
-                    self.engine.render(l, &frame)?
-                }
-                None => wisp_plan::jinja::python_repr(&value),
-            };
-            items.push(Item {
-                label: Some(label),
-                vars,
-            });
-        }
-        Ok(items)
     }
 
     /// The task once, in `frame`: its conditions, then the op (again, while `until` does not

@@ -54,7 +54,10 @@ impl Engine {
     /// directory) and nowhere else.
     pub fn new(base: &Path) -> Engine {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Ansible's undefined: `a.b | default(x)` works when `a` is undefined (a lookup on an
+        // undefined value is undefined), but an undefined value printed, or yielded by an
+        // expression, is an error (the formatter and `eval` refuse it).
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_trim_blocks(true);
         env.set_keep_trailing_newline(true);
         env.set_fuel(Some(FUEL));
@@ -106,6 +109,7 @@ impl Engine {
         if self.names.contains_key(&key) {
             return Ok(());
         }
+        too_deep(&source)?;
         let name = format!("template #{}", self.names.len() + 1);
         self.env
             .add_template_owned(name.clone(), source)
@@ -121,7 +125,10 @@ impl Engine {
         }
         let tmpl = match self.names.get(source) {
             Some(name) => self.env.get_template(name),
-            None => self.env.template_from_str(source),
+            None => {
+                too_deep(source)?;
+                self.env.template_from_str(source)
+            }
         }
         .map_err(|e| describe(&e))?;
         let mut out = Capped::default();
@@ -142,6 +149,7 @@ impl Engine {
         let tmpl = match self.names.get(&key) {
             Some(name) => self.env.get_template(name),
             None => {
+                too_deep(expr)?;
                 return self
                     .env
                     .compile_expression(expr)
@@ -153,7 +161,12 @@ impl Engine {
         let captured = tmpl
             .render_captured(ctx)
             .map_err(|e| explain(&e, expr, ctx))?;
-        Ok(captured.state().lookup(RESULT).unwrap_or_default())
+        let value = captured.state().lookup(RESULT).unwrap_or_default();
+        if value.is_undefined() {
+            let e = minijinja::Error::new(ErrorKind::UndefinedError, "undefined value");
+            return Err(explain(&e, expr, ctx));
+        }
+        Ok(value)
     }
 
     /// Evaluates a condition: it must yield a boolean (as ansible-core 2.19 requires).
@@ -225,6 +238,36 @@ impl Engine {
     }
 }
 
+/// The deepest nesting a template may have: brackets, and `not`s or signs in a row. The
+/// parser recurses once per level; a text built to nest 300,000 levels must not take the
+/// controller's stack with it.
+const MAX_NESTING: usize = 100;
+
+fn too_deep(source: &str) -> Result<(), String> {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut prefixes, mut most) = (0usize, 0usize);
+    for word in source.split(|c: char| c.is_whitespace()) {
+        match word {
+            "not" | "-" | "+" => prefixes += 1,
+            "" => {}
+            _ => prefixes = 0,
+        }
+        most = most.max(prefixes);
+    }
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        deepest = deepest.max(depth);
+    }
+    if deepest > MAX_NESTING * 2 || most > MAX_NESTING {
+        return Err(format!("nests deeper than {MAX_NESTING} levels: refused"));
+    }
+    Ok(())
+}
+
 /// The key an expression is compiled under (apart from template text).
 fn expr_key(expr: &str) -> String {
     format!("\u{0}expr {expr}")
@@ -244,12 +287,14 @@ pub fn single_expression(s: &str) -> Option<&str> {
         .then_some(inner.trim())
 }
 
-fn not_boolean(expr: &str, v: &Value) -> String {
+pub(crate) fn not_boolean(expr: &str, v: &Value) -> String {
+    let shown = match v.as_str() {
+        Some(s) if !s.starts_with('\'') => format!("'{s}'"),
+        _ => python::repr(v),
+    };
     format!(
-        "{expr:?} is {} {}, not a boolean: write a comparison (`x == \"y\"`), `x | bool`, or \
-         `x is defined`",
-        v.kind(),
-        python::repr(v)
+        "{expr:?} is {shown}, not a boolean: write a comparison (`x == \"y\"`), `x | bool`, \
+         or `x is defined`"
     )
 }
 

@@ -12,7 +12,12 @@ pub(super) fn formatter(
 ) -> Result<(), Error> {
     let text = match v.kind() {
         ValueKind::String => return write(out, v.as_str().unwrap_or_default()),
-        ValueKind::Undefined => return Ok(()),
+        ValueKind::Undefined => {
+            return Err(Error::new(
+                minijinja::ErrorKind::UndefinedError,
+                "undefined value",
+            ));
+        }
         _ => repr(v),
     };
     write(out, &text)

@@ -138,6 +138,15 @@ mod tests {
                 "Task",
                 "exec takes no content".into(),
             ),
+        ];
+        for (text, line, kind, message) in cases {
+            check(text, *line, kind, message);
+        }
+    }
+
+    #[test]
+    fn template_secret_and_arg_errors_name_their_line() {
+        let cases: &[(&str, usize, &str, String)] = &[
             (
                 "[[task]]\nop = \"exec\"\nshell = \"{{ facts.oss | quote }}\"\n",
                 1,

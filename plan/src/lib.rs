@@ -37,6 +37,7 @@ pub mod jinja;
 pub mod limits;
 mod limits_table;
 pub mod quantity;
+mod read;
 pub mod scope;
 pub mod source;
 mod task;
@@ -266,7 +267,7 @@ impl Plan {
             None => LimitArgs::default(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        let reader = task::Reader {
+        let reader = read::Reader {
             base,
             defaults: &defaults,
         };
@@ -282,7 +283,7 @@ impl Plan {
                 .map(|n| match n {
                     Node::Task(t) => Ok(*t),
                     Node::Block(b) => {
-                        Err(at(task::task_error(b.line, "a handler cannot be a block")))
+                        Err(at(read::task_error(b.line, "a handler cannot be a block")))
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?,

@@ -15,9 +15,8 @@ use wisp_plan::scope::HostScope;
 use wisp_plan::{Block, Compiled, Data, DataMap, Engine, Node, Plan, Task};
 use wisp_protocol::ops::{Facts, Op, PathArgs};
 
-use super::apply::{
-    ApplyOptions, Ran, Stop, Tally, TaskStatus, carried_over, count, record, run_op,
-};
+use super::apply::{ApplyOptions, Resume, Stop, Tally, TaskStatus, facts};
+use super::op::{Ran, carried_over, count, record, run_op};
 use super::task::{Targeted, targeted};
 use crate::fleet::Target;
 use crate::report::Reporter;
@@ -77,6 +76,58 @@ pub(super) fn host_scope(
             diff: options.diff,
         },
     )
+}
+
+/// Runs the plan on one host. `Ok` with the tally when every task ran (or a failure stopped
+/// the host, counted as failed); `Err` when the host could not be finished.
+#[allow(clippy::too_many_arguments)] // one host's whole context; a struct would only rename it
+pub(super) async fn run_on_host(
+    session: &mut Session,
+    plan: &Plan,
+    compiled: &Compiled,
+    options: ApplyOptions,
+    resume: Option<&Resume>,
+    target: &Target,
+    reporter: &Reporter,
+    interrupt: &mut watch::Receiver<Interrupt>,
+) -> Result<Tally, Stop> {
+    let host = target.name.as_str();
+    let facts = if plan.needs_facts {
+        Some(facts(session, host, options.facts_ttl, reporter).await?)
+    } else {
+        None
+    };
+    let scope = host_scope(plan, compiled, target, facts.as_ref(), options);
+    let arch = session.ready().arch.clone();
+    let resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h.clone())));
+    let mut run = HostRun {
+        session,
+        engine: &compiled.engine,
+        scope,
+        arch,
+        options,
+        host,
+        reporter,
+        interrupt,
+        tally: Tally::default(),
+        notified: BTreeSet::new(),
+        resuming,
+    };
+    let ended = run.nodes(&plan.tasks, &Inherited::default()).await?;
+    if ended == Flowed::Failed {
+        return Ok(run.tally);
+    }
+    let notified = std::mem::take(&mut run.notified);
+    for handler in plan.handlers.iter().filter(|h| notified.contains(&h.name)) {
+        let node = Node::Task(Box::new(handler.clone()));
+        let ended = run
+            .nodes(std::slice::from_ref(&node), &Inherited::default())
+            .await?;
+        if ended == Flowed::Failed {
+            break;
+        }
+    }
+    Ok(run.tally)
 }
 
 /// One host's run of a plan.
@@ -267,7 +318,7 @@ impl HostRun<'_> {
             }
         }
         if wisp_plan::CONTROLLER_OPS.contains(&t.op.as_str()) {
-            return Ok(self.controller_op(t, frame));
+            return Ok(super::local::answer(self.engine, &self.scope, t, frame));
         }
         if let Some(ran) = self.creates_or_removes(t, frame).await? {
             return Ok(ran);
@@ -387,7 +438,7 @@ impl HostRun<'_> {
                 }
             };
             let stat = Op::FileStat(PathArgs { path: path.clone() });
-            let there = super::apply::stat_exists(self.session, &stat).await?;
+            let there = super::op::stat_exists(self.session, &stat).await?;
             if there == Some(skip_when_there) {
                 let why = if skip_when_there {
                     "exists"
@@ -401,81 +452,6 @@ impl HostRun<'_> {
             }
         }
         Ok(None)
-    }
-
-    /// `set_fact`, `debug`, `assert` and `fail`: answered here, without the host.
-    fn controller_op(&self, t: &Task, frame: &Value) -> Ran {
-        let args = match self.engine.data(&Data::Map(t.args.clone()), frame) {
-            Ok(Data::Map(a)) => a,
-            Ok(_) => DataMap::new(),
-            Err(e) => return Ran::without_running(TaskStatus::Failed, e),
-        };
-        let text = |k: &str| {
-            args.get(k).map(|v| match v {
-                Data::Str(s) => s.clone(),
-                other => wisp_plan::jinja::python_repr(&other.to_value()),
-            })
-        };
-        let (status, detail) = match t.op.as_str() {
-            "set_fact" => {
-                for (k, v) in &args {
-                    self.scope.set_fact(k, v.clone());
-                }
-                (
-                    TaskStatus::Ok,
-                    args.keys().cloned().collect::<Vec<_>>().join(", "),
-                )
-            }
-            "debug" => match (text("msg"), t.args.get("var").and_then(Data::as_str)) {
-                (_, Some(var)) => match self.engine.eval(var, frame) {
-                    Ok(v) => (
-                        TaskStatus::Ok,
-                        format!("{var}: {}", wisp_plan::jinja::python_repr(&v)),
-                    ),
-                    Err(e) => (TaskStatus::Failed, format!("{var}: {e}")),
-                },
-                (msg, None) => (TaskStatus::Ok, msg.unwrap_or_else(|| "Hello world!".into())),
-            },
-            "assert" => self.assert(t, &args, frame),
-            _ => (
-                TaskStatus::Failed,
-                text("msg").unwrap_or_else(|| "failed as requested".into()),
-            ),
-        };
-        let mut ran = Ran::without_running(status, detail);
-        if status != TaskStatus::Skipped {
-            ran.result.shift_remove("skipped");
-        }
-        ran
-    }
-
-    fn assert(&self, t: &Task, args: &DataMap, frame: &Value) -> (TaskStatus, String) {
-        let that: Vec<String> = match t.args.get("that") {
-            Some(Data::List(items)) => items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_owned))
-                .collect(),
-            Some(Data::Str(s)) => vec![s.clone()],
-            _ => Vec::new(),
-        };
-        let msg = |k: &str| args.get(k).and_then(Data::as_str).map(str::to_owned);
-        for c in &that {
-            match self.engine.condition(c, frame) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let why = msg("fail_msg").or_else(|| msg("msg"));
-                    return (
-                        TaskStatus::Failed,
-                        why.unwrap_or_else(|| format!("assertion failed: {c}")),
-                    );
-                }
-                Err(e) => return (TaskStatus::Failed, format!("{c}: {e}")),
-            }
-        }
-        (
-            TaskStatus::Ok,
-            msg("success_msg").unwrap_or_else(|| "all assertions passed".into()),
-        )
     }
 }
 

@@ -10,6 +10,8 @@ mod command;
 pub mod diff;
 mod exec;
 mod flow;
+mod local;
+mod op;
 mod output_files;
 mod task;
 
@@ -151,7 +153,7 @@ impl Host<'_> {
                 options,
                 resume,
             } => {
-                let ran = apply::run_on_host(
+                let ran = flow::run_on_host(
                     &mut session,
                     plan,
                     compiled,

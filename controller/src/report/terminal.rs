@@ -86,6 +86,32 @@ impl Terminal {
         self.fold = Some(Folder::default());
     }
 
+    /// A task's line: its status painted; its name, loop item and detail (from the plan and
+    /// the host) escaped.
+    fn task_line(&self, t: &wisp_store::record::TaskLine) -> String {
+        let colour = match t.status.as_str() {
+            "changed" => YELLOW,
+            "failed" => RED,
+            "ok" => GREEN,
+            _ => "",
+        };
+        let detail = if t.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", visible(&t.detail))
+        };
+        let item = t
+            .item
+            .as_deref()
+            .map(|i| format!(" (item={})", visible(i)))
+            .unwrap_or_default();
+        format!(
+            "{} {}{item}{detail}",
+            self.paint(colour, &format!("{:<8}", t.status)),
+            visible(&t.task)
+        )
+    }
+
     /// Shows one event.
     pub(super) fn take(&self, event: &Event) {
         match event {
@@ -101,29 +127,7 @@ impl Terminal {
                 }
             }
             Event::Task(t) if !self.drift => {
-                let colour = match t.status.as_str() {
-                    "changed" => YELLOW,
-                    "failed" => RED,
-                    "ok" => GREEN,
-                    _ => "",
-                };
-                let detail = if t.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", visible(&t.detail))
-                };
-                // The status is painted here; the task's name and detail come from the plan
-                // and the host, and are shown escaped.
-                let item = t
-                    .item
-                    .as_deref()
-                    .map(|i| format!(" (item={})", visible(i)))
-                    .unwrap_or_default();
-                let text = format!(
-                    "{} {}{item}{detail}",
-                    self.paint(colour, &format!("{:<8}", t.status)),
-                    visible(&t.task)
-                );
+                let text = self.task_line(t);
                 self.line(&t.host, EventKind::Stdout, &text);
             }
             Event::Diff { host, text } if !self.drift => {

@@ -5,19 +5,13 @@ use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 
 use super::emit;
-use super::python::repr;
+use super::lists::{SetOp, flatten, set_op, version_test};
+use super::python::text;
+use super::text::{compile, hash, regex_findall, regex_replace, regex_search};
 use crate::data::Data;
 
 fn invalid(what: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, what.into())
-}
-
-/// A value as Python's `str()` makes it.
-fn text(v: &Value) -> String {
-    match v.as_str() {
-        Some(s) => s.to_owned(),
-        None => repr(v),
-    }
 }
 
 pub(super) fn register(env: &mut Environment<'static>) {
@@ -106,6 +100,11 @@ pub(super) fn register(env: &mut Environment<'static>) {
     });
     env.add_filter("flatten", flatten);
     env.add_filter("version_compare", version_test);
+    register_tests(env);
+}
+
+/// Ansible's tests: versions, regexes, and registered results.
+fn register_tests(env: &mut Environment<'static>) {
     env.add_test("version", version_test);
     env.add_test("version_compare", version_test);
     env.add_test("match", |s: String, p: String| -> Result<bool, Error> {
@@ -353,108 +352,6 @@ fn items2dict(v: Value, kw: Kwargs) -> Result<Value, Error> {
     Ok(Data::Map(out).to_value())
 }
 
-fn compile(pattern: &str) -> Result<regex::Regex, Error> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| invalid(format!("regex {pattern:?}: {e}")))
-}
-
-fn flags(pattern: &str, kw: &Kwargs) -> Result<regex::Regex, Error> {
-    let ignorecase: Option<bool> = kw.get("ignorecase")?;
-    let multiline: Option<bool> = kw.get("multiline")?;
-    let mut p = String::new();
-    if ignorecase == Some(true) {
-        p.push_str("(?i)");
-    }
-    if multiline == Some(true) {
-        p.push_str("(?m)");
-    }
-    p.push_str(pattern);
-    compile(&p)
-}
-
-/// Ansible's `regex_replace(pattern, replacement)`; `\1` and `\g<name>` in the replacement.
-fn regex_replace(
-    s: Value,
-    pattern: String,
-    with: Option<String>,
-    kw: Kwargs,
-) -> Result<String, Error> {
-    let re = flags(&pattern, &kw)?;
-    kw.assert_all_used()?;
-    let with = with.unwrap_or_default();
-    let back = compile(r"\\(\d+)|\\g<(\w+)>")
-        .unwrap_or_else(|_| regex::Regex::new("$^").unwrap_or_else(|_| unreachable!()));
-    let with = back.replace_all(&with, |c: &regex::Captures<'_>| {
-        let group = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
-        format!("${{{group}}}")
-    });
-    Ok(re.replace_all(&text(&s), with.as_ref()).into_owned())
-}
-
-/// Ansible's `regex_search(pattern, '\\1', ...)`: the match (or the groups asked for), none
-/// without a match.
-fn regex_search(
-    s: String,
-    pattern: String,
-    groups: Rest<String>,
-    kw: Kwargs,
-) -> Result<Value, Error> {
-    let re = flags(&pattern, &kw)?;
-    kw.assert_all_used()?;
-    let Some(c) = re.captures(&s) else {
-        return Ok(Value::from(()));
-    };
-    if groups.is_empty() {
-        return Ok(Value::from(c.get(0).map_or("", |m| m.as_str())));
-    }
-    let picked: Vec<Value> = groups
-        .iter()
-        .map(|g| {
-            let g = g.trim_start_matches('\\');
-            let m = match g.strip_prefix("g<").and_then(|n| n.strip_suffix('>')) {
-                Some(name) => c.name(name),
-                None => g.parse().ok().and_then(|i| c.get(i)),
-            };
-            Value::from(m.map_or("", |m| m.as_str()))
-        })
-        .collect();
-    Ok(Value::from(picked))
-}
-
-fn regex_findall(s: String, pattern: String, kw: Kwargs) -> Result<Value, Error> {
-    let re = flags(&pattern, &kw)?;
-    kw.assert_all_used()?;
-    let found: Vec<Value> = re
-        .captures_iter(&s)
-        .map(|c| match c.len() {
-            1 => Value::from(c.get(0).map_or("", |m| m.as_str())),
-            2 => Value::from(c.get(1).map_or("", |m| m.as_str())),
-            _ => Value::from(
-                c.iter()
-                    .skip(1)
-                    .map(|m| Value::from(m.map_or("", |m| m.as_str())))
-                    .collect::<Vec<_>>(),
-            ),
-        })
-        .collect();
-    Ok(Value::from(found))
-}
-
-fn hash(s: &str, algo: Option<&str>) -> Result<String, Error> {
-    use sha2::Digest;
-    let hex = |b: &[u8]| data_encoding::HEXLOWER.encode(b);
-    match algo.unwrap_or("sha1") {
-        "sha1" => Ok(hex(&sha1::Sha1::digest(s.as_bytes()))),
-        "sha256" => Ok(hex(&sha2::Sha256::digest(s.as_bytes()))),
-        "sha512" => Ok(hex(&sha2::Sha512::digest(s.as_bytes()))),
-        other => Err(invalid(format!(
-            "hash: {other:?} is not known here (sha1, sha256, sha512)"
-        ))),
-    }
-}
-
 fn mandatory(state: &State<'_, '_>, v: Value, msg: Option<String>) -> Result<Value, Error> {
     let _ = state;
     if v.is_undefined() {
@@ -464,94 +361,6 @@ fn mandatory(state: &State<'_, '_>, v: Value, msg: Option<String>) -> Result<Val
         ));
     }
     Ok(v)
-}
-
-enum SetOp {
-    Union,
-    Difference,
-    Intersect,
-    Symmetric,
-}
-
-/// Ansible's list set operations: items in first-seen order, each once.
-fn set_op(a: &Value, b: &Value, op: SetOp) -> Result<Value, Error> {
-    let list = |v: &Value| -> Result<Vec<Value>, Error> { Ok(v.try_iter()?.collect()) };
-    let (a, b) = (list(a)?, list(b)?);
-    let mut out: Vec<Value> = Vec::new();
-    let mut push = |v: &Value| {
-        if !out.contains(v) {
-            out.push(v.clone());
-        }
-    };
-    match op {
-        SetOp::Union => a.iter().chain(&b).for_each(&mut push),
-        SetOp::Difference => a.iter().filter(|v| !b.contains(v)).for_each(&mut push),
-        SetOp::Intersect => a.iter().filter(|v| b.contains(v)).for_each(&mut push),
-        SetOp::Symmetric => a
-            .iter()
-            .filter(|v| !b.contains(v))
-            .chain(b.iter().filter(|v| !a.contains(v)))
-            .for_each(&mut push),
-    }
-    Ok(Value::from(out))
-}
-
-fn flatten(v: Value, levels: Option<usize>) -> Result<Value, Error> {
-    fn go(v: &Value, depth: Option<usize>, out: &mut Vec<Value>) -> Result<(), Error> {
-        for item in v.try_iter()? {
-            if item.kind() == ValueKind::Seq && depth != Some(0) {
-                go(&item, depth.map(|d| d - 1), out)?;
-            } else if !item.is_none() {
-                out.push(item);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    go(&v, levels.map(|l| l.saturating_sub(1)), &mut out)?;
-    Ok(Value::from(out))
-}
-
-/// Ansible's `version(other, op='eq')` test: dotted versions compared part by part,
-/// numerically where both parts are numbers.
-fn version_test(v: Value, other: Value, op: Option<String>, kw: Kwargs) -> Result<bool, Error> {
-    let _strict: Option<bool> = kw.get("strict")?;
-    let _kind: Option<String> = kw.get("version_type")?;
-    kw.assert_all_used()?;
-    let ord = compare_versions(&text(&v), &text(&other));
-    use std::cmp::Ordering::{Equal, Greater, Less};
-    Ok(match op.as_deref().unwrap_or("eq") {
-        "eq" | "==" | "=" => ord == Equal,
-        "ne" | "!=" | "<>" => ord != Equal,
-        "lt" | "<" => ord == Less,
-        "le" | "<=" => ord != Greater,
-        "gt" | ">" => ord == Greater,
-        "ge" | ">=" => ord != Less,
-        other => return Err(invalid(format!("version: unknown comparison {other:?}"))),
-    })
-}
-
-fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parts = |s: &str| -> Vec<String> {
-        s.split(|c: char| c == '.' || c == '-' || c == '_' || c == '+')
-            .map(str::to_owned)
-            .collect()
-    };
-    let (a, b) = (parts(a), parts(b));
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (
-            a.get(i).map_or("0", String::as_str),
-            b.get(i).map_or("0", String::as_str),
-        );
-        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => x.cmp(y),
-        };
-        if ord != std::cmp::Ordering::Equal {
-            return ord;
-        }
-    }
-    std::cmp::Ordering::Equal
 }
 
 /// A registered result's flag (`changed`, `failed`, `skipped`).

@@ -16,7 +16,9 @@ use crate::data::{Data, is_template};
 
 mod emit;
 mod filters;
+mod lists;
 mod python;
+mod text;
 
 pub use python::repr as python_repr;
 
@@ -411,6 +413,3 @@ impl std::io::Write for Capped {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;

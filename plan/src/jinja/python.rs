@@ -110,3 +110,11 @@ fn quote(s: &mut String, text: &str) {
     }
     s.push(q);
 }
+
+/// A value as Python's `str()` makes it.
+pub(super) fn text(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_owned(),
+        None => repr(v),
+    }
+}

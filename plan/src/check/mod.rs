@@ -10,10 +10,17 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use minijinja::value::{Object, ObjectRepr, Value, ValueKind};
 
+mod extra;
+mod rules;
+
+pub use extra::extra_vars;
+use rules::{check_task, secret_allowed, unknown_fact};
+
 use crate::data::{Data, DataMap, is_template};
 use crate::jinja::{Engine, bare_condition};
+use crate::read::task_error;
 use crate::scope::{HostScope, Layer};
-use crate::task::{CONTROLLER_OPS, Flow, Task, task_error};
+use crate::task::{Flow, Task};
 use crate::{Content, Located, Plan, PlanError, PlanErrorKind, Walk};
 
 /// One template-bearing part of a task: where it is, and what it is.
@@ -99,7 +106,7 @@ fn task_parts(t: &Task) -> Vec<Part<'_>> {
 }
 
 /// Every text inside data.
-fn texts<'a>(d: &'a Data, out: &mut Vec<&'a str>) {
+pub(super) fn texts<'a>(d: &'a Data, out: &mut Vec<&'a str>) {
     match d {
         Data::Str(s) => out.push(s),
         Data::List(items) => items.iter().for_each(|i| texts(i, out)),
@@ -350,122 +357,6 @@ pub const MAGIC: &[&str] = &[
     "playbook_dir",
 ];
 
-/// Refuses a fact no host reports (`facts.oss`).
-fn unknown_fact(read: &[String]) -> Result<(), String> {
-    use wisp_protocol::ops::Facts;
-    for f in read.iter().filter_map(|r| r.strip_prefix("facts.")) {
-        let f = f.split('.').next().unwrap_or(f);
-        if !Facts::NAMES.contains(&f) {
-            return Err(format!(
-                "facts have no {f:?} (they have: {})",
-                Facts::NAMES.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Where a secret may be read: an exec task's env or stdin, a file's content.
-fn secret_allowed(w: Walk<'_>, at: &str) -> Result<(), String> {
-    let ok = match w {
-        Walk::Task(t) => {
-            (t.op == "exec" && (at == "args.env" || at == "stdin"))
-                || (t.op == "file.write" && at == "content")
-        }
-        Walk::Block(_) => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    if matches!(at, "when" | "changed_when" | "failed_when" | "until") {
-        return Err(format!("{at}: conditions cannot look at secrets"));
-    }
-    Err(format!(
-        "{at}: a secret may go only in an exec task's env or stdin, or in file content: a \
-         command line or a path is visible to every user of the host"
-    ))
-}
-
-/// The checks of one task that need no rendering: facts quoted in command lines, and the
-/// args of an op whose args hold no template.
-fn check_task(t: &Task) -> Result<(), PlanErrorKind> {
-    if t.op == "exec" {
-        for key in ["shell", "argv"] {
-            if let Some(v) = t.args.get(key) {
-                let mut all = Vec::new();
-                texts(v, &mut all);
-                for s in all {
-                    unquoted_fact(s).map_err(PlanErrorKind::Template)?;
-                }
-            }
-        }
-    }
-    if CONTROLLER_OPS.contains(&t.op.as_str()) {
-        return controller_args(t).map_err(PlanErrorKind::Task);
-    }
-    if !Data::Map(t.args.clone()).has_template() {
-        crate::op_of(&t.op, &t.args).map_err(PlanErrorKind::Task)?;
-    }
-    if t.op == "exec" {
-        t.limits
-            .to_limits(std::env::consts::ARCH)
-            .map_err(|e| PlanErrorKind::Limits(format!("limits: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Refuses a command line that prints a fact without the `quote` filter: a fact is what the
-/// host says, and in a command line it could run code there.
-fn unquoted_fact(s: &str) -> Result<(), String> {
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").unwrap_or(after.len());
-        let expr = after[..end].trim().trim_matches('-').trim();
-        let reads_fact = expr
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .any(|w| w == "facts" || w == "ansible_facts");
-        let quoted = expr
-            .rsplit_once('|')
-            .is_some_and(|(_, last)| last.trim() == "quote");
-        if reads_fact && !quoted {
-            return Err(format!(
-                "{{{{ {expr} }}}} in a command: a fact is what the host says, and it could hold \
-                 shell code; write {{{{ {expr} | quote }}}}"
-            ));
-        }
-        rest = &after[end.min(after.len())..];
-    }
-    Ok(())
-}
-
-/// The args of the ops the controller carries out itself.
-fn controller_args(t: &Task) -> Result<(), String> {
-    let allowed: &[&str] = match t.op.as_str() {
-        "set_fact" => {
-            if t.args.is_empty() {
-                return Err("set_fact needs at least one name = value".into());
-            }
-            return Ok(());
-        }
-        "debug" => &["msg", "var"],
-        "assert" => &["that", "fail_msg", "success_msg", "msg", "quiet"],
-        "fail" => &["msg"],
-        _ => &[],
-    };
-    if let Some(k) = t.args.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!(
-            "{} has no arg {k:?} (it takes: {})",
-            t.op,
-            allowed.join(", ")
-        ));
-    }
-    if t.op == "assert" && !t.args.contains_key("that") {
-        return Err("assert needs that = [conditions]".into());
-    }
-    Ok(())
-}
-
 /// One part rendered in the trial: only the errors a host could not change are errors.
 fn trial(engine: &Engine, piece: Piece<'_>, frame: &Value) -> Result<(), String> {
     let fatal = |e: String| {
@@ -508,41 +399,4 @@ impl Object for Unknown {
     fn render(self: &Arc<Self>, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         Ok(())
     }
-}
-
-/// The extra vars of `-e K=V` and `-e @file.yml`, in the order given (later wins).
-pub fn extra_vars(args: &[String]) -> Result<DataMap, String> {
-    let mut out = DataMap::new();
-    for a in args {
-        if let Some(file) = a.strip_prefix('@') {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("-e @{file}: {e}"))?;
-            let data = if file.ends_with(".json") {
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .map(|v| Data::from_json(&v))
-                    .map_err(|e| e.to_string())
-            } else {
-                Data::parse_yaml(&text)
-            }
-            .map_err(|e| format!("-e @{file}: {e}"))?;
-            match data {
-                Data::Map(m) => out.extend(m),
-                _ => return Err(format!("-e @{file}: expected a map of names to values")),
-            }
-        } else if a.trim_start().starts_with('{') {
-            let v: serde_json::Value =
-                serde_json::from_str(a).map_err(|e| format!("-e {a}: {e}"))?;
-            match Data::from_json(&v) {
-                Data::Map(m) => out.extend(m),
-                _ => return Err(format!("-e {a}: expected a JSON object")),
-            }
-        } else {
-            for pair in a.split_whitespace() {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| format!("-e {pair}: expected NAME=VALUE, @FILE or JSON"))?;
-                out.insert(k.to_owned(), Data::Str(v.to_owned()));
-            }
-        }
-    }
-    Ok(out)
 }

@@ -1,14 +1,19 @@
 //! The engine against Jinja2-in-Ansible's behaviour, one construct at a time.
 
-use super::*;
-use crate::scope::{HostScope, Layer};
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
 use std::sync::Arc;
+
+use minijinja::Value;
+use wisp_plan::scope::{HostScope, Layer};
+use wisp_plan::{Data, Engine};
 
 fn frame(vars: &str) -> (Arc<Engine>, Value) {
     let engine = Arc::new(Engine::new(Path::new(".")));
     let vars = match Data::parse_yaml(vars).unwrap() {
         Data::Map(m) => m,
-        Data::Null => crate::DataMap::new(),
+        Data::Null => wisp_plan::DataMap::new(),
         other => panic!("{other:?}"),
     };
     let scope = HostScope::new(

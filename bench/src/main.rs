@@ -13,6 +13,8 @@
 //!   `WISP_BIN` names a wisp executable;
 //! - inventory parsing: 10,000 and 100,000 hosts in INI, YAML and TOML, loaded, selected and
 //!   resolved;
+//! - plan rendering: a 100-task plan of loops, conditions and templates for 1,000 hosts, its
+//!   CPU and peak RSS per host, beside the same plan without templates (alone: `--render`);
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
 //!   parallel OpenSSH `ssh host true`, a bare russh client (the floor) and the same client
 //!   pushing the runner through the least verify pipeline (the pushing floor) against
@@ -137,6 +139,7 @@ fn ready(r: &RawRunner) {
 mod cpu;
 mod floor;
 mod inventory;
+mod render;
 mod scale;
 mod ssh;
 mod wan;
@@ -170,8 +173,13 @@ fn main() {
         scale::bench(n);
         return;
     }
+    if args.iter().any(|a| a == "--render") {
+        render::bench();
+        return;
+    }
     let scratch = ScratchDir::new("bench");
     inventory::bench(&scratch.0);
+    render::bench();
 
     let mut starts = Vec::new();
     for _ in 0..50 {

@@ -97,9 +97,13 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_line_and_kind() {
-        let known = [wisp_protocol::ops::KNOWN_OPS, crate::CONTROLLER_OPS]
-            .concat()
-            .join(", ");
+        let known = [
+            wisp_protocol::ops::KNOWN_OPS,
+            crate::CONTROLLER_OPS,
+            &["template"],
+        ]
+        .concat()
+        .join(", ");
         let cases: &[(&str, usize, &str, String)] = &[
             (
                 "[[task]]\nop = \"file.wirte\"\npath = \"/x\"\n",

@@ -12,6 +12,9 @@ use crate::source::{Src, SrcValue};
 use crate::task::{Block, CONTROLLER_OPS, Flow, Node, Task};
 use crate::{Content, Located, PlanErrorKind};
 
+/// The op that renders a file of the plan's `templates/` for each host and writes it there.
+pub(crate) const TEMPLATE: &str = "template";
+
 /// Keys a task may have besides its op's args.
 const TASK_KEYS: &[&str] = &[
     "name",
@@ -199,8 +202,9 @@ impl Reader<'_> {
         let op = keys
             .string("op")?
             .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
-        if !KNOWN_OPS.contains(&op.as_str()) && !CONTROLLER_OPS.contains(&op.as_str()) {
-            let known = [KNOWN_OPS, CONTROLLER_OPS].concat().join(", ");
+        let known_here = CONTROLLER_OPS.contains(&op.as_str()) || op == TEMPLATE;
+        if !KNOWN_OPS.contains(&op.as_str()) && !known_here {
+            let known = [KNOWN_OPS, CONTROLLER_OPS, &[TEMPLATE]].concat().join(", ");
             return Err(task_error(
                 keys.line("op"),
                 format!("unknown op {op:?} (known: {known})"),
@@ -209,7 +213,14 @@ impl Reader<'_> {
         let name = keys
             .string("name")?
             .unwrap_or_else(|| format!("{op} (line {line})"));
-        let content = self.content(&keys, &op)?;
+        let mut args = op_args(&keys, &op)?;
+        let (op, content) = if op == TEMPLATE {
+            let text = self.template(&keys, &mut args)?;
+            ("file.write".to_owned(), Some(Content::Inline(text)))
+        } else {
+            let content = self.content(&keys, &op)?;
+            (op, content)
+        };
         let limits = self.limits(&keys, &op)?;
         let stdin = keys.string("stdin")?;
         if stdin.is_some() && op != "exec" {
@@ -221,7 +232,7 @@ impl Reader<'_> {
         let flow = flow(&keys, &op)?;
         Ok(Task {
             name,
-            args: op_args(&keys, &op)?,
+            args,
             content,
             stdin,
             notify: keys.names("notify")?,
@@ -231,6 +242,48 @@ impl Reader<'_> {
             flow,
             line,
             op,
+        })
+    }
+
+    /// `template`: the file `src` names (under the plan's `templates/`, or its directory),
+    /// read now, to be rendered per host and written to `dest`. The args become
+    /// `file.write`'s.
+    fn template(&self, keys: &Keys<'_>, args: &mut DataMap) -> Result<String, Located> {
+        let line = keys.line("src");
+        let Some(Data::Str(src)) = args.shift_remove("src") else {
+            return Err(task_error(
+                keys.src.line,
+                "template needs src = \"FILE\" (under templates/)",
+            ));
+        };
+        let Some(dest) = args.shift_remove("dest") else {
+            return Err(task_error(
+                keys.src.line,
+                "template needs dest = \"/path/on/the/host\"",
+            ));
+        };
+        args.insert("path".to_owned(), dest);
+        let rel = Path::new(&src);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(task_error(
+                line,
+                format!("template src {src:?}: only files under the plan's directory"),
+            ));
+        }
+        let path = [self.base.join("templates").join(rel), self.base.join(rel)]
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| self.base.join("templates").join(rel));
+        std::fs::read_to_string(&path).map_err(|e| {
+            let kind = PlanErrorKind::ContentFile {
+                path: path.clone(),
+                source: e,
+            };
+            (line, kind)
         })
     }
 

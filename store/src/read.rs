@@ -234,8 +234,9 @@ impl Store {
             .map_err(|e| self.fail("cannot read its facts", e))
     }
 
-    /// Each host's drift over every `wisp drift` run of the plan at `plan` (as it was named).
-    pub fn drift_history(&self, plan: &str) -> Result<Vec<HostDrift>, StoreError> {
+    /// Each host's drift over every `wisp drift` run of the plan file at `plan_file` (its
+    /// absolute path: two files of the same name are two plans).
+    pub fn drift_history(&self, plan_file: &str) -> Result<Vec<HostDrift>, StoreError> {
         // (run, started, host, outcome, tasks that drifted)
         type Row = (i64, String, String, String, i64);
         let read = || -> rusqlite::Result<Vec<Row>> {
@@ -244,9 +245,9 @@ impl Store {
                  (SELECT count(*) FROM task_results t WHERE t.run_id = r.id \
                   AND t.host = h.host AND t.status IN ('changed', 'failed')) \
                  FROM runs r JOIN host_results h ON h.run_id = r.id \
-                 WHERE r.command = 'drift' AND r.plan = ?1 ORDER BY r.id, h.host",
+                 WHERE r.command = 'drift' AND r.plan_file = ?1 ORDER BY r.id, h.host",
             )?;
-            stmt.query_map([plan], |r| {
+            stmt.query_map([plan_file], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect()

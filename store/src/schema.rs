@@ -91,4 +91,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value       TEXT NOT NULL
     );
     "#,
+    // 4: a plan run is known by its file's absolute path: two plans both typed `plan.toml`
+    // are two plans. Earlier runs get theirs from the run line of their event log.
+    r#"
+    ALTER TABLE runs ADD COLUMN plan_file TEXT;
+    UPDATE runs SET plan_file = (
+        SELECT json_extract(e.body, '$.plan_file') FROM events e
+        WHERE e.run_id = runs.id AND e.kind = 'run' ORDER BY e.seq LIMIT 1
+    ) WHERE plan IS NOT NULL;
+    "#,
 ];

@@ -28,8 +28,8 @@ impl Store {
             let tx = s.conn.unchecked_transaction()?;
             tx.execute(
                 "INSERT INTO runs (started_at, user, machine, wisp, command, program, plan, \
-                 plan_hash, targets, hosts, options, retry_of) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 plan_hash, targets, hosts, options, retry_of, plan_file) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     started,
                     run.user,
@@ -43,6 +43,7 @@ impl Store {
                     i64::try_from(run.hosts.len()).unwrap_or(i64::MAX),
                     Value::Object(options).to_string(),
                     run.retry_of,
+                    plan.map(|p| &p.plan_file),
                 ],
             )?;
             let id = tx.last_insert_rowid();

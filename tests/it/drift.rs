@@ -128,6 +128,20 @@ fn drift_folds_identical_drift_and_names_the_unreachable() {
     assert!(line("web03").contains("last clean run 2"), "{history}");
     assert!(line("web01").contains("clean "), "{history}");
     assert!(line("web20").contains("unreachable"), "{history}");
+    // Another file typed the same way, from another directory, is another plan: its
+    // history is its own (empty), not this one's.
+    let other = tmp.0.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(tmp.0.join("site.toml"), other.join("site.toml")).unwrap();
+    let elsewhere = fleet.wisp(
+        wisp_tests::wisp_command!(&tmp.0),
+        &other,
+        &["drift", "site.toml", "--history"],
+    );
+    let said = text(&elsewhere.stderr);
+    assert_eq!(elsewhere.status.code(), Some(5), "{said}");
+    assert!(said.contains("no `wisp drift` run of"), "{said}");
+    assert!(!text(&elsewhere.stdout).contains("web03"));
 
     fleet.start_host(HOSTS - 1);
     let reapplied = fleet.wisp(

@@ -158,11 +158,12 @@ fn handshakes_in_flight_are_bounded_and_queued_hosts_keep_their_timeout() {
         "each silent host was tried once: {err}"
     );
     // At most `slots` at once, the rest queued. A connection given up and the queued one that
-    // takes its slot can overlap here by a few, until this side reads the close; without the
-    // bound all of them would be open together.
+    // takes its slot can overlap here until this side reads the close, by more when the
+    // machine is busy (73 was seen with the whole suite running); without the bound all
+    // 136 would be open together.
     let most = silence.most.load(Ordering::SeqCst);
     assert!(
-        (slots..=slots + 8).contains(&most),
+        (slots..=slots + slots / 4).contains(&most),
         "{most} handshakes were open at once ({slots} slots): {err}"
     );
     let real = fleet.hosts[0].target();

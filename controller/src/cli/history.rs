@@ -112,14 +112,18 @@ pub(super) fn drift_history(plan: &std::path::Path, state: &StateArgs) -> ExitSt
         Ok(s) => s,
         Err(status) => return status,
     };
-    let name = plan.display().to_string();
-    let hosts = match store.drift_history(&name) {
+    // Known by the file's absolute path, as the run recorded it.
+    let file = std::path::absolute(plan)
+        .unwrap_or_else(|_| plan.to_owned())
+        .display()
+        .to_string();
+    let hosts = match store.drift_history(&file) {
         Ok(h) => h,
         Err(e) => return state_error(&e),
     };
     if hosts.is_empty() {
         return usage_error(&format!(
-            "no `wisp drift {name}` run in {}: drift history is kept per plan, as it was named",
+            "no `wisp drift` run of {file} in {}: drift history is kept per plan file",
             store.path().display()
         ));
     }

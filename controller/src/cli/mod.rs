@@ -70,11 +70,16 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Bring hosts to the state a plan describes: `wisp apply site.toml web`.
     ///
-    /// A plan is a TOML file of ordered tasks (file.write, dir.ensure, file.absent, exec, ...)
-    /// with vars, conditions and handlers; it is checked completely, naming file and line for
-    /// any error, before a host is contacted. Each host runs the whole plan over one runner
-    /// session and stops at its first failed task (unless the task says `ignore_errors`).
-    /// Each task reports ok, changed, failed or skipped; a second run reports nothing changed.
+    /// A plan is a TOML file of ordered tasks (file.write, template, pkg.ensure, service.*,
+    /// exec, ...) with vars of any shape, Jinja2 templates and conditions, loops, register,
+    /// blocks with rescue and always, tags and handlers; it is checked completely, naming
+    /// file and line for any error, before a host is contacted. Each host runs the whole plan
+    /// over one runner session and stops at its first failed task (unless the task says
+    /// `ignore_errors`). Each task reports ok, changed, failed or skipped; a second run
+    /// reports nothing changed.
+    ///
+    /// Every key, op, filter and the vars' precedence, and how plans differ from Ansible:
+    /// docs/plans.md in wisp's source.
     #[command(after_help = AFTER_HELP)]
     Apply(Box<apply::ApplyArgs>),
     /// Find hosts that no longer match a plan: `wisp drift site.toml web`.

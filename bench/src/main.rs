@@ -145,6 +145,33 @@ mod ssh;
 mod wan;
 mod workers;
 
+/// A benchmark asked for alone (`--ssh N`, `--workers N`, `--scale N`, `--render`): run it;
+/// `true` when one was.
+fn alone() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let count = |flag: &str| {
+        let i = args.iter().position(|a| a == flag)?;
+        Some(args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(50))
+    };
+    if let Some(n) = count("--ssh") {
+        ssh::bench(n);
+        return true;
+    }
+    if let Some(n) = count("--workers") {
+        workers::bench(n);
+        return true;
+    }
+    if let Some(n) = count("--scale") {
+        scale::bench(n);
+        return true;
+    }
+    if args.iter().any(|a| a == "--render") {
+        render::bench();
+        return true;
+    }
+    false
+}
+
 fn main() {
     // Every wisp the bench starts records into a state directory of its own: the runs it
     // times never land in the operator's store.
@@ -156,25 +183,7 @@ fn main() {
         std::env::set_var("WISP_JOURNAL_DIR", state.0.join("journal"));
         std::env::remove_var("WISP_STATE");
     }
-    let args: Vec<String> = std::env::args().collect();
-    let count = |flag: &str| {
-        let i = args.iter().position(|a| a == flag)?;
-        Some(args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(50))
-    };
-    if let Some(n) = count("--ssh") {
-        ssh::bench(n);
-        return;
-    }
-    if let Some(n) = count("--workers") {
-        workers::bench(n);
-        return;
-    }
-    if let Some(n) = count("--scale") {
-        scale::bench(n);
-        return;
-    }
-    if args.iter().any(|a| a == "--render") {
-        render::bench();
+    if alone() {
         return;
     }
     let scratch = ScratchDir::new("bench");

@@ -46,13 +46,24 @@ pub enum PlanErrorKind {
     /// A task's `targets` pattern that selects nothing valid.
     #[error("{0}")]
     Targets(String),
+    /// Something wrong in a file the plan includes (or a role's), at its own line.
+    #[error("in {}:{line}: {error}", path.display())]
+    Inside {
+        /// The included file.
+        path: PathBuf,
+        /// The line in it.
+        line: usize,
+        /// What is wrong there.
+        error: Box<PlanErrorKind>,
+    },
 }
 
 impl PlanError {
+    /// An error at `line` of `path` (line 0: the file, no line).
     pub(super) fn at(path: &Path, line: usize, kind: PlanErrorKind) -> PlanError {
         PlanError {
             path: path.to_owned(),
-            line: Some(line),
+            line: (line > 0).then_some(line),
             kind,
         }
     }

@@ -210,6 +210,7 @@ fn preview_task(
 pub struct Compiled {
     /// The engine, every template of the plan compiled.
     pub engine: Arc<Engine>,
+    defaults: Arc<Layer>,
     plan_vars: Arc<Layer>,
     extra: Arc<Layer>,
 }
@@ -234,6 +235,7 @@ impl Compiled {
     pub fn new(plan: &Plan) -> Result<Compiled, crate::PlanError> {
         Ok(Compiled {
             engine: Arc::new(plan.engine()?),
+            defaults: Arc::new(Layer::new(&plan.defaults)),
             plan_vars: Arc::new(Layer::new(&plan.vars)),
             extra: Arc::new(Layer::new(&plan.extra_vars)),
         })
@@ -269,7 +271,11 @@ impl Compiled {
         );
         HostScope::new(
             Arc::clone(&self.engine),
-            vec![Arc::new(Layer::new(host.vars)), Arc::clone(&self.plan_vars)],
+            vec![
+                Arc::clone(&self.defaults),
+                Arc::new(Layer::new(host.vars)),
+                Arc::clone(&self.plan_vars),
+            ],
             Arc::clone(&self.extra),
             magic,
         )

@@ -30,9 +30,11 @@ use std::path::{Path, PathBuf};
 use crate::limits::LimitArgs;
 
 mod check;
+mod compose;
 pub mod data;
 mod error;
 pub mod expand;
+mod gathered;
 pub mod jinja;
 pub mod limits;
 mod limits_table;
@@ -64,6 +66,13 @@ pub struct Plan {
     /// Extra vars (`-e`), above every other var.
     #[serde(default)]
     pub extra_vars: DataMap,
+    /// Roles' defaults: the lowest vars.
+    #[serde(default)]
+    pub defaults: DataMap,
+    /// Template files by name, for `{% include %}` and `{% import %}`: the plan's
+    /// `templates/` and its roles'. Read with the plan, so rendering reads no file.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
     /// Tasks in order.
     pub tasks: Vec<Node>,
     /// Handlers by name, in the order they are declared.
@@ -199,6 +208,34 @@ pub fn op_of(op: &str, args: &DataMap) -> Result<wisp_protocol::ops::Op, String>
     wisp_protocol::ops::Op::from_args(op, table).map_err(|e| e.to_string())
 }
 
+/// The plan's top-level keys checked, and its `[vars]` (each var's templates compiled, so an
+/// error names its line).
+fn top_level(root: &source::Src) -> Result<DataMap, Located> {
+    for (k, v) in root.as_map().unwrap_or_default() {
+        if !PLAN_KEYS.contains(&k.as_str()) {
+            let what = format!(
+                "unknown key {k:?} at the top of a plan (known: {})",
+                PLAN_KEYS.join(", ")
+            );
+            return Err((v.line, PlanErrorKind::Syntax(what)));
+        }
+    }
+    let vars = root.get("vars");
+    for (k, v) in vars.and_then(source::Src::as_map).unwrap_or_default() {
+        Engine::new(Default::default())
+            .add_data(&v.to_data())
+            .map_err(|e| (v.line, PlanErrorKind::Template(format!("vars.{k}: {e}"))))?;
+    }
+    match vars.map(|v| (v.line, v.to_data())) {
+        None => Ok(DataMap::new()),
+        Some((_, Data::Map(m))) => Ok(m),
+        Some((line, _)) => {
+            let what = "[vars] must be a table of names and values".to_owned();
+            Err((line, PlanErrorKind::Syntax(what)))
+        }
+    }
+}
+
 /// Keys a plan file may have at the top.
 const PLAN_KEYS: &[&str] = &["targets", "secrets", "vars", "limits", "task", "handler"];
 
@@ -223,39 +260,13 @@ impl Plan {
         let at = |(line, kind): Located| PlanError::at(path, line, kind);
         let root = source::read_toml(text)
             .map_err(|(line, what)| at((line, PlanErrorKind::Syntax(what))))?;
-        let top = root.as_map().unwrap_or_default();
-        for (k, v) in top {
-            if !PLAN_KEYS.contains(&k.as_str()) {
-                let what = format!(
-                    "unknown key {k:?} at the top of a plan (known: {})",
-                    PLAN_KEYS.join(", ")
-                );
-                return Err(at((v.line, PlanErrorKind::Syntax(what))));
-            }
-        }
+        let vars = top_level(&root).map_err(at)?;
         let text_of = |k: &str| -> Result<Option<String>, PlanError> {
             match root.get(k) {
                 None => Ok(None),
                 Some(v) => v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| {
                     at((v.line, PlanErrorKind::Syntax(format!("{k} must be text"))))
                 }),
-            }
-        };
-        for (k, v) in root
-            .get("vars")
-            .and_then(source::Src::as_map)
-            .unwrap_or_default()
-        {
-            Engine::new(Path::new("."))
-                .add_data(&v.to_data())
-                .map_err(|e| at((v.line, PlanErrorKind::Template(format!("vars.{k}: {e}")))))?;
-        }
-        let vars = match root.get("vars").map(|v| (v.line, v.to_data())) {
-            None => DataMap::new(),
-            Some((_, Data::Map(m))) => m,
-            Some((line, _)) => {
-                let what = "[vars] must be a table of names and values".to_owned();
-                return Err(at((line, PlanErrorKind::Syntax(what))));
             }
         };
         let defaults = match root.get("limits") {
@@ -267,40 +278,54 @@ impl Plan {
             None => LimitArgs::default(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let gathered = gathered::Gathered::new(base);
+        gathered
+            .templates_under(&base.join("templates"))
+            .map_err(|e| at((1, PlanErrorKind::Syntax(e))))?;
         let reader = read::Reader {
-            base,
+            base: base.to_owned(),
+            file: None,
             defaults: &defaults,
+            gathered: &gathered,
+            reading: Vec::new(),
         };
         let tasks = match root.get("task") {
             Some(list) => reader.nodes(list, "task").map_err(at)?,
             None => Vec::new(),
         };
-        let handlers = match root.get("handler") {
-            Some(list) => reader
-                .nodes(list, "handler")
-                .map_err(at)?
-                .into_iter()
-                .map(|n| match n {
-                    Node::Task(t) => Ok(*t),
-                    Node::Block(b) => {
-                        Err(at(read::task_error(b.line, "a handler cannot be a block")))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+        let mut handlers = match root.get("handler") {
+            Some(list) => reader.handlers(list).map_err(at)?,
             None => Vec::new(),
         };
+        handlers.extend(gathered.handlers.take());
+        // Of the plan and every file it is made of: an included file or a template that
+        // changed is a changed plan.
         let hash = {
             use sha2::Digest;
-            sha2::Sha256::digest(text.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            let mut h = sha2::Sha256::new();
+            h.update(text.as_bytes());
+            for (p, t) in gathered.files.borrow().iter() {
+                h.update(format!("\0{}\0", p.display()).as_bytes());
+                h.update(t.as_bytes());
+            }
+            for (n, t) in gathered.templates.borrow().iter() {
+                h.update(format!("\0{n}\0").as_bytes());
+                h.update(t.as_bytes());
+            }
+            data_encoding::HEXLOWER.encode(&h.finalize())
         };
         let mut plan = Plan {
             path: path.to_owned(),
             hash,
             vars,
             extra_vars,
+            defaults: gathered.defaults.take(),
+            templates: gathered.templates.take(),
             tasks,
             handlers,
             needs_facts: false,

@@ -1,7 +1,7 @@
 //! A plan file's task lists read into [`Node`]s: each task's keys, its content, its limits
 //! and its op's args, every error naming its line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wisp_protocol::ops::KNOWN_OPS;
 
@@ -60,15 +60,22 @@ pub(crate) fn task_error(line: usize, what: impl Into<String>) -> Located {
     (line, PlanErrorKind::Task(what.into()))
 }
 
-/// What a plan's task lists are read with: the plan's folder and default limits.
+/// What a plan's task lists are read with: the folder their files are found in (the plan's,
+/// or an included file's, or a role's), the file they are in (for an included one), the
+/// plan's default limits, and what composition gathers for the whole plan.
 pub(crate) struct Reader<'a> {
-    pub(crate) base: &'a Path,
+    pub(crate) base: PathBuf,
+    /// The file being read, relative to the plan's folder; `None` for the plan itself.
+    pub(crate) file: Option<String>,
     pub(crate) defaults: &'a LimitArgs,
+    pub(crate) gathered: &'a crate::gathered::Gathered,
+    /// Files being read, outermost first: an include met again is a cycle.
+    pub(crate) reading: Vec<PathBuf>,
 }
 
 /// One table's keys, each read with the line it is on.
-struct Keys<'a> {
-    src: &'a Src,
+pub(crate) struct Keys<'a> {
+    pub(crate) src: &'a Src,
 }
 
 impl Keys<'_> {
@@ -76,7 +83,7 @@ impl Keys<'_> {
         self.src.get(k).map_or(self.src.line, |v| v.line)
     }
 
-    fn string(&self, k: &str) -> Result<Option<String>, Located> {
+    pub(crate) fn string(&self, k: &str) -> Result<Option<String>, Located> {
         match self.src.get(k) {
             None => Ok(None),
             Some(v) => match v.as_str() {
@@ -86,7 +93,7 @@ impl Keys<'_> {
         }
     }
 
-    fn boolean(&self, k: &str) -> Result<Option<bool>, Located> {
+    pub(crate) fn boolean(&self, k: &str) -> Result<Option<bool>, Located> {
         match self.src.get(k).map(|v| (v.line, &v.value)) {
             None => Ok(None),
             Some((_, SrcValue::Scalar(Data::Bool(b)))) => Ok(Some(*b)),
@@ -95,7 +102,7 @@ impl Keys<'_> {
     }
 
     /// Text or a list of texts (`notify`, `tags`).
-    fn names(&self, k: &str) -> Result<Vec<String>, Located> {
+    pub(crate) fn names(&self, k: &str) -> Result<Vec<String>, Located> {
         let bad = |line| task_error(line, format!("{k} must be a name or a list of names"));
         match self.src.get(k) {
             None => Ok(Vec::new()),
@@ -111,7 +118,7 @@ impl Keys<'_> {
     }
 
     /// A condition key: a boolean, one expression, or a list of them (all must hold).
-    fn conditions(&self, k: &str) -> Result<Vec<String>, Located> {
+    pub(crate) fn conditions(&self, k: &str) -> Result<Vec<String>, Located> {
         let one = |v: &Src| match &v.value {
             SrcValue::Scalar(Data::Str(s)) if !s.trim().is_empty() => Ok(s.clone()),
             SrcValue::Scalar(Data::Bool(b)) => Ok(b.to_string()),
@@ -130,7 +137,7 @@ impl Keys<'_> {
     }
 
     /// `vars`: a map of any values.
-    fn vars(&self) -> Result<DataMap, Located> {
+    pub(crate) fn vars(&self) -> Result<DataMap, Located> {
         match self.src.get("vars") {
             None => Ok(DataMap::new()),
             Some(v) => match v.to_data() {
@@ -143,7 +150,7 @@ impl Keys<'_> {
         }
     }
 
-    fn unknown(&self, allowed: &[&str], what: &str) -> Result<(), Located> {
+    pub(crate) fn unknown(&self, allowed: &[&str], what: &str) -> Result<(), Located> {
         for (k, v) in self.src.as_map().unwrap_or_default() {
             if !allowed.contains(&k.as_str()) {
                 return Err(task_error(v.line, format!("{what} has no key {k:?}")));
@@ -169,6 +176,9 @@ impl Reader<'_> {
         if src.get("block").is_some() {
             return self.block(src).map(|b| Node::Block(Box::new(b)));
         }
+        if src.get("include").is_some() || src.get("role").is_some() {
+            return self.compose(src).map(|b| Node::Block(Box::new(b)));
+        }
         self.task(src, kind).map(|t| Node::Task(Box::new(t)))
     }
 
@@ -192,6 +202,7 @@ impl Reader<'_> {
             rescue: list("rescue")?,
             always: list("always")?,
             line: src.line,
+            file: self.file.clone(),
         })
     }
 
@@ -241,6 +252,7 @@ impl Reader<'_> {
             hosts: None,
             flow,
             line,
+            file: self.file.clone(),
             op,
         })
     }
@@ -298,7 +310,13 @@ impl Reader<'_> {
             }
             (Some(c), None) => Some(Content::Inline(c)),
             (None, Some(f)) => {
-                let p = self.base.join(&f);
+                // In a role, its files/ first.
+                let in_files = self.base.join("files").join(&f);
+                let p = if self.file.is_some() && in_files.is_file() {
+                    in_files
+                } else {
+                    self.base.join(&f)
+                };
                 let file = super::FileAt::read(&p).map_err(|e| {
                     let kind = PlanErrorKind::ContentFile {
                         path: p.clone(),

@@ -44,8 +44,11 @@ pub struct Block {
     pub rescue: Vec<Node>,
     /// Run after the body (and rescue), whatever became of them.
     pub always: Vec<Node>,
-    /// Line in the plan file.
+    /// Line in its file.
     pub line: usize,
+    /// The file it is in, when not the plan itself (see [`Task::file`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// One task (or handler).
@@ -71,8 +74,12 @@ pub struct Task {
     pub hosts: Option<BTreeSet<String>>,
     /// When and how it runs.
     pub flow: Flow,
-    /// Line in the plan file, for messages.
+    /// Line in its file, for messages.
     pub line: usize,
+    /// The file it is in, relative to the plan's folder, when it came from an included file
+    /// or a role; `None` for the plan itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// The keys that say when and how a task runs (a block has the first four).

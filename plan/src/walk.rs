@@ -12,6 +12,36 @@ pub enum Walk<'a> {
     Block(&'a Block),
 }
 
+impl Walk<'_> {
+    /// Where it is: its file (when not the plan itself) and line.
+    pub fn site(&self) -> (Option<&str>, usize) {
+        match self {
+            Walk::Task(t) => (t.file.as_deref(), t.line),
+            Walk::Block(b) => (b.file.as_deref(), b.line),
+        }
+    }
+}
+
+/// An error at `site`: at its line when in the plan itself; else in its file, at its line
+/// there (the plan's own line is not known then: 0).
+pub(crate) fn at_site(
+    root: &std::path::Path,
+    (file, line): (Option<&str>, usize),
+    kind: crate::PlanErrorKind,
+) -> crate::Located {
+    match file {
+        None => (line, kind),
+        Some(f) => (
+            0,
+            crate::PlanErrorKind::Inside {
+                path: root.join(f),
+                line,
+                error: Box::new(kind),
+            },
+        ),
+    }
+}
+
 fn visit<'a>(nodes: &'a [Node], out: &mut Vec<Walk<'a>>) {
     for n in nodes {
         match n {

@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::path::Path;
 use std::sync::Arc;
 
 use minijinja::Value;
@@ -10,7 +9,7 @@ use wisp_plan::scope::{HostScope, Layer};
 use wisp_plan::{Data, Engine};
 
 fn frame(vars: &str) -> (Arc<Engine>, Value) {
-    let engine = Arc::new(Engine::new(Path::new(".")));
+    let engine = Arc::new(Engine::new(Default::default()));
     let vars = match Data::parse_yaml(vars).unwrap() {
         Data::Map(m) => m,
         Data::Null => wisp_plan::DataMap::new(),
@@ -147,6 +146,7 @@ fn filters_mean_what_they_mean_in_ansible() {
         ),
         ("{{ \"it's\" | quote }}", "'it'\"'\"'s'"),
         ("{{ [true, none] | join(',') }}", "True,None"),
+        ("{{ ' ssl' if false }}|{{ ' ssl' if a.x == 1 }}", "| ssl"),
         ("{{ 'a\\nb\\n' | indent(2, first=True) }}", "  a\n  b\n"),
     ];
     for (t, want) in cases {

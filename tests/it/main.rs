@@ -14,6 +14,7 @@ mod inventory;
 mod lifecycle;
 mod pkg;
 mod plans;
+mod plans_ssh;
 mod records;
 mod rollout;
 mod runner_binary;

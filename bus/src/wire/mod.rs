@@ -49,6 +49,10 @@ pub struct PlanSpec {
     pub vars: DataMap,
     /// Extra vars (`-e`).
     pub extra_vars: DataMap,
+    /// Roles' defaults.
+    pub defaults: DataMap,
+    /// Template files by name, for `{% include %}` (read on the controller).
+    pub templates: std::collections::BTreeMap<String, String>,
     pub tasks: Vec<NodeSpec>,
     pub handlers: Vec<TaskSpec>,
     pub needs_facts: bool,
@@ -69,6 +73,7 @@ pub enum NodeSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlockSpec {
     pub name: Option<String>,
+    pub file: Option<String>,
     pub flow: Flow,
     pub body: Vec<NodeSpec>,
     pub rescue: Vec<NodeSpec>,
@@ -93,6 +98,8 @@ pub struct TaskSpec {
     pub hosts: Option<BTreeSet<String>>,
     pub stdin: Option<String>,
     pub line: usize,
+    /// The file it is in, when included.
+    pub file: Option<String>,
 }
 
 /// `file.write` content.
@@ -198,6 +205,8 @@ impl PlanSpec {
             hash: plan.hash.clone(),
             vars: plan.vars.clone(),
             extra_vars: plan.extra_vars.clone(),
+            defaults: plan.defaults.clone(),
+            templates: plan.templates.clone(),
             tasks: nodes_out(&plan.tasks).map_err(|e| format!("{name}:{e}"))?,
             handlers: tasks(&plan.handlers)?,
             needs_facts: plan.needs_facts,
@@ -216,6 +225,8 @@ impl PlanSpec {
             hash: self.hash,
             vars: self.vars,
             extra_vars: self.extra_vars,
+            defaults: self.defaults,
+            templates: self.templates,
             tasks: nodes_in(self.tasks)?,
             handlers: tasks(self.handlers)?,
             needs_facts: self.needs_facts,
@@ -277,6 +288,7 @@ impl TaskSpec {
             hosts: t.hosts.clone(),
             stdin: t.stdin.clone(),
             line: t.line,
+            file: t.file.clone(),
         })
     }
 
@@ -332,6 +344,7 @@ impl TaskSpec {
             hosts: self.hosts,
             stdin: self.stdin,
             line,
+            file: self.file,
         })
     }
 }
@@ -346,6 +359,7 @@ fn nodes_out(nodes: &[Node]) -> Result<Vec<NodeSpec>, String> {
                 .map_err(|e| format!("{}: {e}", t.line)),
             Node::Block(b) => Ok(NodeSpec::Block(Box::new(BlockSpec {
                 name: b.name.clone(),
+                file: b.file.clone(),
                 flow: b.flow.clone(),
                 body: nodes_out(&b.body)?,
                 rescue: nodes_out(&b.rescue)?,
@@ -364,6 +378,7 @@ fn nodes_in(nodes: Vec<NodeSpec>) -> Result<Vec<Node>, String> {
             NodeSpec::Task(t) => t.into_task().map(|t| Node::Task(Box::new(t))),
             NodeSpec::Block(b) => Ok(Node::Block(Box::new(Block {
                 name: b.name,
+                file: b.file,
                 flow: b.flow,
                 body: nodes_in(b.body)?,
                 rescue: nodes_in(b.rescue)?,

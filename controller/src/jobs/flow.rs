@@ -324,6 +324,13 @@ impl HostRun<'_> {
             return Ok(ran);
         }
         let check = t.flow.check_mode.unwrap_or(self.options.check);
+        // An exec with `creates` or `removes` knows it would run: check mode says so (as
+        // Ansible's command module does) rather than skip it.
+        if check && (t.flow.creates.is_some() || t.flow.removes.is_some()) {
+            let mut ran = Ran::without_running(TaskStatus::Changed, "would run".into());
+            ran.result.insert("changed".into(), Data::Bool(true));
+            return Ok(ran);
+        }
         let attempts = if t.flow.until.is_empty() {
             1
         } else {

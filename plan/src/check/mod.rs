@@ -21,6 +21,7 @@ use crate::jinja::{Engine, bare_condition};
 use crate::read::task_error;
 use crate::scope::{HostScope, Layer};
 use crate::task::{Flow, Task};
+use crate::walk::at_site;
 use crate::{Content, Located, Plan, PlanError, PlanErrorKind, Walk};
 
 /// One template-bearing part of a task: where it is, and what it is.
@@ -77,6 +78,18 @@ fn flow_parts<'a>(flow: &'a Flow, out: &mut Vec<Part<'a>>) {
                 at: key.to_owned(),
                 piece: Piece::Text(t),
             });
+        }
+    }
+}
+
+/// Every template-bearing part of a task or block.
+fn parts_of(w: Walk<'_>) -> Vec<Part<'_>> {
+    match w {
+        Walk::Task(t) => task_parts(t),
+        Walk::Block(b) => {
+            let mut parts = Vec::new();
+            flow_parts(&b.flow, &mut parts);
+            parts
         }
     }
 }
@@ -141,6 +154,14 @@ fn compile(engine: &mut Engine, piece: Piece<'_>) -> Result<(), String> {
 }
 
 impl Plan {
+    /// The folder the plan's files are relative to.
+    pub(crate) fn root(&self) -> std::path::PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        }
+    }
+
     /// The plan's engine: every template and expression compiled, files read from the
     /// plan's directory.
     pub fn engine(&self) -> Result<Engine, PlanError> {
@@ -149,8 +170,7 @@ impl Plan {
     }
 
     fn build_engine(&self) -> Result<Engine, Located> {
-        let base = self.path.parent().unwrap_or(std::path::Path::new("."));
-        let mut engine = Engine::new(base);
+        let mut engine = Engine::new(Arc::new(self.templates.clone()));
         let template = |line: usize, at: &str, e: String| {
             (line, PlanErrorKind::Template(format!("{at}: {e}")))
         };
@@ -159,17 +179,13 @@ impl Plan {
                 .add_data(v)
                 .map_err(|e| template(1, &format!("vars.{k}"), e))?;
         }
+        let root = self.root();
         for w in self.walk() {
-            let (line, parts) = match w {
-                Walk::Task(t) => (t.line, task_parts(t)),
-                Walk::Block(b) => {
-                    let mut parts = Vec::new();
-                    flow_parts(&b.flow, &mut parts);
-                    (b.line, parts)
-                }
-            };
-            for p in parts {
-                compile(&mut engine, p.piece).map_err(|e| template(line, &p.at, e))?;
+            for p in parts_of(w) {
+                compile(&mut engine, p.piece).map_err(|e| {
+                    let (_, kind) = template(0, &p.at, e);
+                    at_site(&root, w.site(), kind)
+                })?;
             }
         }
         Ok(engine)
@@ -177,13 +193,12 @@ impl Plan {
 
     /// The checks that need no host and no inventory (run by [`Plan::parse`]).
     pub(crate) fn check(&mut self) -> Result<(), Located> {
+        let root = self.root();
         for t in self.all_tasks() {
             for n in &t.notify {
                 if !self.handlers.iter().any(|h| &h.name == n) {
-                    return Err(task_error(
-                        t.line,
-                        format!("notify: no handler named {n:?}"),
-                    ));
+                    let (_, kind) = task_error(0, format!("notify: no handler named {n:?}"));
+                    return Err(at_site(&root, Walk::Task(t).site(), kind));
                 }
             }
         }
@@ -191,20 +206,15 @@ impl Plan {
         let mut secret_refs = Vec::new();
         let mut needs_facts = false;
         for w in self.walk() {
-            let (line, parts) = match w {
-                Walk::Task(t) => (t.line, task_parts(t)),
-                Walk::Block(b) => {
-                    let mut parts = Vec::new();
-                    flow_parts(&b.flow, &mut parts);
-                    (b.line, parts)
-                }
-            };
+            let (_, line) = w.site();
+            let parts = parts_of(w);
+            let place = |kind| at_site(&root, w.site(), kind);
             for p in &parts {
                 for source in sources(p.piece) {
                     let read = engine.reads_nested(&source);
                     needs_facts |= read.iter().any(|r| r == "facts" || r.starts_with("facts."));
                     unknown_fact(&read)
-                        .map_err(|e| (line, PlanErrorKind::Template(format!("{}: {e}", p.at))))?;
+                        .map_err(|e| place(PlanErrorKind::Template(format!("{}: {e}", p.at))))?;
                     for name in read.iter().filter_map(|r| r.strip_prefix("secret.")) {
                         secret_refs.push((name.to_owned(), line));
                     }
@@ -213,12 +223,12 @@ impl Plan {
                         .any(|r| r == "secret" || r.starts_with("secret."))
                     {
                         secret_allowed(w, &p.at)
-                            .map_err(|what| (line, PlanErrorKind::Secret(what)))?;
+                            .map_err(|what| place(PlanErrorKind::Secret(what)))?;
                     }
                 }
             }
             if let Walk::Task(t) = w {
-                check_task(t).map_err(|e| (t.line, e))?;
+                check_task(t).map_err(place)?;
             }
         }
         self.needs_facts = needs_facts
@@ -264,7 +274,11 @@ impl Plan {
         }
         let scope = HostScope::new(
             Arc::clone(&engine),
-            vec![Arc::new(anything), Arc::new(Layer::new(&self.vars))],
+            vec![
+                Arc::new(Layer::new(&self.defaults)),
+                Arc::new(anything),
+                Arc::new(Layer::new(&self.vars)),
+            ],
             Arc::new(Layer::new(&self.extra_vars)),
             magic,
         );
@@ -296,7 +310,7 @@ impl Trial<'_> {
                 crate::Node::Block(b) => {
                     let mut parts = Vec::new();
                     flow_parts(&b.flow, &mut parts);
-                    self.parts(b.line, parts, &b.flow, around)?;
+                    self.parts(Walk::Block(b).site(), parts, &b.flow, around)?;
                     let mut inner = around.clone();
                     inner.extend(b.flow.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
                     for list in [&b.body, &b.rescue, &b.always] {
@@ -309,12 +323,12 @@ impl Trial<'_> {
     }
 
     fn task(&self, t: &Task, around: &DataMap) -> Result<(), PlanError> {
-        self.parts(t.line, task_parts(t), &t.flow, around)
+        self.parts(Walk::Task(t).site(), task_parts(t), &t.flow, around)
     }
 
     fn parts(
         &self,
-        line: usize,
+        site: (Option<&str>, usize),
         parts: Vec<Part<'_>>,
         flow: &Flow,
         around: &DataMap,
@@ -334,7 +348,9 @@ impl Trial<'_> {
         for p in parts {
             trial(self.engine, p.piece, &frame).map_err(|e| {
                 let what = format!("{}: {e}", p.at);
-                PlanError::at(self.path, line, PlanErrorKind::Template(what))
+                let root = self.path.parent().unwrap_or(std::path::Path::new("."));
+                let (line, kind) = at_site(root, site, PlanErrorKind::Template(what));
+                PlanError::at(self.path, line, kind)
             })?;
         }
         Ok(())

@@ -1,13 +1,14 @@
 //! The template engine: Jinja2 through minijinja, set up as Ansible sets Jinja2 up
 //! (`trim_blocks`, a template's last newline kept, strict undefined, Python's way of printing
 //! `True`, `None` and lists), with Ansible's filters and tests, a fuel limit, a cap on what
-//! one template may render, and files only from the plan's own directory.
+//! one template may render, and no file read while rendering (the files `{% include %}` may
+//! name were read with the plan).
 //!
 //! Every template and expression of a plan is compiled once, when the plan is read; hosts
 //! only render them.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
@@ -52,14 +53,14 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine whose `{% include %}` and `{% import %}` read files under `base` (the plan's
-    /// directory) and nowhere else.
-    pub fn new(base: &Path) -> Engine {
+    /// An engine whose `{% include %}` and `{% import %}` find their files in `templates`
+    /// (read with the plan, by name): rendering reads no file.
+    pub fn new(templates: Arc<BTreeMap<String, String>>) -> Engine {
         let mut env = Environment::new();
-        // Ansible's undefined: `a.b | default(x)` works when `a` is undefined (a lookup on an
-        // undefined value is undefined), but an undefined value printed, or yielded by an
-        // expression, is an error (the formatter and `eval` refuse it).
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        // Strict, as Ansible's undefined: printing it, iterating it or testing it in an `if`
+        // is an error; `x | default(y)`, `x is defined` and `a.b | default(y)` (with `a`
+        // defined) work. An inline `if` without `else` yields nothing, as in Jinja2.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_trim_blocks(true);
         env.set_keep_trailing_newline(true);
         env.set_fuel(Some(FUEL));
@@ -67,8 +68,7 @@ impl Engine {
         env.set_debug(false);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(python::formatter);
-        let base = base.to_owned();
-        env.set_loader(move |name| load_under(&base, name));
+        env.set_loader(move |name| Ok(templates.get(name).cloned()));
         filters::register(&mut env);
         env.add_global("omit", OMIT);
         Engine {
@@ -358,38 +358,6 @@ fn defined(ctx: &Value, dotted: &str) -> bool {
         }
     }
     true
-}
-
-/// A file `{% include %}` or `{% import %}` names, read only from under `base`.
-fn load_under(base: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
-    let refuse = |why: &str| {
-        minijinja::Error::new(
-            ErrorKind::InvalidOperation,
-            format!("template file {name:?}: {why}"),
-        )
-    };
-    let rel = PathBuf::from(name);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(refuse("only files under the plan's directory may be read"));
-    }
-    for dir in [base.join("templates"), base.to_owned()] {
-        let path = dir.join(&rel);
-        let Ok(real) = path.canonicalize() else {
-            continue;
-        };
-        let inside = base.canonicalize().is_ok_and(|b| real.starts_with(b));
-        if !inside {
-            return Err(refuse("it leads outside the plan's directory"));
-        }
-        return std::fs::read_to_string(&real)
-            .map(Some)
-            .map_err(|e| refuse(&e.to_string()));
-    }
-    Ok(None)
 }
 
 /// A writer that stops at [`MAX_RENDERED`] bytes.

@@ -12,12 +12,9 @@ pub(super) fn formatter(
 ) -> Result<(), Error> {
     let text = match v.kind() {
         ValueKind::String => return write(out, v.as_str().unwrap_or_default()),
-        ValueKind::Undefined => {
-            return Err(Error::new(
-                minijinja::ErrorKind::UndefinedError,
-                "undefined value",
-            ));
-        }
+        // Only the undefined of an inline `if` without `else` gets here (strict mode refuses
+        // any other before): it writes nothing, as in Jinja2.
+        ValueKind::Undefined => return Ok(()),
         _ => repr(v),
     };
     write(out, &text)

@@ -70,12 +70,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         126,
         "a benchmark's script, step by step",
     ),
-    (
-        "bench/src/main.rs",
-        "main",
-        106,
-        "the benchmarks, one after another",
-    ),
 ];
 
 /// Code with comments, strings and char literals blanked, newlines kept: braces counted in it

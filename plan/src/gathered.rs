@@ -1,0 +1,94 @@
+//! What reading a plan gathers from the files it is made of (its roles' handlers and
+//! defaults, the template files, every file's text for the plan's hash), and the rule that
+//! nothing is read from outside the plan's folder.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::data::DataMap;
+use crate::task::Task;
+
+/// The largest template file read into a plan, and all of them together.
+const MAX_TEMPLATE: u64 = 1 << 20;
+const MAX_TEMPLATES: usize = 16 << 20;
+
+/// What reading a plan gathers from its roles for the whole plan.
+#[derive(Debug, Default)]
+pub(crate) struct Gathered {
+    /// Roles' handlers, after the plan's own.
+    pub(crate) handlers: RefCell<Vec<Task>>,
+    /// Roles' defaults: the lowest vars.
+    pub(crate) defaults: RefCell<DataMap>,
+    /// Template files by name (relative to their `templates/`), for `{% include %}` and
+    /// `{% import %}`: the plan's first, then each role's.
+    pub(crate) templates: RefCell<BTreeMap<String, String>>,
+    /// The plan's own folder: nothing is read from outside it.
+    pub(crate) root: PathBuf,
+    /// Every file read besides the plan, with its text: they are part of the plan's hash.
+    pub(crate) files: RefCell<Vec<(PathBuf, String)>>,
+}
+
+impl Gathered {
+    pub(crate) fn new(root: &Path) -> Gathered {
+        Gathered {
+            root: root.canonicalize().unwrap_or_else(|_| root.to_owned()),
+            ..Gathered::default()
+        }
+    }
+
+    /// Reads every file under `dir` (a `templates/`) into the templates, by its path under
+    /// `dir`; a name already taken keeps its first file.
+    pub(crate) fn templates_under(&self, dir: &Path) -> Result<(), String> {
+        let mut stack = vec![(dir.to_owned(), 0usize)];
+        while let Some((d, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                let meta = e
+                    .metadata()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if meta.is_dir() && depth < 8 {
+                    stack.push((path, depth + 1));
+                    continue;
+                }
+                if !meta.is_file() || meta.len() > MAX_TEMPLATE {
+                    continue;
+                }
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let mut templates = self.templates.borrow_mut();
+                let total: usize = templates.values().map(String::len).sum();
+                if total > MAX_TEMPLATES {
+                    return Err(format!(
+                        "templates: more than {} MiB in all",
+                        MAX_TEMPLATES >> 20
+                    ));
+                }
+                if let std::collections::btree_map::Entry::Vacant(slot) = templates.entry(name) {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    slot.insert(text);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `rel` under `base`, when it stays inside the plan's folder.
+    pub(crate) fn inside(&self, base: &Path, rel: &str) -> Result<PathBuf, String> {
+        let path = base.join(rel);
+        let real = path
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !real.starts_with(&self.root) {
+            return Err(format!("{rel:?} leads outside the plan's directory"));
+        }
+        Ok(real)
+    }
+}

@@ -34,10 +34,11 @@ fn render(vars: &str, template: &str) -> String {
 
 #[test]
 fn python_prints_booleans_none_and_lists() {
+    // A none alone writes nothing, as Ansible's templar does; in a list it is `None`.
     let vars = "t: true\nn: ~\nl: [a, 1, true]\nm: {k: v}\nf: 1.0\n";
     assert_eq!(
         render(vars, "{{ t }} {{ n }} {{ l }} {{ m }} {{ f }}"),
-        "True None ['a', 1, True] {'k': 'v'} 1.0"
+        "True  ['a', 1, True] {'k': 'v'} 1.0"
     );
 }
 

@@ -145,7 +145,26 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     // The bootstrap race in the attack suite watches for sudo with pgrep.
     ("procps", "/usr/bin/pgrep"),
+    // The reference tools (ansible-core, from PyPI) live in a venv the suite makes.
+    ("python3-venv", "/usr/share/doc/python3-venv/copyright"),
 ];
+
+/// The ansible-core the reference comparisons run (its rendering is what the template
+/// suite's expected texts are).
+const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
+
+/// A venv with ansible-core from PyPI, under the build directory (made once); its python.
+fn reference_venv() -> Result<PathBuf> {
+    let dir = target_dir().join("reference-venv");
+    let python = dir.join("bin/python");
+    let marker = dir.join(format!("{ANSIBLE_CORE}.installed"));
+    if !marker.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+        run(Command::new(dir.join("bin/pip")).args(["install", "--quiet", ANSIBLE_CORE]))?;
+        std::fs::write(&marker, "")?;
+    }
+    Ok(python)
+}
 
 /// What the benchmarks use beyond the tests' packages: strace counts the programs each tool
 /// executes on a host.
@@ -195,13 +214,15 @@ fn test() -> Result<()> {
         );
     }
     let runner = build_runner()?;
+    let ansible = reference_venv()?;
     // Every test runs wisp in its own scratch HOME and XDG dirs (tests/src/wisp.rs): the
     // operator's state directory must come out of the suite exactly as it went in.
     let state = user_state_dir();
     let before = tree_listing(&state);
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("WISP_RUNNER", &runner))?;
+        .env("WISP_RUNNER", &runner)
+        .env("WISP_ANSIBLE_PYTHON", &ansible))?;
     let after = tree_listing(&state);
     if before != after {
         bail!(

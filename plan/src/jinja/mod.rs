@@ -1,5 +1,5 @@
 //! The template engine: Jinja2 through minijinja, set up as Ansible sets Jinja2 up
-//! (`trim_blocks`, a template's last newline kept, strict undefined, Python's way of printing
+//! (`trim_blocks`, trailing newlines as Ansible keeps them, strict undefined, Python's way of printing
 //! `True`, `None` and lists), with Ansible's filters and tests, a fuel limit, a cap on what
 //! one template may render, and no file read while rendering (the files `{% include %}` may
 //! name were read with the plan).
@@ -62,7 +62,9 @@ impl Engine {
         // defined) work. An inline `if` without `else` yields nothing, as in Jinja2.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_trim_blocks(true);
-        env.set_keep_trailing_newline(true);
+        // As Ansible: Jinja2 drops the template's last newline, then Ansible gives the
+        // result back as many trailing newlines as the template had (see `render`).
+        env.set_keep_trailing_newline(false);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(100);
         env.set_debug(false);
@@ -135,7 +137,13 @@ impl Engine {
         .map_err(|e| describe(&e))?;
         let mut out = Capped::default();
         match tmpl.render_captured_to(ctx, &mut out) {
-            Ok(_) => String::from_utf8(out.bytes).map_err(|e| e.to_string()),
+            Ok(_) => {
+                let mut text = String::from_utf8(out.bytes).map_err(|e| e.to_string())?;
+                let ends = |s: &str| s.len() - s.trim_end_matches('\n').len();
+                let missing = ends(source).saturating_sub(ends(&text));
+                text.push_str(&"\n".repeat(missing));
+                Ok(text)
+            }
             Err(_) if out.over => Err(format!(
                 "renders to more than {} MiB: refused (put a large file in content_file)",
                 MAX_RENDERED >> 20

@@ -12,6 +12,8 @@ pub(super) fn formatter(
 ) -> Result<(), Error> {
     let text = match v.kind() {
         ValueKind::String => return write(out, v.as_str().unwrap_or_default()),
+        // Ansible's templar writes a none as nothing (inside a list it is `None`).
+        ValueKind::None => return Ok(()),
         // Only the undefined of an inline `if` without `else` gets here (strict mode refuses
         // any other before): it writes nothing, as in Jinja2.
         ValueKind::Undefined => return Ok(()),

@@ -39,6 +39,8 @@ const TASK_KEYS: &[&str] = &[
     "creates",
     "removes",
     "check_mode",
+    "run_once",
+    "delegate_to",
     "tags",
     "vars",
 ];
@@ -374,6 +376,8 @@ fn flow(keys: &Keys<'_>, op: &str) -> Result<Flow, Located> {
         creates: keys.string("creates")?,
         removes: keys.string("removes")?,
         check_mode: keys.boolean("check_mode")?,
+        run_once: keys.boolean("run_once")?.unwrap_or(false),
+        delegate_to: keys.string("delegate_to")?,
         ..Flow::default()
     };
     if let Some(c) = keys.src.get("loop_control") {

@@ -120,4 +120,10 @@ pub struct Flow {
     /// `Some(false)`: runs for real even in check mode (a command that only reads);
     /// `Some(true)`: always in check mode.
     pub check_mode: Option<bool>,
+    /// Run on the first host that reaches it; the others take its result as theirs.
+    #[serde(default)]
+    pub run_once: bool,
+    /// Where the op runs instead of the host (a template): `localhost` is this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<String>,
 }

@@ -188,6 +188,22 @@ web_vhosts = [
 
 [[task]]
 role = "web"
+
+[[task]]
+name = "announce"
+op = "exec"
+shell = "echo {{ inventory_hostname }} >> {{ playbook_dir }}/announced"
+run_once = true
+changed_when = false
+tags = ["service"]
+
+[[task]]
+name = "from here"
+op = "exec"
+shell = "echo $HOME > {{ playbook_dir }}/where-{{ inventory_hostname }}"
+delegate_to = "{{ 'localhost' if inventory_hostname != 'web10' else inventory_hostname }}"
+changed_when = false
+tags = ["service"]
 "#,
     );
 
@@ -241,6 +257,22 @@ role = "web"
     );
     let log = super::service::log(&dir.join("hosts/web07/service.log"));
     assert_eq!(log, ["start", "restart"], "{first}");
+
+    // `run_once`: one host ran it, the nine others took its result.
+    let announced = std::fs::read_to_string(dir.join("announced")).unwrap();
+    assert_eq!(announced.lines().count(), 1, "{announced}");
+    assert_eq!(
+        first.matches("ok       announce (run once, on ").count(),
+        HOSTS - 1,
+        "{first}"
+    );
+
+    // `delegate_to: localhost` ran on this machine, as the controller (whose HOME the test
+    // set), not through the host's SSH session (root's HOME); web10, delegated to itself,
+    // ran it over SSH.
+    let home = |host: &str| std::fs::read_to_string(dir.join(format!("where-{host}"))).unwrap();
+    assert_ne!(home("web03").trim(), "/root", "web03 ran it over SSH");
+    assert_eq!(home("web10").trim(), "/root");
 
     // The second run changes nothing anywhere.
     let (out, second) = apply(&fleet, &dir, &[]);

@@ -79,6 +79,7 @@ pub fn job_of(work: Work, secrets: wisp_secrets::SecretValues) -> Result<Job, St
             Job::Plan {
                 plan: Arc::new(plan),
                 compiled: Arc::new(compiled),
+                once: Default::default(),
                 options: ApplyOptions {
                     check: options.check,
                     diff: options.diff,

@@ -53,6 +53,7 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
     let job = Job::Plan {
         plan: Arc::new(plan.clone()),
         compiled: Arc::new(Compiled::new(&plan).unwrap()),
+        once: Default::default(),
         options: ApplyOptions {
             check: true,
             diff: false,
@@ -95,6 +96,7 @@ fn a_job_that_reads_this_machine_does_not_travel() {
     plan.each_task_mut(&mut |t| t.limits.seccomp = Some("filter-{arch}.json".into()));
     let job = Job::Plan {
         compiled: Arc::new(Compiled::new(&plan).unwrap()),
+        once: Default::default(),
         plan: Arc::new(plan),
         options: ApplyOptions {
             check: false,

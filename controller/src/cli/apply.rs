@@ -242,6 +242,7 @@ pub(super) fn run_loaded(
         Ok(Job::Plan {
             plan: Arc::new(plan),
             compiled: Arc::new(compiled),
+            once: Default::default(),
             options,
             resume,
         })

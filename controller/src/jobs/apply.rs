@@ -150,3 +150,30 @@ pub(super) async fn facts(
         _ => Err(Stop::Lost("facts: DONE without a result".into())),
     }
 }
+
+/// What a `run_once` task did, on the host that ran it.
+#[derive(Debug)]
+pub(super) struct Once {
+    pub(super) host: String,
+    pub(super) status: TaskStatus,
+    pub(super) registered: wisp_plan::Data,
+}
+
+/// The `run_once` tasks of a run, each run by the first host that reaches it.
+#[derive(Debug, Default)]
+pub struct OnceTasks {
+    cells: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<Once>>>,
+    >,
+}
+
+impl OnceTasks {
+    pub(super) fn cell(&self, t: &wisp_plan::Task) -> std::sync::Arc<tokio::sync::OnceCell<Once>> {
+        let key = format!("{}:{}", t.file.as_deref().unwrap_or(""), t.line);
+        let mut cells = self
+            .cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(cells.entry(key).or_default())
+    }
+}

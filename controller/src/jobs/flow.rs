@@ -13,9 +13,9 @@ use minijinja::value::Value;
 use tokio::sync::watch;
 use wisp_plan::scope::HostScope;
 use wisp_plan::{Block, Compiled, Data, DataMap, Engine, Node, Plan, Task};
-use wisp_protocol::ops::{Facts, Op, PathArgs};
+use wisp_protocol::ops::Facts;
 
-use super::apply::{ApplyOptions, Resume, Stop, Tally, TaskStatus, facts};
+use super::apply::{ApplyOptions, Once, OnceTasks, Resume, Stop, Tally, TaskStatus, facts};
 use super::op::{Ran, carried_over, count, record, run_op};
 use super::task::{Targeted, targeted};
 use crate::fleet::Target;
@@ -84,7 +84,7 @@ pub(super) fn host_scope(
 pub(super) async fn run_on_host(
     session: &mut Session,
     plan: &Plan,
-    compiled: &Compiled,
+    (compiled, once, launch): (&Compiled, &OnceTasks, &wisp_transports::Launch),
     options: ApplyOptions,
     resume: Option<&Resume>,
     target: &Target,
@@ -98,13 +98,11 @@ pub(super) async fn run_on_host(
         None
     };
     let scope = host_scope(plan, compiled, target, facts.as_ref(), options);
-    let arch = session.ready().arch.clone();
     let resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h.clone())));
     let mut run = HostRun {
         session,
         engine: &compiled.engine,
         scope,
-        arch,
         options,
         host,
         reporter,
@@ -112,9 +110,15 @@ pub(super) async fn run_on_host(
         tally: Tally::default(),
         notified: BTreeSet::new(),
         resuming,
+        once,
+        launch,
+        local: None,
     };
-    let ended = run.nodes(&plan.tasks, &Inherited::default()).await?;
-    if ended == Flowed::Failed {
+    let ended = run.nodes(&plan.tasks, &Inherited::default()).await;
+    if let Some(local) = run.local.take() {
+        local.close(std::time::Duration::from_secs(5)).await;
+    }
+    if ended? == Flowed::Failed {
         return Ok(run.tally);
     }
     let notified = std::mem::take(&mut run.notified);
@@ -135,7 +139,6 @@ pub(super) struct HostRun<'a> {
     pub(super) session: &'a mut Session,
     pub(super) engine: &'a Engine,
     pub(super) scope: Arc<HostScope>,
-    pub(super) arch: String,
     pub(super) options: ApplyOptions,
     pub(super) host: &'a str,
     pub(super) reporter: &'a Reporter,
@@ -144,6 +147,12 @@ pub(super) struct HostRun<'a> {
     pub(super) notified: BTreeSet<String>,
     /// A resumed host: the run retried, the line it failed at, the lines that had changed it.
     pub(super) resuming: Option<(i64, (usize, BTreeSet<usize>))>,
+    /// The run's `run_once` tasks, shared by its hosts.
+    pub(super) once: &'a OnceTasks,
+    /// How runners start (for a `delegate_to: localhost` session).
+    pub(super) launch: &'a wisp_transports::Launch,
+    /// The session on this machine that `delegate_to: localhost` tasks run in, once one has.
+    pub(super) local: Option<Session>,
 }
 
 type Step<'s> = Pin<Box<dyn Future<Output = Result<Flowed, Stop>> + Send + 's>>;
@@ -228,20 +237,32 @@ impl HostRun<'_> {
             count(&mut self.tally, status, ignore);
             return Ok(self.after(status, ignore));
         }
+        let (status, registered) = if t.flow.run_once {
+            self.once(t, inherited).await?
+        } else {
+            self.items(t, inherited).await?
+        };
+        if let Some(name) = &t.flow.register {
+            self.scope.register(name, registered.to_value());
+        }
+        count(&mut self.tally, status, ignore);
+        if status == TaskStatus::Changed {
+            self.notified.extend(t.notify.iter().cloned());
+        }
+        Ok(self.after(status, ignore))
+    }
+
+    /// The task's items, each run and recorded: its status, and what it registers.
+    async fn items(&mut self, t: &Task, inherited: &Inherited) -> Result<(TaskStatus, Data), Stop> {
+        let check = self.options.check;
         let task_vars = wisp_plan::expand::task_vars(&inherited.vars, t);
         let items = match wisp_plan::expand::loop_items(self.engine, &self.scope, t, &task_vars) {
             Ok(items) => items,
             Err(e) => {
-                let why = format!("loop: {e}");
-                record(
-                    self.reporter,
-                    self.host,
-                    (t, None),
-                    check,
-                    (TaskStatus::Failed, &why, None),
-                );
-                count(&mut self.tally, TaskStatus::Failed, ignore);
-                return Ok(self.after(TaskStatus::Failed, ignore));
+                let ran = Ran::without_running(TaskStatus::Failed, format!("loop: {e}"));
+                let status = (TaskStatus::Failed, ran.detail.as_str(), None);
+                record(self.reporter, self.host, (t, None), check, status);
+                return Ok((TaskStatus::Failed, Data::Map(ran.result)));
             }
         };
         let looped = t.flow.loop_over.is_some();
@@ -252,36 +273,59 @@ impl HostRun<'_> {
                 .scope
                 .frame(Arc::clone(&task_vars), Arc::clone(&item.vars));
             let ran = self.one(t, &inherited.when, &frame).await?;
-            let done = ran.done.as_ref();
             record(
                 self.reporter,
                 self.host,
                 (t, item.label.as_deref()),
                 check && t.flow.check_mode != Some(false),
-                (ran.status, &ran.detail, done),
+                (ran.status, &ran.detail, ran.done.as_ref()),
             );
             statuses.push(ran.status);
             results.push(Data::Map(ran.result));
         }
         let status = overall(&statuses, looped);
-        if let Some(name) = &t.flow.register {
-            let value = if looped {
-                let mut all = DataMap::new();
-                all.insert("changed".into(), Data::Bool(status == TaskStatus::Changed));
-                all.insert("failed".into(), Data::Bool(status == TaskStatus::Failed));
-                all.insert("skipped".into(), Data::Bool(status == TaskStatus::Skipped));
-                all.insert("results".into(), Data::List(results));
-                Data::Map(all)
-            } else {
-                results.pop().unwrap_or(Data::Null)
-            };
-            self.scope.register(name, value.to_value());
+        let registered = if looped {
+            let mut all = DataMap::new();
+            all.insert("changed".into(), Data::Bool(status == TaskStatus::Changed));
+            all.insert("failed".into(), Data::Bool(status == TaskStatus::Failed));
+            all.insert("skipped".into(), Data::Bool(status == TaskStatus::Skipped));
+            all.insert("results".into(), Data::List(results));
+            Data::Map(all)
+        } else {
+            results.pop().unwrap_or(Data::Null)
+        };
+        Ok((status, registered))
+    }
+
+    /// `run_once`: the first host to reach the task runs it; every other host waits for
+    /// that and takes its status and result as its own (a host that is lost while running
+    /// it leaves it to the next one).
+    async fn once(&mut self, t: &Task, inherited: &Inherited) -> Result<(TaskStatus, Data), Stop> {
+        let cell = self.once.cell(t);
+        let mut ran_here = false;
+        let shared = cell
+            .get_or_try_init(|| async {
+                ran_here = true;
+                let (status, registered) = self.items(t, inherited).await?;
+                Ok::<_, Stop>(Once {
+                    host: self.host.to_owned(),
+                    status,
+                    registered,
+                })
+            })
+            .await?;
+        if !ran_here {
+            let detail = format!("run once, on {}", shared.host);
+            let check = self.options.check;
+            record(
+                self.reporter,
+                self.host,
+                (t, None),
+                check,
+                (shared.status, &detail, None),
+            );
         }
-        count(&mut self.tally, status, ignore);
-        if status == TaskStatus::Changed {
-            self.notified.extend(t.notify.iter().cloned());
-        }
-        Ok(self.after(status, ignore))
+        Ok((shared.status, shared.registered.clone()))
     }
 
     fn after(&self, status: TaskStatus, ignore: bool) -> Flowed {
@@ -320,7 +364,11 @@ impl HostRun<'_> {
         if wisp_plan::CONTROLLER_OPS.contains(&t.op.as_str()) {
             return Ok(super::local::answer(self.engine, &self.scope, t, frame));
         }
-        if let Some(ran) = self.creates_or_removes(t, frame).await? {
+        let delegated = match self.delegated(t, frame).await {
+            Ok(d) => d,
+            Err(ran) => return Ok(*ran),
+        };
+        if let Some(ran) = self.creates_or_removes(t, frame, delegated).await? {
             return Ok(ran);
         }
         let check = t.flow.check_mode.unwrap_or(self.options.check);
@@ -339,12 +387,17 @@ impl HostRun<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let session: &mut Session = match (delegated, self.local.as_mut()) {
+                (true, Some(local)) => local,
+                _ => &mut *self.session,
+            };
+            let arch = session.ready().arch.clone();
             let ran = run_op(
-                self.session,
+                session,
                 t,
                 self.engine,
                 frame,
-                &self.arch,
+                &arch,
                 (check, self.options.diff),
                 self.host,
                 self.reporter,
@@ -364,101 +417,6 @@ impl HostRun<'_> {
                 _ = self.interrupt.changed() => return Err(Stop::Interrupted),
             }
         }
-    }
-
-    /// Whether every `until` condition holds for this result.
-    fn holds(&self, until: &[String], t: &Task, ran: &Ran, frame: &Value) -> bool {
-        if let Some(name) = &t.flow.register {
-            self.scope
-                .register(name, Data::Map(ran.result.clone()).to_value());
-        }
-        until
-            .iter()
-            .all(|c| self.engine.condition(c, frame).unwrap_or(false))
-    }
-
-    /// `changed_when` and `failed_when`, read with the result registered, over the op's own
-    /// answer (an exec task is changed unless `changed_when` says otherwise).
-    fn judged(&self, t: &Task, mut ran: Ran, frame: &Value) -> Ran {
-        if ran.done.is_none() || (t.flow.changed_when.is_empty() && t.flow.failed_when.is_empty()) {
-            return ran;
-        }
-        if let Some(name) = &t.flow.register {
-            self.scope
-                .register(name, Data::Map(ran.result.clone()).to_value());
-        }
-        let all = |conds: &[String]| -> Result<Option<bool>, String> {
-            if conds.is_empty() {
-                return Ok(None);
-            }
-            for c in conds {
-                if !self.engine.condition(c, frame)? {
-                    return Ok(Some(false));
-                }
-            }
-            Ok(Some(true))
-        };
-        let failed = match all(&t.flow.failed_when) {
-            Ok(f) => f,
-            Err(e) => return Ran::without_running(TaskStatus::Failed, format!("failed_when: {e}")),
-        };
-        let changed = match all(&t.flow.changed_when) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ran::without_running(TaskStatus::Failed, format!("changed_when: {e}"));
-            }
-        };
-        let was_failed = ran.status == TaskStatus::Failed;
-        let is_failed = failed.unwrap_or(was_failed);
-        let is_changed = changed.unwrap_or(ran.done.as_ref().is_some_and(|d| d.changed));
-        ran.status = match (is_failed, is_changed) {
-            (true, _) => TaskStatus::Failed,
-            (false, true) => TaskStatus::Changed,
-            (false, false) => TaskStatus::Ok,
-        };
-        if was_failed && !is_failed {
-            ran.detail = format!("not failed (failed_when): {}", ran.detail);
-        } else if is_failed && !was_failed {
-            ran.detail = "failed_when holds".to_owned();
-        }
-        ran.result
-            .insert("changed".into(), Data::Bool(is_changed && !is_failed));
-        ran.result.insert("failed".into(), Data::Bool(is_failed));
-        ran
-    }
-
-    /// `creates`/`removes`: an exec task that does not run because the path is (or is not)
-    /// there.
-    async fn creates_or_removes(&mut self, t: &Task, frame: &Value) -> Result<Option<Ran>, Stop> {
-        for (key, path, skip_when_there) in [
-            ("creates", &t.flow.creates, true),
-            ("removes", &t.flow.removes, false),
-        ] {
-            let Some(path) = path else { continue };
-            let path = match self.engine.render(path, frame) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Ok(Some(Ran::without_running(
-                        TaskStatus::Failed,
-                        format!("{key}: {e}"),
-                    )));
-                }
-            };
-            let stat = Op::FileStat(PathArgs { path: path.clone() });
-            let there = super::op::stat_exists(self.session, &stat).await?;
-            if there == Some(skip_when_there) {
-                let why = if skip_when_there {
-                    "exists"
-                } else {
-                    "does not exist"
-                };
-                let mut ran =
-                    Ran::without_running(TaskStatus::Ok, format!("not run: {path} {why} ({key})"));
-                ran.result.shift_remove("skipped");
-                return Ok(Some(ran));
-            }
-        }
-        Ok(None)
     }
 }
 

@@ -12,6 +12,7 @@ mod exec;
 mod flow;
 mod local;
 mod op;
+mod outcome;
 mod output_files;
 mod task;
 
@@ -64,6 +65,8 @@ pub enum Job {
         plan: Arc<wisp_plan::Plan>,
         /// Its templates compiled, and the vars every host shares.
         compiled: Arc<apply::Compiled>,
+        /// Its `run_once` tasks, shared by its hosts.
+        once: Arc<apply::OnceTasks>,
         /// `--check`, `--diff`.
         options: apply::ApplyOptions,
         /// Where each host starts, when retried from its failed task.
@@ -150,13 +153,14 @@ impl Host<'_> {
             Job::Plan {
                 plan,
                 compiled,
+                once,
                 options,
                 resume,
             } => {
                 let ran = flow::run_on_host(
                     &mut session,
                     plan,
-                    compiled,
+                    (compiled, once, launch),
                     *options,
                     resume.as_deref(),
                     self.target,

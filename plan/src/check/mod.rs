@@ -72,6 +72,7 @@ fn flow_parts<'a>(flow: &'a Flow, out: &mut Vec<Part<'a>>) {
         ("loop_control.label", &flow.loop_label),
         ("creates", &flow.creates),
         ("removes", &flow.removes),
+        ("delegate_to", &flow.delegate_to),
     ] {
         if let Some(t) = t {
             out.push(Part {

@@ -41,6 +41,8 @@ const TASK_KEYS: &[&str] = &[
     "check_mode",
     "run_once",
     "delegate_to",
+    "become",
+    "become_user",
     "tags",
     "vars",
 ];
@@ -378,6 +380,8 @@ fn flow(keys: &Keys<'_>, op: &str) -> Result<Flow, Located> {
         check_mode: keys.boolean("check_mode")?,
         run_once: keys.boolean("run_once")?.unwrap_or(false),
         delegate_to: keys.string("delegate_to")?,
+        become_root: keys.boolean("become")?,
+        become_user: keys.string("become_user")?,
         ..Flow::default()
     };
     if let Some(c) = keys.src.get("loop_control") {
@@ -420,6 +424,15 @@ fn flow(keys: &Keys<'_>, op: &str) -> Result<Flow, Located> {
         return Err(task_error(
             keys.line("retries"),
             "retries and delay go with until",
+        ));
+    }
+    if (flow.become_root.is_some() || flow.become_user.is_some()) && op != "exec" {
+        return Err(task_error(
+            keys.line("become"),
+            format!(
+                "become and become_user apply to exec tasks, not {op}: file, package and \
+                 service ops run as the session's user (run the plan with --become for root)"
+            ),
         ));
     }
     if (flow.creates.is_some() || flow.removes.is_some()) && op != "exec" {

@@ -126,4 +126,11 @@ pub struct Flow {
     /// Where the op runs instead of the host (a template): `localhost` is this machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_to: Option<String>,
+    /// An exec task run as root (`true`) through `sudo -n` when the session is not root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_root: Option<bool>,
+    /// An exec task run as this user (a template): `runuser` from a root session, `sudo -n
+    /// -u` from another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_user: Option<String>,
 }

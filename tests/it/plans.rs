@@ -246,3 +246,28 @@ fn a_plan_installs_and_removes_a_package_and_starts_and_stops_a_service() {
     assert_eq!(super::pkg::installed_version(), None);
     assert_eq!(super::service::log(&log), ["start", "stop"]);
 }
+
+/// Case: `become_user` runs an exec task as that user (from this root session, through
+/// `runuser`), and the rest of the plan as the session's user.
+#[test]
+fn become_user_runs_one_task_as_another_user() {
+    if !root_or_explain("switching to another user") {
+        return;
+    }
+    let tmp = ScratchDir::new("plans-become");
+    let plan = tmp.0.join("who.toml");
+    std::fs::write(
+        &plan,
+        "[[task]]\nname = \"as nobody\"\nop = \"exec\"\nargv = [\"id\", \"-un\"]\nbecome_user = \"nobody\"\nregister = \"who\"\nchanged_when = false\n\n\
+         [[task]]\nname = \"as the session\"\nop = \"exec\"\nshell = \"id -un\"\nregister = \"me\"\nchanged_when = false\n\n\
+         [[task]]\nname = \"check\"\nop = \"assert\"\nthat = [\"who.stdout == 'nobody'\", \"me.stdout == 'root'\"]\n",
+    )
+    .unwrap();
+    let out = apply(&tmp, &plan, &[]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("ok       check (all assertions passed)"),
+        "{said}"
+    );
+}

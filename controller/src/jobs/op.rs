@@ -128,11 +128,16 @@ pub(super) async fn run_op(
     reporter: &Reporter,
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<Ran, Stop> {
-    let r = match render_task(task, engine, frame, arch, (check, diff)) {
+    let mut r = match render_task(task, engine, frame, arch, (check, diff)) {
         Before::Send(r) => *r,
         Before::Skip(why) => return Ok(Ran::without_running(TaskStatus::Skipped, why)),
         Before::Fail(why) => return Ok(Ran::without_running(TaskStatus::Failed, why)),
     };
+    if let Op::Exec(a) = &mut r.op
+        && let Err(e) = become_as(task, engine, frame, session.ready().euid, a)
+    {
+        return Ok(Ran::without_running(TaskStatus::Failed, e));
+    }
     let started = match r.from_disk {
         Some(f) => session.start_file(&r.op, r.limits.clone(), f).await,
         None => session.start(&r.op, r.limits.clone(), &r.content).await,
@@ -183,6 +188,42 @@ pub(super) async fn run_op(
         return Err(Stop::Interrupted);
     }
     Ok(finished(&r, *done, &previous, captured, (host, reporter)))
+}
+
+/// `become` and `become_user` on an exec task, as a prefix of its command line: `runuser -u
+/// USER --` from a root session, `sudo -n [-u USER] --` from another (sudo must not need a
+/// password there).
+fn become_as(
+    task: &Task,
+    engine: &Engine,
+    frame: &minijinja::Value,
+    euid: u32,
+    exec: &mut wisp_protocol::ops::ExecArgs,
+) -> Result<(), String> {
+    let user = match &task.flow.become_user {
+        Some(u) => Some(
+            engine
+                .render(u, frame)
+                .map_err(|e| format!("become_user: {e}"))?,
+        ),
+        None => None,
+    };
+    let root = task.flow.become_root == Some(true) || user.is_some();
+    if !root || (euid == 0 && user.as_deref().is_none_or(|u| u == "root")) {
+        return Ok(());
+    }
+    let prefix: Vec<String> = match (euid, user) {
+        (0, Some(u)) => vec!["runuser".into(), "-u".into(), u, "--".into()],
+        (_, Some(u)) => vec!["sudo".into(), "-n".into(), "-u".into(), u, "--".into()],
+        (_, None) => vec!["sudo".into(), "-n".into(), "--".into()],
+    };
+    let argv = match (exec.argv.take(), exec.shell.take()) {
+        (Some(argv), _) => argv,
+        (None, Some(shell)) => vec!["/bin/sh".into(), "-c".into(), shell],
+        (None, None) => return Err("exec has neither argv nor shell".into()),
+    };
+    exec.argv = Some(prefix.into_iter().chain(argv).collect());
+    Ok(())
 }
 
 /// A DONE read into what the op did: its changes, its diff (shown), its result.

@@ -73,6 +73,7 @@ fn flow_parts<'a>(flow: &'a Flow, out: &mut Vec<Part<'a>>) {
         ("creates", &flow.creates),
         ("removes", &flow.removes),
         ("delegate_to", &flow.delegate_to),
+        ("become_user", &flow.become_user),
     ] {
         if let Some(t) = t {
             out.push(Part {

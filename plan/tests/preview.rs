@@ -23,6 +23,10 @@ struct Case {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
+    skip_tags: Vec<String>,
+    #[serde(default)]
+    start_at: Option<String>,
+    #[serde(default)]
     expected: Option<String>,
     #[serde(default)]
     error: Option<String>,
@@ -42,7 +46,8 @@ fn run(case: &Case, dir: &Path) -> Result<String, String> {
         Plan::parse_with(&case.plan, &dir.join("plan.toml"), extra).map_err(|e| e.to_string())?;
     plan.select(&wisp_plan::Selection {
         tags: case.tags.clone(),
-        ..Default::default()
+        skip_tags: case.skip_tags.clone(),
+        start_at: case.start_at.clone(),
     })?;
     let vars = map(&case.vars);
     let names: Vec<String> = vars.keys().cloned().collect();

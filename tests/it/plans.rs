@@ -179,6 +179,8 @@ fn loops_register_until_and_blocks_run_on_a_real_host() {
     );
     assert!(listed.contains("block recovering"), "{listed}");
     assert_eq!(listed.lines().count(), 11, "{listed}");
+    let out = apply(&tmp, &plan, &["--list-hosts"]);
+    assert_eq!(text(&out.stdout), "localhost\n", "{}", text(&out.stderr));
 }
 
 /// Case: `pkg.ensure` and `service.*` from a plan, end to end: a package (built here, no

@@ -201,6 +201,18 @@ pub fn shell_quote(value: &str) -> String {
 
 /// The typed op a task's rendered args make, checked as the runner checks them.
 pub fn op_of(op: &str, args: &DataMap) -> Result<wisp_protocol::ops::Op, String> {
+    // A runner ignores an exec arg it does not know (a newer controller's); a plan is
+    // written for this version, and `creates = ...` misspelt must not run every time.
+    if op == wisp_protocol::ops::name::EXEC {
+        let fields = wisp_protocol::ops::ExecArgs::FIELDS;
+        if let Some(k) = args.keys().find(|k| !fields.contains(&k.as_str())) {
+            let expected = fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>();
+            return Err(format!(
+                "exec args: unknown field `{k}`, expected one of {}",
+                expected.join(", ")
+            ));
+        }
+    }
     let table: toml::Table = args
         .iter()
         .filter_map(|(k, v)| Some((k.clone(), v.to_toml()?)))

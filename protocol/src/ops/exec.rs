@@ -8,7 +8,6 @@ use crate::message::Env;
 /// Arguments of `exec`. The CMD's data section, when present, is the process's stdin;
 /// without one, stdin is `/dev/null`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExecArgs {
     /// Program and arguments, run without a shell. Exactly one of `argv` and `shell`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,6 +30,10 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
+    /// Its fields' names. A runner ignores a field it does not know (a newer controller's);
+    /// a plan, written for this version, is held to these.
+    pub const FIELDS: &[&str] = &["argv", "shell", "env", "clear_env", "cwd", "max_output"];
+
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
         let form: Result<(), String> = match (&self.argv, &self.shell) {
@@ -63,5 +66,31 @@ impl ExecArgs {
             (None, Some(s)) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
             (None, None) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_names_every_field() {
+        let all = ExecArgs {
+            argv: Some(vec!["true".into()]),
+            shell: Some("true".into()),
+            env: [("A".to_owned(), "1".to_owned())].into_iter().collect(),
+            clear_env: true,
+            cwd: Some("/".into()),
+            max_output: Some(1),
+        };
+        let json = serde_json::to_value(&all).unwrap_or_default();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        let mut fields = ExecArgs::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
     }
 }

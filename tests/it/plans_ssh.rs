@@ -204,6 +204,14 @@ shell = "echo $HOME > {{ playbook_dir }}/where-{{ inventory_hostname }}"
 delegate_to = "{{ 'localhost' if inventory_hostname != 'web10' else inventory_hostname }}"
 changed_when = false
 tags = ["service"]
+
+[[task]]
+name = "via web01"
+op = "exec"
+shell = "echo {{ inventory_hostname }} >> {{ playbook_dir }}/via-web01"
+delegate_to = "web01"
+changed_when = false
+tags = ["service"]
 "#,
     );
 
@@ -274,6 +282,10 @@ tags = ["service"]
     assert_ne!(home("web03").trim(), "/root", "web03 ran it over SSH");
     assert_eq!(home("web10").trim(), "/root");
 
+    // Delegated to web01 by every host (web01 to itself): ten lines, one per host.
+    let via = std::fs::read_to_string(dir.join("via-web01")).unwrap();
+    assert_eq!(via.lines().collect::<BTreeSet<_>>().len(), HOSTS, "{via}");
+
     // The second run changes nothing anywhere.
     let (out, second) = apply(&fleet, &dir, &[]);
     assert_eq!(out.status.code(), Some(0), "{second}");
@@ -300,5 +312,15 @@ tags = ["service"]
         ["web02 vhost (item=blog)"],
         "{tagged}"
     );
+    // With web01 down, the tasks delegated to it fail on the others, naming it.
+    let mut fleet = fleet;
+    fleet.hosts[0].stop();
+    let (out, down) = apply(&fleet, &dir, &["--tags", "service"]);
+    assert_eq!(out.status.code(), Some(2), "{down}");
+    assert!(
+        down.contains("web02 | failed   via web01 (delegate_to web01: "),
+        "{down}"
+    );
+    fleet.start_host(0);
     fleet.assert_clean();
 }

@@ -80,6 +80,8 @@ pub fn job_of(work: Work, secrets: wisp_secrets::SecretValues) -> Result<Job, St
                 plan: Arc::new(plan),
                 compiled: Arc::new(compiled),
                 once: Default::default(),
+                // A worker knows only its item's host: delegate_to localhost, or to the host itself.
+                peers: Default::default(),
                 options: ApplyOptions {
                     check: options.check,
                     diff: options.diff,

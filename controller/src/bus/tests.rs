@@ -54,6 +54,7 @@ fn a_plan_travels_as_its_tasks_and_arrives_whole() {
         plan: Arc::new(plan.clone()),
         compiled: Arc::new(Compiled::new(&plan).unwrap()),
         once: Default::default(),
+        peers: Default::default(),
         options: ApplyOptions {
             check: true,
             diff: false,
@@ -97,6 +98,7 @@ fn a_job_that_reads_this_machine_does_not_travel() {
     let job = Job::Plan {
         compiled: Arc::new(Compiled::new(&plan).unwrap()),
         once: Default::default(),
+        peers: Default::default(),
         plan: Arc::new(plan),
         options: ApplyOptions {
             check: false,

@@ -243,6 +243,12 @@ pub(super) fn run_loaded(
             plan: Arc::new(plan),
             compiled: Arc::new(compiled),
             once: Default::default(),
+            peers: Arc::new(
+                targets
+                    .iter()
+                    .map(|t| (t.name.clone(), Arc::clone(&t.transport)))
+                    .collect(),
+            ),
             options,
             resume,
         })

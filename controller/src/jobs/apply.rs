@@ -177,3 +177,6 @@ impl OnceTasks {
         std::sync::Arc::clone(cells.entry(key).or_default())
     }
 }
+
+/// A run's hosts by name, with how each is reached: where `delegate_to` may send a task.
+pub type Peers = std::collections::HashMap<String, std::sync::Arc<dyn wisp_transports::Transport>>;

@@ -15,7 +15,7 @@ use wisp_plan::scope::HostScope;
 use wisp_plan::{Block, Compiled, Data, DataMap, Engine, Node, Plan, Task};
 use wisp_protocol::ops::Facts;
 
-use super::apply::{ApplyOptions, Once, OnceTasks, Resume, Stop, Tally, TaskStatus, facts};
+use super::apply::{ApplyOptions, Once, OnceTasks, Peers, Resume, Stop, Tally, TaskStatus, facts};
 use super::op::{Ran, carried_over, count, record, run_op};
 use super::task::{Targeted, targeted};
 use crate::fleet::Target;
@@ -84,7 +84,7 @@ pub(super) fn host_scope(
 pub(super) async fn run_on_host(
     session: &mut Session,
     plan: &Plan,
-    (compiled, once, launch): (&Compiled, &OnceTasks, &wisp_transports::Launch),
+    (compiled, once, peers, launch): (&Compiled, &OnceTasks, &Peers, &wisp_transports::Launch),
     options: ApplyOptions,
     resume: Option<&Resume>,
     target: &Target,
@@ -112,11 +112,12 @@ pub(super) async fn run_on_host(
         resuming,
         once,
         launch,
-        local: None,
+        peers,
+        delegates: Default::default(),
     };
     let ended = run.nodes(&plan.tasks, &Inherited::default()).await;
-    if let Some(local) = run.local.take() {
-        local.close(std::time::Duration::from_secs(5)).await;
+    for (_, other) in run.delegates.drain() {
+        other.close(std::time::Duration::from_secs(5)).await;
     }
     if ended? == Flowed::Failed {
         return Ok(run.tally);
@@ -149,10 +150,13 @@ pub(super) struct HostRun<'a> {
     pub(super) resuming: Option<(i64, (usize, BTreeSet<usize>))>,
     /// The run's `run_once` tasks, shared by its hosts.
     pub(super) once: &'a OnceTasks,
-    /// How runners start (for a `delegate_to: localhost` session).
+    /// How runners start (for a `delegate_to` session).
     pub(super) launch: &'a wisp_transports::Launch,
-    /// The session on this machine that `delegate_to: localhost` tasks run in, once one has.
-    pub(super) local: Option<Session>,
+    /// The run's other hosts, by name, for `delegate_to`.
+    pub(super) peers: &'a Peers,
+    /// The sessions `delegate_to` tasks run in (`localhost`, or a host's name), each opened
+    /// the first time a task is delegated there.
+    pub(super) delegates: std::collections::HashMap<String, Session>,
 }
 
 type Step<'s> = Pin<Box<dyn Future<Output = Result<Flowed, Stop>> + Send + 's>>;
@@ -368,6 +372,7 @@ impl HostRun<'_> {
             Ok(d) => d,
             Err(ran) => return Ok(*ran),
         };
+        let delegated = delegated.as_deref();
         if let Some(ran) = self.creates_or_removes(t, frame, delegated).await? {
             return Ok(ran);
         }
@@ -387,9 +392,9 @@ impl HostRun<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let session: &mut Session = match (delegated, self.local.as_mut()) {
-                (true, Some(local)) => local,
-                _ => &mut *self.session,
+            let session: &mut Session = match delegated.and_then(|k| self.delegates.get_mut(k)) {
+                Some(other) => other,
+                None => &mut *self.session,
             };
             let arch = session.ready().arch.clone();
             let ran = run_op(

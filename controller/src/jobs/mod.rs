@@ -67,6 +67,8 @@ pub enum Job {
         compiled: Arc<apply::Compiled>,
         /// Its `run_once` tasks, shared by its hosts.
         once: Arc<apply::OnceTasks>,
+        /// The run's hosts, for `delegate_to`.
+        peers: Arc<apply::Peers>,
         /// `--check`, `--diff`.
         options: apply::ApplyOptions,
         /// Where each host starts, when retried from its failed task.
@@ -154,13 +156,14 @@ impl Host<'_> {
                 plan,
                 compiled,
                 once,
+                peers,
                 options,
                 resume,
             } => {
                 let ran = flow::run_on_host(
                     &mut session,
                     plan,
-                    (compiled, once, launch),
+                    (compiled, once, peers, launch),
                     *options,
                     resume.as_deref(),
                     self.target,

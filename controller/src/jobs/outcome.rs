@@ -8,15 +8,23 @@ use wisp_protocol::ops::{Op, PathArgs};
 use super::apply::{Stop, TaskStatus};
 use super::flow::HostRun;
 use super::op::Ran;
+use std::sync::Arc;
+
 use crate::session::Session;
+use wisp_transports::Transport;
+use wisp_transports::local::LocalTransport;
 
 impl HostRun<'_> {
-    /// `delegate_to`: whether the task runs on this machine instead of the host (then its
-    /// session here is opened, once). `localhost` (or the host itself) only, for now; any
-    /// other target fails the task.
-    pub(super) async fn delegated(&mut self, t: &Task, frame: &Value) -> Result<bool, Box<Ran>> {
+    /// `delegate_to`: where the task runs instead of the host: `None` for the host itself;
+    /// else the name of the session it runs in (this machine's for `localhost`, another of the
+    /// run's hosts' by its name), opened once per host.
+    pub(super) async fn delegated(
+        &mut self,
+        t: &Task,
+        frame: &Value,
+    ) -> Result<Option<String>, Box<Ran>> {
         let Some(to) = &t.flow.delegate_to else {
-            return Ok(false);
+            return Ok(None);
         };
         let fail = |why: String| Box::new(Ran::without_running(TaskStatus::Failed, why));
         let to = self
@@ -24,20 +32,29 @@ impl HostRun<'_> {
             .render(to, frame)
             .map_err(|e| fail(format!("delegate_to: {e}")))?;
         if to == self.host {
-            return Ok(false);
+            return Ok(None);
         }
-        if !matches!(to.as_str(), "localhost" | "127.0.0.1" | "::1") {
-            return Err(fail(format!(
-                "delegate_to: {to}: only localhost (this machine) or the host itself can be \
-                 delegated to for now"
-            )));
+        let key = if matches!(to.as_str(), "localhost" | "127.0.0.1" | "::1") {
+            "localhost".to_owned()
+        } else {
+            to.clone()
+        };
+        if !self.delegates.contains_key(&key) {
+            let here: Arc<dyn Transport> = Arc::new(LocalTransport { sudo: false });
+            let transport = match self.peers.get(&key) {
+                Some(t) => Arc::clone(t),
+                None if key == "localhost" => here,
+                None => {
+                    return Err(fail(format!(
+                        "delegate_to: {to} is neither localhost nor one of this run's hosts"
+                    )));
+                }
+            };
+            let opened = Session::open(transport.as_ref(), self.launch).await;
+            let session = opened.map_err(|e| fail(format!("delegate_to {to}: {e}")))?;
+            self.delegates.insert(key.clone(), session);
         }
-        if self.local.is_none() {
-            let here = wisp_transports::local::LocalTransport { sudo: false };
-            let opened = Session::open(&here, self.launch).await;
-            self.local = Some(opened.map_err(|e| fail(format!("delegate_to localhost: {e}")))?);
-        }
-        Ok(true)
+        Ok(Some(key))
     }
 
     /// Whether every `until` condition holds for this result.
@@ -107,7 +124,7 @@ impl HostRun<'_> {
         &mut self,
         t: &Task,
         frame: &Value,
-        delegated: bool,
+        delegated: Option<&str>,
     ) -> Result<Option<Ran>, Stop> {
         for (key, path, skip_when_there) in [
             ("creates", &t.flow.creates, true),
@@ -124,9 +141,9 @@ impl HostRun<'_> {
                 }
             };
             let stat = Op::FileStat(PathArgs { path: path.clone() });
-            let session: &mut Session = match (delegated, self.local.as_mut()) {
-                (true, Some(local)) => local,
-                _ => &mut *self.session,
+            let session: &mut Session = match delegated.and_then(|k| self.delegates.get_mut(k)) {
+                Some(other) => other,
+                None => &mut *self.session,
             };
             let there = super::op::stat_exists(session, &stat).await?;
             if there == Some(skip_when_there) {

@@ -15,6 +15,8 @@
 //!   resolved;
 //! - plan rendering: a 100-task plan of loops, conditions and templates for 1,000 hosts, its
 //!   CPU and peak RSS per host, beside the same plan without templates (alone: `--render`);
+//! - with `--apply-vs N`: the 21-op plan on N sshd hosts, this build beside a baseline wisp
+//!   (`WISP_BASE_BIN`, `WISP_BASE_ARGS`), alternating;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
 //!   parallel OpenSSH `ssh host true`, a bare russh client (the floor) and the same client
 //!   pushing the runner through the least verify pipeline (the pushing floor) against
@@ -163,6 +165,10 @@ fn alone() -> bool {
     }
     if let Some(n) = count("--scale") {
         scale::bench(n);
+        return true;
+    }
+    if let Some(n) = count("--apply-vs") {
+        ssh::apply_against_base(n);
         return true;
     }
     if args.iter().any(|a| a == "--render") {

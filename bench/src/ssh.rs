@@ -385,3 +385,39 @@ pub(crate) fn bench(n: usize) {
     crate::wan::processes(&fleet, &wisp);
     fleet.assert_clean();
 }
+
+/// `--apply-vs N`: the 21-op plan, converged, on N sshd hosts, timed with `WISP_BIN` and with
+/// a baseline wisp (`WISP_BASE_BIN`, with `WISP_BASE_ARGS` added to its command line, e.g.
+/// the key that signed the runner it is given), alternating round by round.
+pub(crate) fn apply_against_base(n: usize) {
+    let wisp = std::env::var_os("WISP_BIN").expect("WISP_BIN must name a wisp executable");
+    let base =
+        std::env::var_os("WISP_BASE_BIN").expect("WISP_BASE_BIN must name the baseline wisp");
+    let base_args = std::env::var("WISP_BASE_ARGS").unwrap_or_default();
+    let base_tail: Vec<&str> = base_args.split_whitespace().collect();
+    println!("starting {n} sshd hosts on loopback (login user {USER}, shell /bin/sh)...");
+    ensure_user();
+    let fleet = Fleet::start(n);
+    let direct = Reach::direct(&fleet);
+    let plan = write_plan(&fleet);
+    let apply = |bin: &std::ffi::OsStr, tail: &[&str]| {
+        wisp_timed(&direct, bin, &["apply".as_ref(), plan.as_os_str()], tail)
+    };
+    // The first applies create every file; the timed ones find them converged.
+    apply(&wisp, &[]);
+    apply(&base, &base_tail);
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        new.push(apply(&wisp, &[]));
+        old.push(apply(&base, &base_tail));
+    }
+    let (a, b) = (
+        crate::percentile(&mut new, 0.5),
+        crate::percentile(&mut old, 0.5),
+    );
+    println!(
+        "wisp apply, 21 ops, converged, {n} hosts: this build {a:>10.3?} (rounds {new:.3?})\n\
+         \x20 baseline {b:>10.3?} (rounds {old:.3?}); this build / baseline {:.3}x",
+        a.as_secs_f64() / b.as_secs_f64()
+    );
+}

@@ -132,7 +132,13 @@ fn nobody_on_the_bus_can_take_or_starve_the_workers_consumer() {
         })
         .unwrap();
     }
-    let mut run = controller(&fleet, &tmp.0, &open, &["run", "all", "--", "true"]);
+    // Bounded: a run that waits on a bus that lost its streams must end, not hang the suite.
+    let mut run = controller(
+        &fleet,
+        &tmp.0,
+        &open,
+        &["run", "all", "--run-timeout", "120s", "--", "true"],
+    );
     let done = wisp::run(&mut run, &tmp.0);
     show_logs(std::slice::from_ref(&w2));
     assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));

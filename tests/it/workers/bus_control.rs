@@ -132,6 +132,19 @@ fn nobody_on_the_bus_can_take_or_starve_the_workers_consumer() {
         })
         .unwrap();
     }
+    // The worker finds its stream gone (it looks every 10 s) and makes it again. Waiting for
+    // that keeps the run from racing nats-server's own re-creation of a stream of the same
+    // name, which once failed a publish with "error opening msg block file" (code 503).
+    let remade = wait_for(Duration::from_secs(60), || {
+        w2.log_text()
+            .contains("the work stream was gone")
+            .then_some(())
+    });
+    assert!(
+        remade.is_some(),
+        "the worker did not notice: {}",
+        w2.log_text()
+    );
     // Bounded: a run that waits on a bus that lost its streams must end, not hang the suite.
     let mut run = controller(
         &fleet,

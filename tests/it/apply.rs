@@ -10,7 +10,7 @@ use std::process::Output;
 
 use wisp_tests::{ScratchDir, runner_path, snapshot};
 
-fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
+pub(crate) fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
     wisp_tests::wisp_command!(&tmp.0)
         .arg("apply")
         .arg(plan)
@@ -22,7 +22,7 @@ fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

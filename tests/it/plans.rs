@@ -5,26 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
-use std::path::Path;
-use std::process::Output;
-
-use wisp_tests::{ScratchDir, root_or_explain, runner_path};
-
-fn apply(tmp: &ScratchDir, plan: &Path, extra: &[&str]) -> Output {
-    wisp_tests::wisp_command!(&tmp.0)
-        .arg("apply")
-        .arg(plan)
-        .arg("localhost")
-        .args(extra)
-        .env("WISP_RUNNER", runner_path())
-        .env("TMPDIR", &tmp.0)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use super::apply::{apply, text};
+use wisp_tests::{ScratchDir, root_or_explain};
 
 const PLAN: &str = r#"
 [vars]

@@ -308,14 +308,21 @@ fn merge(acc: &mut Data, other: Data, recursive: bool, lists: &str) -> Result<()
     }
 }
 
-fn dict2items(v: Value, kw: Kwargs) -> Result<Value, Error> {
+/// `key_name` and `value_name` (`key` and `value` unless given), for `dict2items` and
+/// `items2dict`.
+fn pair_names(kw: &Kwargs) -> Result<(String, String), Error> {
     let key: Option<String> = kw.get("key_name")?;
     let value: Option<String> = kw.get("value_name")?;
     kw.assert_all_used()?;
-    let (key, value) = (
-        key.as_deref().unwrap_or("key"),
-        value.as_deref().unwrap_or("value"),
-    );
+    Ok((
+        key.unwrap_or_else(|| "key".into()),
+        value.unwrap_or_else(|| "value".into()),
+    ))
+}
+
+fn dict2items(v: Value, kw: Kwargs) -> Result<Value, Error> {
+    let (key, value) = pair_names(&kw)?;
+    let (key, value) = (key.as_str(), value.as_str());
     let Data::Map(map) = Data::from_value(&v) else {
         return Err(invalid("dict2items: expects a map"));
     };
@@ -334,13 +341,8 @@ fn dict2items(v: Value, kw: Kwargs) -> Result<Value, Error> {
 }
 
 fn items2dict(v: Value, kw: Kwargs) -> Result<Value, Error> {
-    let key: Option<String> = kw.get("key_name")?;
-    let value: Option<String> = kw.get("value_name")?;
-    kw.assert_all_used()?;
-    let (key, value) = (
-        key.as_deref().unwrap_or("key"),
-        value.as_deref().unwrap_or("value"),
-    );
+    let (key, value) = pair_names(&kw)?;
+    let (key, value) = (key.as_str(), value.as_str());
     let mut out = crate::DataMap::new();
     for item in v.try_iter()? {
         let k = item.get_attr(key)?;

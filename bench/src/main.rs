@@ -178,6 +178,10 @@ fn alone() -> bool {
     false
 }
 
+/// As in the shipped `wisp`: renders are timed with the allocator that bounds them.
+#[global_allocator]
+static ALLOCATOR: wisp_plan::jinja::Metered = wisp_plan::jinja::Metered;
+
 fn main() {
     // Every wisp the bench starts records into a state directory of its own: the runs it
     // times never land in the operator's store.

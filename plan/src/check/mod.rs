@@ -347,10 +347,15 @@ impl Trial<'_> {
         let frame = self
             .scope
             .frame(Arc::new(Layer::new(&vars)), Arc::new(item));
+        let root = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let file = match site.0 {
+            Some(f) => root.join(f),
+            None => self.path.to_owned(),
+        };
         for p in parts {
-            trial(self.engine, p.piece, &frame).map_err(|e| {
+            let place = format!("{}:{}: {}", file.display(), site.1, p.at);
+            crate::jinja::at(&place, || trial(self.engine, p.piece, &frame)).map_err(|e| {
                 let what = format!("{}: {e}", p.at);
-                let root = self.path.parent().unwrap_or(std::path::Path::new("."));
                 let (line, kind) = at_site(root, site, PlanErrorKind::Template(what));
                 PlanError::at(self.path, line, kind)
             })?;

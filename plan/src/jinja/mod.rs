@@ -15,12 +15,14 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::data::{Data, is_template};
 
+mod budget;
 mod emit;
 mod filters;
 mod lists;
 mod python;
 mod text;
 
+pub use budget::{MAX_RENDER_MEMORY, Metered, at};
 pub use python::repr as python_repr;
 
 /// The instructions one render may run: enough for a config file looping over thousands of
@@ -136,7 +138,7 @@ impl Engine {
         }
         .map_err(|e| describe(&e))?;
         let mut out = Capped::default();
-        match tmpl.render_captured_to(ctx, &mut out) {
+        match budget::measured(source, || tmpl.render_captured_to(ctx, &mut out)) {
             Ok(_) => {
                 let mut text = String::from_utf8(out.bytes).map_err(|e| e.to_string())?;
                 let ends = |s: &str| s.len() - s.trim_end_matches('\n').len();
@@ -160,16 +162,14 @@ impl Engine {
             Some(name) => self.env.get_template(name),
             None => {
                 too_deep(expr)?;
-                return self
-                    .env
-                    .compile_expression(expr)
-                    .and_then(|e| e.eval(ctx))
-                    .map_err(|e| explain(&e, expr, ctx));
+                return budget::measured(expr, || {
+                    self.env.compile_expression(expr).and_then(|e| e.eval(ctx))
+                })
+                .map_err(|e| explain(&e, expr, ctx));
             }
         }
         .map_err(|e| describe(&e))?;
-        let captured = tmpl
-            .render_captured(ctx)
+        let captured = budget::measured(expr, || tmpl.render_captured(ctx))
             .map_err(|e| explain(&e, expr, ctx))?;
         let value = captured.state().lookup(RESULT).unwrap_or_default();
         if value.is_undefined() {

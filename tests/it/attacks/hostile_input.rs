@@ -116,7 +116,9 @@ fn hostile_ini_ranges_and_diamonds_cost_what_their_size_does() {
 /// `not`s (the parser recurses once per `not`), a 1 MB var used 2,000 times in one template
 /// (2 GB per host), loops nested to run 10^15 times, and a macro that calls itself. Each is
 /// refused with exit 4 and the plan's file and line, before any host is contacted, within
-/// bounded time and memory.
+/// bounded time and memory. So are templates that write little and hold much: a string, a
+/// list or a joined text doubled forty times in a loop, and a macro quadrupling its argument on
+/// each call.
 #[test]
 fn a_hostile_condition_or_template_is_refused_before_it_costs() {
     let tmp = ScratchDir::new("attack-plan");
@@ -136,12 +138,41 @@ fn a_hostile_condition_or_template_is_refused_before_it_costs() {
     std::fs::write(tmp.0.join("endless.toml"), endless).unwrap();
     let recursive = "[vars]\nx = 1\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nstdin = \"{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(x) }}\"\n";
     std::fs::write(tmp.0.join("recursive.toml"), recursive).unwrap();
+    // Held, not written: each of these writes almost nothing and would hold a terabyte.
+    let held = [
+        (
+            "doubled.toml",
+            "{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+        ),
+        (
+            "listed.toml",
+            "{% set ns = namespace(l=[1, 2, 3]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}",
+        ),
+        (
+            "macro.toml",
+            "{% macro f(s, n) %}{% if n %}{{ f(s ~ s ~ s ~ s, n - 1) | length }}{% endif %}{% endmacro %}{{ f('xy', 20) }}",
+        ),
+        (
+            "joined.toml",
+            "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}{{ ns.s | length }}",
+        ),
+    ];
+    for (name, template) in held {
+        let plan = format!(
+            "[vars]\nx = 1\n\n[[task]]\nop = \"exec\"\nargv = [\"true\"]\nstdin = \"{template}\"\n"
+        );
+        std::fs::write(tmp.0.join(name), plan).unwrap();
+    }
+    let held = held.map(|(plan, _)| (plan, "took more than 64 MiB of memory"));
     for (plan, why) in [
         ("nots.toml", "nests deeper than 100 levels"),
         ("big.toml", "renders to more than"),
         ("endless.toml", "rendering ran past"),
         ("recursive.toml", "recursion limit exceeded"),
-    ] {
+    ]
+    .into_iter()
+    .chain(held)
+    {
         let mut c = wisp_tests::wisp_command!(&tmp.0);
         c.args(["apply", plan, "localhost"]).current_dir(&tmp.0);
         let (out, rss, timed_out) = run_measured(&mut c, std::time::Duration::from_secs(60));

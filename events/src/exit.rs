@@ -15,6 +15,10 @@ pub enum ExitStatus {
     BadOptions = 5,
     /// The state store cannot be opened or written, so the run did not start.
     State = 6,
+    /// At least one host was reached but could not start the runner (becoming root refused,
+    /// no place that can execute it), and none failed: the host needs fixing, not the
+    /// network.
+    CouldNotStart = 7,
     /// Interrupted by Ctrl-C (SIGINT) or SIGTERM.
     Interrupted = 99,
 }

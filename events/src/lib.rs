@@ -49,6 +49,9 @@ pub enum Event {
     Refused { host: String, error: ErrorFrame },
     /// The host could not be reached, or its session broke.
     Unreachable { host: String, message: String },
+    /// The host was reached and logged in to, but the runner could not start there (becoming
+    /// root refused, no place that can execute it, a shell that cannot run the bootstrap).
+    CouldNotStart { host: String, message: String },
     /// Facts were read from a host (recorded for the facts cache; not shown).
     FactsRead {
         host: String,
@@ -127,6 +130,7 @@ impl Event {
             Event::Diff { .. } => "diff",
             Event::Refused { .. } => "refused",
             Event::Unreachable { .. } => "unreachable",
+            Event::CouldNotStart { .. } => "could_not_start",
             Event::FactsRead { .. } => "facts_read",
             Event::Facts { .. } => "facts",
             Event::Ping { .. } => "ping",
@@ -147,6 +151,7 @@ impl Event {
             | Event::Diff { host, .. }
             | Event::Refused { host, .. }
             | Event::Unreachable { host, .. }
+            | Event::CouldNotStart { host, .. }
             | Event::FactsRead { host, .. }
             | Event::Facts { host, .. }
             | Event::Ping { host, .. } => Some(host),
@@ -173,6 +178,7 @@ impl Event {
             | Event::Diff { .. }
             | Event::Refused { .. }
             | Event::Unreachable { .. }
+            | Event::CouldNotStart { .. }
             | Event::FactsRead { .. }
             | Event::Facts { .. }
             | Event::Ping { .. }

@@ -12,8 +12,11 @@ pub enum HostOutcome {
     Ok,
     /// The command failed, timed out or was refused.
     Failed,
-    /// The host could not be reached or the runner could not start.
+    /// The host could not be reached, or its session broke.
     Unreachable,
+    /// The host was reached but the runner could not start there (becoming root refused, no
+    /// place that can execute it, a shell that cannot run the bootstrap).
+    CouldNotStart,
     /// Ctrl-C stopped it.
     Interrupted,
     /// The run stopped (a failure budget or the canary) before its turn came.
@@ -27,6 +30,7 @@ impl HostOutcome {
             HostOutcome::Ok => "ok",
             HostOutcome::Failed => "failed",
             HostOutcome::Unreachable => "unreachable",
+            HostOutcome::CouldNotStart => "could not start",
             HostOutcome::Interrupted => "interrupted",
             HostOutcome::NotStarted => "not started",
         }
@@ -34,7 +38,10 @@ impl HostOutcome {
 
     /// Whether it counts against a failure budget: it failed or could not be reached.
     pub fn is_failure(self) -> bool {
-        matches!(self, HostOutcome::Failed | HostOutcome::Unreachable)
+        matches!(
+            self,
+            HostOutcome::Failed | HostOutcome::Unreachable | HostOutcome::CouldNotStart
+        )
     }
 }
 
@@ -66,7 +73,8 @@ impl HostResult {
     }
 }
 
-/// The exit status for a set of results (interrupted > failed > unreachable > ok).
+/// The exit status for a set of results (interrupted > failed > could not start >
+/// unreachable > ok).
 pub fn exit_status(results: &[HostResult], interrupted: bool) -> ExitStatus {
     let any = |o| results.iter().any(|r| r.outcome == o);
     if interrupted || any(HostOutcome::Interrupted) {
@@ -74,6 +82,8 @@ pub fn exit_status(results: &[HostResult], interrupted: bool) -> ExitStatus {
     } else if any(HostOutcome::Failed) || any(HostOutcome::NotStarted) {
         // Hosts were left out because the run stopped: that is a failed run.
         ExitStatus::Failed
+    } else if any(HostOutcome::CouldNotStart) {
+        ExitStatus::CouldNotStart
     } else if any(HostOutcome::Unreachable) {
         ExitStatus::Unreachable
     } else {
@@ -98,6 +108,13 @@ mod tests {
         assert_eq!(
             exit_status(&[r(HostOutcome::Ok), r(HostOutcome::Unreachable)], false),
             ExitStatus::Unreachable
+        );
+        assert_eq!(
+            exit_status(
+                &[r(HostOutcome::CouldNotStart), r(HostOutcome::Unreachable)],
+                false
+            ),
+            ExitStatus::CouldNotStart
         );
         assert_eq!(
             exit_status(

@@ -7,7 +7,13 @@ use super::record::{Line, Record, RunStart};
 use super::{Store, StoreError};
 
 /// Outcomes a retry runs again. Any other (`ok`) is done.
-pub const RETRIED_OUTCOMES: &[&str] = &["failed", "unreachable", "interrupted", "not started"];
+pub const RETRIED_OUTCOMES: &[&str] = &[
+    "failed",
+    "unreachable",
+    "could not start",
+    "interrupted",
+    "not started",
+];
 
 /// A recorded run, as far as a retry needs it.
 #[derive(Debug, Clone)]

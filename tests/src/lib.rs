@@ -47,7 +47,12 @@ pub struct ScratchDir(pub PathBuf);
 impl ScratchDir {
     /// Creates it under the system temp directory.
     pub fn new(label: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
+        Self::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// Creates it under `base`.
+    pub fn new_in(base: &Path, label: &str) -> Self {
+        let dir = base.join(format!(
             "wisp-test-{label}-{}",
             wisp_transports::stage::random_token()
         ));

@@ -19,6 +19,14 @@ const PORT: u16 = 2222;
 
 static FLEETS: AtomicU32 = AtomicU32::new(0);
 
+/// Where fleets whose hosts mount over `/tmp` keep their files.
+const NAMESPACED_FLEETS: &str = "/var/lib/wisp-test-fleets";
+
+/// The mounts of a CIS-hardened host (see [`Fleet::start_hardened`]); `$REMOTE_TMP` is the
+/// fleet's TMPDIR.
+const NOEXEC: &str = "for d in /tmp /var/tmp /dev/shm \"$REMOTE_TMP\"; do \
+    mount -t tmpfs -o noexec,nosuid,nodev,mode=1777,size=64m tmpfs \"$d\"; done";
+
 /// One sshd host.
 #[derive(Debug)]
 pub struct Host {
@@ -76,8 +84,9 @@ pub struct Fleet {
     pub known_hosts: PathBuf,
     /// The hosts' TMPDIR.
     pub remote_tmp: PathBuf,
-    /// A folder each host has its own empty copy of (see [`Fleet::start_with_private_dir`]).
-    private_dir: Option<PathBuf>,
+    /// Shell commands each host's sshd runs first in a mount namespace of its own (see
+    /// [`Fleet::start_with_private_dir`] and [`Fleet::start_hardened`]).
+    namespace_setup: Option<String>,
 }
 
 /// Fails loudly (never skips) when sshd cannot run here.
@@ -119,7 +128,7 @@ pub fn keygen_of_type(path: &Path, comment: &str, kind: &str) -> String {
 impl Fleet {
     /// Starts `n` sshd hosts; `known_hosts` lists them all.
     pub fn start(n: usize) -> Self {
-        Self::start_inner(n, None)
+        Self::start_inner(n, None, false)
     }
 
     /// Like [`Fleet::start`], but each host's sshd runs in a mount namespace of its own with a
@@ -127,13 +136,37 @@ impl Fleet {
     /// Needs root.
     pub fn start_with_private_dir(n: usize, dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("create the private folder's mount point");
-        Self::start_inner(n, Some(dir.to_owned()))
+        let setup = format!("mount -t tmpfs -o mode=0755 tmpfs '{}'", dir.display());
+        Self::start_inner(n, Some(setup), false)
     }
 
-    fn start_inner(n: usize, private_dir: Option<PathBuf>) -> Self {
+    /// Like [`Fleet::start`], but each host is hardened as CIS benchmarks ask: `/tmp`,
+    /// `/var/tmp`, `/dev/shm` and the hosts' TMPDIR are `noexec` (fresh tmpfs, in a mount
+    /// namespace of the host's own), and `extra` shell commands run after (more mounts).
+    /// Needs root.
+    pub fn start_hardened(n: usize, extra: &str) -> Self {
+        Self::start_in_namespace(n, &format!("{NOEXEC}\n{extra}"))
+    }
+
+    /// Like [`Fleet::start`], but each host's sshd runs in a mount namespace of its own,
+    /// after `setup` (shell commands, `sh -e`; `$REMOTE_TMP` is the hosts' TMPDIR). Needs root.
+    pub fn start_in_namespace(n: usize, setup: &str) -> Self {
+        Self::start_inner(n, Some(setup.to_owned()), true)
+    }
+
+    /// `apart`: the fleet's own files live outside /tmp (its hosts mount over it).
+    fn start_inner(n: usize, namespace_setup: Option<String>, apart: bool) -> Self {
         require_sshd();
-        let dir = ScratchDir::new("sshd");
+        // A host that mounts over /tmp must still see its own config and keys: those hosts'
+        // fleets live where no mount of theirs goes.
+        let dir = if apart {
+            ScratchDir::new_in(Path::new(NAMESPACED_FLEETS), "sshd")
+        } else {
+            ScratchDir::new("sshd")
+        };
         let remote_tmp = dir.0.join("remote-tmp");
+        let namespace_setup =
+            namespace_setup.map(|s| s.replace("$REMOTE_TMP", &remote_tmp.display().to_string()));
         std::fs::create_dir_all(&remote_tmp).expect("create the hosts' temp dir");
         // World-writable with the sticky bit, like /tmp: unprivileged logins stage here too.
         let _ = Command::new("chmod").arg("1777").arg(&remote_tmp).status();
@@ -183,7 +216,7 @@ impl Fleet {
             client_key,
             known_hosts,
             remote_tmp,
-            private_dir,
+            namespace_setup,
         };
         for i in 0..n {
             fleet.start_host(i);
@@ -200,13 +233,13 @@ impl Fleet {
             .append(true)
             .open(host.config.with_extension("log"))
             .expect("sshd log");
-        let mut command = match &self.private_dir {
+        let mut command = match &self.namespace_setup {
             None => Command::new(SSHD),
-            Some(dir) => {
+            Some(setup) => {
                 let mut c = Command::new("unshare");
-                c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                    .arg("mount -t tmpfs -o mode=0755 tmpfs \"$0\" && exec \"$@\"")
-                    .arg(dir)
+                c.args(["--mount", "--propagation", "private", "sh", "-ec"])
+                    .arg(format!("{setup}\nexec \"$@\""))
+                    .arg("sshd-in-namespace")
                     .arg(SSHD);
                 c
             }

@@ -156,7 +156,8 @@ pub trait Transport: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<RunnerConnection, TransportError>>;
 }
 
-/// Why a runner could not be started. Every variant means the host is unreachable for this run.
+/// Why a runner could not be started: the host is unreachable for this run, or (for
+/// [`TransportError::CouldNotStart`]) it answered but cannot run the runner as asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -190,6 +191,14 @@ pub enum TransportError {
     #[error("{detail}")]
     Handshake {
         /// What happened instead.
+        detail: String,
+    },
+    /// The host was reached and logged in to, and its bootstrap said why the runner cannot
+    /// start (becoming root refused, no location that can hold and execute it, a hash
+    /// mismatch): not a network problem, and trying again will not help.
+    #[error("{detail}")]
+    CouldNotStart {
+        /// The bootstrap's words, with its exit status.
         detail: String,
     },
     /// The host's key is unknown, changed or revoked: the connection was refused.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::Transport;
 pub use crate::secret::Secret;
 use crate::ssh;
+pub use crate::ssh::BecomeMethod;
 
 /// Settings shared by every remote host of a run, as the operator gave them.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +28,8 @@ pub struct RemoteOptions {
     pub ask_pass: bool,
     /// Ask for the password that becoming root takes (implies `become_root`).
     pub ask_become_pass: bool,
+    /// What becomes root on the host.
+    pub become_method: BecomeMethod,
     /// Login user for hosts that name none, before the client config's.
     pub default_user: Option<String>,
     /// The client config file (default: the user's, when it exists).
@@ -83,6 +86,9 @@ pub enum RemoteError {
     /// A question could not be answered; the message is the controller's.
     #[error("{0}")]
     Unanswered(String),
+    /// The options ask for something no host could do.
+    #[error("{0}")]
+    Options(String),
     /// The client config file could not be read.
     #[error("cannot read the SSH client config {}", path.display())]
     Config {
@@ -112,6 +118,13 @@ impl Remote {
         } else {
             options.keys
         };
+        if options.ask_become_pass && options.become_method == BecomeMethod::Doas {
+            return Err(RemoteError::Options(
+                "--ask-become-pass with --become-method doas: doas reads a password from a \
+                 terminal only; give the login user a `permit nopass` rule in doas.conf, or use sudo"
+                    .into(),
+            ));
+        }
         let known_hosts = options.known_hosts.unwrap_or_else(ssh::default_known_hosts);
         let become_root = options.become_root || options.ask_become_pass;
         let mut ssh =
@@ -120,6 +133,7 @@ impl Remote {
             Ok(value) => Ok(Some(Secret::new(value))),
             Err(_) => answer(q).map_err(RemoteError::Unanswered),
         };
+        ssh.become_method = options.become_method;
         if options.ask_pass {
             ssh.password = ask(Question::Password)?;
         }

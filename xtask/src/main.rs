@@ -145,6 +145,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "/usr/bin/openssl"),
     // The bootstrap race in the attack suite watches for sudo with pgrep.
     ("procps", "/usr/bin/pgrep"),
+    // Login shells of every family, and doas: hosts set up as real fleets are.
+    ("zsh", "/usr/bin/zsh"),
+    ("fish", "/usr/bin/fish"),
+    ("tcsh", "/usr/bin/tcsh"),
+    ("csh", "/usr/bin/bsd-csh"),
+    ("busybox", "/usr/bin/busybox"),
+    ("doas", "/usr/bin/doas"),
     // The reference tools (ansible-core, from PyPI) live in a venv the suite makes.
     ("python3-venv", "/usr/share/doc/python3-venv/copyright"),
 ];

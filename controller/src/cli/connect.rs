@@ -55,6 +55,10 @@ pub(super) fn resolve(spec: &str, common: &RunOptions) -> Result<Vec<Target>, Ta
         become_root: common.become_root,
         ask_pass: common.ask_pass,
         ask_become_pass: common.ask_become_pass,
+        become_method: match common.become_method {
+            super::options::BecomeMethodArg::Sudo => wisp_transports::remote::BecomeMethod::Sudo,
+            super::options::BecomeMethodArg::Doas => wisp_transports::remote::BecomeMethod::Doas,
+        },
         default_user: common.user.clone(),
         config: common.ssh_config.clone(),
     };

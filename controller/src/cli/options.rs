@@ -8,6 +8,13 @@ use clap::Args;
 
 use wisp_plan::quantity::parse_duration;
 
+/// `--become-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum BecomeMethodArg {
+    Sudo,
+    Doas,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct RunOptions {
     /// Print JSON lines (one event per line, then a summary line) instead of text.
@@ -24,9 +31,16 @@ pub(super) struct RunOptions {
     /// The runner exits by itself after this long, whatever happens to the controller.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub(super) ttl: Duration,
-    /// Run the runner as root through `sudo -n` (sudo must not ask for a password).
+    /// Run the runner as root through `sudo -n` (sudo must not ask for a password; see
+    /// --ask-become-pass) or `doas -n` (--become-method doas). Becoming root is tried before
+    /// anything is written to the host: a refusal leaves nothing there, exits 7, and quotes
+    /// sudo or doas.
     #[arg(long = "become")]
     pub(super) become_root: bool,
+    /// What becomes root on SSH hosts: sudo, or doas (with a `nopass` rule: doas reads a
+    /// password from a terminal only).
+    #[arg(long, value_name = "METHOD", default_value = "sudo")]
+    pub(super) become_method: BecomeMethodArg,
     /// Run the runner as root through sudo with a password, asked once on the terminal (or
     /// read from $WISP_BECOME_PASSWORD). It travels inside the SSH channel, never as an
     /// argument. Implies --become; SSH hosts only.

@@ -334,6 +334,7 @@ fn reach(a: &WorkerArgs) -> crate::bus::Reach {
         become_root: false,
         ask_pass: false,
         ask_become_pass: false,
+        become_method: Default::default(),
         default_user: a.user.clone(),
         config: a.ssh_config.clone(),
     };

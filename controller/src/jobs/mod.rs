@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use wisp_protocol::message::Limits;
 use wisp_protocol::ops::ExecArgs;
-use wisp_transports::Launch;
+use wisp_transports::{Launch, TransportError};
 
 use crate::fleet::Target;
 use crate::report::{Event, HostOutcome, HostResult, Reporter};
@@ -243,6 +243,13 @@ impl Host<'_> {
                         String::new()
                     };
                     let message = format!("{}{tries}", error_chain(&e));
+                    if matches!(e, TransportError::CouldNotStart { .. }) {
+                        self.reporter.emit(Event::CouldNotStart {
+                            host: self.name().to_owned(),
+                            message,
+                        });
+                        return Err(self.result(HostOutcome::CouldNotStart, "could not start"));
+                    }
                     return Err(self.unreachable(&message, "unreachable"));
                 }
             }

@@ -46,6 +46,7 @@ impl Collector {
             | Event::CommandDone { .. }
             | Event::Refused { .. }
             | Event::Unreachable { .. }
+            | Event::CouldNotStart { .. }
             | Event::FactsRead { .. }
             | Event::Facts { .. }
             | Event::Ping { .. }
@@ -134,7 +135,10 @@ impl Drift {
                     by_findings.entry(found).or_default().push(r.host.clone())
                 }
                 HostOutcome::Ok => clean.push(r.host.clone()),
-                HostOutcome::Failed | HostOutcome::Interrupted | HostOutcome::NotStarted => {
+                HostOutcome::Failed
+                | HostOutcome::CouldNotStart
+                | HostOutcome::Interrupted
+                | HostOutcome::NotStarted => {
                     incomplete.push((r.host.clone(), r.detail.clone()));
                 }
             }

@@ -85,6 +85,9 @@ impl JsonLines {
             Event::Unreachable { host, message } => {
                 self.print(json!({"type": "unreachable", "host": host, "message": message}));
             }
+            Event::CouldNotStart { host, message } => {
+                self.print(json!({"type": "could_not_start", "host": host, "message": message}));
+            }
             Event::Facts { host, facts } => {
                 self.print(json!({"type": "facts", "host": host, "facts": facts}));
             }
@@ -132,6 +135,7 @@ impl JsonLines {
         self.print(json!({
             "type": "summary", "hosts": results.len(), "ok": count(HostOutcome::Ok),
             "failed": count(HostOutcome::Failed), "unreachable": count(HostOutcome::Unreachable),
+            "could_not_start": count(HostOutcome::CouldNotStart),
             "interrupted": count(HostOutcome::Interrupted),
             "not_started": count(HostOutcome::NotStarted), "stopped": stopped,
             "exit_code": status as u8,

@@ -59,6 +59,7 @@ pub(super) fn record(event: &Event) -> Option<Record> {
         | Event::Diff { .. }
         | Event::Refused { .. }
         | Event::Unreachable { .. }
+        | Event::CouldNotStart { .. }
         | Event::Facts { .. }
         | Event::Ping { .. }
         | Event::Warning { .. }

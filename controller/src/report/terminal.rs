@@ -156,6 +156,9 @@ impl Terminal {
             Event::Unreachable { host, message } => {
                 self.err(&format!("{host}: UNREACHABLE: {}", visible(message)));
             }
+            Event::CouldNotStart { host, message } => {
+                self.err(&format!("{host}: COULD NOT START: {}", visible(message)));
+            }
             Event::Facts { host, facts } => {
                 if let Some(caps) = facts
                     .get("caps")
@@ -331,12 +334,13 @@ fn totals(results: &[HostResult], stopped: Option<&str>) -> String {
     };
     let not_started = count(HostOutcome::NotStarted);
     let mut text = format!(
-        "{} host{}: {} ok, {} failed, {} unreachable{}{}",
+        "{} host{}: {} ok, {} failed, {} unreachable{}{}{}",
         results.len(),
         if results.len() == 1 { "" } else { "s" },
         count(HostOutcome::Ok),
         count(HostOutcome::Failed),
         count(HostOutcome::Unreachable),
+        extra(count(HostOutcome::CouldNotStart), "could not start"),
         extra(count(HostOutcome::Interrupted), "interrupted"),
         extra(not_started, "not started"),
     );

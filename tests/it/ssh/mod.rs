@@ -8,8 +8,46 @@ use std::process::{Command, Output};
 
 use wisp_tests::sshd::Fleet;
 
+mod become_root;
+mod hosts;
 mod logins;
 mod reach;
+
+/// Creates a login user (home, /bin/sh) unless it exists; a parallel test may race us.
+fn ensure_user(name: &str) {
+    ensure_user_with_shell(name, "/bin/sh");
+}
+
+/// Creates a login user with `shell` as login shell (or gives an existing one that shell),
+/// unlocked for key logins: useradd leaves the account locked ("!"), and sshd refuses
+/// locked accounts for every method; "*" matches no password but is not a lock.
+fn ensure_user_with_shell(name: &str, shell: &str) {
+    let exists = || {
+        Command::new("id")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // Tests beside this one edit /etc/passwd too, and its lock makes a tool fail at once:
+    // a few tries, a moment apart.
+    let with_retries = |args: &[&str], tool: &str| {
+        (0..20).any(|_| {
+            let done = Command::new(tool).args(args).status().unwrap().success();
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            done
+        })
+    };
+    if !exists() {
+        with_retries(&["--create-home", "--shell", shell, name], "useradd");
+    }
+    assert!(exists(), "cannot create the test user {name}");
+    assert!(
+        with_retries(&["--shell", shell, "-p", "*", name], "usermod"),
+        "cannot set {name}'s shell to {shell}"
+    );
+}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();

@@ -192,8 +192,11 @@ fn a_corrupted_upload_is_refused_and_nothing_runs() {
         .arg("--")
         .arg("touch")
         .arg(&marker));
-    assert_eq!(out.status.code(), Some(3));
+    // The host answered, and refused what it got: it could not start the runner (7), which
+    // is not a network problem (3).
+    assert_eq!(out.status.code(), Some(7));
     let err = stderr_of(&out);
+    assert!(err.contains("COULD NOT START"), "{err}");
     assert!(
         err.contains("does not match the announced"),
         "the host says why: {err}"

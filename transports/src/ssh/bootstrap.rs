@@ -4,34 +4,43 @@
 //! for the host to speak first: the upload goes out with the exec request, so reaching READY
 //! costs no round trip beyond SSH's own.
 //!
-//! 1. controller: `<arch> <raw|gz> <size> <sha256-hex>\n` and `size` bytes: the runner for
+//! 1. controller: `<arch> <raw|gz> <size> <sha256-hex> <raw-size>\n` and `size` bytes: the runner for
 //!    the architecture it expects (the one this run's hosts have shown, else its own), gzip
 //!    compressed (about half the bytes; `gzip` is on every Linux distribution's base system);
-//!    the SHA-256 is of the runner itself;
+//!    the SHA-256 and the raw size are of the runner itself (with `--ask-become-pass`, the
+//!    sudo password follows, see [`PASSWORD_LINES`]);
 //! 2. host: `WISP-ARCH <nonce> <arch> <raw|gz> take|resend\n` (login noise may come before
 //!    it): its architecture, whether it has gzip, and whether it takes this upload. On
 //!    `resend` it discards the bytes and reads one more header and upload, which the
 //!    controller sends for the architecture and encoding the host named;
 //! 3. host: writes the runner into a fresh `mktemp -d` directory (umask 077) beneath the first
-//!    base that no other user can rename things in: a sticky `/tmp` or `/dev/shm`, else a base
-//!    resolved once to its physical path whose every directory, up to `/`, is owned by root
-//!    or the login user and writable by others only when sticky (a `TMPDIR` another user
-//!    owns, links or can write above is passed over), decompressing it
-//!    when it came compressed, refuses unless its SHA-256 matches, tries the copy
-//!    (`--version`) to detect a `noexec` mount and moves on to the next location if needed,
-//!    then `exec`s the runner on the same channel, which prints `WISP-START <nonce>` and
-//!    READY.
+//!    base, in order `TMPDIR`, `/tmp`, `/var/tmp`, `/dev/shm`, `XDG_RUNTIME_DIR`, `/run` (for
+//!    root), `~/.cache`, `~`, that no other user can rename things in (a sticky `/tmp`,
+//!    `/var/tmp` or `/dev/shm`, else a base resolved once to its physical path whose every
+//!    directory, up to `/`, is owned by root or the login user and writable by others only
+//!    when sticky) and that has room for it, decompressing it when it came compressed,
+//!    refuses unless its SHA-256 matches, tries the copy (`--version`) to detect a `noexec`
+//!    mount and moves on to the next location if needed, then `exec`s the runner on the
+//!    same channel, which prints `WISP-START <nonce>` and READY.
+//!
+//! The script itself travels first on the channel (see [`command`]): the exec request is
+//! one line that every login shell, csh and tcsh included, passes on unchanged.
 //!
 //! Becoming root (`--become`, `--ask-become-pass`), the runner the login user wrote and checked
 //! is not the one root runs: the login user (or anything running as them) can change files in
 //! their own directory at any moment. Root copies it into a directory of its own (`mktemp -d`
-//! beneath a root-owned base that no other user can rename into: `/run`, or a sticky
-//! `/tmp`, `/dev/shm`, `/var/tmp`), checks the SHA-256 of that copy, and runs that copy: the
+//! beneath a root-owned base that no other user can rename into: `/run`, a sticky
+//! `/tmp`, `/dev/shm`, `/var/tmp`, or root's home), checks the SHA-256 of that copy, and runs that copy: the
 //! bytes hashed are the bytes executed, out of the login user's reach.
 //!
-//! Programs the host runs: `sh`, `mktemp`, `find` (a base's permissions), `head` (with `gzip`
-//! when compressed), the SHA-256 tool, `chmod`, `cp` (when becoming root), the runner's `--version` probe and the runner
-//! (`uname` only on kernels without `/proc/sys/kernel/arch`).
+//! Programs the host runs: `sh`, `mktemp`, `find` (a base's permissions), `df` (its room),
+//! `head` (with `gzip` when compressed), the SHA-256 tool, `chmod`, `sudo` or `doas` and `cp`
+//! (when becoming root), the runner's `--version` probe and the runner (`uname` only on
+//! kernels without `/proc/sys/kernel/arch`).
+//!
+//! Becoming root is tried (`sudo -n true`, `doas -n true`) before anything is written: a
+//! host that refuses keeps nothing of the attempt, and when sudo or the runner as root ends
+//! the script removes the login user's copy before it exits.
 //!
 //! Failures print one `wisp-bootstrap: ...` line on stderr and exit non-zero; nothing is
 //! executed from an unverified file, and the directory is removed.
@@ -45,47 +54,78 @@ pub const EXIT_NO_LOCATION: u32 = 66;
 /// Exit status when the host has no SHA-256 tool, so nothing can be verified.
 pub const EXIT_NO_SHA256: u32 = 67;
 
-/// Exit status when `sudo` needs a password and none was supplied.
+/// Exit status when becoming root was refused (sudo or doas missing, refusing this user,
+/// wanting a password none was given for, or a terminal).
 pub const EXIT_BECOME: u32 = 68;
 
-/// The script; `$1` nonce, `$2` TTL seconds, `$3` `sudo`, `sudo-pass` or empty. With
-/// `sudo-pass`, one line after the runner's bytes is the sudo password. The script reads it
-/// into a shell variable (never an argument, never exported), drops it if sudo needs none,
-/// else validates it once through a pipe (`printf` is a builtin) so a wrong password fails at
-/// once and the upload is removed, then starts the runner with `sudo -n` from the same shell,
-/// which sudo's cached credentials cover. No single quotes inside: the script travels
-/// single-quoted.
+/// How many times the sudo password line follows the upload. The script reads the first
+/// into a shell variable (never an argument, never exported) and checks it through a pipe
+/// (`sudo -S -v`: one try, so a wrong password fails at once); the second is read by
+/// `sudo -S` for the command itself, straight from the channel, a byte at a time, when sudo
+/// keeps no credentials between two calls (`timestamp_timeout=0`). A line no one needs is
+/// read and dropped before the runner starts.
+pub const PASSWORD_LINES: usize = 2;
+
+/// The script, sent on the channel's stdin ahead of the upload (so the exec request stays
+/// one line any login shell parses, csh's included); `$1` nonce, `$2` TTL seconds, `$3` how
+/// to become root: empty, `sudo`, `sudo-pass` or `doas`.
+///
+/// Becoming root is tried before anything is written (`sudo -n true`), so a host that
+/// refuses keeps no file of the attempt, and sudo's own words are the error. With
+/// `sudo-pass`, [`PASSWORD_LINES`] lines after the runner's bytes are the password.
+///
+/// Where the runner goes: the first base, in the order below, that is safe (no other user
+/// can rename things in it) and has room for the runner (`df`, when there is one: only then
+/// is the upload read, so a full base costs nothing); when the runner written there cannot
+/// execute (a `noexec` mount), it is copied on to the next such base.
 const SCRIPT: &str = r#"
 n="$1"; ttl="$2"; become="$3"
 umask 077; unset CDPATH
+d=""
 fail() { echo "wisp-bootstrap: $2" >&2; [ -n "$d" ] && rm -rf "$d"; exit "$1"; }
+trap '[ -n "$d" ] && rm -rf "$d"; exit 70' HUP INT TERM PIPE
+drop() { i=0; while [ "$i" -lt "$1" ]; do IFS= read -r _ || break; i=$((i + 1)); done; }
 sums="if command -v sha256sum >/dev/null 2>&1; then s=\$(sha256sum \"\$1\")
 elif command -v shasum >/dev/null 2>&1; then s=\$(shasum -a 256 \"\$1\")
 elif command -v openssl >/dev/null 2>&1; then s=\$(openssl dgst -sha256 -r \"\$1\")
 else return 1; fi; have=\${s%% *}"
 eval "sum() { $sums; }"
+me=""
+while read -r k _ me _; do [ "$k" = Uid: ] && break; me=""; done < /proc/self/status
+[ -n "$me" ] || me=$(id -u)
 safe() {
   p=$1; set -- /
   while [ -n "$p" ] && [ "$p" != / ]; do set -- "$@" "$p"; p=${p%/*}; done
-  [ -n "$me" ] || while read -r k _ me _; do [ "$k" = Uid: ] && break; me=""; done < /proc/self/status
-  [ -n "$me" ] || me=$(id -u)
   bad=$(find "$@" -maxdepth 0 \( -perm /022 ! -perm -1000 \) -o \( ! -user 0 ! -user "$me" \) 2>/dev/null) && [ -z "$bad" ]
 }
 asroot="umask 077; f=\$1; want=\$2; sum() { $sums; }
 gone() { rm -f \"\$f\"; rmdir \"\${f%/*}\" 2>/dev/null; }
 no() { echo \"wisp-bootstrap: \$2\" >&2; [ -n \"\$r\" ] && rm -rf \"\$r\"; gone; exit \$1; }
-for b in /run /tmp /dev/shm /var/tmp; do
+for b in /run /tmp /dev/shm /var/tmp ~root; do
   [ -d \"\$b\" ] && [ -O \"\$b\" ] || continue
-  [ \"\$b\" = /run ] || [ -k \"\$b\" ] || continue
+  [ \"\$b\" = /run ] || [ -k \"\$b\" ] || [ ! -L \"\$b\" -a \"\$b\" = ~root ] || continue
   r=\$(mktemp -d \"\$b/wisp-root-XXXXXXXXXX\" 2>/dev/null) || continue
-  cp \"\$f\" \"\$r/wisp-runner\" || no 65 \"cannot copy the runner as root\"
+  cp \"\$f\" \"\$r/wisp-runner\" || { rm -rf \"\$r\"; r=; continue; }
   sum \"\$r/wisp-runner\" || no 67 \"no sha256sum, shasum or openssl for root\"
   [ \"\$have\" = \"\$want\" ] || no 65 \"the runner changed after it was checked (SHA-256 \$have, not \$want): refusing to run it as root\"
   chmod 700 \"\$r/wisp-runner\"
   if \"\$r/wisp-runner\" --version >/dev/null 2>&1; then gone; shift 2; exec \"\$r/wisp-runner\" \"\$@\" --private-dir \"\$r\"; fi
   rm -rf \"\$r\"; r=
 done
-no 66 \"no directory owned by root that allows execution (tried /run, /tmp, /dev/shm, /var/tmp)\""
+no 66 \"no directory owned by root with room that allows execution (tried /run, /tmp, /dev/shm, /var/tmp, ~root)\""
+tool=""; pw=""; ask=""
+case "$become" in
+  sudo) tool=sudo;;
+  sudo-pass) tool=sudo; pw=yes;;
+  doas) tool=doas;;
+esac
+if [ -n "$tool" ]; then
+  command -v "$tool" >/dev/null 2>&1 || fail 68 "--become: there is no $tool on this host"
+  if why=$("$tool" -n true 2>&1 </dev/null); then :
+  elif [ -n "$pw" ]; then ask=yes
+  else fail 68 "--become: $tool -n refused: $why"
+  fi
+fi
 arch=""
 read -r arch 2>/dev/null < /proc/sys/kernel/arch
 [ -n "$arch" ] || arch=$(uname -m)
@@ -93,7 +133,7 @@ case "$arch" in arm64|aarch64_be) arch=aarch64;; amd64) arch=x86_64;; esac
 zip=raw; command -v gzip >/dev/null 2>&1 && zip=gz
 tries=0
 while :; do
-  read -r a enc size want || fail 64 "no upload header"
+  read -r a enc size want raw || fail 64 "no upload header"
   if [ "$a" = "$arch" ] && { [ "$enc" = raw ] || [ "$zip" = gz ]; }; then
     printf "WISP-ARCH %s %s %s take\n" "$n" "$arch" "$zip"; break
   fi
@@ -101,63 +141,86 @@ while :; do
   tries=1
   printf "WISP-ARCH %s %s %s resend\n" "$n" "$arch" "$zip"
   head -c "$size" > /dev/null
-  if [ "$become" = sudo-pass ]; then IFS= read -r pw; pw=""; fi
+  [ -z "$pw" ] || drop 2
 done
-src=""
-for base in "${TMPDIR:-/tmp}" /tmp /dev/shm "${XDG_RUNTIME_DIR:-}" "${HOME:-}/.cache"; do
+need=$(( ${raw:-2097152} / 1024 + 64 ))
+room() {
+  command -v df >/dev/null 2>&1 || return 0
+  free=$(df -Pk "$1" 2>/dev/null | { read -r _; read -r _ _ _ a _; echo "$a"; })
+  case "$free" in ''|*[!0-9]*) return 0;; esac
+  [ "$free" -ge "$need" ]
+}
+root=""; [ "$me" = 0 ] && root=/run
+src=""; tried=""
+for base in "${TMPDIR:-}" /tmp /var/tmp /dev/shm "${XDG_RUNTIME_DIR:-}" $root "${HOME:+$HOME/.cache}" "${HOME:-}"; do
   [ -n "$base" ] && [ -d "$base" ] && [ -w "$base" ] || continue
-  if [ "$base" = /tmp ] || [ "$base" = /dev/shm ] && [ -k "$base" ] && [ ! -L "$base" ]; then :
-  else base=$(cd -P -- "$base" 2>/dev/null && pwd -P) && safe "$base" || continue
+  case " $tried " in *" $base "* | *" $base("*) continue;; esac
+  tried="$tried $base"
+  if { [ "$base" = /tmp ] || [ "$base" = /var/tmp ] || [ "$base" = /dev/shm ]; } && [ -k "$base" ] && [ ! -L "$base" ]; then :
+  else safe "$(cd -P -- "$base" 2>/dev/null && pwd -P)" || { tried="$tried(unsafe)"; continue; }
   fi
-  d=$(mktemp -d "$base/wisp-XXXXXXXXXX" 2>/dev/null) || continue
+  room "$base" || { tried="$tried(full)"; continue; }
+  d=$(mktemp -d "$base/wisp-XXXXXXXXXX" 2>/dev/null) || { tried="$tried(mktemp)"; continue; }
   f="$d/wisp-runner"
   if [ -z "$src" ]; then
     if [ "$enc" = gz ]; then
-      head -c "$size" | gzip -dc > "$f" || fail 65 "cannot decompress the upload into $f: refusing to run it"
+      head -c "$size" | gzip -dc > "$f" || fail 65 "cannot write the runner into $d (disk full?), or the upload does not decompress: refusing to run it"
     else
-      head -c "$size" > "$f" || fail 65 "cannot write $f"
+      head -c "$size" > "$f" || fail 65 "cannot write the runner into $d (disk full?)"
     fi
     sum "$f" || fail 67 "no sha256sum, shasum or openssl on this host: cannot verify the upload"
     [ "$have" = "$want" ] || fail 65 "upload SHA-256 $have does not match the announced $want: refusing to run it"
-    if [ "$become" = sudo-pass ]; then
-      IFS= read -r pw || fail 68 "no sudo password line"
-      if sudo -n true 2>/dev/null; then become=sudo
-      elif printf "%s\n" "$pw" | sudo -S -p "" -v 2>/dev/null; then become=sudo-validated
-      else pw=""; fail 68 "sudo refused the password"
-      fi
-      pw=""
+    if [ -n "$ask" ]; then
+      IFS= read -r line || fail 68 "no sudo password line"
+      why=$(printf "%s\n" "$line" | sudo -S -p "" -v 2>&1 >/dev/null); ok=$?; line=""
+      [ "$ok" = 0 ] || fail 68 "--become: sudo refused: $why"
+      if sudo -n true 2>/dev/null </dev/null; then drop 1; ask=""; fi
+    elif [ -n "$pw" ]; then drop 2
     fi
   else
     cp "$src" "$f" || { rm -rf "$d"; d=""; continue; }
-    rm -rf "$(dirname "$src")"
+    rm -rf "${src%/*}"
   fi
   chmod 700 "$f"
   if "$f" --version >/dev/null 2>&1; then
-    if [ "$become" = sudo-validated ]; then
-      sudo -n -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"; rc=$?; rm -rf "$d"; exit $rc
+    [ -n "$tool" ] || exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"
+    if [ -n "$ask" ]; then
+      sudo -S -p "" -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"
+    else
+      "$tool" -n -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"
     fi
-    if [ -n "$become" ]; then exec sudo -n -- sh -c "$asroot" wisp-root "$f" "$want" --marker "$n" --ttl "$ttl"; fi
-    exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"
+    rc=$?; rm -rf "$d"; d=""
+    exit "$rc"
   fi
-  src="$f"; d=""
+  src="$f"; d=""; tried="$tried(noexec)"
 done
-[ -n "$src" ] && rm -rf "$(dirname "$src")"
+[ -n "$src" ] && rm -rf "${src%/*}"
 d=""
-fail 66 "no writable location that allows execution (tried TMPDIR, /tmp, /dev/shm, XDG_RUNTIME_DIR, ~/.cache)"
+fail 66 "no writable location with room that allows execution (tried:$tried)"
 "#;
 
-/// The exec request for a session: the script, single-quoted, with its arguments. The login
-/// shell `exec`s it: some shells (dash) otherwise fork for the command and stay behind,
-/// waiting, one more process on every host.
+/// The exec request for a session: one line with no newline, no `!` and no quote inside
+/// the quotes, which every login shell (sh, bash, zsh, fish, busybox, csh and tcsh) passes
+/// on to `sh` unchanged. `sh` reads the script itself from the channel (see [`script`]),
+/// then the upload. The login shell `exec`s `sh`: some shells (dash) otherwise fork for the
+/// command and stay behind, waiting, one more process on every host.
 pub fn command(nonce: &str, ttl_s: u64, mode: Become) -> String {
-    debug_assert!(!SCRIPT.contains('\''));
     debug_assert!(crate::marker_safe(nonce));
     let mode = match mode {
         Become::No => "''",
         Become::Sudo => "sudo",
         Become::SudoWithPassword => "sudo-pass",
+        Become::Doas => "doas",
     };
-    format!("exec sh -c '{SCRIPT}' wisp-bootstrap {nonce} {ttl_s} {mode}")
+    format!(
+        "exec sh -c 'eval \"$(head -c {})\"' wisp-bootstrap {nonce} {ttl_s} {mode}",
+        SCRIPT.len()
+    )
+}
+
+/// The script's bytes, sent first on the channel (see [`command`]).
+pub fn script() -> &'static [u8] {
+    SCRIPT.as_bytes()
 }
 
 /// How the runner is started on the host.
@@ -169,6 +232,8 @@ pub enum Become {
     Sudo,
     /// Through sudo, with a password sent after the runner's bytes.
     SudoWithPassword,
+    /// Through `doas -n` (a `nopass` rule: doas reads a password from a terminal only).
+    Doas,
 }
 
 /// How the runner's bytes travel.
@@ -190,9 +255,19 @@ impl Encoding {
 }
 
 /// The header line the controller sends before the runner's bytes: for `arch`, `size` bytes
-/// in `encoding`, whose decoded SHA-256 is `sha256_hex`.
-pub fn header(arch: &str, encoding: Encoding, size: usize, sha256_hex: &str) -> String {
-    format!("{arch} {} {size} {sha256_hex}\n", encoding.label())
+/// in `encoding`, whose decoded SHA-256 is `sha256_hex` and decoded size `raw_size` (the room
+/// the host looks for).
+pub fn header(
+    arch: &str,
+    encoding: Encoding,
+    size: usize,
+    sha256_hex: &str,
+    raw_size: usize,
+) -> String {
+    format!(
+        "{arch} {} {size} {sha256_hex} {raw_size}\n",
+        encoding.label()
+    )
 }
 
 /// What the host said of the first upload: `WISP-ARCH <nonce> <arch> <raw|gz> take|resend`,
@@ -248,6 +323,11 @@ impl Payload {
             early.get_or_init(|| gzip(&bytes));
         });
         Payload { raw, sha256, gz }
+    }
+
+    /// The runner's own size.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
     }
 
     /// The bytes to send in `encoding`.
@@ -341,14 +421,25 @@ mod tests {
             .map(|a| a.trim().to_owned())
             .unwrap_or_else(|_| std::env::consts::ARCH.to_owned());
         let wrong = vec![0u8; 5000];
-        let mut input = header("not-this-arch", Encoding::Raw, wrong.len(), "0").into_bytes();
+        let mut input = script().to_vec();
+        input.extend_from_slice(
+            header("not-this-arch", Encoding::Raw, wrong.len(), "0", 0).as_bytes(),
+        );
         input.extend_from_slice(&wrong);
         let gz = payload.bytes(Encoding::Gzip);
-        input
-            .extend_from_slice(header(&arch, Encoding::Gzip, gz.len(), &payload.sha256).as_bytes());
+        input.extend_from_slice(
+            header(
+                &arch,
+                Encoding::Gzip,
+                gz.len(),
+                &payload.sha256,
+                payload.raw_len(),
+            )
+            .as_bytes(),
+        );
         input.extend_from_slice(gz);
         let mut child = std::process::Command::new("sh")
-            .args(["-c", SCRIPT, "wisp-bootstrap", "n0nce", "60", ""])
+            .args(["-c", &command("n0nce-for-test", 60, Become::No)])
             .env("TMPDIR", &dir)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -365,15 +456,24 @@ mod tests {
         );
         let lines: Vec<&str> = stdout.lines().collect();
         assert!(
-            lines[0].starts_with("WISP-ARCH n0nce ") && lines[0].ends_with(" resend"),
+            lines[0].starts_with("WISP-ARCH n0nce-for-test ") && lines[0].ends_with(" resend"),
             "{stdout}"
         );
         assert!(lines[1].ends_with(" take"), "{stdout}");
         assert!(
-            lines[2].starts_with("ran --marker n0nce --ttl 60 --private-dir "),
+            lines[2].starts_with("ran --marker n0nce-for-test --ttl 60 --private-dir "),
             "{stdout}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a csh-family login shell cannot take inside single quotes: a newline, and `!`
+    /// (history).
+    #[test]
+    fn the_exec_request_is_one_line_any_login_shell_passes_on() {
+        let line = command("n0nce-for-test", 60, Become::SudoWithPassword);
+        assert!(!line.contains('\n') && !line.contains('!'), "{line}");
+        assert_eq!(line.matches('\'').count(), 2, "{line}");
     }
 
     #[test]

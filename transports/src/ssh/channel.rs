@@ -26,11 +26,7 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|e| ssh_error(hop, e))?;
-        let start_mode = match (self.options.become_root, &self.options.become_password) {
-            (false, _) => bootstrap::Become::No,
-            (true, None) => bootstrap::Become::Sudo,
-            (true, Some(_)) => bootstrap::Become::SudoWithPassword,
-        };
+        let start_mode = self.options.start_mode();
         let command = bootstrap::command(&launch.nonce, launch.ttl.as_secs().max(1), start_mode);
         channel
             .exec(true, command)
@@ -40,6 +36,11 @@ impl SshTransport {
         let (handle, stdout_rx) = SshHandle::pumping(sessions, read_half);
         let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
         let mut writer = write_half.make_writer();
+        // The script goes first: the exec request only tells `sh` how much of it to read.
+        writer
+            .write_all(bootstrap::script())
+            .await
+            .map_err(|e| handle.failure(format!("sending the bootstrap failed: {e}")))?;
         let ready = self
             .bootstrap(&mut stdout, &mut writer, launch, &guess, start_mode)
             .await;
@@ -171,16 +172,23 @@ impl SshTransport {
         } else {
             payload.bytes(encoding)
         };
-        let header = bootstrap::header(arch, encoding, bytes.len(), &payload.sha256);
+        let header = bootstrap::header(
+            arch,
+            encoding,
+            bytes.len(),
+            &payload.sha256,
+            payload.raw_len(),
+        );
         let sent = async {
             writer.write_all(header.as_bytes()).await?;
             writer.write_all(bytes).await?;
             if let (bootstrap::Become::SudoWithPassword, Some(pw)) =
                 (start_mode, &self.options.become_password)
             {
-                writer
-                    .write_all(format!("{}\n", pw.expose()).as_bytes())
-                    .await?;
+                let line = format!("{}\n", pw.expose());
+                for _ in 0..bootstrap::PASSWORD_LINES {
+                    writer.write_all(line.as_bytes()).await?;
+                }
             }
             writer.flush().await
         };
@@ -316,17 +324,22 @@ impl SshHandle {
         (handle, stdout_rx)
     }
 
-    /// A failed bootstrap as a handshake error, with the exit status and what the host
-    /// printed on stderr.
+    /// A failed bootstrap, with the exit status and what the host printed on stderr: the
+    /// host could not start the runner when the bootstrap ended with a status of its own
+    /// (64 to 68: it said why), else a handshake error (the session broke on the way).
     fn failure(&self, mut detail: String) -> TransportError {
         let diag = self.diagnostics();
-        if let Some(code) = self.exit_status.lock().ok().and_then(|e| *e) {
+        let code = self.exit_status.lock().ok().and_then(|e| *e);
+        if let Some(code) = code {
             detail.push_str(&format!(" (bootstrap exit status {code})"));
         }
         if !diag.trim().is_empty() {
             detail.push_str(&format!("; host said: {}", diag.trim()));
         }
-        TransportError::Handshake { detail }
+        match code {
+            Some(64..=68) => TransportError::CouldNotStart { detail },
+            _ => TransportError::Handshake { detail },
+        }
     }
 }
 

@@ -69,6 +69,16 @@ pub struct SshTarget {
     pub key: Option<PathBuf>,
 }
 
+/// What becomes root on a remote host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BecomeMethod {
+    /// `sudo`: without a password (`-n`), or with the one asked for.
+    #[default]
+    Sudo,
+    /// `doas -n`: a `nopass` rule only, since doas reads a password from a terminal alone.
+    Doas,
+}
+
 /// Settings shared by every SSH host of a run.
 #[derive(Debug)]
 pub struct SshOptions {
@@ -80,8 +90,10 @@ pub struct SshOptions {
     pub known_hosts: PathBuf,
     /// Trust and record keys of hosts not in `known_hosts` yet. Never overrides a changed key.
     pub accept_new: bool,
-    /// Run the runner as root through `sudo -n`.
+    /// Run the runner as root.
     pub become_root: bool,
+    /// Through what.
+    pub become_method: BecomeMethod,
     /// Login user for hosts that name none (`--user`), before ssh_config's `User`.
     pub default_user: Option<String>,
     /// `~/.ssh/config` (or none).
@@ -113,6 +125,7 @@ impl SshOptions {
             known_hosts,
             accept_new,
             become_root,
+            become_method: BecomeMethod::Sudo,
             default_user: None,
             ssh_config: config::SshConfig::default(),
             passphrases: HashMap::new(),
@@ -120,6 +133,16 @@ impl SshOptions {
             become_password: None,
             payloads: Mutex::new(HashMap::new()),
             arch_seen: Mutex::new(None),
+        }
+    }
+
+    /// How the bootstrap starts the runner.
+    fn start_mode(&self) -> bootstrap::Become {
+        match (self.become_root, self.become_method, &self.become_password) {
+            (false, _, _) => bootstrap::Become::No,
+            (true, BecomeMethod::Doas, _) => bootstrap::Become::Doas,
+            (true, BecomeMethod::Sudo, None) => bootstrap::Become::Sudo,
+            (true, BecomeMethod::Sudo, Some(_)) => bootstrap::Become::SudoWithPassword,
         }
     }
 

@@ -1,0 +1,183 @@
+//! Becoming root on hosts set up as real ones are: users sudo refuses, sudo that wants a
+//! password or a terminal, STIG's `timestamp_timeout=0`, doas. A refusal is its own outcome
+//! (exit 7, "could not start", sudo's words), and no attempt leaves a file or a process.
+
+use super::*;
+
+/// A sudoers rule for the test, in its own file (removed when dropped).
+struct Sudoers(std::path::PathBuf);
+
+impl Sudoers {
+    fn new(name: &str, rules: &str) -> Sudoers {
+        let path = std::path::PathBuf::from(format!("/etc/sudoers.d/{name}"));
+        std::fs::write(&path, rules).unwrap();
+        let _ = Command::new("chmod").arg("0440").arg(&path).status();
+        Sudoers(path)
+    }
+}
+
+impl Drop for Sudoers {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn set_password(user: &str, password: &str) {
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        chpasswd.stdin.as_mut().unwrap(),
+        format!("{user}:{password}\n").as_bytes(),
+    )
+    .unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+}
+
+/// `wisp run USER@HOST --json FLAGS -- id -u` with the fleet's key.
+fn id_as(fleet: &Fleet, user: &str, flags: &[&str]) -> Output {
+    let target = format!("{user}@{}", fleet.hosts[0].target());
+    run(sub(fleet, "run", &target).arg("--json").args(flags).args([
+        "--connect-timeout",
+        "15s",
+        "--",
+        "id",
+        "-u",
+    ]))
+}
+
+/// The run could not start on its one host: exit 7, a `could_not_start` line whose message
+/// holds `words`, and the summary counts it.
+fn assert_could_not_start(out: &Output, words: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(r#""type":"could_not_start""#))
+        .unwrap_or_else(|| panic!("no could_not_start line: {stdout}"));
+    assert!(line.contains(words), "{words:?} not in {line}");
+    assert!(stdout.contains(r#""could_not_start":1"#), "{stdout}");
+}
+
+/// Nothing of the attempt stays on the host: not in TMPDIR, not in the user's home.
+fn assert_nothing_left(fleet: &Fleet, user: &str) {
+    fleet.assert_clean();
+    let home = format!("/home/{user}");
+    let left: Vec<String> = std::fs::read_dir(&home)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("wisp-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {home}: {left:?}");
+}
+
+#[test]
+fn sudo_that_refuses_leaves_nothing_and_says_why() {
+    if !wisp_tests::root_or_explain("the sudo refusal test (it creates users)") {
+        return;
+    }
+    let (stranger, asks, tty) = ("wisp-nosudo", "wisp-sudo-asks", "wisp-sudo-tty");
+    for u in [stranger, asks, tty] {
+        ensure_user_with_shell(u, "/bin/sh");
+    }
+    set_password(asks, "a password sudo wants");
+    let _rules = Sudoers::new(
+        "wisp-become-refusals",
+        &format!(
+            "{asks} ALL=(ALL) ALL\nDefaults:{tty} requiretty\n{tty} ALL=(ALL) NOPASSWD: ALL\n"
+        ),
+    );
+    let fleet = Fleet::start(1);
+
+    // Not in sudoers at all: sudo's own words, and nothing written.
+    let out = id_as(&fleet, stranger, &["--become"]);
+    assert_could_not_start(&out, "sudo -n refused");
+    assert_nothing_left(&fleet, stranger);
+
+    // sudo wants a password and none was given.
+    let out = id_as(&fleet, asks, &["--become"]);
+    assert_could_not_start(&out, "a password is required");
+    assert_nothing_left(&fleet, asks);
+
+    // requiretty: said as such, not as a wrong password.
+    let out = id_as(&fleet, tty, &["--become"]);
+    assert_could_not_start(&out, "tty");
+    assert_nothing_left(&fleet, tty);
+
+    // A wrong password: refused once, at once.
+    let target = format!("{asks}@{}", fleet.hosts[0].target());
+    let out = run(sub(&fleet, "run", &target)
+        .env("WISP_BECOME_PASSWORD", "not the password")
+        .args(["--json", "--ask-become-pass", "--", "id", "-u"]));
+    assert_could_not_start(&out, "sudo refused");
+    assert_nothing_left(&fleet, asks);
+}
+
+/// STIG's `timestamp_timeout=0`: sudo keeps no credentials from one call to the next, so the
+/// password checked once must also be given to the call that starts the runner.
+#[test]
+fn sudo_with_timestamp_timeout_zero_takes_the_password_for_the_runner_itself() {
+    if !wisp_tests::root_or_explain("the timestamp_timeout=0 test (it creates a user)") {
+        return;
+    }
+    let user = "wisp-sudo-stig";
+    let password = "a stig password";
+    ensure_user_with_shell(user, "/bin/sh");
+    set_password(user, password);
+    let _rules = Sudoers::new(
+        "wisp-become-stig",
+        &format!("Defaults:{user} timestamp_timeout=0\n{user} ALL=(ALL) ALL\n"),
+    );
+    let fleet = Fleet::start(1);
+    let mut c = sub(
+        &fleet,
+        "run",
+        &format!("{user}@{}", fleet.hosts[0].target()),
+    );
+    c.env("WISP_BECOME_PASSWORD", password)
+        .args(["--ask-become-pass", "--", "id", "-u"]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| 0\n"));
+    assert_nothing_left(&fleet, user);
+}
+
+/// doas with a `nopass` rule runs the runner as root; a user doas has no rule for is refused
+/// in doas's words.
+#[test]
+fn doas_becomes_root_where_it_is_the_way() {
+    if !wisp_tests::root_or_explain("the doas test (it writes /etc/doas.conf)") {
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/bin/doas").exists(),
+        "doas is missing: cargo xtask test installs it"
+    );
+    let (allowed, stranger) = ("wisp-doas", "wisp-nodoas");
+    for u in [allowed, stranger] {
+        ensure_user_with_shell(u, "/bin/sh");
+    }
+    std::fs::write(
+        "/etc/doas.conf",
+        format!("permit nopass {allowed} as root\n"),
+    )
+    .unwrap();
+    let _ = Command::new("chmod")
+        .args(["0400", "/etc/doas.conf"])
+        .status();
+    let fleet = Fleet::start(1);
+    let out = id_as(&fleet, allowed, &["--become", "--become-method", "doas"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""line":"0""#));
+    assert_nothing_left(&fleet, allowed);
+
+    let out = id_as(&fleet, stranger, &["--become", "--become-method", "doas"]);
+    assert_could_not_start(&out, "doas -n refused");
+    assert_nothing_left(&fleet, stranger);
+    let _ = std::fs::remove_file("/etc/doas.conf");
+}

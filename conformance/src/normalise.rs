@@ -82,6 +82,8 @@ fn placeholders(frame: &Value) -> Value {
             for key in ["uid", "euid", "pid"] {
                 set(key, "<int>");
             }
+            // The host's own, and absent on a host without one: not part of the contract.
+            map.remove("machine_id");
         }
         "done" => set("duration_ms", "<int>"),
         "error" => set("message", "<text>"),

@@ -108,9 +108,19 @@ impl Session {
     }
 
     /// What identifies the host itself (its accepted SSH host key, or the machine id), as the
-    /// transport reported it: the facts cache is keyed by it, not by the host's name.
+    /// transport reported it.
     pub fn host_key(&self) -> &str {
         &self.host_key
+    }
+
+    /// What the facts cache is keyed by, not the host's name: the host key and the machine
+    /// id the runner read (hosts cloned from one image share the first, not the second).
+    pub fn facts_key(&self) -> String {
+        if self.ready.machine_id.is_empty() {
+            self.host_key.clone()
+        } else {
+            format!("{} machine-id {}", self.host_key, self.ready.machine_id)
+        }
     }
 
     /// What the runner said about itself and the host.

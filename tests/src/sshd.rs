@@ -148,8 +148,9 @@ impl Fleet {
         Self::start_in_namespace(n, &format!("{NOEXEC}\n{extra}"))
     }
 
-    /// Like [`Fleet::start`], but each host's sshd runs in a mount namespace of its own,
-    /// after `setup` (shell commands, `sh -e`; `$REMOTE_TMP` is the hosts' TMPDIR). Needs root.
+    /// Like [`Fleet::start`], but each host's sshd runs in a mount and UTS namespace of its
+    /// own, after `setup` (shell commands, `sh -e`; `$REMOTE_TMP` is the hosts' TMPDIR and
+    /// `$HOST_NO` the host's index). Needs root.
     pub fn start_in_namespace(n: usize, setup: &str) -> Self {
         Self::start_inner(n, Some(setup.to_owned()), true)
     }
@@ -237,10 +238,11 @@ impl Fleet {
             None => Command::new(SSHD),
             Some(setup) => {
                 let mut c = Command::new("unshare");
-                c.args(["--mount", "--propagation", "private", "sh", "-ec"])
+                c.args(["--mount", "--uts", "--propagation", "private", "sh", "-ec"])
                     .arg(format!("{setup}\nexec \"$@\""))
                     .arg("sshd-in-namespace")
-                    .arg(SSHD);
+                    .arg(SSHD)
+                    .env("HOST_NO", i.to_string());
                 c
             }
         };

@@ -178,6 +178,7 @@ mod tests {
             pid: 1,
             ttl_s: 5,
             ops: vec![],
+            machine_id: String::new(),
             caps: Capabilities {
                 landlock: LandlockCap {
                     abi: None,

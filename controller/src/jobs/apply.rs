@@ -114,8 +114,8 @@ pub enum Stop {
     Interrupted,
 }
 
-/// The host's facts: from the store when read less than `ttl` ago from the same host key,
-/// else read now (and stored).
+/// The host's facts: from the store when read less than `ttl` ago from the same host key
+/// and machine id, else read now (and stored).
 pub(super) async fn facts(
     session: &mut Session,
     host: &str,
@@ -123,7 +123,7 @@ pub(super) async fn facts(
     reporter: &Reporter,
 ) -> Result<Facts, Stop> {
     if let Some(cached) = ttl
-        .and_then(|ttl| reporter.cached_facts(session.host_key(), ttl))
+        .and_then(|ttl| reporter.cached_facts(&session.facts_key(), ttl))
         .and_then(|v| serde_json::from_value::<Facts>(v).ok())
     {
         return Ok(cached);
@@ -141,7 +141,7 @@ pub(super) async fn facts(
         (Some(Ok(facts)), Some(raw)) => {
             reporter.emit(Event::FactsRead {
                 host: host.to_owned(),
-                host_key: session.host_key().to_owned(),
+                host_key: session.facts_key(),
                 facts: raw.clone(),
             });
             Ok(facts)

@@ -62,7 +62,7 @@ fn finished(
     if let Some(facts) = &done.result {
         host.reporter.emit(Event::FactsRead {
             host: name.to_owned(),
-            host_key: session.host_key().to_owned(),
+            host_key: session.facts_key(),
             facts: facts.clone(),
         });
         host.reporter.emit(Event::Facts {

@@ -124,6 +124,9 @@ impl Session {
             ttl_s: self.config.ttl.as_secs(),
             ops: KNOWN_OPS.iter().map(|s| (*s).to_owned()).collect(),
             caps: self.caps.clone(),
+            machine_id: std::fs::read_to_string("/etc/machine-id")
+                .map(|id| id.trim().to_owned())
+                .unwrap_or_default(),
         };
         self.out.send(Message::Ready(ready));
     }

@@ -35,6 +35,10 @@ pub struct Ready {
     pub ops: Vec<String>,
     /// What the host can enforce, as probed at start.
     pub caps: Capabilities,
+    /// The host's `/etc/machine-id` (empty when it has none): two hosts cloned from one
+    /// image share a host key but, once booted, not this.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub machine_id: String,
 }
 
 /// Enforcement capabilities probed on the host.

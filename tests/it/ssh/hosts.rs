@@ -140,3 +140,50 @@ fn a_full_temp_dir_is_passed_over() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("| ran"));
     assert_eq!(left_on_host(pid, &fleet, &[]), Vec::<String>::new());
 }
+
+/// Two hosts cloned from one image: the same host key, each its own machine id (and name).
+/// Facts cached for one under `--facts-ttl` are not the other's.
+#[test]
+fn cloned_hosts_sharing_a_host_key_do_not_share_cached_facts() {
+    if !wisp_tests::root_or_explain("the cloned-hosts test (it bind-mounts /etc/machine-id)") {
+        return;
+    }
+    let setup = "id=\"$REMOTE_TMP/../machine-id-$HOST_NO\"\n\
+                 printf '%032x\\n' $((HOST_NO + 7)) > \"$id\"\n\
+                 mount --bind \"$id\" /etc/machine-id\n\
+                 hostname \"clone$HOST_NO\"";
+    let mut fleet = Fleet::start_in_namespace(2, setup);
+    // Host 1 is a clone of host 0: it presents host 0's key, and known_hosts says so.
+    let key0 = fleet.hosts[0].config.with_file_name("host0_ed25519");
+    fleet.restart_with(1, &format!("HostKey {}", key0.display()));
+    let known = format!(
+        "[{}]:{} {}\n[{}]:{} {}\n",
+        fleet.hosts[0].addr,
+        fleet.hosts[0].port,
+        fleet.hosts[0].host_key,
+        fleet.hosts[1].addr,
+        fleet.hosts[1].port,
+        fleet.hosts[0].host_key
+    );
+    std::fs::write(&fleet.known_hosts, known).unwrap();
+    let plan = fleet.dir.0.join("name.toml");
+    std::fs::write(
+        &plan,
+        "[[task]]\nop = \"exec\"\nargv = [\"echo\", \"named {{ facts.hostname | quote }}\"]\n",
+    )
+    .unwrap();
+    let mut names = Vec::new();
+    for h in 0..2 {
+        let out = run(sub(&fleet, "apply", &plan.display().to_string())
+            .arg(fleet.hosts[h].target())
+            .args(["--facts-ttl", "1h"]));
+        assert_eq!(out.status.code(), Some(0));
+        names.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    assert!(names[0].contains("named clone0"), "{}", names[0]);
+    assert!(
+        names[1].contains("named clone1"),
+        "the clone got the first host's cached facts: {}",
+        names[1]
+    );
+}

@@ -225,6 +225,8 @@ fn warm_session(fleet: &Fleet) -> Vec<Duration> {
                 port: Some(h.port),
                 user: Some(USER.into()),
                 key: None,
+                become_root: None,
+                become_method: None,
             },
             options,
         );

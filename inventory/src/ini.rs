@@ -1,6 +1,8 @@
 //! Ansible's INI inventory: `[group]` host lines with `key=value` vars, `[group:vars]`,
-//! `[group:children]`, hosts before any section (ungrouped), `host:port`, numeric ranges
-//! such as `web[01:03]`, `#` and `;` comments.
+//! `[group:children]`, hosts before any section (ungrouped), `host:port`, ranges such as
+//! `web[01:03]` ([`crate::ranges`]), `#` and `;` comments. Values are Python literals when
+//! they are one (`80`, `True`, `[1, 2]`), else text ([`crate::pyliteral`]); on a host line
+//! quotes are taken off first, as Ansible's shlex does.
 
 use super::{Inventory, Vars};
 
@@ -11,7 +13,7 @@ enum Section {
 }
 
 /// The most host entries the ranges of one inventory may expand to, all lines together: ten
-/// times the largest fleet wisp is built for. Each line's range is also capped (10,000).
+/// times the largest fleet wisp is built for. Each name's ranges are also capped (10,000).
 const MAX_EXPANDED: usize = 100_000;
 
 pub(super) fn parse(text: &str) -> Result<Inventory, String> {
@@ -25,19 +27,7 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
         }
         let at = |m: String| format!("line {}: {m}", i + 1);
         if let Some(header) = line.strip_prefix('[') {
-            let header = header
-                .strip_suffix(']')
-                .ok_or_else(|| at(format!("unclosed section header {line:?}")))?;
-            section = match header.split_once(':') {
-                Some((g, "vars")) => Section::Vars(g.to_owned()),
-                Some((g, "children")) => Section::Children(g.to_owned()),
-                Some((_, kind)) => {
-                    return Err(at(format!(
-                        "unknown section kind {kind:?} (vars or children)"
-                    )));
-                }
-                None => Section::Hosts(header.to_owned()),
-            };
+            section = header_of(header).map_err(|m| at(m.replace("{line}", line)))?;
             if let Section::Hosts(g) | Section::Children(g) = &section
                 && g != "all"
                 && g != "ungrouped"
@@ -57,22 +47,10 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
                     let (k, v) = t
                         .split_once('=')
                         .ok_or_else(|| at(format!("expected key=value, found {t:?}")))?;
-                    vars.insert(k.to_owned(), v.to_owned());
+                    vars.insert(k.to_owned(), crate::pyliteral::value(v));
                 }
-                let (host, port) = split_port(host);
-                if let Some(port) = port {
-                    vars.entry("ansible_port".into()).or_insert(port);
-                }
-                let names = expand_range(&host).map_err(at)?;
-                expanded += names.len();
-                if expanded > MAX_EXPANDED {
-                    return Err(at(format!(
-                        "host ranges expand to more than {MAX_EXPANDED} hosts in all: refused \
-                         (split the inventory, or list fewer hosts per range)"
-                    )));
-                }
-                for name in names {
-                    inv.add_host(&name, vars.clone());
+                for (name, vars) in host_pattern(host, vars, &mut expanded).map_err(at)? {
+                    inv.add_host(&name, vars);
                     if group != "all" && group != "ungrouped" {
                         inv.group_mut(group).hosts.insert(name);
                     }
@@ -82,7 +60,7 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
                 let (k, v) = line
                     .split_once('=')
                     .ok_or_else(|| at(format!("expected key=value, found {line:?}")))?;
-                let v = unquote(v.trim());
+                let v = crate::pyliteral::value(v.trim());
                 if group == "all" {
                     inv.all_vars_mut().insert(k.trim().to_owned(), v);
                 } else {
@@ -90,46 +68,114 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
                 }
             }
             Section::Children(group) => {
-                inv.group_mut(line);
-                inv.group_mut(group).children.insert(line.to_owned());
+                let child = split_words(line)
+                    .map_err(at)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                inv.group_mut(&child);
+                inv.group_mut(group).children.insert(child);
             }
         }
     }
     Ok(inv)
 }
 
-fn unquote(v: &str) -> String {
-    for q in ['"', '\''] {
-        if let Some(inner) = v.strip_prefix(q).and_then(|s| s.strip_suffix(q)) {
-            return inner.to_owned();
-        }
+/// A section header after its `[`: `group]`, `group:vars]`, `group:children]` or
+/// `group:hosts]`, a comment allowed after it.
+fn header_of(header: &str) -> Result<Section, String> {
+    let (inside, after) = header
+        .split_once(']')
+        .ok_or_else(|| "unclosed section header \"{line}\"".to_owned())?;
+    let after = after.trim();
+    if !after.is_empty() && !after.starts_with('#') && !after.starts_with(';') {
+        return Err("text after the section header \"{line}\"".into());
     }
-    v.to_owned()
+    Ok(match inside.split_once(':') {
+        Some((g, "vars")) => Section::Vars(g.to_owned()),
+        Some((g, "children")) => Section::Children(g.to_owned()),
+        Some((g, "hosts")) => Section::Hosts(g.to_owned()),
+        Some((_, kind)) => {
+            return Err(format!("unknown section kind {kind:?} (vars or children)"));
+        }
+        None => Section::Hosts(inside.to_owned()),
+    })
 }
 
-/// Splits on whitespace, keeping quoted values (`key="a b"`) whole and unquoted.
+/// The hosts one pattern stands for (`web[01:10]:2222`), each with `vars` (and the port as
+/// `ansible_port`); `expanded` counts names across the inventory.
+pub(super) fn host_pattern(
+    pattern: &str,
+    vars: Vars,
+    expanded: &mut usize,
+) -> Result<Vec<(String, Vars)>, String> {
+    let (host, port) = split_port(pattern);
+    let mut vars = vars;
+    if let Some(port) = port {
+        let port = port
+            .parse::<u16>()
+            .map_or(serde_json::Value::from(port), Into::into);
+        vars.entry("ansible_port".into()).or_insert(port);
+    }
+    let names = crate::ranges::expand(&host)?;
+    *expanded += names.len();
+    if *expanded > MAX_EXPANDED {
+        return Err(format!(
+            "host ranges expand to more than {MAX_EXPANDED} hosts in all: refused \
+             (split the inventory, or list fewer hosts per range)"
+        ));
+    }
+    Ok(names.into_iter().map(|n| (n, vars.clone())).collect())
+}
+
+/// Splits on whitespace as Python's shlex does for Ansible: quotes (`key="a b"`) keep a
+/// value whole and are taken off, a backslash escapes the next character outside single
+/// quotes, and `#` outside quotes ends the line.
 fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
+    let mut word = false;
     let mut quote = None;
-    for c in line.chars() {
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => match chars.next() {
+                Some(e @ ('"' | '\\')) => cur.push(e),
+                Some(e) => {
+                    cur.push('\\');
+                    cur.push(e);
+                }
+                None => cur.push('\\'),
+            },
             (Some(_), c) => cur.push(c),
-            (None, '"' | '\'') => quote = Some(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word = true;
+            }
+            (None, '\\') => {
+                if let Some(e) = chars.next() {
+                    cur.push(e);
+                }
+                word = true;
+            }
             (None, c) if c.is_whitespace() => {
-                if !cur.is_empty() {
+                if word {
                     words.push(std::mem::take(&mut cur));
+                    word = false;
                 }
             }
-            (None, '#') if cur.is_empty() => break,
-            (None, c) => cur.push(c),
+            (None, '#') => break,
+            (None, c) => {
+                cur.push(c);
+                word = true;
+            }
         }
     }
     if quote.is_some() {
         return Err(format!("unclosed quote in {line:?}"));
     }
-    if !cur.is_empty() {
+    if word {
         words.push(cur);
     }
     Ok(words)
@@ -148,45 +194,12 @@ fn split_port(host: &str) -> (String, Option<String>) {
     (host.to_owned(), None)
 }
 
-/// `web[01:03].x` → `web01.x`, `web02.x`, `web03.x` (zero padding kept); one range per name.
-fn expand_range(name: &str) -> Result<Vec<String>, String> {
-    let (Some(open), Some(close)) = (name.find('['), name.find(']')) else {
-        return Ok(vec![name.to_owned()]);
-    };
-    let (prefix, range, suffix) = (&name[..open], &name[open + 1..close], &name[close + 1..]);
-    let (a, b) = range
-        .split_once(':')
-        .ok_or_else(|| format!("range {range:?}: expected [start:end]"))?;
-    if a.len().max(b.len()) > 20 {
-        return Err(format!("range {range:?}: numbers of at most 20 digits"));
-    }
-    let (start, end): (u64, u64) = (
-        a.parse()
-            .map_err(|_| format!("range {range:?}: {a:?} is not a number"))?,
-        b.parse()
-            .map_err(|_| format!("range {range:?}: {b:?} is not a number"))?,
-    );
-    if end < start || end - start > 10_000 {
-        return Err(format!(
-            "range {range:?}: end must be at or after start, at most 10000 apart"
-        ));
-    }
-    let width = if a.starts_with('0') { a.len() } else { 0 };
-    Ok((start..=end)
-        .map(|n| format!("{prefix}{n:0width$}{suffix}"))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ranges_ports_and_quotes() {
-        assert_eq!(
-            expand_range("web[01:03].x").unwrap(),
-            ["web01.x", "web02.x", "web03.x"]
-        );
         assert_eq!(split_port("db:5432"), ("db".into(), Some("5432".into())));
         assert_eq!(split_port("web[1:3]"), ("web[1:3]".into(), None));
         assert_eq!(

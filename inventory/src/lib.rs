@@ -1,28 +1,41 @@
-//! Inventories: the native TOML format and Ansible's INI and YAML inventories, read as they
-//! are, resolved into hosts with connection settings; and host patterns over them.
+//! Inventories: the native TOML format, Ansible's INI and YAML inventories and executable
+//! (dynamic) ones, read as Ansible reads them, with the `group_vars/` and `host_vars/`
+//! beside them; resolved into hosts with connection settings; and host patterns over them.
 //!
-//! Variables: a host's own vars win over its groups' vars, a child group's over its parents',
-//! and every group's over `all`'s. Connection settings come from `ansible_host`,
-//! `ansible_user`, `ansible_port` and `ansible_ssh_private_key_file` (or the native `host`,
-//! `user`, `port`, `key`).
+//! Variables are any value (text, numbers, booleans, lists, maps), and take Ansible's
+//! precedence, lowest first: `all`'s vars in the inventory, every other group's (shallow
+//! groups first, ties by name), then `group_vars/all` beside the inventory, then beside the
+//! plan, then `group_vars/<group>` beside the inventory, then beside the plan; then the
+//! host's own vars in the inventory, `host_vars/<host>` beside the inventory, beside the
+//! plan. Connection settings come from `ansible_host`, `ansible_user`, `ansible_port`,
+//! `ansible_ssh_private_key_file` (and their `ansible_ssh_*` spellings), `ansible_become*`
+//! and `ansible_connection` (or the native `host`, `user`, `port`, `key`).
 
 mod graph;
 pub mod hostlist;
 mod ini;
+mod load;
 mod native;
 mod pattern;
+pub mod pyliteral;
+pub mod ranges;
+mod resolve;
+mod vars_dirs;
 mod yaml;
+pub mod yaml11;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use pattern::select;
+pub use resolve::{Connection, ResolvedHost, Resolver};
+pub use serde_json::Value;
 
-/// Variables, as strings.
-pub type Vars = BTreeMap<String, String>;
+/// Variables: any value, by name.
+pub type Vars = BTreeMap<String, Value>;
 
 /// A parsed inventory, before variables are resolved.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Inventory {
     /// Hosts in the order they were first declared, with their own vars.
     hosts: Vec<(String, Vars)>,
@@ -32,33 +45,19 @@ pub struct Inventory {
     groups: BTreeMap<String, Group>,
     /// Vars of `all`.
     all_vars: Vars,
+    /// Vars from `group_vars/` and `host_vars/` directories, one set per directory, in
+    /// precedence order (beside the inventory, then beside the plan).
+    dirs: Vec<vars_dirs::DirVars>,
 }
 
 /// A group: its direct hosts, its child groups, its vars.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Group {
     /// Hosts listed directly in it.
     pub hosts: BTreeSet<String>,
     /// Its child groups.
     pub children: BTreeSet<String>,
-    /// Its vars.
-    pub vars: Vars,
-}
-
-/// A host with its connection settings resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedHost {
-    /// The inventory name (shown in output).
-    pub name: String,
-    /// Address to connect to (`ansible_host`, else the name).
-    pub address: String,
-    /// Login user, if set.
-    pub user: Option<String>,
-    /// Port, if set.
-    pub port: Option<u16>,
-    /// Private key file, if set.
-    pub key: Option<PathBuf>,
-    /// Every variable that applies, after precedence.
+    /// Its vars, as the inventory gives them.
     pub vars: Vars,
 }
 
@@ -104,52 +103,7 @@ impl InventoryError {
     }
 }
 
-/// The largest inventory file read: 100,000 hosts with vars take about 10 MiB.
-const MAX_BYTES: u64 = 256 << 20;
-
 impl Inventory {
-    /// Reads a file: `.toml` as the native format, `.yml`/`.yaml` as Ansible YAML, anything
-    /// else as Ansible INI.
-    pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let unreadable = |e| InventoryError {
-            path: path.to_owned(),
-            kind: InventoryErrorKind::Unreadable(e),
-        };
-        let file = std::fs::File::open(path).map_err(unreadable)?;
-        let too_large = || {
-            InventoryError::new(
-                path,
-                format!(
-                    "larger than {} MiB: refused (no inventory needs that much; split it)",
-                    MAX_BYTES >> 20
-                ),
-            )
-        };
-        if file.metadata().is_ok_and(|m| m.len() > MAX_BYTES) {
-            return Err(too_large());
-        }
-        let mut text = String::new();
-        // One byte past the limit tells a file at the limit from a larger one.
-        std::io::Read::read_to_string(&mut std::io::Read::take(&file, MAX_BYTES + 1), &mut text)
-            .map_err(unreadable)?;
-        if text.len() as u64 > MAX_BYTES {
-            return Err(too_large());
-        }
-        Inventory::parse(&text, path)
-    }
-
-    /// Parses inventory text in the format `path`'s extension names.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
-        let inv = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => native::parse(text),
-            Some("yml" | "yaml") => yaml::parse(text),
-            _ => ini::parse(text),
-        }
-        .map_err(|m| InventoryError::new(path, m))?;
-        inv.check(path)?;
-        Ok(inv)
-    }
-
     pub(crate) fn add_host(&mut self, name: &str, vars: Vars) {
         match self.index.get(name) {
             Some(&i) => self.hosts[i].1.extend(vars),
@@ -209,6 +163,50 @@ impl Inventory {
         self.groups.keys().map(String::as_str).collect()
     }
 
+    /// Groups that are no other group's child (`all`'s children), by name.
+    pub fn top_groups(&self) -> Vec<String> {
+        let children: BTreeSet<&str> = self
+            .groups
+            .values()
+            .flat_map(|g| g.children.iter().map(String::as_str))
+            .collect();
+        self.groups
+            .keys()
+            .filter(|g| !children.contains(g.as_str()) && *g != "all" && *g != "ungrouped")
+            .cloned()
+            .collect()
+    }
+
+    /// Hosts in no group, in declaration order.
+    pub fn ungrouped(&self) -> Vec<String> {
+        let grouped: BTreeSet<&str> = self
+            .groups
+            .values()
+            .flat_map(|g| g.hosts.iter().map(String::as_str))
+            .collect();
+        self.hosts
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !grouped.contains(n.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// A group's own hosts (declaration order) and its children (by name).
+    pub fn members(&self, group: &str) -> (Vec<String>, Vec<String>) {
+        let Some(g) = self.groups.get(group) else {
+            return (Vec::new(), Vec::new());
+        };
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| g.hosts.contains(*n))
+            .cloned()
+            .collect();
+        (hosts, g.children.iter().cloned().collect())
+    }
+
     /// Hosts of a group and of all its descendants. `all` is every host; `ungrouped` is the
     /// hosts in no group.
     pub fn group_hosts(&self, group: &str) -> Option<BTreeSet<String>> {
@@ -243,93 +241,6 @@ impl Inventory {
             }
         }
     }
-
-    /// Resolves a host's variables and connection settings (for many hosts, build one
-    /// [`Inventory::resolver`] and ask it).
-    pub fn resolve(&self, name: &str) -> Option<ResolvedHost> {
-        self.resolver().resolve(name)
-    }
-
-    /// Resolves hosts with group membership and depths worked out once, in time linear in
-    /// the inventory's size.
-    pub fn resolver(&self) -> Resolver<'_> {
-        use std::collections::HashMap;
-        // Checked when the inventory was read: no cycles, so every group has a depth.
-        let depth = self.depths().unwrap_or_default();
-        let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-        let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (name, g) in &self.groups {
-            for child in &g.children {
-                parents
-                    .entry(child.as_str())
-                    .or_default()
-                    .push(name.as_str());
-            }
-            for h in &g.hosts {
-                direct.entry(h.as_str()).or_default().push(name.as_str());
-            }
-        }
-        let mut member_of: HashMap<String, Vec<&str>> = HashMap::new();
-        for (host, groups) in direct {
-            // The host's groups and their ancestors, each once.
-            let mut seen: BTreeSet<&str> = groups.iter().copied().collect();
-            let mut todo = groups;
-            while let Some(g) = todo.pop() {
-                for p in parents.get(g).into_iter().flatten() {
-                    if seen.insert(p) {
-                        todo.push(p);
-                    }
-                }
-            }
-            let mut all: Vec<&str> = seen.into_iter().collect();
-            // Shallow groups first so deeper ones override; ties by name, as Ansible does.
-            all.sort_by_key(|g| (depth.get(g).copied().unwrap_or(1), *g));
-            member_of.insert(host.to_owned(), all);
-        }
-        Resolver {
-            inv: self,
-            member_of,
-        }
-    }
-}
-
-/// Resolves hosts of one inventory (see [`Inventory::resolver`]).
-#[derive(Debug)]
-pub struct Resolver<'a> {
-    inv: &'a Inventory,
-    /// Each host's groups, direct or through children, shallowest first.
-    member_of: std::collections::HashMap<String, Vec<&'a str>>,
-}
-
-impl Resolver<'_> {
-    /// Resolves a host's variables and connection settings.
-    pub fn resolve(&self, name: &str) -> Option<ResolvedHost> {
-        let inv = self.inv;
-        let (_, own) = &inv.hosts[*inv.index.get(name)?];
-        let mut vars = inv.all_vars.clone();
-        for g in self.member_of.get(name).into_iter().flatten() {
-            if let Some(group) = inv.groups.get(*g) {
-                vars.extend(group.vars.clone());
-            }
-        }
-        vars.extend(own.clone());
-        let get = |keys: &[&str]| keys.iter().find_map(|k| vars.get(*k).cloned());
-        Some(ResolvedHost {
-            name: name.to_owned(),
-            address: get(&["ansible_host", "host"]).unwrap_or_else(|| name.to_owned()),
-            user: get(&["ansible_user", "user"]),
-            port: get(&["ansible_port", "port"]).and_then(|p| p.parse().ok()),
-            key: get(&["ansible_ssh_private_key_file", "key"]).map(|k| expand_home(&k)),
-            vars,
-        })
-    }
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 #[cfg(test)]
@@ -341,7 +252,7 @@ mod tests {
         let mut inv = Inventory::default();
         inv.all_vars_mut().insert("user".into(), "all".into());
         inv.add_host("h", Vars::new());
-        inv.add_host("k", [("user".to_owned(), "own".to_owned())].into());
+        inv.add_host("k", [("user".to_owned(), Value::from("own"))].into());
         inv.group_mut("parent").children.insert("child".into());
         inv.group_mut("parent")
             .vars
@@ -401,7 +312,7 @@ mod tests {
             (
                 "hosts.yml",
                 "web:\n  hosts: [h1]\n",
-                "group \"web\": hosts must be a mapping",
+                "group \"web\": hosts must be a mapping (or one name), not [\"h1\"]",
             ),
             (
                 "hosts.toml",

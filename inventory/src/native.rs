@@ -49,18 +49,8 @@ fn to_vars(values: BTreeMap<String, toml::Value>, what: &str) -> Result<Vars, St
     values
         .into_iter()
         .map(|(k, v)| {
-            let s = match v {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                _ => {
-                    return Err(format!(
-                        "{what}: variable {k:?} must be a string, number or boolean"
-                    ));
-                }
-            };
-            Ok((k, s))
+            let v = serde_json::to_value(v).map_err(|e| format!("{what}: variable {k:?}: {e}"))?;
+            Ok((k, v))
         })
         .collect()
 }

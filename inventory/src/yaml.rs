@@ -1,13 +1,17 @@
 //! Ansible's YAML inventory: groups (usually under `all`) with `hosts`, `vars` and
-//! `children`, nested to any depth; host entries may carry vars or be empty.
+//! `children`, nested to any depth; host entries are patterns (`web[01:10]`, `db:5432`) and
+//! may carry vars or be empty; a section may be one name (`hosts: web1`). Values are YAML
+//! 1.1, as Ansible reads them ([`crate::yaml11`]). Executable inventories print the same
+//! groups as JSON ([`from_script`]).
 
 use std::collections::HashMap;
 
+use serde_json::Value;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
-use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{Inventory, Vars};
+use crate::yaml11::Node;
 
 /// Most nodes a document may expand to, aliases counted at their full size: ten times a
 /// 100,000-host inventory with a few vars per host, and far below what would exhaust memory.
@@ -15,52 +19,66 @@ const MAX_NODES: u64 = 10_000_000;
 
 pub(super) fn parse(text: &str) -> Result<Inventory, String> {
     expanded_size_within(text, MAX_NODES)?;
-    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let docs = crate::yaml11::load_nodes(text)?;
     let mut inv = Inventory::default();
-    let Some(doc) = docs.first() else {
-        return Ok(inv);
+    let top = match docs.into_iter().next() {
+        Some(Node::Map(m)) => m,
+        None | Some(Node::Scalar(Value::Null)) => return Ok(inv),
+        Some(_) => return Err("the top level must be a mapping of groups".into()),
     };
-    let top = match doc {
-        Yaml::Hash(h) => h,
-        Yaml::Null => return Ok(inv),
-        _ => return Err("the top level must be a mapping of groups".into()),
-    };
-    for (name, body) in top {
-        group(&mut inv, &key(name)?, body, None)?;
+    if top.iter().any(|(k, _)| k == "plugin") {
+        return Err(
+            "an inventory plugin's configuration (`plugin:`), not an inventory: wisp reads \
+             inventories, and executable ones (run with --list)"
+                .into(),
+        );
+    }
+    let mut expanded = 0;
+    for (name, body) in &top {
+        group(&mut inv, name, body, None, &mut expanded)?;
     }
     Ok(inv)
 }
 
-fn key(k: &Yaml) -> Result<String, String> {
-    scalar(k).ok_or_else(|| format!("{k:?} is not a name"))
+/// Whether `text` is YAML whose first document is a mapping: how a file with no extension
+/// is told to be a YAML inventory rather than INI.
+pub(super) fn holds_a_mapping(text: &str) -> bool {
+    expanded_size_within(text, MAX_NODES).is_ok()
+        && crate::yaml11::load_nodes(text).is_ok_and(|d| matches!(d.first(), Some(Node::Map(_))))
 }
 
-fn scalar(v: &Yaml) -> Option<String> {
+/// A section's entries; one written as a name (`hosts: web1`) is that name with no value.
+fn entries(v: &Node, what: &str) -> Result<Vec<(String, Node)>, String> {
     match v {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        Yaml::Boolean(b) => Some(b.to_string()),
-        _ => None,
+        Node::Map(m) => Ok(m.clone()),
+        Node::Scalar(Value::Null) => Ok(Vec::new()),
+        Node::Scalar(Value::String(name)) => Ok(vec![(name.clone(), Node::Scalar(Value::Null))]),
+        other => Err(format!(
+            "{what} must be a mapping (or one name), not {}",
+            other.json()
+        )),
     }
 }
 
-fn vars(node: &Yaml, what: &str) -> Result<Vars, String> {
-    match node {
-        Yaml::Null => Ok(Vars::new()),
-        Yaml::Hash(h) => h
-            .iter()
-            .map(|(k, v)| {
-                let value = scalar(v).ok_or_else(|| {
-                    format!("{what}: variable {k:?} must be a string, number or boolean")
-                })?;
-                Ok((key(k)?, value))
-            })
-            .collect(),
-        _ => Err(format!("{what}: expected a mapping")),
+fn vars_of(v: &Node, what: &str) -> Result<Vars, String> {
+    json_vars(&v.json(), what)
+}
+
+fn json_vars(v: &Value, what: &str) -> Result<Vars, String> {
+    match v {
+        Value::Object(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Value::Null => Ok(Vars::new()),
+        other => Err(format!("{what}: vars must be a mapping, not {other}")),
     }
 }
 
-fn group(inv: &mut Inventory, name: &str, body: &Yaml, parent: Option<&str>) -> Result<(), String> {
+fn group(
+    inv: &mut Inventory,
+    name: &str,
+    body: &Node,
+    parent: Option<&str>,
+    expanded: &mut usize,
+) -> Result<(), String> {
     let is_all = name == "all";
     if !is_all {
         inv.group_mut(name);
@@ -69,44 +87,42 @@ fn group(inv: &mut Inventory, name: &str, body: &Yaml, parent: Option<&str>) -> 
         }
     }
     let body = match body {
-        Yaml::Hash(h) => h,
-        Yaml::Null => return Ok(()),
-        _ => return Err(format!("group {name:?}: expected a mapping")),
+        Node::Map(m) => m,
+        Node::Scalar(Value::Null) => return Ok(()),
+        other => {
+            return Err(format!(
+                "group {name:?}: expected a mapping, not {}",
+                other.json()
+            ));
+        }
     };
     for (k, v) in body {
-        match key(k)?.as_str() {
+        let what = format!("group {name:?}: {k}");
+        match k.as_str() {
             "hosts" => {
-                let Yaml::Hash(hosts) = v else {
-                    if matches!(v, Yaml::Null) {
-                        continue;
-                    }
-                    return Err(format!("group {name:?}: hosts must be a mapping"));
-                };
-                for (h, hv) in hosts {
-                    let host = key(h)?;
-                    inv.add_host(&host, vars(hv, &format!("host {host:?}"))?);
-                    if !is_all {
-                        inv.group_mut(name).hosts.insert(host);
+                for (pattern, hv) in entries(v, &what)? {
+                    let vars = vars_of(&hv, &format!("host {pattern:?}"))?;
+                    for (host, vars) in crate::ini::host_pattern(&pattern, vars, expanded)? {
+                        inv.add_host(&host, vars);
+                        if !is_all {
+                            inv.group_mut(name).hosts.insert(host);
+                        }
                     }
                 }
             }
             "vars" => {
-                let v = vars(v, &format!("group {name:?}"))?;
+                let vars = vars_of(v, &format!("group {name:?}"))?;
                 if is_all {
-                    inv.all_vars_mut().extend(v);
+                    inv.all_vars_mut().extend(vars);
                 } else {
-                    inv.group_mut(name).vars.extend(v);
+                    inv.group_mut(name).vars.extend(vars);
                 }
             }
-            "children" => match v {
-                Yaml::Hash(children) => {
-                    for (c, cv) in children {
-                        group(inv, &key(c)?, cv, Some(name))?;
-                    }
+            "children" => {
+                for (c, cv) in entries(v, &what)? {
+                    group(inv, &c, &cv, Some(name), expanded)?;
                 }
-                Yaml::Null => {}
-                _ => return Err(format!("group {name:?}: children must be a mapping")),
-            },
+            }
             other => {
                 return Err(format!(
                     "group {name:?}: unknown key {other:?} (hosts, vars, children)"
@@ -117,10 +133,77 @@ fn group(inv: &mut Inventory, name: &str, body: &Yaml, parent: Option<&str>) -> 
     Ok(())
 }
 
+/// An executable inventory's `--list` JSON: groups (each `{hosts, vars, children}`, or a
+/// bare list of hosts) and `_meta.hostvars`; `host_vars(name)` answers `--host` for an
+/// inventory that gives no `_meta`.
+pub(super) fn from_script<E: std::fmt::Display>(
+    list: &Value,
+    mut host_vars: impl FnMut(&str) -> Result<Value, E>,
+) -> Result<Inventory, String> {
+    let Value::Object(top) = list else {
+        return Err("--list must print a JSON object of groups".into());
+    };
+    let mut inv = Inventory::default();
+    let meta = top.get("_meta").and_then(|m| m.get("hostvars"));
+    for (name, body) in top.iter().filter(|(k, _)| *k != "_meta") {
+        let is_all = name == "all";
+        if !is_all {
+            inv.group_mut(name);
+        }
+        let (hosts, vars, children) = match body {
+            Value::Array(hosts) => (hosts.as_slice(), None, &[][..]),
+            Value::Object(g) => (
+                g.get("hosts")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice),
+                g.get("vars"),
+                g.get("children")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice),
+            ),
+            _ => {
+                return Err(format!(
+                    "group {name:?}: expected an object or a list of hosts"
+                ));
+            }
+        };
+        for h in hosts.iter().filter_map(Value::as_str) {
+            inv.add_host(h, Vars::new());
+            if !is_all {
+                inv.group_mut(name).hosts.insert(h.to_owned());
+            }
+        }
+        if let Some(v) = vars {
+            let v = json_vars(v, &format!("group {name:?}"))?;
+            if is_all {
+                inv.all_vars_mut().extend(v);
+            } else {
+                inv.group_mut(name).vars.extend(v);
+            }
+        }
+        for c in children.iter().filter_map(Value::as_str) {
+            inv.group_mut(c);
+            if !is_all {
+                inv.group_mut(name).children.insert(c.to_owned());
+            }
+        }
+    }
+    let names: Vec<String> = inv.host_names().iter().map(|h| (*h).to_owned()).collect();
+    for host in names {
+        let vars = match meta {
+            Some(all) => all.get(&host).cloned().unwrap_or(Value::Null),
+            None => host_vars(&host).map_err(|e| e.to_string())?,
+        };
+        let vars = json_vars(&vars, &format!("host {host:?}"))?;
+        inv.add_host(&host, vars);
+    }
+    Ok(inv)
+}
+
 /// Refuses a text whose documents would expand (aliases copied at their full size, as the
 /// loader copies them) to more than `limit` nodes, before the loader builds any of it: a few
 /// lines of nested aliases can stand for billions of nodes.
-fn expanded_size_within(text: &str, limit: u64) -> Result<(), String> {
+pub(super) fn expanded_size_within(text: &str, limit: u64) -> Result<(), String> {
     let mut sizer = Sizer {
         open: Vec::new(),
         anchors: HashMap::new(),

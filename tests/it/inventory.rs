@@ -91,7 +91,7 @@ fn the_three_formats_resolve_alike() {
                 .unwrap()
                 .vars
                 .get("tier")
-                .map(String::as_str),
+                .and_then(|v| v.as_str()),
             Some("prod")
         );
         assert_eq!(inv.resolve("bastion").unwrap().vars.get("tier"), None);
@@ -138,7 +138,7 @@ fn bad_inventories_name_the_file_and_the_line() {
     let cases = [
         ("a.ini", "[web\nhost\n", "line 1"),
         ("b.ini", "[web]\nh1 novalue\n", "line 2"),
-        ("c.toml", "[hosts.a]\nport = [1]\n", "must be a string"),
+        ("c.toml", "[hosts.a]\nport = \n", "line 2"),
         ("d.toml", "[groupz]\n", "unknown field"),
         ("e.yml", "all:\n  hostz: {}\n", "unknown key"),
         (
@@ -154,4 +154,36 @@ fn bad_inventories_name_the_file_and_the_line() {
         assert!(err.contains(name) && err.contains(needle), "{name}: {err}");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `group_vars/` beside the inventory and beside the plan, as Ansible layers them: the plan's
+/// over the inventory's, structured values kept; `ansible_connection=local` runs here.
+#[test]
+fn group_vars_beside_the_plan_win_over_those_beside_the_inventory() {
+    let tmp = wisp_tests::ScratchDir::new("group-vars");
+    let (inv, plan) = (tmp.0.join("inv"), tmp.0.join("plan"));
+    for d in [inv.join("group_vars"), plan.join("group_vars")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(inv.join("hosts"), "[app]\nhere ansible_connection=local\n").unwrap();
+    std::fs::write(
+        inv.join("group_vars/app.yml"),
+        "greeting: from-inventory\nport: 1\nlisted: [a, b]\n",
+    )
+    .unwrap();
+    std::fs::write(plan.join("group_vars/app.yml"), "greeting: from-plan\n").unwrap();
+    std::fs::write(
+        plan.join("site.toml"),
+        "[[task]]\nop = \"exec\"\nargv = [\"echo\", \"{{ greeting }} {{ port }} {{ listed | join(',') }}\"]\n",
+    )
+    .unwrap();
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["apply", "plan/site.toml", "app", "-i", "inv/hosts"])
+        .current_dir(&tmp.0);
+    let out = wisp_tests::wisp::run(&mut c, &tmp.0);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("here | from-plan 1 a,b"),
+        "the plan's group_vars over the inventory's, lists kept"
+    );
 }

@@ -11,6 +11,7 @@ mod cross_arch;
 mod drift;
 mod file_ops;
 mod inventory;
+mod inventory_ansible;
 mod lifecycle;
 mod pkg;
 mod plans;

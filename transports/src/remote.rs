@@ -78,6 +78,10 @@ pub struct RemoteHost {
     pub user: Option<String>,
     /// A key file for this host alone, offered before the shared ones.
     pub key: Option<PathBuf>,
+    /// Whether to become root on this host, over the run's choice (`ansible_become`).
+    pub become_root: Option<bool>,
+    /// How to become root on this host, over the run's choice (`ansible_become_method`).
+    pub become_method: Option<BecomeMethod>,
 }
 
 /// Why remote hosts cannot be reached with these options.
@@ -170,6 +174,8 @@ impl Remote {
             port: host.port,
             user: host.user,
             key: host.key,
+            become_root: host.become_root,
+            become_method: host.become_method,
         };
         Arc::new(ssh::SshTransport::new(target, Arc::clone(&self.options)))
     }

@@ -134,7 +134,8 @@ fn list_tasks(plan: &Plan) -> ExitStatus {
 }
 
 /// `--list-hosts`: the hosts the plan would run on, contacting none.
-fn list_hosts(a: PlanArgs) -> ExitStatus {
+fn list_hosts(mut a: PlanArgs) -> ExitStatus {
+    a.common.playbook_dir = Some(plan_dir(&a.plan));
     let plan = match load(&a.plan, &a.options) {
         Ok(p) => p,
         Err(status) => return status,
@@ -142,19 +143,7 @@ fn list_hosts(a: PlanArgs) -> ExitStatus {
     let Some(spec) = a.targets.clone().or_else(|| plan.targets.clone()) else {
         return usage_error("name the hosts (or set `targets` in the plan)");
     };
-    use super::connect::TargetsError;
-    match super::connect::resolve(&spec, &a.common) {
-        Ok(targets) => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            for t in targets {
-                let _ = writeln!(out, "{}", t.name);
-            }
-            ExitStatus::Ok
-        }
-        Err(TargetsError::Options(e)) => usage_error(&e),
-        Err(TargetsError::Inventory(e)) => parse_error(&e),
-    }
+    super::connect::list_hosts(&spec, &a.common)
 }
 
 /// How a plan runs: `--check`, `--diff`, or as a drift check (check mode with diffs, collected
@@ -167,7 +156,8 @@ pub(super) struct Mode {
 }
 
 /// Loads and checks the plan, then runs it on its hosts.
-pub(super) fn run_plan(a: PlanArgs, mode: Mode) -> ExitStatus {
+pub(super) fn run_plan(mut a: PlanArgs, mode: Mode) -> ExitStatus {
+    a.common.playbook_dir = Some(plan_dir(&a.plan));
     let plan = match load(&a.plan, &a.options) {
         Ok(p) => p,
         Err(status) => return status,
@@ -270,4 +260,12 @@ fn select_task_hosts(
     };
     plan.select_task_hosts(|p| wisp_inventory::select(&inv, p))
         .map_err(|e| parse_error(&error_chain(&e)))
+}
+
+/// The directory of a plan file, whose `group_vars/` and `host_vars/` apply to its run.
+fn plan_dir(plan: &std::path::Path) -> PathBuf {
+    match plan.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use wisp_transports::Transport;
 use wisp_transports::local::LocalTransport;
-use wisp_transports::remote::{Question, Remote, RemoteHost, RemoteOptions, Secret};
+use wisp_transports::remote::{BecomeMethod, Question, Remote, RemoteHost, RemoteOptions, Secret};
 
 use super::options::RunOptions;
 use crate::fleet::Target;
-use wisp_inventory::Inventory;
+use wisp_events::exit::ExitStatus;
+use wisp_inventory::{Connection, Inventory, ResolvedHost};
 use wisp_protocol::error::chain as error_chain;
 
 /// Asks the operator on the terminal. Without one, a password is an error that names its
@@ -56,66 +57,18 @@ pub(super) fn resolve(spec: &str, common: &RunOptions) -> Result<Vec<Target>, Ta
         ask_pass: common.ask_pass,
         ask_become_pass: common.ask_become_pass,
         become_method: match common.become_method {
-            super::options::BecomeMethodArg::Sudo => wisp_transports::remote::BecomeMethod::Sudo,
-            super::options::BecomeMethodArg::Doas => wisp_transports::remote::BecomeMethod::Doas,
+            super::options::BecomeMethodArg::Sudo => BecomeMethod::Sudo,
+            super::options::BecomeMethodArg::Doas => BecomeMethod::Doas,
         },
         default_user: common.user.clone(),
         config: common.ssh_config.clone(),
     };
     // Every secret is asked once, here, before any host is contacted: no prompt races.
     let remote = Remote::new(options, ask).map_err(|e| TargetsError::Options(error_chain(&e)))?;
-    let remote_target = |name: String, host: RemoteHost, vars| Target {
-        name,
-        transport: remote.transport(host.clone()),
-        vars,
-        remote: Some(host),
-    };
-    let mut out = Vec::new();
     if let Some(path) = &common.inventory {
-        let inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(error_chain(&e)))?;
-        let mut names = wisp_inventory::select(&inv, spec).map_err(TargetsError::Options)?;
-        if let Some(limit) = &common.limit {
-            let allowed = wisp_inventory::select(&inv, limit)
-                .map_err(|e| TargetsError::Options(format!("--limit: {e}")))?;
-            names.retain(|n| allowed.contains(n));
-        }
-        let resolver = inv.resolver();
-        for name in names {
-            let Some(h) = resolver.resolve(&name) else {
-                continue;
-            };
-            let local_conn = h
-                .vars
-                .get("ansible_connection")
-                .is_some_and(|c| c == "local")
-                || (name == "localhost" && !h.vars.contains_key("ansible_host"));
-            if local_conn {
-                out.push(Target {
-                    name,
-                    transport: Arc::clone(&local),
-                    vars: h.vars,
-                    remote: None,
-                });
-                continue;
-            }
-            // As with Ansible: the address (ansible_host, else the name) is what ssh_config
-            // matches, and the inventory's user beats --user.
-            let host = RemoteHost {
-                address: h.address,
-                port: h.port,
-                user: h.user,
-                key: h.key,
-            };
-            out.push(remote_target(name, host, h.vars));
-        }
-        if out.is_empty() {
-            return Err(TargetsError::Options(format!(
-                "{spec:?} selects no host from {}",
-                path.display()
-            )));
-        }
-        return Ok(out);
+        return from_inventory(path, spec, common, &local, &remote);
     }
+    let mut out = Vec::new();
     if common.limit.is_some() {
         return Err(TargetsError::Options(
             "--limit needs an inventory (-i FILE)".into(),
@@ -135,10 +88,141 @@ pub(super) fn resolve(spec: &str, common: &RunOptions) -> Result<Vec<Target>, Ta
                     port: s.port,
                     user: s.user,
                     key: None,
+                    become_root: None,
+                    become_method: None,
                 };
-                remote_target(spec.name, host, Default::default())
+                remote_target(&remote, spec.name, host, Default::default())
             }
         });
     }
     Ok(out)
+}
+
+/// The become method a host's `ansible_become_method` names, refusing what wisp cannot do
+/// (another method, or becoming a user other than root for the whole connection) when the
+/// host is to become anyone at all.
+fn become_of(h: &ResolvedHost, common: &RunOptions) -> Result<Option<BecomeMethod>, String> {
+    let becomes = h
+        .become_root
+        .unwrap_or(common.become_root || common.ask_become_pass);
+    let method = match h.become_method.as_deref() {
+        None => None,
+        Some("sudo" | "ansible.builtin.sudo") => Some(BecomeMethod::Sudo),
+        Some("doas" | "community.general.doas") => Some(BecomeMethod::Doas),
+        Some(other) if becomes => {
+            return Err(format!(
+                "{}: ansible_become_method={other}: wisp becomes root with sudo or doas",
+                h.name
+            ));
+        }
+        Some(_) => None,
+    };
+    if let Some(user) = h.become_user.as_deref().filter(|u| *u != "root" && becomes) {
+        return Err(format!(
+            "{}: ansible_become_user={user}: wisp becomes root for the connection; run tasks \
+             as {user} with become_user on the plan's tasks",
+            h.name
+        ));
+    }
+    Ok(method)
+}
+
+/// `--list-hosts`: the names `spec` selects, one a line, contacting no host.
+pub(super) fn list_hosts(spec: &str, common: &RunOptions) -> ExitStatus {
+    match resolve(spec, common) {
+        Ok(targets) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for t in targets {
+                let _ = writeln!(out, "{}", t.name);
+            }
+            ExitStatus::Ok
+        }
+        Err(TargetsError::Options(e)) => super::usage_error(&e),
+        Err(TargetsError::Inventory(e)) => super::parse_error(&e),
+    }
+}
+
+/// The targets `spec` selects from the inventory at `path` (after --limit), each with the
+/// transport its connection settings ask for.
+fn from_inventory(
+    path: &std::path::Path,
+    spec: &str,
+    common: &RunOptions,
+    local: &Arc<dyn Transport>,
+    remote: &Remote,
+) -> Result<Vec<Target>, TargetsError> {
+    let mut out = Vec::new();
+    let mut inv = Inventory::load(path).map_err(|e| TargetsError::Inventory(error_chain(&e)))?;
+    if let Some(dir) = &common.playbook_dir {
+        inv.add_vars_dirs(dir)
+            .map_err(|e| TargetsError::Inventory(error_chain(&e)))?;
+    }
+    let mut names = wisp_inventory::select(&inv, spec).map_err(TargetsError::Options)?;
+    if let Some(limit) = &common.limit {
+        let allowed = wisp_inventory::select(&inv, limit)
+            .map_err(|e| TargetsError::Options(format!("--limit: {e}")))?;
+        names.retain(|n| allowed.contains(n));
+    }
+    let resolver = inv.resolver();
+    for name in names {
+        let Some(h) = resolver.resolve(&name) else {
+            continue;
+        };
+        let local_conn = h.connection == Connection::Local
+            || (name == "localhost" && !h.vars.contains_key("ansible_host"));
+        let become_method = become_of(&h, common).map_err(TargetsError::Inventory)?;
+        if local_conn {
+            let transport = match h.become_root {
+                Some(b) if b != common.become_root => Arc::new(LocalTransport { sudo: b }),
+                _ => Arc::clone(local),
+            };
+            out.push(Target {
+                name,
+                transport,
+                vars: h.vars,
+                remote: None,
+            });
+            continue;
+        }
+        if let Connection::Other(how) = &h.connection {
+            return Err(TargetsError::Inventory(format!(
+                "{name}: ansible_connection={how}: wisp reaches hosts over SSH (or `local`); \
+                 leave this host out with --limit '!{name}'"
+            )));
+        }
+        // As with Ansible: the address (ansible_host, else the name) is what ssh_config
+        // matches, and the inventory's user beats --user.
+        let host = RemoteHost {
+            address: h.address,
+            port: h.port,
+            user: h.user,
+            key: h.key,
+            become_root: h.become_root,
+            become_method,
+        };
+        out.push(remote_target(remote, name, host, h.vars));
+    }
+    if out.is_empty() {
+        return Err(TargetsError::Options(format!(
+            "{spec:?} selects no host from {}",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// A remote host's target.
+fn remote_target(
+    remote: &Remote,
+    name: String,
+    host: RemoteHost,
+    vars: wisp_inventory::Vars,
+) -> Target {
+    Target {
+        name,
+        transport: remote.transport(host.clone()),
+        vars,
+        remote: Some(host),
+    }
 }

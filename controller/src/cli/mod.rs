@@ -10,6 +10,7 @@ mod connect;
 mod drift;
 mod execute;
 mod history;
+mod inventory;
 mod keys;
 mod nats;
 mod options;
@@ -112,6 +113,13 @@ enum Command {
     /// executable. The copy pushes the runners it carries, checking them against its trusted
     /// keys on every run, exactly like runner files.
     Bundle(bundle::BundleArgs),
+    /// Show an inventory as wisp reads it, as `ansible-inventory` shows one: `--list`,
+    /// `--host HOST` (its vars after precedence), `--graph [GROUP]`. Contacts no host.
+    ///
+    /// Read as Ansible reads them: INI, YAML (and a file with no extension holding YAML),
+    /// native TOML, executable inventories (run with --list), with the `group_vars/` and
+    /// `host_vars/` beside the inventory (and, with --playbook-dir, beside a plan).
+    Inventory(inventory::InventoryArgs),
     /// Keep secrets in an age-encrypted file: keygen, init, set, list, rm, edit.
     ///
     /// Plans use them as {{ secret.NAME }} (in exec env and stdin, and in file content: never
@@ -201,6 +209,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Conformance(a) => conformance::main(a),
         Command::Bundle(a) => bundle::main(&a),
         Command::Secrets(a) => secrets::main(a),
+        Command::Inventory(a) => inventory::main(&a),
         Command::Facts(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Facts)),
         Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
         Command::Run(a) => run::main(*a),

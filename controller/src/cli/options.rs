@@ -31,6 +31,10 @@ pub(super) struct RunOptions {
     /// The runner exits by itself after this long, whatever happens to the controller.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub(super) ttl: Duration,
+    /// The directory whose `group_vars/` and `host_vars/` are read above the inventory's
+    /// own: a plan's (set by `apply` and `drift`, not a flag).
+    #[arg(skip)]
+    pub(super) playbook_dir: Option<PathBuf>,
     /// Run the runner as root through `sudo -n` (sudo must not ask for a password; see
     /// --ask-become-pass) or `doas -n` (--become-method doas). Becoming root is tried before
     /// anything is written to the host: a refusal leaves nothing there, exits 7, and quotes

@@ -20,8 +20,15 @@ pub(super) struct RunArgs {
     pub(super) common: RunOptions,
     #[command(flatten)]
     pub(super) exec: ExecOptions,
+    /// List the hosts TARGETS selects (from the inventory, after --limit); contact none.
+    #[arg(long)]
+    pub(super) list_hosts: bool,
     /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "list_hosts",
+        value_name = "COMMAND"
+    )]
     pub(super) command: Vec<String>,
 }
 
@@ -49,6 +56,9 @@ pub(super) struct ExecOptions {
 
 /// Checks the command and its limits before any host is contacted, then runs it.
 pub(super) fn main(a: RunArgs) -> ExitStatus {
+    if a.list_hosts {
+        return super::connect::list_hosts(&a.targets, &a.common);
+    }
     let output_dir = a.exec.output_dir.clone();
     match exec_job(a.exec, a.command) {
         Ok(job) => execute::fleet(a.common, &a.targets, output_dir, |_| Ok(job)),

@@ -79,11 +79,11 @@ pub(super) fn handoff(
                 t.name
             )));
         };
-        let region = t
-            .vars
-            .get("wisp_region")
-            .cloned()
-            .unwrap_or_else(|| "any".into());
+        let region = match t.vars.get("wisp_region") {
+            None => "any".to_owned(),
+            Some(wisp_inventory::Value::String(r)) => r.clone(),
+            Some(other) => other.to_string(),
+        };
         if let Err(e) = bus::check_region(&region) {
             return Err(usage_error(&format!("{}: wisp_region: {e}", t.name)));
         }
@@ -358,6 +358,8 @@ fn reach(a: &WorkerArgs) -> crate::bus::Reach {
             }
         };
         let target = RemoteHost {
+            become_root: None,
+            become_method: None,
             address: host.address.clone(),
             port: host.port,
             user: host.user.clone(),

@@ -61,7 +61,7 @@ pub(super) fn host_scope(
     let vars: DataMap = target
         .vars
         .iter()
-        .map(|(k, v)| (k.clone(), Data::Str(v.clone())))
+        .map(|(k, v)| (k.clone(), Data::from_json(v)))
         .collect();
     let facts = facts
         .and_then(|f| serde_json::to_value(f).ok())

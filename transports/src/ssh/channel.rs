@@ -26,7 +26,7 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|e| ssh_error(hop, e))?;
-        let start_mode = self.options.start_mode();
+        let start_mode = self.options.start_mode(&self.target);
         let command = bootstrap::command(&launch.nonce, launch.ttl.as_secs().max(1), start_mode);
         channel
             .exec(true, command)

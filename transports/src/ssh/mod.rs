@@ -67,6 +67,11 @@ pub struct SshTarget {
     pub user: Option<String>,
     /// A key file for this host alone (from the inventory), offered before the shared ones.
     pub key: Option<PathBuf>,
+    /// Whether to become root on this host, when the inventory says (`ansible_become`),
+    /// over the run's choice.
+    pub become_root: Option<bool>,
+    /// How, when the inventory says (`ansible_become_method`).
+    pub become_method: Option<BecomeMethod>,
 }
 
 /// What becomes root on a remote host.
@@ -136,9 +141,12 @@ impl SshOptions {
         }
     }
 
-    /// How the bootstrap starts the runner.
-    fn start_mode(&self) -> bootstrap::Become {
-        match (self.become_root, self.become_method, &self.become_password) {
+    /// How the bootstrap starts the runner on `target`: its own become settings over the
+    /// run's.
+    fn start_mode(&self, target: &SshTarget) -> bootstrap::Become {
+        let become_root = target.become_root.unwrap_or(self.become_root);
+        let method = target.become_method.unwrap_or(self.become_method);
+        match (become_root, method, &self.become_password) {
             (false, _, _) => bootstrap::Become::No,
             (true, BecomeMethod::Doas, _) => bootstrap::Become::Doas,
             (true, BecomeMethod::Sudo, None) => bootstrap::Become::Sudo,

@@ -93,14 +93,9 @@ pub enum RemoteError {
     /// The options ask for something no host could do.
     #[error("{0}")]
     Options(String),
-    /// The client config file could not be read.
-    #[error("cannot read the SSH client config {}", path.display())]
-    Config {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The client config cannot be followed: unreadable, or a directive wisp cannot honour.
+    #[error("SSH client config {0}")]
+    Config(#[from] ssh::config::ConfigError),
 }
 
 /// Hands out transports for remote hosts, all sharing one run's options.
@@ -129,6 +124,7 @@ impl Remote {
                     .into(),
             ));
         }
+        let known_hosts_given = options.known_hosts.is_some();
         let known_hosts = options.known_hosts.unwrap_or_else(ssh::default_known_hosts);
         let become_root = options.become_root || options.ask_become_pass;
         let mut ssh =
@@ -156,10 +152,10 @@ impl Remote {
             }
         }
         ssh.default_user = options.default_user;
+        ssh.known_hosts_given = known_hosts_given;
         ssh.ssh_config = match options.config {
-            Some(path) => ssh::config::SshConfig::load(&path)
-                .map_err(|source| RemoteError::Config { path, source })?,
-            None => ssh::config::SshConfig::user_default(),
+            Some(path) => ssh::config::SshConfig::load(&path)?,
+            None => ssh::config::SshConfig::user_default()?,
         };
         Ok(Remote {
             options: Arc::new(ssh),

@@ -87,8 +87,10 @@ pub(super) struct RunOptions {
     /// (anything else). With one, TARGETS is a host pattern over it.
     #[arg(short = 'i', long, value_name = "FILE")]
     pub(super) inventory: Option<PathBuf>,
-    /// OpenSSH client config to read (Host, HostName, User, Port, IdentityFile, ProxyJump,
-    /// ConnectTimeout, ServerAliveInterval) [default: ~/.ssh/config].
+    /// OpenSSH client config to read, with its Host, Match and Include, HostName, User, Port,
+    /// IdentityFile, IdentitiesOnly, IdentityAgent, ProxyJump, ProxyCommand, ConnectTimeout,
+    /// ServerAliveInterval, StrictHostKeyChecking and UserKnownHostsFile; a directive wisp
+    /// cannot honour stops the run, naming its line [default: ~/.ssh/config].
     #[arg(short = 'F', long, value_name = "FILE")]
     pub(super) ssh_config: Option<PathBuf>,
     /// Only the hosts that also match this pattern.

@@ -10,26 +10,8 @@ impl SshTransport {
         t: &Hop,
     ) -> Result<(), TransportError> {
         let mut tried = Vec::new();
-        if self.options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-            match AgentClient::connect_env().await {
-                Ok(mut agent) => {
-                    let identities = agent.request_identities().await.unwrap_or_default();
-                    for identity in identities {
-                        let AgentIdentity::PublicKey { key, comment } = identity else {
-                            continue;
-                        };
-                        let hash = rsa_hash(session, &key).await;
-                        match session
-                            .authenticate_publickey_with(t.user.as_str(), key, hash, &mut agent)
-                            .await
-                        {
-                            Ok(r) if r.success() => return Ok(()),
-                            _ => tried.push(format!("agent key {comment}")),
-                        }
-                    }
-                }
-                Err(e) => tried.push(format!("ssh-agent at $SSH_AUTH_SOCK ({e})")),
-            }
+        if self.agent_keys(session, t, &mut tried).await {
+            return Ok(());
         }
         let from_env = std::env::var(PASSPHRASE_ENV).ok();
         for path in &t.keys {
@@ -82,6 +64,65 @@ impl SshTransport {
                 }
             ),
         })
+    }
+
+    /// Offers the agent's keys (those of the identity files alone, with `IdentitiesOnly`);
+    /// true when one was accepted.
+    async fn agent_keys(
+        &self,
+        session: &mut Handle<HostKeyCheck>,
+        t: &Hop,
+        tried: &mut Vec<String>,
+    ) -> bool {
+        let agent = match &t.agent {
+            Some(AgentSocket::Env) if std::env::var_os("SSH_AUTH_SOCK").is_some() => {
+                Some(AgentClient::connect_env().await.map_err(|e| e.to_string()))
+            }
+            Some(AgentSocket::Path(p)) => Some(
+                AgentClient::connect_uds(p)
+                    .await
+                    .map_err(|e| format!("{e} (IdentityAgent {})", p.display())),
+            ),
+            _ => None,
+        };
+        // IdentitiesOnly: the agent signs only for the identity files' keys.
+        let only: Option<Vec<russh::keys::PublicKey>> = t.identities_only.then(|| {
+            t.keys
+                .iter()
+                .filter_map(|k| {
+                    let public = std::fs::read_to_string(k.with_extension("pub")).ok()?;
+                    russh::keys::PublicKey::from_openssh(public.trim()).ok()
+                })
+                .collect()
+        });
+        if let Some(agent) = agent {
+            match agent {
+                Ok(mut agent) => {
+                    let identities = agent.request_identities().await.unwrap_or_default();
+                    for identity in identities {
+                        let AgentIdentity::PublicKey { key, comment } = identity else {
+                            continue;
+                        };
+                        if only
+                            .as_ref()
+                            .is_some_and(|o| !o.iter().any(|k| k.key_data() == key.key_data()))
+                        {
+                            continue;
+                        }
+                        let hash = rsa_hash(session, &key).await;
+                        match session
+                            .authenticate_publickey_with(t.user.as_str(), key, hash, &mut agent)
+                            .await
+                        {
+                            Ok(r) if r.success() => return true,
+                            _ => tried.push(format!("agent key {comment}")),
+                        }
+                    }
+                }
+                Err(e) => tried.push(format!("ssh-agent ({e})")),
+            }
+        }
+        false
     }
 }
 

@@ -64,10 +64,21 @@ impl SshTransport {
         let mut host_key = String::new();
         for (i, hop) in hops.iter().enumerate() {
             let (session, key) = match sessions.last() {
-                None => {
-                    let tcp = tcp_to(hop).await?;
-                    self.connect_hop(hop, tcp).await?
-                }
+                None => match &hop.proxy_command {
+                    Some(command) => {
+                        let stream = ProxyStream::spawn(command, hop)?;
+                        self.connect_hop(hop, stream).await.map_err(|e| match e {
+                            TransportError::Handshake { detail } => TransportError::Handshake {
+                                detail: format!("{detail} (through ProxyCommand {command:?})"),
+                            },
+                            other => other,
+                        })?
+                    }
+                    None => {
+                        let tcp = tcp_to(hop).await?;
+                        self.connect_hop(hop, tcp).await?
+                    }
+                },
                 Some(previous) => {
                     let via = &hops[i - 1];
                     let tunnel = previous
@@ -372,5 +383,71 @@ impl RunnerHandle for SshHandle {
             .lock()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
+    }
+}
+
+/// A `ProxyCommand` as the connection: `sh -c COMMAND`, its stdout read and its stdin
+/// written; the command is killed when the connection is dropped.
+struct ProxyStream {
+    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    _child: tokio::process::Child,
+}
+
+impl ProxyStream {
+    fn spawn(command: &str, hop: &Hop) -> Result<Self, TransportError> {
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| TransportError::Spawn {
+                program: format!("ProxyCommand {command:?} for {}", hop.label()),
+                source,
+            })?;
+        let (Some(out), Some(input)) = (child.stdout.take(), child.stdin.take()) else {
+            return Err(TransportError::Handshake {
+                detail: format!("ProxyCommand {command:?}: no pipes to it"),
+            });
+        };
+        Ok(ProxyStream {
+            io: tokio::io::join(out, input),
+            _child: child,
+        })
+    }
+}
+
+impl AsyncRead for ProxyStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ProxyStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -12,6 +12,27 @@ pub(super) struct Hop {
     pub(super) keys: Vec<PathBuf>,
     pub(super) tcp_timeout: Option<Duration>,
     pub(super) keepalive: Option<Duration>,
+    /// The known_hosts file its key is checked against (`--known-hosts`, else ssh_config's
+    /// `UserKnownHostsFile`, else `~/.ssh/known_hosts`).
+    pub(super) known_hosts: PathBuf,
+    /// Record its key when unknown (`--accept-new`, or `StrictHostKeyChecking accept-new`;
+    /// `no` is taken as `accept-new`: a changed key is still refused).
+    pub(super) accept_new: bool,
+    /// The agent to ask for keys: `None` for none (`IdentityAgent none`).
+    pub(super) agent: Option<AgentSocket>,
+    /// `IdentitiesOnly`: of the agent's keys, offer only those of the identity files.
+    pub(super) identities_only: bool,
+    /// `ProxyCommand`, tokens expanded: its stdin and stdout carry the connection.
+    pub(super) proxy_command: Option<String>,
+}
+
+/// Where the agent is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum AgentSocket {
+    /// `$SSH_AUTH_SOCK`.
+    Env,
+    /// A socket named by `IdentityAgent`.
+    Path(PathBuf),
 }
 
 impl Hop {
@@ -31,7 +52,8 @@ impl SshTransport {
         user: Option<String>,
         key: Option<PathBuf>,
     ) -> Hop {
-        let c = self.options.ssh_config.for_host(alias);
+        let hint = user.clone().or_else(|| self.options.default_user.clone());
+        let c = self.options.ssh_config.for_host(alias, hint.as_deref());
         let host = host
             .or_else(|| c.hostname.clone())
             .unwrap_or_else(|| alias.to_owned());
@@ -50,13 +72,40 @@ impl SshTransport {
                 keys.push(k);
             }
         }
+        let port = port.or(c.port).unwrap_or(22);
+        let known_hosts = match c.user_known_hosts_files.first() {
+            Some(f) if !self.options.known_hosts_given => f.clone(),
+            _ => self.options.known_hosts.clone(),
+        };
+        let strict = c.strict_host_key_checking.as_deref();
+        let agent = match c.identity_agent.as_deref() {
+            _ if !self.options.use_agent => None,
+            Some(a) if a.eq_ignore_ascii_case("none") => None,
+            None | Some("SSH_AUTH_SOCK") => Some(AgentSocket::Env),
+            Some(a) => Some(AgentSocket::Path(PathBuf::from(config::tokens(
+                &a.replace('~', "%d"),
+                &host,
+                alias,
+                port,
+                &user,
+            )))),
+        };
         Hop {
+            proxy_command: c
+                .proxy_command
+                .as_deref()
+                .map(|cmd| config::tokens(cmd, &host, alias, port, &user)),
             host,
-            port: port.or(c.port).unwrap_or(22),
+            port,
             user,
             keys,
             tcp_timeout: c.connect_timeout,
             keepalive: c.server_alive_interval,
+            known_hosts,
+            accept_new: self.options.accept_new
+                || matches!(strict, Some("accept-new" | "no" | "off")),
+            agent,
+            identities_only: c.identities_only,
         }
     }
 
@@ -64,7 +113,9 @@ impl SshTransport {
     pub(super) fn hops(&self) -> Result<Vec<Hop>, TransportError> {
         let t = &self.target;
         let mut hops = Vec::new();
-        for jump in self.options.ssh_config.for_host(&t.alias).proxy_jump {
+        let hint = t.user.clone().or_else(|| self.options.default_user.clone());
+        let target = self.options.ssh_config.for_host(&t.alias, hint.as_deref());
+        for jump in target.proxy_jump {
             let hop = HostAddress::parse(&jump).map_err(|e| TransportError::Handshake {
                 detail: format!("ProxyJump {jump:?} for {}: {e}", t.alias),
             })?;
@@ -91,7 +142,7 @@ impl SshTransport {
         S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let mut preferred = russh::Preferred::default();
-        if let Ok(text) = std::fs::read_to_string(&self.options.known_hosts) {
+        if let Ok(text) = std::fs::read_to_string(&hop.known_hosts) {
             let recorded = known_hosts::recorded_algorithms(&text, &hop.host, hop.port);
             preferred.key = known_hosts::prefer_recorded(&preferred.key, &recorded).into();
         }
@@ -106,7 +157,6 @@ impl SshTransport {
         let accepted = Arc::new(Mutex::new(None));
         let check = HostKeyCheck {
             hop: hop.clone(),
-            options: Arc::clone(&self.options),
             refusal: Arc::clone(&refusal),
             accepted: Arc::clone(&accepted),
         };

@@ -6,7 +6,6 @@ use super::*;
 /// The host-key check russh calls during key exchange; records why it refused.
 pub(super) struct HostKeyCheck {
     pub(super) hop: Hop,
-    pub(super) options: Arc<SshOptions>,
     pub(super) refusal: Arc<Mutex<Option<String>>>,
     /// The key accepted, as `ALGORITHM SHA256:...`.
     pub(super) accepted: Arc<Mutex<Option<String>>>,
@@ -19,7 +18,7 @@ impl HostKeyCheck {
                 "the host offered a host certificate; wisp checks plain host keys only".into(),
             );
         };
-        let path = &self.options.known_hosts;
+        let path = &self.hop.known_hosts;
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -40,7 +39,7 @@ impl HostKeyCheck {
                     path.display()
                 ))
             }
-            known_hosts::Verdict::Unknown { .. } if self.options.accept_new => {
+            known_hosts::Verdict::Unknown { .. } if self.hop.accept_new => {
                 known_hosts::learn(path, host, port, key).map_err(|e| {
                     format!(
                         "cannot record the host key of {name} in {}: {e}",

@@ -29,7 +29,7 @@ use crate::address::HostAddress;
 use crate::conn::{FrameReader, FrameWriter};
 use crate::secret::Secret;
 use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
-use hops::Hop;
+use hops::{AgentSocket, Hop};
 use hostkey::HostKeyCheck;
 
 /// Environment variable holding the passphrase for encrypted key files.
@@ -95,6 +95,9 @@ pub struct SshOptions {
     pub known_hosts: PathBuf,
     /// Trust and record keys of hosts not in `known_hosts` yet. Never overrides a changed key.
     pub accept_new: bool,
+    /// Whether `known_hosts` was given (`--known-hosts`), over ssh_config's
+    /// `UserKnownHostsFile`.
+    pub known_hosts_given: bool,
     /// Run the runner as root.
     pub become_root: bool,
     /// Through what.
@@ -129,6 +132,7 @@ impl SshOptions {
             use_agent,
             known_hosts,
             accept_new,
+            known_hosts_given: false,
             become_root,
             become_method: BecomeMethod::Sudo,
             default_user: None,

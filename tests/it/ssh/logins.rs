@@ -276,3 +276,34 @@ fn rsa_and_ecdsa_keys_work_and_encrypted_keys_take_their_passphrase() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("key passphrase"));
     fleet.assert_clean();
 }
+
+/// A host where sshd takes passwords only through PAM's keyboard-interactive prompt
+/// (`PasswordAuthentication no`): `--ask-pass` answers it.
+#[test]
+fn ask_pass_answers_a_keyboard_interactive_prompt() {
+    if !wisp_tests::root_or_explain("the keyboard-interactive test") {
+        return;
+    }
+    password_user();
+    let mut fleet = Fleet::start(1);
+    fleet.restart_with(0, "UsePAM yes");
+    fleet.restart_with(0, "PasswordAuthentication no");
+    fleet.restart_with(0, "KbdInteractiveAuthentication yes");
+    let target = format!("{PASSWORD_USER}@{}", fleet.hosts[0].target());
+    let home = fleet.dir.0.join("no-keys-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let attempt = |password: &str| {
+        let mut c = base(&fleet, "run", &target);
+        c.env("HOME", &home)
+            .env("WISP_SSH_PASSWORD", password)
+            .args(["--ask-pass", "--", "id", "-un"]);
+        run(&mut c)
+    };
+    let out = attempt(PASSWORD);
+    assert_eq!(out.status.code(), Some(0), "the prompt was answered");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("| {PASSWORD_USER}")));
+    let out = attempt("not the password");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keyboard-interactive"));
+    fleet.assert_clean();
+}

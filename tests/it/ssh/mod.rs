@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use wisp_tests::sshd::Fleet;
 
 mod become_root;
+mod certificates;
 mod client_config;
 mod hosts;
 mod logins;

@@ -35,23 +35,28 @@ impl SshTransport {
                     continue;
                 }
             };
+            let key = Arc::new(key);
+            // Its certificate first (`KEY-cert.pub`, or a CertificateFile for this key).
+            for cert in certificates_for(&key, path, &t.certificates) {
+                match session
+                    .authenticate_openssh_cert(t.user.as_str(), Arc::clone(&key), cert)
+                    .await
+                {
+                    Ok(r) if r.success() => return Ok(()),
+                    Ok(_) => tried.push(format!("{} (certificate)", path.display())),
+                    Err(e) => return Err(ssh_error(t, e)),
+                }
+            }
             let hash = rsa_hash(session, key.public_key()).await;
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            let key = PrivateKeyWithHashAlg::new(key, hash);
             match session.authenticate_publickey(t.user.as_str(), key).await {
                 Ok(r) if r.success() => return Ok(()),
                 Ok(_) => tried.push(path.display().to_string()),
                 Err(e) => return Err(ssh_error(t, e)),
             }
         }
-        if let Some(password) = &self.options.password {
-            match session
-                .authenticate_password(t.user.as_str(), password.expose())
-                .await
-            {
-                Ok(r) if r.success() => return Ok(()),
-                Ok(_) => tried.push("password".into()),
-                Err(e) => return Err(ssh_error(t, e)),
-            }
+        if self.password(session, t, &mut tried).await? {
+            return Ok(());
         }
         Err(TransportError::Auth {
             detail: format!(
@@ -64,6 +69,59 @@ impl SshTransport {
                 }
             ),
         })
+    }
+
+    /// The `--ask-pass` password: as a password, then as the answer to a
+    /// keyboard-interactive exchange (PAM asks for it that way where password
+    /// authentication is off); true when it logged in.
+    async fn password(
+        &self,
+        session: &mut Handle<HostKeyCheck>,
+        t: &Hop,
+        tried: &mut Vec<String>,
+    ) -> Result<bool, TransportError> {
+        use russh::client::KeyboardInteractiveAuthResponse as Answer;
+        let Some(password) = &self.options.password else {
+            return Ok(false);
+        };
+        match session
+            .authenticate_password(t.user.as_str(), password.expose())
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => tried.push("password".into()),
+            Err(e) => return Err(ssh_error(t, e)),
+        }
+        let mut answer = session
+            .authenticate_keyboard_interactive_start(t.user.as_str(), None)
+            .await
+            .map_err(|e| ssh_error(t, e))?;
+        // A few rounds: PAM asks once; an empty request or two may come around it.
+        for _ in 0..4 {
+            match answer {
+                Answer::Success => return Ok(true),
+                Answer::Failure { .. } => break,
+                Answer::InfoRequest { prompts, .. } => {
+                    // Hidden prompts get the password; shown ones (a name, a menu) nothing.
+                    let replies = prompts
+                        .iter()
+                        .map(|p| {
+                            if p.echo {
+                                String::new()
+                            } else {
+                                password.expose().to_owned()
+                            }
+                        })
+                        .collect();
+                    answer = session
+                        .authenticate_keyboard_interactive_respond(replies)
+                        .await
+                        .map_err(|e| ssh_error(t, e))?;
+                }
+            }
+        }
+        tried.push("keyboard-interactive".into());
+        Ok(false)
     }
 
     /// Offers the agent's keys (those of the identity files alone, with `IdentitiesOnly`);
@@ -140,4 +198,21 @@ async fn rsa_hash(
         .ok()
         .flatten()
         .flatten()
+}
+
+/// The certificates for `key` (read from `path`): `PATH-cert.pub` beside it, then the
+/// `CertificateFile`s, those whose key is this key.
+fn certificates_for(
+    key: &russh::keys::PrivateKey,
+    path: &Path,
+    files: &[PathBuf],
+) -> Vec<russh::keys::Certificate> {
+    let mut beside = path.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    std::iter::once(PathBuf::from(beside))
+        .chain(files.iter().cloned())
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|text| russh::keys::Certificate::from_openssh(text.trim()).ok())
+        .filter(|c| c.public_key() == key.public_key().key_data())
+        .collect()
 }

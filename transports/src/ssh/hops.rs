@@ -24,6 +24,8 @@ pub(super) struct Hop {
     pub(super) identities_only: bool,
     /// `ProxyCommand`, tokens expanded: its stdin and stdout carry the connection.
     pub(super) proxy_command: Option<String>,
+    /// `CertificateFile`s, expanded: user certificates offered with their keys.
+    pub(super) certificates: Vec<PathBuf>,
 }
 
 /// Where the agent is.
@@ -106,6 +108,7 @@ impl SshTransport {
                 || matches!(strict, Some("accept-new" | "no" | "off")),
             agent,
             identities_only: c.identities_only,
+            certificates: c.certificate_files.clone(),
         }
     }
 
@@ -145,6 +148,10 @@ impl SshTransport {
         if let Ok(text) = std::fs::read_to_string(&hop.known_hosts) {
             let recorded = known_hosts::recorded_algorithms(&text, &hop.host, hop.port);
             preferred.key = known_hosts::prefer_recorded(&preferred.key, &recorded).into();
+            // A host a CA is trusted for is asked for its certificate first.
+            if !known_hosts::authorities(&text, &hop.host, hop.port).is_empty() {
+                preferred.host_key_certificates = preferred.key.clone();
+            }
         }
         let config = Arc::new(client::Config {
             keepalive_interval: Some(hop.keepalive.unwrap_or(Duration::from_secs(15))),

@@ -13,11 +13,6 @@ pub(super) struct HostKeyCheck {
 
 impl HostKeyCheck {
     pub(super) fn verdict(&self, offered: &PublicKeyOrCertificate) -> Result<(), String> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
-            return Err(
-                "the host offered a host certificate; wisp checks plain host keys only".into(),
-            );
-        };
         let path = &self.hop.known_hosts;
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -26,8 +21,38 @@ impl HostKeyCheck {
         };
         let (host, port) = (self.hop.host.as_str(), self.hop.port);
         let name = known_hosts::host_entry_name(host, port);
+        let key = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                // --accept-new never applies: trusting a certificate is the CA's to say.
+                return known_hosts::check_certificate(&text, host, port, cert, now).map_err(
+                    |why| {
+                        format!(
+                            "host certificate of {name} refused: {why} (CAs are trusted with \
+                             @cert-authority lines in {})",
+                            path.display()
+                        )
+                    },
+                );
+            }
+        };
         let shown = format!("{} {}", key.algorithm(), known_hosts::fingerprint(key));
-        match known_hosts::check(&text, host, port, key) {
+        let verdict = known_hosts::check(&text, host, port, key);
+        if matches!(verdict, known_hosts::Verdict::Unknown { .. })
+            && !known_hosts::authorities(&text, host, port).is_empty()
+        {
+            // Pinning the plain key (--accept-new) would step around the CA.
+            return Err(format!(
+                "{name} offered a plain host key ({shown}) where {} trusts a CA for it: give \
+                 the host its certificate (sshd's HostCertificate); --accept-new does not \
+                 record keys of hosts a CA speaks for",
+                path.display()
+            ));
+        }
+        match verdict {
             known_hosts::Verdict::Known => Ok(()),
             // A key of a new type beside a recorded one is a changed key (as OpenSSH
             // treats it): an attacker with a fresh key would pick a type never recorded.
@@ -74,14 +99,17 @@ impl client::Handler for HostKeyCheck {
     ) -> Result<bool, Self::Error> {
         match self.verdict(offered) {
             Ok(()) => {
-                if let (PublicKeyOrCertificate::PublicKey { key, .. }, Ok(mut a)) =
-                    (offered, self.accepted.lock())
-                {
-                    *a = Some(format!(
-                        "{} {}",
-                        key.algorithm(),
-                        known_hosts::fingerprint(key)
-                    ));
+                let shown = match offered {
+                    PublicKeyOrCertificate::PublicKey { key, .. } => {
+                        format!("{} {}", key.algorithm(), known_hosts::fingerprint(key))
+                    }
+                    PublicKeyOrCertificate::Certificate(cert) => {
+                        let key = russh::keys::PublicKey::from(cert.public_key().clone());
+                        format!("{} {}", key.algorithm(), known_hosts::fingerprint(&key))
+                    }
+                };
+                if let Ok(mut a) = self.accepted.lock() {
+                    *a = Some(shown);
                 }
                 Ok(true)
             }

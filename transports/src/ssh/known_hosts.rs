@@ -1,9 +1,9 @@
 //! OpenSSH `known_hosts`: strict host-key checking and safe trust-on-first-use appends.
 //!
 //! Understood: plain and `[host]:port` names, comma-separated patterns with `*`, `?` and `!`
-//! negation, hashed names (`|1|salt|hmac`), `@revoked` lines, comments. `@cert-authority`
-//! lines are skipped (host certificates are not supported yet). A line that cannot be parsed is
-//! skipped, never fatal: one bad line must not lock an operator out of every host.
+//! negation, hashed names (`|1|salt|hmac`), `@revoked` lines, `@cert-authority` lines (host
+//! certificates: [`check_certificate`]), comments. A line that cannot be parsed is skipped,
+//! never fatal: one bad line must not lock an operator out of every host.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -86,6 +86,76 @@ pub fn check(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
         (false, Some(line)) => Verdict::Changed { line },
         (false, None) => Verdict::Unknown { other_types },
     }
+}
+
+/// The CA keys that `@cert-authority` lines trust to sign `host:port`'s certificate.
+pub fn authorities(text: &str, host: &str, port: u16) -> Vec<PublicKey> {
+    let name = host_entry_name(host, port);
+    text.lines()
+        .filter_map(Entry::parse)
+        .filter(|e| e.marker == Marker::CertAuthority && e.matches(&name))
+        .map(|e| e.key)
+        .collect()
+}
+
+/// Checks the host certificate `host:port` offered, as OpenSSH does: signed by a CA an
+/// `@cert-authority` line trusts for this name, a host certificate (not a user's), valid at
+/// `now` (Unix seconds), naming the host among its principals (or naming none), with no
+/// critical options, and neither it nor its CA `@revoked`. `Err` says which failed.
+pub fn check_certificate(
+    text: &str,
+    host: &str,
+    port: u16,
+    cert: &russh::keys::Certificate,
+    now: u64,
+) -> Result<(), String> {
+    let name = host_entry_name(host, port);
+    for (i, entry) in text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| Some((i, Entry::parse(l)?)))
+    {
+        let key = entry.key.key_data();
+        if entry.marker == Marker::Revoked
+            && (key == cert.public_key() || key == cert.signature_key())
+        {
+            return Err(format!(
+                "its certificate or CA is @revoked on line {}",
+                i + 1
+            ));
+        }
+    }
+    let trusted: Vec<_> = authorities(text, host, port)
+        .iter()
+        .map(|k| k.fingerprint(HashAlg::Sha256))
+        .collect();
+    let ca = PublicKey::from(cert.signature_key().clone());
+    if !trusted.contains(&ca.fingerprint(HashAlg::Sha256)) {
+        return Err(format!(
+            "its certificate is signed by {}, which no @cert-authority line trusts for {name}",
+            fingerprint(&ca)
+        ));
+    }
+    if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::Host {
+        return Err("it offered a user certificate as its host key".into());
+    }
+    cert.validate_at(now, trusted.iter()).map_err(|_| {
+        format!(
+            "its certificate (id {:?}) is not valid now: its signature does not verify, or \
+             now is outside its validity ({} to {})",
+            cert.key_id(),
+            cert.valid_after(),
+            cert.valid_before()
+        )
+    })?;
+    let principals = cert.valid_principals();
+    if !principals.is_empty() && !principals.iter().any(|p| p.eq_ignore_ascii_case(host)) {
+        return Err(format!("its certificate names {principals:?}, not {host}"));
+    }
+    if !cert.critical_options().is_empty() {
+        return Err("its certificate has critical options wisp does not know".into());
+    }
+    Ok(())
 }
 
 /// The key algorithms recorded for `host:port` (revoked keys and CA lines aside), so the

@@ -29,6 +29,7 @@ const HONOURED: &[&str] = &[
     "serveraliveinterval",
     "stricthostkeychecking",
     "userknownhostsfile",
+    "certificatefile",
 ];
 
 /// Of no effect on what wisp does (see the module docs). Algorithm lists included: wisp's
@@ -137,9 +138,6 @@ pub(super) fn kind(key: &str, value: &str) -> Kind {
         "revokedhostkeys" => {
             Kind::Refused("wisp would not see the revoked keys, and could accept one of them")
         }
-        "certificatefile" => Kind::Refused(
-            "wisp does not offer user certificates yet; leave it out for the hosts wisp reaches",
-        ),
         "pkcs11provider" | "securitykeyprovider" => {
             Kind::Refused("wisp does not load keys from tokens; put the key in an ssh-agent")
         }

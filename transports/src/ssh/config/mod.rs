@@ -43,6 +43,8 @@ pub struct HostConfig {
     pub strict_host_key_checking: Option<String>,
     /// `UserKnownHostsFile`s, `~` expanded (`none`: none).
     pub user_known_hosts_files: Vec<PathBuf>,
+    /// `CertificateFile`s, `~` expanded: user certificates to offer with their keys.
+    pub certificate_files: Vec<PathBuf>,
 }
 
 /// A config that wisp cannot follow: the file, the line and why.
@@ -165,6 +167,7 @@ fn apply(c: &mut HostConfig, o: &Opt, alias: &str, first: bool) {
     let on = |v: &str| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true");
     match o.key.as_str() {
         "identityfile" => c.identity_files.push(PathBuf::from(value)),
+        "certificatefile" => c.certificate_files.push(expand_tilde(value)),
         _ if !first => {}
         "hostname" => c.hostname = Some(value.replace("%h", alias)),
         "user" => c.user = Some(value.to_owned()),

@@ -179,3 +179,40 @@ fn include_and_match_apply_and_an_unknown_directive_is_refused() {
     );
     fleet.assert_clean();
 }
+
+/// 40 hosts behind one bastion whose sshd keeps its default `MaxStartups` (10:30:100), at
+/// `--forks 50`: the hosts share a few sessions to the bastion instead of one login each,
+/// and every one of them is reached.
+#[test]
+fn forty_hosts_behind_one_bastion_share_its_sessions() {
+    let mut fleet = Fleet::start(41);
+    fleet.restart_with(0, "MaxStartups 10:30:100");
+    fleet.restart_with(0, "LogLevel INFO");
+    let bastion = &fleet.hosts[0];
+    let config = fleet.dir.0.join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host * !{addr}\n  ProxyJump root@{addr}:{port}\n",
+            addr = bastion.addr,
+            port = bastion.port
+        ),
+    )
+    .unwrap();
+    let targets: Vec<String> = fleet.hosts[1..].iter().map(|h| h.target()).collect();
+    let out = run(sub(&fleet, "run", &targets.join(","))
+        .arg("--ssh-config")
+        .arg(&config)
+        .args(["--forks", "50", "--", "echo", "behind"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout.matches("| behind").count(), 40, "{stdout}");
+    let log = std::fs::read_to_string(bastion.config.with_extension("log")).unwrap();
+    let logins = log.matches("Accepted publickey").count();
+    println!("the bastion saw {logins} logins for 40 hosts");
+    assert!(
+        (1..=8).contains(&logins),
+        "{logins} logins on the bastion: its sessions were not shared"
+    );
+    fleet.assert_clean();
+}

@@ -15,8 +15,8 @@ impl SshTransport {
         if let Ok(runner) = launch.runners.for_arch(&guess) {
             self.options.payload(runner);
         }
-        let (sessions, host_key) = self.connect_chain(&hops).await?;
-        let (Some(hop), Some(session)) = (hops.last(), sessions.last()) else {
+        let (jumps, session, host_key) = self.connect_chain(&hops).await?;
+        let Some(hop) = hops.last() else {
             return Err(TransportError::Handshake {
                 detail: "no host to connect to".into(),
             });
@@ -33,7 +33,7 @@ impl SshTransport {
             .await
             .map_err(|e| ssh_error(hop, e))?;
         let (read_half, write_half) = channel.split();
-        let (handle, stdout_rx) = SshHandle::pumping(sessions, read_half);
+        let (handle, stdout_rx) = SshHandle::pumping(jumps, session, read_half);
         let mut stdout: Box<dyn AsyncRead + Send + Unpin> = Box::new(stdout_rx);
         let mut writer = write_half.make_writer();
         // The script goes first: the exec request only tells `sh` how much of it to read.
@@ -52,65 +52,6 @@ impl SshTransport {
             handle: Box::new(handle),
             host_key: format!("ssh {host_key}"),
         })
-    }
-
-    /// Opens the SSH session to every hop in turn, each tunnelled through the one before;
-    /// returns the sessions (the target last) and the target's host key.
-    async fn connect_chain(
-        &self,
-        hops: &[Hop],
-    ) -> Result<(Vec<Handle<HostKeyCheck>>, String), TransportError> {
-        let mut sessions: Vec<Handle<HostKeyCheck>> = Vec::new();
-        let mut host_key = String::new();
-        for (i, hop) in hops.iter().enumerate() {
-            let (session, key) = match sessions.last() {
-                None => match &hop.proxy_command {
-                    Some(command) => {
-                        let stream = ProxyStream::spawn(command, hop)?;
-                        self.connect_hop(hop, stream).await.map_err(|e| match e {
-                            TransportError::Handshake { detail } => TransportError::Handshake {
-                                detail: format!("{detail} (through ProxyCommand {command:?})"),
-                            },
-                            other => other,
-                        })?
-                    }
-                    None => {
-                        let tcp = tcp_to(hop).await?;
-                        self.connect_hop(hop, tcp).await?
-                    }
-                },
-                Some(previous) => {
-                    let via = &hops[i - 1];
-                    let tunnel = previous
-                        .channel_open_direct_tcpip(
-                            hop.host.as_str(),
-                            u32::from(hop.port),
-                            "127.0.0.1",
-                            0,
-                        )
-                        .await
-                        .map_err(|e| TransportError::Handshake {
-                            detail: format!(
-                                "jump host {} could not reach {}:{}: {e}",
-                                via.label(),
-                                hop.host,
-                                hop.port
-                            ),
-                        })?;
-                    self.connect_hop(hop, tunnel.into_stream())
-                        .await
-                        .map_err(|e| match e {
-                            TransportError::Handshake { detail } => TransportError::Handshake {
-                                detail: format!("{detail} (via {})", via.label()),
-                            },
-                            other => other,
-                        })?
-                }
-            };
-            sessions.push(session);
-            host_key = key;
-        }
-        Ok((sessions, host_key))
     }
 
     /// Speaks the bootstrap on a started channel: the speculative upload, the host's
@@ -208,28 +149,6 @@ impl SshTransport {
     }
 }
 
-/// The TCP connection to the first hop, within its `ConnectTimeout` when it has one.
-async fn tcp_to(hop: &Hop) -> Result<tokio::net::TcpStream, TransportError> {
-    let connect = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port));
-    let tcp = match hop.tcp_timeout {
-        Some(limit) => tokio::time::timeout(limit, connect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within ConnectTimeout {limit:?}"),
-                ))
-            }),
-        None => connect.await,
-    }
-    .map_err(|source| TransportError::Spawn {
-        program: format!("TCP connection to {}:{}", hop.host, hop.port),
-        source,
-    })?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
-}
-
 fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
     if let Ok(mut b) = buf.lock() {
         b.extend_from_slice(data);
@@ -283,8 +202,10 @@ async fn read_arch_line(
 
 /// An SSH session carrying one runner, with the jump sessions it is tunnelled through.
 struct SshHandle {
-    /// Jump hosts first, the target last.
-    sessions: Vec<Handle<HostKeyCheck>>,
+    /// The jump hosts' shared sessions, held while this one lasts.
+    _jumps: Vec<JumpLease>,
+    /// The target's own session.
+    session: Handle<HostKeyCheck>,
     pump: Option<tokio::task::JoinHandle<()>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     exit_status: Arc<Mutex<Option<u32>>>,
@@ -294,7 +215,8 @@ impl SshHandle {
     /// Starts the one task that owns the channel's incoming side: stdout to a pipe the
     /// framing reads (returned), stderr to a bounded buffer for messages, and the exit status.
     fn pumping(
-        sessions: Vec<Handle<HostKeyCheck>>,
+        jumps: Vec<JumpLease>,
+        session: Handle<HostKeyCheck>,
         mut read_half: russh::ChannelReadHalf,
     ) -> (Self, tokio::io::DuplexStream) {
         let (mut stdout_tx, stdout_rx) = tokio::io::duplex(256 * 1024);
@@ -327,7 +249,8 @@ impl SshHandle {
             })
         };
         let handle = SshHandle {
-            sessions,
+            _jumps: jumps,
+            session,
             pump: Some(pump),
             stderr,
             exit_status,
@@ -366,11 +289,11 @@ impl RunnerHandle for SshHandle {
             if let Some(pump) = self.pump.take() {
                 let _ = pump.await;
             }
-            for session in self.sessions.iter().rev() {
-                let _ = session
-                    .disconnect(russh::Disconnect::ByApplication, "", "en")
-                    .await;
-            }
+            // The jump sessions are shared: this host's lease on them ends with it.
+            let _ = self
+                .session
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
             match self.exit_status.lock().ok().and_then(|e| *e) {
                 Some(code) => format!("exit status: {code}"),
                 None => "channel closed".into(),
@@ -383,71 +306,5 @@ impl RunnerHandle for SshHandle {
             .lock()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
-    }
-}
-
-/// A `ProxyCommand` as the connection: `sh -c COMMAND`, its stdout read and its stdin
-/// written; the command is killed when the connection is dropped.
-struct ProxyStream {
-    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-    _child: tokio::process::Child,
-}
-
-impl ProxyStream {
-    fn spawn(command: &str, hop: &Hop) -> Result<Self, TransportError> {
-        let mut child = tokio::process::Command::new("sh")
-            .args(["-c", command])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| TransportError::Spawn {
-                program: format!("ProxyCommand {command:?} for {}", hop.label()),
-                source,
-            })?;
-        let (Some(out), Some(input)) = (child.stdout.take(), child.stdin.take()) else {
-            return Err(TransportError::Handshake {
-                detail: format!("ProxyCommand {command:?}: no pipes to it"),
-            });
-        };
-        Ok(ProxyStream {
-            io: tokio::io::join(out, input),
-            _child: child,
-        })
-    }
-}
-
-impl AsyncRead for ProxyStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for ProxyStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 mod hops;
 mod hostkey;
 pub mod known_hosts;
+mod way;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::secret::Secret;
 use crate::{BoxFuture, Launch, RunnerConnection, RunnerHandle, TransportError};
 use hops::{AgentSocket, Hop};
 use hostkey::HostKeyCheck;
+use way::JumpLease;
 
 /// Environment variable holding the passphrase for encrypted key files.
 pub const PASSPHRASE_ENV: &str = "WISP_SSH_PASSPHRASE";
@@ -116,6 +118,8 @@ pub struct SshOptions {
     payloads: Mutex<HashMap<PathBuf, Arc<Payload>>>,
     /// The architecture the last host of this run said it has: the first guess for the next.
     arch_seen: Mutex<Option<String>>,
+    /// The run's shared sessions to jump hosts.
+    jumps: way::JumpPool,
 }
 
 impl SshOptions {
@@ -142,6 +146,7 @@ impl SshOptions {
             become_password: None,
             payloads: Mutex::new(HashMap::new()),
             arch_seen: Mutex::new(None),
+            jumps: Mutex::default(),
         }
     }
 

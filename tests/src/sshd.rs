@@ -20,7 +20,7 @@ const PORT: u16 = 2222;
 static FLEETS: AtomicU32 = AtomicU32::new(0);
 
 /// Where fleets whose hosts mount over `/tmp` keep their files.
-const NAMESPACED_FLEETS: &str = "/var/lib/wisp-test-fleets";
+pub const NAMESPACED_FLEETS: &str = "/var/lib/wisp-test-fleets";
 
 /// The mounts of a CIS-hardened host (see [`Fleet::start_hardened`]); `$REMOTE_TMP` is the
 /// fleet's TMPDIR.

@@ -152,6 +152,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("csh", "/usr/bin/bsd-csh"),
     ("busybox", "/usr/bin/busybox"),
     ("doas", "/usr/bin/doas"),
+    ("dropbear-bin", "/usr/sbin/dropbear"),
     // The reference tools (ansible-core, from PyPI) live in a venv the suite makes.
     ("python3-venv", "/usr/share/doc/python3-venv/copyright"),
 ];

@@ -187,3 +187,84 @@ fn cloned_hosts_sharing_a_host_key_do_not_share_cached_facts() {
         names[1]
     );
 }
+
+/// A host whose SSH server is dropbear (as on routers and small images), with a private /tmp:
+/// the runner starts, and nothing stays in its /tmp.
+#[test]
+fn a_dropbear_host_starts_the_runner() {
+    if !wisp_tests::root_or_explain("the dropbear test (it mounts over /root and /tmp)") {
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/sbin/dropbear").exists(),
+        "dropbear is missing: cargo xtask test installs it (dropbear-bin)"
+    );
+    let dir = wisp_tests::ScratchDir::new_in(
+        std::path::Path::new(wisp_tests::sshd::NAMESPACED_FLEETS),
+        "dropbear",
+    );
+    let host_key = dir.0.join("host_key");
+    let made = Command::new("dropbearkey")
+        .args(["-t", "ed25519", "-f"])
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "dropbearkey failed");
+    let shown = Command::new("dropbearkey")
+        .arg("-y")
+        .arg("-f")
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    let public = String::from_utf8_lossy(&shown.stdout)
+        .lines()
+        .find(|l| l.starts_with("ssh-"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .unwrap();
+    let client = dir.0.join("client");
+    wisp_tests::sshd::keygen_of_type(&client, "dropbear-client", "ed25519");
+    let (addr, port) = (format!("127.{}.251.1", 10 + std::process::id() % 200), 2299);
+    std::fs::write(
+        dir.0.join("known_hosts"),
+        format!("[{addr}]:{port} {public}\n"),
+    )
+    .unwrap();
+    let setup = format!(
+        "mount -t tmpfs -o mode=0700 tmpfs /root\nmkdir -m 700 /root/.ssh\n\
+         cp '{pub_key}' /root/.ssh/authorized_keys\nmount -t tmpfs -o mode=1777 tmpfs /tmp\n\
+         exec dropbear -F -E -s -p {addr}:{port} -r '{key}'",
+        pub_key = client.with_extension("pub").display(),
+        key = host_key.display()
+    );
+    let mut server = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec", &setup])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = wisp_tests::wait_for(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect((addr.as_str(), port)).ok()
+    });
+    assert!(up.is_some(), "dropbear did not come up");
+    let mut c = wisp_tests::wisp_command!(&dir.0);
+    c.args(["run", &format!("{addr}:{port}"), "--user", "root", "--key"])
+        .arg(&client)
+        .arg("--known-hosts")
+        .arg(dir.0.join("known_hosts"))
+        .args(["--ssh-config", "/dev/null", "--", "echo", "via dropbear"]);
+    let out = wisp_tests::wisp::run(&mut c, &dir.0);
+    let pid = server.id();
+    let clean = wisp_tests::wait_for(std::time::Duration::from_secs(3), || {
+        wisp_entries(pid, "/tmp").is_empty().then_some(())
+    });
+    let left = if clean.is_some() {
+        Vec::new()
+    } else {
+        wisp_entries(pid, "/tmp")
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| via dropbear"));
+    assert_eq!(left, Vec::<String>::new(), "left in dropbear's /tmp");
+}

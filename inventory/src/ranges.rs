@@ -2,7 +2,8 @@
 //! `node[0:10:2]` (a step), `mail[:5]` (from 0), several in one name
 //! (`r[1:2]-n[a:b]`).
 
-/// The most names one pattern may expand to.
+/// The widest one range may be (`[0:10000]`: 10,001 names), and the most names one pattern
+/// may expand to beyond that one range.
 pub const MAX_PER_NAME: usize = 10_000;
 
 /// Every name `pattern` stands for, in order.
@@ -70,8 +71,8 @@ fn expand_into(pattern: &str, out: &mut Vec<String>) -> Result<(), String> {
         if e < b {
             return Err(bad("end must be at or after begin"));
         }
-        if (e - b) / step as u64 >= MAX_PER_NAME as u64 {
-            return Err(bad(&format!("more than {MAX_PER_NAME} names")));
+        if (e - b) / step as u64 > MAX_PER_NAME as u64 {
+            return Err(bad(&format!("more than {MAX_PER_NAME} apart")));
         }
         (b..=e)
             .step_by(step)
@@ -80,8 +81,8 @@ fn expand_into(pattern: &str, out: &mut Vec<String>) -> Result<(), String> {
     };
     for item in items {
         expand_into(&format!("{head}{item}{tail}"), out)?;
-        if out.len() > MAX_PER_NAME {
-            return Err(bad(&format!("more than {MAX_PER_NAME} names")));
+        if out.len() > MAX_PER_NAME + 1 {
+            return Err(bad(&format!("more than {} names", MAX_PER_NAME + 1)));
         }
     }
     Ok(())

@@ -87,7 +87,8 @@ fn the_runner_travels_compressed_and_is_verified() {
         &[(wisp_transports::ssh::CORRUPT_UPLOAD_ENV, "1")],
         &["touch", &marker],
     );
-    assert_eq!(corrupt.status.code(), Some(3));
+    // The host answered and refused what it got: it could not start the runner (7).
+    assert_eq!(corrupt.status.code(), Some(7));
     assert!(
         text(&corrupt.stderr).contains("does not match the announced"),
         "{}",

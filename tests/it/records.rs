@@ -268,6 +268,10 @@ fn mask(value: &mut Value, leaves: bool) {
             if map.get("act").and_then(Value::as_str) == Some("runner") {
                 map.insert("detail".into(), Value::String("<masked>".into()));
             }
+            // The host's machine id is there only on hosts that have one.
+            if leaves {
+                map.remove("machine_id");
+            }
             for (key, v) in map.iter_mut() {
                 if VOLATILE.contains(&key.as_str()) {
                     *v = Value::String("<masked>".into());

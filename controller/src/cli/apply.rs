@@ -263,7 +263,7 @@ fn select_task_hosts(
 }
 
 /// The directory of a plan file, whose `group_vars/` and `host_vars/` apply to its run.
-fn plan_dir(plan: &std::path::Path) -> PathBuf {
+pub(super) fn plan_dir(plan: &std::path::Path) -> PathBuf {
     match plan.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),

@@ -163,7 +163,7 @@ fn retry_command(a: RetryArgs, source: &RetrySource, spec: &str) -> ExitStatus {
 
 /// The plan again, from its file: checked against the hash it had, each failed host resumed
 /// at its failed task when asked.
-fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> ExitStatus {
+fn retry_plan(store: &Store, source: &RetrySource, mut a: RetryArgs, spec: &str) -> ExitStatus {
     let run = source.id;
     let recorded = source.run.plan.clone().unwrap_or_default();
     let file = [&recorded.plan_file, &recorded.plan]
@@ -176,6 +176,7 @@ fn retry_plan(store: &Store, source: &RetrySource, a: RetryArgs, spec: &str) -> 
         Ok(p) => p,
         Err(status) => return status,
     };
+    a.common.playbook_dir = Some(super::apply::plan_dir(&file));
     let changed = recorded.plan_hash != plan.hash;
     if changed && a.from_failed_task {
         return usage_error(&format!(

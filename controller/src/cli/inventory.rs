@@ -100,7 +100,9 @@ fn list(inv: &Inventory) -> Value {
     Value::Object(top)
 }
 
-/// `ansible-inventory --graph`'s tree: `@group:` lines, then their hosts, indented.
+/// `ansible-inventory --graph`'s tree: `@group:` lines, then their hosts, indented. Groups
+/// come by name (Ansible's come in the order they were declared), and a group declared under
+/// `all` and under another group shows under the other only.
 fn graph(inv: &Inventory, group: &str, depth: usize, lines: &mut Vec<String>) {
     let pad = "  |".repeat(depth);
     let bar = if depth == 0 { "" } else { "--" };
@@ -115,9 +117,6 @@ fn graph(inv: &Inventory, group: &str, depth: usize, lines: &mut Vec<String>) {
         inv.members(group)
     };
     for child in &children {
-        if child == "ungrouped" && inv.ungrouped().is_empty() {
-            continue;
-        }
         graph(inv, child, depth + 1, lines);
     }
     for h in hosts {

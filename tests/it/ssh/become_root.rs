@@ -1,5 +1,5 @@
 //! Becoming root on hosts set up as real ones are: users sudo refuses, sudo that wants a
-//! password or a terminal, STIG's `timestamp_timeout=0`, doas. A refusal is its own outcome
+//! password, sudo that wants a terminal (`requiretty`), STIG's `timestamp_timeout=0`, doas. A refusal is its own outcome
 //! (exit 7, "could not start", sudo's words), and no attempt leaves a file or a process.
 
 use super::*;
@@ -81,17 +81,12 @@ fn sudo_that_refuses_leaves_nothing_and_says_why() {
     if !wisp_tests::root_or_explain("the sudo refusal test (it creates users)") {
         return;
     }
-    let (stranger, asks, tty) = ("wisp-nosudo", "wisp-sudo-asks", "wisp-sudo-tty");
-    for u in [stranger, asks, tty] {
+    let (stranger, asks) = ("wisp-nosudo", "wisp-sudo-asks");
+    for u in [stranger, asks] {
         ensure_user_with_shell(u, "/bin/sh");
     }
     set_password(asks, "a password sudo wants");
-    let _rules = Sudoers::new(
-        "wisp-become-refusals",
-        &format!(
-            "{asks} ALL=(ALL) ALL\nDefaults:{tty} requiretty\n{tty} ALL=(ALL) NOPASSWD: ALL\n"
-        ),
-    );
+    let _rules = Sudoers::new("wisp-become-refusals", &format!("{asks} ALL=(ALL) ALL\n"));
     let fleet = Fleet::start(1);
 
     // Not in sudoers at all: sudo's own words, and nothing written.
@@ -104,11 +99,6 @@ fn sudo_that_refuses_leaves_nothing_and_says_why() {
     assert_could_not_start(&out, "a password is required");
     assert_nothing_left(&fleet, asks);
 
-    // requiretty: said as such, not as a wrong password.
-    let out = id_as(&fleet, tty, &["--become"]);
-    assert_could_not_start(&out, "tty");
-    assert_nothing_left(&fleet, tty);
-
     // A wrong password: refused once, at once.
     let target = format!("{asks}@{}", fleet.hosts[0].target());
     let out = run(sub(&fleet, "run", &target)
@@ -116,6 +106,53 @@ fn sudo_that_refuses_leaves_nothing_and_says_why() {
         .args(["--json", "--ask-become-pass", "--", "id", "-u"]));
     assert_could_not_start(&out, "sudo refused");
     assert_nothing_left(&fleet, asks);
+}
+
+/// sudo with `requiretty` (RHEL's old default, and CIS's advice): sudo is given a terminal
+/// of its own, with or without a password, and the runner as root keeps the channel; a
+/// password wanted and not given, or a wrong one, is refused in those words, and nothing
+/// stays.
+#[test]
+fn sudo_with_requiretty_gets_a_terminal() {
+    if !wisp_tests::root_or_explain("the requiretty test (it creates users)") {
+        return;
+    }
+    let (nopass, pass) = ("wisp-sudo-tty", "wisp-sudo-tty-pw");
+    let password = "a tty password";
+    for u in [nopass, pass] {
+        ensure_user_with_shell(u, "/bin/sh");
+    }
+    set_password(pass, password);
+    let _rules = Sudoers::new(
+        "wisp-become-tty",
+        &format!(
+            "Defaults:{nopass} requiretty\n{nopass} ALL=(ALL) NOPASSWD: ALL\n\
+             Defaults:{pass} requiretty\n{pass} ALL=(ALL) ALL\n"
+        ),
+    );
+    let fleet = Fleet::start(1);
+    let out = id_as(&fleet, nopass, &["--become"]);
+    assert_eq!(out.status.code(), Some(0), "requiretty, NOPASSWD");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""line":"0""#));
+    assert_nothing_left(&fleet, nopass);
+
+    let out = id_as(&fleet, pass, &["--become"]);
+    assert_could_not_start(&out, "--ask-become-pass");
+    assert_nothing_left(&fleet, pass);
+
+    let target = format!("{pass}@{}", fleet.hosts[0].target());
+    let with = |pw: &str| {
+        run(sub(&fleet, "run", &target)
+            .env("WISP_BECOME_PASSWORD", pw)
+            .args(["--json", "--ask-become-pass", "--", "id", "-u"]))
+    };
+    let out = with(password);
+    assert_eq!(out.status.code(), Some(0), "requiretty with a password");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""line":"0""#));
+    assert_nothing_left(&fleet, pass);
+    let out = with("not it");
+    assert_could_not_start(&out, "a wrong password?");
+    assert_nothing_left(&fleet, pass);
 }
 
 /// STIG's `timestamp_timeout=0`: sudo keeps no credentials from one call to the next, so the

@@ -81,6 +81,12 @@ fn a_proxy_command_carries_the_connection_through_the_bastion() {
     fleet.restart_with(0, "AllowTcpForwarding no");
     let out = run(&mut through(&fleet));
     assert_eq!(out.status.code(), Some(3), "reached without the bastion");
+    // What the ProxyCommand said on its way out is part of the message.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("through ProxyCommand") && err.contains("it said:"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -149,7 +149,7 @@ impl SshTransport {
     }
 }
 
-fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
+pub(super) fn keep_tail(buf: &Mutex<Vec<u8>>, data: &[u8]) {
     if let Ok(mut b) = buf.lock() {
         b.extend_from_slice(data);
         let excess = b.len().saturating_sub(STDERR_KEPT);

@@ -7,6 +7,7 @@
 
 use std::sync::Weak;
 
+use super::channel::keep_tail;
 use super::*;
 
 /// The most hosts one jump session carries at once.
@@ -92,10 +93,31 @@ impl SshTransport {
         let Some(previous) = via else {
             return match &hop.proxy_command {
                 Some(command) => {
-                    let stream = ProxyStream::spawn(command, hop)?;
-                    self.connect_hop(hop, stream).await.map_err(|e| match e {
+                    let (stream, said) = ProxyStream::spawn(command, hop)?;
+                    let result = self.connect_hop(hop, stream).await;
+                    if result.is_ok() {
+                        return result;
+                    }
+                    // What the command printed on its way out belongs to the message.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let said = said
+                        .lock()
+                        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                        .unwrap_or_default();
+                    let said = if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; it said: {said}")
+                    };
+                    let more = |detail: String| {
+                        format!("{detail} (through ProxyCommand {command:?}{said})")
+                    };
+                    result.map_err(|e| match e {
                         TransportError::Handshake { detail } => TransportError::Handshake {
-                            detail: format!("{detail} (through ProxyCommand {command:?})"),
+                            detail: more(detail),
+                        },
+                        TransportError::Dropped { detail } => TransportError::Dropped {
+                            detail: more(detail),
                         },
                         other => other,
                     })
@@ -151,6 +173,9 @@ async fn tcp_to(hop: &Hop) -> Result<tokio::net::TcpStream, TransportError> {
     Ok(tcp)
 }
 
+/// The tail of what a `ProxyCommand` printed on stderr.
+type Said = Arc<Mutex<Vec<u8>>>;
+
 /// A `ProxyCommand` as the connection: `sh -c COMMAND`, its stdout read and its stdin
 /// written; the command is killed when the connection is dropped.
 struct ProxyStream {
@@ -159,27 +184,42 @@ struct ProxyStream {
 }
 
 impl ProxyStream {
-    fn spawn(command: &str, hop: &Hop) -> Result<Self, TransportError> {
+    /// The command running, and the tail of what it prints on stderr (kept for messages).
+    fn spawn(command: &str, hop: &Hop) -> Result<(Self, Said), TransportError> {
         let mut child = tokio::process::Command::new("sh")
             .args(["-c", command])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| TransportError::Spawn {
                 program: format!("ProxyCommand {command:?} for {}", hop.label()),
                 source,
             })?;
-        let (Some(out), Some(input)) = (child.stdout.take(), child.stdin.take()) else {
+        let (Some(out), Some(input), Some(mut err)) =
+            (child.stdout.take(), child.stdin.take(), child.stderr.take())
+        else {
             return Err(TransportError::Handshake {
                 detail: format!("ProxyCommand {command:?}: no pipes to it"),
             });
         };
-        Ok(ProxyStream {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&said);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = AsyncReadExt::read(&mut err, &mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                keep_tail(&kept, &buf[..n]);
+            }
+        });
+        let stream = ProxyStream {
             io: tokio::io::join(out, input),
             _child: child,
-        })
+        };
+        Ok((stream, said))
     }
 }
 

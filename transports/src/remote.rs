@@ -124,6 +124,13 @@ impl Remote {
                     .into(),
             ));
         }
+        if options.become_method == BecomeMethod::Su && !options.ask_become_pass {
+            return Err(RemoteError::Options(
+                "--become-method su asks for root's password: give --ask-become-pass (or \
+                 $WISP_BECOME_PASSWORD)"
+                    .into(),
+            ));
+        }
         let known_hosts_given = options.known_hosts.is_some();
         let known_hosts = options.known_hosts.unwrap_or_else(ssh::default_known_hosts);
         let become_root = options.become_root || options.ask_become_pass;

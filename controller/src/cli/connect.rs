@@ -59,6 +59,7 @@ pub(super) fn resolve(spec: &str, common: &RunOptions) -> Result<Vec<Target>, Ta
         become_method: match common.become_method {
             super::options::BecomeMethodArg::Sudo => BecomeMethod::Sudo,
             super::options::BecomeMethodArg::Doas => BecomeMethod::Doas,
+            super::options::BecomeMethodArg::Su => BecomeMethod::Su,
         },
         default_user: common.user.clone(),
         config: common.ssh_config.clone(),
@@ -109,9 +110,10 @@ fn become_of(h: &ResolvedHost, common: &RunOptions) -> Result<Option<BecomeMetho
         None => None,
         Some("sudo" | "ansible.builtin.sudo") => Some(BecomeMethod::Sudo),
         Some("doas" | "community.general.doas") => Some(BecomeMethod::Doas),
+        Some("su" | "ansible.builtin.su") => Some(BecomeMethod::Su),
         Some(other) if becomes => {
             return Err(format!(
-                "{}: ansible_become_method={other}: wisp becomes root with sudo or doas",
+                "{}: ansible_become_method={other}: wisp becomes root with sudo, doas or su",
                 h.name
             ));
         }

@@ -13,6 +13,7 @@ use wisp_plan::quantity::parse_duration;
 pub(super) enum BecomeMethodArg {
     Sudo,
     Doas,
+    Su,
 }
 
 #[derive(Debug, Args)]
@@ -41,8 +42,8 @@ pub(super) struct RunOptions {
     /// sudo or doas.
     #[arg(long = "become")]
     pub(super) become_root: bool,
-    /// What becomes root on SSH hosts: sudo, or doas (with a `nopass` rule: doas reads a
-    /// password from a terminal only).
+    /// What becomes root on SSH hosts: sudo, doas (with a `nopass` rule: doas reads a
+    /// password from a terminal only), or su (root's password, with --ask-become-pass).
     #[arg(long, value_name = "METHOD", default_value = "sudo")]
     pub(super) become_method: BecomeMethodArg,
     /// Run the runner as root through sudo with a password, asked once on the terminal (or

@@ -1,5 +1,5 @@
 //! Becoming root on hosts set up as real ones are: users sudo refuses, sudo that wants a
-//! password, sudo that wants a terminal (`requiretty`), STIG's `timestamp_timeout=0`, doas. A refusal is its own outcome
+//! password, sudo that wants a terminal (`requiretty`), su with root's password, STIG's `timestamp_timeout=0`, doas. A refusal is its own outcome
 //! (exit 7, "could not start", sudo's words), and no attempt leaves a file or a process.
 
 use super::*;
@@ -217,4 +217,49 @@ fn doas_becomes_root_where_it_is_the_way() {
     assert_could_not_start(&out, "doas -n refused");
     assert_nothing_left(&fleet, stranger);
     let _ = std::fs::remove_file("/etc/doas.conf");
+}
+
+/// `--become-method su`: root's password, given to su on a terminal of its own once it asks;
+/// a wrong one is refused and nothing stays. The host has a root password of its own (its
+/// /etc/shadow, in its mount namespace, is a copy with one set).
+#[test]
+fn su_becomes_root_with_roots_password() {
+    if !wisp_tests::root_or_explain("the su test (it creates a user)") {
+        return;
+    }
+    let user = "wisp-su";
+    ensure_user_with_shell(user, "/bin/sh");
+    let setup = "shadow=\"$REMOTE_TMP/../shadow\"\ncp /etc/shadow \"$shadow\"\n\
+                 hash=$(openssl passwd -6 'the root password')\n\
+                 sed -i \"s|^root:[^:]*:|root:$hash:|\" \"$shadow\"\n\
+                 mount --bind \"$shadow\" /etc/shadow";
+    let fleet = Fleet::start_in_namespace(1, setup);
+    let target = format!("{user}@{}", fleet.hosts[0].target());
+    let with = |pw: &str| {
+        run(sub(&fleet, "run", &target)
+            .env("WISP_BECOME_PASSWORD", pw)
+            .args([
+                "--json",
+                "--become-method",
+                "su",
+                "--ask-become-pass",
+                "--",
+                "id",
+                "-u",
+            ]))
+    };
+    let out = with("the root password");
+    assert_eq!(out.status.code(), Some(0), "su with root's password");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""line":"0""#));
+    assert_nothing_left(&fleet, user);
+    let out = with("not it");
+    assert_could_not_start(&out, "Authentication failure");
+    assert_nothing_left(&fleet, user);
+    let out =
+        run(sub(&fleet, "run", &target).args(["--become", "--become-method", "su", "--", "true"]));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "su without a password is refused up front"
+    );
 }

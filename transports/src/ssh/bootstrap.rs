@@ -68,7 +68,7 @@ pub const PASSWORD_LINES: usize = 2;
 
 /// The script, sent on the channel's stdin ahead of the upload (so the exec request stays
 /// one line any login shell parses, csh's included); `$1` nonce, `$2` TTL seconds, `$3` how
-/// to become root: empty, `sudo`, `sudo-pass` or `doas`.
+/// to become root: empty, `sudo`, `sudo-pass`, `doas` or `su-pass`.
 ///
 /// Becoming root is tried before anything is written (`sudo -n true`), so a host that
 /// refuses keeps no file of the attempt, and sudo's own words are the error. With
@@ -92,6 +92,7 @@ pub fn command(nonce: &str, ttl_s: u64, mode: Become) -> String {
         Become::Sudo => "sudo",
         Become::SudoWithPassword => "sudo-pass",
         Become::Doas => "doas",
+        Become::SuWithPassword => "su-pass",
     };
     format!(
         "exec sh -c 'eval \"$(head -c {})\"' wisp-bootstrap {nonce} {ttl_s} {mode}",
@@ -115,6 +116,8 @@ pub enum Become {
     SudoWithPassword,
     /// Through `doas -n` (a `nopass` rule: doas reads a password from a terminal only).
     Doas,
+    /// Through `su`, with root's password, on a terminal `script(1)` makes.
+    SuWithPassword,
 }
 
 /// How the runner's bytes travel.

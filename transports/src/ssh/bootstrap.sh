@@ -41,10 +41,17 @@ case "$become" in
   sudo) tool=sudo;;
   sudo-pass) tool=sudo; pw=yes;;
   doas) tool=doas;;
+  su-pass) tool=su; pw=yes;;
 esac
 tty=""
 intty() { SHELL=/bin/sh script -qec "$1" /dev/null; }
-if [ -n "$tool" ]; then
+if [ "$tool" = su ]; then
+  # su asks for root's password on a terminal, always.
+  command -v su >/dev/null 2>&1 || fail 68 "--become: there is no su on this host"
+  command -v script >/dev/null 2>&1 || fail 68 "--become: su wants a terminal and this host has no script(1) to give it one"
+  command -v mkfifo >/dev/null 2>&1 || fail 68 "--become: su needs mkfifo on this host"
+  tty=yes; ask=yes
+elif [ -n "$tool" ]; then
   command -v "$tool" >/dev/null 2>&1 || fail 68 "--become: there is no $tool on this host"
   if why=$(LC_ALL=C "$tool" -n true 2>&1 </dev/null); then :
   else
@@ -128,14 +135,29 @@ for base in "${TMPDIR:-}" /tmp /var/tmp /dev/shm "${XDG_RUNTIME_DIR:-}" $root "$
       # program of the session inherits them), and the terminal carries nothing of it.
       run="sh -c '$asroot' wisp-root --reopen $$ $f $want --marker $n --ttl $ttl"
       exec 7<&0 8>&1 9>&2
-      if [ -n "$ask" ]; then
+      if [ "$tool" = su ]; then
+        # su (through PAM) drops what was typed before its prompt: the password goes to the
+        # terminal once the prompt is there. The root script travels in the environment.
+        mkfifo -m 600 "$d/in" || fail 68 "--become: cannot make a FIFO in $d"
+        WISP_ROOT_SCRIPT=$asroot; export WISP_ROOT_SCRIPT
+        intty "su -s /bin/sh root -c 'sh -c \"\$WISP_ROOT_SCRIPT\" wisp-root --reopen $$ $f $want --marker $n --ttl $ttl'" <"$d/in" >"$d/out" 2>&1 &
+        job=$!
+        unset WISP_ROOT_SCRIPT
+        exec 6>"$d/in"
+        i=0
+        while [ "$i" -lt 100 ] && ! grep -q ':' "$d/out" 2>/dev/null; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+        printf "%s\n" "$line" >&6; line=""
+        exec 6>&-
+        wait "$job"; rc=$?
+        [ "$rc" = 0 ] || fail 68 "--become: su ended with status $rc: $(tr -d '\r' <"$d/out" | tr '\n' ' ')"
+      elif [ -n "$ask" ]; then
         printf "%s\n" "$line" | intty "sudo -S -p '' -- $run" >/dev/null 2>&1; rc=$?; line=""
       else
         intty "sudo -n -- $run" </dev/null >/dev/null 2>&1; rc=$?
       fi
       exec 7<&- 8>&- 9>&-
       rm -rf "$d"; d=""
-      [ "$rc" = 0 ] || fail 68 "--become: sudo on a terminal (requiretty) ended with status $rc: a wrong password?"
+      [ "$rc" = 0 ] || fail 68 "--become: $tool on a terminal ended with status $rc: a wrong password?"
       exit 0
     fi
     if [ -n "$ask" ]; then

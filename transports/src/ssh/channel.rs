@@ -134,8 +134,10 @@ impl SshTransport {
         let sent = async {
             writer.write_all(header.as_bytes()).await?;
             writer.write_all(bytes).await?;
-            if let (bootstrap::Become::SudoWithPassword, Some(pw)) =
-                (start_mode, &self.options.become_password)
+            if let (
+                bootstrap::Become::SudoWithPassword | bootstrap::Become::SuWithPassword,
+                Some(pw),
+            ) = (start_mode, &self.options.become_password)
             {
                 let line = format!("{}\n", pw.expose());
                 for _ in 0..bootstrap::PASSWORD_LINES {

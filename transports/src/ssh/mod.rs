@@ -84,6 +84,8 @@ pub enum BecomeMethod {
     Sudo,
     /// `doas -n`: a `nopass` rule only, since doas reads a password from a terminal alone.
     Doas,
+    /// `su`, with root's password (`--ask-become-pass`), on a terminal of its own.
+    Su,
 }
 
 /// Settings shared by every SSH host of a run.
@@ -158,6 +160,7 @@ impl SshOptions {
         match (become_root, method, &self.become_password) {
             (false, _, _) => bootstrap::Become::No,
             (true, BecomeMethod::Doas, _) => bootstrap::Become::Doas,
+            (true, BecomeMethod::Su, _) => bootstrap::Become::SuWithPassword,
             (true, BecomeMethod::Sudo, None) => bootstrap::Become::Sudo,
             (true, BecomeMethod::Sudo, Some(_)) => bootstrap::Become::SudoWithPassword,
         }

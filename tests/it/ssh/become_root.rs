@@ -22,20 +22,6 @@ impl Drop for Sudoers {
     }
 }
 
-fn set_password(user: &str, password: &str) {
-    let mut chpasswd = Command::new("chpasswd")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        chpasswd.stdin.as_mut().unwrap(),
-        format!("{user}:{password}\n").as_bytes(),
-    )
-    .unwrap();
-    drop(chpasswd.stdin.take());
-    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
-}
-
 /// `wisp run USER@HOST --json FLAGS -- id -u` with the fleet's key.
 fn id_as(fleet: &Fleet, user: &str, flags: &[&str]) -> Output {
     let target = format!("{user}@{}", fleet.hosts[0].target());

@@ -5,38 +5,6 @@
 
 use super::*;
 
-/// Starts an ssh-agent on a socket in the fleet's directory, holding `keys`.
-fn agent_with(
-    fleet: &Fleet,
-    keys: &[std::path::PathBuf],
-) -> (std::process::Child, std::path::PathBuf) {
-    let sock = fleet.dir.0.join("agent.sock");
-    let agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let up = wisp_tests::wait_for(std::time::Duration::from_secs(5), || {
-        sock.exists().then_some(())
-    });
-    assert!(up.is_some(), "ssh-agent did not start");
-    for k in keys {
-        let added = Command::new("ssh-add")
-            .arg(k)
-            .env("SSH_AUTH_SOCK", &sock)
-            .output()
-            .unwrap();
-        assert!(
-            added.status.success(),
-            "{}",
-            String::from_utf8_lossy(&added.stderr)
-        );
-    }
-    (agent, sock)
-}
-
 #[test]
 fn a_proxy_command_carries_the_connection_through_the_bastion() {
     let mut fleet = Fleet::start(2);

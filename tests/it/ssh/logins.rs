@@ -13,17 +13,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 fn password_user() {
     ensure_user(PASSWORD_USER);
-    let mut chpasswd = Command::new("chpasswd")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        chpasswd.stdin.as_mut().unwrap(),
-        format!("{PASSWORD_USER}:{PASSWORD}\n").as_bytes(),
-    )
-    .unwrap();
-    drop(chpasswd.stdin.take());
-    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+    set_password(PASSWORD_USER, PASSWORD);
     // sudo asks this user for the password (no NOPASSWD).
     let rule = std::path::Path::new("/etc/sudoers.d/wisp-become-test");
     std::fs::write(rule, format!("{PASSWORD_USER} ALL=(ALL) ALL\n")).unwrap();
@@ -108,30 +98,8 @@ fn an_unprivileged_login_user_works_and_leaves_nothing() {
 
 #[test]
 fn an_ssh_agent_key_works_without_key_files() {
-    use std::time::Duration;
     let fleet = Fleet::start(1);
-    let sock = fleet.dir.0.join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wisp_tests::wait_for(Duration::from_secs(5), || sock.exists().then_some(())).is_some(),
-        "ssh-agent did not start"
-    );
-    let added = Command::new("ssh-add")
-        .arg(&fleet.client_key)
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "ssh-add: {}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    let (mut agent, sock) = agent_with(&fleet, std::slice::from_ref(&fleet.client_key));
     // No --key and a HOME without ~/.ssh: the agent is the only way in.
     let home = fleet.dir.0.join("empty-home");
     std::fs::create_dir_all(&home).unwrap();

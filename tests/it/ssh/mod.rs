@@ -15,6 +15,53 @@ mod hosts;
 mod logins;
 mod reach;
 
+/// Sets `user`'s password.
+fn set_password(user: &str, password: &str) {
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        chpasswd.stdin.as_mut().unwrap(),
+        format!("{user}:{password}\n").as_bytes(),
+    )
+    .unwrap();
+    drop(chpasswd.stdin.take());
+    assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+}
+
+/// Starts an ssh-agent on a socket in the fleet's directory, holding `keys`.
+fn agent_with(
+    fleet: &Fleet,
+    keys: &[std::path::PathBuf],
+) -> (std::process::Child, std::path::PathBuf) {
+    let sock = fleet.dir.0.join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = wisp_tests::wait_for(std::time::Duration::from_secs(5), || {
+        sock.exists().then_some(())
+    });
+    assert!(up.is_some(), "ssh-agent did not start");
+    for k in keys {
+        let added = Command::new("ssh-add")
+            .arg(k)
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        assert!(
+            added.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    (agent, sock)
+}
+
 /// Creates a login user (home, /bin/sh) unless it exists; a parallel test may race us.
 fn ensure_user(name: &str) {
     ensure_user_with_shell(name, "/bin/sh");

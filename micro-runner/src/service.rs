@@ -47,19 +47,31 @@ pub(crate) fn act(
         result.changes.push(change.into());
         return Ok(result);
     }
+    // What an init script daemonises is the host's service: with the runner no longer
+    // adopting orphans meanwhile, it is reparented to init and outlives the session, where an
+    // ordinary command's strays are adopted and killed at shutdown. Orphans that a command
+    // running at the same moment leaves escape adoption too (plans send one command at a time
+    // per host).
+    subreaper(0);
     let done = match action {
-        ServiceAction::Enable | ServiceAction::Disable => {
-            manager.boot(name, action == ServiceAction::Enable)?;
-            change
-        }
-        ServiceAction::Reload => manager.reload(name, args.restart_fallback)?,
-        _ => {
-            run(&mut manager.control(name, action.verb()))?;
-            change
-        }
+        ServiceAction::Enable | ServiceAction::Disable => manager
+            .boot(name, action == ServiceAction::Enable)
+            .map(|()| change),
+        ServiceAction::Reload => manager.reload(name, args.restart_fallback),
+        _ => run(&mut manager.control(name, action.verb())).map(|_| change),
     };
+    subreaper(1);
+    let done = done?;
     result.changes.push(done.into());
     Ok(result)
+}
+
+fn subreaper(on: libc::c_ulong) {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, no pointers.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, on, 0, 0, 0);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -186,3 +186,99 @@ fn sysv_services_start_stop_reload_enable_and_report_only_real_changes() {
     let e = act(&mut s, "start", json!({"name": "../etc/passwd"})).refused();
     assert_eq!(e.code, ErrorCode::BadArgs);
 }
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|s| {
+            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Case: a daemon that `service.start` starts through a SysV init script (daemonised by
+/// start-stop-daemon, as Debian's scripts do) is the host's: it runs after the plan's runner
+/// has gone, where a stray that an ordinary command leaves behind is still killed. A second
+/// plan stops the daemon through the script.
+#[test]
+fn a_daemon_a_service_op_starts_outlives_the_run_and_strays_do_not() {
+    if !root_or_explain("installing an init script") {
+        return;
+    }
+    let tmp = wisp_tests::ScratchDir::new("service-daemon");
+    let name = format!("wisp-test-daemon-{}", std::process::id());
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let pidfile = tmp.0.join("daemon.pid");
+    let script = format!(
+        "#!/bin/sh\nP={pid}\ncase \"$1\" in\n  \
+         start) start-stop-daemon --start --background --make-pidfile --pidfile $P --exec /bin/sleep -- 600 ;;\n  \
+         stop) start-stop-daemon --stop --pidfile $P --remove-pidfile ;;\n  \
+         status) start-stop-daemon --status --pidfile $P ;;\n  \
+         *) exit 3 ;;\nesac\n",
+        pid = pidfile.display()
+    );
+    let path = Path::new("/etc/init.d").join(&name);
+    std::fs::write(&path, script).unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(&path)
+        .status()
+        .unwrap();
+    let stray = tmp.0.join("stray.pid");
+    let plan = tmp.0.join("up.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[[task]]\nname = \"a stray\"\nop = \"exec\"\n\
+             shell = \"setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > {stray}\"\n\n\
+             [[task]]\nname = \"start the daemon\"\nop = \"service.start\"\nargs = {{ name = \"{name}\" }}\n",
+            stray = stray.display()
+        ),
+    )
+    .unwrap();
+    let out = super::apply::apply(&tmp, &plan, &[]);
+    let said = super::apply::text(&out.stdout) + &super::apply::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("changed  start the daemon (started)"),
+        "{said}"
+    );
+    let daemon = std::fs::read_to_string(&pidfile).unwrap();
+    let stray = std::fs::read_to_string(&stray).unwrap();
+    // The runner has exited (wisp waited for it); give the kernel a moment to reap the stray.
+    for _ in 0..50 {
+        if !running(&stray) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !running(&stray),
+        "the ordinary command's stray {stray} is still running"
+    );
+    assert!(
+        running(&daemon),
+        "the daemon {daemon} did not outlive the run"
+    );
+
+    let down = tmp.0.join("down.toml");
+    std::fs::write(
+        &down,
+        format!(
+            "[[task]]\nname = \"stop\"\nop = \"service.stop\"\nargs = {{ name = \"{name}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = super::apply::apply(&tmp, &down, &[]);
+    let said = super::apply::text(&out.stdout);
+    assert!(said.contains("changed  stop (stopped)"), "{said}");
+    for _ in 0..50 {
+        if !running(&daemon) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!running(&daemon), "the daemon {daemon} outlived its stop");
+}

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use wisp_protocol::error::{ErrorClass, ErrorCode};
 use wisp_protocol::frame::{DecodeError, MAX_DATA_LEN, RawFrame};
 use wisp_protocol::message::{
-    Capabilities, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Frame, Hello, Message,
-    MessageErrorKind, Ready, Status, VersionRange,
+    Capabilities, Cmd, Done, ErrorFrame, Event, EventKind, Exit, ExitReason, Hello, Message,
+    MessageErrorKind, Ready, Status, ToRunner, VersionRange,
 };
 use wisp_protocol::ops::{DEFAULT_MAX_OUTPUT, KNOWN_OPS, Op, OpError};
 use wisp_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
@@ -211,7 +211,7 @@ impl Session {
 
     fn on_frame(&mut self, raw: RawFrame, tx: &SyncSender<Input>) -> Option<ExitReason> {
         let quoted = preview(&raw);
-        let frame = match Frame::decode(raw) {
+        let (message, data) = match ToRunner::decode(raw) {
             Ok(f) => f,
             Err(e) => {
                 let code = match e.kind {
@@ -219,29 +219,24 @@ impl Session {
                     MessageErrorKind::UnknownType => ErrorCode::UnknownFrame,
                     MessageErrorKind::UnsupportedLimit => ErrorCode::UnsupportedLimit,
                     MessageErrorKind::Invalid => ErrorCode::BadFrame,
+                    MessageErrorKind::FromRunner => ErrorCode::OutOfSequence,
                 };
                 let message = match e.kind {
                     MessageErrorKind::Malformed => format!("malformed frame {quoted:?}: {e}"),
                     _ => e.to_string(),
                 };
-                self.error(e.id, code, message);
+                // A runner's own frame is out of sequence, not about any command.
+                let id = e.id.filter(|_| e.kind != MessageErrorKind::FromRunner);
+                self.error(id, code, message);
                 return None;
             }
         };
-        match frame.message {
-            Message::Hello(hello) => return self.on_hello(hello),
-            Message::Cmd(cmd) => self.on_cmd(cmd, frame.data, tx),
-            Message::Cancel(c) => self.on_cancel(c.id),
-            Message::Data(d) => self.on_data(d.id, frame.data),
-            Message::Exit(_) => return Some(ExitReason::Requested),
-            Message::Ready(_) | Message::Event(_) | Message::Done(_) | Message::Error(_) => {
-                let t = quoted.split('"').nth(3).unwrap_or("?").to_owned();
-                self.error(
-                    None,
-                    ErrorCode::OutOfSequence,
-                    format!("{t} frames are sent by the runner, never to it"),
-                );
-            }
+        match message {
+            ToRunner::Hello(hello) => return self.on_hello(hello),
+            ToRunner::Cmd(cmd) => self.on_cmd(cmd, data, tx),
+            ToRunner::Cancel(c) => self.on_cancel(c.id),
+            ToRunner::Data(d) => self.on_data(d.id, data),
+            ToRunner::Exit(_) => return Some(ExitReason::Requested),
         }
         None
     }

@@ -48,50 +48,88 @@ impl Frame {
     /// Decodes a raw frame. On failure, the error still carries the frame's `t` and `id` when
     /// they could be read, so the answer can name the command it belongs to.
     pub fn decode(raw: RawFrame) -> Result<Self, MessageError> {
-        let head: Head = serde_json::from_slice(&raw.json).map_err(|e| MessageError {
+        let (message, data) = decode_as::<Message>(raw, &[])?;
+        Ok(Frame { message, data })
+    }
+}
+
+/// The frames a runner is sent, as it reads them: [`Message`] without the runner's own
+/// frames, so the runner carries no code to read what only it writes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum ToRunner {
+    /// See [`Message::Hello`].
+    Hello(Hello),
+    /// See [`Message::Cmd`].
+    Cmd(Cmd),
+    /// See [`Message::Cancel`].
+    Cancel(Cancel),
+    /// See [`Message::Data`].
+    Data(DataFrame),
+    /// See [`Message::Exit`].
+    Exit(Exit),
+}
+
+/// The frame types only a runner sends.
+const FROM_RUNNER: &[&str] = &["ready", "event", "done", "error"];
+
+impl ToRunner {
+    /// Decodes a raw frame sent to a runner, with its data section. A frame only a runner
+    /// sends is refused as [`MessageErrorKind::FromRunner`].
+    pub fn decode(raw: RawFrame) -> Result<(ToRunner, Vec<u8>), MessageError> {
+        decode_as::<ToRunner>(raw, FROM_RUNNER)
+    }
+}
+
+/// Decodes a raw frame as `T`, refusing the types in `misdirected` before reading them.
+fn decode_as<T: serde::de::DeserializeOwned>(
+    raw: RawFrame,
+    misdirected: &[&str],
+) -> Result<(T, Vec<u8>), MessageError> {
+    let head: Head = serde_json::from_slice(&raw.json).map_err(|e| MessageError {
+        kind: MessageErrorKind::Malformed,
+        t: None,
+        id: None,
+        detail: e.to_string(),
+    })?;
+    let Some(t) = head.t else {
+        return Err(MessageError {
             kind: MessageErrorKind::Malformed,
             t: None,
-            id: None,
-            detail: e.to_string(),
-        })?;
-        let Some(t) = head.t else {
-            return Err(MessageError {
-                kind: MessageErrorKind::Malformed,
-                t: None,
-                id: head.id,
-                detail: "missing frame type field `t`".into(),
-            });
-        };
-        if !KNOWN_TYPES.contains(&t.as_str()) {
-            return Err(MessageError {
-                kind: MessageErrorKind::UnknownType,
-                detail: format!("unknown frame type {t:?}"),
-                t: Some(t),
-                id: head.id,
-            });
-        }
-        match serde_json::from_slice::<Message>(&raw.json) {
-            Ok(message) => Ok(Frame {
-                message,
-                data: raw.data,
-            }),
-            Err(e) => {
-                // A limit the runner does not know must be refused as such, so the controller
-                // can say which protection is missing instead of "bad frame".
-                let limits_err = (t == "cmd")
-                    .then(|| serde_json::from_slice::<LimitsOnly>(&raw.json).err())
-                    .flatten();
-                let (kind, detail) = match limits_err {
-                    Some(le) => (MessageErrorKind::UnsupportedLimit, format!("limits: {le}")),
-                    None => (MessageErrorKind::Invalid, format!("invalid {t} frame: {e}")),
-                };
-                Err(MessageError {
-                    kind,
-                    detail,
-                    t: Some(t),
-                    id: head.id,
-                })
-            }
+            id: head.id,
+            detail: "missing frame type field `t`".into(),
+        });
+    };
+    let refused = |kind, detail| MessageError {
+        kind,
+        detail,
+        t: Some(t.clone()),
+        id: head.id.clone(),
+    };
+    if !KNOWN_TYPES.contains(&t.as_str()) {
+        return Err(refused(
+            MessageErrorKind::UnknownType,
+            format!("unknown frame type {t:?}"),
+        ));
+    }
+    if misdirected.contains(&t.as_str()) {
+        return Err(refused(
+            MessageErrorKind::FromRunner,
+            format!("{t} frames are sent by the runner, never to it"),
+        ));
+    }
+    match serde_json::from_slice::<T>(&raw.json) {
+        Ok(message) => Ok((message, raw.data)),
+        Err(e) => {
+            // A limit the runner does not know must be refused as such, so the controller
+            // can say which protection is missing instead of "bad frame".
+            let limits_err = (t == "cmd")
+                .then(|| serde_json::from_slice::<LimitsOnly>(&raw.json).err())
+                .flatten();
+            Err(match limits_err {
+                Some(le) => refused(MessageErrorKind::UnsupportedLimit, format!("limits: {le}")),
+                None => refused(MessageErrorKind::Invalid, format!("invalid {t} frame: {e}")),
+            })
         }
     }
 }
@@ -147,6 +185,8 @@ pub enum MessageErrorKind {
     Invalid,
     /// A CMD whose `limits` name a limit this version does not know, or give it a bad value.
     UnsupportedLimit,
+    /// A frame only a runner sends, sent to a runner.
+    FromRunner,
 }
 
 impl std::fmt::Display for MessageError {

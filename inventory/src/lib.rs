@@ -22,7 +22,6 @@ pub mod ranges;
 mod resolve;
 mod vars_dirs;
 mod yaml;
-pub mod yaml11;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

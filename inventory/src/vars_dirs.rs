@@ -101,7 +101,7 @@ fn file_vars(path: &Path) -> Result<Vars, InventoryError> {
         kind: super::InventoryErrorKind::Unreadable(e),
     })?;
     crate::yaml::expanded_size_within(&text, 1_000_000).map_err(bad)?;
-    let docs = crate::yaml11::load(&text).map_err(bad)?;
+    let docs = wisp_yaml::load(&text).map_err(bad)?;
     match docs.into_iter().next() {
         None | Some(Value::Null) => Ok(Vars::new()),
         Some(Value::Object(m)) => Ok(m.into_iter().collect()),

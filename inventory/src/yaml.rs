@@ -11,7 +11,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 use super::{Inventory, Vars};
-use crate::yaml11::Node;
+use wisp_yaml::{Kind, Node};
 
 /// Most nodes a document may expand to, aliases counted at their full size: ten times a
 /// 100,000-host inventory with a few vars per host, and far below what would exhaust memory.
@@ -19,11 +19,11 @@ const MAX_NODES: u64 = 10_000_000;
 
 pub(super) fn parse(text: &str) -> Result<Inventory, String> {
     expanded_size_within(text, MAX_NODES)?;
-    let docs = crate::yaml11::load_nodes(text)?;
+    let docs = wisp_yaml::load_nodes(text)?;
     let mut inv = Inventory::default();
-    let top = match docs.into_iter().next() {
-        Some(Node::Map(m)) => m,
-        None | Some(Node::Scalar(Value::Null)) => return Ok(inv),
+    let top = match docs.into_iter().next().map(|n| n.kind) {
+        Some(Kind::Map(m)) => m,
+        None | Some(Kind::Scalar(Value::Null)) => return Ok(inv),
         Some(_) => return Err("the top level must be a mapping of groups".into()),
     };
     if top.iter().any(|(k, _)| k == "plugin") {
@@ -44,18 +44,21 @@ pub(super) fn parse(text: &str) -> Result<Inventory, String> {
 /// is told to be a YAML inventory rather than INI.
 pub(super) fn holds_a_mapping(text: &str) -> bool {
     expanded_size_within(text, MAX_NODES).is_ok()
-        && crate::yaml11::load_nodes(text).is_ok_and(|d| matches!(d.first(), Some(Node::Map(_))))
+        && wisp_yaml::load_nodes(text)
+            .is_ok_and(|d| matches!(d.first().map(|n| &n.kind), Some(Kind::Map(_))))
 }
 
 /// A section's entries; one written as a name (`hosts: web1`) is that name with no value.
 fn entries(v: &Node, what: &str) -> Result<Vec<(String, Node)>, String> {
-    match v {
-        Node::Map(m) => Ok(m.clone()),
-        Node::Scalar(Value::Null) => Ok(Vec::new()),
-        Node::Scalar(Value::String(name)) => Ok(vec![(name.clone(), Node::Scalar(Value::Null))]),
-        other => Err(format!(
+    match &v.kind {
+        Kind::Map(m) => Ok(m.clone()),
+        Kind::Scalar(Value::Null) => Ok(Vec::new()),
+        Kind::Scalar(Value::String(name)) => {
+            Ok(vec![(name.clone(), Node::scalar(v.line, Value::Null))])
+        }
+        _ => Err(format!(
             "{what} must be a mapping (or one name), not {}",
-            other.json()
+            v.json()
         )),
     }
 }
@@ -86,13 +89,13 @@ fn group(
             inv.group_mut(p).children.insert(name.to_owned());
         }
     }
-    let body = match body {
-        Node::Map(m) => m,
-        Node::Scalar(Value::Null) => return Ok(()),
-        other => {
+    let body = match &body.kind {
+        Kind::Map(m) => m,
+        Kind::Scalar(Value::Null) => return Ok(()),
+        _ => {
             return Err(format!(
                 "group {name:?}: expected a mapping, not {}",
-                other.json()
+                body.json()
             ));
         }
     };

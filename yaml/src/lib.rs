@@ -17,7 +17,8 @@ pub fn load(text: &str) -> Result<Vec<Value>, String> {
     Ok(load_nodes(text)?.iter().map(Node::json).collect())
 }
 
-/// Loads every document of `text`, mappings in the order they were written.
+/// Loads every document of `text`, mappings in the order they were written, each value with
+/// its line.
 pub fn load_nodes(text: &str) -> Result<Vec<Node>, String> {
     let mut b = Builder::default();
     Parser::new_from_str(text)
@@ -29,9 +30,19 @@ pub fn load_nodes(text: &str) -> Result<Vec<Node>, String> {
     }
 }
 
-/// A YAML node, mappings kept in the order written (group and host order matter).
+/// A YAML value and the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Node {
+pub struct Node {
+    /// The line.
+    pub line: usize,
+    /// The value.
+    pub kind: Kind,
+}
+
+/// What a [`Node`] is; mappings kept in the order written (group, host and task order
+/// matter).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
     /// A scalar.
     Scalar(Value),
     /// A sequence.
@@ -43,12 +54,20 @@ pub enum Node {
 impl Node {
     /// The node as a JSON value.
     pub fn json(&self) -> Value {
-        match self {
-            Node::Scalar(v) => v.clone(),
-            Node::Seq(items) => Value::Array(items.iter().map(Node::json).collect()),
-            Node::Map(entries) => {
+        match &self.kind {
+            Kind::Scalar(v) => v.clone(),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::json).collect()),
+            Kind::Map(entries) => {
                 Value::Object(entries.iter().map(|(k, v)| (k.clone(), v.json())).collect())
             }
+        }
+    }
+
+    /// A scalar node (as a mapping's missing value reads).
+    pub fn scalar(line: usize, v: Value) -> Node {
+        Node {
+            line,
+            kind: Kind::Scalar(v),
         }
     }
 }
@@ -67,8 +86,22 @@ impl Builder {
     fn push(&mut self, v: Node) {
         match self.open.last_mut() {
             None => self.docs.push(v),
-            Some((Node::Seq(items), _, _)) => items.push(v),
-            Some((Node::Map(entries), _, key)) => match key.take() {
+            Some((
+                Node {
+                    kind: Kind::Seq(items),
+                    ..
+                },
+                _,
+                _,
+            )) => items.push(v),
+            Some((
+                Node {
+                    kind: Kind::Map(entries),
+                    ..
+                },
+                _,
+                key,
+            )) => match key.take() {
                 None => *key = Some(key_text(&v)),
                 Some(k) => entries.push((k, v)),
             },
@@ -78,30 +111,34 @@ impl Builder {
 }
 
 fn key_text(v: &Node) -> String {
-    match v {
-        Node::Scalar(Value::String(s)) => s.clone(),
-        Node::Scalar(Value::Null) => "null".into(),
-        other => other.json().to_string(),
+    match &v.kind {
+        Kind::Scalar(Value::String(s)) => s.clone(),
+        Kind::Scalar(Value::Null) => "null".into(),
+        _ => v.json().to_string(),
     }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        // yaml-rust2 counts lines from 1 here.
+        let line = mark.line().max(1);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix).unwrap_or_default();
                 if tag == "vault" {
                     self.error.get_or_insert(format!(
-                        "line {}: a !vault value: wisp does not decrypt Ansible Vault; give the \
-                         value in plain text here, or as a wisp secret",
-                        mark.line()
+                        "line {line}: a !vault value: wisp does not decrypt Ansible Vault; give \
+                         the value in plain text here, or as a wisp secret"
                     ));
                 }
-                let v = Node::Scalar(if style == TScalarStyle::Plain && tag.is_empty() {
-                    plain(&text)
-                } else {
-                    Value::String(text)
-                });
+                let v = Node::scalar(
+                    line,
+                    if style == TScalarStyle::Plain && tag.is_empty() {
+                        plain(&text)
+                    } else {
+                        Value::String(text)
+                    },
+                );
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -112,11 +149,25 @@ impl MarkedEventReceiver for Builder {
                     .anchors
                     .get(&anchor)
                     .cloned()
-                    .unwrap_or(Node::Scalar(Value::Null));
+                    .unwrap_or(Node::scalar(line, Value::Null));
                 self.push(v);
             }
-            Event::SequenceStart(anchor, _) => self.open.push((Node::Seq(vec![]), anchor, None)),
-            Event::MappingStart(anchor, _) => self.open.push((Node::Map(vec![]), anchor, None)),
+            Event::SequenceStart(anchor, _) => self.open.push((
+                Node {
+                    line,
+                    kind: Kind::Seq(vec![]),
+                },
+                anchor,
+                None,
+            )),
+            Event::MappingStart(anchor, _) => self.open.push((
+                Node {
+                    line,
+                    kind: Kind::Map(vec![]),
+                },
+                anchor,
+                None,
+            )),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((v, anchor, _)) = self.open.pop() {
                     if anchor > 0 {
@@ -229,5 +280,31 @@ mod tests {
             json!({"a": "yes", "b": true, "c": [1, {"d": 493}], "e": [1, {"d": 493}]})
         );
         assert!(load("k: !vault |\n  $ANSIBLE_VAULT;1.1\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_value_has_the_line_it_starts_on() {
+        let docs =
+            load_nodes("- name: a\n  shell: |\n    echo\n- name: b\n  x: [1,\n    2]\n").unwrap();
+        let Kind::Seq(tasks) = &docs[0].kind else {
+            panic!("{docs:?}")
+        };
+        let lines: Vec<usize> = tasks.iter().map(|t| t.line).collect();
+        assert_eq!(lines, [1, 4]);
+        let Kind::Map(b) = &tasks[1].kind else {
+            panic!()
+        };
+        assert_eq!(b[1].1.line, 5);
+        let Kind::Map(a) = &tasks[0].kind else {
+            panic!()
+        };
+        // A block scalar starts where its text does.
+        assert_eq!((a[1].1.line, a[1].1.json()), (3, json!("echo\n")));
     }
 }

@@ -38,8 +38,10 @@ const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
 /// Exit status when the watchdog ends the runner.
 const WATCHDOG_EXIT: i32 = 3;
 /// Bound on queued inputs: when the controller reads slowly, output pumps block and so do the
-/// commands writing output, instead of the runner buffering without limit.
-const INPUT_QUEUE: usize = 256;
+/// commands writing output, instead of the runner buffering without limit; when a file is
+/// written more slowly than its content comes (parts of 1 MiB), the reader stops reading.
+/// 32 parts: the runner holds at most 32 MiB of content it has not written yet.
+const INPUT_QUEUE: usize = 32;
 
 const USAGE: &str = "\
 usage: wisp-runner --marker NONCE [--ttl SECONDS] [--upload-idle SECONDS] [--private-dir DIR]

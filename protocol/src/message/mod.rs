@@ -55,6 +55,7 @@ impl Frame {
 
 /// The frames a runner is sent, as it reads them: [`Message`] without the runner's own
 /// frames, so the runner carries no code to read what only it writes.
+#[allow(clippy::large_enum_variant)] // read once per frame and taken apart at once
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
 pub enum ToRunner {

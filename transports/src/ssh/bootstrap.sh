@@ -1,7 +1,7 @@
 # The bootstrap script (see bootstrap.rs): sent on the channel's stdin and run by `sh`.
 # POSIX sh only; no single quote inside `asroot` (it travels single-quoted under sudo).
 n="$1"; ttl="$2"; become="$3"
-umask 077; unset CDPATH
+um=$(umask); umask 077; unset CDPATH
 d=""
 fail() { echo "wisp-bootstrap: $2" >&2; [ -n "$d" ] && rm -rf "$d"; exit "$1"; }
 trap '[ -n "$d" ] && rm -rf "$d"; exit 70' HUP INT TERM PIPE
@@ -32,7 +32,7 @@ for b in /run /tmp /dev/shm /var/tmp ~root; do
   sum \"\$r/wisp-runner\" || no 67 \"no sha256sum, shasum or openssl for root\"
   [ \"\$have\" = \"\$want\" ] || no 65 \"the runner changed after it was checked (SHA-256 \$have, not \$want): refusing to run it as root\"
   chmod 700 \"\$r/wisp-runner\"
-  if \"\$r/wisp-runner\" --version >/dev/null 2>&1; then gone; shift 2; exec \"\$r/wisp-runner\" \"\$@\" --private-dir \"\$r\"; fi
+  if \"\$r/wisp-runner\" --version >/dev/null 2>&1; then gone; shift 2; umask $um; exec \"\$r/wisp-runner\" \"\$@\" --private-dir \"\$r\"; fi
   rm -rf \"\$r\"; r=
 done
 no 66 \"no directory owned by root with room that allows execution (tried /run, /tmp, /dev/shm, /var/tmp, ~root)\""
@@ -128,7 +128,8 @@ for base in "${TMPDIR:-}" /tmp /var/tmp /dev/shm "${XDG_RUNTIME_DIR:-}" $root "$
   fi
   chmod 700 "$f"
   if "$f" --version >/dev/null 2>&1; then
-    [ -n "$tool" ] || exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"
+    # Staged: what the runner does runs with the login's umask, as a login's commands do.
+    [ -n "$tool" ] || { umask "$um"; exec "$f" --marker "$n" --ttl "$ttl" --private-dir "$d"; }
     if [ -n "$tty" ]; then
       # sudo gets a terminal of its own (script); root takes this channel back from this
       # shell's descriptors 7, 8 and 9 (copies made here, closed again after: no other

@@ -94,13 +94,25 @@ impl Reader<'_> {
         }
     }
 
-    /// A plan file's `[vars]`, `[[task]]`s and `[[handler]]`s (with `base` its own folder).
+    /// A plan file's `[vars]`, `[[task]]`s and `[[handler]]`s (with `base` its own folder),
+    /// or an Ansible tasks file's tasks (with the includer's folder: a role's, or the
+    /// playbook's).
     fn read_file(&self, path: &Path, line: usize) -> Result<Read, Located> {
-        let base = path.parent().unwrap_or(&self.base).to_owned();
-        self.read_with(path, base, line)
+        let base = if crate::ansible::is_playbook(path) {
+            self.base.clone()
+        } else {
+            path.parent().unwrap_or(&self.base).to_owned()
+        };
+        self.read_with(path, base, line, false)
     }
 
-    fn read_with(&self, path: &Path, base: PathBuf, line: usize) -> Result<Read, Located> {
+    fn read_with(
+        &self,
+        path: &Path,
+        base: PathBuf,
+        line: usize,
+        handlers: bool,
+    ) -> Result<Read, Located> {
         if self.reading.iter().any(|p| p == path) {
             let what = format!("{} includes itself", path.display());
             return Err(task_error(line, what));
@@ -114,6 +126,15 @@ impl Reader<'_> {
             };
             (line, kind)
         };
+        if crate::ansible::is_playbook(path) {
+            let list = crate::ansible::read_tasks_file(path, &reader.base, self.gathered, handlers)
+                .map_err(inside)?;
+            return Ok(Read {
+                vars: DataMap::new(),
+                tasks: reader.nodes(&list, "task").map_err(inside)?,
+                handlers: Vec::new(),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|e| {
             (
                 line,
@@ -176,6 +197,7 @@ impl Reader<'_> {
         let dir = self
             .gathered
             .inside(&self.gathered.root, &format!("roles/{name}"))
+            .or_else(|_| self.gathered.inside(&self.gathered.root, name))
             .map_err(|e| bad(format!("{e} (roles live in roles/NAME beside the plan)")))?;
         let main = |part: &str| {
             ["main.toml", "main.yml", "main.yaml"]
@@ -183,10 +205,7 @@ impl Reader<'_> {
                 .map(|f| dir.join(part).join(f))
                 .find(|p| p.is_file())
         };
-        let tasks_file = main("tasks").ok_or_else(|| bad("no tasks/main.toml".into()))?;
-        if tasks_file.extension().is_some_and(|e| e != "toml") {
-            return Err(bad("tasks are read from tasks/main.toml".into()));
-        }
+        let mut before = self.dependencies(&dir, main("meta").as_deref(), line)?;
         // Defaults are the lowest vars of the whole plan; a name an earlier role set keeps
         // that role's default.
         if let Some(file) = main("defaults") {
@@ -203,9 +222,19 @@ impl Reader<'_> {
         self.gathered
             .templates_under(&dir.join("templates"))
             .map_err(&bad)?;
-        let tasks = self.read_with(&tasks_file, dir.clone(), line)?;
+        let tasks = match main("tasks") {
+            Some(file) => self.read_with(&file, dir.clone(), line, false)?,
+            None if before.is_empty() && main("handlers").is_none() => {
+                return Err(bad("no tasks/main.toml (or main.yml)".into()));
+            }
+            None => Read {
+                vars: DataMap::new(),
+                tasks: Vec::new(),
+                handlers: Vec::new(),
+            },
+        };
         if let Some(handlers_file) = main("handlers") {
-            let handlers = self.read_with(&handlers_file, dir.clone(), line)?;
+            let handlers = self.read_with(&handlers_file, dir.clone(), line, true)?;
             let mut all = handlers.handlers;
             all.extend(handlers.tasks.into_iter().filter_map(|n| match n {
                 Node::Task(t) => Some(*t),
@@ -215,7 +244,45 @@ impl Reader<'_> {
         }
         let mut all = tasks.vars;
         all.extend(vars);
-        Ok((all, tasks.tasks))
+        before.extend(tasks.tasks);
+        Ok((all, before))
+    }
+
+    /// The roles a role's `meta/main.yml` lists under `dependencies`, each read (once per
+    /// play with the same vars) to run before the role's own tasks.
+    fn dependencies(
+        &self,
+        dir: &Path,
+        meta: Option<&Path>,
+        line: usize,
+    ) -> Result<Vec<Node>, Located> {
+        let Some(meta) = meta else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(meta)
+            .map_err(|e| task_error(line, format!("{}: {e}", meta.display())))?;
+        self.gathered
+            .files
+            .borrow_mut()
+            .push((meta.to_owned(), text.clone()));
+        let root = crate::source::read_yaml(&text)
+            .map_err(|(l, e)| task_error(line, format!("{}:{l}: {e}", meta.display())))?;
+        let mut out = Vec::new();
+        for dep in root
+            .get("dependencies")
+            .and_then(Src::as_list)
+            .unwrap_or_default()
+        {
+            let entry = crate::ansible::role_entry(dep, self.gathered, meta)
+                .map_err(|(l, k)| task_error(line, format!("{}:{l}: {k}", meta.display())))?;
+            let seen = (dir.to_owned(), format!("{:?}", entry.to_data()));
+            if self.gathered.dependencies.borrow().contains(&seen) {
+                continue;
+            }
+            self.gathered.dependencies.borrow_mut().push(seen);
+            out.push(Node::Block(Box::new(self.compose(&entry)?)));
+        }
+        Ok(out)
     }
 }
 
@@ -228,11 +295,11 @@ fn vars_file(path: &Path, gathered: &Gathered) -> Result<DataMap, String> {
         .push((path.to_owned(), text.clone()));
     let data = if path.extension().is_some_and(|e| e == "toml") {
         crate::source::read_toml(&text)
-            .map(|s| s.to_data())
-            .map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))?
     } else {
-        Data::parse_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
-    };
+        crate::source::read_yaml(&text)
+    }
+    .map(|s| s.to_data())
+    .map_err(|(line, e)| format!("{}:{line}: {e}", path.display()))?;
     match data {
         Data::Map(m) => Ok(m),
         Data::Null => Ok(DataMap::new()),

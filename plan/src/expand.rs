@@ -252,6 +252,13 @@ impl Compiled {
             host.facts.map(Data::to_value).unwrap_or_default(),
         );
         magic.insert("host".to_owned(), Data::Map(about).to_value());
+        for (k, v) in host
+            .facts
+            .map(crate::ansible::facts::of)
+            .unwrap_or_default()
+        {
+            magic.insert(k, v.to_value());
+        }
         let secrets: DataMap = plan
             .secrets
             .names()

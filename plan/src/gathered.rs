@@ -2,9 +2,10 @@
 //! defaults, the template files, every file's text for the plan's hash), and the rule that
 //! nothing is read from outside the plan's folder.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::data::DataMap;
 use crate::task::Task;
@@ -27,6 +28,16 @@ pub(crate) struct Gathered {
     pub(crate) root: PathBuf,
     /// Every file read besides the plan, with its text: they are part of the plan's hash.
     pub(crate) files: RefCell<Vec<(PathBuf, String)>>,
+    /// An Ansible play's: whether it becomes root.
+    pub(crate) become_root: Cell<bool>,
+    /// `--check-support`: note what wisp does not implement and read on.
+    pub(crate) survey: Cell<bool>,
+    /// What was noted, as `FILE:LINE: what`.
+    pub(crate) unsupported: Rc<RefCell<Vec<String>>>,
+    /// Handlers' `listen` topics, with the handler that listens.
+    pub(crate) listens: RefCell<Vec<(String, String)>>,
+    /// Roles read as another role's dependencies, with their vars: read once per play.
+    pub(crate) dependencies: RefCell<Vec<(PathBuf, String)>>,
 }
 
 impl Gathered {

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::LimitArgs;
 
+pub mod ansible;
 mod check;
 mod compose;
 pub mod data;
@@ -272,7 +273,27 @@ impl Plan {
         let at = |(line, kind): Located| PlanError::at(path, line, kind);
         let root = source::read_toml(text)
             .map_err(|(line, what)| at((line, PlanErrorKind::Syntax(what))))?;
-        let vars = top_level(&root).map_err(at)?;
+        let base = ansible::dir_of(path);
+        Plan::from_tree(
+            &root,
+            text,
+            path,
+            extra_vars,
+            gathered::Gathered::new(&base),
+        )
+    }
+
+    /// A plan from its tree (read from TOML, or built from an Ansible play); `text` is the
+    /// file's, for the plan's hash.
+    pub(crate) fn from_tree(
+        root: &source::Src,
+        text: &str,
+        path: &Path,
+        extra_vars: DataMap,
+        gathered: gathered::Gathered,
+    ) -> Result<Plan, PlanError> {
+        let at = |(line, kind): Located| PlanError::at(path, line, kind);
+        let vars = top_level(root).map_err(at)?;
         let text_of = |k: &str| -> Result<Option<String>, PlanError> {
             match root.get(k) {
                 None => Ok(None),
@@ -289,18 +310,12 @@ impl Plan {
             }
             None => LimitArgs::default(),
         };
-        let base = path.parent().unwrap_or(Path::new("."));
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base
-        };
-        let gathered = gathered::Gathered::new(base);
+        let base = ansible::dir_of(path);
         gathered
             .templates_under(&base.join("templates"))
             .map_err(|e| at((1, PlanErrorKind::Syntax(e))))?;
         let reader = read::Reader {
-            base: base.to_owned(),
+            base: base.clone(),
             file: None,
             defaults: &defaults,
             gathered: &gathered,
@@ -346,8 +361,33 @@ impl Plan {
             secret_refs: Vec::new(),
             secrets: Default::default(),
         };
+        plan.listen(&gathered.listens.take());
         plan.check().map_err(at)?;
         Ok(plan)
+    }
+
+    /// A `notify` that names a topic handlers `listen` to notifies each of them.
+    fn listen(&mut self, listens: &[(String, String)]) {
+        if listens.is_empty() {
+            return;
+        }
+        let expand = |t: &mut Task| {
+            let mut out = Vec::new();
+            for n in std::mem::take(&mut t.notify) {
+                let mut hit = false;
+                for (topic, handler) in listens {
+                    if *topic == n && !out.contains(handler) {
+                        out.push(handler.clone());
+                        hit = true;
+                    }
+                }
+                if !hit && !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+            t.notify = out;
+        };
+        self.each_task_mut(&mut |t| expand(t));
     }
 
     /// Resolves each task's `targets` pattern with `select` (the inventory's pattern rules);

@@ -117,3 +117,63 @@ fn value(text: &str, v: &toml::Spanned<toml::de::DeValue<'_>>) -> Src {
     };
     Src { line, value }
 }
+
+/// Reads YAML text (one document, as Ansible reads it) into a tree with lines; an error is the
+/// line and what is wrong. An integer is kept as [`SrcValue::Decimal`], as TOML's are.
+pub fn read_yaml(text: &str) -> Result<Src, (usize, String)> {
+    let docs = wisp_yaml::load_nodes(text).map_err(|e| {
+        // yaml-rust2 says "... at byte N line L column C".
+        let line = e
+            .split(" line ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(1);
+        (line, e)
+    })?;
+    Ok(docs.first().map_or(
+        Src {
+            line: 1,
+            value: SrcValue::Scalar(Data::Null),
+        },
+        from_yaml,
+    ))
+}
+
+fn from_yaml(n: &wisp_yaml::Node) -> Src {
+    use wisp_yaml::Kind;
+    let value = match &n.kind {
+        Kind::Scalar(serde_json::Value::Number(x)) if x.is_i64() => {
+            SrcValue::Decimal(x.as_i64().unwrap_or_default())
+        }
+        Kind::Scalar(v) => SrcValue::Scalar(Data::from_json(v)),
+        Kind::Seq(items) => SrcValue::List(items.iter().map(from_yaml).collect()),
+        Kind::Map(entries) => SrcValue::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), from_yaml(v)))
+                .collect(),
+        ),
+    };
+    Src {
+        line: n.line,
+        value,
+    }
+}
+
+impl Src {
+    /// A text value on `line`.
+    pub fn text(line: usize, s: impl Into<String>) -> Src {
+        Src {
+            line,
+            value: SrcValue::Scalar(Data::Str(s.into())),
+        }
+    }
+
+    /// A map on `line`.
+    pub fn map(line: usize, entries: Vec<(String, Src)>) -> Src {
+        Src {
+            line,
+            value: SrcValue::Map(entries),
+        }
+    }
+}

@@ -34,7 +34,7 @@ fn dir() -> PathBuf {
 }
 
 /// The venv's tool `name` (beside its python), or `None` (and why) when there is none.
-fn ansible_tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn ansible_tool(name: &str) -> Option<PathBuf> {
     let Some(python) = std::env::var_os("WISP_ANSIBLE_PYTHON") else {
         assert!(
             std::env::var_os("CI").is_none(),

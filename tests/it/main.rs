@@ -16,6 +16,7 @@ mod lifecycle;
 mod pkg;
 mod plans;
 mod plans_ssh;
+mod playbooks;
 mod records;
 mod rollout;
 mod runner_binary;

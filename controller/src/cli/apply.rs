@@ -33,12 +33,20 @@ pub(super) struct ApplyArgs {
     /// List the hosts the plan would run on; contact none.
     #[arg(long)]
     pub(super) list_hosts: bool,
+    /// An Ansible playbook: list each module, arg and keyword it uses that wisp does not
+    /// implement, with its file and line (exit 4 when there is one); contact no host.
+    #[arg(long)]
+    pub(super) check_support: bool,
+    /// Run this Ansible role (a folder with tasks/, handlers/, defaults/...) as a play; the
+    /// first argument then names the hosts: `wisp apply --role roles/web 'web*'`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) role: Option<PathBuf>,
 }
 
 /// A plan and how to run it: what `wisp apply` and `wisp drift` share.
 #[derive(Debug, Args)]
 pub(super) struct PlanArgs {
-    /// The plan file.
+    /// The plan file: a wisp plan (TOML) or an Ansible playbook (`.yml`, `.yaml`).
     pub(super) plan: PathBuf,
     /// Hosts to run on [default: the plan's `targets`].
     pub(super) targets: Option<String>,
@@ -81,11 +89,7 @@ pub(super) struct PlanOptions {
 
 /// `wisp apply`.
 pub(super) fn main(a: ApplyArgs) -> ExitStatus {
-    let mode = Mode {
-        check: a.check,
-        diff: a.diff,
-        drift: false,
-    };
+    let mode = a.mode();
     if a.list_tasks {
         return match load(&a.plan.plan, &a.plan.options) {
             Ok(plan) => list_tasks(&plan),
@@ -98,8 +102,26 @@ pub(super) fn main(a: ApplyArgs) -> ExitStatus {
     run_plan(a.plan, mode)
 }
 
+impl ApplyArgs {
+    /// `--check` and `--diff`.
+    pub(super) fn mode(&self) -> Mode {
+        Mode {
+            check: self.check,
+            diff: self.diff,
+            drift: false,
+        }
+    }
+
+    /// Whether it names an Ansible playbook or role rather than a wisp plan.
+    pub(super) fn is_ansible(&self) -> bool {
+        self.check_support
+            || self.role.is_some()
+            || wisp_plan::ansible::is_playbook(&self.plan.plan)
+    }
+}
+
 /// `--list-tasks`: each task that would run, with its line, op and tags.
-fn list_tasks(plan: &Plan) -> ExitStatus {
+pub(super) fn list_tasks(plan: &Plan) -> ExitStatus {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for w in plan.walk() {

@@ -14,6 +14,7 @@ mod inventory;
 mod keys;
 mod nats;
 mod options;
+mod playbook;
 mod retry;
 mod run;
 mod secrets;
@@ -213,6 +214,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Facts(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Facts)),
         Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
         Command::Run(a) => run::main(*a),
+        Command::Apply(a) if a.is_ansible() => playbook::main(*a),
         Command::Apply(a) => apply::main(*a),
         Command::Drift(a) => drift::main(*a),
         Command::Retry(a) => retry::main(*a),

@@ -16,7 +16,7 @@ pub(super) enum BecomeMethodArg {
     Su,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(super) struct RunOptions {
     /// Print JSON lines (one event per line, then a summary line) instead of text.
     #[arg(long)]

@@ -214,7 +214,9 @@ impl Plan {
             for p in &parts {
                 for source in sources(p.piece) {
                     let read = engine.reads_nested(&source);
-                    needs_facts |= read.iter().any(|r| r == "facts" || r.starts_with("facts."));
+                    needs_facts |= read.iter().any(|r| {
+                        r == "facts" || r.starts_with("facts.") || crate::ansible::facts::is_fact(r)
+                    });
                     unknown_fact(&read)
                         .map_err(|e| place(PlanErrorKind::Template(format!("{}: {e}", p.at))))?;
                     for name in read.iter().filter_map(|r| r.strip_prefix("secret.")) {
@@ -237,8 +239,11 @@ impl Plan {
             || self.vars.values().any(|v| {
                 let mut all = Vec::new();
                 texts(v, &mut all);
-                all.iter()
-                    .any(|s| engine.reads(s, false).iter().any(|r| r == "facts"))
+                all.iter().any(|s| {
+                    let read = engine.reads(s, false);
+                    read.iter()
+                        .any(|r| r == "facts" || crate::ansible::facts::is_fact(r))
+                })
             });
         self.secret_refs = secret_refs;
         Ok(())
@@ -273,6 +278,9 @@ impl Plan {
         let mut magic = IndexMap::new();
         for name in MAGIC {
             magic.insert((*name).to_owned(), unknown.clone());
+        }
+        for name in crate::ansible::facts::NAMES {
+            magic.insert(format!("ansible_{name}"), unknown.clone());
         }
         let scope = HostScope::new(
             Arc::clone(&engine),

@@ -80,7 +80,7 @@ fn unquoted_fact(s: &str) -> Result<(), String> {
         let expr = after[..end].trim().trim_matches('-').trim();
         let reads_fact = expr
             .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .any(|w| w == "facts" || w == "ansible_facts");
+            .any(|w| w == "facts" || crate::ansible::facts::is_fact(w));
         let quoted = expr
             .rsplit_once('|')
             .is_some_and(|(_, last)| last.trim() == "quote");

@@ -40,7 +40,13 @@ pub(super) fn set_op(a: &Value, b: &Value, op: SetOp) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
-pub(super) fn flatten(v: Value, levels: Option<usize>) -> Result<Value, Error> {
+pub(super) fn flatten(v: Value, levels: Option<usize>, kwargs: Kwargs) -> Result<Value, Error> {
+    // `flatten(1)` and `flatten(levels=1)` alike, as Ansible takes it.
+    let levels = match levels {
+        Some(l) => Some(l),
+        None => kwargs.get::<Option<usize>>("levels")?,
+    };
+    kwargs.assert_all_used()?;
     fn go(v: &Value, depth: Option<usize>, out: &mut Vec<Value>) -> Result<(), Error> {
         for item in v.try_iter()? {
             if item.kind() == ValueKind::Seq && depth != Some(0) {

@@ -51,7 +51,7 @@ fn dependency_rules_hold() {
 /// The workspace's own crates in layers, lowest first: a crate may depend only on crates of
 /// a lower layer. Every library crate is in one.
 const LAYERS: &[&[&str]] = &[
-    &["protocol"],
+    &["protocol", "yaml"],
     &["micro-runner", "transports"],
     &["secrets"],
     &["plan", "inventory", "store", "conformance", "runners"],

@@ -1,0 +1,319 @@
+//! Ansible modules as the plan model's ops: each module's args read (inline `k=v` text,
+//! a mapping, and the task's `args`), checked, and turned into one op or a few; an arg that
+//! would change what the module does and that wisp does not implement is refused by name.
+
+use super::args::{Args, Step, need};
+use super::{Cx, refuse};
+use crate::Located;
+use crate::data::Data;
+use crate::source::{Src, SrcValue};
+
+/// The name Ansible resolves a module key to: `ansible.builtin.copy` and `copy` alike.
+fn short(name: &str) -> &str {
+    name.strip_prefix("ansible.builtin.")
+        .or_else(|| name.strip_prefix("ansible.legacy."))
+        .unwrap_or(name)
+}
+
+/// What a module is and what to use instead when wisp does not implement it.
+fn instead(module: &str) -> &'static str {
+    match module {
+        "lineinfile" | "blockinfile" | "replace" => "template the whole file, or use command",
+        "user" | "group" => "use command with useradd/groupadd and creates",
+        "get_url" | "unarchive" => "use command with curl/tar and creates",
+        "meta" => {
+            "handlers run at the end of the play; move the tasks that need them to a later play"
+        }
+        "setup" | "gather_facts" => "facts are read when a task names one",
+        _ => "use command with creates, or shell",
+    }
+}
+
+/// The steps `module` with `args` (and the task's `args`) makes; `None` when it is refused
+/// and `--check-support` reads on.
+pub(crate) fn module(
+    name: &str,
+    args: &Src,
+    extra: Option<&Src>,
+    line: usize,
+    cx: &Cx<'_>,
+) -> Result<Option<Vec<Step>>, Located> {
+    let module = short(name);
+    let free_form = matches!(
+        module,
+        "command"
+            | "shell"
+            | "raw"
+            | "include_tasks"
+            | "import_tasks"
+            | "include_vars"
+            | "include_role"
+            | "import_role"
+            | "meta"
+    );
+    let mut a = Args {
+        module,
+        line: args.line,
+        free: None,
+        map: Vec::new(),
+    };
+    match &args.value {
+        SrcValue::Map(m) => a.map = m.clone(),
+        SrcValue::Scalar(Data::Null) => {}
+        SrcValue::Scalar(Data::Str(s)) => {
+            let (kv, rest) = super::kv::split(s, free_form);
+            a.map = kv
+                .into_iter()
+                .map(|(k, v)| (k, Src::text(args.line, v)))
+                .collect();
+            a.free = rest;
+        }
+        _ => {
+            return Err(refuse(
+                args.line,
+                format!("{module}: args must be a mapping or text"),
+            ));
+        }
+    }
+    if let Some(extra) = extra {
+        let Some(m) = extra.as_map() else {
+            return Err(refuse(extra.line, "args must be a mapping"));
+        };
+        for (k, v) in m {
+            if !a.map.iter().any(|(have, _)| have == k) {
+                a.map.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    let steps = match module {
+        "command" | "shell" | "raw" => super::exec::command(&mut a, line)?,
+        "copy" => copy(&mut a, line, cx)?,
+        "template" => template(&mut a, line)?,
+        "file" => match file(&mut a, line, cx)? {
+            Some(s) => s,
+            None => return Ok(None),
+        },
+        "package" | "apt" | "yum" | "dnf" | "apk" => super::system::package(&mut a, line)?,
+        "service" | "systemd" | "systemd_service" | "sysvinit" => {
+            super::system::service(&mut a, line)?
+        }
+        "include_vars" => vec![cx.include_vars(&mut a, line)?],
+        _ => match controller_side(&mut a, line)? {
+            Some(steps) => steps,
+            None => match includes(&mut a, line, cx)? {
+                Some(steps) => steps,
+                None => {
+                    cx.unsupported_with(line, name, instead(module))?;
+                    return Ok(None);
+                }
+            },
+        },
+    };
+    Ok(a.done(cx)?.then_some(steps))
+}
+
+/// `copy`: `content`, or a file of the role's (or playbook's) `files/`.
+fn copy(a: &mut Args<'_>, line: usize, cx: &Cx<'_>) -> Result<Vec<Step>, Located> {
+    a.ignore(&["follow", "local_follow", "unsafe_writes"]);
+    if let Some(Ok(true)) | Some(Err(_)) = a.flag(&["remote_src"]) {
+        cx.unsupported(
+            line,
+            "copy with remote_src (a copy on the host); use command cp",
+        )?;
+    }
+    match a.flag(&["force"]) {
+        None | Some(Ok(true)) => {}
+        _ => cx.unsupported(line, "copy with force: no; use stat and when")?,
+    }
+    let (dest, dest_line) = a
+        .text(&["dest"])?
+        .ok_or_else(|| refuse(line, "copy needs dest"))?;
+    let mut step = Step::op("file.write", line);
+    if let Some(content) = a.take(&["content"]) {
+        if content.as_str().is_none() {
+            return Err(refuse(content.line, "copy: content must be text"));
+        }
+        step = step
+            .put("path", Src::text(dest_line, dest))
+            .key("content", content);
+    } else {
+        let (src, at) = a
+            .text(&["src"])?
+            .ok_or_else(|| refuse(line, "copy needs src or content"))?;
+        let Some(found) = cx.find_file("files", &src) else {
+            return Err(refuse(
+                at,
+                format!(
+                    "copy: no file {src:?} in files/ or beside {}",
+                    cx.file.display()
+                ),
+            ));
+        };
+        if cx.base.join(&found).is_dir() || src.ends_with('/') {
+            cx.unsupported(
+                at,
+                "copy of a directory tree (give each file, or use a loop)",
+            )?;
+        }
+        let dest = if dest.ends_with('/') {
+            let base = src.rsplit('/').next().unwrap_or(&src);
+            format!("{dest}{base}")
+        } else {
+            dest
+        };
+        step = step
+            .put("path", Src::text(dest_line, dest))
+            .key("content_file", Src::text(at, found));
+    }
+    Ok(vec![a.attrs(step, true)?])
+}
+
+/// `template`: a file of the role's (or playbook's) `templates/`, rendered per host.
+fn template(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Located> {
+    a.ignore(&["unsafe_writes", "follow"]);
+    for (k, default) in [
+        ("trim_blocks", true),
+        ("lstrip_blocks", false),
+        ("force", true),
+    ] {
+        if let Some(v) = a.flag(&[k])
+            && !matches!(v, Ok(b) if b == default)
+        {
+            return Err(refuse(
+                line,
+                format!("template with {k}: {} is not supported", !default),
+            ));
+        }
+    }
+    let src = need(a, &["src"], line)?;
+    let dest = need(a, &["dest"], line)?;
+    let step = Step::op("template", line).put("src", src).put("dest", dest);
+    Ok(vec![a.attrs(step, true)?])
+}
+
+/// `file` with `state: directory` or `absent`.
+fn file(a: &mut Args<'_>, line: usize, cx: &Cx<'_>) -> Result<Option<Vec<Step>>, Located> {
+    a.ignore(&["follow", "unsafe_writes"]);
+    let path = need(a, &["path", "dest", "name"], line)?;
+    let state = a
+        .text(&["state"])?
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| "file".into());
+    if let Some(Ok(true)) | Some(Err(_)) = a.flag(&["recurse"]) {
+        cx.unsupported(line, "file with recurse: yes")?;
+    }
+    let step = match state.as_str() {
+        "directory" => {
+            let s = Step::op("dir.ensure", line).put("path", path).put(
+                "make_parents",
+                Src {
+                    line,
+                    value: SrcValue::Scalar(Data::Bool(true)),
+                },
+            );
+            a.attrs(s, false)?
+        }
+        "absent" => Step::op("file.absent", line).put("path", path).put(
+            "recursive",
+            Src {
+                line,
+                value: SrcValue::Scalar(Data::Bool(true)),
+            },
+        ),
+        other => {
+            cx.unsupported(
+                line,
+                &format!("file with state: {other} (directory and absent are read)"),
+            )?;
+            return Ok(None);
+        }
+    };
+    Ok(Some(vec![step]))
+}
+
+/// `stat`, and the modules the controller carries out (`debug`, `assert`, `fail`,
+/// `set_fact`); `None` for another module.
+fn controller_side(a: &mut Args<'_>, line: usize) -> Result<Option<Vec<Step>>, Located> {
+    let steps = match a.module {
+        "stat" => {
+            a.ignore(&[
+                "get_checksum",
+                "get_md5",
+                "get_mime",
+                "get_attributes",
+                "follow",
+                "checksum_algorithm",
+            ]);
+            let path = need(a, &["path", "dest", "name"], line)?;
+            vec![Step::op("file.stat", line).put("path", path)]
+        }
+        "debug" => {
+            a.ignore(&["verbosity"]);
+            let mut s = Step::op("debug", line);
+            for k in ["msg", "var"] {
+                if let Some(v) = a.take(&[k]) {
+                    s = s.put(k, v);
+                }
+            }
+            vec![s]
+        }
+        "assert" => {
+            a.ignore(&["quiet"]);
+            let mut s = Step::op("assert", line).put("that", need(a, &["that"], line)?);
+            if let Some(v) = a.take(&["fail_msg", "msg"]) {
+                s = s.put("fail_msg", v);
+            }
+            if let Some(v) = a.take(&["success_msg"]) {
+                s = s.put("success_msg", v);
+            }
+            vec![s]
+        }
+        "fail" => {
+            let msg = a
+                .take(&["msg"])
+                .unwrap_or_else(|| Src::text(line, "Failed as requested from task"));
+            vec![Step::op("fail", line).put("msg", msg)]
+        }
+        "set_fact" => {
+            a.ignore(&["cacheable"]);
+            let mut s = Step::op("set_fact", line);
+            s.args.append(&mut a.map);
+            vec![s]
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(steps))
+}
+
+/// `include_tasks`, `import_tasks`, `include_role`, `import_role`; `None` for another module.
+fn includes(a: &mut Args<'_>, line: usize, cx: &Cx<'_>) -> Result<Option<Vec<Step>>, Located> {
+    let module = a.module;
+    let steps = match module {
+        "include_tasks" | "import_tasks" => {
+            let file = a.free.take().map(|f| (f, line)).or(a.text(&["file"])?);
+            let Some((file, at)) = file else {
+                return Err(refuse(line, format!("{module} needs a file")));
+            };
+            let path = cx.find_tasks_file(&file).ok_or_else(|| {
+                refuse(
+                    at,
+                    format!(
+                        "{module}: no tasks file {file:?} beside {}",
+                        cx.file.display()
+                    ),
+                )
+            })?;
+            vec![Step::op("", line).key("include", Src::text(line, path))]
+        }
+        "include_role" | "import_role" => {
+            a.ignore(&["public", "allow_duplicates", "rolespec_validate"]);
+            let (role, _) = a
+                .text(&["name", "role"])?
+                .or(a.free.take().map(|f| (f, line)))
+                .ok_or_else(|| refuse(line, format!("{module} needs name")))?;
+            vec![Step::op("", line).key("role", Src::text(line, role))]
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(steps))
+}

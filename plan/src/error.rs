@@ -111,6 +111,7 @@ mod tests {
         let known = [
             wisp_protocol::ops::KNOWN_OPS,
             crate::CONTROLLER_OPS,
+            crate::edit::EDIT_OPS,
             &["template"],
         ]
         .concat()

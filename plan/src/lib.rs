@@ -33,6 +33,7 @@ pub mod ansible;
 mod check;
 mod compose;
 pub mod data;
+pub mod edit;
 mod error;
 pub mod expand;
 mod gathered;

@@ -308,3 +308,80 @@ fn a_write_whose_data_stops_coming_is_dropped_and_writes_nothing() {
     assert!(matches!(done.message, Message::Done(d) if d.id == "c2"));
     assert_eq!(std::fs::read(&target).unwrap(), b"ok\n!");
 }
+
+/// Case: the primitives an edit is made of. `file.stat` with `read` sends a file's content and
+/// its stamp; `file.write` with that stamp writes only while the file is still the one read:
+/// a change made in between (even one byte, same size) refuses the write and leaves the
+/// change; `none` writes only where nothing is. A file over `read` is refused, not cut.
+#[test]
+fn an_edit_reads_a_file_and_writes_it_only_if_nothing_changed_since() {
+    let mut s = Session::start("edit-primitives", false);
+    let path = s.tmp.0.join("conf");
+    std::fs::write(&path, "a=1\n").unwrap();
+    let p = path.display().to_string();
+    let read = |s: &mut Session| match s.cmd(
+        "file.stat",
+        json!({"path": p, "read": 1024}),
+        json!({}),
+        &[],
+    ) {
+        Answer::Done { done, data, .. } => {
+            let stat: FileStat = serde_json::from_value(done.result.clone().unwrap()).unwrap();
+            (stat, data)
+        }
+        Answer::Refused(e) => panic!("refused: {e:?}"),
+    };
+    let (stat, data) = read(&mut s);
+    assert_eq!(
+        (stat.kind.as_str(), data.as_slice()),
+        ("file", b"a=1\n".as_slice())
+    );
+    assert!(stat.stamp.split(':').count() == 3, "{}", stat.stamp);
+
+    // Someone edits the file between the read and the write (same size).
+    std::fs::write(&path, "a=2\n").unwrap();
+    let e = s
+        .cmd(
+            "file.write",
+            json!({"path": p, "if_stamp": stat.stamp}),
+            json!({}),
+            b"a=9\n",
+        )
+        .refused();
+    assert_eq!(e.code, ErrorCode::OpFailed);
+    assert!(
+        e.message.contains("changed since it was read"),
+        "{}",
+        e.message
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"a=2\n");
+
+    // Read again: now the write goes through.
+    let (stat, _) = read(&mut s);
+    let (changed, r, _) = write(&mut s, json!({"path": p, "if_stamp": stat.stamp}), b"a=9\n");
+    assert!(changed, "{r:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"a=9\n");
+
+    // `none`: only where nothing is.
+    let fresh = s.tmp.0.join("fresh").display().to_string();
+    let (changed, _, _) = write(&mut s, json!({"path": fresh, "if_stamp": "none"}), b"x\n");
+    assert!(changed);
+    let e = s
+        .cmd(
+            "file.write",
+            json!({"path": fresh, "if_stamp": "none"}),
+            json!({}),
+            b"y\n",
+        )
+        .refused();
+    assert!(
+        e.message.contains("changed since it was read"),
+        "{}",
+        e.message
+    );
+
+    let e = s
+        .cmd("file.stat", json!({"path": p, "read": 2}), json!({}), &[])
+        .refused();
+    assert!(e.message.contains("more than 2 to read"), "{}", e.message);
+}

@@ -397,18 +397,36 @@ impl HostRun<'_> {
                 None => &mut *self.session,
             };
             let arch = session.ready().arch.clone();
-            let ran = run_op(
-                session,
-                t,
-                self.engine,
-                frame,
-                &arch,
-                (check, self.options.diff),
-                self.host,
-                self.reporter,
-                self.interrupt,
-            )
-            .await?;
+            let modes = (check, self.options.diff);
+            let (host, reporter) = (self.host, self.reporter);
+            let ran = if wisp_plan::edit::EDIT_OPS.contains(&t.op.as_str()) {
+                let engine = self.engine;
+                super::edit::run_edit(
+                    session,
+                    t,
+                    engine,
+                    frame,
+                    &arch,
+                    modes,
+                    host,
+                    reporter,
+                    self.interrupt,
+                )
+                .await?
+            } else {
+                run_op(
+                    session,
+                    t,
+                    self.engine,
+                    frame,
+                    &arch,
+                    modes,
+                    host,
+                    reporter,
+                    self.interrupt,
+                )
+                .await?
+            };
             let ran = self.judged(t, ran, frame);
             let done = ran.done.is_none()
                 || attempt >= attempts

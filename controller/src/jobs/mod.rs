@@ -8,6 +8,7 @@
 pub mod apply;
 mod command;
 pub mod diff;
+mod edit;
 mod exec;
 mod flow;
 mod local;

@@ -140,7 +140,10 @@ impl HostRun<'_> {
                     )));
                 }
             };
-            let stat = Op::FileStat(PathArgs { path: path.clone() });
+            let stat = Op::FileStat(PathArgs {
+                path: path.clone(),
+                read: None,
+            });
             let session: &mut Session = match delegated.and_then(|k| self.delegates.get_mut(k)) {
                 Some(other) => other,
                 None => &mut *self.session,

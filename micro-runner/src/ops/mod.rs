@@ -9,7 +9,7 @@
 //! What this module does not know: frames, sessions, processes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -25,9 +25,9 @@ const MAX_DIFF_BYTES: u64 = 1 << 20;
 
 /// What an op did.
 #[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) result: FileResult,
-    /// Bytes for DONE's data section (the previous content, for a diff).
+pub(crate) struct Outcome<R = FileResult> {
+    pub(crate) result: R,
+    /// Bytes for DONE's data section (the previous content, for a diff; the content read).
     pub(crate) data: Vec<u8>,
 }
 
@@ -289,15 +289,30 @@ pub(crate) fn absent(args: &FileAbsentArgs) -> Result<Outcome, String> {
 }
 
 /// `file.stat`.
-pub(crate) fn stat(path: &str) -> Result<FileStat, String> {
+pub(crate) fn stat(path: &str, read: Option<u64>) -> Result<Outcome<FileStat>, String> {
     let p = Path::new(path);
     let resolved = resolve(p, false, true)?;
     let existing = lstat(resolved.as_ref(), p)?;
     let mut s = FileStat {
         path: path.to_owned(),
         kind: kind_of(existing.as_ref()).into(),
+        stamp: stamp(existing.as_ref()),
         ..Default::default()
     };
+    let mut data = Vec::new();
+    if let (Some(max), Some(m), Some(r)) = (read, &existing, &resolved)
+        && m.is_file()
+    {
+        if m.len() > max {
+            return Err(format!(
+                "{path}: {} bytes, more than {max} to read",
+                m.len()
+            ));
+        }
+        open_same(r, m, p, false)?
+            .read_to_end(&mut data)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+    }
     if let Some(m) = existing {
         s.mode = Some(format!("{:04o}", m.mode() & 0o7777));
         s.uid = Some(m.uid());
@@ -311,5 +326,13 @@ pub(crate) fn stat(path: &str) -> Result<FileStat, String> {
                 .map(|t| t.to_string_lossy().into_owned());
         }
     }
-    Ok(s)
+    Ok(Outcome { result: s, data })
+}
+
+/// `INODE:SIZE:CTIME` of what is there (`none`): any change to it since changes this.
+pub(crate) fn stamp(m: Option<&fs::Metadata>) -> String {
+    m.map_or_else(
+        || "none".into(),
+        |m| format!("{}:{}:{}.{}", m.ino(), m.len(), m.ctime(), m.ctime_nsec()),
+    )
 }

@@ -46,6 +46,14 @@ impl Writing {
         let path = PathBuf::from(&args.path);
         let resolved = resolve(&path, args.make_parents, args.check)?;
         let existing = lstat(resolved.as_ref(), &path)?;
+        if let Some(want) = &args.if_stamp
+            && *want != super::stamp(existing.as_ref())
+        {
+            return Err(format!(
+                "{}: changed since it was read; nothing was written",
+                path.display()
+            ));
+        }
         let before = kind_of(existing.as_ref());
         if !matches!(before, "none" | "file") {
             return Err(format!(

@@ -138,9 +138,16 @@ impl Session {
                 let outcome = crate::ops::dir_ensure(&args);
                 self.finish_file_op(cmd.id, started, outcome);
             }
-            Op::FileStat(args) => match crate::ops::stat(&args.path) {
-                Ok(stat) => self.out.send(Message::Done(Done {
-                    id: cmd.id,
+            Op::FileStat(args) => self.stat(cmd.id, &args, started),
+        }
+    }
+
+    /// `file.stat` (with the content, when asked to read it).
+    fn stat(&mut self, id: String, args: &wisp_protocol::ops::PathArgs, started: Instant) {
+        match crate::ops::stat(&args.path, args.read) {
+            Ok(stat) => self.out.send_with_data(
+                Message::Done(Done {
+                    id: id.clone(),
                     status: Status::Ok,
                     exit_code: None,
                     signal: None,
@@ -148,11 +155,12 @@ impl Session {
                     duration_ms: millis(started.elapsed()),
                     usage: None,
                     truncated: Vec::new(),
-                    result: serde_json::to_value(stat).ok(),
+                    result: serde_json::to_value(stat.result).ok(),
                     enforcement: None,
-                })),
-                Err(e) => self.error(id, ErrorCode::OpFailed, e),
-            },
+                }),
+                stat.data,
+            ),
+            Err(e) => self.error(Some(id), ErrorCode::OpFailed, e),
         }
     }
 

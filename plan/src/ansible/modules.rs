@@ -18,7 +18,6 @@ fn short(name: &str) -> &str {
 /// What a module is and what to use instead when wisp does not implement it.
 fn instead(module: &str) -> &'static str {
     match module {
-        "lineinfile" | "blockinfile" | "replace" => "template the whole file, or use command",
         "user" | "group" => "use command with useradd/groupadd and creates",
         "get_url" | "unarchive" => "use command with curl/tar and creates",
         "meta" => {
@@ -93,6 +92,7 @@ pub(crate) fn module(
             Some(s) => s,
             None => return Ok(None),
         },
+        "lineinfile" | "blockinfile" | "replace" => edit(&mut a, line)?,
         "package" | "apt" | "yum" | "dnf" | "apk" => super::system::package(&mut a, line)?,
         "service" | "systemd" | "systemd_service" | "sysvinit" => {
             super::system::service(&mut a, line)?
@@ -110,6 +110,80 @@ pub(crate) fn module(
         },
     };
     Ok(a.done(cx)?.then_some(steps))
+}
+
+/// `lineinfile`, `blockinfile`, `replace`: an edit the controller computes from the file it
+/// reads, written only over the file it read.
+fn edit(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Located> {
+    a.ignore(&["unsafe_writes", "encoding"]);
+    let module = a.module;
+    let mut step = Step::op(module, line).put(
+        "path",
+        need(a, &["path", "dest", "destfile", "name"], line)?,
+    );
+    let (texts, flags): (&[(&str, &[&str])], &[&str]) = match module {
+        "lineinfile" => (
+            &[
+                ("line", &["line", "value"]),
+                ("regexp", &["regexp", "regex"]),
+                ("search_string", &["search_string"]),
+                ("insertafter", &["insertafter"]),
+                ("insertbefore", &["insertbefore"]),
+                ("state", &["state"]),
+            ],
+            &["backrefs", "firstmatch", "create", "backup"],
+        ),
+        "blockinfile" => (
+            &[
+                ("block", &["block", "content"]),
+                ("marker", &["marker"]),
+                ("marker_begin", &["marker_begin"]),
+                ("marker_end", &["marker_end"]),
+                ("insertafter", &["insertafter"]),
+                ("insertbefore", &["insertbefore"]),
+                ("state", &["state"]),
+            ],
+            &["create", "backup", "append_newline", "prepend_newline"],
+        ),
+        _ => (
+            &[
+                ("regexp", &["regexp"]),
+                ("replace", &["replace"]),
+                ("after", &["after"]),
+                ("before", &["before"]),
+            ],
+            &["backup"],
+        ),
+    };
+    for (to, names) in texts {
+        if let Some(v) = a.take(names) {
+            step = step.put(to, v);
+        }
+    }
+    for f in flags {
+        match a.flag(&[f]) {
+            None => {}
+            Some(Ok(b)) => {
+                step = step.put(
+                    f,
+                    Src {
+                        line,
+                        value: SrcValue::Scalar(Data::Bool(b)),
+                    },
+                )
+            }
+            Some(Err(v)) => {
+                step = step.put(
+                    f,
+                    Src::text(
+                        v.line,
+                        format!("{{{{ {} | bool }}}}", v.as_str().unwrap_or("false")),
+                    ),
+                )
+            }
+        }
+    }
+    Ok(vec![a.attrs(step, false)?])
 }
 
 /// `copy`: `content`, or a file of the role's (or playbook's) `files/`.

@@ -59,6 +59,13 @@ pub(super) fn check_task(t: &Task) -> Result<(), PlanErrorKind> {
     if CONTROLLER_OPS.contains(&t.op.as_str()) {
         return controller_args(t).map_err(PlanErrorKind::Task);
     }
+    if crate::edit::EDIT_OPS.contains(&t.op.as_str()) {
+        // Checked whole once rendered for a host; an unknown arg is refused now.
+        return match crate::edit::Edit::parse(&t.op, &t.args) {
+            Err(e) if e.contains(": no arg ") => Err(PlanErrorKind::Task(e)),
+            _ => Ok(()),
+        };
+    }
     if !Data::Map(t.args.clone()).has_template() {
         crate::op_of(&t.op, &t.args).map_err(PlanErrorKind::Task)?;
     }

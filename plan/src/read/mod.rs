@@ -220,9 +220,18 @@ impl Reader<'_> {
         let op = keys
             .string("op")?
             .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
-        let known_here = CONTROLLER_OPS.contains(&op.as_str()) || op == TEMPLATE;
+        let known_here = CONTROLLER_OPS.contains(&op.as_str())
+            || crate::edit::EDIT_OPS.contains(&op.as_str())
+            || op == TEMPLATE;
         if !KNOWN_OPS.contains(&op.as_str()) && !known_here {
-            let known = [KNOWN_OPS, CONTROLLER_OPS, &[TEMPLATE]].concat().join(", ");
+            let known = [
+                KNOWN_OPS,
+                CONTROLLER_OPS,
+                crate::edit::EDIT_OPS,
+                &[TEMPLATE],
+            ]
+            .concat()
+            .join(", ");
             return Err(task_error(
                 keys.line("op"),
                 format!("unknown op {op:?} (known: {known})"),

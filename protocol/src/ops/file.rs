@@ -73,6 +73,9 @@ creating_args! {
         /// The content's total length when it is larger than the CMD's data section: the rest
         /// follows in DATA frames for this id, and the file is written once all has come.
         size: Option<u64> = "Option::is_none",
+        /// Write only if what is at the path still has this [`FileStat::stamp`] (`none`: if
+        /// nothing is there): an edit made from a read never overwrites a change made since.
+        if_stamp: Option<String> = "Option::is_none",
     }
 }
 
@@ -87,6 +90,10 @@ creating_args! {
 pub struct PathArgs {
     /// Absolute path.
     pub path: String,
+    /// Also send a regular file's content (DONE's data section) when it has at most this
+    /// many bytes; a larger file is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<u64>,
 }
 
 /// Arguments of `file.absent`.
@@ -146,4 +153,8 @@ pub struct FileStat {
     /// Where a symlink points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// What tells this version of the file from any later one (`INODE:SIZE:CTIME`), for
+    /// `file.write`'s `if_stamp`; `none` when nothing is there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stamp: String,
 }

@@ -112,6 +112,7 @@ mod tests {
             wisp_protocol::ops::KNOWN_OPS,
             crate::CONTROLLER_OPS,
             crate::edit::EDIT_OPS,
+            crate::edit::account::ACCOUNT_OPS,
             &["template"],
         ]
         .concat()

@@ -217,3 +217,123 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
     }
     assert_eq!(ours.len(), theirs.len(), "{ours:?}\n{theirs:?}");
 }
+
+/// The accounts the users role makes, as `/etc/passwd` and `/etc/group` say, and their homes.
+fn accounts() -> (Vec<String>, Vec<(String, u32, String)>) {
+    let mut lines: Vec<String> = ["/etc/passwd", "/etc/group"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| {
+            ["wisp-alice:", "wisp-bob:", "wisp-devs:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    lines.sort();
+    let homes = ["wisp-alice", "wisp-bob"]
+        .iter()
+        .flat_map(|u| tree(&Path::new("/home").join(u)))
+        .collect();
+    (lines, homes)
+}
+
+/// Removes the role's accounts and homes, before and after.
+struct Accounts;
+
+impl Accounts {
+    fn remove() {
+        for u in ["wisp-alice", "wisp-bob"] {
+            let _ = Command::new("userdel").args(["-r", u]).output();
+        }
+        let _ = Command::new("groupdel").arg("wisp-devs").output();
+    }
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        Accounts::remove();
+    }
+}
+
+/// Case: a users role (`group`, `user` with groups and a shell, `.ssh` folders, authorized
+/// keys) run by wisp makes the same accounts, the same `/etc/passwd` and `/etc/group` lines and
+/// the same homes as `ansible-playbook` makes from it; a second run changes nothing.
+#[test]
+fn a_users_role_makes_the_accounts_ansible_playbook_makes() {
+    if !wisp_tests::root_or_explain("adding users") {
+        return;
+    }
+    let _accounts = Accounts;
+    Accounts::remove();
+    let tmp = wisp_tests::ScratchDir::new("playbook-users");
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/users.yml");
+    let run = |extra: &[&str]| {
+        let out = wisp_tests::wisp_command!(&tmp.0)
+            .arg("apply")
+            .arg(&book)
+            .arg("localhost")
+            .args(extra)
+            .env("WISP_RUNNER", wisp_tests::runner_path())
+            .output()
+            .unwrap();
+        println!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let check = run(&["--check"]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(accounts().0.is_empty(), "--check made accounts");
+    let first = run(&[]);
+    assert_eq!(first.status.code(), Some(0));
+    let ours = accounts();
+    assert_eq!(ours.0.len(), 5, "{:?}", ours.0);
+    assert!(
+        ours.0
+            .iter()
+            .any(|l| l.starts_with("wisp-devs:") && l.ends_with(":wisp-alice")),
+        "{:?}",
+        ours.0
+    );
+    let second = run(&[]);
+    assert!(String::from_utf8_lossy(&second.stderr).contains("changed=0"));
+
+    let Some(ansible) = super::inventory_ansible::ansible_tool("ansible-playbook") else {
+        return;
+    };
+    Accounts::remove();
+    let o = Command::new(ansible)
+        .arg(&book)
+        .args([
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            "ansible_python_interpreter=/usr/bin/python3",
+        ])
+        .env("HOME", &tmp.0)
+        .env("ANSIBLE_LOCAL_TEMP", tmp.0.join("ansible-tmp"))
+        .env("ANSIBLE_REMOTE_TMP", tmp.0.join("ansible-remote"))
+        .output()
+        .unwrap();
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "ansible-playbook failed");
+    assert_eq!(
+        ours,
+        accounts(),
+        "wisp's accounts (left) differ from ansible-playbook's (right)"
+    );
+}

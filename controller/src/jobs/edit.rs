@@ -16,7 +16,7 @@ use crate::report::Reporter;
 use crate::session::{CmdEvent, Session};
 
 /// What `path` holds: its content (`None`: nothing there) and its stamp.
-async fn read(
+pub(super) async fn read(
     session: &mut Session,
     path: &str,
 ) -> Result<Result<(Option<Vec<u8>>, String), String>, Stop> {

@@ -399,34 +399,17 @@ impl HostRun<'_> {
             let arch = session.ready().arch.clone();
             let modes = (check, self.options.diff);
             let (host, reporter) = (self.host, self.reporter);
-            let ran = if wisp_plan::edit::EDIT_OPS.contains(&t.op.as_str()) {
-                let engine = self.engine;
-                super::edit::run_edit(
-                    session,
-                    t,
-                    engine,
-                    frame,
-                    &arch,
-                    modes,
-                    host,
-                    reporter,
-                    self.interrupt,
-                )
-                .await?
-            } else {
-                run_op(
-                    session,
-                    t,
-                    self.engine,
-                    frame,
-                    &arch,
-                    modes,
-                    host,
-                    reporter,
-                    self.interrupt,
-                )
-                .await?
-            };
+            let ran = send(
+                session,
+                t,
+                self.engine,
+                frame,
+                &arch,
+                modes,
+                (host, reporter),
+                self.interrupt,
+            )
+            .await?;
             let ran = self.judged(t, ran, frame);
             let done = ran.done.is_none()
                 || attempt >= attempts
@@ -440,6 +423,37 @@ impl HostRun<'_> {
                 _ = self.interrupt.changed() => return Err(Stop::Interrupted),
             }
         }
+    }
+}
+
+/// Sends the op of `t` (an account, an edit, or a runner op) and follows it to its end.
+#[allow(clippy::too_many_arguments)] // run_op's context, passed on
+async fn send(
+    session: &mut Session,
+    t: &Task,
+    engine: &Engine,
+    frame: &Value,
+    arch: &str,
+    modes: (bool, bool),
+    (host, reporter): (&str, &Reporter),
+    interrupt: &mut watch::Receiver<Interrupt>,
+) -> Result<Ran, Stop> {
+    let op = t.op.as_str();
+    if wisp_plan::edit::account::ACCOUNT_OPS.contains(&op) {
+        super::account::run_account(
+            session, t, engine, frame, arch, modes, host, reporter, interrupt,
+        )
+        .await
+    } else if wisp_plan::edit::EDIT_OPS.contains(&op) {
+        super::edit::run_edit(
+            session, t, engine, frame, arch, modes, host, reporter, interrupt,
+        )
+        .await
+    } else {
+        run_op(
+            session, t, engine, frame, arch, modes, host, reporter, interrupt,
+        )
+        .await
     }
 }
 

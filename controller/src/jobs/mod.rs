@@ -5,6 +5,7 @@
 //! What this module does not know: the command line (cli builds a [`Job`]), how hosts are
 //! reached (targets carry transports), how many run at once.
 
+mod account;
 pub mod apply;
 mod command;
 pub mod diff;

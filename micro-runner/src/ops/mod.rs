@@ -109,22 +109,31 @@ struct Wanted {
 }
 
 impl Wanted {
+    /// In check mode, a path that would be created may name an owner or group an earlier op
+    /// would have made (`check_new`): it would be created, whoever owns it.
     fn new(
         mode: Option<u32>,
-        owner: Option<&str>,
-        group: Option<&str>,
+        (owner, group): (Option<&str>, Option<&str>),
         existing: Option<&fs::Metadata>,
         default_mode: u32,
+        check_new: bool,
     ) -> Result<Wanted, String> {
+        let (me, my_group) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let lenient = |r: Result<u32, String>, fallback| {
+            r.or_else(|e| if check_new { Ok(fallback) } else { Err(e) })
+        };
         Ok(Wanted {
             mode: mode.unwrap_or_else(|| existing.map_or(default_mode, |m| m.mode() & 0o7777)),
             uid: match owner {
-                Some(o) => resolve_uid(o)?,
-                None => existing.map_or_else(|| nix::unistd::geteuid().as_raw(), |m| m.uid()),
+                Some(o) => lenient(resolve_uid(o), me)?,
+                None => existing.map_or(me, |m| m.uid()),
             },
             gid: match group {
-                Some(g) => resolve_gid(g)?,
-                None => existing.map_or_else(|| nix::unistd::getegid().as_raw(), |m| m.gid()),
+                Some(g) => lenient(resolve_gid(g), my_group)?,
+                None => existing.map_or(my_group, |m| m.gid()),
             },
         })
     }
@@ -195,10 +204,10 @@ pub(crate) fn dir_ensure(args: &DirEnsureArgs) -> Result<Outcome, String> {
     }
     let wanted = Wanted::new(
         args.mode_bits(),
-        args.owner.as_deref(),
-        args.group.as_deref(),
+        (args.owner.as_deref(), args.group.as_deref()),
         existing.as_ref(),
         0o755,
+        args.check && existing.is_none(),
     )?;
     let mut result = FileResult {
         path: args.path.clone(),

@@ -63,10 +63,10 @@ impl Writing {
         }
         let wanted = Wanted::new(
             args.mode_bits(),
-            args.owner.as_deref(),
-            args.group.as_deref(),
+            (args.owner.as_deref(), args.group.as_deref()),
             existing.as_ref(),
             0o644,
+            args.check && existing.is_none(),
         )?;
         let result = FileResult {
             path: args.path.clone(),

@@ -18,7 +18,6 @@ fn short(name: &str) -> &str {
 /// What a module is and what to use instead when wisp does not implement it.
 fn instead(module: &str) -> &'static str {
     match module {
-        "user" | "group" => "use command with useradd/groupadd and creates",
         "get_url" | "unarchive" => "use command with curl/tar and creates",
         "meta" => {
             "handlers run at the end of the play; move the tasks that need them to a later play"
@@ -93,6 +92,19 @@ pub(crate) fn module(
             None => return Ok(None),
         },
         "lineinfile" | "blockinfile" | "replace" => edit(&mut a, line)?,
+        "user" | "group" => {
+            a.ignore(&["local"]);
+            let mut step = Step::op(module, line);
+            let known = crate::edit::account::known_args(module);
+            let (take, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut a.map)
+                .into_iter()
+                .partition(|(k, _)| known.contains(&k.as_str()));
+            a.map = rest;
+            for (k, v) in take {
+                step = step.put(&k, v);
+            }
+            vec![step]
+        }
         "package" | "apt" | "yum" | "dnf" | "apk" => super::system::package(&mut a, line)?,
         "service" | "systemd" | "systemd_service" | "sysvinit" => {
             super::system::service(&mut a, line)?

@@ -59,6 +59,17 @@ pub(super) fn check_task(t: &Task) -> Result<(), PlanErrorKind> {
     if CONTROLLER_OPS.contains(&t.op.as_str()) {
         return controller_args(t).map_err(PlanErrorKind::Task);
     }
+    if crate::edit::account::ACCOUNT_OPS.contains(&t.op.as_str()) {
+        let known = crate::edit::account::known_args(&t.op);
+        return match t.args.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(PlanErrorKind::Task(format!(
+                "{}: no arg {k:?} (wisp reads: {})",
+                t.op,
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        };
+    }
     if crate::edit::EDIT_OPS.contains(&t.op.as_str()) {
         // Checked whole once rendered for a host; an unknown arg is refused now.
         return match crate::edit::Edit::parse(&t.op, &t.args) {

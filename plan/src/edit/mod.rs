@@ -5,6 +5,7 @@
 
 use crate::data::{Data, DataMap};
 
+pub mod account;
 mod block;
 mod lines;
 pub use block::{BlockArgs, blockinfile};

@@ -222,6 +222,7 @@ impl Reader<'_> {
             .ok_or_else(|| task_error(line, format!("{kind} without an op")))?;
         let known_here = CONTROLLER_OPS.contains(&op.as_str())
             || crate::edit::EDIT_OPS.contains(&op.as_str())
+            || crate::edit::account::ACCOUNT_OPS.contains(&op.as_str())
             || op == TEMPLATE;
         if !KNOWN_OPS.contains(&op.as_str()) && !known_here {
             let known = [

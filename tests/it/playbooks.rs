@@ -337,3 +337,59 @@ fn a_users_role_makes_the_accounts_ansible_playbook_makes() {
         "wisp's accounts (left) differ from ansible-playbook's (right)"
     );
 }
+
+/// Case: a playbook that uses what wisp does not implement is refused before any host is
+/// contacted, naming the file, the line and the module (or keyword, or arg); `--check-support`
+/// lists every use in the playbook and its roles, and exits 4 (0 for a playbook it runs whole).
+#[test]
+fn what_wisp_does_not_implement_is_refused_with_file_line_and_name() {
+    let tmp = wisp_tests::ScratchDir::new("playbook-unsupported");
+    let role = tmp.0.join("roles/db/tasks");
+    std::fs::create_dir_all(&role).unwrap();
+    std::fs::write(
+        role.join("main.yml"),
+        "- name: a database user\n  community.mysql.mysql_user:\n    name: app\n",
+    )
+    .unwrap();
+    let book = tmp.0.join("site.yml");
+    std::fs::write(
+        &book,
+        "- hosts: all\n  roles: [db]\n  tasks:\n    - copy:\n        dest: /tmp/x\n        content: x\n        validate: visudo -cf %s\n    - command: sleep 1\n      async: 10\n",
+    )
+    .unwrap();
+    let wisp = |args: &[&str]| {
+        wisp_tests::wisp_command!(&tmp.0)
+            .args(args)
+            .env("WISP_RUNNER", wisp_tests::runner_path())
+            .output()
+            .unwrap()
+    };
+    let out = wisp(&["apply", book.to_str().unwrap(), "nosuchhost.invalid"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("site.yml:7: copy: the arg validate is not supported by wisp"),
+        "{err}"
+    );
+    assert!(!err.contains("nosuchhost"), "a host was contacted: {err}");
+
+    let out = wisp(&["apply", book.to_str().unwrap(), "--check-support"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    for want in [
+        "roles/db/tasks/main.yml:1: community.mysql.mysql_user is not supported",
+        "site.yml:7: copy: the arg validate is not supported by wisp",
+        "site.yml:9: the keyword async",
+        "3 use(s) of what wisp does not implement",
+    ] {
+        assert!(said.contains(want), "{want:?} not in:\n{said}");
+    }
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/site.yml");
+    let out = wisp(&["apply", good.to_str().unwrap(), "--check-support"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

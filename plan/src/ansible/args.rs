@@ -131,13 +131,7 @@ impl Args<'_> {
         }
         let mut all_known = true;
         for (k, v) in &self.map {
-            cx.unsupported(
-                v.line,
-                &format!(
-                    "the arg {k} of {} (wisp does not implement it)",
-                    self.module
-                ),
-            )?;
+            cx.unsupported(v.line, &format!("{}: the arg {k}", self.module))?;
             all_known = false;
         }
         Ok(all_known)

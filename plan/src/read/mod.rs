@@ -229,6 +229,7 @@ impl Reader<'_> {
                 KNOWN_OPS,
                 CONTROLLER_OPS,
                 crate::edit::EDIT_OPS,
+                crate::edit::account::ACCOUNT_OPS,
                 &[TEMPLATE],
             ]
             .concat()

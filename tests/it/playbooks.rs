@@ -34,13 +34,14 @@ fn inventory(fleet: &Fleet) -> PathBuf {
     path
 }
 
-fn wisp(fleet: &Fleet, out: &Path, extra: &[&str]) -> Output {
+fn wisp(fleet: &Fleet, out: &Path, release: &[String], extra: &[&str]) -> Output {
     let t = std::time::Instant::now();
     let dir = &fleet.dir.0;
     let book = playbook();
     let mut args = vec!["apply", book.to_str().unwrap(), "-e"];
     let out_var = format!("out={}", out.display());
     args.push(&out_var);
+    args.extend(release.iter().map(String::as_str));
     args.extend(extra);
     let o = fleet.wisp(wisp_tests::wisp_command!(dir), dir, &args);
     println!(
@@ -73,6 +74,76 @@ fn tree(dir: &Path) -> Vec<(String, u32, String)> {
         .collect()
 }
 
+/// A release tarball served over HTTP on a loopback port while it lives.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds `app-1.2.0.tar.gz` and serves it: the `-e` args that point the release role at it
+/// (its base URL and SHA-256), and the server.
+fn serve_release(dir: &Path) -> ([String; 4], Served) {
+    let (src, www) = (dir.join("release-src"), dir.join("www"));
+    std::fs::create_dir_all(src.join("app-1.2.0/bin")).unwrap();
+    std::fs::create_dir_all(&www).unwrap();
+    let app = src.join("app-1.2.0/bin/app");
+    std::fs::write(&app, "#!/bin/sh\necho app 1.2.0\n").unwrap();
+    std::fs::set_permissions(&app, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tar = www.join("app-1.2.0.tar.gz");
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("app-1.2.0")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let sum = Command::new("sha256sum").arg(&tar).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let vars = [
+        "-e".to_owned(),
+        format!("release_base=http://127.0.0.1:{port}"),
+        "-e".to_owned(),
+        format!("release_checksum=sha256:{sum}"),
+    ];
+    (vars, served)
+}
+
 /// The (host, task) pairs a run says changed.
 fn changed(out: &Output) -> BTreeSet<String> {
     String::from_utf8_lossy(&out.stdout)
@@ -94,18 +165,24 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
     let fleet = Fleet::start(10);
     inventory(&fleet);
     let dir = fleet.dir.0.clone();
+    let (release, _served) = serve_release(&dir);
 
     let wisp_out = dir.join("by-wisp");
-    let first = wisp(&fleet, &wisp_out, &[]);
+    let first = wisp(&fleet, &wisp_out, &release, &[]);
     assert_eq!(first.status.code(), Some(0));
     let done = changed(&first);
     assert!(done.contains("web07 Site configurations"), "{done:?}");
     assert!(done.contains("web07 SSH daemon settings"), "{done:?}");
     assert!(done.contains("web07 restart web"), "{done:?}");
+    assert!(done.contains("web07 Unpack the release"), "{done:?}");
+    assert!(
+        wisp_out.join("web07/opt/app-1.2.0/bin/app").is_file(),
+        "the release was not unpacked"
+    );
 
     let converged = tree(&wisp_out);
 
-    let second = wisp(&fleet, &wisp_out, &[]);
+    let second = wisp(&fleet, &wisp_out, &release, &[]);
     assert_eq!(second.status.code(), Some(0));
     assert!(
         changed(&second).is_empty(),
@@ -129,7 +206,7 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
     )
     .unwrap();
     let before = tree(&wisp_out);
-    let check = wisp(&fleet, &wisp_out, &["--check", "--diff"]);
+    let check = wisp(&fleet, &wisp_out, &release, &["--check", "--diff"]);
     assert_eq!(check.status.code(), Some(0));
     assert_eq!(tree(&wisp_out), before, "--check changed files");
     let stdout = String::from_utf8_lossy(&check.stdout);
@@ -142,7 +219,7 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
         "{stdout}"
     );
     let said = changed(&check);
-    let third = wisp(&fleet, &wisp_out, &[]);
+    let third = wisp(&fleet, &wisp_out, &release, &[]);
     assert_eq!(third.status.code(), Some(0));
     let ran: BTreeSet<String> = changed(&third)
         .into_iter()
@@ -183,6 +260,7 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
         .arg("-e")
         .arg(format!("out={}", ansible_out.display()))
         .args(["-e", "ansible_python_interpreter=/usr/bin/python3"])
+        .args(&release)
         .current_dir(&dir)
         .env("HOME", &home)
         .env("ANSIBLE_PIPELINING", "true")

@@ -2,6 +2,10 @@
 //! the steps (ops) a module becomes.
 
 use super::{Cx, refuse};
+
+/// The name a step registers its result under for its own `changed_when` (the task's
+/// `register` name replaces it when there is one).
+pub(crate) const PRIVATE_RESULT: &str = "__wisp_fetch";
 use crate::Located;
 use crate::data::Data;
 use crate::source::{Src, SrcValue};

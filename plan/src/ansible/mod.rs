@@ -15,6 +15,7 @@ use crate::{Located, Plan, PlanError, PlanErrorKind};
 mod args;
 mod exec;
 pub mod facts;
+mod fetch;
 mod kv;
 mod modules;
 mod play;

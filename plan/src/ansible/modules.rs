@@ -18,7 +18,6 @@ fn short(name: &str) -> &str {
 /// What a module is and what to use instead when wisp does not implement it.
 fn instead(module: &str) -> &'static str {
     match module {
-        "get_url" | "unarchive" => "use command with curl/tar and creates",
         "meta" => {
             "handlers run at the end of the play; move the tasks that need them to a later play"
         }
@@ -92,6 +91,8 @@ pub(crate) fn module(
             None => return Ok(None),
         },
         "lineinfile" | "blockinfile" | "replace" => edit(&mut a, line)?,
+        "get_url" => super::fetch::get_url(&mut a, line)?,
+        "unarchive" => super::fetch::unarchive(&mut a, line)?,
         "user" | "group" => {
             a.ignore(&["local"]);
             let mut step = Step::op(module, line);

@@ -2,7 +2,7 @@
 //! translated into a task of the plan model, with the lines it was written on; what the
 //! plan model does not implement is refused here, naming the keyword or module.
 
-use super::args::Step;
+use super::args::{PRIVATE_RESULT, Step};
 use super::kv::one_expression;
 use super::modules::module;
 use super::{Cx, refuse};
@@ -200,6 +200,19 @@ fn assemble(
             }
         }
         let (name, own) = (step.name.take(), std::mem::take(&mut step.own));
+        // A step that registers its result under a private name for its own changed_when
+        // takes the task's `register` name instead, when it has one.
+        if let Some(user) = keep
+            .iter()
+            .find(|(k, _)| k == "register")
+            .and_then(|(_, v)| v.as_str())
+        {
+            for (_, v) in &mut step.keys {
+                if let Some(s) = v.as_str().filter(|s| s.contains(PRIVATE_RESULT)) {
+                    *v = Src::text(v.line, s.replace(PRIVATE_RESULT, user));
+                }
+            }
+        }
         let mut entries = step.into_entries();
         for (k, v) in &keep {
             let last = i + 1 == count;

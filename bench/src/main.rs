@@ -17,6 +17,9 @@
 //!   CPU and peak RSS per host, beside the same plan without templates (alone: `--render`);
 //! - with `--apply-vs N`: the 21-op plan on N sshd hosts, this build beside a baseline wisp
 //!   (`WISP_BASE_BIN`, `WISP_BASE_ARGS`), alternating;
+//! - with `--playbook-vs N`: the web role of `tests/playbooks` converged on N sshd hosts by
+//!   `wisp apply`, `ansible-playbook` (`WISP_ANSIBLE_PYTHON`) and a pyinfra deploy
+//!   (`WISP_PYINFRA_PYTHON`), from nothing and again;
 //! - with `--ssh N` (as root, with sshd installed): N real sshd hosts on loopback; plain
 //!   parallel OpenSSH `ssh host true`, a bare russh client (the floor) and the same client
 //!   pushing the runner through the least verify pipeline (the pushing floor) against
@@ -141,6 +144,7 @@ fn ready(r: &RawRunner) {
 mod cpu;
 mod floor;
 mod inventory;
+mod playbook;
 mod render;
 mod scale;
 mod ssh;
@@ -165,6 +169,10 @@ fn alone() -> bool {
     }
     if let Some(n) = count("--scale") {
         scale::bench(n);
+        return true;
+    }
+    if let Some(n) = count("--playbook-vs") {
+        playbook::bench(n);
         return true;
     }
     if let Some(n) = count("--apply-vs") {

@@ -193,7 +193,7 @@ impl Fleet {
                     "ListenAddress {addr}:{PORT}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nUsePAM no\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                      PermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\nMaxStartups 200\n\
-                     SetEnv TMPDIR={}\n",
+                     Subsystem sftp internal-sftp\nSetEnv TMPDIR={}\n",
                     host_key_path.display(),
                     authorized.display(),
                     remote_tmp.display()

@@ -169,6 +169,14 @@ impl Src {
         }
     }
 
+    /// A list on `line`.
+    pub fn list(line: usize, items: Vec<Src>) -> Src {
+        Src {
+            line,
+            value: SrcValue::List(items),
+        }
+    }
+
     /// A map on `line`.
     pub fn map(line: usize, entries: Vec<(String, Src)>) -> Src {
         Src {

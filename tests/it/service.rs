@@ -44,6 +44,11 @@ esac
         log = log.display(),
         state = state.display(),
     );
+    write_init_script(name, &script)
+}
+
+/// `script` as the executable init script `/etc/init.d/NAME`.
+fn write_init_script(name: &str, script: &str) -> PathBuf {
     let path = Path::new("/etc/init.d").join(name);
     std::fs::write(&path, script).unwrap();
     Command::new("chmod")
@@ -219,13 +224,7 @@ fn a_daemon_a_service_op_starts_outlives_the_run_and_strays_do_not() {
          *) exit 3 ;;\nesac\n",
         pid = pidfile.display()
     );
-    let path = Path::new("/etc/init.d").join(&name);
-    std::fs::write(&path, script).unwrap();
-    Command::new("chmod")
-        .arg("0755")
-        .arg(&path)
-        .status()
-        .unwrap();
+    write_init_script(&name, &script);
     let stray = tmp.0.join("stray.pid");
     let plan = tmp.0.join("up.toml");
     std::fs::write(

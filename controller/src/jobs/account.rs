@@ -8,7 +8,7 @@ use wisp_plan::edit::account::{ACCOUNT_FILES, account, after};
 use wisp_plan::{Data, Engine, Task};
 
 use super::apply::{Stop, TaskStatus};
-use super::edit::read;
+use super::edit::{read, rendered_args};
 use super::op::{Ran, run_op};
 use crate::report::Reporter;
 use crate::session::Session;
@@ -40,9 +40,8 @@ pub(super) async fn run_account(
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<Ran, Stop> {
     let fail = |e: String| Ok(Ran::without_running(TaskStatus::Failed, e));
-    let args = match engine.data(&Data::Map(task.args.clone()), frame) {
-        Ok(Data::Map(a)) => a,
-        Ok(_) => return fail("args did not render to a table".into()),
+    let args = match rendered_args(task, engine, frame) {
+        Ok(a) => a,
         Err(e) => return fail(e),
     };
     let before = match files(session).await? {

@@ -46,6 +46,18 @@ pub(super) async fn read(
     }
 }
 
+/// `task`'s args rendered for the host, as a table.
+pub(super) fn rendered_args(
+    task: &Task,
+    engine: &Engine,
+    frame: &minijinja::Value,
+) -> Result<wisp_plan::DataMap, String> {
+    match engine.data(&Data::Map(task.args.clone()), frame)? {
+        Data::Map(a) => Ok(a),
+        _ => Err("args did not render to a table".into()),
+    }
+}
+
 /// Runs the edit `task` on the host, rendered in `frame`.
 #[allow(clippy::too_many_arguments)] // run_op's context, passed on
 pub(super) async fn run_edit(
@@ -60,9 +72,8 @@ pub(super) async fn run_edit(
     interrupt: &mut watch::Receiver<Interrupt>,
 ) -> Result<Ran, Stop> {
     let fail = |e: String| Ok(Ran::without_running(TaskStatus::Failed, e));
-    let args = match engine.data(&Data::Map(task.args.clone()), frame) {
-        Ok(Data::Map(a)) => a,
-        Ok(_) => return fail("args did not render to a table".into()),
+    let args = match rendered_args(task, engine, frame) {
+        Ok(a) => a,
         Err(e) => return fail(e),
     };
     let edit = match Edit::parse(&task.op, &args) {

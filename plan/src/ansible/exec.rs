@@ -4,7 +4,7 @@
 use super::args::{Args, Step};
 use super::refuse;
 use crate::Located;
-use crate::source::{Src, SrcValue};
+use crate::source::Src;
 
 pub(crate) fn command(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Located> {
     a.ignore(&["warn", "strip_empty_ends", "expand_argument_vars"]);
@@ -24,29 +24,9 @@ pub(crate) fn command(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Locate
         (None, Some(argv)) if module == "command" => step = step.put("argv", argv),
         (Some((t, at)), None) => {
             if module == "command" {
-                let words = super::kv::shell_words(&t)
-                    .into_iter()
-                    .map(|w| Src::text(at, w))
-                    .collect();
-                step = step.put(
-                    "argv",
-                    Src {
-                        line: at,
-                        value: SrcValue::List(words),
-                    },
-                );
+                step = step.put("argv", words(at, super::kv::shell_words(&t)));
             } else if let Some((exe, _)) = a.text(&["executable"])? {
-                let argv = [exe, "-c".into(), t]
-                    .into_iter()
-                    .map(|w| Src::text(at, w))
-                    .collect();
-                step = step.put(
-                    "argv",
-                    Src {
-                        line: at,
-                        value: SrcValue::List(argv),
-                    },
-                );
+                step = step.put("argv", words(at, [exe, "-c".into(), t]));
             } else {
                 step = step.put("shell", Src::text(at, t));
             }
@@ -77,4 +57,12 @@ pub(crate) fn command(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Locate
     }
     step.own = vec!["creates", "removes", "stdin"];
     Ok(vec![step])
+}
+
+/// Words as a list of texts on `line`.
+fn words(line: usize, words: impl IntoIterator<Item = String>) -> Src {
+    Src::list(
+        line,
+        words.into_iter().map(|w| Src::text(line, w)).collect(),
+    )
 }

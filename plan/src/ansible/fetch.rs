@@ -49,14 +49,10 @@ fn text(line: usize, s: &str) -> Src {
 
 /// The exec step running `script` with `env`, changed when it says so.
 fn script_step(script: &str, env: Vec<(String, Src)>, line: usize) -> Step {
-    let argv = Src {
+    let argv = Src::list(
         line,
-        value: SrcValue::List(vec![
-            text(line, "/bin/sh"),
-            text(line, "-c"),
-            text(line, script),
-        ]),
-    };
+        vec![text(line, "/bin/sh"), text(line, "-c"), text(line, script)],
+    );
     let mut s = Step::op("exec", line)
         .put("argv", argv)
         .put("env", Src::map(line, env))

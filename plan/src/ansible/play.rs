@@ -247,22 +247,13 @@ fn one_play(
     };
     let handlers = match p.get("handlers") {
         Some(h) => task::tasks(h, &handler_cx).map_err(&err)?,
-        None => Src {
-            line,
-            value: SrcValue::List(Vec::new()),
-        },
+        None => Src::list(line, Vec::new()),
     };
     let root = Src::map(
         line,
         vec![
             ("vars".into(), super::data_src(line, &Data::Map(vars))),
-            (
-                "task".into(),
-                Src {
-                    line,
-                    value: SrcValue::List(tasks),
-                },
-            ),
+            ("task".into(), Src::list(line, tasks)),
             ("handler".into(), handlers),
         ],
     );

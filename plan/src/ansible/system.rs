@@ -95,13 +95,13 @@ pub(crate) fn service(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Locate
     if matches!(a.flag(&["daemon_reload", "daemon-reload"]), Some(Ok(true))) {
         let mut s = Step::op("exec", line).put(
             "argv",
-            Src {
+            Src::list(
                 line,
-                value: SrcValue::List(vec![
+                vec![
                     Src::text(line, "systemctl"),
                     Src::text(line, "daemon-reload"),
-                ]),
-            },
+                ],
+            ),
         );
         s.name = Some("systemctl daemon-reload".into());
         s.keys

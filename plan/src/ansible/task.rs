@@ -66,19 +66,13 @@ const NO_EFFECT: &[&str] = &["collections"];
 /// A task list.
 pub(crate) fn tasks(list: &Src, cx: &Cx<'_>) -> Result<Src, Located> {
     match &list.value {
-        SrcValue::Scalar(Data::Null) => Ok(Src {
-            line: list.line,
-            value: SrcValue::List(Vec::new()),
-        }),
+        SrcValue::Scalar(Data::Null) => Ok(Src::list(list.line, Vec::new())),
         SrcValue::List(items) => {
             let mut out = Vec::new();
             for t in items {
                 out.push(task(t, cx)?);
             }
-            Ok(Src {
-                line: list.line,
-                value: SrcValue::List(out),
-            })
+            Ok(Src::list(list.line, out))
         }
         _ => Err(refuse(list.line, "a task list must be a list of tasks")),
     }
@@ -236,13 +230,7 @@ fn assemble(
     if out.len() == 1 {
         return Ok(out.remove(0));
     }
-    let mut block = vec![(
-        "block".to_owned(),
-        Src {
-            line,
-            value: SrcValue::List(out),
-        },
-    )];
+    let mut block = vec![("block".to_owned(), Src::list(line, out))];
     if let Some((_, n)) = keep.iter().find(|(k, _)| k == "name") {
         block.push(("name".into(), n.clone()));
     }
@@ -316,10 +304,7 @@ fn with_loop(k: &str, v: &Src) -> Result<Option<Src>, Located> {
                     None => flat.push(i.clone()),
                 }
             }
-            return Ok(Some(Src {
-                line: v.line,
-                value: SrcValue::List(flat),
-            }));
+            return Ok(Some(Src::list(v.line, flat)));
         }
         _ => return Ok(Some(v.clone())),
     };

@@ -1,7 +1,7 @@
 //! A host's variables after precedence (see the crate docs), and the connection settings
 //! they give.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -107,6 +107,34 @@ impl Resolver<'_> {
     /// not among them).
     pub fn groups_of(&self, name: &str) -> &[&str] {
         self.member_of.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every group with its hosts in declaration order, as Ansible's `groups` gives them:
+    /// `all`, `ungrouped` (hosts in no other group) and each group, its children's hosts
+    /// included.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = self
+            .inv
+            .groups
+            .keys()
+            .map(|g| (g.clone(), Vec::new()))
+            .collect();
+        out.insert("all".into(), Vec::new());
+        out.insert("ungrouped".into(), Vec::new());
+        for (host, _) in &self.inv.hosts {
+            let groups = self.groups_of(host);
+            if groups.iter().all(|g| *g == "ungrouped") {
+                out.entry("ungrouped".into())
+                    .or_default()
+                    .push(host.clone());
+            }
+            for g in std::iter::once(&"all").chain(groups.iter()) {
+                if *g != "ungrouped" {
+                    out.entry((*g).to_owned()).or_default().push(host.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Resolves a host's variables and connection settings.

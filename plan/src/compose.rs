@@ -198,7 +198,16 @@ impl Reader<'_> {
             .gathered
             .inside(&self.gathered.root, &format!("roles/{name}"))
             .or_else(|_| self.gathered.inside(&self.gathered.root, name))
-            .map_err(|e| bad(format!("{e} (roles live in roles/NAME beside the plan)")))?;
+            .or_else(|e| {
+                let g = self.gathered;
+                let mut found = g.roles_path.iter().map(|p| g.inside(p, name));
+                found.find(Result::is_ok).unwrap_or(Err(e))
+            })
+            .map_err(|e| {
+                bad(format!(
+                    "{e} (roles live in roles/NAME beside the plan, or in a roles_path folder)"
+                ))
+            })?;
         let main = |part: &str| {
             ["main.toml", "main.yml", "main.yaml"]
                 .iter()

@@ -113,6 +113,7 @@ mod tests {
             crate::CONTROLLER_OPS,
             crate::edit::EDIT_OPS,
             crate::edit::account::ACCOUNT_OPS,
+            &[crate::edit::cron::CRON],
             &["template"],
         ]
         .concat()

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use indexmap::IndexMap;
+
 use minijinja::value::Value;
 
 use crate::data::{Data, DataMap};
@@ -213,6 +215,30 @@ pub struct Compiled {
     defaults: Arc<Layer>,
     plan_vars: Arc<Layer>,
     extra: Arc<Layer>,
+    fleet: FleetValues,
+}
+
+/// Who is in the inventory and in the run: what `groups`, `group_names`, `hostvars` and
+/// `play_hosts` say.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    /// Each group with its hosts, `all` and `ungrouped` among them.
+    pub groups: Vec<(String, Vec<String>)>,
+    /// Each host's groups (not `all` or `ungrouped`).
+    pub member_of: std::collections::HashMap<String, Vec<String>>,
+    /// The run's hosts with their inventory vars.
+    pub hostvars: Vec<(String, DataMap)>,
+    /// The run's hosts, in order.
+    pub play_hosts: Vec<String>,
+}
+
+/// [`Fleet`] made into template values once for every host.
+#[derive(Debug, Default)]
+struct FleetValues {
+    groups: Value,
+    hostvars: Value,
+    play_hosts: Value,
+    member_of: std::collections::HashMap<String, Value>,
 }
 
 /// Who a host is, for its templates.
@@ -238,7 +264,41 @@ impl Compiled {
             defaults: Arc::new(Layer::new(&plan.defaults)),
             plan_vars: Arc::new(Layer::new(&plan.vars)),
             extra: Arc::new(Layer::new(&plan.extra_vars)),
+            fleet: FleetValues::default(),
         })
+    }
+
+    /// With the inventory's groups and the run's hosts, which templates read as `groups`,
+    /// `group_names`, `hostvars` and `play_hosts`.
+    pub fn with_fleet(mut self, fleet: Fleet) -> Compiled {
+        let names = |hosts: &[String]| Value::from(hosts.to_vec());
+        let groups: IndexMap<String, Value> = fleet
+            .groups
+            .iter()
+            .map(|(g, hosts)| (g.clone(), names(hosts)))
+            .collect();
+        let hostvars: IndexMap<String, Value> = fleet
+            .hostvars
+            .into_iter()
+            .map(|(h, mut vars)| {
+                vars.insert("inventory_hostname".into(), Data::Str(h.clone()));
+                (h, Data::Map(vars).to_value())
+            })
+            .collect();
+        self.fleet = FleetValues {
+            groups: Value::from_iter(groups),
+            hostvars: Value::from_iter(hostvars),
+            play_hosts: names(&fleet.play_hosts),
+            member_of: fleet
+                .member_of
+                .into_iter()
+                .map(|(h, mut g)| {
+                    g.sort();
+                    (h, Value::from(g))
+                })
+                .collect(),
+        };
+        self
     }
 
     /// The vars one host's templates see: its inventory vars, the plan's, extra vars; its
@@ -246,7 +306,7 @@ impl Compiled {
     pub fn host_scope(&self, plan: &Plan, host: HostInfo<'_>) -> Arc<HostScope> {
         let mut about = host.vars.clone();
         about.insert("name".into(), Data::Str(host.name.to_owned()));
-        let mut magic = indexmap::IndexMap::new();
+        let mut magic = IndexMap::new();
         magic.insert(
             "facts".to_owned(),
             host.facts.map(Data::to_value).unwrap_or_default(),
@@ -269,6 +329,19 @@ impl Compiled {
         magic.insert("inventory_hostname".to_owned(), Value::from(host.name));
         let short = host.name.split('.').next().unwrap_or_default();
         magic.insert("inventory_hostname_short".to_owned(), Value::from(short));
+        let fleet = &self.fleet;
+        if !fleet.groups.is_undefined() {
+            magic.insert("groups".to_owned(), fleet.groups.clone());
+            magic.insert("hostvars".to_owned(), fleet.hostvars.clone());
+            for k in ["play_hosts", "ansible_play_hosts", "ansible_play_batch"] {
+                magic.insert(k.to_owned(), fleet.play_hosts.clone());
+            }
+            let mine = fleet.member_of.get(host.name).cloned();
+            magic.insert(
+                "group_names".to_owned(),
+                mine.unwrap_or_else(|| Value::from(Vec::<String>::new())),
+            );
+        }
         magic.insert("ansible_check_mode".to_owned(), Value::from(host.check));
         magic.insert("ansible_diff_mode".to_owned(), Value::from(host.diff));
         let dir = plan.path.parent().map(|p| p.display().to_string());

@@ -14,6 +14,12 @@ use crate::task::Task;
 const MAX_TEMPLATE: u64 = 1 << 20;
 const MAX_TEMPLATES: usize = 16 << 20;
 
+/// The key under which the templates hold a file a `copy` may pick when it runs: not a name
+/// a template could `{% include %}` by accident.
+pub(crate) fn file_key(path: &str) -> String {
+    format!("\0file:{path}")
+}
+
 /// What reading a plan gathers from its roles for the whole plan.
 #[derive(Debug, Default)]
 pub(crate) struct Gathered {
@@ -24,8 +30,10 @@ pub(crate) struct Gathered {
     /// Template files by name (relative to their `templates/`), for `{% include %}` and
     /// `{% import %}`: the plan's first, then each role's.
     pub(crate) templates: RefCell<BTreeMap<String, String>>,
-    /// The plan's own folder: nothing is read from outside it.
+    /// The plan's own folder: nothing is read from outside it (or a roles path).
     pub(crate) root: PathBuf,
+    /// Folders roles are also found in (a playbook's `roles_path`), as `root` is read.
+    pub(crate) roles_path: Vec<PathBuf>,
     /// Every file read besides the plan, with its text: they are part of the plan's hash.
     pub(crate) files: RefCell<Vec<(PathBuf, String)>>,
     /// An Ansible play's: whether it becomes root.
@@ -91,13 +99,57 @@ impl Gathered {
         Ok(())
     }
 
+    /// Reads every text file under `dir` (a `files/`) into the templates under its own key
+    /// ([`file_key`]), for a `copy` whose `src` is a template: the file is picked when the
+    /// task runs, and its text written as it is, never rendered. Files that are not UTF-8 are
+    /// left out (a copy that picks one fails, naming it).
+    pub(crate) fn files_under(&self, dir: &Path) -> Result<(), String> {
+        let mut stack = vec![(dir.to_owned(), 0usize)];
+        while let Some((d, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                let meta = e
+                    .metadata()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if meta.is_dir() && depth < 8 {
+                    stack.push((path, depth + 1));
+                    continue;
+                }
+                if !meta.is_file() || meta.len() > MAX_TEMPLATE {
+                    continue;
+                }
+                let mut templates = self.templates.borrow_mut();
+                let key = file_key(&path.display().to_string());
+                if templates.contains_key(&key) {
+                    continue;
+                }
+                let total: usize = templates.values().map(String::len).sum();
+                if total > MAX_TEMPLATES {
+                    return Err(format!(
+                        "templates and files: more than {} MiB in all",
+                        MAX_TEMPLATES >> 20
+                    ));
+                }
+                if let Ok(text) = String::from_utf8(
+                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+                ) {
+                    templates.insert(key, text);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `rel` under `base`, when it stays inside the plan's folder.
     pub(crate) fn inside(&self, base: &Path, rel: &str) -> Result<PathBuf, String> {
         let path = base.join(rel);
         let real = path
             .canonicalize()
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        if !real.starts_with(&self.root) {
+        if !real.starts_with(&self.root) && !self.roles_path.iter().any(|r| real.starts_with(r)) {
             return Err(format!("{rel:?} leads outside the plan's directory"));
         }
         Ok(real)

@@ -51,7 +51,7 @@ pub use check::{MAGIC, extra_vars};
 pub use data::{Data, DataMap};
 use error::Located;
 pub use error::{PlanError, PlanErrorKind};
-pub use expand::{Compiled, HostInfo};
+pub use expand::{Compiled, Fleet, HostInfo};
 pub use jinja::Engine;
 pub use task::{Block, CONTROLLER_OPS, Flow, Node, Task};
 pub use walk::{Selection, Walk};

@@ -169,7 +169,15 @@ impl Src {
         }
     }
 
-    /// A list on `line`.
+    /// A yes/no value on `line`.
+    pub fn bool(line: usize, b: bool) -> Src {
+        Src {
+            line,
+            value: SrcValue::Scalar(Data::Bool(b)),
+        }
+    }
+
+    /// A list of `items` at `line`.
     pub fn list(line: usize, items: Vec<Src>) -> Src {
         Src {
             line,

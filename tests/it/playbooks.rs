@@ -65,11 +65,12 @@ fn tree(dir: &Path) -> Vec<(String, u32, String)> {
                 .unwrap()
                 .display()
                 .to_string();
-            (
-                rel,
-                mode,
-                String::from_utf8_lossy(&bytes).replace(&own, "OUT"),
-            )
+            // A link is compared by where it points.
+            let text = match std::fs::read_link(&p) {
+                Ok(to) => format!("link to {}", to.display()),
+                Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            (rel, mode, text.replace(&own, "OUT"))
         })
         .collect()
 }
@@ -179,6 +180,12 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
         wisp_out.join("web07/opt/app-1.2.0/bin/app").is_file(),
         "the release was not unpacked"
     );
+    let ini = std::fs::read_to_string(wisp_out.join("web07/srv/etc/app.ini")).unwrap();
+    assert!(
+        ini.contains("groups = web\npeers = 10\naddress = 127."),
+        "{ini}"
+    );
+    assert!(done.contains("web07 Current release"), "{done:?}");
 
     let converged = tree(&wisp_out);
 

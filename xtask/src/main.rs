@@ -136,6 +136,8 @@ fn build_runner() -> Result<PathBuf> {
 /// Debian packages the tests use, by a file each one installs.
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssh-server", "/usr/sbin/sshd"),
+    // The playbook tests' cron role installs user crontabs with it.
+    ("cron", "/usr/bin/crontab"),
     ("file", "/usr/bin/file"),
     ("sudo", "/usr/bin/sudo"),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),

@@ -13,7 +13,7 @@ use crate::jobs::Job;
 use crate::jobs::apply::{ApplyOptions, Compiled, Resume};
 use wisp_events::exit::ExitStatus;
 use wisp_inventory::Inventory;
-use wisp_plan::Plan;
+use wisp_plan::{Fleet, Plan};
 use wisp_protocol::error::chain as error_chain;
 
 #[derive(Debug, Args)]
@@ -250,7 +250,9 @@ pub(super) fn run_loaded(
         names.dedup();
         plan.verify(&names)
             .map_err(|e| parse_error(&error_chain(&e)))?;
-        let compiled = Compiled::new(&plan).map_err(|e| parse_error(&error_chain(&e)))?;
+        let compiled = Compiled::new(&plan)
+            .map_err(|e| parse_error(&error_chain(&e)))?
+            .with_fleet(fleet(inventory.as_deref(), targets)?);
         Ok(Job::Plan {
             plan: Arc::new(plan),
             compiled: Arc::new(compiled),
@@ -264,6 +266,37 @@ pub(super) fn run_loaded(
             options,
             resume,
         })
+    })
+}
+
+/// The inventory's groups and the run's hosts, for `groups`, `group_names`, `hostvars` and
+/// `play_hosts`; without an inventory file every host is in `all` and `ungrouped`.
+fn fleet(inventory: Option<&std::path::Path>, targets: &[Target]) -> Result<Fleet, ExitStatus> {
+    let inv = match inventory {
+        Some(path) => Inventory::load(path).map_err(|e| usage_error(&e.to_string()))?,
+        None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
+    };
+    let resolver = inv.resolver();
+    let to_data = |vars: &wisp_inventory::Vars| {
+        vars.iter()
+            .map(|(k, v)| (k.clone(), wisp_plan::Data::from_json(v)))
+            .collect()
+    };
+    Ok(Fleet {
+        groups: resolver.groups().into_iter().collect(),
+        member_of: targets
+            .iter()
+            .map(|t| {
+                let groups = resolver.groups_of(&t.name);
+                let groups = groups.iter().filter(|g| **g != "ungrouped");
+                (t.name.clone(), groups.map(|g| (*g).to_owned()).collect())
+            })
+            .collect(),
+        hostvars: targets
+            .iter()
+            .map(|t| (t.name.clone(), to_data(&t.vars)))
+            .collect(),
+        play_hosts: targets.iter().map(|t| t.name.clone()).collect(),
     })
 }
 

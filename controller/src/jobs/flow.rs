@@ -444,6 +444,11 @@ async fn send(
             session, t, engine, frame, arch, modes, host, reporter, interrupt,
         )
         .await
+    } else if op == wisp_plan::edit::cron::CRON {
+        super::cron::run_cron(
+            session, t, engine, frame, arch, modes, host, reporter, interrupt,
+        )
+        .await
     } else if wisp_plan::edit::EDIT_OPS.contains(&op) {
         super::edit::run_edit(
             session, t, engine, frame, arch, modes, host, reporter, interrupt,

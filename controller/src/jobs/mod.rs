@@ -8,6 +8,7 @@
 mod account;
 pub mod apply;
 mod command;
+mod cron;
 pub mod diff;
 mod edit;
 mod exec;

@@ -144,12 +144,23 @@ impl Args<'_> {
 
 /// `mode` as octal text: an integer (YAML reads `0644` as 420) is written in octal, as Ansible
 /// takes it; text is kept (`"0644"`, `u=rw,g=r` is refused by the op).
-fn mode(v: &Src, module: &str) -> Result<Src, Located> {
+pub(crate) fn mode(v: &Src, module: &str) -> Result<Src, Located> {
     match &v.value {
         SrcValue::Decimal(n) if *n >= 0 => Ok(Src::text(v.line, format!("{n:04o}"))),
         SrcValue::Scalar(Data::Str(_)) => Ok(v.clone()),
         _ => Err(refuse(v.line, format!("{module}: mode must be octal"))),
     }
+}
+
+/// A yes/no arg that is a template: the template that makes it a boolean (`then` appended
+/// to the expression, as `| string | lower` for a script).
+pub(crate) fn bool_template(v: &Src, then: &str) -> Src {
+    let text = v.as_str().unwrap_or("false");
+    let expr = match super::kv::one_expression(text) {
+        Some(e) => format!("({e})"),
+        None => format!("{text:?}"),
+    };
+    Src::text(v.line, format!("{{{{ {expr} | bool{then} }}}}"))
 }
 
 pub(crate) fn need(a: &mut Args<'_>, names: &[&str], line: usize) -> Result<Src, Located> {

@@ -43,12 +43,12 @@ case "$S" in
     tar -xf "$S" -C "$D" ${O:+--owner="$O"}; echo changed ;;
 esac"#;
 
-fn text(line: usize, s: &str) -> Src {
+pub(crate) fn text(line: usize, s: &str) -> Src {
     Src::text(line, s)
 }
 
 /// The exec step running `script` with `env`, changed when it says so.
-fn script_step(script: &str, env: Vec<(String, Src)>, line: usize) -> Step {
+pub(crate) fn script_step(script: &str, env: Vec<(String, Src)>, line: usize) -> Step {
     let argv = Src::list(
         line,
         vec![text(line, "/bin/sh"), text(line, "-c"), text(line, script)],
@@ -73,7 +73,12 @@ fn script_step(script: &str, env: Vec<(String, Src)>, line: usize) -> Step {
 }
 
 /// A text arg (or its default) as an env value.
-fn env_of(a: &mut Args<'_>, names: &[&str], default: &str, line: usize) -> Result<Src, Located> {
+pub(crate) fn env_of(
+    a: &mut Args<'_>,
+    names: &[&str],
+    default: &str,
+    line: usize,
+) -> Result<Src, Located> {
     Ok(match a.take(names) {
         Some(v) => match &v.value {
             SrcValue::Decimal(n) if names[0] == "mode" => text(v.line, &format!("{n:04o}")),
@@ -85,7 +90,16 @@ fn env_of(a: &mut Args<'_>, names: &[&str], default: &str, line: usize) -> Resul
     })
 }
 
-fn owner(a: &mut Args<'_>, line: usize) -> Result<Src, Located> {
+/// A yes/no arg as `true` or `false` for a script (a template rendered to either).
+pub(crate) fn flag(a: &mut Args<'_>, name: &str, line: usize) -> Src {
+    match a.flag(&[name]) {
+        None | Some(Ok(false)) => text(line, "false"),
+        Some(Ok(true)) => text(line, "true"),
+        Some(Err(v)) => super::args::bool_template(&v, " | string | lower"),
+    }
+}
+
+pub(crate) fn owner(a: &mut Args<'_>, line: usize) -> Result<Src, Located> {
     let o = env_of(a, &["owner"], "", line)?;
     let g = env_of(a, &["group"], "", line)?;
     Ok(match (o.as_str(), g.as_str()) {
@@ -105,7 +119,7 @@ pub(crate) fn get_url(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Locate
         ("U".to_owned(), need(a, &["url"], line)?),
         ("D".to_owned(), need(a, &["dest"], line)?),
         ("C".to_owned(), env_of(a, &["checksum"], "", line)?),
-        ("F".to_owned(), env_of(a, &["force"], "false", line)?),
+        ("F".to_owned(), flag(a, "force", line)),
         ("M".to_owned(), env_of(a, &["mode"], "", line)?),
         ("O".to_owned(), owner(a, line)?),
         ("T".to_owned(), env_of(a, &["timeout"], "10", line)?),

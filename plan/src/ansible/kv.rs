@@ -23,7 +23,7 @@ pub(crate) fn split(text: &str, free_form: bool) -> (Vec<(String, String)>, Opti
         let word = &text[start..end];
         match key_value(word) {
             Some((k, v)) if !free_form || COMMAND_KEYS.contains(&k) => {
-                args.push((k.to_owned(), unquote(v)));
+                args.push((k.to_owned(), unquote(&decode_escapes(v))));
             }
             _ => rest.push(word),
         }
@@ -39,20 +39,60 @@ fn key_value(word: &str) -> Option<(&str, &str)> {
     name.then_some((k, v))
 }
 
-/// A value with its quotes taken off (`"a b"` is `a b`; `\"` inside double quotes is `"`).
+/// A value with its quotes taken off (`"a b"` is `a b`).
 fn unquote(v: &str) -> String {
     let bytes = v.as_bytes();
     if bytes.len() >= 2
         && (bytes[0] == b'"' || bytes[0] == b'\'')
         && bytes[bytes.len() - 1] == bytes[0]
     {
-        let inner = &v[1..v.len() - 1];
-        if bytes[0] == b'"' {
-            return inner.replace("\\\"", "\"");
-        }
-        return inner.to_owned();
+        return v[1..v.len() - 1].to_owned();
     }
     v.to_owned()
+}
+
+/// Python's escapes in a value decoded as Ansible decodes them: `\n`, `\t`, `\\`, `\"`,
+/// `\xHH`, `\uHHHH`, `\UHHHHHHHH`...; anything else is kept as written.
+fn decode_escapes(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let hex = |n: usize| {
+            let digits = after.get(1..1 + n)?;
+            let c = u32::from_str_radix(digits, 16)
+                .ok()
+                .and_then(char::from_u32)?;
+            Some((c, 1 + n))
+        };
+        let decoded = match after.chars().next() {
+            Some(c @ ('\\' | '\'' | '"')) => Some((c, 1)),
+            Some('a') => Some(('\u{7}', 1)),
+            Some('b') => Some(('\u{8}', 1)),
+            Some('f') => Some(('\u{c}', 1)),
+            Some('n') => Some(('\n', 1)),
+            Some('r') => Some(('\r', 1)),
+            Some('t') => Some(('\t', 1)),
+            Some('v') => Some(('\u{b}', 1)),
+            Some('x') => hex(2),
+            Some('u') => hex(4),
+            Some('U') => hex(8),
+            _ => None,
+        };
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The words of `text` as byte spans: split on blanks outside quotes and outside Jinja's

@@ -13,11 +13,13 @@ use crate::source::{Src, SrcValue, read_yaml};
 use crate::{Located, Plan, PlanError, PlanErrorKind};
 
 mod args;
+mod copy;
 mod exec;
 pub mod facts;
 mod fetch;
 mod kv;
 mod modules;
+mod paths;
 mod play;
 mod system;
 pub(crate) mod task;
@@ -225,11 +227,79 @@ pub(crate) struct Reading {
 impl Gathered {
     /// A gathering for a play under `root`.
     pub(crate) fn for_play(root: &Path, r: &Reading) -> Gathered {
-        let g = Gathered::new(root);
+        let mut g = Gathered::new(root);
+        g.roles_path = roles_path();
         g.survey.set(r.survey);
         g.become_root.set(r.become_root);
         g
     }
+}
+
+/// Where Ansible finds roles besides `roles/` beside the playbook: `ANSIBLE_ROLES_PATH`, or
+/// `roles_path` of the `ansible.cfg` Ansible reads (`ANSIBLE_CONFIG`, `./ansible.cfg`,
+/// `~/.ansible.cfg`, `/etc/ansible/ansible.cfg`), else its default folders; those that exist.
+fn roles_path() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let expand = |p: &str, rel_to: &Path| -> PathBuf {
+        match (p.strip_prefix("~/"), &home) {
+            (Some(rest), Some(h)) => h.join(rest),
+            _ => rel_to.join(p),
+        }
+    };
+    let listed = |text: &str, rel_to: &Path| -> Vec<PathBuf> {
+        text.split(':')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| expand(p.trim(), rel_to))
+            .collect()
+    };
+    let here = std::env::current_dir().unwrap_or_default();
+    let mut paths = match std::env::var("ANSIBLE_ROLES_PATH") {
+        Ok(v) => listed(&v, &here),
+        Err(_) => {
+            let configs = [
+                std::env::var_os("ANSIBLE_CONFIG").map(PathBuf::from),
+                Some(here.join("ansible.cfg")),
+                home.as_ref().map(|h| h.join(".ansible.cfg")),
+                Some(PathBuf::from("/etc/ansible/ansible.cfg")),
+            ];
+            let found = configs.into_iter().flatten().find(|c| c.is_file());
+            let setting = found.and_then(|c| {
+                let text = std::fs::read_to_string(&c).ok()?;
+                Some((cfg_value(&text, "defaults", "roles_path")?, dir_of(&c)))
+            });
+            match setting {
+                Some((v, dir)) => listed(&v, &dir),
+                None => {
+                    let mut d: Vec<PathBuf> =
+                        home.iter().map(|h| h.join(".ansible/roles")).collect();
+                    d.push("/usr/share/ansible/roles".into());
+                    d.push("/etc/ansible/roles".into());
+                    d
+                }
+            }
+        }
+    };
+    paths.retain(|p| p.is_dir());
+    paths.iter().filter_map(|p| p.canonicalize().ok()).collect()
+}
+
+/// `key` of `[section]` in an INI file (`key = value` or `key: value`).
+fn cfg_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = s.trim().to_owned();
+        } else if current == section
+            && let Some((k, v)) = line.split_once(['=', ':'])
+            && k.trim() == key
+        {
+            return Some(v.trim().to_owned());
+        }
+    }
+    None
 }
 
 /// The folder of `path`, `.` for a bare file name.

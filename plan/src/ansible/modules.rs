@@ -9,7 +9,7 @@ use crate::data::Data;
 use crate::source::{Src, SrcValue};
 
 /// The name Ansible resolves a module key to: `ansible.builtin.copy` and `copy` alike.
-fn short(name: &str) -> &str {
+pub(crate) fn short(name: &str) -> &str {
     name.strip_prefix("ansible.builtin.")
         .or_else(|| name.strip_prefix("ansible.legacy."))
         .unwrap_or(name)
@@ -84,28 +84,17 @@ pub(crate) fn module(
     }
     let steps = match module {
         "command" | "shell" | "raw" => super::exec::command(&mut a, line)?,
-        "copy" => copy(&mut a, line, cx)?,
+        "copy" => super::copy::copy(&mut a, line, cx)?,
         "template" => template(&mut a, line)?,
-        "file" => match file(&mut a, line, cx)? {
+        "file" => match super::paths::file(&mut a, line, cx)? {
             Some(s) => s,
             None => return Ok(None),
         },
         "lineinfile" | "blockinfile" | "replace" => edit(&mut a, line)?,
         "get_url" => super::fetch::get_url(&mut a, line)?,
+        "wait_for" => super::paths::wait_for(&mut a, line)?,
         "unarchive" => super::fetch::unarchive(&mut a, line)?,
-        "user" | "group" => {
-            a.ignore(&["local"]);
-            let mut step = Step::op(module, line);
-            let known = crate::edit::account::known_args(module);
-            let (take, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut a.map)
-                .into_iter()
-                .partition(|(k, _)| known.contains(&k.as_str()));
-            a.map = rest;
-            for (k, v) in take {
-                step = step.put(&k, v);
-            }
-            vec![step]
-        }
+        "user" | "group" | "cron" => controller_edit(&mut a, line),
         "package" | "apt" | "yum" | "dnf" | "apk" => super::system::package(&mut a, line)?,
         "service" | "systemd" | "systemd_service" | "sysvinit" => {
             super::system::service(&mut a, line)?
@@ -123,6 +112,54 @@ pub(crate) fn module(
         },
     };
     Ok(a.done(cx)?.then_some(steps))
+}
+
+/// `user`, `group` and `cron`: ops the controller carries out over what it reads on the host,
+/// their args passed on as they are named there.
+fn controller_edit(a: &mut Args<'_>, line: usize) -> Vec<Step> {
+    let module = a.module;
+    match module {
+        "user" | "group" => {
+            a.ignore(&["local"]);
+            let mut step = Step::op(module, line);
+            let known = crate::edit::account::known_args(module);
+            let (take, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut a.map)
+                .into_iter()
+                .partition(|(k, _)| known.contains(&k.as_str()));
+            a.map = rest;
+            for (k, v) in take {
+                step = step.put(&k, v);
+            }
+            vec![step]
+        }
+        "cron" => {
+            let mut step = Step::op("cron", line);
+            for (to, names) in [
+                ("name", &["name"][..]),
+                ("job", &["job", "value"]),
+                ("user", &["user"]),
+                ("cron_file", &["cron_file"]),
+                ("state", &["state"]),
+                ("minute", &["minute"]),
+                ("hour", &["hour"]),
+                ("day", &["day", "dom"]),
+                ("month", &["month"]),
+                ("weekday", &["weekday", "dow"]),
+                ("special_time", &["special_time"]),
+            ] {
+                if let Some(v) = a.take(names) {
+                    step = step.put(to, v);
+                }
+            }
+            match a.flag(&["disabled"]) {
+                None => {}
+                Some(Ok(b)) => step = step.put("disabled", Src::bool(line, b)),
+                Some(Err(v)) => step = step.put("disabled", super::args::bool_template(&v, "")),
+            }
+            vec![step]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `lineinfile`, `blockinfile`, `replace`: an edit the controller computes from the file it
@@ -185,74 +222,10 @@ fn edit(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Located> {
                     },
                 )
             }
-            Some(Err(v)) => {
-                step = step.put(
-                    f,
-                    Src::text(
-                        v.line,
-                        format!("{{{{ {} | bool }}}}", v.as_str().unwrap_or("false")),
-                    ),
-                )
-            }
+            Some(Err(v)) => step = step.put(f, super::args::bool_template(&v, "")),
         }
     }
     Ok(vec![a.attrs(step, false)?])
-}
-
-/// `copy`: `content`, or a file of the role's (or playbook's) `files/`.
-fn copy(a: &mut Args<'_>, line: usize, cx: &Cx<'_>) -> Result<Vec<Step>, Located> {
-    a.ignore(&["follow", "local_follow", "unsafe_writes"]);
-    if let Some(Ok(true)) | Some(Err(_)) = a.flag(&["remote_src"]) {
-        cx.unsupported(
-            line,
-            "copy with remote_src (a copy on the host); use command cp",
-        )?;
-    }
-    match a.flag(&["force"]) {
-        None | Some(Ok(true)) => {}
-        _ => cx.unsupported(line, "copy with force: no; use stat and when")?,
-    }
-    let (dest, dest_line) = a
-        .text(&["dest"])?
-        .ok_or_else(|| refuse(line, "copy needs dest"))?;
-    let mut step = Step::op("file.write", line);
-    if let Some(content) = a.take(&["content"]) {
-        if content.as_str().is_none() {
-            return Err(refuse(content.line, "copy: content must be text"));
-        }
-        step = step
-            .put("path", Src::text(dest_line, dest))
-            .key("content", content);
-    } else {
-        let (src, at) = a
-            .text(&["src"])?
-            .ok_or_else(|| refuse(line, "copy needs src or content"))?;
-        let Some(found) = cx.find_file("files", &src) else {
-            return Err(refuse(
-                at,
-                format!(
-                    "copy: no file {src:?} in files/ or beside {}",
-                    cx.file.display()
-                ),
-            ));
-        };
-        if cx.base.join(&found).is_dir() || src.ends_with('/') {
-            cx.unsupported(
-                at,
-                "copy of a directory tree (give each file, or use a loop)",
-            )?;
-        }
-        let dest = if dest.ends_with('/') {
-            let base = src.rsplit('/').next().unwrap_or(&src);
-            format!("{dest}{base}")
-        } else {
-            dest
-        };
-        step = step
-            .put("path", Src::text(dest_line, dest))
-            .key("content_file", Src::text(at, found));
-    }
-    Ok(vec![a.attrs(step, true)?])
 }
 
 /// `template`: a file of the role's (or playbook's) `templates/`, rendered per host.
@@ -274,48 +247,21 @@ fn template(a: &mut Args<'_>, line: usize) -> Result<Vec<Step>, Located> {
     }
     let src = need(a, &["src"], line)?;
     let dest = need(a, &["dest"], line)?;
-    let step = Step::op("template", line).put("src", src).put("dest", dest);
-    Ok(vec![a.attrs(step, true)?])
-}
-
-/// `file` with `state: directory` or `absent`.
-fn file(a: &mut Args<'_>, line: usize, cx: &Cx<'_>) -> Result<Option<Vec<Step>>, Located> {
-    a.ignore(&["follow", "unsafe_writes"]);
-    let path = need(a, &["path", "dest", "name"], line)?;
-    let state = a
-        .text(&["state"])?
-        .map(|(s, _)| s)
-        .unwrap_or_else(|| "file".into());
-    if let Some(Ok(true)) | Some(Err(_)) = a.flag(&["recurse"]) {
-        cx.unsupported(line, "file with recurse: yes")?;
-    }
-    let step = match state.as_str() {
-        "directory" => {
-            let s = Step::op("dir.ensure", line).put("path", path).put(
-                "make_parents",
-                Src {
-                    line,
-                    value: SrcValue::Scalar(Data::Bool(true)),
-                },
+    let step = match src.as_str() {
+        // A template picked when the task runs, by its name under `templates/`.
+        Some(s) if crate::data::is_template(s) => {
+            let content = format!(
+                "{{% set __wisp_src %}}{s}{{% endset %}}{{% set __wisp_out %}}\
+                 {{% include __wisp_src %}}{{% endset %}}{{{{ __wisp_out }}}}\
+                 {{{{ __wisp_newline(__wisp_src, __wisp_out) }}}}"
             );
-            a.attrs(s, false)?
+            Step::op("file.write", line)
+                .put("path", dest)
+                .key("content", Src::text(src.line, content))
         }
-        "absent" => Step::op("file.absent", line).put("path", path).put(
-            "recursive",
-            Src {
-                line,
-                value: SrcValue::Scalar(Data::Bool(true)),
-            },
-        ),
-        other => {
-            cx.unsupported(
-                line,
-                &format!("file with state: {other} (directory and absent are read)"),
-            )?;
-            return Ok(None);
-        }
+        _ => Step::op("template", line).put("src", src).put("dest", dest),
     };
-    Ok(Some(vec![step]))
+    Ok(vec![a.attrs(step, true)?])
 }
 
 /// `stat`, and the modules the controller carries out (`debug`, `assert`, `fail`,

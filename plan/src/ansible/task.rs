@@ -97,6 +97,8 @@ pub(crate) fn task(t: &Src, cx: &Cx<'_>) -> Result<Src, Located> {
             keep.push((k.to_owned(), v.clone()));
         } else if let Some(loop_) = with_loop(k, v)? {
             keep.push(("loop".into(), loop_));
+        } else if k == "with_fileglob" {
+            keep.push(("loop".into(), super::copy::fileglob(v, cx)?));
         } else if k == "args" {
             extra_args = Some(v);
         } else if k == "environment" {
@@ -124,7 +126,8 @@ pub(crate) fn task(t: &Src, cx: &Cx<'_>) -> Result<Src, Located> {
             cx.unsupported(
                 v.line,
                 &format!(
-                    "{k} (use loop with a filter; with_items, with_list and with_dict are read)"
+                    "{k} (use loop with a filter; with_items, with_list, with_dict and \
+                     with_fileglob are read)"
                 ),
             )?;
         } else if let Some((other, _)) = action {
@@ -152,10 +155,20 @@ pub(crate) fn task(t: &Src, cx: &Cx<'_>) -> Result<Src, Located> {
         l.extend(listen.into_iter().map(|topic| (topic, handler.clone())));
     }
     let steps = module(name, args, extra_args, t.line, cx)?;
-    let steps = match steps {
+    let mut steps = match steps {
         Some(s) => s,
         None => return Ok(placeholder(t.line, name)),
     };
+    // A module run as a script is shown under the module's name, not as `exec`.
+    let module = super::modules::short(name);
+    if let [step] = steps.as_mut_slice()
+        && step.op == "exec"
+        && !matches!(module, "command" | "shell" | "raw")
+        && step.name.is_none()
+        && !keep.iter().any(|(k, _)| k == "name")
+    {
+        step.name = Some(format!("{module} (line {})", t.line));
+    }
     assemble(t.line, steps, keep, env, cx)
 }
 

@@ -385,6 +385,9 @@ pub const MAGIC: &[&str] = &[
     "ansible_check_mode",
     "ansible_diff_mode",
     "ansible_facts",
+    "play_hosts",
+    "ansible_play_hosts",
+    "ansible_play_batch",
     "playbook_dir",
 ];
 

@@ -70,6 +70,16 @@ pub(super) fn check_task(t: &Task) -> Result<(), PlanErrorKind> {
             None => Ok(()),
         };
     }
+    if t.op == crate::edit::cron::CRON {
+        let known = crate::edit::cron::CRON_ARGS;
+        if let Some(k) = t.args.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(PlanErrorKind::Task(format!(
+                "cron: no arg {k:?} (wisp reads: {})",
+                known.join(", ")
+            )));
+        }
+        return Ok(());
+    }
     if crate::edit::EDIT_OPS.contains(&t.op.as_str()) {
         // Checked whole once rendered for a host; an unknown arg is refused now.
         return match crate::edit::Edit::parse(&t.op, &t.args) {

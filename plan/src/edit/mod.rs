@@ -7,6 +7,7 @@ use crate::data::{Data, DataMap};
 
 pub mod account;
 mod block;
+pub mod cron;
 mod lines;
 pub use block::{BlockArgs, blockinfile};
 pub use lines::{LineArgs, lineinfile};

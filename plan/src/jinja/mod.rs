@@ -72,7 +72,41 @@ impl Engine {
         env.set_debug(false);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(python::formatter);
+        let files = Arc::clone(&templates);
+        let sources = Arc::clone(&templates);
+        // The newline `{% include %}` drops from the end of a template, given back (what
+        // rendering a template by itself gives back too): for a `template` whose `src` is a
+        // template.
+        env.add_function("__wisp_newline", move |name: &str, out: &str| -> String {
+            let ends = |s: &str| s.len() - s.trim_end_matches('\n').len();
+            let source = sources.get(name).map_or(0, |t| ends(t));
+            "\n".repeat(source.saturating_sub(ends(out)))
+        });
         env.set_loader(move |name| Ok(templates.get(name).cloned()));
+        // A file of a `files/` folder, by absolute path, as it is: what `copy` picks when its
+        // `src` is a template.
+        env.add_function(
+            "__wisp_file",
+            move |name: &str, dirs: Vec<String>| -> Result<String, minijinja::Error> {
+                let candidates = dirs
+                    .iter()
+                    .flat_map(|d| [format!("{d}/files/{name}"), format!("{d}/{name}")])
+                    .chain(name.starts_with('/').then(|| name.to_owned()));
+                for c in candidates {
+                    if let Some(text) = files.get(&crate::gathered::file_key(&c)) {
+                        return Ok(text.clone());
+                    }
+                }
+                Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "copy: no text file {name:?} in files/ of {} (a file picked by a \
+                         template must be UTF-8 text of at most 1 MiB)",
+                        dirs.join(", ")
+                    ),
+                ))
+            },
+        );
         filters::register(&mut env);
         env.add_global("omit", OMIT);
         Engine {

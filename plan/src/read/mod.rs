@@ -223,6 +223,7 @@ impl Reader<'_> {
         let known_here = CONTROLLER_OPS.contains(&op.as_str())
             || crate::edit::EDIT_OPS.contains(&op.as_str())
             || crate::edit::account::ACCOUNT_OPS.contains(&op.as_str())
+            || op == crate::edit::cron::CRON
             || op == TEMPLATE;
         if !KNOWN_OPS.contains(&op.as_str()) && !known_here {
             let known = [
@@ -230,6 +231,7 @@ impl Reader<'_> {
                 CONTROLLER_OPS,
                 crate::edit::EDIT_OPS,
                 crate::edit::account::ACCOUNT_OPS,
+                &[crate::edit::cron::CRON],
                 &[TEMPLATE],
             ]
             .concat()

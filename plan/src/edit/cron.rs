@@ -1,0 +1,295 @@
+//! `cron`: a job in a user's crontab or in a file of `/etc/cron.d`, found by its
+//! `#Ansible: NAME` comment, with Ansible's meaning: the same lines, in the same place.
+
+use crate::data::{Data, DataMap};
+
+/// The op.
+pub const CRON: &str = "cron";
+
+/// The comment that names a job.
+const MARK: &str = "#Ansible: ";
+
+/// A `cron` task's args, rendered.
+#[derive(Debug, Default)]
+pub struct CronArgs {
+    /// The job's name (its comment).
+    pub name: String,
+    /// The command (required for `present`).
+    pub job: Option<String>,
+    /// Whose crontab (or the user the job runs as, in a `cron_file`).
+    pub user: Option<String>,
+    /// A file of `/etc/cron.d` (or a path) rather than a user's crontab.
+    pub cron_file: Option<String>,
+    /// `present` (default) or `absent`.
+    pub present: bool,
+    /// Minute, hour, day, month, weekday (each `*` by default).
+    pub when: [String; 5],
+    /// `reboot`, `daily`... instead of the five fields.
+    pub special_time: Option<String>,
+    /// Written commented out.
+    pub disabled: bool,
+}
+
+/// The args `cron` takes.
+pub const CRON_ARGS: &[&str] = &[
+    "name",
+    "job",
+    "user",
+    "cron_file",
+    "state",
+    "minute",
+    "hour",
+    "day",
+    "month",
+    "weekday",
+    "special_time",
+    "disabled",
+];
+
+impl CronArgs {
+    /// Reads rendered args; an unknown arg, or a wrong combination, is an error.
+    pub fn parse(args: &DataMap) -> Result<CronArgs, String> {
+        if let Some(k) = args.keys().find(|k| !CRON_ARGS.contains(&k.as_str())) {
+            return Err(format!("cron: unknown arg {k}"));
+        }
+        let text = |k: &str| -> Option<String> {
+            args.get(k).and_then(|v| match v {
+                Data::Str(s) => Some(s.clone()),
+                Data::Int(i) => Some(i.to_string()),
+                Data::Null => None,
+                other => Some(other.to_value().to_string()),
+            })
+        };
+        let mut a = CronArgs {
+            name: text("name").unwrap_or_default(),
+            job: text("job"),
+            user: text("user"),
+            cron_file: text("cron_file").map(|f| {
+                if f.starts_with('/') {
+                    f
+                } else {
+                    format!("/etc/cron.d/{f}")
+                }
+            }),
+            present: text("state").is_none_or(|s| s == "present"),
+            special_time: text("special_time"),
+            disabled: matches!(args.get("disabled"), Some(Data::Bool(true))),
+            ..CronArgs::default()
+        };
+        for (slot, k) in a
+            .when
+            .iter_mut()
+            .zip(["minute", "hour", "day", "month", "weekday"])
+        {
+            *slot = text(k).unwrap_or_else(|| "*".into());
+        }
+        if let Some(s) = text("state")
+            && s != "present"
+            && s != "absent"
+        {
+            return Err(format!("cron: state must be present or absent, not {s}"));
+        }
+        if a.cron_file.as_deref() == Some("/etc/crontab") {
+            return Err("Will not manage /etc/crontab via cron_file, see documentation.".into());
+        }
+        if a.special_time.is_some() && a.when.iter().any(|w| w != "*") {
+            return Err(
+                "You cannot combine special_time with any of the time or day/date parameters."
+                    .into(),
+            );
+        }
+        if a.present {
+            if a.cron_file.is_some() && a.user.is_none() {
+                return Err(
+                    "To use cron_file=... parameter you must specify user=... as well".into(),
+                );
+            }
+            if a.job.is_none() {
+                return Err("You must specify 'job' to install a new cron job or variable".into());
+            }
+        }
+        Ok(a)
+    }
+
+    /// The job's line, as Ansible writes it.
+    fn line(&self) -> String {
+        let job = self.job.as_deref().unwrap_or_default();
+        let job = job.trim_matches(['\r', '\n']);
+        let off = if self.disabled { "#" } else { "" };
+        let user = match &self.cron_file {
+            Some(_) => format!("{} ", self.user.as_deref().unwrap_or("root")),
+            None => String::new(),
+        };
+        match &self.special_time {
+            Some(s) => format!("{off}@{s} {user}{job}"),
+            None => format!("{off}{} {user}{job}", self.when.join(" ")),
+        }
+    }
+}
+
+/// What a crontab becomes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CronChange {
+    /// The new text, when it changed.
+    pub new: Option<String>,
+    /// The `cron_file` is left with no job: it is removed.
+    pub remove_file: bool,
+}
+
+/// A crontab's lines as Ansible reads them: a user crontab's header lines (`crontab -l`'s
+/// "DO NOT EDIT" notice, in its first three lines) left out.
+fn lines_of(text: &str, user_crontab: bool) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(i, l)| {
+            !(user_crontab
+                && *i <= 2
+                && (l.starts_with("# DO NOT EDIT THIS FILE - edit the master and reinstall.")
+                    || (l.starts_with("# (/tmp/") && l.contains("installed on"))
+                    || (l.starts_with("# (") && l.contains("version"))))
+        })
+        .map(|(_, l)| l.to_owned())
+        .collect()
+}
+
+/// The crontab `existing` (its text, `None` when there is none) with `a` applied.
+pub fn cron(existing: Option<&str>, a: &CronArgs) -> CronChange {
+    let text = existing.unwrap_or_default();
+    let mut lines = lines_of(text, a.cron_file.is_none());
+    let comment = format!("{MARK}{}", a.name);
+    // The job named by its comment: the line after it.
+    let found = lines
+        .windows(2)
+        .find(|w| w[0].strip_prefix(MARK) == Some(a.name.as_str()))
+        .map(|w| w[1].clone());
+    let mut changed = false;
+    if a.present {
+        let job = a.line();
+        match found {
+            Some(old) if old == job => {}
+            Some(_) => {
+                lines = replace_job(&lines, &comment, Some(&job));
+                changed = true;
+            }
+            None => {
+                // The same line without a comment (or under an empty one) is adopted.
+                match lines.iter().position(|l| *l == job) {
+                    Some(i) if i > 0 && lines[i - 1] == MARK => lines[i - 1] = comment,
+                    Some(i) if i == 0 || !lines[i - 1].starts_with(MARK) => {
+                        lines.insert(i, comment)
+                    }
+                    _ => {
+                        lines.push(comment);
+                        lines.push(job);
+                    }
+                }
+                changed = true;
+            }
+        }
+    } else if found.is_some() {
+        lines = replace_job(&lines, &comment, None);
+        if a.cron_file.is_some() && lines.iter().all(|l| l.trim().is_empty()) {
+            return CronChange {
+                new: None,
+                remove_file: existing.is_some(),
+            };
+        }
+        changed = true;
+    }
+    // A crontab that does not end with a newline is rewritten so that it does.
+    if !changed && !text.is_empty() && !text.ends_with(['\n', '\r']) {
+        changed = true;
+    }
+    let render = || {
+        let joined = lines.join("\n");
+        if joined.is_empty() {
+            joined
+        } else {
+            format!("{}\n", joined.trim_end_matches(['\r', '\n']))
+        }
+    };
+    CronChange {
+        new: changed.then(render),
+        remove_file: false,
+    }
+}
+
+/// Every job under `comment` replaced by `job` (or removed, with its comment).
+fn replace_job(lines: &[String], comment: &str, job: Option<&str>) -> Vec<String> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut after_comment = false;
+    for l in lines {
+        if after_comment {
+            if let Some(job) = job {
+                out.push(comment.to_owned());
+                out.push(job.to_owned());
+            }
+            after_comment = false;
+        } else if l == comment {
+            after_comment = true;
+        } else {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> CronArgs {
+        let map: DataMap = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Data::Str(v.to_string())))
+            .collect();
+        CronArgs::parse(&map).unwrap()
+    }
+
+    #[test]
+    fn a_job_is_added_once_and_changed_in_place() {
+        let a = args(&[("name", "backup"), ("job", "/bin/b"), ("hour", "2")]);
+        let first = cron(None, &a).new.unwrap();
+        assert_eq!(first, "#Ansible: backup\n* 2 * * * /bin/b\n");
+        assert_eq!(cron(Some(&first), &a).new, None);
+        let b = args(&[("name", "backup"), ("job", "/bin/b"), ("hour", "3")]);
+        let text = format!("MAILTO=x\n{first}0 1 * * * other\n");
+        assert_eq!(
+            cron(Some(&text), &b).new.unwrap(),
+            "MAILTO=x\n#Ansible: backup\n* 3 * * * /bin/b\n0 1 * * * other\n"
+        );
+    }
+
+    #[test]
+    fn a_cron_file_names_the_user_and_goes_when_its_last_job_does() {
+        let a = args(&[
+            ("name", "x"),
+            ("job", "true"),
+            ("cron_file", "wisp"),
+            ("user", "app"),
+            ("special_time", "reboot"),
+        ]);
+        assert_eq!(a.cron_file.as_deref(), Some("/etc/cron.d/wisp"));
+        let text = cron(None, &a).new.unwrap();
+        assert_eq!(text, "#Ansible: x\n@reboot app true\n");
+        let gone = args(&[("name", "x"), ("cron_file", "wisp"), ("state", "absent")]);
+        assert_eq!(
+            cron(Some(&text), &gone),
+            CronChange {
+                new: None,
+                remove_file: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_user_crontab_header_is_left_out_and_a_bare_job_adopted() {
+        let a = args(&[("name", "n"), ("job", "j")]);
+        let text = "# DO NOT EDIT THIS FILE - edit the master and reinstall.\n\
+                    # (/tmp/crontab.x installed on Sun)\n# (Cron version 3)\n* * * * * j\n";
+        assert_eq!(
+            cron(Some(text), &a).new.unwrap(),
+            "#Ansible: n\n* * * * * j\n"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use crate::data::{Data, DataMap};
 use crate::limits::LimitArgs;
 
 /// Ops the controller carries out itself, without a runner.
-pub const CONTROLLER_OPS: &[&str] = &["set_fact", "debug", "assert", "fail"];
+pub const CONTROLLER_OPS: &[&str] = &["set_fact", "debug", "assert", "fail", "flush_handlers"];
 
 /// One entry of a task list.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

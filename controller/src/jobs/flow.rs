@@ -109,6 +109,7 @@ pub(super) async fn run_on_host(
         interrupt,
         tally: Tally::default(),
         notified: BTreeSet::new(),
+        handlers: &plan.handlers,
         resuming,
         once,
         launch,
@@ -122,16 +123,7 @@ pub(super) async fn run_on_host(
     if ended? == Flowed::Failed {
         return Ok(run.tally);
     }
-    let notified = std::mem::take(&mut run.notified);
-    for handler in plan.handlers.iter().filter(|h| notified.contains(&h.name)) {
-        let node = Node::Task(Box::new(handler.clone()));
-        let ended = run
-            .nodes(std::slice::from_ref(&node), &Inherited::default())
-            .await?;
-        if ended == Flowed::Failed {
-            break;
-        }
-    }
+    run.flush().await?;
     Ok(run.tally)
 }
 
@@ -146,6 +138,8 @@ pub(super) struct HostRun<'a> {
     pub(super) interrupt: &'a mut watch::Receiver<Interrupt>,
     pub(super) tally: Tally,
     pub(super) notified: BTreeSet<String>,
+    /// The plan's handlers, run when notified: at the end, or at a `flush_handlers` task.
+    pub(super) handlers: &'a [Task],
     /// A resumed host: the run retried, the line it failed at, the lines that had changed it.
     pub(super) resuming: Option<(i64, (usize, BTreeSet<usize>))>,
     /// The run's `run_once` tasks, shared by its hosts.
@@ -217,11 +211,30 @@ impl HostRun<'_> {
         true
     }
 
+    /// The handlers notified so far, each once, in the order they are declared.
+    async fn flush(&mut self) -> Result<Flowed, Stop> {
+        let notified = std::mem::take(&mut self.notified);
+        let handlers = self.handlers;
+        for handler in handlers.iter().filter(|h| notified.contains(&h.name)) {
+            let node = Node::Task(Box::new(handler.clone()));
+            let ended = self
+                .nodes(std::slice::from_ref(&node), &Inherited::default())
+                .await?;
+            if ended == Flowed::Failed {
+                return Ok(Flowed::Failed);
+            }
+        }
+        Ok(Flowed::Continue)
+    }
+
     /// One task: once, or once per loop item; its result registered; its handlers notified
     /// when it changed the host.
     async fn task(&mut self, t: &Task, inherited: &Inherited) -> Result<Flowed, Stop> {
         if self.carried(t) {
             return Ok(Flowed::Continue);
+        }
+        if t.op == "flush_handlers" {
+            return Box::pin(self.flush()).await;
         }
         let ignore = inherited.ignore_errors || t.flow.ignore_errors;
         let check = self.options.check;

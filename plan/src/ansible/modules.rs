@@ -18,9 +18,7 @@ pub(crate) fn short(name: &str) -> &str {
 /// What a module is and what to use instead when wisp does not implement it.
 fn instead(module: &str) -> &'static str {
     match module {
-        "meta" => {
-            "handlers run at the end of the play; move the tasks that need them to a later play"
-        }
+        "meta" => "of meta, only flush_handlers is read",
         "setup" | "gather_facts" => "facts are read when a task names one",
         _ => "use command with creates, or shell",
     }
@@ -100,6 +98,10 @@ pub(crate) fn module(
             super::system::service(&mut a, line)?
         }
         "include_vars" => vec![cx.include_vars(&mut a, line)?],
+        "meta" if a.free.as_deref().map(str::trim) == Some("flush_handlers") => {
+            a.free = None;
+            vec![Step::op("flush_handlers", line)]
+        }
         _ => match controller_side(&mut a, line)? {
             Some(steps) => steps,
             None => match includes(&mut a, line, cx)? {

@@ -81,6 +81,8 @@ pub struct Plan {
     pub handlers: Vec<Task>,
     /// Whether any template or condition names a fact (then facts are gathered first).
     pub needs_facts: bool,
+    /// Whether one names a network fact (`ansible_default_ipv4`...): the host is asked.
+    pub needs_net: bool,
     /// The hosts it is meant for, when the command line names none.
     pub targets: Option<String>,
     /// The secrets file the plan names (`secrets = "..."`, relative to the plan).
@@ -357,6 +359,7 @@ impl Plan {
             tasks,
             handlers,
             needs_facts: false,
+            needs_net: false,
             targets: text_of("targets")?,
             secrets_file: text_of("secrets")?.map(|f| base.join(f)),
             secret_refs: Vec::new(),

@@ -123,6 +123,9 @@ pub struct Flow {
     /// Run on the first host that reaches it; the others take its result as theirs.
     #[serde(default)]
     pub run_once: bool,
+    /// Its output, detail and diff are not shown or recorded (what it registers is kept).
+    #[serde(default)]
+    pub no_log: bool,
     /// Where the op runs instead of the host (a template): `localhost` is this machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_to: Option<String>,

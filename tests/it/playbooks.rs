@@ -187,6 +187,13 @@ fn roles_converge_under_wisp_as_under_ansible_playbook_on_sshd_hosts() {
     );
     assert!(done.contains("web07 Current release"), "{done:?}");
 
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(!shown.contains("sekrit-value"), "no_log output shown");
+    assert!(shown.contains("'no_log: true' was specified"), "{shown}");
     let converged = tree(&wisp_out);
 
     let second = wisp(&fleet, &wisp_out, &release, &[]);

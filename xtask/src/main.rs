@@ -138,6 +138,11 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("openssh-server", "/usr/sbin/sshd"),
     // The playbook tests' cron role installs user crontabs with it.
     ("cron", "/usr/bin/crontab"),
+    // ansible-playbook's package_facts reads dpkg's database through it.
+    (
+        "python3-apt",
+        "/usr/lib/python3/dist-packages/apt/__init__.py",
+    ),
     ("file", "/usr/bin/file"),
     ("sudo", "/usr/bin/sudo"),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),

@@ -56,6 +56,9 @@ pub struct PlanSpec {
     pub tasks: Vec<NodeSpec>,
     pub handlers: Vec<TaskSpec>,
     pub needs_facts: bool,
+    /// Whether it names a network fact.
+    #[serde(default)]
+    pub needs_net: bool,
     /// Each `{{ secret.NAME }}` it uses, with its line.
     pub secret_refs: Vec<(String, usize)>,
 }
@@ -210,6 +213,7 @@ impl PlanSpec {
             tasks: nodes_out(&plan.tasks).map_err(|e| format!("{name}:{e}"))?,
             handlers: tasks(&plan.handlers)?,
             needs_facts: plan.needs_facts,
+            needs_net: plan.needs_net,
             secret_refs: plan.secret_refs.clone(),
             name,
         })
@@ -230,6 +234,7 @@ impl PlanSpec {
             tasks: nodes_in(self.tasks)?,
             handlers: tasks(self.handlers)?,
             needs_facts: self.needs_facts,
+            needs_net: self.needs_net,
             targets: None,
             secrets_file: None,
             secret_refs: self.secret_refs,

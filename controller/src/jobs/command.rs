@@ -18,6 +18,8 @@ pub(crate) struct Streams<'a> {
     pub(crate) tee: &'a mut (dyn FnMut(usize, &[u8]) + Send),
     /// Bytes taken per stream; more than this is dropped, with a line saying so.
     pub(crate) max_output: u64,
+    /// Nothing is shown or recorded of the output (`no_log`); `tee` still sees it.
+    pub(crate) quiet: bool,
 }
 
 /// How a followed command ended.
@@ -44,7 +46,7 @@ pub(crate) async fn follow(
     cancelled: &mut bool,
     streams: Streams<'_>,
 ) -> Ended {
-    let Streams { tee, max_output } = streams;
+    let (tee, max_output, quiet) = (streams.tee, streams.max_output, streams.quiet);
     let mut lines = [LineSplitter::default(), LineSplitter::default()];
     // Secrets are hidden in the byte stream, before it is cut into lines or saved: a key
     // spans lines, and a slow writer splits a token across chunks.
@@ -84,7 +86,7 @@ pub(crate) async fn follow(
                 let room = max_output.saturating_sub(received[i]);
                 let was = received[i];
                 received[i] = received[i].saturating_add(bytes.len() as u64);
-                if room < bytes.len() as u64 {
+                let kept = if room < bytes.len() as u64 {
                     let keep = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
                     let mut kept = hidden[i].push(&bytes[..keep]);
                     if was <= max_output {
@@ -96,20 +98,16 @@ pub(crate) async fn follow(
                             .as_bytes(),
                         );
                     }
-                    tee(i, &kept);
-                    let batch = lines[i].push(&kept);
-                    if let Some(ended) = report(
-                        reporter, host, stream, batch, session, id, interrupt, cancelled,
-                    )
-                    .await
-                    {
-                        return ended;
-                    }
-                    continue;
-                }
-                let bytes = hidden[i].push(&bytes);
-                tee(i, &bytes);
-                let batch = lines[i].push(&bytes);
+                    kept
+                } else {
+                    hidden[i].push(&bytes)
+                };
+                tee(i, &kept);
+                let batch = if quiet {
+                    Vec::new()
+                } else {
+                    lines[i].push(&kept)
+                };
                 if let Some(ended) = report(
                     reporter, host, stream, batch, session, id, interrupt, cancelled,
                 )
@@ -125,11 +123,8 @@ pub(crate) async fn follow(
                 {
                     let rest = hidden[i].finish();
                     tee(i, &rest);
-                    for line in lines[i].push(&rest) {
-                        reporter.emit(Event::output(host, stream, &line));
-                    }
-                    if let Some(line) = lines[i].finish() {
-                        reporter.emit(Event::output(host, stream, &line));
+                    if !quiet {
+                        last_lines(reporter, host, stream, &mut lines[i], &rest);
                     }
                 }
                 return Ended::Done(done, data);
@@ -147,6 +142,22 @@ const LINES_PER_LOOK: usize = 1024;
 /// other tasks run (the signal watchers and the run timeout among them): a frame of a
 /// million short lines cannot hold Ctrl-C or `--run-timeout` off. `Some` when the operator
 /// asked to disconnect.
+/// The last of a stream's output, `rest` and the line it ends, shown.
+fn last_lines(
+    reporter: &Reporter,
+    host: &str,
+    stream: EventKind,
+    lines: &mut LineSplitter,
+    rest: &[u8],
+) {
+    for line in lines.push(rest) {
+        reporter.emit(Event::output(host, stream, &line));
+    }
+    if let Some(line) = lines.finish() {
+        reporter.emit(Event::output(host, stream, &line));
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // the loop's own state, lent for one batch
 async fn report(
     reporter: &Reporter,

@@ -6,44 +6,12 @@ use tokio::sync::watch;
 use wisp_events::interrupt::Interrupt;
 use wisp_plan::edit::cron::{CronArgs, cron};
 use wisp_plan::{Content, Data, Engine, Task};
-use wisp_protocol::message::{EventKind, Limits};
-use wisp_protocol::ops::{ExecArgs, Op};
 
 use super::apply::{Stop, TaskStatus};
-use super::edit::{read, rendered_args};
+use super::edit::{capture, read, rendered_args};
 use super::op::{Ran, run_op};
 use crate::report::Reporter;
-use crate::session::{CmdEvent, Session};
-
-/// Runs `argv` on the host for what it prints: its exit code and stdout.
-async fn capture(
-    session: &mut Session,
-    argv: Vec<String>,
-) -> Result<Result<(i32, Vec<u8>), String>, Stop> {
-    let op = Op::Exec(ExecArgs {
-        argv: Some(argv),
-        ..ExecArgs::default()
-    });
-    let id = session
-        .start(&op, Limits::default(), &[])
-        .await
-        .map_err(|e| Stop::Lost(e.to_string()))?;
-    let mut out = Vec::new();
-    loop {
-        match session.next_for(&id).await {
-            Ok(CmdEvent::Output(EventKind::Stdout, bytes)) => out.extend(bytes),
-            Ok(CmdEvent::Output(..)) => {}
-            Ok(CmdEvent::Done(done, _)) => {
-                return Ok(match done.exit_code {
-                    Some(code) => Ok((code, out)),
-                    None => Err(format!("crontab -l: {:?}", done.status)),
-                });
-            }
-            Ok(CmdEvent::Refused(e)) => return Ok(Err(e.message)),
-            Err(e) => return Err(Stop::Lost(e.to_string())),
-        }
-    }
-}
+use crate::session::Session;
 
 /// The crontab as it is (`None`: there is none), with the stamp of a `cron_file`.
 async fn current(

@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use wisp_events::interrupt::Interrupt;
 use wisp_plan::edit::{Edit, MAX_EDIT};
 use wisp_plan::{Content, Data, Engine, Task};
-use wisp_protocol::message::{Limits, Status};
-use wisp_protocol::ops::{FileStat, Op, PathArgs};
+use wisp_protocol::message::{EventKind, Limits, Status};
+use wisp_protocol::ops::{ExecArgs, FileStat, Op, PathArgs};
 
 use super::apply::{Stop, TaskStatus};
 use super::op::{Ran, run_op};
@@ -44,6 +44,49 @@ pub(super) async fn read(
         Ok(_) => Ok(Err(format!("{path}: the runner did not say what is there"))),
         Err(e) => Err(Stop::Lost(e.to_string())),
     }
+}
+
+/// Runs `argv` on the host for what it prints: its exit code and stdout.
+pub(super) async fn capture(
+    session: &mut Session,
+    argv: Vec<String>,
+) -> Result<Result<(i32, Vec<u8>), String>, Stop> {
+    let op = Op::Exec(ExecArgs {
+        argv: Some(argv),
+        ..ExecArgs::default()
+    });
+    let id = session
+        .start(&op, Limits::default(), &[])
+        .await
+        .map_err(|e| Stop::Lost(e.to_string()))?;
+    let mut out = Vec::new();
+    loop {
+        match session.next_for(&id).await {
+            Ok(CmdEvent::Output(EventKind::Stdout, bytes)) => out.extend(bytes),
+            Ok(CmdEvent::Output(..)) => {}
+            Ok(CmdEvent::Done(done, _)) => {
+                return Ok(match done.exit_code {
+                    Some(code) => Ok((code, out)),
+                    None => Err(format!("{:?}", done.status)),
+                });
+            }
+            Ok(CmdEvent::Refused(e)) => return Ok(Err(e.message)),
+            Err(e) => return Err(Stop::Lost(e.to_string())),
+        }
+    }
+}
+
+/// The network facts (`ansible_default_ipv4`...), asked of the host's `ip`; none when it
+/// has no `ip` or does not answer.
+pub(super) async fn net_facts(session: &mut Session) -> Result<Data, Stop> {
+    let argv = ["/bin/sh", "-c", wisp_plan::ansible::net::SCRIPT]
+        .map(str::to_owned)
+        .to_vec();
+    let out = match capture(session, argv).await? {
+        Ok((_, out)) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => String::new(),
+    };
+    Ok(Data::Map(wisp_plan::ansible::net::parse(&out)))
 }
 
 /// `task`'s args rendered for the host, as a table.

@@ -154,6 +154,7 @@ pub(super) async fn run(
             Streams {
                 tee: &mut tee,
                 max_output,
+                quiet: false,
             },
         )
         .await;

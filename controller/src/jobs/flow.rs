@@ -55,7 +55,7 @@ pub(super) fn host_scope(
     plan: &Plan,
     compiled: &Compiled,
     target: &Target,
-    facts: Option<&Facts>,
+    (facts, net): (Option<&Facts>, Option<Data>),
     options: ApplyOptions,
 ) -> Arc<HostScope> {
     let vars: DataMap = target
@@ -63,9 +63,12 @@ pub(super) fn host_scope(
         .iter()
         .map(|(k, v)| (k.clone(), Data::from_json(v)))
         .collect();
-    let facts = facts
+    let mut facts = facts
         .and_then(|f| serde_json::to_value(f).ok())
         .map(|v| Data::from_json(&v));
+    if let (Some(Data::Map(f)), Some(net)) = (&mut facts, net) {
+        f.insert("net".into(), net);
+    }
     compiled.host_scope(
         plan,
         wisp_plan::HostInfo {
@@ -97,7 +100,12 @@ pub(super) async fn run_on_host(
     } else {
         None
     };
-    let scope = host_scope(plan, compiled, target, facts.as_ref(), options);
+    let net = if plan.needs_net {
+        Some(super::edit::net_facts(session).await?)
+    } else {
+        None
+    };
+    let scope = host_scope(plan, compiled, target, (facts.as_ref(), net), options);
     let resuming = resume.and_then(|r| r.hosts.get(host).map(|h| (r.run, h.clone())));
     let mut run = HostRun {
         session,

@@ -42,6 +42,10 @@ pub(super) fn count(t: &mut Tally, s: TaskStatus, ignore_errors: bool) {
     }
 }
 
+/// What a `no_log` task shows instead of its detail.
+const NO_LOG: &str = "the output has been hidden due to the fact that 'no_log: true' was \
+                      specified for this result";
+
 /// Records a task's result (with what the runner enforced, when it ran).
 pub(super) fn record(
     reporter: &Reporter,
@@ -50,6 +54,7 @@ pub(super) fn record(
     check: bool,
     (status, detail, done): (TaskStatus, &str, Option<&Done>),
 ) {
+    let detail = if task.flow.no_log { NO_LOG } else { detail };
     reporter.emit(Event::Task(Box::new(TaskLine {
         host: host.to_owned(),
         task: task.name.clone(),
@@ -165,6 +170,7 @@ pub(super) async fn run_op(
     let streams = super::command::Streams {
         tee: &mut tee,
         max_output,
+        quiet: task.flow.no_log,
     };
     let ended = follow(
         session,
@@ -276,6 +282,7 @@ fn finished(
     let changes = changes.join(", ");
     if let Some(path) = r.diff_path.as_deref()
         && done.changed
+        && !r.no_log
     {
         let created = changes.contains("created");
         let text = diff_of(r, path, previous, created, previous_content);

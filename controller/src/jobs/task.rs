@@ -16,6 +16,8 @@ pub(super) struct Rendered<'a> {
     pub(super) limits: Limits,
     /// The file whose diff is shown, with `--diff`.
     pub(super) diff_path: Option<String>,
+    /// `no_log`: no diff is shown.
+    pub(super) no_log: bool,
 }
 
 /// What becomes of a task on a host before anything is sent.
@@ -87,6 +89,7 @@ pub(super) fn render_task<'a>(
         from_disk,
         limits,
         diff_path,
+        no_log: task.flow.no_log,
     }))
 }
 

@@ -34,7 +34,21 @@ pub fn is_fact(name: &str) -> bool {
     head == "ansible_facts"
         || head
             .strip_prefix("ansible_")
-            .is_some_and(|n| NAMES.contains(&n))
+            .is_some_and(|n| NAMES.contains(&n) || super::net::NAMES.contains(&n))
+}
+
+/// Whether `name` (as [`is_fact`] takes it) may read a network fact, which the host is asked
+/// for apart: `ansible_default_ipv4`, `ansible_facts` whole or `ansible_facts.interfaces`...
+pub fn is_net_fact(name: &str) -> bool {
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("ansible_facts"), None) => true,
+        (Some("ansible_facts"), Some(n)) => super::net::NAMES.contains(&n),
+        (Some(head), _) => head
+            .strip_prefix("ansible_")
+            .is_some_and(|n| super::net::NAMES.contains(&n)),
+        _ => false,
+    }
 }
 
 /// The distribution's name as Ansible writes it, and its family, from os-release's `ID`.
@@ -130,6 +144,10 @@ pub fn of(facts: &Data) -> Vec<(String, Data)> {
         "pkg_mgr",
         Data::Str(if pkg == "none" { "unknown".into() } else { pkg }),
     );
+    // The network facts, when the plan named one and the host was asked.
+    if let Some(Data::Map(net)) = f.get("net") {
+        m.extend(net.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     let mut out: Vec<(String, Data)> = m
         .iter()
         .map(|(k, v)| (format!("ansible_{k}"), v.clone()))

@@ -91,6 +91,7 @@ pub(crate) fn module(
         "lineinfile" | "blockinfile" | "replace" => edit(&mut a, line)?,
         "get_url" => super::fetch::get_url(&mut a, line)?,
         "wait_for" => super::paths::wait_for(&mut a, line)?,
+        "service_facts" | "package_facts" => super::gather::gather(&mut a, line)?,
         "unarchive" => super::fetch::unarchive(&mut a, line)?,
         "user" | "group" | "cron" => controller_edit(&mut a, line),
         "package" | "apt" | "yum" | "dnf" | "apk" => super::system::package(&mut a, line)?,

@@ -116,8 +116,9 @@ pub(crate) fn task(t: &Src, cx: &Cx<'_>) -> Result<Src, Located> {
                 _ => return Err(refuse(v.line, "listen names a topic or a list of them")),
             }
         } else if k == "no_log" {
-            if !matches!(v.value, SrcValue::Scalar(Data::Bool(false))) {
-                cx.unsupported(v.line, "no_log (wisp would show this task's output)")?;
+            match &v.value {
+                SrcValue::Scalar(Data::Bool(_)) => keep.push((k.to_owned(), v.clone())),
+                _ => cx.unsupported(v.line, "no_log given by a template (give true or false)")?,
             }
         } else if NO_EFFECT.contains(&k) {
         } else if let Some((_, instead)) = NOT_SUPPORTED.iter().find(|(n, _)| *n == k) {
@@ -279,7 +280,7 @@ fn block(t: &Src, entries: &[(String, Src)], cx: &Cx<'_>) -> Result<Src, Located
             "become" | "become_user" | "no_log" | "collections" => {
                 // Read as on each task of the block.
                 if k == "no_log" && !matches!(v.value, SrcValue::Scalar(Data::Bool(false))) {
-                    cx.unsupported(v.line, "no_log (wisp would show the output)")?;
+                    cx.unsupported(v.line, "no_log on a block (give it on each task)")?;
                 }
             }
             other => cx.unsupported(v.line, &format!("the keyword {other} on a block"))?,

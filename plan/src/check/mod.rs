@@ -207,6 +207,7 @@ impl Plan {
         let engine = self.build_engine()?;
         let mut secret_refs = Vec::new();
         let mut needs_facts = false;
+        let mut needs_net = false;
         for w in self.walk() {
             let (_, line) = w.site();
             let parts = parts_of(w);
@@ -217,6 +218,7 @@ impl Plan {
                     needs_facts |= read.iter().any(|r| {
                         r == "facts" || r.starts_with("facts.") || crate::ansible::facts::is_fact(r)
                     });
+                    needs_net |= read.iter().any(|r| crate::ansible::facts::is_net_fact(r));
                     unknown_fact(&read)
                         .map_err(|e| place(PlanErrorKind::Template(format!("{}: {e}", p.at))))?;
                     for name in read.iter().filter_map(|r| r.strip_prefix("secret.")) {
@@ -235,16 +237,19 @@ impl Plan {
                 check_task(t).map_err(place)?;
             }
         }
-        self.needs_facts = needs_facts
-            || self.vars.values().any(|v| {
-                let mut all = Vec::new();
-                texts(v, &mut all);
-                all.iter().any(|s| {
-                    let read = engine.reads(s, false);
-                    read.iter()
-                        .any(|r| r == "facts" || crate::ansible::facts::is_fact(r))
-                })
-            });
+        for v in self.vars.values() {
+            let mut all = Vec::new();
+            texts(v, &mut all);
+            for s in all {
+                let read = engine.reads(s, false);
+                needs_facts |= read
+                    .iter()
+                    .any(|r| r == "facts" || crate::ansible::facts::is_fact(r));
+                needs_net |= read.iter().any(|r| crate::ansible::facts::is_net_fact(r));
+            }
+        }
+        self.needs_facts = needs_facts || needs_net;
+        self.needs_net = needs_net;
         self.secret_refs = secret_refs;
         Ok(())
     }
@@ -279,7 +284,10 @@ impl Plan {
         for name in MAGIC {
             magic.insert((*name).to_owned(), unknown.clone());
         }
-        for name in crate::ansible::facts::NAMES {
+        for name in crate::ansible::facts::NAMES
+            .iter()
+            .chain(crate::ansible::net::NAMES)
+        {
             magic.insert(format!("ansible_{name}"), unknown.clone());
         }
         let scope = HostScope::new(

@@ -23,6 +23,7 @@ pub(super) fn flow(keys: &Keys<'_>, op: &str) -> Result<Flow, Located> {
         removes: keys.string("removes")?,
         check_mode: keys.boolean("check_mode")?,
         run_once: keys.boolean("run_once")?.unwrap_or(false),
+        no_log: keys.boolean("no_log")?.unwrap_or(false),
         delegate_to: keys.string("delegate_to")?,
         become_root: keys.boolean("become")?,
         become_user: keys.string("become_user")?,

@@ -43,6 +43,7 @@ const TASK_KEYS: &[&str] = &[
     "removes",
     "check_mode",
     "run_once",
+    "no_log",
     "delegate_to",
     "become",
     "become_user",

@@ -59,12 +59,6 @@ const LONGER: &[(&str, &str, usize, &str)] = &[
         "the fork and exec in the order the kernel needs",
     ),
     (
-        "controller/src/jobs/command.rs",
-        "follow",
-        104,
-        "the one event loop of a command",
-    ),
-    (
         "bench/src/ssh.rs",
         "bench",
         126,

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod fds;
 pub mod fleet;
 pub mod jobs;
+pub mod policy;
 pub mod report;
 pub mod rollout;
 pub mod session;

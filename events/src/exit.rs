@@ -19,6 +19,8 @@ pub enum ExitStatus {
     /// no place that can execute it), and none failed: the host needs fixing, not the
     /// network.
     CouldNotStart = 7,
+    /// The policy (`--policy`) refused the call; no host was contacted.
+    Refused = 8,
     /// Interrupted by Ctrl-C (SIGINT) or SIGTERM.
     Interrupted = 99,
 }

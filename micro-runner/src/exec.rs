@@ -59,6 +59,65 @@ pub(crate) struct SpawnError {
     pub(crate) transient: bool,
 }
 
+/// The program to exec: `program` itself, or, when `args` lists the programs that may run,
+/// the real path it resolves to (on `PATH`, symlinks followed), which must be one of theirs.
+fn allowed(program: &str, args: &ExecArgs) -> Result<std::path::PathBuf, String> {
+    if args.programs.is_empty() {
+        return Ok(program.into());
+    }
+    let path_var = args
+        .env
+        .get("PATH")
+        .cloned()
+        .or_else(|| {
+            (!args.clear_env)
+                .then(|| std::env::var("PATH").ok())
+                .flatten()
+        })
+        .unwrap_or_default();
+    let found = if program.contains('/') {
+        Some(std::path::PathBuf::from(program))
+    } else {
+        path_var
+            .split(':')
+            .map(|d| Path::new(d).join(program))
+            .find(|p| p.is_file())
+    };
+    let real = found
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| {
+            format!("program {program:?} not found: the policy allows only listed programs")
+        })?;
+    if args
+        .programs
+        .iter()
+        .any(|p| std::fs::canonicalize(p).is_ok_and(|r| r == real))
+    {
+        Ok(real)
+    } else {
+        Err(format!(
+            "program {program:?} is {}, which the policy does not allow",
+            real.display()
+        ))
+    }
+}
+
+/// The command to start, checked: a program, an existing working directory, and a program
+/// the policy allows.
+fn command(args: &ExecArgs, argv: &[String]) -> Result<Command, String> {
+    let Some((program, rest)) = argv.split_first() else {
+        return Err("empty command line".into());
+    };
+    if let Some(cwd) = &args.cwd
+        && !Path::new(cwd).is_dir()
+    {
+        return Err(format!("cwd {cwd:?} is not an existing directory"));
+    }
+    let mut cmd = Command::new(allowed(program, args)?);
+    cmd.arg0(program).args(rest);
+    Ok(cmd)
+}
+
 /// Starts the command; returns its pid, which is also its process group id.
 pub(crate) fn spawn(
     serial: u64,
@@ -69,29 +128,17 @@ pub(crate) fn spawn(
     mut sandbox: ChildSteps,
 ) -> Result<i32, SpawnError> {
     let argv = args.command_line();
-    let Some((program, rest)) = argv.split_first() else {
-        return Err(SpawnError {
-            message: "empty command line".into(),
-            transient: false,
-        });
-    };
-    if let Some(cwd) = &args.cwd
-        && !Path::new(cwd).is_dir()
-    {
-        return Err(SpawnError {
-            message: format!("cwd {cwd:?} is not an existing directory"),
-            transient: false,
-        });
-    }
-    let mut cmd = Command::new(program);
-    cmd.args(rest)
-        .stdin(if stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = command(args, &argv).map_err(|message| SpawnError {
+        message,
+        transient: false,
+    })?;
+    cmd.stdin(if stdin.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     if args.clear_env {
         cmd.env_clear();
     }
@@ -148,7 +195,7 @@ pub(crate) fn spawn(
     drop(cmd);
     let mut child = spawned.map_err(|e| SpawnError {
         transient: matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)),
-        message: format!("cannot start {program:?}: {e}"),
+        message: format!("cannot start {:?}: {e}", argv[0]),
     })?;
     let pid = i32::try_from(child.id()).map_err(|_| SpawnError {
         message: "pid out of range".into(),

@@ -17,6 +17,7 @@ mod pkg;
 mod plans;
 mod plans_ssh;
 mod playbooks;
+mod policy;
 mod records;
 mod rollout;
 mod runner_binary;

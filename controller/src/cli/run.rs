@@ -9,6 +9,7 @@ use wisp_protocol::ops::ExecArgs;
 use super::options::RunOptions;
 use super::{execute, usage_error};
 use crate::jobs::Job;
+use crate::policy::Policy;
 use wisp_events::exit::ExitStatus;
 use wisp_plan::limits::LimitArgs;
 
@@ -23,6 +24,11 @@ pub(super) struct RunArgs {
     /// List the hosts TARGETS selects (from the inventory, after --limit); contact none.
     #[arg(long)]
     pub(super) list_hosts: bool,
+    /// Run only what this policy file allows: the program (by its path, found on the host's
+    /// PATH and symlinks followed), its arguments, the hosts, their number, the batches, and
+    /// the sandbox floor it gets. A refused call contacts no host (exit 8).
+    #[arg(long, value_name = "FILE")]
+    pub(super) policy: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(
         last = true,
@@ -60,10 +66,54 @@ pub(super) fn main(a: RunArgs) -> ExitStatus {
         return super::connect::list_hosts(&a.targets, &a.common);
     }
     let output_dir = a.exec.output_dir.clone();
+    if let Some(path) = a.policy.clone() {
+        return under_policy(&path, a, output_dir);
+    }
     match exec_job(a.exec, a.command) {
         Ok(job) => execute::fleet(a.common, &a.targets, output_dir, |_| Ok(job)),
         Err(status) => status,
     }
+}
+
+/// `wisp run --policy`: the call checked against the policy once its hosts are known, before
+/// any is contacted; the command then runs under the rule's sandbox floor, and the runner
+/// execs only a program the rule names.
+fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathBuf>) -> ExitStatus {
+    let refused = |e: &str| {
+        let _ = usage_error(&format!("refused by the policy: {e}"));
+        ExitStatus::Refused
+    };
+    let policy = match Policy::load(path) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e),
+    };
+    let rollout = &mut a.common.rollout;
+    let given = (rollout.serial.is_some(), rollout.max_fail.is_some());
+    if let Err(e) = policy.rollout(&mut rollout.serial, &mut rollout.max_fail, given) {
+        return refused(&e);
+    }
+    let inventory = a.common.inventory.clone();
+    let (exec, command) = (a.exec, a.command);
+    execute::fleet(a.common, &a.targets, output_dir, move |targets| {
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let inv = match &inventory {
+            Some(p) => {
+                wisp_inventory::Inventory::load(p).map_err(|e| usage_error(&e.to_string()))?
+            }
+            None => wisp_inventory::Inventory::of_hosts(names.clone()),
+        };
+        let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
+        let rule = policy
+            .allow(&command, &names, select)
+            .map_err(|e| refused(&e))?;
+        let mut exec = exec;
+        exec.limits = rule.limits(&exec.limits).map_err(|e| refused(&e))?;
+        let mut job = exec_job(exec, command)?;
+        if let Job::Exec { args, .. } = &mut job {
+            args.programs = rule.programs.clone();
+        }
+        Ok(job)
+    })
 }
 
 /// The job that runs `command` with `o`, checked for this machine's architecture.

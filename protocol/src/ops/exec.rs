@@ -27,12 +27,25 @@ pub struct ExecArgs {
     /// Bytes kept per output stream; the rest is read and dropped. Default [`DEFAULT_MAX_OUTPUT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output: Option<u64>,
+    /// When given, the only programs that may run: the command's program (found on `PATH`
+    /// when it has no `/`) must resolve, symlinks followed, to one of these (each resolved
+    /// the same way on the host); otherwise the command is refused before it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<String>,
 }
 
 impl ExecArgs {
     /// Its fields' names. A runner ignores a field it does not know (a newer controller's);
     /// a plan, written for this version, is held to these.
-    pub const FIELDS: &[&str] = &["argv", "shell", "env", "clear_env", "cwd", "max_output"];
+    pub const FIELDS: &[&str] = &[
+        "argv",
+        "shell",
+        "env",
+        "clear_env",
+        "cwd",
+        "max_output",
+        "programs",
+    ];
 
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
@@ -82,6 +95,7 @@ mod tests {
             clear_env: true,
             cwd: Some("/".into()),
             max_output: Some(1),
+            programs: vec!["/bin/true".into()],
         };
         let json = serde_json::to_value(&all).unwrap_or_default();
         let mut keys: Vec<&str> = json

@@ -13,6 +13,7 @@ mod file_ops;
 mod inventory;
 mod inventory_ansible;
 mod lifecycle;
+mod mcp;
 mod pkg;
 mod plans;
 mod plans_ssh;

@@ -160,7 +160,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("busybox", "/usr/bin/busybox"),
     ("doas", "/usr/bin/doas"),
     ("dropbear-bin", "/usr/sbin/dropbear"),
-    // The reference tools (ansible-core, from PyPI) live in a venv the suite makes.
+    // The reference tools (ansible-core and the MCP SDK, from PyPI) live in a venv the
+    // suite makes.
     ("python3-venv", "/usr/share/doc/python3-venv/copyright"),
 ];
 
@@ -168,14 +169,18 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
 /// suite's expected texts are).
 const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
-/// A venv with ansible-core from PyPI, under the build directory (made once); its python.
+/// The MCP client the `wisp mcp` tests drive it with: the official Python SDK.
+const MCP_SDK: &str = "mcp==2.3.0";
+
+/// A venv with ansible-core and the MCP SDK from PyPI, under the build directory (made
+/// once); its python.
 fn reference_venv() -> Result<PathBuf> {
     let dir = target_dir().join("reference-venv");
     let python = dir.join("bin/python");
-    let marker = dir.join(format!("{ANSIBLE_CORE}.installed"));
+    let marker = dir.join(format!("{ANSIBLE_CORE}+{MCP_SDK}.installed"));
     if !marker.exists() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-        run(Command::new(dir.join("bin/pip")).args(["install", "--quiet", ANSIBLE_CORE]))?;
+        run(Command::new(dir.join("bin/pip")).args(["install", "--quiet", ANSIBLE_CORE, MCP_SDK]))?;
         std::fs::write(&marker, "")?;
     }
     Ok(python)
@@ -237,7 +242,8 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("WISP_RUNNER", &runner)
-        .env("WISP_ANSIBLE_PYTHON", &ansible))?;
+        .env("WISP_ANSIBLE_PYTHON", &ansible)
+        .env("WISP_MCP_PYTHON", &ansible))?;
     let after = tree_listing(&state);
     if before != after {
         bail!(

@@ -12,6 +12,7 @@ mod execute;
 mod history;
 mod inventory;
 mod keys;
+mod mcp;
 mod nats;
 mod options;
 mod playbook;
@@ -70,6 +71,16 @@ enum Command {
     /// `host | line` for stdout, `host ! line` for stderr. The recap goes to stderr.
     #[command(after_help = AFTER_HELP)]
     Run(Box<run::RunArgs>),
+    /// Serve the fleet to an AI agent as Model Context Protocol tools on stdio: `wisp mcp -i
+    /// hosts --policy agent.toml`.
+    ///
+    /// Tools: `inventory` (groups and their hosts, folded) and `run` (a program, by argv, on
+    /// some hosts). Every call is held to the policy before any host is contacted, and the
+    /// hosts' kernels hold every command to the policy's sandbox; results come back folded
+    /// (`web[01-40]: ok, exit 0, same output`). Configure a client with the command `wisp`
+    /// and the arguments `mcp -i /path/to/hosts --policy /path/to/policy.toml`.
+    #[command(after_help = AFTER_HELP)]
+    Mcp(Box<mcp::McpArgs>),
     /// Bring hosts to the state a plan describes: `wisp apply site.toml web`.
     ///
     /// A plan is a TOML file of ordered tasks (file.write, template, pkg.ensure, service.*,
@@ -214,6 +225,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Facts(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Facts)),
         Command::Ping(a) => execute::fleet(a.common, &a.targets, None, |_| Ok(Job::Ping)),
         Command::Run(a) => run::main(*a),
+        Command::Mcp(a) => mcp::main(*a),
         Command::Apply(a) if a.is_ansible() => playbook::main(*a),
         Command::Apply(a) => apply::main(*a),
         Command::Drift(a) => drift::main(*a),

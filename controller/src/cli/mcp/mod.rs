@@ -1,0 +1,79 @@
+//! `wisp mcp`: the fleet as Model Context Protocol tools on stdio, for an AI agent, every
+//! call held to a policy (`--policy`) before any host is contacted. stdout carries the
+//! protocol alone; what wisp says about itself goes to stderr.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use rmcp::ServiceExt;
+use wisp_events::exit::ExitStatus;
+
+use super::options::RunOptions;
+use super::usage_error;
+use crate::policy::Policy;
+
+mod fold;
+mod server;
+mod tools;
+
+#[derive(Debug, Args)]
+pub(super) struct McpArgs {
+    /// The policy every call is held to: which programs may run on which hosts, with which
+    /// arguments, under which sandbox floor, on how many hosts at once (see `wisp run
+    /// --policy`). Required: an agent gets nothing a policy does not give it.
+    #[arg(long, value_name = "FILE")]
+    pub(super) policy: PathBuf,
+    #[command(flatten)]
+    pub(super) common: RunOptions,
+}
+
+/// Serves the tools on stdin/stdout until the client goes away.
+pub(super) fn main(a: McpArgs) -> ExitStatus {
+    let policy = match Policy::load(&a.policy) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e),
+    };
+    let runners =
+        match wisp_runners::Trust::load(&a.common.trusted_key, a.common.insecure_unsigned_runner)
+            .and_then(|trust| wisp_runners::locate(a.common.runner.as_deref(), &trust, false))
+        {
+            Ok(r) => r,
+            Err(e) => return usage_error(&e.to_string()),
+        };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&format!("cannot start the async runtime: {e}")),
+    };
+    let launch =
+        wisp_transports::Launch::new(runners.binaries, a.common.ttl, a.common.connect_timeout);
+    let server = server::Fleet::new(a.common, policy, launch);
+    runtime.block_on(async move {
+        let running = match server.serve(rmcp::transport::stdio()).await {
+            Ok(r) => r,
+            Err(e) => return usage_error(&format!("mcp: the client did not start: {e}")),
+        };
+        match running.waiting().await {
+            Ok(_) => ExitStatus::Ok,
+            Err(e) => usage_error(&format!("mcp: {e}")),
+        }
+    })
+}
+
+/// The server's state, shared by its calls.
+pub(super) struct Shared {
+    pub(super) common: RunOptions,
+    pub(super) policy: Policy,
+    pub(super) launch: wisp_transports::Launch,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+pub(super) type State = Arc<Shared>;

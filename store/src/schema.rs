@@ -100,4 +100,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE e.run_id = runs.id AND e.kind = 'run' ORDER BY e.seq LIMIT 1
     ) WHERE plan IS NOT NULL;
     "#,
+    // 5: calls made under a policy (`wisp mcp`, `wisp run --policy`), allowed or refused.
+    r#"
+    CREATE TABLE calls (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          TEXT NOT NULL,
+        via         TEXT NOT NULL,
+        client      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        args        TEXT NOT NULL,
+        rule        TEXT,
+        decision    TEXT NOT NULL,
+        outcome     TEXT NOT NULL
+    );
+    "#,
 ];

@@ -153,5 +153,23 @@ fn an_mcp_client_lists_runs_folds_and_is_refused_by_the_policy() {
             "{text}"
         );
     }
+    // Every call is recorded: who asked, what, the rule or why not.
+    let mut history = wisp_tests::wisp_command!(&dir);
+    history.args(["history", "--calls"]).current_dir(&dir);
+    let calls =
+        String::from_utf8_lossy(&wisp_tests::wisp::run(&mut history, &dir).stdout).into_owned();
+    assert_eq!(calls.lines().count(), 5, "{calls}");
+    assert_eq!(
+        calls.matches("  mcp mcp ").count(),
+        5,
+        "via and client: {calls}"
+    );
+    let id = r#"{"argv":["id","-u"],"targets":"all"}  allowed (rule "look around"): web[01-20]"#;
+    assert!(calls.contains(id), "{calls}");
+    assert_eq!(
+        calls.matches("refused: no rule allows").count(),
+        2,
+        "{calls}"
+    );
     fleet.assert_clean();
 }

@@ -112,6 +112,16 @@ fn what_the_policy_can_see_is_refused_before_any_host_is_contacted() {
             "{argv:?} reached a host"
         );
     }
+    // Each refusal is recorded, with what was asked and why.
+    let mut c = wisp_tests::wisp_command!(&tmp.0);
+    c.args(["history", "--calls", "-n", "100"]);
+    let calls = String::from_utf8_lossy(&wisp_tests::wisp::run(&mut c, &tmp.0).stdout).into_owned();
+    assert_eq!(calls.matches(" refused: ").count(), cases.len(), "{calls}");
+    assert!(calls.contains(r#""argv":["sh","-c","id"]"#), "{calls}");
+    assert!(
+        calls.contains(r#"refused: no rule allows the program "sh""#),
+        "{calls}"
+    );
     let o = run(
         &tmp,
         "127.0.0.241,127.0.0.242,127.0.0.243,127.0.0.244,127.0.0.245,127.0.0.246",

@@ -14,6 +14,10 @@ pub(super) struct HistoryArgs {
     /// How many runs to list.
     #[arg(short = 'n', long, default_value_t = 20)]
     limit: usize,
+    /// The calls made under a policy instead (`wisp mcp`'s tools, `wisp run --policy`):
+    /// who asked what, the rule that allowed it or why it was refused, and how it ended.
+    #[arg(long)]
+    calls: bool,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -94,6 +98,37 @@ pub(super) fn history(a: &HistoryArgs) -> ExitStatus {
         Ok(s) => s,
         Err(status) => return status,
     };
+    if a.calls {
+        return match store.calls(a.limit) {
+            Ok(calls) => {
+                let mut out = std::io::stdout().lock();
+                for c in &calls {
+                    let c2 = &c.call;
+                    let rule = c2
+                        .rule
+                        .as_deref()
+                        .map(|r| format!(" (rule {r:?})"))
+                        .unwrap_or_default();
+                    say(
+                        &mut out,
+                        &format!(
+                            "{:>5}  {}  {} {}  {} {}  {}{rule}: {}",
+                            c.id,
+                            c.at,
+                            c2.via,
+                            c2.client,
+                            c2.tool,
+                            c2.args,
+                            c2.decision,
+                            c2.outcome
+                        ),
+                    );
+                }
+                ExitStatus::Ok
+            }
+            Err(e) => state_error(&e),
+        };
+    }
     match store.runs(a.limit) {
         Ok(runs) => {
             let mut out = std::io::stdout().lock();

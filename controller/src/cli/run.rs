@@ -77,15 +77,20 @@ pub(super) fn main(a: RunArgs) -> ExitStatus {
 
 /// `wisp run --policy`: the call checked against the policy once its hosts are known, before
 /// any is contacted; the command then runs under the rule's sandbox floor, and the runner
-/// execs only a program the rule names.
+/// execs only a program the rule names. The call is recorded, allowed or refused.
 fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathBuf>) -> ExitStatus {
-    let refused = |e: &str| {
-        let _ = usage_error(&format!("refused by the policy: {e}"));
-        ExitStatus::Refused
-    };
     let policy = match Policy::load(path) {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
+    };
+    let audit = Audit {
+        store: a.common.state.path(),
+        args: serde_json::json!({"targets": a.targets, "argv": a.command}).to_string(),
+    };
+    let refused = |e: &str| {
+        let _ = usage_error(&format!("refused by the policy: {e}"));
+        audit.record(None, "refused", e);
+        ExitStatus::Refused
     };
     let rollout = &mut a.common.rollout;
     let given = (rollout.serial.is_some(), rollout.max_fail.is_some());
@@ -94,7 +99,8 @@ fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathB
     }
     let inventory = a.common.inventory.clone();
     let (exec, command) = (a.exec, a.command);
-    execute::fleet(a.common, &a.targets, output_dir, move |targets| {
+    let chosen = std::cell::RefCell::new(None);
+    let status = execute::fleet(a.common, &a.targets, output_dir, |targets| {
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
         let inv = match &inventory {
             Some(p) => {
@@ -112,8 +118,39 @@ fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathB
         if let Job::Exec { args, .. } = &mut job {
             args.programs = rule.programs.clone();
         }
+        *chosen.borrow_mut() = Some(rule.name.clone());
         Ok(job)
-    })
+    });
+    if let Some(rule) = chosen.take() {
+        audit.record(Some(rule), "allowed", &format!("exit {}", status as u8));
+    }
+    status
+}
+
+/// Where a `--policy` call is recorded, and what it asked.
+struct Audit {
+    store: Option<PathBuf>,
+    args: String,
+}
+
+impl Audit {
+    fn record(&self, rule: Option<String>, decision: &str, outcome: &str) {
+        let Some(path) = &self.store else {
+            return;
+        };
+        let call = wisp_store::calls::Call {
+            via: "cli".into(),
+            client: std::env::var("USER").unwrap_or_else(|_| "a user".into()),
+            tool: "run".into(),
+            args: self.args.clone(),
+            rule,
+            decision: decision.into(),
+            outcome: outcome.into(),
+        };
+        if let Err(e) = wisp_store::Store::open(path).and_then(|s| s.record_call(&call)) {
+            let _ = usage_error(&e.to_string());
+        }
+    }
 }
 
 /// The job that runs `command` with `o`, checked for this machine's architecture.

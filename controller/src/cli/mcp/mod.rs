@@ -50,7 +50,17 @@ pub(super) fn main(a: McpArgs) -> ExitStatus {
     };
     let launch =
         wisp_transports::Launch::new(runners.binaries, a.common.ttl, a.common.connect_timeout);
-    let server = server::Fleet::new(a.common, policy, launch);
+    let store = match a.common.state.path().map(|p| wisp_store::Store::open(&p)) {
+        Some(Ok(s)) => Some(std::sync::Mutex::new(s)),
+        Some(Err(e)) => return usage_error(&e.to_string()),
+        None => None,
+    };
+    let server = server::Fleet::new(Shared {
+        common: a.common,
+        policy,
+        launch,
+        store,
+    });
     runtime.block_on(async move {
         let running = match server.serve(rmcp::transport::stdio()).await {
             Ok(r) => r,
@@ -68,6 +78,8 @@ pub(super) struct Shared {
     pub(super) common: RunOptions,
     pub(super) policy: Policy,
     pub(super) launch: wisp_transports::Launch,
+    /// Where every call is recorded (`--no-state`: nowhere).
+    pub(super) store: Option<std::sync::Mutex<wisp_store::Store>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -9,7 +9,6 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler};
 
 use super::{Shared, State, tools};
-use crate::policy::Policy;
 
 /// The fleet, served.
 #[derive(Debug, Clone)]
@@ -18,20 +17,50 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    pub(super) fn new(
-        common: super::RunOptions,
-        policy: Policy,
-        launch: wisp_transports::Launch,
-    ) -> Fleet {
+    pub(super) fn new(shared: Shared) -> Fleet {
         Fleet {
-            state: std::sync::Arc::new(Shared {
-                common,
-                policy,
-                launch,
-            }),
+            state: std::sync::Arc::new(shared),
+        }
+    }
+
+    /// Records a call and what came of it.
+    fn audit(&self, client: String, request: &CallToolRequestParams, answer: &Answer) {
+        let Some(store) = &self.state.store else {
+            return;
+        };
+        let (decision, rule, outcome) = match answer {
+            Ok((rule, text)) => {
+                let summary: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.starts_with("  ") && !l.starts_with("rule "))
+                    .collect();
+                ("allowed", rule.clone(), summary.join("; "))
+            }
+            Err(why) if why.starts_with(tools::REFUSED) => {
+                ("refused", None, why[tools::REFUSED.len()..].to_owned())
+            }
+            Err(why) => ("failed", None, why.clone()),
+        };
+        let call = wisp_store::calls::Call {
+            via: "mcp".into(),
+            client,
+            tool: request.name.to_string(),
+            args: serde_json::to_string(&request.arguments).unwrap_or_default(),
+            rule,
+            decision: decision.into(),
+            outcome,
+        };
+        if let Ok(s) = store.lock()
+            && let Err(e) = s.record_call(&call)
+        {
+            let _ =
+                std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("wisp mcp: {e}\n"));
         }
     }
 }
+
+/// What a tool gave: the rule that allowed it (when one did) and its text, or why not.
+type Answer = Result<(Option<String>, String), String>;
 
 impl ServerHandler for Fleet {
     fn get_info(&self) -> ServerConfig {
@@ -58,16 +87,23 @@ impl ServerHandler for Fleet {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let client = context.peer.peer_info().map_or_else(
+            || "an unnamed client".to_owned(),
+            |i| format!("{} {}", i.client_info.name, i.client_info.version),
+        );
         let args = request.arguments.clone().unwrap_or_default();
-        let answer = match request.name.as_ref() {
-            "inventory" => tools::inventory(&self.state, &args),
-            "run" => tools::run(&self.state, &args).await,
+        let answer: Answer = match request.name.as_ref() {
+            "inventory" => tools::inventory(&self.state, &args).map(|t| (None, t)),
+            "run" => tools::run(&self.state, &args)
+                .await
+                .map(|(rule, t)| (Some(rule), t)),
             other => Err(format!("no tool {other:?}")),
         };
+        self.audit(client, &request, &answer);
         Ok(match answer {
-            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Ok((_, text)) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Err(why) => CallToolResult::error(vec![ContentBlock::text(why)]),
         }
         .into())

@@ -13,6 +13,9 @@ use super::fold::Outputs;
 use crate::jobs::Job;
 use crate::report::{Reporter, fold_hosts};
 
+/// How a refusal by the policy begins.
+pub(super) const REFUSED: &str = "refused by the policy: ";
+
 fn schema(v: Value) -> Arc<JsonObject> {
     Arc::new(v.as_object().cloned().unwrap_or_default())
 }
@@ -98,7 +101,7 @@ pub(super) fn inventory(state: &State, args: &JsonObject) -> Result<String, Stri
 
 /// `run`: the call checked against the policy, then run on every host it names; the
 /// results folded.
-pub(super) async fn run(state: &State, args: &JsonObject) -> Result<String, String> {
+pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, String), String> {
     let spec = args
         .get("targets")
         .and_then(Value::as_str)
@@ -124,7 +127,7 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<String, Stri
         None => wisp_inventory::Inventory::of_hosts(names.clone()),
     };
     let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
-    let refused = |e: String| format!("refused by the policy: {e}");
+    let refused = |e: String| format!("{REFUSED}{e}");
     let rule = state.policy.allow(&argv, &names, select).map_err(refused)?;
     let limits = rule.limits(&LimitArgs::default()).map_err(refused)?;
     let mut rollout = common.rollout.clone();
@@ -162,5 +165,5 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<String, Stri
     if let Some(why) = fanned.stopped {
         text.push_str(&format!("stopped: {why}\n"));
     }
-    Ok(format!("rule {:?}\n{text}", rule.name))
+    Ok((rule.name.clone(), format!("rule {:?}\n{text}", rule.name)))
 }

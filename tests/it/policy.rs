@@ -102,6 +102,11 @@ fn what_the_policy_can_see_is_refused_before_any_host_is_contacted() {
             "the policy's sandbox is required",
         ),
         (&["--serial", "5"], &["id"], "leave --serial out"),
+        (
+            &["--insecure-unsigned-runner"],
+            &["id"],
+            "the runner keeps the policy's programs",
+        ),
     ];
     for (extra, argv, why) in cases {
         let o = run(&tmp, nowhere, extra, argv);

@@ -92,6 +92,9 @@ fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathB
         audit.record(None, "refused", e);
         ExitStatus::Refused
     };
+    if a.common.insecure_unsigned_runner {
+        return refused(UNSIGNED);
+    }
     let rollout = &mut a.common.rollout;
     let given = (rollout.serial.is_some(), rollout.max_fail.is_some());
     if let Err(e) = policy.rollout(&mut rollout.serial, &mut rollout.max_fail, given) {
@@ -126,6 +129,10 @@ fn under_policy(path: &std::path::Path, mut a: RunArgs, output_dir: Option<PathB
     }
     status
 }
+
+/// Why a policy will not run with an unsigned runner.
+pub(super) const UNSIGNED: &str = "--insecure-unsigned-runner: the runner keeps the policy's \
+     programs, so it must be a signed one";
 
 /// Where a `--policy` call is recorded, and what it asked.
 struct Audit {

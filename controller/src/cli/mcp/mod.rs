@@ -34,6 +34,9 @@ pub(super) fn main(a: McpArgs) -> ExitStatus {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
     };
+    if a.common.insecure_unsigned_runner {
+        return usage_error(super::run::UNSIGNED);
+    }
     let runners =
         match wisp_runners::Trust::load(&a.common.trusted_key, a.common.insecure_unsigned_runner)
             .and_then(|trust| wisp_runners::locate(a.common.runner.as_deref(), &trust, false))

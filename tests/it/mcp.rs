@@ -73,6 +73,7 @@ fn an_mcp_client_lists_runs_folds_and_is_refused_by_the_policy() {
         r#"{"tool": "run", "args": {"targets": "all", "argv": ["id", "-u"]}}"#,
         r#"{"tool": "run", "args": {"targets": "web01", "argv": ["sh", "-c", "id; rm -rf /"]}}"#,
         r#"{"tool": "run", "args": {"targets": "web01", "argv": ["id\nrm", "-rf"]}}"#,
+        r#"{"tool": "facts", "args": {"targets": "all"}}"#,
     ];
     // The server runs as the tests run wisp: its environment isolated in the scratch dir.
     let wisp = wisp_tests::wisp_command!(&dir);
@@ -153,15 +154,23 @@ fn an_mcp_client_lists_runs_folds_and_is_refused_by_the_policy() {
             "{text}"
         );
     }
+    let (error, text) = answer(7);
+    assert!(!error, "{text}");
+    assert!(
+        text.starts_with("web[01-20]: ok, same output\n  ") && text.contains(" cpus, "),
+        "the hosts are alike: {text}"
+    );
+    assert_eq!(tools["facts"]["readOnlyHint"], true);
+
     // Every call is recorded: who asked, what, the rule or why not.
     let mut history = wisp_tests::wisp_command!(&dir);
     history.args(["history", "--calls"]).current_dir(&dir);
     let calls =
         String::from_utf8_lossy(&wisp_tests::wisp::run(&mut history, &dir).stdout).into_owned();
-    assert_eq!(calls.lines().count(), 5, "{calls}");
+    assert_eq!(calls.lines().count(), 6, "{calls}");
     assert_eq!(
         calls.matches("  mcp mcp ").count(),
-        5,
+        6,
         "via and client: {calls}"
     );
     let id = r#"{"argv":["id","-u"],"targets":"all"}  allowed (rule "look around"): web[01-20]"#;

@@ -74,8 +74,9 @@ enum Command {
     /// Serve the fleet to an AI agent as Model Context Protocol tools on stdio: `wisp mcp -i
     /// hosts --policy agent.toml`.
     ///
-    /// Tools: `inventory` (groups and their hosts, folded) and `run` (a program, by argv, on
-    /// some hosts). Every call is held to the policy before any host is contacted, and the
+    /// Tools: `inventory` (groups and their hosts, folded), `facts` (what each host is) and
+    /// `run` (a program, by argv, on some hosts). Every call is held to the policy before any
+    /// host is contacted, and the
     /// hosts' kernels hold every command to the policy's sandbox; results come back folded
     /// (`web[01-40]: ok, exit 0, same output`). Configure a client with the command `wisp`
     /// and the arguments `mcp -i /path/to/hosts --policy /path/to/policy.toml`.

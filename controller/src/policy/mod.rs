@@ -172,6 +172,31 @@ impl Policy {
         Err(why)
     }
 
+    /// Whether reading `hosts` (their facts) is allowed: no more than `max_hosts`, each
+    /// covered by some rule.
+    pub fn allow_hosts(
+        &self,
+        hosts: &[String],
+        select: impl Fn(&str) -> Result<Vec<String>, String>,
+    ) -> Result<(), String> {
+        if let Some(max) = self.limits.max_hosts
+            && hosts.len() > max
+        {
+            return Err(format!(
+                "{} hosts: the policy allows at most {max} per call",
+                hosts.len()
+            ));
+        }
+        let mut covered = std::collections::BTreeSet::new();
+        for rule in &self.rules {
+            covered.extend(select(&rule.hosts)?);
+        }
+        match hosts.iter().find(|h| !covered.contains(*h)) {
+            Some(h) => Err(format!("{h} is in no rule's hosts")),
+            None => Ok(()),
+        }
+    }
+
     /// `--serial` and `--max-fail` as the policy forces them: the command line must leave
     /// them out.
     pub fn rollout(

@@ -23,15 +23,20 @@ impl Outputs {
     pub(super) fn sink(&self) -> Sink {
         let into = Arc::clone(&self.0);
         Sink(Arc::new(move |e| {
-            if let Event::Output { host, stream, line } = e
-                && let Ok(mut all) = into.lock()
-            {
-                let mark = if stream == EventKind::Stderr {
-                    "! "
-                } else {
-                    ""
-                };
-                all.entry(host).or_default().push(format!("{mark}{line}"));
+            let (host, line) = match e {
+                Event::Output { host, stream, line } => {
+                    let mark = if stream == EventKind::Stderr {
+                        "! "
+                    } else {
+                        ""
+                    };
+                    (host, format!("{mark}{line}"))
+                }
+                Event::Facts { host, facts } => (host, facts_line(&facts)),
+                _ => return,
+            };
+            if let Ok(mut all) = into.lock() {
+                all.entry(host).or_default().push(line);
             }
         }))
     }
@@ -42,7 +47,10 @@ impl Outputs {
         let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
         let mut groups: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
         for r in results {
-            let key = format!("{}, {}", r.outcome.label(), r.detail);
+            let key = match r.detail.as_str() {
+                "" => r.outcome.label().to_owned(),
+                detail => format!("{}, {detail}", r.outcome.label()),
+            };
             let out = lines.get(&r.host).cloned().unwrap_or_default();
             match groups.iter_mut().find(|(k, _, o)| *k == key && *o == out) {
                 Some((_, hosts, _)) => hosts.push(r.host.clone()),
@@ -73,6 +81,27 @@ impl Outputs {
         }
         text
     }
+}
+
+/// A host's facts in one line, its name left out so that hosts alike fold together.
+fn facts_line(f: &serde_json::Value) -> String {
+    let s = |k: &str| {
+        f.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let n = |k: &str| f.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    format!(
+        "{} (kernel {}, {}), {} cpus, {} MiB, init {}, packages {}",
+        s("os_pretty"),
+        s("kernel"),
+        s("arch"),
+        n("cpus"),
+        n("mem_total_kb") / 1024,
+        s("init"),
+        s("pkg_manager")
+    )
 }
 
 #[cfg(test)]

@@ -96,6 +96,7 @@ impl ServerHandler for Fleet {
         let args = request.arguments.clone().unwrap_or_default();
         let answer: Answer = match request.name.as_ref() {
             "inventory" => tools::inventory(&self.state, &args).map(|t| (None, t)),
+            "facts" => tools::facts(&self.state, &args).await.map(|t| (None, t)),
             "run" => tools::run(&self.state, &args)
                 .await
                 .map(|(rule, t)| (Some(rule), t)),

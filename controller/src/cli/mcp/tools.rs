@@ -63,7 +63,94 @@ pub(super) fn list() -> Vec<Tool> {
             .idempotent(false)
             .open_world(false),
     );
-    vec![inventory, run]
+    let mut facts = Tool::new(
+        "facts",
+        "What each host is: OS, kernel, architecture, CPUs, memory, init system and package \
+         manager; hosts alike are told once.",
+        schema(json!({
+            "type": "object",
+            "properties": {
+                "targets": {"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list."}
+            },
+            "required": ["targets"]
+        })),
+    );
+    facts.annotations = Some(
+        ToolAnnotations::new()
+            .read_only(true)
+            .destructive(false)
+            .idempotent(true)
+            .open_world(false),
+    );
+    vec![inventory, facts, run]
+}
+
+/// `facts`: each host's facts, read and folded, on hosts some rule covers.
+pub(super) async fn facts(state: &State, args: &JsonObject) -> Result<String, String> {
+    let spec = args
+        .get("targets")
+        .and_then(Value::as_str)
+        .ok_or("facts needs targets")?;
+    let (targets, names, inv) = hosts(state, spec)?;
+    let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
+    state
+        .policy
+        .allow_hosts(&names, select)
+        .map_err(|e| format!("{REFUSED}{e}"))?;
+    Ok(fan_out(state, targets, Job::Facts, &state.common.rollout).await)
+}
+
+/// The hosts `spec` names, their names, and the inventory patterns are read in.
+fn hosts(
+    state: &State,
+    spec: &str,
+) -> Result<
+    (
+        Vec<crate::fleet::Target>,
+        Vec<String>,
+        wisp_inventory::Inventory,
+    ),
+    String,
+> {
+    let common = &state.common;
+    let targets = super::super::connect::resolve(spec, common).map_err(|e| match e {
+        super::super::connect::TargetsError::Inventory(m)
+        | super::super::connect::TargetsError::Options(m) => m,
+    })?;
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let inv = match &common.inventory {
+        Some(p) => wisp_inventory::Inventory::load(p).map_err(|e| e.to_string())?,
+        None => wisp_inventory::Inventory::of_hosts(names.clone()),
+    };
+    Ok((targets, names, inv))
+}
+
+/// Runs `job` on `targets` and folds what they said.
+async fn fan_out(
+    state: &State,
+    targets: Vec<crate::fleet::Target>,
+    job: Job,
+    rollout: &super::super::options::RolloutArgs,
+) -> String {
+    let outputs = Outputs::default();
+    let reporter = Arc::new(Reporter::forwarding(outputs.sink()));
+    let (_stop, interrupt) = watch::channel(Interrupt::None);
+    let forks = usize::try_from(state.common.forks).unwrap_or(usize::MAX);
+    let fanned = crate::jobs::run(
+        targets,
+        job,
+        &state.launch,
+        &rollout.rollout(forks),
+        None,
+        reporter,
+        interrupt,
+    )
+    .await;
+    let mut text = outputs.fold(&fanned.results);
+    if let Some(why) = fanned.stopped {
+        text.push_str(&format!("stopped: {why}\n"));
+    }
+    text
 }
 
 /// `inventory`: groups and their folded hosts, or the hosts a pattern selects.
@@ -116,21 +203,12 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, Str
                 .collect()
         })
         .ok_or("run needs argv, a list of words")?;
-    let common = &state.common;
-    let targets = super::super::connect::resolve(spec, common).map_err(|e| match e {
-        super::super::connect::TargetsError::Inventory(m)
-        | super::super::connect::TargetsError::Options(m) => m,
-    })?;
-    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-    let inv = match &common.inventory {
-        Some(p) => wisp_inventory::Inventory::load(p).map_err(|e| e.to_string())?,
-        None => wisp_inventory::Inventory::of_hosts(names.clone()),
-    };
+    let (targets, names, inv) = hosts(state, spec)?;
     let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
     let refused = |e: String| format!("{REFUSED}{e}");
     let rule = state.policy.allow(&argv, &names, select).map_err(refused)?;
     let limits = rule.limits(&LimitArgs::default()).map_err(refused)?;
-    let mut rollout = common.rollout.clone();
+    let mut rollout = state.common.rollout.clone();
     state
         .policy
         .rollout(&mut rollout.serial, &mut rollout.max_fail, (false, false))
@@ -147,23 +225,6 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, Str
     if let Job::Exec { args, .. } = &mut job {
         args.programs = rule.programs.clone();
     }
-    let outputs = Outputs::default();
-    let reporter = Arc::new(Reporter::forwarding(outputs.sink()));
-    let (_stop, interrupt) = watch::channel(Interrupt::None);
-    let forks = usize::try_from(common.forks).unwrap_or(usize::MAX);
-    let fanned = crate::jobs::run(
-        targets,
-        job,
-        &state.launch,
-        &rollout.rollout(forks),
-        None,
-        reporter,
-        interrupt,
-    )
-    .await;
-    let mut text = outputs.fold(&fanned.results);
-    if let Some(why) = fanned.stopped {
-        text.push_str(&format!("stopped: {why}\n"));
-    }
+    let text = fan_out(state, targets, job, &rollout).await;
     Ok((rule.name.clone(), format!("rule {:?}\n{text}", rule.name)))
 }

@@ -227,7 +227,7 @@ mod tests {
                 1,
                 "Task",
                 "exec args: unknown field `unless`, expected one of `argv`, `shell`, `env`, \
-                 `clear_env`, `cwd`, `max_output`"
+                 `clear_env`, `cwd`, `max_output`, `programs`"
                     .into(),
             ),
             (

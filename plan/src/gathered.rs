@@ -59,44 +59,8 @@ impl Gathered {
     /// Reads every file under `dir` (a `templates/`) into the templates, by its path under
     /// `dir`; a name already taken keeps its first file.
     pub(crate) fn templates_under(&self, dir: &Path) -> Result<(), String> {
-        let mut stack = vec![(dir.to_owned(), 0usize)];
-        while let Some((d, depth)) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let path = e.path();
-                let meta = e
-                    .metadata()
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                if meta.is_dir() && depth < 8 {
-                    stack.push((path, depth + 1));
-                    continue;
-                }
-                if !meta.is_file() || meta.len() > MAX_TEMPLATE {
-                    continue;
-                }
-                let name = path
-                    .strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                let mut templates = self.templates.borrow_mut();
-                let total: usize = templates.values().map(String::len).sum();
-                if total > MAX_TEMPLATES {
-                    return Err(format!(
-                        "templates: more than {} MiB in all",
-                        MAX_TEMPLATES >> 20
-                    ));
-                }
-                if let std::collections::btree_map::Entry::Vacant(slot) = templates.entry(name) {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    slot.insert(text);
-                }
-            }
-        }
-        Ok(())
+        let name = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        self.read_under(dir, name, false)
     }
 
     /// Reads every text file under `dir` (a `files/`) into the templates under its own key
@@ -104,6 +68,18 @@ impl Gathered {
     /// task runs, and its text written as it is, never rendered. Files that are not UTF-8 are
     /// left out (a copy that picks one fails, naming it).
     pub(crate) fn files_under(&self, dir: &Path) -> Result<(), String> {
+        self.read_under(dir, |path| file_key(&path.display().to_string()), true)
+    }
+
+    /// Reads the files under `dir` (8 folders deep, each up to 1 MiB) into the templates by
+    /// `key_of` their path; a key already taken keeps its first file. A file that is not
+    /// UTF-8 is left out when `text_only`, an error otherwise.
+    fn read_under(
+        &self,
+        dir: &Path,
+        key_of: impl Fn(&Path) -> String,
+        text_only: bool,
+    ) -> Result<(), String> {
         let mut stack = vec![(dir.to_owned(), 0usize)];
         while let Some((d, depth)) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&d) else {
@@ -122,10 +98,6 @@ impl Gathered {
                     continue;
                 }
                 let mut templates = self.templates.borrow_mut();
-                let key = file_key(&path.display().to_string());
-                if templates.contains_key(&key) {
-                    continue;
-                }
                 let total: usize = templates.values().map(String::len).sum();
                 if total > MAX_TEMPLATES {
                     return Err(format!(
@@ -133,10 +105,18 @@ impl Gathered {
                         MAX_TEMPLATES >> 20
                     ));
                 }
-                if let Ok(text) = String::from_utf8(
-                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-                ) {
-                    templates.insert(key, text);
+                let std::collections::btree_map::Entry::Vacant(slot) =
+                    templates.entry(key_of(&path))
+                else {
+                    continue;
+                };
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                match String::from_utf8(bytes) {
+                    Ok(text) => {
+                        slot.insert(text);
+                    }
+                    Err(_) if text_only => {}
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
                 }
             }
         }

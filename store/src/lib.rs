@@ -16,6 +16,7 @@
 //! half-done. Several wisp processes share one store: WAL lets readers and one writer work
 //! at once, and a writer waits up to [`BUSY_TIMEOUT`] for another's short transaction.
 
+pub mod approvals;
 pub mod calls;
 pub mod clock;
 pub mod journal;

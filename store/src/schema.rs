@@ -114,4 +114,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
         outcome     TEXT NOT NULL
     );
     "#,
+    // 6: plan checks waiting for, or given, an operator's approval (`wisp mcp`'s `check` and
+    // `apply`, `wisp approve`).
+    r#"
+    CREATE TABLE approvals (
+        id           TEXT PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        asked_by     TEXT NOT NULL,
+        rule         TEXT NOT NULL,
+        plan_file    TEXT NOT NULL,
+        plan_hash    TEXT NOT NULL,
+        vars         TEXT NOT NULL,
+        vars_hash    TEXT NOT NULL,
+        targets      TEXT NOT NULL,
+        hosts        TEXT NOT NULL,
+        states       TEXT NOT NULL,
+        report       TEXT NOT NULL,
+        approved_by  TEXT,
+        approved_at  INTEGER,
+        expires_at   INTEGER,
+        used_at      INTEGER
+    );
+    "#,
 ];

@@ -4,6 +4,7 @@
 
 mod apply;
 mod apply_ssh;
+mod approvals;
 mod attacks;
 mod bootstrap;
 mod conformance;

@@ -193,39 +193,62 @@ pub(super) fn run_plan(mut a: PlanArgs, mode: Mode) -> ExitStatus {
     run_loaded(plan, &spec, a.common, &a.options, mode, None)
 }
 
-/// Loads and checks the plan at `path`, with its secrets opened.
+/// Loads and checks the plan at `path`, with its secrets opened; an error is told on stderr.
 pub(super) fn load(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, ExitStatus> {
-    let extra = wisp_plan::extra_vars(&o.extra_vars).map_err(|e| usage_error(&e))?;
+    load_quiet(path, o).map_err(|e| match e {
+        LoadError::Options(m) => usage_error(&m),
+        LoadError::Plan(m) => parse_error(&m),
+    })
+}
+
+/// Why a plan could not be loaded: the options (exit 5) or the plan (exit 4).
+#[derive(Debug)]
+pub(super) enum LoadError {
+    Options(String),
+    Plan(String),
+}
+
+impl From<LoadError> for String {
+    fn from(e: LoadError) -> String {
+        match e {
+            LoadError::Options(m) | LoadError::Plan(m) => m,
+        }
+    }
+}
+
+/// [`load`], the error returned instead of told.
+pub(super) fn load_quiet(path: &std::path::Path, o: &PlanOptions) -> Result<Plan, LoadError> {
+    let extra = wisp_plan::extra_vars(&o.extra_vars).map_err(LoadError::Options)?;
     let text = std::fs::read_to_string(path)
-        .map_err(|e| parse_error(&format!("{}: cannot read the plan: {e}", path.display())))?;
+        .map_err(|e| LoadError::Plan(format!("{}: cannot read the plan: {e}", path.display())))?;
     let mut plan =
-        Plan::parse_with(&text, path, extra).map_err(|e| parse_error(&error_chain(&e)))?;
+        Plan::parse_with(&text, path, extra).map_err(|e| LoadError::Plan(error_chain(&e)))?;
     let selection = wisp_plan::Selection {
         tags: o.tags.clone(),
         skip_tags: o.skip_tags.clone(),
         start_at: o.start_at_task.clone(),
     };
-    plan.select(&selection).map_err(|e| usage_error(&e))?;
+    plan.select(&selection).map_err(LoadError::Options)?;
     if !plan.secret_refs.is_empty() {
         // Opened before anything connects: a missing secret is a plan error.
         let Some(file) = o.secrets.clone().or_else(|| plan.secrets_file.clone()) else {
-            return Err(usage_error(&format!(
+            return Err(LoadError::Options(format!(
                 "{} uses secrets: name the file with --secrets FILE or `secrets = \"...\"` in the plan",
                 path.display()
             )));
         };
         let values = wisp_secrets::identities(o.identity.identity.as_deref())
             .and_then(|ids| wisp_secrets::open(&file, &ids))
-            .map_err(|e| usage_error(&error_chain(&e)))?;
+            .map_err(|e| LoadError::Options(error_chain(&e)))?;
         plan.attach_secrets(values, &file)
-            .map_err(|e| parse_error(&error_chain(&e)))?;
+            .map_err(|e| LoadError::Plan(error_chain(&e)))?;
     }
     Ok(plan)
 }
 
 /// Runs a loaded plan on the hosts `spec` selects (each resumed where `resume` says).
 pub(super) fn run_loaded(
-    mut plan: Plan,
+    plan: Plan,
     spec: &str,
     common: RunOptions,
     o: &PlanOptions,
@@ -240,40 +263,50 @@ pub(super) fn run_loaded(
     };
     let inventory = common.inventory.clone();
     execute::fleet(common, spec, None, move |targets| {
-        select_task_hosts(&mut plan, inventory.as_deref(), targets)?;
-        // Rendered as far as it can be before any host is contacted.
-        let mut names: Vec<String> = targets
-            .iter()
-            .flat_map(|t| t.vars.keys().cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        plan.verify(&names)
-            .map_err(|e| parse_error(&error_chain(&e)))?;
-        let compiled = Compiled::new(&plan)
-            .map_err(|e| parse_error(&error_chain(&e)))?
-            .with_fleet(fleet(inventory.as_deref(), targets)?);
-        Ok(Job::Plan {
-            plan: Arc::new(plan),
-            compiled: Arc::new(compiled),
-            once: Default::default(),
-            peers: Arc::new(
-                targets
-                    .iter()
-                    .map(|t| (t.name.clone(), Arc::clone(&t.transport)))
-                    .collect(),
-            ),
-            options,
-            resume,
-        })
+        plan_job(plan, inventory.as_deref(), targets, options, resume).map_err(|e| parse_error(&e))
+    })
+}
+
+/// The job that runs `plan` on `targets`: its task `targets` selected, rendered as far as it
+/// can be before any host is contacted, its templates compiled.
+pub(super) fn plan_job(
+    mut plan: Plan,
+    inventory: Option<&std::path::Path>,
+    targets: &[Target],
+    options: ApplyOptions,
+    resume: Option<Arc<Resume>>,
+) -> Result<Job, String> {
+    select_task_hosts(&mut plan, inventory, targets)?;
+    let mut names: Vec<String> = targets
+        .iter()
+        .flat_map(|t| t.vars.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    plan.verify(&names).map_err(|e| error_chain(&e))?;
+    let compiled = Compiled::new(&plan)
+        .map_err(|e| error_chain(&e))?
+        .with_fleet(fleet(inventory, targets)?);
+    Ok(Job::Plan {
+        plan: Arc::new(plan),
+        compiled: Arc::new(compiled),
+        once: Default::default(),
+        peers: Arc::new(
+            targets
+                .iter()
+                .map(|t| (t.name.clone(), Arc::clone(&t.transport)))
+                .collect(),
+        ),
+        options,
+        resume,
     })
 }
 
 /// The inventory's groups and the run's hosts, for `groups`, `group_names`, `hostvars` and
 /// `play_hosts`; without an inventory file every host is in `all` and `ungrouped`.
-fn fleet(inventory: Option<&std::path::Path>, targets: &[Target]) -> Result<Fleet, ExitStatus> {
+fn fleet(inventory: Option<&std::path::Path>, targets: &[Target]) -> Result<Fleet, String> {
     let inv = match inventory {
-        Some(path) => Inventory::load(path).map_err(|e| usage_error(&e.to_string()))?,
+        Some(path) => Inventory::load(path).map_err(|e| e.to_string())?,
         None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
     };
     let resolver = inv.resolver();
@@ -305,16 +338,16 @@ fn select_task_hosts(
     plan: &mut Plan,
     inventory: Option<&std::path::Path>,
     targets: &[Target],
-) -> Result<(), ExitStatus> {
+) -> Result<(), String> {
     if !plan.all_tasks().iter().any(|t| t.targets.is_some()) {
         return Ok(());
     }
     let inv = match inventory {
-        Some(path) => Inventory::load(path).map_err(|e| usage_error(&e.to_string()))?,
+        Some(path) => Inventory::load(path).map_err(|e| e.to_string())?,
         None => Inventory::of_hosts(targets.iter().map(|t| t.name.clone())),
     };
     plan.select_task_hosts(|p| wisp_inventory::select(&inv, p))
-        .map_err(|e| parse_error(&error_chain(&e)))
+        .map_err(|e| error_chain(&e))
 }
 
 /// The directory of a plan file, whose `group_vars/` and `host_vars/` apply to its run.

@@ -368,12 +368,17 @@ fn own_uid() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Who is running wisp: `$USER`, else `$LOGNAME`, else the uid.
+pub(super) fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", own_uid()))
+}
+
 /// The journal's first line: what was asked, of which hosts. Command arguments stay out (they
 /// may hold secrets); the program does not.
 fn run_line(job: &Job, spec: &str, hosts: &[String], common: &RunOptions) -> RunStart {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", own_uid()));
+    let user = user();
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();

@@ -4,6 +4,7 @@
 //! it imports it. `connect` is the one module that turns connection flags into transports.
 
 mod apply;
+mod approve;
 mod bundle;
 mod conformance;
 mod connect;
@@ -157,6 +158,17 @@ enum Command {
     /// ran, its targets, how its hosts ended, and its exit code (or "not finished" for a run
     /// still going or killed). `wisp show N` tells the whole of one.
     History(history::HistoryArgs),
+    /// List the plan checks waiting for an operator's approval (`wisp mcp`'s `check`): id,
+    /// who asked, when, the plan and its hosts. `--all` lists approved, used and expired ones
+    /// too.
+    Approvals(approve::ApprovalsArgs),
+    /// Show a plan check whole (who asked, the plan and its hash, the vars, the hosts, every
+    /// change with its diff) and approve it: `wisp approve 3f9c0a1b2d4e`.
+    ///
+    /// The agent may then apply it once, before the approval expires (--for), and only while
+    /// the plan, its vars, its hosts and what each host holds are what the check saw. Asks on
+    /// the terminal unless --yes.
+    Approve(approve::ApproveArgs),
     /// Show one run from the state store: each host's result and each task's, with changes and
     /// what the sandbox enforced.
     ///
@@ -233,6 +245,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Retry(a) => retry::main(*a),
         Command::History(a) => history::history(&a),
         Command::Show(a) => history::show(&a),
+        Command::Approvals(a) => approve::list(&a),
+        Command::Approve(a) => approve::approve(&a),
         Command::Worker(a) => worker::main(*a),
         Command::Keygen(a) => keys::keygen(&a),
         Command::NatsConfig(a) => keys::nats_config(&a),

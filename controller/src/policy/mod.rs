@@ -25,6 +25,10 @@
 //! timeout = "30s"
 //! seccomp = "default"
 //! ```
+//!
+//! Plans are allowed by `[[plan]]` rules: which plan files may be checked on which hosts, and
+//! whether a check may then be applied after an operator's approval, directly, or never (see
+//! [`PlanRule`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -32,10 +36,12 @@ use serde::Deserialize;
 use wisp_plan::limits::LimitArgs;
 
 mod floor;
+mod plans;
 #[cfg(test)]
 mod tests;
 
 pub use floor::Floor;
+pub use plans::{Apply, PlanRule};
 
 /// A loaded policy.
 #[derive(Debug, Deserialize)]
@@ -43,6 +49,8 @@ pub use floor::Floor;
 pub struct Policy {
     #[serde(default, rename = "rule")]
     rules: Vec<Rule>,
+    #[serde(default, rename = "plan")]
+    plans: Vec<PlanRule>,
     #[serde(default)]
     limits: CallLimits,
 }
@@ -90,8 +98,11 @@ impl Policy {
     /// Parses and checks policy text.
     pub fn parse(text: &str) -> Result<Policy, String> {
         let p: Policy = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
-        if p.rules.is_empty() {
-            return Err("no [[rule]]: nothing would be allowed".into());
+        if p.rules.is_empty() && p.plans.is_empty() {
+            return Err("no [[rule]] and no [[plan]]: nothing would be allowed".into());
+        }
+        for r in &p.plans {
+            r.check()?;
         }
         for r in &p.rules {
             if let Some(bad) = r.programs.iter().find(|p| !p.starts_with('/')) {
@@ -123,14 +134,7 @@ impl Policy {
         hosts: &[String],
         select: impl Fn(&str) -> Result<Vec<String>, String>,
     ) -> Result<&Rule, String> {
-        if let Some(max) = self.limits.max_hosts
-            && hosts.len() > max
-        {
-            return Err(format!(
-                "{} hosts: the policy allows at most {max} per call",
-                hosts.len()
-            ));
-        }
+        self.within_max(hosts)?;
         let Some((program, args)) = argv.split_first() else {
             return Err("an empty command".into());
         };
@@ -179,21 +183,28 @@ impl Policy {
         hosts: &[String],
         select: impl Fn(&str) -> Result<Vec<String>, String>,
     ) -> Result<(), String> {
-        if let Some(max) = self.limits.max_hosts
-            && hosts.len() > max
-        {
-            return Err(format!(
-                "{} hosts: the policy allows at most {max} per call",
-                hosts.len()
-            ));
-        }
+        self.within_max(hosts)?;
         let mut covered = std::collections::BTreeSet::new();
-        for rule in &self.rules {
-            covered.extend(select(&rule.hosts)?);
+        for pattern in self.rules.iter().map(|r| &r.hosts) {
+            covered.extend(select(pattern)?);
+        }
+        for pattern in self.plans.iter().map(|r| &r.hosts) {
+            covered.extend(select(pattern)?);
         }
         match hosts.iter().find(|h| !covered.contains(*h)) {
             Some(h) => Err(format!("{h} is in no rule's hosts")),
             None => Ok(()),
+        }
+    }
+
+    /// No more hosts than `max_hosts`.
+    fn within_max(&self, hosts: &[String]) -> Result<(), String> {
+        match self.limits.max_hosts {
+            Some(max) if hosts.len() > max => Err(format!(
+                "{} hosts: the policy allows at most {max} per call",
+                hosts.len()
+            )),
+            _ => Ok(()),
         }
     }
 

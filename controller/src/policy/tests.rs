@@ -136,3 +136,52 @@ fn a_policy_that_allows_nothing_or_names_a_relative_program_is_refused() {
     let e = Policy::parse("[[rule]]\nname = \"x\"\nprograms = [\"/bin/ls\"]\nshell = true\n");
     assert!(e.unwrap_err().contains("unknown field"));
 }
+
+#[test]
+fn plans_are_allowed_by_path_and_hosts_and_say_how_they_apply() {
+    let p = Policy::parse(
+        r#"
+[[plan]]
+name = "web"
+path = "/srv/plans/web-*.toml"
+hosts = "web"
+apply = "direct"
+approval_for = "10m"
+
+[[plan]]
+name = "audit"
+path = "/srv/plans/audit.yml"
+apply = "never"
+"#,
+    )
+    .unwrap();
+    let plan = std::path::Path::new("/srv/plans/web-nginx.toml");
+    let rule = p.allow_plan(plan, &hosts(&["web1"]), select).unwrap();
+    assert_eq!((rule.name.as_str(), rule.apply), ("web", Apply::Direct));
+    assert_eq!(rule.lifetime().unwrap().as_secs(), 600);
+    let e = p.allow_plan(plan, &hosts(&["ops1"]), select).unwrap_err();
+    assert_eq!(e, "plan rule \"web\" covers \"web\", which ops1 is not in");
+    let e = p
+        .allow_plan(
+            std::path::Path::new("/etc/passwd"),
+            &hosts(&["web1"]),
+            select,
+        )
+        .unwrap_err();
+    assert_eq!(e, "no plan rule names /etc/passwd");
+    let every = |pattern: &str| match pattern {
+        "all" => Ok(hosts(&["web1", "web2", "ops1"])),
+        other => select(other),
+    };
+    let audit = std::path::Path::new("/srv/plans/audit.yml");
+    let rule = p.allow_plan(audit, &hosts(&["ops1"]), every).unwrap();
+    assert_eq!(rule.apply, Apply::Never);
+    // Facts may be read from the hosts a plan rule covers, and only from them.
+    assert!(p.allow_hosts(&hosts(&["ops1"]), every).is_ok());
+    assert!(p.allow_hosts(&hosts(&["ops1"]), select).is_err());
+    let e = Policy::parse("[[plan]]\nname = \"x\"\npath = \"plans/*.toml\"\n").unwrap_err();
+    assert!(e.contains("must be absolute"), "{e}");
+    let e = Policy::parse("[[plan]]\nname = \"x\"\npath = \"/p\"\napply = \"sometimes\"\n")
+        .unwrap_err();
+    assert!(e.contains("unknown variant"), "{e}");
+}

@@ -108,6 +108,9 @@ pub struct Drift {
     pub clean: String,
     /// How many hosts match the plan.
     pub clean_count: usize,
+    /// The hosts that match the plan, one by one.
+    #[serde(skip)]
+    pub clean_hosts: Vec<String>,
 }
 
 /// Hosts that drifted identically.
@@ -159,6 +162,7 @@ impl Drift {
             incomplete,
             clean_count: clean.len(),
             clean: fold_hosts(&clean),
+            clean_hosts: clean,
         }
     }
 
@@ -178,11 +182,17 @@ impl Drift {
 
     /// The report as the operator reads it.
     pub fn text(&self) -> String {
+        self.text_as("DRIFTED")
+    }
+
+    /// The report, each group of hosts headed `heading` (`WOULD CHANGE` for a check, `CHANGED`
+    /// for an apply).
+    pub fn text_as(&self, heading: &str) -> String {
         let mut out = String::new();
         for g in &self.groups {
             let n = g.host_list.len();
             out.push_str(&format!(
-                "DRIFTED {} ({n} host{})\n",
+                "{heading} {} ({n} host{})\n",
                 g.hosts,
                 if n == 1 { "" } else { "s" }
             ));

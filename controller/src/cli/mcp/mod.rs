@@ -14,6 +14,7 @@ use super::usage_error;
 use crate::policy::Policy;
 
 mod fold;
+mod plans;
 mod server;
 mod tools;
 

@@ -8,7 +8,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler};
 
-use super::{Shared, State, tools};
+use super::{Shared, State, plans, tools};
 
 /// The fleet, served.
 #[derive(Debug, Clone)]
@@ -69,7 +69,8 @@ impl ServerHandler for Fleet {
             .with_instructions(
                 "A fleet of Linux hosts. `inventory` lists them; `run` runs a program on \
                  some of them, as the operator's policy allows, in a sandbox the hosts' \
-                 kernels enforce.",
+                 kernels enforce. Plans are checked first (`check`), approved by an operator, \
+                 then applied once (`apply`).",
             )
     }
 
@@ -98,6 +99,15 @@ impl ServerHandler for Fleet {
             "inventory" => tools::inventory(&self.state, &args).map(|t| (None, t)),
             "facts" => tools::facts(&self.state, &args).await.map(|t| (None, t)),
             "run" => tools::run(&self.state, &args)
+                .await
+                .map(|(rule, t)| (Some(rule), t)),
+            "check" => plans::check(&self.state, &client, &args)
+                .await
+                .map(|(rule, t)| (Some(rule), t)),
+            "apply" => plans::apply(&self.state, &args)
+                .await
+                .map(|(rule, t)| (Some(rule), t)),
+            "drift" => plans::drift(&self.state, &args)
                 .await
                 .map(|(rule, t)| (Some(rule), t)),
             other => Err(format!("no tool {other:?}")),

@@ -82,7 +82,57 @@ pub(super) fn list() -> Vec<Tool> {
             .idempotent(true)
             .open_world(false),
     );
-    vec![inventory, facts, run]
+    let mut tools = vec![inventory, facts, run];
+    tools.extend(plan_tools());
+    tools
+}
+
+/// A tool with its hints: read-only, destructive, idempotent.
+fn tool(name: &'static str, description: &'static str, args: Value, hints: [bool; 3]) -> Tool {
+    let mut t = Tool::new(name, description, schema(args));
+    t.annotations = Some(
+        ToolAnnotations::new()
+            .read_only(hints[0])
+            .destructive(hints[1])
+            .idempotent(hints[2])
+            .open_world(false),
+    );
+    t
+}
+
+/// `check`, `apply` and `drift`.
+fn plan_tools() -> Vec<Tool> {
+    let plan = json!({"type": "string", "description": "The plan file (a wisp plan or an Ansible playbook), as the policy names it."});
+    let targets = json!({"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list [default: the plan's targets]."});
+    let vars = json!({"type": "object", "description": "Extra vars, above every other."});
+    vec![
+        tool(
+            "check",
+            "Checks a plan on its hosts, changing nothing: what each host would change, with \
+             diffs. What would change is recorded under an id that an operator approves \
+             (`wisp approve ID`); `apply` then runs exactly that, once.",
+            json!({"type": "object", "properties": {"plan": plan, "targets": targets, "vars": vars}, "required": ["plan"]}),
+            [true, false, false],
+        ),
+        tool(
+            "apply",
+            "Applies an approved check, once: only if the plan, its vars and its hosts are \
+             still what was checked, and only on hosts whose state is still what the check \
+             saw there.",
+            json!({"type": "object", "properties": {
+                "approval": {"type": "string", "description": "The id `check` gave."},
+                "plan": plan, "targets": targets, "vars": vars
+            }, "required": ["approval"]}),
+            [false, true, false],
+        ),
+        tool(
+            "drift",
+            "Checks a plan on its hosts, changing nothing, and tells which hosts no longer \
+             match it (hosts that drifted the same way told once) and which are clean.",
+            json!({"type": "object", "properties": {"plan": plan, "targets": targets, "vars": vars}, "required": ["plan"]}),
+            [true, false, true],
+        ),
+    ]
 }
 
 /// `facts`: each host's facts, read and folded, on hosts some rule covers.
@@ -91,19 +141,23 @@ pub(super) async fn facts(state: &State, args: &JsonObject) -> Result<String, St
         .get("targets")
         .and_then(Value::as_str)
         .ok_or("facts needs targets")?;
-    let (targets, names, inv) = hosts(state, spec)?;
+    let (targets, names, inv) = hosts(state, spec, None)?;
     let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
-    state
-        .policy
-        .allow_hosts(&names, select)
-        .map_err(|e| format!("{REFUSED}{e}"))?;
+    state.policy.allow_hosts(&names, select).map_err(refused)?;
     Ok(fan_out(state, targets, Job::Facts, &state.common.rollout).await)
 }
 
-/// The hosts `spec` names, their names, and the inventory patterns are read in.
-fn hosts(
+/// A refusal by the policy, as the agent reads it.
+pub(super) fn refused(why: String) -> String {
+    format!("{REFUSED}{why}")
+}
+
+/// The hosts `spec` names (with a plan's `group_vars/` and `host_vars/` when `plan` is
+/// given), their names, and the inventory patterns are read in.
+pub(super) fn hosts(
     state: &State,
     spec: &str,
+    plan: Option<&std::path::Path>,
 ) -> Result<
     (
         Vec<crate::fleet::Target>,
@@ -112,8 +166,11 @@ fn hosts(
     ),
     String,
 > {
-    let common = &state.common;
-    let targets = super::super::connect::resolve(spec, common).map_err(|e| match e {
+    let mut common = state.common.clone();
+    if let Some(p) = plan {
+        common.playbook_dir = Some(super::super::apply::plan_dir(p));
+    }
+    let targets = super::super::connect::resolve(spec, &common).map_err(|e| match e {
         super::super::connect::TargetsError::Inventory(m)
         | super::super::connect::TargetsError::Options(m) => m,
     })?;
@@ -133,24 +190,38 @@ async fn fan_out(
     rollout: &super::super::options::RolloutArgs,
 ) -> String {
     let outputs = Outputs::default();
-    let reporter = Arc::new(Reporter::forwarding(outputs.sink()));
-    let (_stop, interrupt) = watch::channel(Interrupt::None);
-    let forks = usize::try_from(state.common.forks).unwrap_or(usize::MAX);
-    let fanned = crate::jobs::run(
-        targets,
-        job,
-        &state.launch,
-        &rollout.rollout(forks),
-        None,
-        reporter,
-        interrupt,
-    )
-    .await;
+    let fanned = fan(state, targets, job, rollout, outputs.sink()).await;
     let mut text = outputs.fold(&fanned.results);
     if let Some(why) = fanned.stopped {
         text.push_str(&format!("stopped: {why}\n"));
     }
     text
+}
+
+/// Runs `job` on `targets`, every event (its secrets hidden) to `sink`.
+pub(super) async fn fan(
+    state: &State,
+    targets: Vec<crate::fleet::Target>,
+    job: Job,
+    rollout: &super::super::options::RolloutArgs,
+    sink: wisp_events::Sink,
+) -> crate::fleet::Fanned {
+    let mut reporter = Reporter::forwarding(sink);
+    if let Job::Plan { plan, .. } = &job {
+        reporter = reporter.with_secrets(&plan.secrets);
+    }
+    let (_stop, interrupt) = watch::channel(Interrupt::None);
+    let forks = usize::try_from(state.common.forks).unwrap_or(usize::MAX);
+    crate::jobs::run(
+        targets,
+        job,
+        &state.launch,
+        &rollout.rollout(forks),
+        None,
+        Arc::new(reporter),
+        interrupt,
+    )
+    .await
 }
 
 /// `inventory`: groups and their folded hosts, or the hosts a pattern selects.
@@ -203,9 +274,8 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, Str
                 .collect()
         })
         .ok_or("run needs argv, a list of words")?;
-    let (targets, names, inv) = hosts(state, spec)?;
+    let (targets, names, inv) = hosts(state, spec, None)?;
     let select = |pattern: &str| wisp_inventory::select(&inv, pattern);
-    let refused = |e: String| format!("{REFUSED}{e}");
     let rule = state.policy.allow(&argv, &names, select).map_err(refused)?;
     let limits = rule.limits(&LimitArgs::default()).map_err(refused)?;
     let mut rollout = state.common.rollout.clone();

@@ -155,25 +155,21 @@ apply = "never"
 "#,
     )
     .unwrap();
-    let plan = std::path::Path::new("/srv/plans/web-nginx.toml");
+    let plan = Path::new("/srv/plans/web-nginx.toml");
     let rule = p.allow_plan(plan, &hosts(&["web1"]), select).unwrap();
     assert_eq!((rule.name.as_str(), rule.apply), ("web", Apply::Direct));
     assert_eq!(rule.lifetime().unwrap().as_secs(), 600);
     let e = p.allow_plan(plan, &hosts(&["ops1"]), select).unwrap_err();
     assert_eq!(e, "plan rule \"web\" covers \"web\", which ops1 is not in");
     let e = p
-        .allow_plan(
-            std::path::Path::new("/etc/passwd"),
-            &hosts(&["web1"]),
-            select,
-        )
+        .allow_plan(Path::new("/etc/passwd"), &hosts(&["web1"]), select)
         .unwrap_err();
     assert_eq!(e, "no plan rule names /etc/passwd");
     let every = |pattern: &str| match pattern {
         "all" => Ok(hosts(&["web1", "web2", "ops1"])),
         other => select(other),
     };
-    let audit = std::path::Path::new("/srv/plans/audit.yml");
+    let audit = Path::new("/srv/plans/audit.yml");
     let rule = p.allow_plan(audit, &hosts(&["ops1"]), every).unwrap();
     assert_eq!(rule.apply, Apply::Never);
     // Facts may be read from the hosts a plan rule covers, and only from them.

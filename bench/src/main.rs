@@ -17,6 +17,9 @@
 //!   CPU and peak RSS per host, beside the same plan without templates (alone: `--render`);
 //! - with `--apply-vs N`: the 21-op plan on N sshd hosts, this build beside a baseline wisp
 //!   (`WISP_BASE_BIN`, `WISP_BASE_ARGS`), alternating;
+//! - with `--mcp N` (20 by default): `wisp mcp`'s first `run` call on N sshd hosts and the
+//!   ones after it, with warm sessions and with `--warm 0`; the size of a folded result on
+//!   10N hosts beside `wisp run`'s unfolded output;
 //! - with `--playbook-vs N`: the web role of `tests/playbooks` converged on N sshd hosts by
 //!   `wisp apply`, `ansible-playbook` (`WISP_ANSIBLE_PYTHON`) and a pyinfra deploy
 //!   (`WISP_PYINFRA_PYTHON`), from nothing and again;
@@ -144,6 +147,7 @@ fn ready(r: &RawRunner) {
 mod cpu;
 mod floor;
 mod inventory;
+mod mcp;
 mod playbook;
 mod render;
 mod scale;
@@ -173,6 +177,10 @@ fn alone() -> bool {
     }
     if let Some(n) = count("--playbook-vs") {
         playbook::bench(n);
+        return true;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--mcp") {
+        mcp::bench(args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(20));
         return true;
     }
     if let Some(n) = count("--apply-vs") {

@@ -345,6 +345,11 @@ impl Session {
         self.writer.close().await;
     }
 
+    /// Whether the runner's stream is still open (it has not ended or broken).
+    pub fn is_alive(&self) -> bool {
+        !self.frames.is_closed()
+    }
+
     /// The runner's stderr so far, for error messages.
     pub fn diagnostics(&self) -> String {
         self.handle.diagnostics()

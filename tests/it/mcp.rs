@@ -368,3 +368,66 @@ fn an_agent_runs_checks_and_applies_only_what_an_operator_approved() {
     assert_eq!(calls.matches("refused: approval").count(), 2, "{calls}");
     fleet.assert_clean();
 }
+
+#[test]
+fn warm_sessions_are_reused_between_calls_and_closed_when_idle_or_done() {
+    let Some(python) = client_python() else {
+        return;
+    };
+    let scratch = wisp_tests::ScratchDir::new("mcp-warm");
+    let dir = scratch.0.clone();
+    let fleet = Fleet::start(3);
+    fleet.write_inventory(&dir.join("hosts"));
+    std::fs::write(
+        dir.join("policy.toml"),
+        "[[rule]]\nname = \"look\"\nprograms = [\"/usr/bin/id\"]\n",
+    )
+    .unwrap();
+    let start = |extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "-i".into(),
+            "hosts".into(),
+            "--policy".into(),
+            "policy.toml".into(),
+        ];
+        args.extend(fleet.root_options());
+        args.extend(extra.iter().map(Into::into));
+        Agent::start(&python, &dir, &args)
+    };
+    let pids = || {
+        let mut p: Vec<u32> = fleet.live_runners().iter().map(|(pid, _)| *pid).collect();
+        p.sort_unstable();
+        p
+    };
+    let id = json!({"targets": "all", "argv": ["id", "-u"]});
+
+    // Kept: the second call runs on the runners the first one started.
+    let mut agent = start(&["--warm-idle", "2s"]);
+    assert!(!agent.call("run", id.clone()).0);
+    let first = pids();
+    assert_eq!(first.len(), 3, "one runner kept per host: {first:?}");
+    assert!(!agent.call("run", id.clone()).0);
+    assert_eq!(pids(), first, "the second call reused the kept runners");
+    // Idle past --warm-idle: closed, and the next call starts fresh ones.
+    let closed = wisp_tests::wait_for(std::time::Duration::from_secs(10), || {
+        pids().is_empty().then_some(())
+    });
+    assert!(closed.is_some(), "idle runners still alive: {:?}", pids());
+    assert!(!agent.call("run", id.clone()).0);
+    let again = pids();
+    assert_eq!(again.len(), 3);
+    assert!(
+        again.iter().all(|p| !first.contains(p)),
+        "{again:?} {first:?}"
+    );
+    // The client goes: every kept runner says goodbye and removes itself.
+    agent.finish();
+    fleet.assert_clean();
+
+    // --warm 0: nothing is kept.
+    let mut agent = start(&["--warm", "0"]);
+    assert!(!agent.call("run", id.clone()).0);
+    assert!(pids().is_empty(), "{:?}", fleet.live_runners());
+    agent.finish();
+    fleet.assert_clean();
+}

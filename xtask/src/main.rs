@@ -359,6 +359,7 @@ fn bench() -> Result<()> {
     bench(&["--ssh", &hosts])?;
     let workers = std::env::var("WISP_BENCH_WORKERS").unwrap_or_else(|_| "200".into());
     bench(&["--workers", &workers])?;
+    bench(&["--mcp", "20"])?;
     let scale = std::env::var("WISP_BENCH_SCALE").unwrap_or_else(|_| "1000".into());
     bench(&["--scale", &scale])
 }

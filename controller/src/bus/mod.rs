@@ -179,7 +179,7 @@ impl RunItem for Jobs {
                 job,
                 &launch,
                 &rollout,
-                None,
+                crate::jobs::Keep::default(),
                 reporter,
                 interrupt,
             )

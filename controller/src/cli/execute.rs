@@ -169,7 +169,10 @@ async fn run(
                 job,
                 &launch,
                 &rollout,
-                output_dir,
+                jobs::Keep {
+                    output_dir,
+                    warm: None,
+                },
                 reporter,
                 rx.clone(),
             )

@@ -18,6 +18,7 @@ mod op;
 mod outcome;
 mod output_files;
 mod task;
+pub mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,20 +80,29 @@ pub enum Job {
     },
 }
 
+/// What a run keeps beyond its results: each host's output files, and its sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Keep {
+    /// Where each host's output goes, one file per stream (`--output-dir`).
+    pub output_dir: Option<PathBuf>,
+    /// Where sessions are taken from and parked after a command or facts (`wisp mcp`);
+    /// `None`: every host's session is opened and closed by the run.
+    pub warm: Option<Arc<warm::Warm>>,
+}
+
 /// Runs `job` on every target, at most `forks` at once; returns the results in target order.
 pub async fn run(
     targets: Vec<Target>,
     job: Job,
     launch: &Launch,
     rollout: &crate::rollout::Rollout,
-    output_dir: Option<PathBuf>,
+    keep: Keep,
     reporter: Arc<Reporter>,
     interrupt: watch::Receiver<Interrupt>,
 ) -> crate::fleet::Fanned {
     let job = Arc::new(job);
     let per_host = |target: Target, interrupt: watch::Receiver<Interrupt>| {
-        let (job, reporter, output_dir) =
-            (Arc::clone(&job), Arc::clone(&reporter), output_dir.clone());
+        let (job, reporter, keep) = (Arc::clone(&job), Arc::clone(&reporter), keep.clone());
         // Each host gets its own launch (and so its own nonce), sharing the handshake slots.
         let launch = launch.for_host();
         async move {
@@ -101,7 +111,7 @@ pub async fn run(
                 reporter: &reporter,
                 started: Instant::now(),
             };
-            host.run(&job, &launch, output_dir, interrupt).await
+            host.run(&job, &launch, keep, interrupt).await
         }
     };
     crate::fleet::run(targets, rollout, Arc::clone(&reporter), interrupt, per_host).await
@@ -140,12 +150,22 @@ impl Host<'_> {
         &self,
         job: &Job,
         launch: &Launch,
-        output_dir: Option<PathBuf>,
+        keep: Keep,
         mut interrupt: watch::Receiver<Interrupt>,
     ) -> HostResult {
-        let mut session = match self.connect(launch, &mut interrupt).await {
-            Ok(s) => s,
-            Err(r) => return r,
+        // Only a command or facts reuse a session: a plan's become and facts are its own.
+        let warm = keep
+            .warm
+            .filter(|_| matches!(job, Job::Exec { .. } | Job::Facts));
+        // The host and where it is: an inventory that moved a host does not get its old session.
+        let key = format!("{}\0{:?}", self.name(), self.target.remote);
+        let taken = warm.as_ref().and_then(|w| w.take(&key));
+        let (mut session, opened) = match taken {
+            Some(s) => s,
+            None => match self.connect(launch, &mut interrupt).await {
+                Ok(s) => (s, Instant::now()),
+                Err(r) => return r,
+            },
         };
         let outcome = match job {
             Job::Ping => {
@@ -193,7 +213,7 @@ impl Host<'_> {
                     self,
                     &mut session,
                     job,
-                    output_dir.as_deref(),
+                    keep.output_dir.as_deref(),
                     &mut interrupt,
                 )
                 .await
@@ -210,6 +230,12 @@ impl Host<'_> {
                 }
             }
         };
+        if let Some(w) = warm
+            && *interrupt.borrow() == Interrupt::None
+        {
+            w.put(key, session, opened).await;
+            return outcome;
+        }
         // Shut the runner down; a second Ctrl-C while it says goodbye cuts the wait short.
         tokio::select! {
             _ = session.close(EXIT_GRACE) => {}

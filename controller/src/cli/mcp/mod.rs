@@ -12,6 +12,7 @@ use wisp_events::exit::ExitStatus;
 use super::options::RunOptions;
 use super::usage_error;
 use crate::policy::Policy;
+use crate::jobs::warm::Warm;
 
 mod fold;
 mod plans;
@@ -25,6 +26,15 @@ pub(super) struct McpArgs {
     /// --policy`). Required: an agent gets nothing a policy does not give it.
     #[arg(long, value_name = "FILE")]
     pub(super) policy: PathBuf,
+    /// Keep up to N runner sessions open between calls, one per host, so that the next call
+    /// on a host skips SSH set-up and the push; 0 opens and closes one per call.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(super) warm: usize,
+    /// Close a kept session unused this long (a session is never reused past half the
+    /// runner's --ttl either).
+    #[arg(long, value_name = "DURATION", default_value = "5m",
+          value_parser = wisp_plan::quantity::parse_duration)]
+    pub(super) warm_idle: std::time::Duration,
     #[command(flatten)]
     pub(super) common: RunOptions,
 }
@@ -59,21 +69,38 @@ pub(super) fn main(a: McpArgs) -> ExitStatus {
         Some(Err(e)) => return usage_error(&e.to_string()),
         None => None,
     };
+    let warm = (a.warm > 0).then(|| Arc::new(Warm::new(a.warm, a.warm_idle, a.common.ttl)));
     let server = server::Fleet::new(Shared {
         common: a.common,
         policy,
         launch,
         store,
+        warm: warm.clone(),
     });
     runtime.block_on(async move {
-        let running = match server.serve(rmcp::transport::stdio()).await {
-            Ok(r) => r,
-            Err(e) => return usage_error(&format!("mcp: the client did not start: {e}")),
+        let sweeper = warm.clone().map(|w| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(w.sweep_every()).await;
+                    w.sweep().await;
+                }
+            })
+        });
+        let status = match server.serve(rmcp::transport::stdio()).await {
+            Ok(running) => match running.waiting().await {
+                Ok(_) => ExitStatus::Ok,
+                Err(e) => usage_error(&format!("mcp: {e}")),
+            },
+            Err(e) => usage_error(&format!("mcp: the client did not start: {e}")),
         };
-        match running.waiting().await {
-            Ok(_) => ExitStatus::Ok,
-            Err(e) => usage_error(&format!("mcp: {e}")),
+        if let Some(s) = sweeper {
+            s.abort();
         }
+        // The kept runners say goodbye and remove themselves.
+        if let Some(w) = warm {
+            w.close().await;
+        }
+        status
     })
 }
 
@@ -84,6 +111,8 @@ pub(super) struct Shared {
     pub(super) launch: wisp_transports::Launch,
     /// Where every call is recorded (`--no-state`: nowhere).
     pub(super) store: Option<std::sync::Mutex<wisp_store::Store>>,
+    /// Runner sessions kept between calls (`--warm`).
+    pub(super) warm: Option<Arc<Warm>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -217,7 +217,10 @@ pub(super) async fn fan(
         job,
         &state.launch,
         &rollout.rollout(forks),
-        None,
+        crate::jobs::Keep {
+            output_dir: None,
+            warm: state.warm.clone(),
+        },
         Arc::new(reporter),
         interrupt,
     )

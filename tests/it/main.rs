@@ -15,6 +15,7 @@ mod inventory;
 mod inventory_ansible;
 mod lifecycle;
 mod mcp;
+mod mcp_jobs;
 mod pkg;
 mod plans;
 mod plans_ssh;

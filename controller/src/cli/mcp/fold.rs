@@ -14,16 +14,24 @@ use crate::report::fold_hosts;
 const LINES: usize = 40;
 const LINE_BYTES: usize = 400;
 
-/// Each host's output lines, kept as its events arrive.
+/// Each host's output lines, kept as its events arrive, and how many hosts have ended.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Outputs(Arc<Mutex<HashMap<String, Vec<String>>>>);
+pub(super) struct Outputs(
+    Arc<Mutex<HashMap<String, Vec<String>>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
 
 impl Outputs {
     /// A sink that keeps each host's output lines (stderr marked `! `).
     pub(super) fn sink(&self) -> Sink {
         let into = Arc::clone(&self.0);
+        let ended = Arc::clone(&self.1);
         Sink(Arc::new(move |e| {
             let (host, line) = match e {
+                Event::HostEnded { again: false, .. } => {
+                    ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 Event::Output { host, stream, line } => {
                     let mark = if stream == EventKind::Stderr {
                         "! "
@@ -41,9 +49,23 @@ impl Outputs {
         }))
     }
 
+    /// How many hosts have ended so far.
+    pub(super) fn ended(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The results, folded: one paragraph per group of hosts with the same outcome, detail
-    /// and output.
+    /// and output, each group's output bounded.
     pub(super) fn fold(&self, results: &[HostResult]) -> String {
+        self.fold_within(results, LINES, LINE_BYTES)
+    }
+
+    /// The results folded with every line of output, whole.
+    pub(super) fn fold_whole(&self, results: &[HostResult]) -> String {
+        self.fold_within(results, usize::MAX, usize::MAX)
+    }
+
+    fn fold_within(&self, results: &[HostResult], max_lines: usize, line_bytes: usize) -> String {
         let lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
         let mut groups: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
         for r in results {
@@ -66,17 +88,17 @@ impl Outputs {
                 ""
             };
             text.push_str(&format!("{}: {key}{same}\n", fold_hosts(hosts)));
-            for line in out.iter().take(LINES) {
+            for line in out.iter().take(max_lines) {
                 let cut = line
                     .char_indices()
-                    .nth(LINE_BYTES)
+                    .nth(line_bytes)
                     .map_or(line.len(), |(i, _)| i);
                 text.push_str("  ");
                 text.push_str(&line[..cut]);
                 text.push('\n');
             }
-            if out.len() > LINES {
-                text.push_str(&format!("  ({} more lines)\n", out.len() - LINES));
+            if out.len() > max_lines {
+                text.push_str(&format!("  ({} more lines)\n", out.len() - max_lines));
             }
         }
         text

@@ -11,10 +11,11 @@ use wisp_events::exit::ExitStatus;
 
 use super::options::RunOptions;
 use super::usage_error;
-use crate::policy::Policy;
 use crate::jobs::warm::Warm;
+use crate::policy::Policy;
 
 mod fold;
+mod jobs;
 mod plans;
 mod server;
 mod tools;
@@ -76,7 +77,9 @@ pub(super) fn main(a: McpArgs) -> ExitStatus {
         launch,
         store,
         warm: warm.clone(),
+        jobs: jobs::Jobs::default(),
     });
+    let state = server.state();
     runtime.block_on(async move {
         let sweeper = warm.clone().map(|w| {
             tokio::spawn(async move {
@@ -96,6 +99,8 @@ pub(super) fn main(a: McpArgs) -> ExitStatus {
         if let Some(s) = sweeper {
             s.abort();
         }
+        // Work the agent left running is cancelled: its runners kill it and go.
+        state.jobs.cancel_all().await;
         // The kept runners say goodbye and remove themselves.
         if let Some(w) = warm {
             w.close().await;
@@ -113,6 +118,8 @@ pub(super) struct Shared {
     pub(super) store: Option<std::sync::Mutex<wisp_store::Store>>,
     /// Runner sessions kept between calls (`--warm`).
     pub(super) warm: Option<Arc<Warm>>,
+    /// The runs, as jobs.
+    jobs: jobs::Jobs,
 }
 
 impl std::fmt::Debug for Shared {

@@ -18,7 +18,8 @@ use wisp_events::{Event, Sink};
 use wisp_store::approvals::{self, Approval, Check};
 
 use super::State;
-use super::tools::{REFUSED, fan, hosts, refused};
+use super::jobs::fan;
+use super::tools::{REFUSED, hosts, refused};
 use crate::fleet::Target;
 use crate::jobs::apply::ApplyOptions;
 use crate::policy::{Apply, PlanRule};
@@ -130,7 +131,8 @@ async fn run_plan(
         .policy
         .rollout(&mut rollout.serial, &mut rollout.max_fail, (false, false))
         .map_err(refused)?;
-    let fanned = fan(state, targets, job, &rollout, sink).await;
+    let (_stop, interrupt) = tokio::sync::watch::channel(wisp_events::interrupt::Interrupt::None);
+    let fanned = fan(state, targets, job, &rollout, sink, interrupt).await;
     Ok((Drift::new(&collector, &fanned.results), fanned.stopped))
 }
 

@@ -8,7 +8,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler};
 
-use super::{Shared, State, plans, tools};
+use super::{Shared, State, jobs, plans, tools};
 
 /// The fleet, served.
 #[derive(Debug, Clone)]
@@ -21,6 +21,11 @@ impl Fleet {
         Fleet {
             state: std::sync::Arc::new(shared),
         }
+    }
+
+    /// The state its calls share.
+    pub(super) fn state(&self) -> State {
+        std::sync::Arc::clone(&self.state)
     }
 
     /// Records a call and what came of it.
@@ -110,6 +115,8 @@ impl ServerHandler for Fleet {
             "drift" => plans::drift(&self.state, &args)
                 .await
                 .map(|(rule, t)| (Some(rule), t)),
+            "job" => jobs::status(&self.state, &args).map(|t| (None, t)),
+            "cancel" => jobs::cancel(&self.state, &args).map(|t| (None, t)),
             other => Err(format!("no tool {other:?}")),
         };
         self.audit(client, &request, &answer);

@@ -11,7 +11,7 @@ use wisp_plan::limits::LimitArgs;
 use super::State;
 use super::fold::Outputs;
 use crate::jobs::Job;
-use crate::report::{Reporter, fold_hosts};
+use crate::report::fold_hosts;
 
 /// How a refusal by the policy begins.
 pub(super) const REFUSED: &str = "refused by the policy: ";
@@ -45,13 +45,15 @@ pub(super) fn list() -> Vec<Tool> {
         "Runs a program (no shell: argv) on the hosts `targets` selects, as the policy \
          allows: the program by its path, its arguments, the hosts and how many, under the \
          policy's sandbox. Waits for the end and returns the results folded: hosts that \
-         ended the same way with the same output are told once.",
+         ended the same way with the same output are told once (the whole output stays \
+         with the job, for `job`).",
         schema(json!({
             "type": "object",
             "properties": {
                 "targets": {"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list."},
                 "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                         "description": "The program and its arguments, one word each."}
+                         "description": "The program and its arguments, one word each."},
+                "background": {"type": "boolean", "description": "Answer at once with the job's number instead of waiting; follow it with `job`."}
             },
             "required": ["targets", "argv"]
         })),
@@ -84,6 +86,21 @@ pub(super) fn list() -> Vec<Tool> {
     );
     let mut tools = vec![inventory, facts, run];
     tools.extend(plan_tools());
+    let id = json!({"type": "integer", "minimum": 1, "description": "The job's number, as `run` gave it."});
+    tools.push(tool(
+        "job",
+        "How a job is going (hosts ended so far), or once it ended its whole output, folded, \
+         one page at a time.",
+        json!({"type": "object", "properties": {"id": id, "page": {"type": "integer", "minimum": 1}}, "required": ["id"]}),
+        [true, false, true],
+    ));
+    tools.push(tool(
+        "cancel",
+        "Stops a running job: each host's runner kills the command's whole process tree; \
+         hosts not started yet are not started.",
+        json!({"type": "object", "properties": {"id": id}, "required": ["id"]}),
+        [false, false, true],
+    ));
     tools
 }
 
@@ -190,41 +207,13 @@ async fn fan_out(
     rollout: &super::super::options::RolloutArgs,
 ) -> String {
     let outputs = Outputs::default();
-    let fanned = fan(state, targets, job, rollout, outputs.sink()).await;
+    let (_stop, interrupt) = watch::channel(Interrupt::None);
+    let fanned = super::jobs::fan(state, targets, job, rollout, outputs.sink(), interrupt).await;
     let mut text = outputs.fold(&fanned.results);
     if let Some(why) = fanned.stopped {
         text.push_str(&format!("stopped: {why}\n"));
     }
     text
-}
-
-/// Runs `job` on `targets`, every event (its secrets hidden) to `sink`.
-pub(super) async fn fan(
-    state: &State,
-    targets: Vec<crate::fleet::Target>,
-    job: Job,
-    rollout: &super::super::options::RolloutArgs,
-    sink: wisp_events::Sink,
-) -> crate::fleet::Fanned {
-    let mut reporter = Reporter::forwarding(sink);
-    if let Job::Plan { plan, .. } = &job {
-        reporter = reporter.with_secrets(&plan.secrets);
-    }
-    let (_stop, interrupt) = watch::channel(Interrupt::None);
-    let forks = usize::try_from(state.common.forks).unwrap_or(usize::MAX);
-    crate::jobs::run(
-        targets,
-        job,
-        &state.launch,
-        &rollout.rollout(forks),
-        crate::jobs::Keep {
-            output_dir: None,
-            warm: state.warm.clone(),
-        },
-        Arc::new(reporter),
-        interrupt,
-    )
-    .await
 }
 
 /// `inventory`: groups and their folded hosts, or the hosts a pattern selects.
@@ -293,11 +282,20 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, Str
         env: Vec::new(),
         limits,
     };
-    let mut job = super::super::run::exec_job(exec, argv)
+    let mut job = super::super::run::exec_job(exec, argv.clone())
         .map_err(|status| format!("the command was refused (exit {})", status as u8))?;
     if let Job::Exec { args, .. } = &mut job {
         args.programs = rule.programs.clone();
     }
-    let text = fan_out(state, targets, job, &rollout).await;
-    Ok((rule.name.clone(), format!("rule {:?}\n{text}", rule.name)))
+    let what = super::jobs::what(&argv, &names);
+    let (id, task) = state.jobs.start(state, targets, job, rollout, what);
+    let head = format!("rule {:?}\n", rule.name);
+    if args.get("background").and_then(Value::as_bool) == Some(true) {
+        return Ok((
+            rule.name.clone(),
+            format!("{head}job {id} started; `job` with id {id} follows it, `cancel` stops it\n"),
+        ));
+    }
+    task.await.map_err(|e| format!("job {id} broke: {e}"))?;
+    Ok((rule.name.clone(), head + &state.jobs.answer(id)?))
 }

@@ -6,8 +6,11 @@
 //! Where: `--state FILE`, else `$WISP_STATE`, else `$XDG_STATE_HOME/wisp/wisp.db`, else
 //! `~/.local/state/wisp/wisp.db` (the folder 0700, the file 0600).
 //!
-//! What never enters it: file contents, template values, command arguments, passwords and
-//! secret values. Rows are made from journal lines after the run's redactor has run over them.
+//! What never enters it: file contents, template values, passwords and secret values, and a
+//! run's command arguments. Rows are made from journal lines after the run's redactor has run
+//! over them. Two tables keep what an agent asked, since that is what they audit: `calls` its
+//! arguments (values named like secrets redacted), `approvals` the vars of a plan check and
+//! the diffs it showed (redacted as a run's are).
 //!
 //! When it fails: a store that cannot be opened, migrated or written when a run starts stops
 //! the run before any host is contacted (exit 6, the message names the file and the way out);

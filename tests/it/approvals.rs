@@ -164,3 +164,72 @@ fn replayed_approvals_are_refused_and_a_changed_host_is_left_alone() {
     );
     fleet.assert_clean();
 }
+
+#[test]
+fn a_plans_secrets_reach_neither_the_agent_nor_the_audit() {
+    let Some(python) = client_python() else {
+        return;
+    };
+    let scratch = wisp_tests::ScratchDir::new("approvals-secrets");
+    let dir = scratch.0.clone();
+    let value = format!("s3cret-{}-x", std::process::id());
+    crate::secrets::setup(&dir, &value);
+    let fleet = wisp_tests::sshd::Fleet::start(1);
+    fleet.write_inventory(&dir.join("hosts"));
+    let conf = dir.join("db.conf");
+    std::fs::write(
+        dir.join("db.toml"),
+        format!(
+            "secrets = \"s.age\"\ntargets = \"all\"\n\n[[task]]\nname = \"db config\"\n\
+             op = \"file.write\"\npath = \"{}\"\ncontent = \"password = {{{{ secret.db_pass }}}}\\n\"\n",
+            conf.display()
+        ),
+    )
+    .unwrap();
+    let here = std::fs::canonicalize(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            "[[plan]]\nname = \"db\"\npath = \"{}/db.toml\"\napply = \"direct\"\n",
+            here.display()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-i".into(),
+        "hosts".into(),
+        "--policy".into(),
+        "policy.toml".into(),
+    ];
+    args.extend(fleet.root_options());
+    let key = dir.join("a.key");
+    let mut agent = Agent::start_with(&python, &dir, &args, &[("WISP_AGE_IDENTITY", &key)]);
+    let (error, text) = agent.call("check", json!({"plan": "db.toml"}));
+    assert!(!error, "{text}");
+    assert!(
+        text.contains("+password = [secret:db_pass]") && !text.contains(&value),
+        "{text}"
+    );
+    let id = check_id(&text);
+    let (error, text) = agent.call("apply", json!({"approval": id}));
+    assert!(!error && !text.contains(&value), "{text}");
+    agent.finish();
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        format!("password = {value}\n"),
+        "the host got the value"
+    );
+    // Nothing the store keeps holds it: the calls, the check's report, the runs.
+    let calls = calls(&dir);
+    assert!(
+        calls.contains("check") && !calls.contains(&value),
+        "{calls}"
+    );
+    let state = dir.join(wisp_tests::wisp::ENV_DIR).join("state/wisp");
+    for f in std::fs::read_dir(&state).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        let found = bytes.windows(value.len()).any(|w| w == value.as_bytes());
+        assert!(!found, "the state store holds the secret");
+    }
+    fleet.assert_clean();
+}

@@ -69,8 +69,21 @@ impl Agent {
     /// Starts the client and `wisp mcp ARGS` under it, in `dir`, with the environment the
     /// tests give wisp.
     pub(crate) fn start(python: &Path, dir: &Path, args: &[std::ffi::OsString]) -> Agent {
+        Agent::start_with(python, dir, args, &[])
+    }
+
+    /// [`Agent::start`], with `env` set for the server too.
+    pub(crate) fn start_with(
+        python: &Path,
+        dir: &Path,
+        args: &[std::ffi::OsString],
+        env: &[(&str, &Path)],
+    ) -> Agent {
         std::fs::write(dir.join("client.py"), CLIENT).unwrap();
-        let wisp = wisp_tests::wisp_command!(dir);
+        let mut wisp = wisp_tests::wisp_command!(dir);
+        for (k, v) in env {
+            wisp.env(k, v);
+        }
         let mut client = Command::new(python);
         for (k, v) in wisp.get_envs() {
             match v {

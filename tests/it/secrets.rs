@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use wisp_tests::{ScratchDir, runner_path};
 
 /// `wisp` in `dir`, its temp directory (and so the local runner's) `dir/tmp`.
-fn wisp(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn wisp(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let mut child = wisp_tests::wisp_command!(dir)
         .args(args)
@@ -40,7 +40,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Two identities, a secrets file for both, and `db_pass` set to `value` with the first.
-fn setup(dir: &Path, value: &str) {
+pub(crate) fn setup(dir: &Path, value: &str) {
     let a = wisp(dir, &["secrets", "keygen", "--out", "a.key"], None);
     let b = wisp(dir, &["secrets", "keygen", "--out", "b.key"], None);
     let (a, b) = (text(&a.stdout), text(&b.stdout));

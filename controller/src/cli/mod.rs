@@ -75,12 +75,16 @@ enum Command {
     /// Serve the fleet to an AI agent as Model Context Protocol tools on stdio: `wisp mcp -i
     /// hosts --policy agent.toml`.
     ///
-    /// Tools: `inventory` (groups and their hosts, folded), `facts` (what each host is) and
-    /// `run` (a program, by argv, on some hosts). Every call is held to the policy before any
-    /// host is contacted, and the
-    /// hosts' kernels hold every command to the policy's sandbox; results come back folded
-    /// (`web[01-40]: ok, exit 0, same output`). Configure a client with the command `wisp`
-    /// and the arguments `mcp -i /path/to/hosts --policy /path/to/policy.toml`.
+    /// Tools: `inventory` (groups and their hosts, folded), `facts` (what each host is), `run`
+    /// (a program, by argv, on some hosts; a job, in the background if asked), `job` (a job's
+    /// progress, or its whole output page by page), `cancel`, `check` (a plan in check mode,
+    /// its changes recorded for an operator's approval), `apply` (an approved check, once, only
+    /// while nothing it was made of changed) and `drift`. Every call is held to the policy
+    /// before any host is contacted, and the hosts' kernels hold every command to the policy's
+    /// sandbox; results come back folded (`web[01-40]: ok, exit 0, same output`). Runner
+    /// sessions are kept warm between calls. Configure a client with the command `wisp` and
+    /// the arguments `mcp -i /path/to/hosts --policy /path/to/policy.toml`; approve checks
+    /// with `wisp approvals` and `wisp approve ID`.
     #[command(after_help = AFTER_HELP)]
     Mcp(Box<mcp::McpArgs>),
     /// Bring hosts to the state a plan describes: `wisp apply site.toml web`.

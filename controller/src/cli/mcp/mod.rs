@@ -1,6 +1,10 @@
 //! `wisp mcp`: the fleet as Model Context Protocol tools on stdio, for an AI agent, every
 //! call held to a policy (`--policy`) before any host is contacted. stdout carries the
 //! protocol alone; what wisp says about itself goes to stderr.
+//!
+//! `tools` lists the tools and answers `inventory`, `facts` and `run`; `jobs` holds the runs
+//! (`job`, `cancel`); `plans` is `check`, `apply` and `drift`; `fold` tells hosts that said
+//! the same once; `server` dispatches each call and audits it.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -50,7 +50,10 @@ impl Fleet {
             via: "mcp".into(),
             client,
             tool: request.name.to_string(),
-            args: serde_json::to_string(&request.arguments).unwrap_or_default(),
+            args: redacted(&serde_json::Value::Object(
+                request.arguments.clone().unwrap_or_default(),
+            ))
+            .to_string(),
             rule,
             decision: decision.into(),
             outcome,
@@ -61,6 +64,33 @@ impl Fleet {
             let _ =
                 std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("wisp mcp: {e}\n"));
         }
+    }
+}
+
+/// Names of values that are not recorded: a var called `db_password`, `api_token`, `secret`,
+/// `ssh_key` or `credentials` is kept as `[redacted]`, however deep in the call's arguments.
+const SECRET_NAMES: [&str; 6] = ["pass", "secret", "token", "key", "credential", "auth"];
+
+/// The call's arguments as the audit keeps them.
+fn redacted(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let lower = k.to_lowercase();
+                    let hidden = SECRET_NAMES.iter().any(|n| lower.contains(n));
+                    let v = if hidden {
+                        Value::String("[redacted]".into())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redacted).collect()),
+        other => other.clone(),
     }
 }
 
@@ -125,5 +155,28 @@ impl ServerHandler for Fleet {
             Err(why) => CallToolResult::error(vec![ContentBlock::text(why)]),
         }
         .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_named_like_secrets_are_not_recorded() {
+        let args = serde_json::json!({
+            "plan": "site.toml",
+            "vars": {"port": 80, "db_password": "hunter2", "nested": {"API_Token": ["t"]}}
+        });
+        let kept = redacted(&args).to_string();
+        assert!(
+            !kept.contains("hunter2") && !kept.contains("\"t\""),
+            "{kept}"
+        );
+        assert!(kept.contains(r#""db_password":"[redacted]""#), "{kept}");
+        assert!(
+            kept.contains(r#""port":80"#) && kept.contains("site.toml"),
+            "{kept}"
+        );
     }
 }

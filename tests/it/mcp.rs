@@ -31,7 +31,8 @@ pub(crate) fn client_python() -> Option<PathBuf> {
 
 /// The client: starts the server given on its command line, says what it is and its tools,
 /// then makes each call its stdin gives (one JSON object per line: `{"tool": ..., "args":
-/// ...}`) as it comes, printing one JSON line per answer.
+/// ...}`, with `"progress": true` to ask for progress notifications and `"timeout": S` to give
+/// up, and so cancel, after S seconds) as it comes, printing one JSON line per answer.
 const CLIENT: &str = r#"
 import asyncio, json, os, sys
 from mcp import ClientSession, StdioServerParameters
@@ -50,8 +51,17 @@ async def main():
                 if not line.strip():
                     break
                 c = json.loads(line)
-                res = await s.call_tool(c["tool"], c["args"])
-                print(json.dumps({"error": res.is_error, "text": res.content[0].text}), flush=True)
+                seen = []
+                async def progress(done, total, message):
+                    seen.append([done, total, message])
+                try:
+                    res = await s.call_tool(c["tool"], c["args"], read_timeout_seconds=c.get("timeout"),
+                                            progress_callback=progress if c.get("progress") else None)
+                    out = {"error": res.is_error, "text": res.content[0].text}
+                except Exception as e:
+                    out = {"error": True, "text": "client: %s: %s" % (type(e).__name__, e)}
+                out["progress"] = seen
+                print(json.dumps(out), flush=True)
 
 asyncio.run(main())
 "#;
@@ -126,7 +136,15 @@ impl Agent {
 
     /// Calls `tool`; whether it answered an error, and its text.
     pub(crate) fn call(&mut self, tool: &str, args: Value) -> (bool, String) {
-        let call = json!({"tool": tool, "args": args});
+        let v = self.ask(json!({"tool": tool, "args": args}));
+        (
+            v["error"].as_bool().unwrap(),
+            v["text"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Makes `call` (as the client reads it) and returns the client's whole answer.
+    pub(crate) fn ask(&mut self, call: Value) -> Value {
         println!("--- call: {call}");
         let stdin = self.calls.as_mut().unwrap();
         writeln!(stdin, "{call}").unwrap();
@@ -134,12 +152,8 @@ impl Agent {
         let mut line = String::new();
         self.answers.read_line(&mut line).unwrap();
         println!("--- answer: {line}");
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("no answer to {call} ({e}): {line:?}"));
-        (
-            v["error"].as_bool().unwrap(),
-            v["text"].as_str().unwrap().to_owned(),
-        )
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("no answer to {call} ({e}): {line:?}"))
     }
 
     /// Hangs up; the client and the server must end cleanly.

@@ -117,20 +117,43 @@ fn long_work_is_a_job_followed_cancelled_and_read_page_by_page() {
     let (error, text) = agent.call("cancel", json!({"id": 1}));
     assert!(error && text.contains("has ended"), "{text}");
 
+    // Waited for: progress told as hosts end; given up by the client: cancelled on the hosts.
+    let answer = agent.ask(json!({"tool": "run", "progress": true,
+        "args": {"targets": "all", "argv": ["sleep", "2"]}}));
+    assert_eq!(answer["error"], false, "{answer}");
+    let progress = answer["progress"].as_array().unwrap();
+    assert!(!progress.is_empty(), "no progress told: {answer}");
+    assert!(progress.iter().all(|p| p[1] == 3.0), "{answer}");
+    assert_eq!(progress[0][2], "0 of 3 hosts ended", "{answer}");
+    assert_eq!(
+        progress.last().unwrap()[2],
+        "3 of 3 hosts ended",
+        "told at the end: {answer}"
+    );
+    let answer = agent.ask(json!({"tool": "run", "timeout": 1.5,
+        "args": {"targets": "all", "argv": ["sleep", "600"]}}));
+    assert_eq!(answer["error"], true, "{answer}");
+    let ended = wisp_tests::wait_for(std::time::Duration::from_secs(30), || {
+        let (_, text) = agent.call("job", json!({"id": 3}));
+        text.contains(": ended in ").then_some(text)
+    });
+    let text = ended.expect("the job of the abandoned call ended");
+    assert!(text.contains("web[01-03]: interrupted"), "{text}");
+
     // Output longer than an answer: cut there, whole in the job's pages.
     let (error, text) = agent.call("run", json!({"targets": "all", "argv": ["seq", "5000"]}));
     assert!(!error, "{text}");
     assert!(
         text.contains("web[01-03]: ok, exit 0, same output\n  1\n")
             && text.contains("  (4960 more lines)\n")
-            && text.contains("(output cut; job 2 holds all of it"),
+            && text.contains("(output cut; job 4 holds all of it"),
         "{text}"
     );
     let mut whole = String::new();
     for page in 1.. {
-        let (error, text) = agent.call("job", json!({"id": 2, "page": page}));
+        let (error, text) = agent.call("job", json!({"id": 4, "page": page}));
         if error {
-            assert!(text.contains("job 2 has "), "{text}");
+            assert!(text.contains("job 4 has "), "{text}");
             break;
         }
         let (head, body) = text.split_once('\n').unwrap();

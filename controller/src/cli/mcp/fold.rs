@@ -2,7 +2,7 @@
 //! once, under their folded names (`web[01-20]: ok, exit 0`), largest group first, each
 //! group's output bounded so that 200 hosts fit in a reply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use wisp_events::{Event, HostResult, Sink};
@@ -14,11 +14,12 @@ use crate::report::fold_hosts;
 const LINES: usize = 40;
 const LINE_BYTES: usize = 400;
 
-/// Each host's output lines, kept as its events arrive, and how many hosts have ended.
+/// Each host's output lines, kept as its events arrive, and the hosts whose command has ended
+/// (or that could not run it).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Outputs(
     Arc<Mutex<HashMap<String, Vec<String>>>>,
-    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<Mutex<HashSet<String>>>,
 );
 
 impl Outputs {
@@ -28,8 +29,13 @@ impl Outputs {
         let ended = Arc::clone(&self.1);
         Sink(Arc::new(move |e| {
             let (host, line) = match e {
-                Event::HostEnded { again: false, .. } => {
-                    ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Event::CommandDone { host, .. }
+                | Event::Unreachable { host, .. }
+                | Event::CouldNotStart { host, .. }
+                | Event::Refused { host, .. } => {
+                    if let Ok(mut ended) = ended.lock() {
+                        ended.insert(host);
+                    }
                     return;
                 }
                 Event::Output { host, stream, line } => {
@@ -51,7 +57,7 @@ impl Outputs {
 
     /// How many hosts have ended so far.
     pub(super) fn ended(&self) -> usize {
-        self.1.load(std::sync::atomic::Ordering::Relaxed)
+        self.1.lock().map_or(0, |e| e.len())
     }
 
     /// The results, folded: one paragraph per group of hosts with the same outcome, detail

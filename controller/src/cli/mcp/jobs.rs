@@ -136,6 +136,19 @@ impl Jobs {
         Ok(text)
     }
 
+    /// How many of job `id`'s hosts have ended, of how many.
+    pub(super) fn progress(&self, id: u64) -> (usize, usize) {
+        self.get(id)
+            .map_or((0, 0), |e| (e.outputs.ended(), e.hosts))
+    }
+
+    /// Cancels job `id`.
+    pub(super) fn stop(&self, id: u64) {
+        if let Ok(e) = self.get(id) {
+            e.stop.send_replace(Interrupt::Cancel);
+        }
+    }
+
     /// Stops every running job (the server is going) and waits, for a while, for them to end.
     pub(super) async fn cancel_all(&self) {
         let running: Vec<Arc<Entry>> = match self.all.lock() {
@@ -184,6 +197,62 @@ pub(super) async fn fan(
         interrupt,
     )
     .await
+}
+
+/// How a client follows a call it waits for: progress notifications when it asked for them
+/// (a progress token), and its cancellation of the call.
+pub(super) struct Follow<'a> {
+    /// Where progress goes, when the client asked for it.
+    pub(super) progress: Option<(rmcp::Peer<rmcp::RoleServer>, rmcp::model::ProgressToken)>,
+    /// Ends when the client cancels the call.
+    pub(super) cancelled: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+}
+
+impl Follow<'_> {
+    /// Waits for job `id`'s task, telling each time more of its hosts have ended (and once at
+    /// the start and the end); a cancelled call cancels the job, whose task then ends.
+    pub(super) async fn wait(
+        mut self,
+        state: &State,
+        id: u64,
+        mut task: tokio::task::JoinHandle<()>,
+    ) -> Result<(), String> {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let (mut cancelled, mut told) = (false, None);
+        loop {
+            tokio::select! {
+                done = &mut task => {
+                    tell(self.progress.as_ref(), state.jobs.progress(id)).await;
+                    return done.map_err(|e| format!("job {id} broke: {e}"));
+                }
+                () = &mut self.cancelled, if !cancelled => {
+                    cancelled = true;
+                    state.jobs.stop(id);
+                }
+                _ = tick.tick() => {
+                    let now = state.jobs.progress(id);
+                    if told != Some(now) {
+                        told = Some(now);
+                        tell(self.progress.as_ref(), now).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One progress notification, when the client asked for them.
+async fn tell(
+    to: Option<&(rmcp::Peer<rmcp::RoleServer>, rmcp::model::ProgressToken)>,
+    (ended, total): (usize, usize),
+) {
+    if let Some((peer, token)) = to {
+        #[allow(clippy::cast_precision_loss)] // host counts are small
+        let note = rmcp::model::ProgressNotificationParam::new(token.clone(), ended as f64)
+            .with_total(total as f64)
+            .with_message(format!("{ended} of {total} hosts ended"));
+        let _ = peer.notify_progress(note).await;
+    }
 }
 
 fn id_arg(args: &JsonObject) -> Result<u64, String> {

@@ -94,6 +94,17 @@ fn redacted(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// How the client follows this call: its progress token, if any, and its cancellation.
+fn follow(context: &RequestContext<RoleServer>) -> jobs::Follow<'_> {
+    jobs::Follow {
+        progress: context
+            .meta
+            .get_progress_token()
+            .map(|t| (context.peer.clone(), t)),
+        cancelled: Box::pin(context.ct.cancelled()),
+    }
+}
+
 /// What a tool gave: the rule that allowed it (when one did) and its text, or why not.
 type Answer = Result<(Option<String>, String), String>;
 
@@ -133,7 +144,7 @@ impl ServerHandler for Fleet {
         let answer: Answer = match request.name.as_ref() {
             "inventory" => tools::inventory(&self.state, &args).map(|t| (None, t)),
             "facts" => tools::facts(&self.state, &args).await.map(|t| (None, t)),
-            "run" => tools::run(&self.state, &args)
+            "run" => tools::run(&self.state, &args, follow(&context))
                 .await
                 .map(|(rule, t)| (Some(rule), t)),
             "check" => plans::check(&self.state, &client, &args)

@@ -251,7 +251,11 @@ pub(super) fn inventory(state: &State, args: &JsonObject) -> Result<String, Stri
 
 /// `run`: the call checked against the policy, then run on every host it names; the
 /// results folded.
-pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, String), String> {
+pub(super) async fn run(
+    state: &State,
+    args: &JsonObject,
+    follow: super::jobs::Follow<'_>,
+) -> Result<(String, String), String> {
     let spec = args
         .get("targets")
         .and_then(Value::as_str)
@@ -296,6 +300,6 @@ pub(super) async fn run(state: &State, args: &JsonObject) -> Result<(String, Str
             format!("{head}job {id} started; `job` with id {id} follows it, `cancel` stops it\n"),
         ));
     }
-    task.await.map_err(|e| format!("job {id} broke: {e}"))?;
+    follow.wait(state, id, task).await?;
     Ok((rule.name.clone(), head + &state.jobs.answer(id)?))
 }

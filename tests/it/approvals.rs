@@ -2,7 +2,9 @@
 //! replays them: with the plan changed, with other vars (given, or in the inventory), with
 //! more hosts, with another plan, after expiry, twice; a host changed between check and apply
 //! is left alone while the others are applied; a plan rule that never applies, and one that
-//! approves by itself. Each attempt is refused with its reason, and recorded.
+//! approves by itself. Each attempt is refused with its reason, and recorded. A plan's secret
+//! reaches the host but not the agent nor the store, and an agent's name cannot drive the
+//! approver's terminal.
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a failed unwrap is a failed test
 
@@ -203,7 +205,10 @@ fn a_plans_secrets_reach_neither_the_agent_nor_the_audit() {
     ];
     args.extend(fleet.root_options());
     let key = dir.join("a.key");
-    let mut agent = Agent::start_with(&python, &dir, &args, &[("WISP_AGE_IDENTITY", &key)]);
+    // An agent whose name would drive the approver's terminal (set its title, ring).
+    let name = std::path::Path::new("evil\x1b]0;owned\x07agent");
+    let env = [("WISP_AGE_IDENTITY", key.as_path()), ("AGENT_NAME", name)];
+    let mut agent = Agent::start_with(&python, &dir, &args, &env);
     let (error, text) = agent.call("check", json!({"plan": "db.toml"}));
     assert!(!error, "{text}");
     assert!(
@@ -218,6 +223,14 @@ fn a_plans_secrets_reach_neither_the_agent_nor_the_audit() {
         std::fs::read_to_string(&conf).unwrap(),
         format!("password = {value}\n"),
         "the host got the value"
+    );
+    let mut list = wisp_tests::wisp_command!(&dir);
+    list.args(["approvals", "--all"]).current_dir(&dir);
+    let listed = wisp_tests::wisp::run(&mut list, &dir);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("evil\\x1b]0;owned\\x07agent 1.0") && !listed.contains('\x1b'),
+        "the client's name is shown escaped: {listed:?}"
     );
     // Nothing the store keeps holds it: the calls, the check's report, the runs.
     let calls = calls(&dir);

@@ -35,13 +35,14 @@ pub(crate) fn client_python() -> Option<PathBuf> {
 /// up, and so cancel, after S seconds) as it comes, printing one JSON line per answer.
 const CLIENT: &str = r#"
 import asyncio, json, os, sys
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
 async def main():
     server = StdioServerParameters(command=sys.argv[1], args=sys.argv[2:], env=dict(os.environ))
     async with stdio_client(server) as (r, w):
-        async with ClientSession(r, w) as s:
+        me = types.Implementation(name=os.environ.get("AGENT_NAME", "mcp"), version="1.0")
+        async with ClientSession(r, w, client_info=me) as s:
             init = await s.initialize()
             print(json.dumps({"server": init.server_info.name}), flush=True)
             tools = await s.list_tools()
@@ -203,11 +204,13 @@ pub(crate) fn hosts_with_a_folder(
     (scratch, fleet, srv.join("app.conf"))
 }
 
-/// A plan that writes `port = PORT` (a var) into `conf` on all its hosts.
+/// A plan that writes `port = PORT` (a var) into `conf` on all its hosts, then runs a
+/// command (which check mode cannot check).
 pub(crate) fn plan_text(conf: &Path, port: u32) -> String {
     format!(
         "targets = \"all\"\n[vars]\nport = {port}\n\n[[task]]\nname = \"config\"\n\
-         op = \"file.write\"\npath = \"{}\"\ncontent = \"port = {{{{ port }}}}\\n\"\n",
+         op = \"file.write\"\npath = \"{}\"\ncontent = \"port = {{{{ port }}}}\\n\"\n\n\
+         [[task]]\nname = \"reload\"\nop = \"exec\"\nargv = [\"true\"]\n",
         conf.display()
     )
 }
@@ -304,6 +307,10 @@ fn an_agent_runs_checks_and_applies_only_what_an_operator_approved() {
     assert!(
         text.contains("WOULD CHANGE web[01-20] (20 hosts)") && text.contains("+port = 8080"),
         "{text}"
+    );
+    assert!(
+        text.ends_with("WILL RUN UNCHECKED web[01-20] (20 hosts): reload\n"),
+        "what check mode cannot check is told: {text}"
     );
     let id = check_id(&text);
     let (error, text) = agent.call("apply", json!({"approval": id}));

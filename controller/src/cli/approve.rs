@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::options::StateArgs;
 use super::{state_error, usage_error};
-use crate::report::fold_hosts;
+use crate::report::{fold_hosts, visible};
 use wisp_events::exit::ExitStatus;
 use wisp_store::approvals::{Approval, now};
 use wisp_store::clock::timestamp;
@@ -79,7 +79,7 @@ pub(super) fn list(a: &ApprovalsArgs) -> ExitStatus {
     let at = now();
     let mut out = std::io::stdout().lock();
     for r in rows.iter().filter(|r| a.all || r.state(at) == "pending") {
-        let _ = writeln!(out, "{}", line(r, at));
+        let _ = writeln!(out, "{}", visible(&line(r, at)));
     }
     ExitStatus::Ok
 }
@@ -105,10 +105,9 @@ pub(super) fn approve(a: &ApproveArgs) -> ExitStatus {
     }
     let c = &found.check;
     let mut out = std::io::stdout().lock();
-    let _ = write!(
-        out,
+    let shown = format!(
         "check {}\n  asked by  {}\n  at        {}\n  plan      {} (sha256 {})\n  vars      {}\n  \
-         targets   {} = {} ({} hosts)\n  rule      {:?}\n\n{}\n",
+         targets   {} = {} ({} hosts)\n  rule      {:?}\n\n{}",
         found.id,
         c.asked_by,
         timestamp(found.at),
@@ -121,6 +120,11 @@ pub(super) fn approve(a: &ApproveArgs) -> ExitStatus {
         c.rule,
         c.report
     );
+    // Who asked is the client's word, and the report holds the hosts' words: escaped, so
+    // neither can drive the approver's terminal.
+    for l in shown.lines() {
+        let _ = writeln!(out, "{}", visible(l));
+    }
     let _ = out.flush();
     if !a.yes {
         if !std::io::stdin().is_terminal() {

@@ -97,6 +97,34 @@ fn ask<'s>(
     })
 }
 
+/// What a plan's run found.
+struct Found {
+    /// What each host's tasks changed (or would), folded.
+    drift: Drift,
+    /// Why the rollout stopped early.
+    stopped: Option<String>,
+    /// The tasks check mode could not check (an exec runs only for real), by task, with their
+    /// hosts: they run on apply, whatever they do.
+    unchecked: BTreeMap<String, Vec<String>>,
+}
+
+impl Found {
+    /// The tasks that run unchecked, for the approver.
+    fn unchecked_text(&self) -> String {
+        self.unchecked
+            .iter()
+            .map(|(task, hosts)| {
+                format!(
+                    "WILL RUN UNCHECKED {} ({} hosts): {}\n",
+                    crate::report::fold_hosts(hosts),
+                    hosts.len(),
+                    crate::report::visible(task)
+                )
+            })
+            .collect()
+    }
+}
+
 /// Runs `asked`'s plan on `targets` in check mode (or for real), and gathers what each
 /// host's tasks found.
 async fn run_plan(
@@ -104,7 +132,7 @@ async fn run_plan(
     asked: &Asked<'_>,
     targets: Vec<Target>,
     check: bool,
-) -> Result<(Drift, Option<String>), String> {
+) -> Result<Found, String> {
     let options = ApplyOptions {
         check,
         diff: true,
@@ -120,9 +148,18 @@ async fn run_plan(
         None,
     )?;
     let collector = Arc::new(Collector::default());
-    let into = Arc::clone(&collector);
+    let unchecked = Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<String>>::new()));
+    let (into, skipped) = (Arc::clone(&collector), Arc::clone(&unchecked));
     let sink = Sink(Arc::new(move |e| match e {
-        Event::Task(t) => into.task(&t.host, &t.task, &t.status, &t.detail),
+        Event::Task(t) => {
+            if t.status == "skipped"
+                && t.detail == "check mode"
+                && let Ok(mut s) = skipped.lock()
+            {
+                s.entry(t.task.clone()).or_default().push(t.host.clone());
+            }
+            into.task(&t.host, &t.task, &t.status, &t.detail);
+        }
         Event::Diff { host, text } => into.diff(&host, &text),
         _ => {}
     }));
@@ -133,7 +170,16 @@ async fn run_plan(
         .map_err(refused)?;
     let (_stop, interrupt) = tokio::sync::watch::channel(wisp_events::interrupt::Interrupt::None);
     let fanned = fan(state, targets, job, &rollout, sink, interrupt).await;
-    Ok((Drift::new(&collector, &fanned.results), fanned.stopped))
+    let mut unchecked = unchecked.lock().map(|u| u.clone()).unwrap_or_default();
+    for hosts in unchecked.values_mut() {
+        hosts.sort();
+        hosts.dedup();
+    }
+    Ok(Found {
+        drift: Drift::new(&collector, &fanned.results),
+        stopped: fanned.stopped,
+        unchecked,
+    })
 }
 
 /// Each host's digest of what the check found on it; the hosts that could not be checked
@@ -206,9 +252,10 @@ pub(super) async fn check(
     let plan = text_arg(args, "plan").ok_or("check needs plan")?;
     let vars = args.get("vars").cloned().unwrap_or(Value::Null);
     let asked = ask(state, plan, text_arg(args, "targets"), vars)?;
-    let (drift, stopped) = run_plan(state, &asked, asked.targets.clone(), true).await?;
-    let (states, broken) = digests(&drift);
-    let report = drift.text_as("WOULD CHANGE");
+    let found = run_plan(state, &asked, asked.targets.clone(), true).await?;
+    let (drift, stopped) = (&found.drift, found.stopped.clone());
+    let (states, broken) = digests(drift);
+    let report = drift.text_as("WOULD CHANGE") + &found.unchecked_text();
     let rule = asked.rule.name.clone();
     if let Some(why) = stopped {
         return Err(format!("the check stopped: {why}\n{report}"));
@@ -220,7 +267,7 @@ pub(super) async fn check(
             broken.join("\n  ")
         ));
     }
-    if drift.groups.is_empty() {
+    if drift.groups.is_empty() && found.unchecked.is_empty() {
         return Ok((rule, format!("nothing would change\n{report}")));
     }
     let id = {
@@ -271,9 +318,9 @@ pub(super) async fn drift(state: &State, args: &JsonObject) -> Result<(String, S
     let plan = text_arg(args, "plan").ok_or("drift needs plan")?;
     let vars = args.get("vars").cloned().unwrap_or(Value::Null);
     let asked = ask(state, plan, text_arg(args, "targets"), vars)?;
-    let (drift, stopped) = run_plan(state, &asked, asked.targets.clone(), true).await?;
-    let mut text = drift.text();
-    if let Some(why) = stopped {
+    let found = run_plan(state, &asked, asked.targets.clone(), true).await?;
+    let mut text = found.drift.text();
+    if let Some(why) = found.stopped {
         text.push_str(&format!("stopped: {why}\n"));
     }
     Ok((asked.rule.name.clone(), text))
@@ -304,11 +351,11 @@ pub(super) async fn apply(state: &State, args: &JsonObject) -> Result<(String, S
     }
     let rule = asked.rule.name.clone();
     let seen: BTreeMap<String, String> = serde_json::from_str(&c.states).unwrap_or_default();
-    let (drift, stopped) = run_plan(state, &asked, asked.targets.clone(), true).await?;
-    if let Some(why) = stopped {
+    let found = run_plan(state, &asked, asked.targets.clone(), true).await?;
+    if let Some(why) = found.stopped {
         return Err(format!("the check before applying stopped: {why}"));
     }
-    let (now_states, _) = digests(&drift);
+    let (now_states, _) = digests(&found.drift);
     let (same, moved): (Vec<Target>, Vec<Target>) = asked.targets.iter().cloned().partition(|t| {
         seen.get(&t.name)
             .is_some_and(|d| now_states.get(&t.name) == Some(d))
@@ -316,13 +363,13 @@ pub(super) async fn apply(state: &State, args: &JsonObject) -> Result<(String, S
     let mut text = String::new();
     if !same.is_empty() {
         let applied: Vec<String> = same.iter().map(|t| t.name.clone()).collect();
-        let (done, stopped) = run_plan(state, &asked, same, false).await?;
+        let done = run_plan(state, &asked, same, false).await?;
         text.push_str(&format!(
             "applied check {id} on {}\n{}",
             crate::report::fold_hosts(&applied),
-            done.text_as("CHANGED")
+            done.drift.text_as("CHANGED")
         ));
-        if let Some(why) = stopped {
+        if let Some(why) = done.stopped {
             text.push_str(&format!("stopped: {why}\n"));
         }
     }

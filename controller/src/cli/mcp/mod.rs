@@ -28,7 +28,8 @@ mod tools;
 pub(super) struct McpArgs {
     /// The policy every call is held to: which programs may run on which hosts, with which
     /// arguments, under which sandbox floor, on how many hosts at once (see `wisp run
-    /// --policy`). Required: an agent gets nothing a policy does not give it.
+    /// --policy`), and which plans may be checked on which hosts and how they may then be
+    /// applied (`[[plan]]` rules). Required: an agent gets nothing a policy does not give it.
     #[arg(long, value_name = "FILE")]
     pub(super) policy: PathBuf,
     /// Keep up to N runner sessions open between calls, one per host, so that the next call

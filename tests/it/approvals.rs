@@ -10,7 +10,10 @@
 
 use serde_json::json;
 
-use crate::mcp::{Agent, approve, calls, check_id, client_python, hosts_with_a_folder, plan_text};
+use crate::mcp::{
+    Agent, approve, calls, check_id, client_python, edit_by_hand, hosts_with_a_folder, plan_text,
+    serve_args,
+};
 
 #[test]
 fn replayed_approvals_are_refused_and_a_changed_host_is_left_alone() {
@@ -38,13 +41,7 @@ fn replayed_approvals_are_refused_and_a_changed_host_is_left_alone() {
         ),
     )
     .unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-i".into(),
-        "hosts".into(),
-        "--policy".into(),
-        "policy.toml".into(),
-    ];
-    args.extend(fleet.root_options());
+    let args = serve_args(&fleet);
     let mut agent = Agent::start(&python, &dir, &args);
     let checked = |agent: &mut Agent, args: serde_json::Value| {
         let (error, text) = agent.call("check", args);
@@ -105,19 +102,7 @@ fn replayed_approvals_are_refused_and_a_changed_host_is_left_alone() {
     assert_eq!(approve(&dir, &id, &[]).status.code(), Some(5));
 
     // A host changed between check and apply: the others are applied, it is left alone.
-    let edit = fleet.wisp(
-        wisp_tests::wisp_command!(&dir),
-        &dir,
-        &[
-            "run",
-            "web02",
-            "--",
-            "sh",
-            "-c",
-            &format!("echo 'port = 2' > {}", conf.display()),
-        ],
-    );
-    assert_eq!(edit.status.code(), Some(0));
+    edit_by_hand(&fleet, &dir, "web02", &conf, "port = 2");
     let (error, text) = agent.call("apply", json!({"approval": id}));
     assert!(error, "{text}");
     assert!(
@@ -197,13 +182,7 @@ fn a_plans_secrets_reach_neither_the_agent_nor_the_audit() {
         ),
     )
     .unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-i".into(),
-        "hosts".into(),
-        "--policy".into(),
-        "policy.toml".into(),
-    ];
-    args.extend(fleet.root_options());
+    let args = serve_args(&fleet);
     let key = dir.join("a.key");
     // An agent whose name would drive the approver's terminal (set its title, ring).
     let name = std::path::Path::new("evil\x1b]0;owned\x07agent");

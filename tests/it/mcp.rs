@@ -165,6 +165,36 @@ impl Agent {
     }
 }
 
+/// `wisp mcp`'s arguments for `fleet`: the inventory `hosts` and the policy `policy.toml`
+/// (both in the test's dir), and the fleet's credentials.
+pub(crate) fn serve_args(fleet: &Fleet) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-i".into(),
+        "hosts".into(),
+        "--policy".into(),
+        "policy.toml".into(),
+    ];
+    args.extend(fleet.root_options());
+    args
+}
+
+/// Writes `text` into `file` on `host` by hand (through `wisp run`, not the agent).
+pub(crate) fn edit_by_hand(fleet: &Fleet, dir: &Path, host: &str, file: &Path, text: &str) {
+    let edit = fleet.wisp(
+        wisp_tests::wisp_command!(dir),
+        dir,
+        &[
+            "run",
+            host,
+            "--",
+            "sh",
+            "-c",
+            &format!("echo '{text}' > {}", file.display()),
+        ],
+    );
+    assert_eq!(edit.status.code(), Some(0));
+}
+
 /// `wisp history --calls` in `dir`.
 pub(crate) fn calls(dir: &Path) -> String {
     let mut history = wisp_tests::wisp_command!(dir);
@@ -253,13 +283,7 @@ fn an_agent_runs_checks_and_applies_only_what_an_operator_approved() {
         ),
     )
     .unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-i".into(),
-        "hosts".into(),
-        "--policy".into(),
-        "policy.toml".into(),
-    ];
-    args.extend(fleet.root_options());
+    let args = serve_args(&fleet);
     let mut agent = Agent::start(&python, &dir, &args);
     assert_eq!(agent.hello.0, "wisp");
     assert_hints(&agent.hello.1);
@@ -341,19 +365,7 @@ fn an_agent_runs_checks_and_applies_only_what_an_operator_approved() {
 
     // Changed on one host since: the used approval is refused; drift names the host; a
     // fresh check and approval bring it back.
-    let edit = fleet.wisp(
-        wisp_tests::wisp_command!(&dir),
-        &dir,
-        &[
-            "run",
-            "web05",
-            "--",
-            "sh",
-            "-c",
-            &format!("echo 'port = 1' > {}", conf.display()),
-        ],
-    );
-    assert_eq!(edit.status.code(), Some(0));
+    edit_by_hand(&fleet, &dir, "web05", &conf, "port = 1");
     let (error, text) = agent.call("apply", json!({"approval": id}));
     assert!(error, "{text}");
     assert!(

@@ -7,7 +7,7 @@
 use serde_json::json;
 use wisp_tests::sshd::Fleet;
 
-use crate::mcp::{Agent, client_python};
+use crate::mcp::{Agent, client_python, serve_args};
 
 #[test]
 fn warm_sessions_are_reused_between_calls_and_closed_when_idle_or_done() {
@@ -24,13 +24,7 @@ fn warm_sessions_are_reused_between_calls_and_closed_when_idle_or_done() {
     )
     .unwrap();
     let start = |extra: &[&str]| {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "-i".into(),
-            "hosts".into(),
-            "--policy".into(),
-            "policy.toml".into(),
-        ];
-        args.extend(fleet.root_options());
+        let mut args = serve_args(&fleet);
         args.extend(extra.iter().map(Into::into));
         Agent::start(&python, &dir, &args)
     };
@@ -86,13 +80,7 @@ fn long_work_is_a_job_followed_cancelled_and_read_page_by_page() {
         "[[rule]]\nname = \"slow\"\nprograms = [\"/usr/bin/sleep\", \"/usr/bin/seq\"]\n",
     )
     .unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-i".into(),
-        "hosts".into(),
-        "--policy".into(),
-        "policy.toml".into(),
-    ];
-    args.extend(fleet.root_options());
+    let args = serve_args(&fleet);
     let mut agent = Agent::start(&python, &dir, &args);
 
     // In the background: the answer comes at once; `job` follows it; `cancel` stops it.

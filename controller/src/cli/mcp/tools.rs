@@ -22,67 +22,44 @@ fn schema(v: Value) -> Arc<JsonObject> {
 
 /// Every tool, as `tools/list` gives them.
 pub(super) fn list() -> Vec<Tool> {
-    let mut inventory = Tool::new(
+    let targets = json!({"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list."});
+    let inventory = tool(
         "inventory",
         "The inventory's groups, each with its hosts folded (web[01-40]); with `pattern`, \
          the hosts it selects.",
-        schema(json!({
+        json!({
             "type": "object",
             "properties": {
                 "pattern": {"type": "string", "description": "An inventory pattern (web:&prod, db*, !web03); all groups when absent."}
             }
-        })),
+        }),
+        [true, false, true],
     );
-    inventory.annotations = Some(
-        ToolAnnotations::new()
-            .read_only(true)
-            .destructive(false)
-            .idempotent(true)
-            .open_world(false),
-    );
-    let mut run = Tool::new(
+    let run = tool(
         "run",
         "Runs a program (no shell: argv) on the hosts `targets` selects, as the policy \
          allows: the program by its path, its arguments, the hosts and how many, under the \
          policy's sandbox. Waits for the end and returns the results folded: hosts that \
          ended the same way with the same output are told once (the whole output stays \
          with the job, for `job`).",
-        schema(json!({
+        json!({
             "type": "object",
             "properties": {
-                "targets": {"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list."},
+                "targets": targets,
                 "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                          "description": "The program and its arguments, one word each."},
                 "background": {"type": "boolean", "description": "Answer at once with the job's number instead of waiting; follow it with `job`."}
             },
             "required": ["targets", "argv"]
-        })),
+        }),
+        [false, true, false],
     );
-    run.annotations = Some(
-        ToolAnnotations::new()
-            .read_only(false)
-            .destructive(true)
-            .idempotent(false)
-            .open_world(false),
-    );
-    let mut facts = Tool::new(
+    let facts = tool(
         "facts",
         "What each host is: OS, kernel, architecture, CPUs, memory, init system and package \
          manager; hosts alike are told once.",
-        schema(json!({
-            "type": "object",
-            "properties": {
-                "targets": {"type": "string", "description": "Hosts: an inventory pattern or a comma-separated list."}
-            },
-            "required": ["targets"]
-        })),
-    );
-    facts.annotations = Some(
-        ToolAnnotations::new()
-            .read_only(true)
-            .destructive(false)
-            .idempotent(true)
-            .open_world(false),
+        json!({"type": "object", "properties": {"targets": targets}, "required": ["targets"]}),
+        [true, false, true],
     );
     let mut tools = vec![inventory, facts, run];
     tools.extend(plan_tools());
@@ -104,7 +81,8 @@ pub(super) fn list() -> Vec<Tool> {
     tools
 }
 
-/// A tool with its hints: read-only, destructive, idempotent.
+/// A tool with its hints: read-only, destructive, idempotent (and never open-world: the
+/// tools reach the inventory's hosts alone).
 fn tool(name: &'static str, description: &'static str, args: Value, hints: [bool; 3]) -> Tool {
     let mut t = Tool::new(name, description, schema(args));
     t.annotations = Some(
